@@ -1,0 +1,75 @@
+/* common.c: error formatting, stable hashing and checked allocation. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "budgetd/common.h"
+
+/* Writes the message into errbuf (if any) and hands the code back so callers
+ * can `return bd_errf(...)` in one line. */
+bd_err_t bd_errf(char *errbuf, size_t errlen, bd_err_t code, const char *fmt, ...)
+{
+    if (errbuf && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* splitmix64 finaliser: spreads every input bit over the output. */
+uint64_t bd_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* FNV-1a over the bytes, finalised by bd_mix64. Same value on every host. */
+uint64_t bd_hash64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return bd_mix64(h);
+}
+
+static void bd_oom(size_t n)
+{
+    fprintf(stderr, "budgetd: out of memory (%zu bytes)\n", n);
+    abort();
+}
+
+void *bd_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) bd_oom(n);
+    return p;
+}
+
+void *bd_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) bd_oom(n * size);
+    return p;
+}
+
+void *bd_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) bd_oom(n);
+    return q;
+}
+
+char *bd_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = bd_xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}

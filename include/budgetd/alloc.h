@@ -1,0 +1,77 @@
+/* alloc.h: Thompson-sampling allocation under guardrails (DESIGN "Allocation"). */
+#ifndef BUDGETD_ALLOC_H
+#define BUDGETD_ALLOC_H
+
+#include <stdbool.h>
+#include <gsl/gsl_rng.h>
+#include "budgetd/config.h"
+#include "budgetd/model.h"
+
+/* Which guardrail bound a channel's spend (record field "bound"). */
+typedef enum {
+    BD_BOUND_NONE = 0, BD_BOUND_MIN, BD_BOUND_MAX, BD_BOUND_RAMP, BD_BOUND_RISK
+} bd_bound_t;
+const char *bd_bound_name(bd_bound_t b);
+
+/* Guardrail rules: the spec that alloc.c implements and verify.c re-checks
+ * independently. B = pol->budget, prev = allocation in force.
+ *  - cap_i = max_i, or for a `lab` channel not yet promoted
+ *    min(max_i, max(min_i, lab.cap_share * B)).
+ *  - ramp: step_i = max(max_step * prev_i, 0.01 * B); the ramp box is
+ *    [prev_i - step_i, prev_i + step_i] intersected with [min_i, cap_i]; where
+ *    that is empty the config bound wins (min_i or cap_i alone).
+ *  - if the ramp box cannot hold the total (sum lo > B or sum hi < target),
+ *    the ramp is dropped for that decision and the box is [min_i, cap_i].
+ *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
+ *  - risk: unless risk_held, the fraction of draws s with
+ *    sum_i f_s,i(x_i) < floor * total is <= max_prob.
+ *  - kept (min_change): x == prev exactly. */
+
+/* One decision's input. Arrays have n entries; cfg[i] never NULL. */
+typedef struct {
+    size_t n;
+    const bd_policy_t *pol;             /* budget, samples, max_step, ... */
+    const bd_channel_cfg_t *const *cfg; /* per channel guardrails */
+    const bd_model_ops_t *ops;
+    const bd_model_state_t *states;
+    const bd_prior_t *priors;
+    const double *prev;                 /* allocation in force */
+    const double *safe;                 /* safe reference (last that met the risk bound, else initial) */
+    const bool *promoted;               /* lab channels already past the gate */
+    gsl_rng *rng;                       /* seeded per (seed, portfolio, cycle) by the caller */
+} bd_alloc_input_t;
+
+/* One decision's output; the caller allocates the arrays (n entries). */
+typedef struct {
+    double *x;                /* new spend per channel, cents, sums to total */
+    bd_bound_t *bound;
+    double *mean_roas, *roas_lo, *roas_hi; /* posterior ROAS at x, 90% interval */
+    bool *promoted;           /* lab gate state after this decision */
+    double total;             /* sum of x: the budget, or the caps' sum when lower */
+    bool capped;              /* total < budget because of max caps */
+    bool kept;                /* min_change hysteresis kept prev unchanged */
+    bool risk_held;           /* even the safe reference breaks the risk bound */
+    double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
+    /* The draws used (samples x n, row-major), kept for the verifier. Owned
+     * by the output; freed by bd_alloc_output_free. */
+    bd_curve_t *draws;
+    size_t n_draws;
+} bd_alloc_output_t;
+
+/* Decides the next allocation. Returns BD_OK or an error (errbuf). */
+bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out,
+                         char *errbuf, size_t errlen);
+void bd_alloc_output_free(bd_alloc_output_t *out);
+
+/* Exact maximiser of sum f_i(x_i) s.t. sum x_i = budget, lo <= x <= hi.
+ * When sum(hi) < budget, returns x = hi. Closed form between breakpoints
+ * for EXP curves, bisection on the multiplier otherwise. */
+void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
+                        size_t n, double budget, double *x);
+
+/* Initial split (CONTRACT §5): `initial` where given, the rest split equally
+ * within [min,max] among the others, in cents. */
+void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
+                      double *x);
+
+#endif

@@ -1,0 +1,46 @@
+/* common.h: error codes, limits and small helpers shared by every module. */
+#ifndef BUDGETD_COMMON_H
+#define BUDGETD_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits of CONTRACT §1: identifiers are 1-64 chars, event ids <= 128. */
+#define BD_NAME_MAX 64
+#define BD_ID_MAX 128
+#define BD_ERRBUF 1024 /* default size of an errbuf; callers may pass more */
+
+/* Return codes. Detail always goes to the caller's errbuf. */
+typedef enum {
+    BD_OK = 0,
+    BD_ERR_IO,      /* file or socket could not be read or written */
+    BD_ERR_CONFIG,  /* configuration invalid */
+    BD_ERR_USAGE,   /* bad command-line use */
+    BD_ERR_NOMEM,
+    BD_ERR_REDIS,   /* Redis unreachable or returned an error */
+    BD_ERR_KAFKA,
+    BD_ERR_STALE,   /* a fenced write was refused: a newer cycle is stored */
+    BD_ERR_INVALID, /* input refused (bad argument, failed verification) */
+} bd_err_t;
+
+/* Process exit codes of CONTRACT §4. */
+#define BD_EXIT_OK 0
+#define BD_EXIT_RUNTIME 1
+#define BD_EXIT_USAGE 2
+
+/* Formats into errbuf when errbuf is not NULL; always returns code. */
+bd_err_t bd_errf(char *errbuf, size_t errlen, bd_err_t code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* 64-bit FNV-1a then a splitmix finaliser: stable across runs and hosts, used
+ * for hash tables and for seeding per-portfolio RNGs deterministically. */
+uint64_t bd_hash64(const void *data, size_t len, uint64_t seed);
+uint64_t bd_mix64(uint64_t x);
+
+/* Allocation helpers that abort on OOM: budgetd never runs half-allocated. */
+void *bd_xmalloc(size_t n);
+void *bd_xcalloc(size_t n, size_t size);
+void *bd_xrealloc(void *p, size_t n);
+char *bd_xstrdup(const char *s);
+
+#endif

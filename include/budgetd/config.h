@@ -1,0 +1,112 @@
+/* config.h: the guardrail configuration of CONTRACT §5, loaded and validated. */
+#ifndef BUDGETD_CONFIG_H
+#define BUDGETD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stddef.h>
+#include "budgetd/common.h"
+
+typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
+typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
+typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_action_t;
+typedef enum { BD_MODEL_POISSON_SAT = 0, BD_MODEL_LOGLOG, BD_MODEL_BETA_BERNOULLI } bd_model_kind_t;
+
+/* Per-channel guardrails. max is INFINITY when uncapped. */
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    double min, max;
+    double saturation;   /* prior centre of the saturation spend k */
+    double initial;      /* valid when has_initial */
+    bool has_initial;
+    bool lab;
+    int line;            /* config line, for messages; 0 for defaults */
+} bd_channel_cfg_t;
+
+/* Everything a portfolio inherits from `defaults` and may override. */
+typedef struct {
+    double budget;               /* spend per cycle */
+    bd_objective_t objective;
+    bd_model_kind_t model;
+    int samples;                 /* posterior draws per decision, 1..4096 */
+    double discount;             /* per-cycle forgetting factor in (0,1] */
+    double max_step;             /* ramp: fraction of current spend per cycle */
+    double min_change;           /* hysteresis on total relative change */
+    double explore_share;        /* in [0,1) */
+    bd_mode_t mode;
+    double escalate_above;       /* delegate: per-channel change fraction */
+    double risk_roas_floor;
+    double risk_max_prob;        /* alpha in (0,1]; 1 disables the bound */
+    struct {
+        double roas_below;       /* 0 disables */
+        int window;              /* cycles */
+        double overspend_ratio;  /* 0 disables */
+        int64_t stale_after;     /* seconds, 0 disables */
+        double max_reject_ratio; /* 1 disables */
+        bd_kill_action_t action;
+    } kill;
+    struct {                     /* promotion gate of `lab` channels */
+        double min_conversions;  /* posterior conversions seen */
+        double max_rel_width;    /* 90% interval width / mean of ROAS */
+        double cap_share;        /* cap of a lab channel before promotion, share of budget */
+    } lab;
+    bd_channel_cfg_t channel;    /* defaults.channel: unlisted channels */
+} bd_policy_t;
+
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    bd_policy_t p;
+    bd_channel_cfg_t *channels;  /* listed channels, in config order */
+    size_t n_channels;
+    int line;
+} bd_portfolio_cfg_t;
+
+typedef struct {
+    char *path;
+    int64_t cycle;               /* seconds */
+    int64_t lateness;            /* seconds */
+    uint64_t seed;
+    int64_t dedup_window;        /* seconds of event time an event_id is remembered */
+    struct {
+        char *brokers, *topic, *group, *dlq_topic;
+        char **prop_keys, **prop_vals;
+        size_t n_props;
+    } kafka;
+    struct {
+        char *url, *prefix, *password_env;
+        int stream_maxlen;
+    } redis;
+    bool has_default_budget;     /* false => unlisted portfolios are rejected */
+    bd_policy_t defaults;
+    bd_portfolio_cfg_t *portfolios;  /* sorted by name */
+    size_t n_portfolios;
+} bd_config_t;
+
+/* Loads and validates path. On success *out owns a new config. On failure
+ * returns BD_ERR_CONFIG (or BD_ERR_IO) and errbuf holds one
+ * "file:line: message" line per error found (as many as fit). */
+bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_t errlen);
+
+/* Same, from a string; name is used in messages in place of a file name. */
+bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
+                               bd_config_t **out, char *errbuf, size_t errlen);
+
+void bd_config_free(bd_config_t *cfg);
+
+/* The listed portfolio called name, or NULL. */
+const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char *name);
+
+/* The config of channel name within pc: the listed one or the policy default
+ * (whose name field is then ""). pc may be NULL for an unlisted portfolio, in
+ * which case pol gives the defaults. */
+const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
+                                          const char *name);
+
+/* Parses "90", "90s", "15m", "1h", "2d" into seconds; -1 when invalid. */
+int64_t bd_config_parse_duration(const char *s);
+
+const char *bd_mode_name(bd_mode_t m);
+const char *bd_objective_name(bd_objective_t o);
+const char *bd_kill_action_name(bd_kill_action_t a);
+
+#endif

@@ -1,0 +1,57 @@
+/* event.h: decoding and validation of channel events (CONTRACT §1). */
+#ifndef BUDGETD_EVENT_H
+#define BUDGETD_EVENT_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "budgetd/common.h"
+
+/* Stable reason codes for rejected input; bd_reject_name() gives the string
+ * that goes to the dead-letter header `budgetd-reason` and to stats. Never
+ * renumber or rename: operators alert on these strings. */
+typedef enum {
+    BD_REJ_NONE = 0,
+    BD_REJ_BAD_JSON,          /* not a JSON object, invalid UTF-8, trailing garbage */
+    BD_REJ_MISSING_FIELD,     /* a required field is absent */
+    BD_REJ_BAD_TYPE,          /* a field has the wrong JSON type */
+    BD_REJ_NEGATIVE_VALUE,    /* a number < 0 */
+    BD_REJ_NON_FINITE,        /* a number that overflows to inf */
+    BD_REJ_BAD_ID,            /* portfolio/channel/event_id empty, too long, bad chars */
+    BD_REJ_TS_OUT_OF_RANGE,   /* ts before 2000 or > 1 day past the newest ts seen */
+    BD_REJ_UNKNOWN_PORTFOLIO, /* not in config and defaults.budget absent */
+    BD_REJ_BAD_VERSION,       /* v present and not 1 */
+    BD_REJ__COUNT
+} bd_reject_t;
+
+typedef enum { BD_EV_DATA = 0, BD_EV_WATERMARK = 1 } bd_event_kind_t;
+
+/* 2000-01-01T00:00:00Z: events before it are rejected. */
+#define BD_TS_MIN 946684800LL
+/* An event more than this past the newest event time seen is rejected. */
+#define BD_TS_MAX_AHEAD 86400LL
+
+/* One decoded record. For a watermark, channel and the numbers are unset and
+ * ts holds T; portfolio may be "*" (all portfolios). */
+typedef struct {
+    bd_event_kind_t kind;
+    int64_t ts;
+    char portfolio[BD_NAME_MAX + 1];
+    char channel[BD_NAME_MAX + 1];
+    char event_id[BD_ID_MAX + 1]; /* "" when absent */
+    double spend, impressions, clicks, conversions, revenue;
+} bd_event_t;
+
+/* Decodes one JSON object of len bytes (need not be NUL-terminated) into ev.
+ * Returns BD_REJ_NONE or the reason; on rejection detail gets human text and
+ * ev is unspecified. Stateless: the "ahead of newest ts" and unknown-portfolio
+ * checks need engine state and are done by the engine. */
+bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev,
+                            char *detail, size_t detail_len);
+
+/* The stable string of a reason code ("bad_json", ...). */
+const char *bd_reject_name(bd_reject_t r);
+
+/* True when s is a valid portfolio/channel name: 1-64 of [A-Za-z0-9_.:-]. */
+int bd_event_name_valid(const char *s, size_t len);
+
+#endif

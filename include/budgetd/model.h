@@ -1,0 +1,77 @@
+/* model.h: the Bayesian response models behind one small interface.
+ *
+ * A model keeps, per channel, sufficient statistics only (a fixed-size POD
+ * state, no history), so memory is O(channels) and an update is O(grid).
+ * The allocator never looks inside a state: it asks for curves (a posterior
+ * draw or the posterior mean) and solves over them. */
+#ifndef BUDGETD_MODEL_H
+#define BUDGETD_MODEL_H
+
+#include <stdint.h>
+#include <gsl/gsl_rng.h>
+#include "budgetd/config.h"
+
+/* A concave response f(x) of the objective to spend x >= 0.
+ *   EXP:   f(x) = a*k*(1 - exp(-x/k)),  f'(x) = a*exp(-x/k)      (a>=0, k>0)
+ *   POWER: f(x) = a*x^b,                f'(x) = a*b*x^(b-1)      (a>=0, 0<b<1)
+ * a is the objective per unit spend at low spend (ROAS for revenue). */
+typedef enum { BD_CURVE_EXP = 0, BD_CURVE_POWER } bd_curve_kind_t;
+typedef struct {
+    bd_curve_kind_t kind;
+    double a, k, b;
+} bd_curve_t;
+
+double bd_curve_value(const bd_curve_t *c, double x);
+double bd_curve_marginal(const bd_curve_t *c, double x);
+/* The x >= 0 where f'(x) = lambda (lambda > 0); 0 when f'(0) <= lambda. */
+double bd_curve_inv_marginal(const bd_curve_t *c, double lambda);
+
+/* What one channel returned in one cycle (sums of its events). */
+typedef struct {
+    double spend, impressions, clicks, conversions, revenue;
+    uint32_t events;
+} bd_agg_t;
+
+/* Prior hyper-parameters, fixed per channel from config. */
+typedef struct {
+    bd_objective_t objective;
+    double saturation;  /* centre of the saturation grid (config `saturation`) */
+    double budget;      /* the portfolio budget, to scale the grid and priors */
+    double roas_prior;  /* prior mean of a (objective per spend at low spend) */
+    double value_prior; /* prior mean revenue per conversion */
+} bd_prior_t;
+
+#define BD_MODEL_STATE_BYTES 640
+/* Opaque per-channel state; models cast it to their own struct (static
+ * asserted to fit). POD: the engine checkpoints it by copying bytes. */
+typedef struct {
+    _Alignas(8) unsigned char bytes[BD_MODEL_STATE_BYTES];
+} bd_model_state_t;
+
+typedef struct bd_model_ops {
+    const char *name;
+    /* Sets the state to the prior. */
+    void (*init)(bd_model_state_t *st, const bd_prior_t *pr);
+    /* Forgets: statistics *= gamma, then blends toward the prior so that a
+     * channel is never certain forever. Called for every channel every cycle,
+     * before observe. */
+    void (*discount)(bd_model_state_t *st, const bd_prior_t *pr, double gamma);
+    /* Adds one cycle's aggregate (also a single late event). Also runs the
+     * change-point check: outcomes very unlikely under the posterior for
+     * several consecutive updates partly reset the state toward the prior. */
+    void (*observe)(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg);
+    /* One posterior draw of the response curve (Thompson sampling). */
+    void (*sample)(const bd_model_state_t *st, const bd_prior_t *pr, gsl_rng *rng,
+                   bd_curve_t *out);
+    /* The curve at the posterior mean of its parameters. */
+    void (*mean)(const bd_model_state_t *st, const bd_prior_t *pr, bd_curve_t *out);
+    /* Effective number of conversions behind the posterior (lab gate). */
+    double (*evidence)(const bd_model_state_t *st);
+    /* Number of change-point resets so far (diagnostics, tests). */
+    uint32_t (*resets)(const bd_model_state_t *st);
+} bd_model_ops_t;
+
+const bd_model_ops_t *bd_model_get(bd_model_kind_t kind);
+const char *bd_model_name(bd_model_kind_t kind);
+
+#endif
