@@ -20,9 +20,10 @@ SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%)
-BENCH_LIB := $(filter-out bench/bench_%.c,$(wildcard bench/*.c))
+BENCH_PROG:= $(wildcard bench/bench_*.c bench/gen_*.c)
+BENCH_LIB := $(filter-out $(BENCH_PROG),$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB:%.c=$(BUILD)/obj/%.o)
-BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
+BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(BENCH_PROG))
 
 .PHONY: all setup test test-only sanitize demo bench bench-quality clean
 .DELETE_ON_ERROR:
@@ -72,7 +73,7 @@ demo: setup
 	scripts/demo.sh $(BUILD)/budgetd
 
 bench: all
-	@for b in $(BENCH_BIN); do case $$b in *quality*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
+	@for b in $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN)); do case $$b in *quality*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
 
 bench-quality: all
 	@for b in $(filter %quality,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done

@@ -1,3 +1,37 @@
-/* main.c: placeholder until the CLI lands. */
+/* main.c: command dispatch (CONTRACT §4). */
 #include <stdio.h>
-int main(void) { fputs("budgetd: not yet\n", stderr); return 1; }
+#include <string.h>
+#include "budgetd/cli.h"
+#include "budgetd/common.h"
+
+static void usage(FILE *f)
+{
+    fputs("usage: budgetd COMMAND [ARGS]\n"
+          "  run -c CONFIG                  live daemon: Kafka in, Redis out\n"
+          "  replay -c CONFIG LOG... [-o OUT] [--redis URL]\n"
+          "                                 the engine over JSON Lines logs in event time\n"
+          "  check -c CONFIG                validate a config (exit 2 on errors)\n"
+          "  broker [--topic T] [--partitions N]\n"
+          "                                 embedded Kafka (librdkafka mock cluster)\n"
+          "  kill P --reason TEXT | resume P | approve P [CYCLE] | status [P]\n"
+          "                                 operator actions on Redis\n",
+          f);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return BD_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "replay") == 0) return bd_cmd_replay(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0) return bd_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return BD_EXIT_OK;
+    }
+    fprintf(stderr, "budgetd: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return BD_EXIT_USAGE;
+}

@@ -1,0 +1,150 @@
+/* portfolio.c: the portfolio table (open-addressing hash on the name) and
+ * channel registration. Portfolios are never removed during a run, so the
+ * table only grows and pointers to portfolios stay valid. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "budgetd/portfolio.h"
+#include "budgetd/event.h"
+
+struct bd_ptable {
+    bd_portfolio_t **slots; /* hash slots, power of two */
+    size_t mask;
+    bd_portfolio_t **order; /* creation order */
+    size_t n, cap;
+};
+
+bd_ptable_t *bd_ptable_new(void)
+{
+    bd_ptable_t *t = bd_xcalloc(1, sizeof(*t));
+    t->mask = 255;
+    t->slots = bd_xcalloc(t->mask + 1, sizeof(*t->slots));
+    return t;
+}
+
+static void portfolio_free(bd_portfolio_t *p)
+{
+    free(p->ch);
+    free(p->agg);
+    free(p->slot_events);
+    free(p->hist);
+    free(p);
+}
+
+void bd_ptable_free(bd_ptable_t *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->n; i++) portfolio_free(t->order[i]);
+    free(t->order);
+    free(t->slots);
+    free(t);
+}
+
+static size_t name_hash(const char *s, size_t len)
+{
+    return (size_t)bd_hash64(s, len, 0x62640001);
+}
+
+bd_portfolio_t *bd_ptable_find(bd_ptable_t *t, const char *name, size_t len)
+{
+    for (size_t i = name_hash(name, len) & t->mask;; i = (i + 1) & t->mask) {
+        bd_portfolio_t *p = t->slots[i];
+        if (!p) return NULL;
+        if (strncmp(p->name, name, len) == 0 && p->name[len] == '\0') return p;
+    }
+}
+
+/* Doubles the slot array; keeps load factor under 1/2 so probes stay short. */
+static void ptable_grow(bd_ptable_t *t)
+{
+    size_t nmask = t->mask * 2 + 1;
+    bd_portfolio_t **ns = bd_xcalloc(nmask + 1, sizeof(*ns));
+    for (size_t k = 0; k < t->n; k++) {
+        bd_portfolio_t *p = t->order[k];
+        size_t i = name_hash(p->name, strlen(p->name)) & nmask;
+        while (ns[i]) i = (i + 1) & nmask;
+        ns[i] = p;
+    }
+    free(t->slots);
+    t->slots = ns;
+    t->mask = nmask;
+}
+
+bd_portfolio_t *bd_ptable_add(bd_ptable_t *t, const char *name, const bd_portfolio_cfg_t *pc,
+                              const bd_policy_t *pol, int nslots)
+{
+    if ((t->n + 1) * 2 > t->mask + 1) ptable_grow(t);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 64;
+        t->order = bd_xrealloc(t->order, t->cap * sizeof(*t->order));
+    }
+    bd_portfolio_t *p = bd_xcalloc(1, sizeof(*p));
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->pc = pc;
+    p->pol = pol;
+    p->nslots = nslots;
+    p->slot_events = bd_xcalloc((size_t)nslots, sizeof(*p->slot_events));
+    p->hist = bd_xcalloc((size_t)(pol->kill.window > 0 ? pol->kill.window : 1), sizeof(*p->hist));
+    p->open = INT64_MIN;
+    p->newest_ts = INT64_MIN;
+    p->watermark = INT64_MIN;
+    p->alloc_cycle = INT64_MIN;
+    p->offset = -1;
+    p->partition = -1;
+    size_t i = name_hash(name, strlen(name)) & t->mask;
+    while (t->slots[i]) i = (i + 1) & t->mask;
+    t->slots[i] = p;
+    t->order[t->n++] = p;
+    return p;
+}
+
+size_t bd_ptable_count(const bd_ptable_t *t) { return t->n; }
+
+bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i) { return i < t->n ? t->order[i] : NULL; }
+
+/* Prior of a channel: weak, centred on the config's saturation and on a ROAS
+ * a little above the risk floor, so that data dominates within a few cycles. */
+static void channel_prior(const bd_portfolio_t *p, const bd_channel_cfg_t *cc, bd_prior_t *pr)
+{
+    const bd_policy_t *pol = p->pol;
+    pr->objective = pol->objective;
+    pr->saturation = cc->saturation;
+    pr->budget = pol->budget;
+    double floor = pol->risk_roas_floor > 0 ? pol->risk_roas_floor : 1.0;
+    pr->value_prior = 50.0;
+    pr->roas_prior = pol->objective == BD_OBJ_REVENUE ? 2.0 * floor : 2.0 * floor;
+}
+
+int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->ch[i].name, name) == 0) return (int)i;
+    if (!bd_event_name_valid(name, strlen(name))) return -1;
+    if (p->n == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 8;
+        p->ch = bd_xrealloc(p->ch, ncap * sizeof(*p->ch));
+        /* The agg ring is indexed slot*cap + channel: re-lay it out. */
+        bd_agg_t *na = bd_xcalloc((size_t)p->nslots * ncap, sizeof(*na));
+        for (int s = 0; s < p->nslots && p->agg; s++)
+            memcpy(na + (size_t)s * ncap, p->agg + (size_t)s * p->cap, p->n * sizeof(*na));
+        free(p->agg);
+        p->agg = na;
+        p->cap = ncap;
+    }
+    bd_channel_t *c = &p->ch[p->n];
+    memset(c, 0, sizeof(*c));
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->cfg = bd_config_channel(p->pc, p->pol, name);
+    channel_prior(p, c->cfg, &c->prior);
+    const bd_model_ops_t *ops = bd_model_get(p->pol->model);
+    if (ops) ops->init(&c->model, &c->prior);
+    return (int)p->n++;
+}
+
+bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c)
+{
+    int64_t s = c % p->nslots;
+    if (s < 0) s += p->nslots;
+    return p->agg + (size_t)s * p->cap;
+}

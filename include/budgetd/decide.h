@@ -1,0 +1,42 @@
+/* decide.h: one portfolio's decision when a cycle closes: model update,
+ * allocation, verification, kill-switch and autonomy gate. A job touches
+ * only its own portfolio, so jobs of different portfolios run in parallel. */
+#ifndef BUDGETD_DECIDE_H
+#define BUDGETD_DECIDE_H
+
+#include <stdint.h>
+#include "budgetd/config.h"
+#include "budgetd/decision.h"
+#include "budgetd/portfolio.h"
+
+typedef struct {
+    /* input */
+    const bd_config_t *cfg;
+    bd_portfolio_t *p;
+    int64_t cycle;          /* the cycle decided for */
+    bool initial;           /* first sight: publish the configured split */
+    bd_agg_t *agg;          /* closed cycle's aggregates, p->n entries (owned) */
+    uint64_t events, late, rejected;
+    int64_t decided_at;
+    int64_t last_event_ts;  /* snapshot: ingest may move it while the job runs */
+    size_t agg_cap;
+    /* output */
+    bd_decision_t d;
+    char *json;
+    size_t json_len, json_cap;
+    bool verify_failed;
+    char note[256];
+    /* scratch, owned by the job and reused */
+    bd_decision_channel_t *dch;
+    size_t dch_cap;
+} bd_decide_job_t;
+
+/* Runs the job; fills d and json. */
+void bd_decide_run(bd_decide_job_t *job);
+void bd_decide_job_free(bd_decide_job_t *job);
+
+/* The per-portfolio RNG seed for a cycle: a function of (seed, portfolio,
+ * cycle) only, so results do not depend on thread timing. */
+uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle);
+
+#endif

@@ -1,0 +1,56 @@
+/* decision.h: the decision record of CONTRACT §3, as a struct and as JSON. */
+#ifndef BUDGETD_DECISION_H
+#define BUDGETD_DECISION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "budgetd/alloc.h"
+#include "budgetd/config.h"
+
+typedef enum { BD_STATUS_ACTIVE = 0, BD_STATUS_HELD, BD_STATUS_KILLED } bd_status_t;
+
+/* How the decision reached (or did not reach) the allocation in force. */
+typedef enum {
+    BD_PATH_INITIAL = 0, /* first sight of the portfolio: the configured split */
+    BD_PATH_APPLIED,     /* written to alloc */
+    BD_PATH_KEPT,        /* min_change: the allocation in force stays */
+    BD_PATH_PROPOSED,    /* written to proposal only (assist, collaborate) */
+    BD_PATH_ESCALATED,   /* delegate: a change above escalate_above, proposed */
+    BD_PATH_APPROVED,    /* collaborate: an approved proposal applied */
+    BD_PATH_HELD,        /* not published: verifier refused or risk held */
+    BD_PATH_KILLED,      /* kill-switch: the kill action's allocation */
+} bd_path_t;
+
+typedef struct {
+    const char *channel;
+    double spend, prev;
+    double mean_roas, roas_lo, roas_hi;
+    bd_bound_t bound;
+} bd_decision_channel_t;
+
+typedef struct {
+    const char *portfolio;
+    int64_t cycle;               /* the cycle this allocation is for */
+    bd_mode_t mode;
+    bd_status_t status;
+    bd_path_t path;
+    double budget;
+    double total;                /* sum of spends (< budget when capped) */
+    size_t n;
+    bd_decision_channel_t *ch;
+    double p_below_floor;
+    const char *kill_reason;     /* NULL: not killed */
+    uint64_t events, late, rejected;
+    int64_t decided_at;          /* event time in replay, wall clock live */
+    const char *note;            /* optional human text (verifier failure, ...) */
+} bd_decision_t;
+
+const char *bd_status_name(bd_status_t s);
+const char *bd_path_name(bd_path_t p);
+
+/* Appends the record as one JSON line (no newline) to a growing buffer.
+ * Formatting is fixed (spends %.2f, ratios %.4f) so that replays are
+ * byte-identical. Returns the record length. */
+size_t bd_decision_json(const bd_decision_t *d, char **buf, size_t *cap);
+
+#endif

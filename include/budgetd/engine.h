@@ -1,0 +1,56 @@
+/* engine.h: the data path of DESIGN.md from a decoded event to a decision.
+ * Sources (file, Kafka, simulator) feed it; sinks (file, Redis) take its
+ * decisions. The same code runs live and in replay. */
+#ifndef BUDGETD_ENGINE_H
+#define BUDGETD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "budgetd/config.h"
+#include "budgetd/decision.h"
+#include "budgetd/event.h"
+#include "budgetd/portfolio.h"
+
+typedef struct bd_engine bd_engine_t;
+
+/* Receives every decision in a deterministic order (the order in which
+ * cycles closed in the input), on the thread that called the engine. json
+ * is the record of CONTRACT §3. A non-OK return stops the engine: the
+ * caller sees it from the ingest or flush call. */
+typedef bd_err_t (*bd_sink_fn)(void *ctx, bd_portfolio_t *p, const bd_decision_t *d,
+                               const char *json, size_t len);
+
+typedef struct {
+    uint64_t lines, accepted, duplicates, late, watermarks, decisions;
+    uint64_t rejected[BD_REJ__COUNT];
+    uint64_t verify_failures;
+} bd_engine_stats_t;
+
+typedef struct {
+    int threads;          /* worker threads for closing cycles (>= 1) */
+    bool live;            /* decided_at = wall clock, wall-clock closing allowed */
+    bd_sink_fn sink;
+    void *sink_ctx;
+} bd_engine_opts_t;
+
+bd_engine_t *bd_engine_new(const bd_config_t *cfg, const bd_engine_opts_t *opts);
+void bd_engine_free(bd_engine_t *e);
+
+/* Decodes and applies one input line. Returns BD_REJ_NONE or the reason it
+ * was rejected (the state is then unchanged but for the reject counters);
+ * detail gets the human text. *err is set when the sink failed. */
+bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len,
+                             char *detail, size_t dlen, bd_err_t *err);
+/* Applies an already decoded event (simulator path). */
+bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen,
+                            bd_err_t *err);
+/* Live mode: closes every cycle whose end + lateness <= now. */
+bd_err_t bd_engine_tick(bd_engine_t *e, int64_t now);
+/* Runs queued cycle closes and emits their decisions. */
+bd_err_t bd_engine_flush(bd_engine_t *e);
+
+const bd_engine_stats_t *bd_engine_stats(const bd_engine_t *e);
+bd_ptable_t *bd_engine_table(bd_engine_t *e);
+const bd_config_t *bd_engine_config(const bd_engine_t *e);
+
+#endif

@@ -1,0 +1,80 @@
+/* portfolio.h: the portfolio table and the per-portfolio state that the
+ * engine keeps between events: channels, open-cycle aggregates, models, the
+ * allocation in force and the governance state. */
+#ifndef BUDGETD_PORTFOLIO_H
+#define BUDGETD_PORTFOLIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "budgetd/config.h"
+#include "budgetd/decision.h"
+#include "budgetd/model.h"
+
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    const bd_channel_cfg_t *cfg;  /* listed config or the policy default */
+    bd_prior_t prior;
+    bd_model_state_t model;
+    double x;                     /* allocation in force (cents) */
+    double safe;                  /* last allocation that met the risk bound */
+    double proposed;              /* pending proposal, valid when p->has_proposal */
+    bool promoted;                /* lab gate passed (sticky) */
+} bd_channel_t;
+
+/* Realized spend and objective of one closed cycle (kill-switch window). */
+typedef struct {
+    double spend, value, allocated;
+} bd_cycle_hist_t;
+
+typedef struct bd_portfolio {
+    char name[BD_NAME_MAX + 1];
+    const bd_portfolio_cfg_t *pc; /* NULL: unlisted, runs on defaults */
+    const bd_policy_t *pol;
+    bd_channel_t *ch;             /* n used, cap allocated */
+    size_t n, cap;
+    /* Aggregates of the open cycles: ring of nslots cycles x cap channels;
+     * cycle c lives in slot c % nslots. Invariant: only cycles in
+     * [open, open + nslots) hold data. */
+    bd_agg_t *agg;
+    uint64_t *slot_events;        /* events per slot */
+    int nslots;
+    int64_t open;                 /* oldest cycle not yet closed */
+    int64_t newest_ts;            /* newest event ts seen for this portfolio */
+    int64_t watermark;            /* highest watermark received */
+    int64_t last_event_ts;        /* for stale detection */
+    uint64_t late, rejected;      /* since the last decision */
+    uint64_t win_events, win_rejected; /* since the last decision, for the reject ratio */
+    int64_t alloc_cycle;          /* cycle of the allocation in force */
+    uint64_t version;
+    bd_status_t status;
+    bool killed;                  /* latched until an operator resumes */
+    char kill_reason[160];
+    bool has_proposal;
+    int64_t proposal_cycle;
+    bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles */
+    uint64_t hist_n;
+    int64_t offset;               /* live: last applied Kafka offset (-1 none) */
+    int32_t partition;
+    bool pending;                 /* a close job is queued (engine.c) */
+} bd_portfolio_t;
+
+typedef struct bd_ptable bd_ptable_t;
+
+bd_ptable_t *bd_ptable_new(void);
+void bd_ptable_free(bd_ptable_t *t);
+/* The portfolio called name (len bytes), or NULL. */
+bd_portfolio_t *bd_ptable_find(bd_ptable_t *t, const char *name, size_t len);
+/* Creates it (caller checked it is absent). */
+bd_portfolio_t *bd_ptable_add(bd_ptable_t *t, const char *name, const bd_portfolio_cfg_t *pc,
+                              const bd_policy_t *pol, int nslots);
+size_t bd_ptable_count(const bd_ptable_t *t);
+/* The i-th portfolio in creation order (stable iteration). */
+bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i);
+
+/* Index of channel name in p, adding it (prior from config, x = 0) when
+ * absent. Returns -1 if the name is invalid. */
+int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
+/* Aggregates of cycle c (must be within the open window). */
+bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c);
+
+#endif

@@ -1,0 +1,245 @@
+/* Cycle closing in event time (CONTRACT §2): first sight, watermarks,
+ * lateness, late events, out-of-order input, dedup, and thread-count
+ * independence of the output. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include "budgetd/config.h"
+#include "budgetd/engine.h"
+
+#define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
+
+typedef struct {
+    char out[1 << 16];
+    size_t len;
+    int n;
+    int64_t cycles[256];
+    char paths[256][16];
+    uint64_t events[256], late[256];
+} cap_t;
+
+static bd_err_t cap_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                         size_t len)
+{
+    (void)p;
+    cap_t *c = ctx;
+    if (c->n < 256) {
+        c->cycles[c->n] = d->cycle;
+        snprintf(c->paths[c->n], sizeof(c->paths[0]), "%s", bd_path_name(d->path));
+        c->events[c->n] = d->events;
+        c->late[c->n] = d->late;
+    }
+    c->n++;
+    if (c->len + len + 2 < sizeof(c->out)) {
+        memcpy(c->out + c->len, json, len);
+        c->len += len;
+        c->out[c->len++] = '\n';
+        c->out[c->len] = '\0';
+    }
+    return BD_OK;
+}
+
+static const char *CFG =
+    "v: 1\ncycle: 1h\nlateness: %s\nseed: 7\n"
+    "defaults:\n  budget: 1000\n  samples: 16\n"
+    "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
+    "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n";
+
+static bd_config_t *load(const char *lateness)
+{
+    char y[1024], err[4096];
+    snprintf(y, sizeof(y), CFG, lateness);
+    bd_config_t *cfg = NULL;
+    bd_err_t rc = bd_config_load_string(y, strlen(y), "test.yaml", &cfg, err, sizeof(err));
+    cr_assert_eq(rc, BD_OK, "config: %s", err);
+    return cfg;
+}
+
+static bd_reject_t feed(bd_engine_t *e, const char *fmt, ...)
+{
+    char line[512], detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    bd_err_t err;
+    bd_reject_t r = bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &err);
+    cr_assert_eq(err, BD_OK);
+    return r;
+}
+
+static const char *EV = "{\"event_id\":\"%s\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
+                        "\"spend\":%g,\"conversions\":%g,\"revenue\":%g}";
+
+Test(cycle, first_event_publishes_initial_split_for_its_cycle)
+{
+    bd_config_t *cfg = load("0");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, EV, "a", T0 + 7200 + 5, "acme", "search", 10.0, 1.0, 20.0), BD_REJ_NONE);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 1);
+    cr_assert_eq(cap.cycles[0], T0 / 3600 + 2);
+    cr_assert_str_eq(cap.paths[0], "initial");
+    /* search has initial 1500, social takes the rest of 3000 */
+    cr_assert(strstr(cap.out, "{\"channel\":\"search\",\"spend\":1500.00"), "%s", cap.out);
+    cr_assert(strstr(cap.out, "{\"channel\":\"social\",\"spend\":1500.00"), "%s", cap.out);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, watermark_closes_cycle_and_counts_its_events)
+{
+    bd_config_t *cfg = load("0");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    feed(e, EV, "b", T0 + 20, "acme", "social", 100.0, 1.0, 100.0);
+    feed(e, EV, "c", T0 + 5, "acme", "social", 50.0, 0.0, 0.0); /* out of order, same cycle */
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 1);
+    /* a watermark below the cycle end closes nothing */
+    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3599);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 1);
+    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 2);
+    cr_assert_eq(cap.cycles[1], T0 / 3600 + 1);
+    cr_assert_eq(cap.events[1], 3);
+    /* a watermark two cycles on closes both, in order */
+    feed(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + 3 * 3600);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 4);
+    cr_assert_eq(cap.cycles[2], T0 / 3600 + 2);
+    cr_assert_eq(cap.cycles[3], T0 / 3600 + 3);
+    cr_assert_eq(cap.events[3], 0);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, newest_ts_minus_lateness_closes)
+{
+    bd_config_t *cfg = load("10m");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    /* next cycle's event within lateness: cycle T0 stays open */
+    feed(e, EV, "b", T0 + 3600 + 599, "acme", "search", 100.0, 2.0, 300.0);
+    feed(e, EV, "c", T0 + 3000, "acme", "social", 100.0, 2.0, 300.0); /* still on time */
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 1);
+    feed(e, EV, "d", T0 + 3600 + 600, "acme", "search", 1.0, 0.0, 0.0);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 2);
+    cr_assert_eq(cap.events[1], 2, "events of the closed cycle: %llu", (unsigned long long)cap.events[1]);
+    /* now an event for the closed cycle is late: counted, no new decision */
+    cr_assert_eq(feed(e, EV, "e", T0 + 100, "acme", "social", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    cr_assert_eq(bd_engine_stats(e)->late, 1);
+    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 7200);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 3);
+    cr_assert_eq(cap.late[2], 1);
+    cr_assert_eq(cap.events[2], 2); /* b and d */
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, rejects_change_no_state)
+{
+    bd_config_t *cfg = load("0");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    /* more than a day past the newest ts */
+    cr_assert_eq(feed(e, EV, "b", T0 + 10 + 86401, "acme", "search", 1.0, 0.0, 0.0),
+                 BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_eq(feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 10 + 86401),
+                 BD_REJ_TS_OUT_OF_RANGE);
+    /* exactly a day is fine */
+    cr_assert_eq(feed(e, EV, "c", T0 + 10 + 86400, "other", "x", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    cr_assert_eq(feed(e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\",\"spend\":-1,"
+                         "\"conversions\":0}", T0 + 20), BD_REJ_NEGATIVE_VALUE);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 2); /* acme initial, other initial: nothing closed */
+    cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_TS_OUT_OF_RANGE], 2);
+    cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_NEGATIVE_VALUE], 1);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, unknown_portfolio_without_default_budget)
+{
+    const char *y = "v: 1\ncycle: 1h\ndefaults:\n  samples: 8\nportfolios:\n  acme:\n    budget: 100\n";
+    char err[1024];
+    bd_config_t *cfg;
+    cr_assert_eq(bd_config_load_string(y, strlen(y), "t.yaml", &cfg, err, sizeof(err)), BD_OK, "%s", err);
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, EV, "a", T0, "nobody", "search", 1.0, 0.0, 0.0), BD_REJ_UNKNOWN_PORTFOLIO);
+    cr_assert_eq(feed(e, "{\"portfolio\":\"nobody\",\"watermark\":%lld}", T0), BD_REJ_UNKNOWN_PORTFOLIO);
+    cr_assert_eq(feed(e, EV, "b", T0, "acme", "search", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 1);
+    cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 1);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, duplicate_event_id_counted_once)
+{
+    bd_config_t *cfg = load("0");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    feed(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    feed(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    feed(e, EV, "other", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
+    bd_engine_flush(e);
+    cr_assert_eq(bd_engine_stats(e)->duplicates, 1);
+    cr_assert_eq(cap.events[1], 2);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* Many portfolios closing together run on worker threads; the records must
+ * be byte-identical to a single-threaded run. */
+static void run_many(int threads, cap_t *cap)
+{
+    bd_config_t *cfg = load("0");
+    bd_engine_opts_t o = {.threads = threads, .sink = cap_sink, .sink_ctx = cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    char pf[32], id[32], id2[32];
+    for (int c = 0; c < 4; c++) {
+        for (int p = 0; p < 40; p++) {
+            snprintf(pf, sizeof(pf), "p%02d", p);
+            snprintf(id, sizeof(id), "a%d-%d", c, p);
+            snprintf(id2, sizeof(id2), "b%d-%d", c, p);
+            feed(e, EV, id, T0 + c * 3600 + p, pf, "a", 100.0 + p, (double)(p % 7), 50.0 * (p % 5));
+            feed(e, EV, id2, T0 + c * 3600 + p, pf, "b", 80.0, (double)(p % 3), 30.0 * (p % 4));
+        }
+        feed(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + (c + 1) * 3600);
+    }
+    bd_engine_flush(e);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+Test(cycle, output_independent_of_thread_count)
+{
+    static cap_t a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    run_many(1, &a);
+    run_many(4, &b);
+    cr_assert_eq(a.n, 40 * 5);
+    cr_assert_eq(a.n, b.n);
+    cr_assert_eq(a.len, b.len);
+    cr_assert(memcmp(a.out, b.out, a.len) == 0);
+}
