@@ -2,8 +2,9 @@
  *
  * The loader parses the whole file into a libyaml document (every node keeps
  * its source mark) and then walks it against a fixed schema. Errors never stop
- * the walk: each is appended to the caller's errbuf as "file:line: message"
- * so that one `budgetd check` run shows every problem at once. */
+ * the walk: each is recorded as "file:line: message" and all are written to
+ * the caller's errbuf in line order at the end, so that one `budgetd check`
+ * run shows every problem at once. */
 #ifndef BUDGETD_CONFIG_INT_H
 #define BUDGETD_CONFIG_INT_H
 
