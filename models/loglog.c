@@ -90,12 +90,28 @@ static void ll_blend(bd_loglog_state_t *s, double w)
     bd_loglog_refresh(s);
 }
 
-/* Same variant as poisson_sat: exponential forgetting toward the prior. */
+/* Same variant as poisson_sat: exponential forgetting toward the prior.
+ * Held-back cycles age with the rest. */
 static void ll_discount(bd_model_state_t *st, const bd_prior_t *pr, double gamma)
 {
     (void)pr;
     if (!(gamma >= 0 && gamma < 1)) return;
-    ll_blend(ls(st), gamma);
+    bd_loglog_state_t *s = ls(st);
+    for (uint32_t i = 0; i < s->streak; i++) s->pend[i][2] *= gamma;
+    ll_blend(s, gamma);
+}
+
+/* Weighted conjugate update with regressor (1, u), response z. */
+static void ll_add(bd_loglog_state_t *s, double u, double z, double w, double conv)
+{
+    s->P[0] += w;
+    s->P[1] += w * u;
+    s->P[2] += w * u * u;
+    s->h[0] += w * z;
+    s->h[1] += w * u * z;
+    s->a += 0.5 * w;
+    s->q += w * z * z;
+    s->conv += w * conv;
 }
 
 /* Two-sided tail of z at u under the Student-t posterior predictive:
@@ -108,8 +124,11 @@ static double ll_tail(const bd_loglog_state_t *s, double u, double z)
     return 2.0 * gsl_cdf_tdist_Q(t, 2.0 * s->a);
 }
 
-/* Change-point check (3 consecutive predictive tails below 0.01 keep 20% of
- * the evidence), then the conjugate update with (1, u) and z. */
+/* Change-point check, then the conjugate update. A cycle whose predictive
+ * two-sided tail is below 0.01 is held back; the third such cycle in a row
+ * keeps 20% of the evidence (a reset) and then folds in the held cycles and
+ * itself, which belong to the new regime. An ordinary cycle ends the streak
+ * and folds in the held ones as ordinary data. */
 static void ll_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
 {
     bd_loglog_state_t *s = ls(st);
@@ -117,23 +136,20 @@ static void ll_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_
     double y = pr->objective == BD_OBJ_REVENUE ? agg->revenue : agg->conversions;
     if (!(x > 0 && y > 0 && isfinite(x) && isfinite(y))) return;
     double u = log(x) - s->logc, z = log(y);
+    double conv = agg->conversions > 0 && isfinite(agg->conversions) ? agg->conversions : 0;
     if (ll_tail(s, u, z) < BD_LL_CP_P) {
-        if (++s->streak >= BD_LL_CP_RUN) {
-            ll_blend(s, BD_LL_CP_KEEP);
-            s->resets++;
-            s->streak = 0;
+        if (s->streak + 1 < BD_LL_CP_RUN) {
+            double *p = s->pend[s->streak++];
+            p[0] = u, p[1] = z, p[2] = 1.0, p[3] = conv;
+            return;
         }
-    } else {
-        s->streak = 0;
+        ll_blend(s, BD_LL_CP_KEEP);
+        s->resets++;
     }
-    s->P[0] += 1;
-    s->P[1] += u;
-    s->P[2] += u * u;
-    s->h[0] += z;
-    s->h[1] += u * z;
-    s->a += 0.5;
-    s->q += z * z;
-    if (agg->conversions > 0 && isfinite(agg->conversions)) s->conv += agg->conversions;
+    for (uint32_t i = 0; i < s->streak; i++)
+        ll_add(s, s->pend[i][0], s->pend[i][1], s->pend[i][2], s->pend[i][3]);
+    s->streak = 0;
+    ll_add(s, u, z, 1.0, conv);
     bd_loglog_refresh(s);
 }
 

@@ -67,12 +67,18 @@ void bd_psat_refresh(bd_psat_state_t *s);
  *   q = 2 b0 + m0' P0 m0 + sum z^2,  b = (q - h' P^-1 h) / 2.
  * P is symmetric, stored as (P11, P12, P22). */
 typedef struct {
-    uint32_t streak, resets;
+    uint32_t streak;            /* consecutive surprising cycles = pending ones */
+    uint32_t resets;
     double centre;              /* x at which u = 0: the configured saturation */
     double logc;                /* log(centre) */
     double P[3], h[2], a, q;    /* posterior natural statistics */
     double P0[3], h0[2], a0, q0;/* prior natural statistics */
     double conv;                /* discounted conversions observed (evidence) */
+    /* Surprising cycles are held back (u, z, weight, conversions) until the
+     * streak ends or triggers a reset: folded in at once, an outlier would
+     * inflate sigma^2 and mask the shift it belongs to. The weight is
+     * discounted like the statistics while the cycle waits. */
+    double pend[BD_LL_CP_RUN - 1][4];
     /* caches */
     double m[2];                /* posterior mean of theta */
     double L[3];                /* Cholesky factor of P^-1: (L11, L21, L22) */
