@@ -56,7 +56,8 @@ Test(model, every_model_gives_finite_curves_and_is_pod)
                 bd_curve_t c1, c2;
                 m->sample(&st, &pr, r1, &c1);
                 m->sample(&copy, &pr, r2, &c2);
-                cr_assert_eq(memcmp(&c1, &c2, sizeof c1), 0, "%s: copy draws differ", m->name);
+                cr_assert(c1.kind == c2.kind && c1.a == c2.a && c1.k == c2.k && c1.b == c2.b,
+                          "%s: copy draws differ", m->name);
                 cr_assert(isfinite(c1.a) && c1.a >= 0, "%s: a %g", m->name, c1.a);
                 double f1 = bd_curve_value(&c1, 1000), f2 = bd_curve_value(&c1, 2000);
                 cr_assert(f2 >= f1 && f2 <= 2 * f1 + 1e-9, "%s: not concave increasing", m->name);
