@@ -1,0 +1,27 @@
+/* model.c: the registry from config model kind to implementation. */
+#include <stddef.h>
+#include "model_internal.h"
+
+/* The ops of a kind, or NULL when that kind is not implemented
+ * (beta_bernoulli, for now): callers must check. */
+const bd_model_ops_t *bd_model_get(bd_model_kind_t kind)
+{
+    switch (kind) {
+    case BD_MODEL_POISSON_SAT: return &bd_model_poisson_sat_ops;
+    case BD_MODEL_LOGLOG: return &bd_model_loglog_ops;
+    case BD_MODEL_BETA_BERNOULLI: return NULL;
+    }
+    return NULL;
+}
+
+/* Config spelling of a kind; "?" for an unknown value. Names do not depend
+ * on an implementation existing, so config messages can name any kind. */
+const char *bd_model_name(bd_model_kind_t kind)
+{
+    switch (kind) {
+    case BD_MODEL_POISSON_SAT: return "poisson_sat";
+    case BD_MODEL_LOGLOG: return "loglog";
+    case BD_MODEL_BETA_BERNOULLI: return "beta_bernoulli";
+    }
+    return "?";
+}

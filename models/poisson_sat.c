@@ -1,0 +1,254 @@
+/* poisson_sat.c: Poisson conversions with exponential saturation, learned
+ * over a grid of saturation spends (the default model, DESIGN "Models").
+ *
+ * Likelihood: conversions y ~ Poisson(lambda * g_k(x)), g_k(x) = k(1-e^{-x/k}).
+ * For each grid point k_j the rate has a conjugate Gamma posterior and a log
+ * marginal likelihood (sequential negative-binomial predictive), so that the
+ * posterior over k is a weighted mixture. Revenue per conversion is
+ * exponential with rate phi ~ Gamma (conjugate): observing C conversions worth
+ * R in total adds (C, R) to (shape, rate); value v = 1/phi.
+ *
+ * Curve: a = lambda (objective conversions) or lambda * v (revenue), k = k_j,
+ * i.e. f(x) = a g_k(x), f'(0) = a.
+ *
+ * Everything sample() needs (the cdf of k, gamma scales) is cached in the
+ * state by bd_psat_refresh so that a draw costs one uniform plus one Gamma
+ * variate (two for revenue). */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+#include <gsl/gsl_cdf.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_sf_gamma.h>
+#include "model_internal.h"
+
+static_assert(sizeof(bd_psat_state_t) <= BD_MODEL_STATE_BYTES, "poisson_sat state too big");
+static_assert(sizeof(bd_psat_state_t) <= 1024, "poisson_sat state over 1 KiB");
+
+static bd_psat_state_t *ps(bd_model_state_t *st) { return (bd_psat_state_t *)(void *)st->bytes; }
+static const bd_psat_state_t *cps(const bd_model_state_t *st)
+{
+    return (const bd_psat_state_t *)(const void *)st->bytes;
+}
+
+/* Positive finite or the fallback: config values are validated upstream, but
+ * a model must never produce NaN curves from a zero prior. */
+static double pos_or(double v, double fallback) { return (v > 0 && isfinite(v)) ? v : fallback; }
+
+/* g_k(x) = k(1 - e^{-x/k}): effective spend after saturation. */
+static double sat_g(double k, double x) { return k * -expm1(-x / k); }
+
+void bd_psat_refresh(bd_psat_state_t *s)
+{
+    double mx = -INFINITY, lp[BD_PSAT_KMAX], tot = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        lp[j] = s->logprior[j] + s->loglik[j];
+        if (lp[j] > mx) mx = lp[j];
+    }
+    for (uint32_t j = 0; j < s->n; j++) {
+        s->w[j] = exp(lp[j] - mx);
+        tot += s->w[j];
+    }
+    double run = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        s->w[j] /= tot;
+        run += s->w[j];
+        s->cdf[j] = run;
+        s->scale[j] = 1.0 / s->beta[j];
+    }
+    s->cdf[s->n - 1] = 1.0; /* a uniform in [0,1) always finds a point */
+    s->vscale = 1.0 / s->vrate;
+}
+
+/* Prior: lambda ~ Gamma(2 pseudo-conversions) with mean such that E[a] is
+ * roas_prior (E[a] = E[lambda] E[v] for revenue), the same for every k;
+ * phi ~ Gamma(3, 2*value_prior) so E[v] = value_prior; k on the doubling grid
+ * sat*2^(j-3) with log prior weight -0.35*|j-3|. */
+static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
+{
+    memset(st, 0, sizeof *st);
+    bd_psat_state_t *s = ps(st);
+    double sat = pos_or(pr->saturation, pos_or(pr->budget, 1.0));
+    double value = pos_or(pr->value_prior, 1.0);
+    double roas = pos_or(pr->roas_prior, 1.0);
+    double lam_mean = pr->objective == BD_OBJ_REVENUE ? roas / value : roas;
+    s->n = BD_PSAT_KMAX;
+    s->alpha0 = BD_PSAT_PRIOR_CONV;
+    s->beta0 = BD_PSAT_PRIOR_CONV / lam_mean;
+    s->vshape0 = s->vshape = BD_PSAT_VALUE_SHAPE0;
+    s->vrate0 = s->vrate = value * (BD_PSAT_VALUE_SHAPE0 - 1.0);
+    for (uint32_t j = 0; j < s->n; j++) {
+        int d = (int)j - (int)(BD_PSAT_KMAX / 2);
+        s->k[j] = ldexp(sat, d);
+        s->alpha[j] = s->alpha0;
+        s->beta[j] = s->beta0;
+        s->logprior[j] = -BD_PSAT_KPRIOR_DECAY * abs(d);
+        s->loglik[j] = 0;
+    }
+    bd_psat_refresh(s);
+}
+
+/* Exponential forgetting toward the prior: every statistic s becomes
+ * gamma*s + (1-gamma)*s0, log-likelihoods are multiplied by gamma. Equivalent
+ * to weighting the data seen t cycles ago by gamma^t, so with no data the
+ * state converges to the prior. */
+static void psat_discount(bd_model_state_t *st, const bd_prior_t *pr, double gamma)
+{
+    (void)pr;
+    bd_psat_state_t *s = ps(st);
+    if (!(gamma >= 0 && gamma < 1)) return; /* 1 (or nonsense): no forgetting */
+    double c = 1.0 - gamma;
+    for (uint32_t j = 0; j < s->n; j++) {
+        s->alpha[j] = gamma * s->alpha[j] + c * s->alpha0;
+        s->beta[j] = gamma * s->beta[j] + c * s->beta0;
+        s->loglik[j] *= gamma;
+    }
+    s->vshape = gamma * s->vshape + c * s->vshape0;
+    s->vrate = gamma * s->vrate + c * s->vrate0;
+    bd_psat_refresh(s);
+}
+
+/* log Gamma(a+y) - log Gamma(a), a > 0, y >= 0. */
+static double lngam_ratio(double a, double y)
+{
+    return y > 0 ? gsl_sf_lngamma(a + y) - gsl_sf_lngamma(a) : 0;
+}
+
+/* Two-sided tail probability of y under the posterior-predictive mixture:
+ * 2 * min(P(Y <= y), P(Y >= y)), Y ~ sum_j w_j NB(r_j, mean alpha_j g_j/beta_j).
+ * r_j = min(alpha_j, 64): the predictive never claims the rate is known to
+ * better than ~12.5%, so ordinary overdispersion of real conversion counts
+ * (which a Poisson ignores) is not mistaken for a change. Fractional y uses
+ * floor(y) for the lower tail and ceil(y) for the upper one. */
+static double psat_tail(const bd_psat_state_t *s, const double *g, double y)
+{
+    double lo = 0, hi = 0, yl = floor(y), yh = ceil(y);
+    for (uint32_t j = 0; j < s->n; j++) {
+        double r = s->alpha[j] < BD_PSAT_CP_MAX_SHAPE ? s->alpha[j] : BD_PSAT_CP_MAX_SHAPE;
+        double mu = s->alpha[j] * g[j] / s->beta[j];
+        double p = r / (r + mu);
+        /* NB cdf: P(Y <= n) = I_p(r, n+1) */
+        lo += s->w[j] * gsl_cdf_beta_P(p, r, yl + 1.0);
+        hi += s->w[j] * (yh < 1 ? 1.0 : gsl_cdf_beta_Q(p, r, yh));
+    }
+    double t = 2.0 * (lo < hi ? lo : hi);
+    return t < 1 ? t : 1;
+}
+
+/* Partial restart: keep BD_PSAT_CP_KEEP of the rate evidence and of the
+ * k log-likelihoods. The value per conversion is left alone: the check
+ * looks at conversions only. */
+static void psat_reset(bd_psat_state_t *s)
+{
+    double keep = BD_PSAT_CP_KEEP, c = 1.0 - keep;
+    for (uint32_t j = 0; j < s->n; j++) {
+        s->alpha[j] = keep * s->alpha[j] + c * s->alpha0;
+        s->beta[j] = keep * s->beta[j] + c * s->beta0;
+        s->loglik[j] *= keep;
+    }
+    s->resets++;
+    s->streak = 0;
+    bd_psat_refresh(s);
+}
+
+/* Conjugate update with one aggregate. With spend > 0, first the change-point
+ * check (under the posterior before this update), then each k's marginal
+ * likelihood gains the log NB predictive of y, then alpha += y, beta += g_k(x).
+ * Spend 0 (e.g. a late conversion-only event) carries no information on k
+ * and is not checked. */
+static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
+{
+    (void)pr;
+    bd_psat_state_t *s = ps(st);
+    double x = agg->spend > 0 && isfinite(agg->spend) ? agg->spend : 0;
+    double y = agg->conversions > 0 && isfinite(agg->conversions) ? agg->conversions : 0;
+    double rev = agg->revenue > 0 && isfinite(agg->revenue) ? agg->revenue : 0;
+    if (x > 0) {
+        double g[BD_PSAT_KMAX];
+        for (uint32_t j = 0; j < s->n; j++) g[j] = sat_g(s->k[j], x);
+        if (psat_tail(s, g, y) < BD_PSAT_CP_P) {
+            if (++s->streak >= BD_PSAT_CP_RUN) psat_reset(s);
+        } else {
+            s->streak = 0;
+        }
+        /* log NB predictive without the k-independent -lgamma(y+1) term.
+         * (gsl_sf_lngamma, not lgamma: lgamma writes the global signgam and
+         * cycles close on several threads.) */
+        double mx = -INFINITY, lgy = lngam_ratio(s->alpha[0], y);
+        for (uint32_t j = 0; j < s->n; j++) {
+            double a = s->alpha[j], b = s->beta[j];
+            double lg = a == s->alpha[0] ? lgy : lngam_ratio(a, y);
+            s->loglik[j] += lg + a * log(b / (b + g[j])) + (y > 0 ? y * log(g[j] / (b + g[j])) : 0);
+            s->alpha[j] = a + y;
+            s->beta[j] = b + g[j];
+            if (s->loglik[j] > mx) mx = s->loglik[j];
+        }
+        /* shifting by the max keeps the numbers bounded; weights unchanged */
+        for (uint32_t j = 0; j < s->n; j++) s->loglik[j] -= mx;
+    } else {
+        for (uint32_t j = 0; j < s->n; j++) s->alpha[j] += y;
+    }
+    s->vshape += y;
+    s->vrate += rev;
+    bd_psat_refresh(s);
+}
+
+/* One Thompson draw: k by its weight (one uniform over the cached cdf), then
+ * lambda | k, then (revenue) v = 1/phi. */
+static void psat_sample(const bd_model_state_t *st, const bd_prior_t *pr, gsl_rng *rng,
+                        bd_curve_t *out)
+{
+    const bd_psat_state_t *s = cps(st);
+    uint32_t j = 0;
+    if (s->n > 1) {
+        double u = gsl_rng_uniform(rng);
+        while (j + 1 < s->n && u >= s->cdf[j]) j++;
+    }
+    double a = gsl_ran_gamma(rng, s->alpha[j], s->scale[j]);
+    if (pr->objective == BD_OBJ_REVENUE) a /= gsl_ran_gamma(rng, s->vshape, s->vscale);
+    out->kind = BD_CURVE_EXP;
+    out->a = a;
+    out->k = s->k[j];
+    out->b = 0;
+}
+
+/* Posterior-mean curve: a = E[lambda] (* E[v]) over the k mixture, k = the
+ * weighted geometric mean of the grid (smooth in the weights, unlike the MAP
+ * k, so the mean curve does not jump when two k are nearly tied). */
+static void psat_mean(const bd_model_state_t *st, const bd_prior_t *pr, bd_curve_t *out)
+{
+    const bd_psat_state_t *s = cps(st);
+    double lam = 0, lk = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        lam += s->w[j] * s->alpha[j] / s->beta[j];
+        lk += s->w[j] * log(s->k[j]);
+    }
+    if (pr->objective == BD_OBJ_REVENUE) lam *= s->vrate / (s->vshape - 1.0);
+    out->kind = BD_CURVE_EXP;
+    out->a = lam;
+    out->k = exp(lk);
+    out->b = 0;
+}
+
+/* Conversions behind the posterior: alpha minus the prior's pseudo-counts
+ * (the same for every k since all see the same y), after discounting. */
+static double psat_evidence(const bd_model_state_t *st)
+{
+    const bd_psat_state_t *s = cps(st);
+    double e = 0;
+    for (uint32_t j = 0; j < s->n; j++) e += s->w[j] * (s->alpha[j] - s->alpha0);
+    return e;
+}
+
+static uint32_t psat_resets(const bd_model_state_t *st) { return cps(st)->resets; }
+
+const bd_model_ops_t bd_model_poisson_sat_ops = {
+    .name = "poisson_sat",
+    .init = psat_init,
+    .discount = psat_discount,
+    .observe = psat_observe,
+    .sample = psat_sample,
+    .mean = psat_mean,
+    .evidence = psat_evidence,
+    .resets = psat_resets,
+};

@@ -1,0 +1,372 @@
+/* test_model_poisson.c: poisson_sat against closed forms and simulations. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <gsl/gsl_sf_gamma.h>
+#include "../../models/model_internal.h"
+
+static const bd_model_ops_t *M;
+static gsl_rng *R;
+
+static void setup(void)
+{
+    M = bd_model_get(BD_MODEL_POISSON_SAT);
+    cr_assert_not_null(M);
+    R = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(R, 12345);
+}
+static void teardown(void) { gsl_rng_free(R); }
+
+TestSuite(poisson_sat, .init = setup, .fini = teardown);
+
+static bd_prior_t prior(bd_objective_t obj)
+{
+    bd_prior_t p = {.objective = obj, .saturation = 1000, .budget = 10000,
+                    .roas_prior = 2.0, .value_prior = 50.0};
+    return p;
+}
+
+static bd_psat_state_t *S(bd_model_state_t *st) { return (bd_psat_state_t *)(void *)st->bytes; }
+
+static bd_agg_t agg(double spend, double conv, double rev)
+{
+    bd_agg_t a = {.spend = spend, .conversions = conv, .revenue = rev, .events = 1};
+    return a;
+}
+
+static double g_of(double k, double x) { return k * (1 - exp(-x / k)); }
+
+/* Relative closeness with an absolute floor. */
+static void near(double got, double want, double rel, const char *what)
+{
+    cr_assert(fabs(got - want) <= rel * fmax(1.0, fabs(want)), "%s: got %.15g want %.15g", what,
+              got, want);
+}
+
+Test(poisson_sat, prior_matches_config)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_REVENUE);
+    M->init(&st, &pr);
+    bd_psat_state_t *s = S(&st);
+    cr_assert_eq(s->n, BD_PSAT_KMAX);
+    double wsum = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        near(s->k[j], 1000 * pow(2, (int)j - 3), 1e-15, "grid k");
+        wsum += s->w[j];
+        if (j != 3) cr_assert_lt(s->w[j], s->w[3], "prior weight peaks at the configured saturation");
+    }
+    near(wsum, 1, 1e-12, "weights sum");
+    cr_assert_eq(s->cdf[s->n - 1], 1.0);
+    bd_curve_t c;
+    M->mean(&st, &pr, &c);
+    cr_assert_eq(c.kind, BD_CURVE_EXP);
+    near(c.a, 2.0, 1e-12, "revenue prior mean of a = roas_prior");
+    near(s->vrate / (s->vshape - 1), 50.0, 1e-12, "prior mean value");
+    near(c.k, 1000, 1e-12, "symmetric prior: geometric mean k = saturation");
+
+    pr = prior(BD_OBJ_CONVERSIONS);
+    pr.roas_prior = 0.03;
+    M->init(&st, &pr);
+    M->mean(&st, &pr, &c);
+    near(c.a, 0.03, 1e-12, "conversions prior mean of a = roas_prior");
+    cr_assert_float_eq(M->evidence(&st), 0, 1e-15);
+    cr_assert_eq(M->resets(&st), 0);
+}
+
+/* Sequential updates equal the batch conjugate posterior and the closed-form
+ * marginal likelihood of every k. */
+Test(poisson_sat, conjugate_update_equals_closed_form)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_REVENUE);
+    M->init(&st, &pr);
+    bd_psat_state_t *s = S(&st);
+    double a0 = s->alpha0, b0 = s->beta0, vs0 = s->vshape0, vr0 = s->vrate0;
+    double xs[] = {500, 1500, 900, 3000, 200, 1200};
+    double ys[] = {12, 30, 0, 41, 6, 27.5}; /* fractional counts are allowed */
+    double rs[] = {600, 1400, 0, 2100, 310, 1300};
+    double sy = 0, sr = 0;
+    for (int i = 0; i < 6; i++) {
+        bd_agg_t a = agg(xs[i], ys[i], rs[i]);
+        M->observe(&st, &pr, &a);
+        sy += ys[i];
+        sr += rs[i];
+    }
+    double lw[BD_PSAT_KMAX], mx = -INFINITY;
+    for (uint32_t j = 0; j < s->n; j++) {
+        double sg = 0, sylg = 0;
+        for (int i = 0; i < 6; i++) {
+            double g = g_of(s->k[j], xs[i]);
+            sg += g;
+            if (ys[i] > 0) sylg += ys[i] * log(g);
+        }
+        near(s->alpha[j], a0 + sy, 1e-12, "alpha = a0 + sum y");
+        near(s->beta[j], b0 + sg, 1e-12, "beta = b0 + sum g_k(x)");
+        /* Poisson-Gamma evidence up to k-independent terms */
+        lw[j] = s->logprior[j] + gsl_sf_lngamma(a0 + sy) - gsl_sf_lngamma(a0) + a0 * log(b0) -
+                (a0 + sy) * log(b0 + sg) + sylg;
+        if (lw[j] > mx) mx = lw[j];
+    }
+    double tot = 0;
+    for (uint32_t j = 0; j < s->n; j++) tot += exp(lw[j] - mx);
+    for (uint32_t j = 0; j < s->n; j++) near(s->w[j], exp(lw[j] - mx) / tot, 1e-9, "weight");
+    near(s->vshape, vs0 + sy, 1e-12, "value shape += conversions");
+    near(s->vrate, vr0 + sr, 1e-12, "value rate += revenue");
+    near(M->evidence(&st), sy, 1e-12, "evidence = conversions seen");
+}
+
+/* With a single grid point the model is plain Gamma-Poisson: mean lambda =
+ * (a0 + sum y) / (b0 + sum g), and the mean of draws agrees. */
+Test(poisson_sat, single_k_posterior_mean)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_CONVERSIONS);
+    pr.roas_prior = 0.02;
+    M->init(&st, &pr);
+    bd_psat_state_t *s = S(&st);
+    s->n = 1;
+    s->k[0] = 800;
+    bd_psat_refresh(s);
+    double sy = 0, sg = 0;
+    for (int i = 0; i < 20; i++) {
+        double x = 300 + 50 * i, y = floor(0.03 * g_of(800, x) + 0.5);
+        bd_agg_t a = agg(x, y, 0);
+        M->observe(&st, &pr, &a);
+        sy += y;
+        sg += g_of(800, x);
+    }
+    double want = (s->alpha0 + sy) / (s->beta0 + sg);
+    bd_curve_t c;
+    M->mean(&st, &pr, &c);
+    near(c.a, want, 1e-12, "posterior mean lambda");
+    near(c.k, 800, 1e-12, "k");
+    double var = (s->alpha0 + sy) / pow(s->beta0 + sg, 2), sum = 0;
+    int n = 100000;
+    for (int i = 0; i < n; i++) {
+        M->sample(&st, &pr, R, &c);
+        cr_assert_eq(c.k, 800);
+        sum += c.a;
+    }
+    double se = sqrt(var / n);
+    cr_assert(fabs(sum / n - want) < 5 * se, "MC mean %g vs %g (se %g)", sum / n, want, se);
+}
+
+/* Simulated conversions from a known k: the marginal likelihood puts almost
+ * all weight on it. Spend varies so that k is identifiable. */
+static int fit_k(double k_true, uint64_t seed, double *w_true)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_CONVERSIONS);
+    pr.roas_prior = 0.05;
+    M->init(&st, &pr);
+    gsl_rng_set(R, seed);
+    for (int t = 0; t < 300; t++) {
+        double x = 1000 * exp(gsl_ran_flat(R, log(0.25), log(4.0)));
+        double y = (double)gsl_ran_poisson(R, 0.05 * g_of(k_true, x));
+        bd_agg_t a = agg(x, y, 0);
+        M->observe(&st, &pr, &a);
+    }
+    bd_psat_state_t *s = S(&st);
+    int best = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        if (s->w[j] > s->w[best]) best = (int)j;
+        if (s->k[j] == k_true) *w_true = s->w[j];
+    }
+    cr_assert_eq(M->resets(&st), 0, "stationary data must not reset");
+    return best;
+}
+
+Test(poisson_sat, weights_pick_true_k)
+{
+    double ks[] = {250, 1000, 2000, 4000};
+    int idx[] = {1, 3, 4, 5};
+    for (int i = 0; i < 4; i++) {
+        double w = 0;
+        int best = fit_k(ks[i], 100 + (uint64_t)i, &w);
+        cr_assert_eq(best, idx[i], "k=%g: picked grid %d", ks[i], best);
+        cr_assert_gt(w, 0.8, "k=%g: weight %g", ks[i], w);
+    }
+}
+
+/* The pinned discount: s := gamma*s + (1-gamma)*s0, loglik *= gamma, and
+ * with no data the state converges to the prior. */
+Test(poisson_sat, discount_blends_toward_prior)
+{
+    bd_model_state_t st, prior_st;
+    bd_prior_t pr = prior(BD_OBJ_REVENUE);
+    M->init(&prior_st, &pr);
+    M->init(&st, &pr);
+    for (int i = 0; i < 10; i++) {
+        bd_agg_t a = agg(400 + 300 * i, 10 + 3 * i, 700 + 100 * i);
+        M->observe(&st, &pr, &a);
+    }
+    bd_psat_state_t before = *S(&st), *s = S(&st), *p0 = S(&prior_st);
+    double gm = 0.9;
+    double ev = M->evidence(&st);
+    M->discount(&st, &pr, gm);
+    double lw[BD_PSAT_KMAX], mx = -INFINITY, tot = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        near(s->alpha[j], gm * before.alpha[j] + (1 - gm) * p0->alpha[j], 1e-14, "alpha");
+        near(s->beta[j], gm * before.beta[j] + (1 - gm) * p0->beta[j], 1e-14, "beta");
+        near(s->loglik[j], gm * before.loglik[j], 1e-14, "loglik");
+        lw[j] = s->logprior[j] + gm * before.loglik[j];
+        mx = fmax(mx, lw[j]);
+    }
+    for (uint32_t j = 0; j < s->n; j++) tot += exp(lw[j] - mx);
+    for (uint32_t j = 0; j < s->n; j++) near(s->w[j], exp(lw[j] - mx) / tot, 1e-12, "weights");
+    near(s->vshape, gm * before.vshape + (1 - gm) * p0->vshape, 1e-14, "vshape");
+    near(s->vrate, gm * before.vrate + (1 - gm) * p0->vrate, 1e-14, "vrate");
+    near(M->evidence(&st), gm * ev, 1e-12, "evidence decays by gamma");
+
+    for (int i = 0; i < 3000; i++) M->discount(&st, &pr, 0.98);
+    for (uint32_t j = 0; j < s->n; j++) {
+        near(s->alpha[j], p0->alpha[j], 1e-9, "alpha -> prior");
+        near(s->beta[j], p0->beta[j], 1e-9, "beta -> prior");
+        near(s->w[j], p0->w[j], 1e-9, "weights -> prior");
+    }
+    near(s->vrate, p0->vrate, 1e-9, "vrate -> prior");
+    /* gamma = 1 forgets nothing */
+    bd_psat_state_t keep = *s;
+    M->discount(&st, &pr, 1.0);
+    cr_assert_eq(memcmp(&keep, s, sizeof keep), 0);
+}
+
+/* Mean of Thompson draws equals the posterior mean; the tolerance comes from
+ * the exact variance of the mixture (5 standard errors). */
+Test(poisson_sat, sample_mean_matches_posterior)
+{
+    for (int obj = 0; obj < 2; obj++) {
+        bd_model_state_t st;
+        bd_prior_t pr = prior(obj ? BD_OBJ_CONVERSIONS : BD_OBJ_REVENUE);
+        pr.roas_prior = obj ? 0.03 : 2.0;
+        M->init(&st, &pr);
+        /* few observations at two spends: a spread-out k posterior */
+        for (int i = 0; i < 4; i++) {
+            bd_agg_t a = agg(i % 2 ? 500 : 2500, i % 2 ? 14 : 45, i % 2 ? 700 : 2300);
+            M->observe(&st, &pr, &a);
+        }
+        bd_psat_state_t *s = S(&st);
+        double ev = 1, ev2 = 1;
+        if (!obj) {
+            ev = s->vrate / (s->vshape - 1);
+            ev2 = s->vrate * s->vrate / ((s->vshape - 1) * (s->vshape - 2));
+        }
+        double m = 0, m2 = 0;
+        int spread = 0;
+        for (uint32_t j = 0; j < s->n; j++) {
+            double mu = s->alpha[j] / s->beta[j];
+            m += s->w[j] * mu;
+            m2 += s->w[j] * (s->alpha[j] / (s->beta[j] * s->beta[j]) + mu * mu);
+            spread += s->w[j] > 0.05;
+        }
+        cr_assert_geq(spread, 2, "test needs a mixture");
+        double mean_a = m * ev, var_a = m2 * ev2 - mean_a * mean_a;
+        bd_curve_t c;
+        M->mean(&st, &pr, &c);
+        near(c.a, mean_a, 1e-12, "mean() a");
+        int n = 200000, cnt[BD_PSAT_KMAX] = {0};
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            M->sample(&st, &pr, R, &c);
+            cr_assert_eq(c.kind, BD_CURVE_EXP);
+            sum += c.a;
+            for (uint32_t j = 0; j < s->n; j++)
+                if (c.k == s->k[j]) cnt[j]++;
+        }
+        double se = sqrt(var_a / n);
+        cr_assert(fabs(sum / n - mean_a) < 5 * se, "obj %d: MC mean %g vs %g (se %g)", obj,
+                  sum / n, mean_a, se);
+        for (uint32_t j = 0; j < s->n; j++) {
+            double sd = sqrt(n * s->w[j] * (1 - s->w[j]));
+            cr_assert(fabs(cnt[j] - n * s->w[j]) <= 5 * sd + 1, "k %u drawn %d times, want %g", j,
+                      cnt[j], n * s->w[j]);
+        }
+    }
+}
+
+/* Runs `cycles` cycles of a channel with true k = 1000 and rate lam (lam2 from
+ * cycle `change` on), spend around 1000, discount 0.98. Returns resets and
+ * the cycle of the first reset (-1 if none). */
+static uint32_t run_channel(uint64_t seed, int cycles, int change, double lam, double lam2,
+                            int *first, double *lam_end)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_CONVERSIONS);
+    pr.roas_prior = 0.1;
+    M->init(&st, &pr);
+    gsl_rng_set(R, seed);
+    *first = -1;
+    for (int t = 0; t < cycles; t++) {
+        double x = gsl_ran_flat(R, 800, 1200);
+        double l = t >= change ? lam2 : lam;
+        bd_agg_t a = agg(x, (double)gsl_ran_poisson(R, l * g_of(1000, x)), 0);
+        M->discount(&st, &pr, 0.98);
+        M->observe(&st, &pr, &a);
+        if (*first < 0 && M->resets(&st) > 0) *first = t;
+    }
+    /* posterior mean rate at the spend played (lambda alone is confounded
+     * with k when spend varies little) */
+    bd_psat_state_t *s = S(&st);
+    *lam_end = 0;
+    for (uint32_t j = 0; j < s->n; j++)
+        *lam_end += s->w[j] * s->alpha[j] / s->beta[j] * g_of(s->k[j], 1000) / g_of(1000, 1000);
+    return M->resets(&st);
+}
+
+Test(poisson_sat, no_reset_on_stationary_data)
+{
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        int first;
+        double l;
+        uint32_t n = run_channel(seed, 200, 1 << 30, 0.2, 0.2, &first, &l);
+        cr_assert_eq(n, 0, "seed %lu: %u resets (first at %d)", (unsigned long)seed, n, first);
+        /* low counts too: ~6 conversions per cycle */
+        n = run_channel(seed, 200, 1 << 30, 0.01, 0.01, &first, &l);
+        cr_assert_eq(n, 0, "seed %lu low rate: %u resets", (unsigned long)seed, n);
+    }
+}
+
+Test(poisson_sat, reset_when_rate_halves)
+{
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        int first;
+        double l;
+        uint32_t n = run_channel(seed, 130, 100, 0.2, 0.1, &first, &l);
+        cr_assert_geq(n, 1, "seed %lu: no reset after the rate halved", (unsigned long)seed);
+        cr_assert(first >= 100 && first <= 106, "seed %lu: first reset at %d", (unsigned long)seed,
+                  first);
+        /* 30 cycles after the shock the mean is near the new rate; with
+         * discounting alone (memory ~50 cycles) it would still be ~0.155 */
+        cr_assert(fabs(l - 0.1) < 0.025, "seed %lu: lambda %g 30 cycles after", (unsigned long)seed,
+                  l);
+    }
+}
+
+Test(poisson_sat, zero_spend_and_zero_conversions_stay_finite)
+{
+    bd_model_state_t st;
+    bd_prior_t pr = prior(BD_OBJ_REVENUE);
+    M->init(&st, &pr);
+    bd_psat_state_t *s = S(&st);
+    double b3 = s->beta[3], a3 = s->alpha[3];
+    bd_agg_t late = agg(0, 2, 90); /* a late conversion-only event */
+    M->observe(&st, &pr, &late);
+    near(s->alpha[3], a3 + 2, 1e-15, "alpha += y at zero spend");
+    cr_assert_eq(s->beta[3], b3, "beta unchanged at zero spend");
+    cr_assert_eq(s->streak, 0);
+    for (int i = 0; i < 50; i++) {
+        bd_agg_t a = agg(1000, 0, 0);
+        M->discount(&st, &pr, 0.95);
+        M->observe(&st, &pr, &a);
+    }
+    bd_curve_t c;
+    M->mean(&st, &pr, &c);
+    cr_assert(isfinite(c.a) && c.a > 0 && isfinite(c.k) && c.k > 0);
+    for (int i = 0; i < 1000; i++) {
+        M->sample(&st, &pr, R, &c);
+        cr_assert(isfinite(c.a) && c.a >= 0 && c.k > 0);
+    }
+}
