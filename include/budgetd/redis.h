@@ -28,6 +28,9 @@
 #include <stdint.h>
 #include "budgetd/common.h"
 
+/* One connection. Not thread-safe: one handle per thread. hiredis writes
+ * with write(2), so the process must ignore SIGPIPE (a dropped connection
+ * would otherwise kill it). */
 typedef struct bd_redis bd_redis_t;
 
 /* Default trim target of the decisions stream (MAXLEN ~). */

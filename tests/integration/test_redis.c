@@ -623,7 +623,7 @@ Test(redis, connection_lost_mid_batch_leaves_whole_decisions_only)
     cr_assert_not_null(r, "%s", err);
     enum { N = 10 };
     bd_redis_decision_t d[N];
-    char blobs[N][16];
+    char blobs[N][24];
     int res[N];
     for (int i = 0; i < N; i++) {
         d[i] = dec("m", i + 1);
