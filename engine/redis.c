@@ -1,0 +1,856 @@
+/* redis.c: the Redis decision sink (CONTRACT §3): one fenced Lua script per
+ * decision, pipelined per batch, plus the operator keys (kill, approve) and
+ * the checkpoint read used on resume. See redis.h for the key layout. */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <hiredis/hiredis.h>
+#include "budgetd/redis.h"
+
+#define RD_KEY_MAX 256
+#define RD_NKEYS 6
+#define RD_FIXED_ARGV 15 /* ARGV[1..15] before the channel pairs */
+
+struct bd_redis {
+    redisContext *c;     /* NULL while disconnected */
+    int is_unix;
+    char host[256];
+    int port;
+    char path[256];
+    char user[128];
+    char pass[256];
+    int db;
+    char prefix[128];
+    int maxlen;
+    int connect_ms, command_ms;
+    char sha[48];        /* SHA-1 of the write script as the server reported it */
+};
+
+/* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
+ * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
+ * 7 record, 8 state blob, 9 has_state, 10 stream maxlen, 11 notify channel,
+ * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
+ * channels, then (name, "%.2f") pairs: alloc channels, then proposal ones.
+ * Returns {0, version} written, {1, top} stale, {2, top} duplicate.
+ * The stream entry id is "<cycle>-1", so a re-sent older cycle is found by
+ * id and recognised as a duplicate when its record is byte-identical; the
+ * last entry's cycle also counts toward the fence (XADD needs a larger id).
+ * Every check runs before the first write: Redis does not roll a script back
+ * on error, so a failing check must leave nothing behind; once a script has
+ * written, Redis lets it finish even under maxmemory. */
+static const char RD_WRITE_LUA[] =
+    "local kinds = {'hash', 'hash', 'stream', 'string', 'hash', 'hash'}\n"
+    "for i = 1, 6 do\n"
+    "  local t = redis.call('TYPE', KEYS[i])['ok']\n"
+    "  if t ~= 'none' and t ~= kinds[i] then\n"
+    "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "local cycle = tonumber(ARGV[1])\n"
+    "local top, version = nil, 0\n"
+    "local function seen(c, v)\n"
+    "  c = tonumber(c); v = tonumber(v)\n"
+    "  if c and (not top or c > top) then top = c end\n"
+    "  if v and v > version then version = v end\n"
+    "end\n"
+    "local f = redis.call('HMGET', KEYS[5], 'cycle', 'version', 'sha')\n"
+    "seen(f[1], f[2])\n"
+    "local a = redis.call('HMGET', KEYS[1], 'cycle', 'version')\n"
+    "seen(a[1], a[2])\n"
+    "local p = redis.call('HMGET', KEYS[2], 'cycle', 'version')\n"
+    "seen(p[1], p[2])\n"
+    "local last = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)\n"
+    "if last[1] then seen(string.match(last[1][1], '^(%d+)'), nil) end\n"
+    "local sha = redis.sha1hex(ARGV[7])\n"
+    "if top and cycle <= top then\n"
+    "  if cycle == top and f[3] == sha then return {2, top} end\n"
+    "  local e = redis.call('XRANGE', KEYS[3], ARGV[1] .. '-1', ARGV[1] .. '-1')\n"
+    "  if e[1] and e[1][2][2] == ARGV[7] then return {2, top} end\n"
+    "  return {1, top}\n"
+    "end\n"
+    "local na, np = tonumber(ARGV[14]), tonumber(ARGV[15])\n"
+    "if ARGV[5] == '1' then version = version + 1 end\n"
+    "local function fill(key, first, n)\n"
+    "  local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', ARGV[2],\n"
+    "                'status', ARGV[3], 'decided_at', ARGV[4]}\n"
+    "  for i = 0, n - 1 do\n"
+    "    args[#args + 1] = 'ch:' .. ARGV[first + 2 * i]\n"
+    "    args[#args + 1] = ARGV[first + 2 * i + 1]\n"
+    "  end\n"
+    "  redis.call('DEL', key)\n"
+    "  redis.call('HSET', key, unpack(args))\n"
+    "end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 16, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 16 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
+    "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
+    "end\n"
+    "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], ARGV[1] .. '-1', 'd', ARGV[7])\n"
+    "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
+    "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
+    "           'at', ARGV[4])\n"
+    "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. ARGV[3])\n"
+    "return {0, version}\n";
+
+/* Operator kill: hash and notify in one step so no adapter sees one without
+ * the other. KEYS: kill, fence. ARGV: reason, by, at, channel, portfolio. */
+static const char RD_KILL_LUA[] =
+    "redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'by', ARGV[2], 'at', ARGV[3])\n"
+    "local c = redis.call('HGET', KEYS[2], 'cycle') or '-1'\n"
+    "redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. c .. ' killed')\n"
+    "return 1\n";
+
+static struct timeval rd_tv(int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    return tv;
+}
+
+/* Names become part of keys and of the {P} hash tag: CONTRACT §1 charset
+ * only, so no name can contain '}' or glob characters. */
+static int rd_name_ok(const char *s)
+{
+    if (!s) return 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > BD_NAME_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!isalnum(c) && c != '_' && c != '.' && c != ':' && c != '-') return 0;
+    }
+    return 1;
+}
+
+static void rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what)
+{
+    snprintf(out, RD_KEY_MAX, "%s:{%s}:%s", r->prefix, portfolio, what);
+}
+
+/* Copies n bytes of URL user info into dst, decoding %XX escapes. */
+static int rd_pct_decode(char *dst, size_t cap, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = src[i];
+        if (c == '%' && i + 2 < n && isxdigit((unsigned char)src[i + 1]) &&
+            isxdigit((unsigned char)src[i + 2])) {
+            char hex[3] = {src[i + 1], src[i + 2], 0};
+            c = (char)strtol(hex, NULL, 16);
+            i += 2;
+        }
+        if (o + 1 >= cap) return -1;
+        dst[o++] = c;
+    }
+    dst[o] = 0;
+    return 0;
+}
+
+/* Parses the URL into r. Error texts never repeat the URL: it may hold a
+ * password. */
+static bd_err_t rd_parse_url(bd_redis_t *r, const char *url, char *errbuf, size_t errlen)
+{
+    if (!url || !*url) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis url is empty");
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        if (*p != '/')
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                           "bad redis url: unix socket path must be absolute (unix:///path)");
+        if (strlen(p) >= 108 || strlen(p) >= sizeof r->path)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unix socket path too long");
+        r->is_unix = 1;
+        snprintf(r->path, sizeof r->path, "%s", p);
+        return BD_OK;
+    }
+    if (strncmp(url, "rediss://", 9) == 0)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: TLS (rediss://) is not supported");
+    if (strncmp(url, "redis://", 8) != 0)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "bad redis url: expected redis://[user:pass@]host[:port][/db] or unix:///path");
+    const char *p = url + 8;
+    const char *end = p + strcspn(p, "/?#");
+    if (*end == '?' || *end == '#')
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: query parameters are not supported");
+    const char *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@') at = q;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
+        if (rd_pct_decode(r->user, sizeof r->user, p, ulen) != 0)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: user name too long");
+        if (colon && rd_pct_decode(r->pass, sizeof r->pass, colon + 1, (size_t)(at - colon - 1)) != 0)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: password too long");
+        p = at + 1;
+    }
+    const char *hend;
+    const char *portp = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unclosed '[' in host");
+        p++;
+        hend = rb;
+        if (rb + 1 < end) {
+            if (rb[1] != ':') return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: junk after ']'");
+            portp = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        hend = colon ? colon : end;
+        if (colon) portp = colon + 1;
+    }
+    size_t hlen = (size_t)(hend - p);
+    if (hlen == 0) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: missing host");
+    if (hlen >= sizeof r->host) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: host too long");
+    memcpy(r->host, p, hlen);
+    r->host[hlen] = 0;
+    r->port = 6379;
+    if (portp) {
+        long port = 0;
+        const char *q = portp;
+        if (q == end) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: empty port");
+        for (; q < end; q++) {
+            if (!isdigit((unsigned char)*q) || port > 65535)
+                return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
+        r->port = (int)port;
+    }
+    r->db = 0;
+    if (*end == '/' && end[1]) {
+        char *e;
+        long db = strtol(end + 1, &e, 10);
+        if (*e || db < 0 || db > 1000000 || !isdigit((unsigned char)end[1]))
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: database must be a number");
+        r->db = (int)db;
+    }
+    return BD_OK;
+}
+
+static void rd_drop(bd_redis_t *r)
+{
+    if (r->c) redisFree(r->c);
+    r->c = NULL;
+}
+
+/* Runs one command on the live context. A NULL reply means the connection
+ * is broken or timed out: its state is unknown, so it is dropped. Error
+ * replies become BD_ERR_REDIS with the server's text. */
+static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size_t *lens,
+                          bd_err_t *err, char *errbuf, size_t errlen)
+{
+    redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
+    if (!rep) {
+        *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: %s", argv[0],
+                       r->c->errstr[0] ? r->c->errstr : "connection lost");
+        rd_drop(r);
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: %s", argv[0], rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    *err = BD_OK;
+    return rep;
+}
+
+bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
+{
+    rd_drop(r);
+    char where[300];
+    if (r->is_unix)
+        snprintf(where, sizeof where, "unix:%s", r->path);
+    else
+        snprintf(where, sizeof where, "%s:%d", r->host, r->port);
+    redisContext *c = r->is_unix ? redisConnectUnixWithTimeout(r->path, rd_tv(r->connect_ms))
+                                 : redisConnectWithTimeout(r->host, r->port, rd_tv(r->connect_ms));
+    if (!c) return bd_errf(errbuf, errlen, BD_ERR_NOMEM, "redis %s: cannot allocate context", where);
+    if (c->err) {
+        bd_err_t e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "cannot connect to redis at %s: %s", where,
+                             c->errstr);
+        redisFree(c);
+        return e;
+    }
+    redisSetTimeout(c, rd_tv(r->command_ms));
+    if (!r->is_unix) redisEnableKeepAlive(c);
+    r->c = c;
+    bd_err_t err;
+    redisReply *rep;
+    if (r->pass[0]) {
+        const char *av[3] = {"AUTH", r->user, r->pass};
+        int ac = 3;
+        if (!r->user[0]) { av[1] = r->pass; ac = 2; }
+        if (!(rep = rd_run(r, ac, av, NULL, &err, errbuf, errlen))) goto fail;
+        freeReplyObject(rep);
+    }
+    if (r->db) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", r->db);
+        const char *av[2] = {"SELECT", db};
+        if (!(rep = rd_run(r, 2, av, NULL, &err, errbuf, errlen))) goto fail;
+        freeReplyObject(rep);
+    }
+    const char *av[3] = {"SCRIPT", "LOAD", RD_WRITE_LUA};
+    if (!(rep = rd_run(r, 3, av, NULL, &err, errbuf, errlen))) goto fail;
+    if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof r->sha) {
+        freeReplyObject(rep);
+        err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCRIPT LOAD: unexpected reply");
+        goto fail;
+    }
+    memcpy(r->sha, rep->str, rep->len);
+    r->sha[rep->len] = 0;
+    freeReplyObject(rep);
+    return BD_OK;
+fail:
+    rd_drop(r);
+    return err;
+}
+
+bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
+                          int stream_maxlen, char *errbuf, size_t errlen)
+{
+    bd_redis_t *r = bd_xcalloc(1, sizeof *r);
+    r->connect_ms = 2000;
+    r->command_ms = 5000;
+    r->maxlen = stream_maxlen > 0 ? stream_maxlen : BD_REDIS_STREAM_MAXLEN;
+    if (!prefix || !*prefix) prefix = "budgetd";
+    if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ ")) {
+        bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
+                sizeof r->prefix - 1);
+        free(r);
+        return NULL;
+    }
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    if (rd_parse_url(r, url, errbuf, errlen) != BD_OK) {
+        free(r);
+        return NULL;
+    }
+    const char *pw = password_env && *password_env ? getenv(password_env) : NULL;
+    if (pw && *pw) {
+        if (strlen(pw) >= sizeof r->pass) {
+            bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis password in $%s is too long", password_env);
+            free(r);
+            return NULL;
+        }
+        snprintf(r->pass, sizeof r->pass, "%s", pw);
+    }
+    if (bd_redis_reconnect(r, errbuf, errlen) != BD_OK) {
+        bd_redis_close(r);
+        return NULL;
+    }
+    return r;
+}
+
+void bd_redis_close(bd_redis_t *r)
+{
+    if (!r) return;
+    rd_drop(r);
+    memset(r->pass, 0, sizeof r->pass);
+    free(r);
+}
+
+void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms)
+{
+    if (connect_ms > 0) r->connect_ms = connect_ms;
+    if (command_ms > 0) r->command_ms = command_ms;
+    if (r->c) redisSetTimeout(r->c, rd_tv(r->command_ms));
+}
+
+int bd_redis_connected(const bd_redis_t *r)
+{
+    return r->c != NULL;
+}
+
+int bd_redis_backoff_ms(unsigned attempt)
+{
+    int base = attempt >= 6 ? 5000 : 100 << attempt;
+    if (base > 5000) base = 5000;
+    return base + (int)(bd_mix64(attempt) % (uint64_t)(base / 10 + 1));
+}
+
+/* Connects when there is no connection: every call gets one free retry. */
+static bd_err_t rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
+{
+    return r->c ? BD_OK : bd_redis_reconnect(r, errbuf, errlen);
+}
+
+/* One decision's EVALSHA/EVAL argument vector. Strings that are not the
+ * caller's own live in buf. */
+typedef struct {
+    int argc;
+    const char **argv;
+    size_t *lens;
+    char *buf;
+} rd_args_t;
+
+static void rd_args_free(rd_args_t *a)
+{
+    free(a->argv);
+    free(a->lens);
+    free(a->buf);
+}
+
+static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_eval, rd_args_t *a)
+{
+    size_t na = d->apply ? d->n_ch : 0;
+    const bd_redis_field_t *pch = d->prop_ch ? d->prop_ch : d->ch;
+    size_t np = d->propose ? (d->prop_ch ? d->n_prop_ch : d->n_ch) : 0;
+    int argc = 3 + RD_NKEYS + RD_FIXED_ARGV + 2 * (int)(na + np);
+    a->argc = argc;
+    a->argv = bd_xcalloc((size_t)argc, sizeof *a->argv);
+    a->lens = bd_xcalloc((size_t)argc, sizeof *a->lens);
+    size_t cap = RD_NKEYS * RD_KEY_MAX + RD_KEY_MAX + 8 * 24 + (na + np) * 48;
+    a->buf = bd_xmalloc(cap);
+    char *b = a->buf;
+    int i = 0;
+#define RD_PUT(s) (a->argv[i] = (s), a->lens[i] = strlen(a->argv[i]), i++)
+#define RD_FMT(...) do { int k_ = snprintf(b, cap - (size_t)(b - a->buf), __VA_ARGS__); \
+        RD_PUT(b); b += k_ + 1; } while (0)
+    RD_PUT(use_eval ? "EVAL" : "EVALSHA");
+    RD_PUT(use_eval ? RD_WRITE_LUA : r->sha);
+    RD_PUT("6");
+    static const char *const kinds[RD_NKEYS] = {"alloc", "proposal", "decisions", "state", "fence",
+                                                "kill"};
+    for (int k = 0; k < RD_NKEYS; k++)
+        RD_FMT("%s:{%s}:%s", r->prefix, d->portfolio, kinds[k]);
+    RD_FMT("%lld", (long long)d->cycle);
+    RD_PUT(d->mode);
+    RD_PUT(d->status);
+    RD_FMT("%lld", (long long)d->decided_at);
+    RD_PUT(d->apply ? "1" : "0");
+    RD_PUT(d->propose ? "1" : "0");
+    RD_PUT(d->record_json);
+    a->argv[i] = d->state ? d->state : "";
+    a->lens[i++] = d->state ? d->state_len : 0;
+    RD_PUT(d->state ? "1" : "0");
+    RD_FMT("%d", r->maxlen);
+    RD_FMT("%s:notify", r->prefix);
+    RD_PUT(d->portfolio);
+    RD_PUT(d->kill_reason ? d->kill_reason : "");
+    RD_FMT("%zu", na);
+    RD_FMT("%zu", np);
+    for (size_t k = 0; k < na; k++) {
+        RD_PUT(d->ch[k].name);
+        RD_FMT("%.2f", d->ch[k].spend);
+    }
+    for (size_t k = 0; k < np; k++) {
+        RD_PUT(pch[k].name);
+        RD_FMT("%.2f", pch[k].spend);
+    }
+#undef RD_PUT
+#undef RD_FMT
+}
+
+/* Checks one decision before anything is sent: a refused batch sends
+ * nothing, so no item of it can half-exist. */
+static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf, size_t errlen)
+{
+    if (!rd_name_ok(d->portfolio))
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu: bad portfolio name", idx);
+    if (!d->mode || !d->status || !d->record_json)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): mode, status and record are required",
+                       idx, d->portfolio);
+    if (d->cycle < 0)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): negative cycle", idx, d->portfolio);
+    for (int pass = 0; pass < 2; pass++) {
+        const bd_redis_field_t *f = pass == 0 ? d->ch : (d->prop_ch ? d->prop_ch : d->ch);
+        size_t n = pass == 0 ? d->n_ch : (d->prop_ch ? d->n_prop_ch : d->n_ch);
+        if ((pass == 0 && !d->apply) || (pass == 1 && !d->propose)) continue;
+        if (n && !f)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): channels missing", idx,
+                           d->portfolio);
+        for (size_t k = 0; k < n; k++) {
+            if (!rd_name_ok(f[k].name))
+                return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): bad channel name", idx,
+                               d->portfolio);
+            if (!isfinite(f[k].spend) || f[k].spend < 0 || f[k].spend > 1e15)
+                return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): channel %s: spend %g",
+                               idx, d->portfolio, f[k].name, f[k].spend);
+        }
+    }
+    return BD_OK;
+}
+
+/* Maps a script reply to a per-item result. NOSCRIPT is reported as 1 in
+ * *noscript so the caller can resend with EVAL. */
+static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msglen)
+{
+    *noscript = 0;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (strncmp(rep->str, "NOSCRIPT", 8) == 0) *noscript = 1;
+        snprintf(msg, msglen, "%s", rep->str);
+        return BD_ERR_REDIS;
+    }
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        switch (rep->element[0]->integer) {
+        case 0: return BD_OK;
+        case 1: return BD_ERR_STALE;
+        case 2: return BD_REDIS_DUPLICATE;
+        default: break;
+        }
+    }
+    snprintf(msg, msglen, "unexpected script reply");
+    return BD_ERR_REDIS;
+}
+
+bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
+                              char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        results[i] = BD_ERR_REDIS;
+        bd_err_t e = rd_check(&d[i], i, errbuf, errlen);
+        if (e != BD_OK) return e;
+    }
+    if (n == 0) return BD_OK;
+    bd_err_t e = rd_ensure(r, errbuf, errlen);
+    if (e != BD_OK) return e;
+    for (size_t i = 0; i < n; i++) {
+        rd_args_t a;
+        rd_build(r, &d[i], 0, &a);
+        int rc = redisAppendCommandArgv(r->c, a.argc, a.argv, a.lens);
+        rd_args_free(&a);
+        if (rc != REDIS_OK) {
+            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis pipeline: %s", r->c->errstr);
+            rd_drop(r);
+            return e;
+        }
+    }
+    size_t failed = 0, noscripts = 0;
+    char msg[768] = "";
+    char *resend = bd_xcalloc(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        redisReply *rep = NULL;
+        if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
+            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s (%zu of %zu decisions answered)",
+                        r->c->errstr[0] ? r->c->errstr : "connection lost", i, n);
+            rd_drop(r);
+            free(resend);
+            return e;
+        }
+        int ns;
+        char m[256];
+        results[i] = rd_result(rep, &ns, m, sizeof m);
+        freeReplyObject(rep);
+        if (ns) {
+            resend[i] = 1;
+            noscripts++;
+        } else if (results[i] == BD_ERR_REDIS && failed++ == 0) {
+            snprintf(msg, sizeof msg, "decision %zu (%s cycle %lld): %s", i, d[i].portfolio,
+                     (long long)d[i].cycle, m);
+        }
+    }
+    /* NOSCRIPT means the script cache was flushed while the pipeline ran:
+     * the refused items are a suffix, resending them in order keeps the
+     * per-portfolio cycle order. EVAL puts the script back in the cache. */
+    for (size_t i = 0; i < n && noscripts; i++) {
+        if (!resend[i]) continue;
+        rd_args_t a;
+        rd_build(r, &d[i], 1, &a);
+        redisReply *rep = redisCommandArgv(r->c, a.argc, a.argv, a.lens);
+        rd_args_free(&a);
+        if (!rep) {
+            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s",
+                        r->c->errstr[0] ? r->c->errstr : "connection lost");
+            rd_drop(r);
+            free(resend);
+            return e;
+        }
+        int ns;
+        char m[256];
+        results[i] = rd_result(rep, &ns, m, sizeof m);
+        freeReplyObject(rep);
+        if (results[i] == BD_ERR_REDIS && failed++ == 0)
+            snprintf(msg, sizeof msg, "decision %zu (%s): %s", i, d[i].portfolio, m);
+    }
+    free(resend);
+    if (failed)
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "%zu of %zu decisions refused; first: %s", failed, n, msg);
+    return BD_OK;
+}
+
+/* Runs a single command with the connection ensured first. */
+static redisReply *rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *lens, bd_err_t *err,
+                          char *errbuf, size_t errlen)
+{
+    if ((*err = rd_ensure(r, errbuf, errlen)) != BD_OK) return NULL;
+    return rd_run(r, argc, argv, lens, err, errbuf, errlen);
+}
+
+bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
+                             int64_t *cycle, char *errbuf, size_t errlen)
+{
+    *blob = NULL;
+    *len = 0;
+    *cycle = -1;
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    bd_err_t e = rd_ensure(r, errbuf, errlen);
+    if (e != BD_OK) return e;
+    char ks[RD_KEY_MAX], kf[RD_KEY_MAX];
+    rd_key(r, ks, portfolio, "state");
+    rd_key(r, kf, portfolio, "fence");
+    /* MULTI/EXEC: the blob and its cycle come from the same decision. */
+    redisAppendCommand(r->c, "MULTI");
+    redisAppendCommand(r->c, "GET %s", ks);
+    redisAppendCommand(r->c, "HGET %s cycle", kf);
+    redisAppendCommand(r->c, "EXEC");
+    redisReply *reps[4] = {0};
+    for (int i = 0; i < 4; i++) {
+        if (redisGetReply(r->c, (void **)&reps[i]) != REDIS_OK || !reps[i]) {
+            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
+                        r->c->errstr[0] ? r->c->errstr : "connection lost");
+            rd_drop(r);
+            for (int k = 0; k < i; k++) freeReplyObject(reps[k]);
+            return e;
+        }
+    }
+    redisReply *x = reps[3];
+    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2) {
+        e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
+                    x->type == REDIS_REPLY_ERROR ? x->str : "transaction failed");
+    } else if (x->element[0]->type == REDIS_REPLY_ERROR) {
+        e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis GET state: %s", x->element[0]->str);
+    } else {
+        if (x->element[0]->type == REDIS_REPLY_STRING) {
+            *len = x->element[0]->len;
+            *blob = bd_xmalloc(*len + 1);
+            memcpy(*blob, x->element[0]->str, *len);
+            ((char *)*blob)[*len] = 0;
+        }
+        if (x->element[1]->type == REDIS_REPLY_STRING) *cycle = strtoll(x->element[1]->str, NULL, 10);
+    }
+    for (int i = 0; i < 4; i++) freeReplyObject(reps[i]);
+    return e;
+}
+
+static int rd_chan_cmp(const void *a, const void *b)
+{
+    return strcmp(((const bd_redis_chan_t *)a)->name, ((const bd_redis_chan_t *)b)->name);
+}
+
+bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, bd_redis_alloc_t *out,
+                            char *errbuf, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char k[RD_KEY_MAX];
+    rd_key(r, k, portfolio, proposal ? "proposal" : "alloc");
+    const char *av[2] = {"HGETALL", k};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rep);
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis HGETALL %s: unexpected reply", k);
+    }
+    out->present = rep->elements > 0;
+    out->ch = bd_xcalloc(rep->elements / 2 + 1, sizeof *out->ch);
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
+        if (!f || !v) continue;
+        if (strncmp(f, "ch:", 3) == 0 && strlen(f + 3) <= BD_NAME_MAX) {
+            bd_redis_chan_t *c = &out->ch[out->n_ch++];
+            snprintf(c->name, sizeof c->name, "%s", f + 3);
+            c->spend = strtod(v, NULL);
+        } else if (!strcmp(f, "cycle")) {
+            out->cycle = strtoll(v, NULL, 10);
+        } else if (!strcmp(f, "version")) {
+            out->version = strtoll(v, NULL, 10);
+        } else if (!strcmp(f, "decided_at")) {
+            out->decided_at = strtoll(v, NULL, 10);
+        } else if (!strcmp(f, "mode")) {
+            snprintf(out->mode, sizeof out->mode, "%s", v);
+        } else if (!strcmp(f, "status")) {
+            snprintf(out->status, sizeof out->status, "%s", v);
+        }
+    }
+    freeReplyObject(rep);
+    qsort(out->ch, out->n_ch, sizeof *out->ch, rd_chan_cmp);
+    return BD_OK;
+}
+
+void bd_redis_alloc_free(bd_redis_alloc_t *a)
+{
+    if (!a) return;
+    free(a->ch);
+    a->ch = NULL;
+    a->n_ch = 0;
+}
+
+bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, size_t reason_len, int *killed,
+                           char *errbuf, size_t errlen)
+{
+    *killed = 0;
+    if (reason && reason_len) reason[0] = 0;
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char k[RD_KEY_MAX];
+    rd_key(r, k, portfolio, "kill");
+    const char *av[2] = {"HGETALL", k};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        *killed = rep->elements > 0;
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+            if (rep->element[i]->str && !strcmp(rep->element[i]->str, "reason") && reason && reason_len)
+                snprintf(reason, reason_len, "%s", rep->element[i + 1]->str ? rep->element[i + 1]->str : "");
+    }
+    freeReplyObject(rep);
+    return BD_OK;
+}
+
+bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *reason, const char *by,
+                           int64_t at, char *errbuf, size_t errlen)
+{
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char kk[RD_KEY_MAX], kf[RD_KEY_MAX], ch[RD_KEY_MAX], ats[24];
+    rd_key(r, kk, portfolio, "kill");
+    rd_key(r, kf, portfolio, "fence");
+    snprintf(ch, sizeof ch, "%s:notify", r->prefix);
+    snprintf(ats, sizeof ats, "%lld", (long long)at);
+    const char *av[] = {"EVAL", RD_KILL_LUA, "2", kk, kf, reason ? reason : "", by ? by : "operator", ats, ch,
+                        portfolio};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 10, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    freeReplyObject(rep);
+    return BD_OK;
+}
+
+/* DEL of one key of the portfolio. */
+static bd_err_t rd_del(bd_redis_t *r, const char *portfolio, const char *what, char *errbuf, size_t errlen)
+{
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char k[RD_KEY_MAX];
+    rd_key(r, k, portfolio, what);
+    const char *av[2] = {"DEL", k};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    freeReplyObject(rep);
+    return BD_OK;
+}
+
+bd_err_t bd_redis_clear_kill(bd_redis_t *r, const char *portfolio, char *errbuf, size_t errlen)
+{
+    return rd_del(r, portfolio, "kill", errbuf, errlen);
+}
+
+bd_err_t bd_redis_get_approve(bd_redis_t *r, const char *portfolio, int64_t *cycle, int *present,
+                              char *errbuf, size_t errlen)
+{
+    *present = 0;
+    *cycle = -1;
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char k[RD_KEY_MAX];
+    rd_key(r, k, portfolio, "approve");
+    const char *av[2] = {"GET", k};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
+        char *end;
+        long long v = strtoll(rep->str, &end, 10);
+        while (isspace((unsigned char)*end)) end++;
+        if (*end == 0 && v >= 0) {
+            *cycle = v;
+            *present = 1;
+        }
+    }
+    freeReplyObject(rep);
+    return BD_OK;
+}
+
+bd_err_t bd_redis_set_approve(bd_redis_t *r, const char *portfolio, int64_t cycle, char *errbuf, size_t errlen)
+{
+    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char k[RD_KEY_MAX], v[24];
+    rd_key(r, k, portfolio, "approve");
+    snprintf(v, sizeof v, "%lld", (long long)cycle);
+    const char *av[3] = {"SET", k, v};
+    bd_err_t e;
+    redisReply *rep = rd_cmd(r, 3, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    freeReplyObject(rep);
+    return BD_OK;
+}
+
+bd_err_t bd_redis_clear_approve(bd_redis_t *r, const char *portfolio, char *errbuf, size_t errlen)
+{
+    return rd_del(r, portfolio, "approve", errbuf, errlen);
+}
+
+static int rd_str_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf, size_t errlen)
+{
+    *names = NULL;
+    *n = 0;
+    char pat[RD_KEY_MAX];
+    snprintf(pat, sizeof pat, "%s:{*}:*", r->prefix); /* the prefix has no glob characters */
+    size_t plen = strlen(r->prefix) + 2;              /* "PFX:{" */
+    char cursor[32] = "0";
+    size_t cap = 0;
+    char **out = NULL;
+    do {
+        const char *av[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
+        bd_err_t e;
+        redisReply *rep = rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
+        if (!rep) {
+            bd_redis_names_free(out, *n);
+            *n = 0;
+            return e;
+        }
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || !rep->element[0]->str ||
+            rep->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(rep);
+            bd_redis_names_free(out, *n);
+            *n = 0;
+            return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCAN: unexpected reply");
+        }
+        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
+        for (size_t i = 0; i < rep->element[1]->elements; i++) {
+            const char *key = rep->element[1]->element[i]->str;
+            if (!key || strlen(key) <= plen) continue;
+            const char *s = key + plen;
+            const char *close = strstr(s, "}:");
+            if (!close) continue;
+            char name[BD_NAME_MAX + 1];
+            size_t len = (size_t)(close - s);
+            if (len > BD_NAME_MAX) continue;
+            memcpy(name, s, len);
+            name[len] = 0;
+            if (!rd_name_ok(name)) continue;
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                out = bd_xrealloc(out, cap * sizeof *out);
+            }
+            out[(*n)++] = bd_xstrdup(name);
+        }
+        freeReplyObject(rep);
+    } while (strcmp(cursor, "0") != 0);
+    if (*n) qsort(out, *n, sizeof *out, rd_str_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < *n; i++) {
+        if (u && !strcmp(out[u - 1], out[i]))
+            free(out[i]);
+        else
+            out[u++] = out[i];
+    }
+    *n = u;
+    *names = out;
+    return BD_OK;
+}
+
+void bd_redis_names_free(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+}

@@ -1,0 +1,160 @@
+/* redis.h: the Redis decision sink and operator keys (CONTRACT §3).
+ *
+ * Keys of portfolio P under prefix PFX (all carry the hash tag {P}, so one
+ * portfolio lives in one Redis Cluster slot):
+ *   PFX:{P}:alloc     hash    ch:<channel> -> "%.2f", cycle, version, mode,
+ *                             status, decided_at
+ *   PFX:{P}:proposal  hash    same shape; version = alloc version in force
+ *   PFX:{P}:decisions stream  field d = decision record JSON; entry id is
+ *                             "<cycle>-1", so XRANGE key N N finds cycle N
+ *   PFX:{P}:state     string  engine checkpoint (binary safe)
+ *   PFX:{P}:kill      hash    reason, by, at
+ *   PFX:{P}:approve   string  approved cycle
+ *   PFX:{P}:fence     hash    INTERNAL (not in the contract): cycle, version,
+ *                             sha (SHA-1 of the last record), at. It is the
+ *                             fence: it exists even when only a proposal was
+ *                             written, and it keeps the version counter across
+ *                             the DEL+HSET that replaces alloc.
+ *   PFX:notify        pub/sub "<P> <cycle> <status>" after every write
+ *
+ * A decision is written by ONE server-side Lua script: it checks key types,
+ * refuses cycle <= max(fence.cycle, alloc.cycle, proposal.cycle, last
+ * stream id), and only then writes, so a decision is either wholly visible
+ * or not at all. */
+#ifndef BUDGETD_REDIS_H
+#define BUDGETD_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "budgetd/common.h"
+
+/* One connection. Not thread-safe: one handle per thread. hiredis writes
+ * with write(2), so the process must ignore SIGPIPE (a dropped connection
+ * would otherwise kill it). */
+typedef struct bd_redis bd_redis_t;
+
+/* Default trim target of the decisions stream (MAXLEN ~). */
+#define BD_REDIS_STREAM_MAXLEN 10000
+
+/* Per-item result of bd_redis_write_batch besides BD_OK (written) and
+ * BD_ERR_STALE (refused: a newer cycle, or a different decision for this
+ * cycle, is stored): the very same decision (same cycle, byte-identical
+ * record JSON) is already stored, i.e. an earlier attempt of this batch got
+ * through. Treat it as success. Found via the stream entry of that cycle, so
+ * it holds for older cycles of a resent batch as long as the stream (about
+ * stream_maxlen entries) still has them. */
+#define BD_REDIS_DUPLICATE 100
+
+/* One channel's spend; written as the decimal string "%.2f". */
+typedef struct {
+    const char *name;
+    double spend;
+} bd_redis_field_t;
+
+/* One decided cycle of one portfolio. */
+typedef struct {
+    const char *portfolio;
+    int64_t cycle;
+    const char *mode;         /* assist | collaborate | delegate | automate */
+    const char *status;       /* active | held | killed */
+    int64_t decided_at;       /* Unix seconds */
+    int apply;                /* 1: replace alloc by ch (+ meta); 0: keep alloc */
+    int propose;              /* 1: replace proposal; 0: delete proposal */
+    const bd_redis_field_t *ch;   /* the allocation (alloc and proposal) */
+    size_t n_ch;
+    const bd_redis_field_t *prop_ch; /* proposal channels; NULL: use ch */
+    size_t n_prop_ch;
+    const char *record_json;  /* decision record, XADDed as field d */
+    const void *state;        /* checkpoint blob; NULL: leave state as is */
+    size_t state_len;
+    const char *kill_reason;  /* non-NULL: create kill {reason, by=engine, at}
+                                 unless a kill hash already exists */
+} bd_redis_decision_t;
+
+/* A read-back alloc or proposal hash (bd_redis_get_alloc). */
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    double spend;
+} bd_redis_chan_t;
+
+typedef struct {
+    int present;              /* 0: the hash does not exist (rest zero) */
+    int64_t cycle, version, decided_at;
+    char mode[32], status[32];
+    bd_redis_chan_t *ch;      /* sorted by name; free with bd_redis_alloc_free */
+    size_t n_ch;
+} bd_redis_alloc_t;
+
+/* Connects to url: redis://[[user]:pass@]host[:port][/db] (host may be
+ * [v6addr]) or unix:///path/to/socket. When password_env names a set
+ * environment variable its value is the password (it wins over one in the
+ * URL). stream_maxlen <= 0 means BD_REDIS_STREAM_MAXLEN. prefix NULL or ""
+ * means "budgetd". Returns NULL with errbuf set on a bad URL or when the
+ * server cannot be reached or refuses AUTH/SELECT/SCRIPT LOAD. */
+bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
+                          int stream_maxlen, char *errbuf, size_t errlen);
+void bd_redis_close(bd_redis_t *r);
+
+/* Connect and command timeouts in milliseconds (default 2000 and 5000). A
+ * command timeout drops the connection (its state is unknown). */
+void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms);
+
+/* Drops any connection and connects again (AUTH, SELECT, SCRIPT LOAD).
+ * Every other call also reconnects once by itself when the connection is
+ * gone, so a caller's retry loop is: call, on BD_ERR_REDIS sleep
+ * bd_redis_backoff_ms(attempt++) and call again. */
+bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen);
+int bd_redis_connected(const bd_redis_t *r);
+
+/* Retry delay for attempt 0, 1, ...: 100 ms doubling, capped at 5 s, plus a
+ * deterministic jitter of up to 10% that depends on the attempt only. */
+int bd_redis_backoff_ms(unsigned attempt);
+
+/* Writes n decisions, pipelined (all scripts sent, then all replies read).
+ * results[i] gets BD_OK, BD_ERR_STALE, BD_REDIS_DUPLICATE, or BD_ERR_REDIS
+ * (that item was refused by the server, e.g. a key of the wrong type, or got
+ * no reply). Returns BD_OK when every item has one of the first three;
+ * BD_ERR_INVALID (nothing sent) for a bad item (bad name, non-finite spend,
+ * NULL record); BD_ERR_REDIS otherwise. After BD_ERR_REDIS resend the same
+ * batch: items that did get through come back as BD_REDIS_DUPLICATE. */
+bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
+                              int *results, char *errbuf, size_t errlen);
+
+/* The checkpoint: *blob (malloc'd, caller frees; NULL when absent), its
+ * length, and the fence cycle (-1 when the portfolio has none). */
+bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
+                             int64_t *cycle, char *errbuf, size_t errlen);
+
+/* Reads PFX:{P}:alloc (proposal == 0) or PFX:{P}:proposal into out. */
+bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal,
+                            bd_redis_alloc_t *out, char *errbuf, size_t errlen);
+void bd_redis_alloc_free(bd_redis_alloc_t *a);
+
+/* Kill switch. get: *killed 1 when the kill hash exists, reason copied (may
+ * be ""). set: writes reason, by, at and publishes "<P> <cycle> killed" on
+ * notify (cycle = fence cycle, -1 if none) so adapters stop at once. clear
+ * (operator resume): deletes the hash; no notify, the next decision
+ * publishes. */
+bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, size_t reason_len,
+                           int *killed, char *errbuf, size_t errlen);
+bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *reason,
+                           const char *by, int64_t at, char *errbuf, size_t errlen);
+bd_err_t bd_redis_clear_kill(bd_redis_t *r, const char *portfolio, char *errbuf, size_t errlen);
+
+/* Operator approval of a proposal's cycle. *present 0 when no (parsable)
+ * approve key exists. */
+bd_err_t bd_redis_get_approve(bd_redis_t *r, const char *portfolio, int64_t *cycle,
+                              int *present, char *errbuf, size_t errlen);
+bd_err_t bd_redis_set_approve(bd_redis_t *r, const char *portfolio, int64_t cycle,
+                              char *errbuf, size_t errlen);
+bd_err_t bd_redis_clear_approve(bd_redis_t *r, const char *portfolio, char *errbuf,
+                                size_t errlen);
+
+/* Portfolios that have any key under the prefix (SCAN MATCH PFX:{*}:*),
+ * sorted and unique. *names is a malloc'd array of malloc'd strings; free
+ * with bd_redis_names_free. */
+bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf,
+                                  size_t errlen);
+void bd_redis_names_free(char **names, size_t n);
+
+#endif

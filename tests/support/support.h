@@ -1,0 +1,43 @@
+/* support.h: helpers shared by the test programs. A real redis-server per
+ * test: started on a free port in its own temp dir, killed with the test
+ * process even when the test crashes (PR_SET_PDEATHSIG). */
+#ifndef BUDGETD_TEST_SUPPORT_H
+#define BUDGETD_TEST_SUPPORT_H
+
+#include <sys/types.h>
+#include <hiredis/hiredis.h>
+
+typedef struct {
+    pid_t pid;            /* 0 while halted */
+    int port;
+    char dir[64];         /* mkdtemp dir: redis.sock, redis.log */
+    char sock[128];       /* dir/redis.sock */
+    char url[64];         /* redis://127.0.0.1:PORT */
+    char unix_url[160];   /* unix://DIR/redis.sock */
+    char password[64];    /* "" when none (--requirepass otherwise) */
+} bd_test_redis_t;
+
+/* Starts redis-server (path from $BD_REDIS_SERVER, else /usr/bin/redis-server)
+ * with --save "" --appendonly no and waits until PING answers. Returns NULL
+ * (after printing why on stderr) when it cannot start. */
+bd_test_redis_t *bd_test_redis_start(void);
+/* Same with --requirepass password. */
+bd_test_redis_t *bd_test_redis_start_auth(const char *password);
+/* Stops the server (SIGTERM, then SIGKILL), removes its dir, frees t. */
+void bd_test_redis_stop(bd_test_redis_t *t);
+/* Stops the server but keeps port, dir and t: an outage. */
+void bd_test_redis_halt(bd_test_redis_t *t);
+/* Halts if running, then starts again on the same port and dir (data is
+ * gone: no persistence). Returns 0, or -1 when it did not come up. */
+int bd_test_redis_restart(bd_test_redis_t *t);
+/* A hiredis connection over TCP (AUTH done when a password is set); NULL on
+ * failure. Free with redisFree. */
+redisContext *bd_test_redis_connect(const bd_test_redis_t *t);
+/* Runs a command (redisCommand format) and returns the reply; aborts the
+ * test (cr_assert) when the connection fails. Free with freeReplyObject. */
+redisReply *bd_test_redis_cmd(redisContext *c, const char *fmt, ...);
+
+/* Any free TCP port on 127.0.0.1 (bind port 0, read it, close). */
+int bd_test_free_port(void);
+
+#endif
