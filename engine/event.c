@@ -1,0 +1,392 @@
+/* event.c: decoding and validation of channel events (CONTRACT §1).
+ *
+ * One message is one JSON object. Decoding is a fixed pipeline so that the
+ * reason of a rejection never depends on key order or on cJSON internals:
+ *
+ *   1. raw bytes: invalid UTF-8, a raw control byte other than TAB/LF/CR, or
+ *      a "\u0000" escape (C strings cannot hold it, and cJSON would silently
+ *      truncate "ab\u0000cd" to "ab")                          -> bad_json
+ *   2. cJSON parse failure, anything but whitespace after the value, or a
+ *      top-level value that is not an object                    -> bad_json
+ *   3. one walk over the members collects the known keys. Duplicate keys:
+ *      the LAST occurrence wins (like JavaScript's JSON.parse; note that
+ *      cJSON_GetObjectItem would return the first). A JSON null counts as
+ *      absent, so {"spend":5,"spend":null} has no spend. Unknown keys are
+ *      ignored.
+ *   4. fields are checked in this order, the first failure is the reason:
+ *        v, portfolio, [watermark | ts, channel], event_id,
+ *        spend, conversions, impressions, clicks, revenue
+ *      and within one field: missing -> type -> value. For integer fields
+ *      (v, ts, watermark): not a number -> bad_type; a fractional value ->
+ *      bad_type (integrality is by value: 1.7e9 and 1700000000.0 are
+ *      integers); outside int64, inf included -> ts_out_of_range (v: any
+ *      integer but 1 -> bad_version). For the numbers: not a number ->
+ *      bad_type, inf -> non_finite, < 0 -> negative_value; -0 becomes 0.
+ *
+ * A record with a non-null `watermark` and no (or a null) `channel` is a
+ * watermark: its `ts`, numbers and unknown fields are ignored, portfolio may
+ * be "*", event_id is still validated. Anything else is a data record.
+ *
+ * Known limits inherited from cJSON 1.7.15: numbers longer than 63 chars
+ * fail to parse (bad_json); leading zeros ("01") are accepted; cJSON records
+ * its last error in a global, so concurrent decoding from several threads is
+ * a (harmless) data race on that global only. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <cJSON.h>
+#include "budgetd/event.h"
+
+/* ---- raw byte scan -------------------------------------------------------*/
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Offset of the first byte that makes the message unacceptable before it is
+ * even parsed (see step 1 above), or len when there is none. Runs 8 bytes at
+ * a time over plain ASCII because 1 MB lines must stay cheap. */
+static size_t raw_scan(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Word test: any byte >= 0x80, < 0x20 or == '\\'. The lowest flagged
+         * byte is exact (the borrow tricks only over-flag above it). */
+        while (i + 8 <= len) {
+            uint64_t w, x;
+            memcpy(&w, s + i, 8);
+            x = w ^ (ONES * '\\');
+            uint64_t m = (w | ((w - ONES * 0x20) & ~w) | ((x - ONES) & ~x)) & HIGHS;
+            if (!m) {
+                i += 8;
+                continue;
+            }
+            i += (size_t)__builtin_ctzll(m) >> 3;
+            break;
+        }
+        if (i >= len) break;
+#endif
+        unsigned c = s[i];
+        if (c >= 0x20 && c < 0x80) {
+            if (c != '\\') {
+                i++;
+                continue;
+            }
+            /* An escape: reject \u0000, skip the escaped ASCII byte so that
+             * "\\u0000" (escaped backslash, then text) is not mistaken. */
+            if (i + 5 < len && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return i;
+            i += (i + 1 < len && s[i + 1] >= 0x20 && s[i + 1] < 0x80) ? 2 : 1;
+            continue;
+        }
+        if (c < 0x20) {
+            if (c == '\t' || c == '\n' || c == '\r') {
+                i++;
+                continue;
+            }
+            return i;
+        }
+        /* Multi-byte UTF-8 (RFC 3629 table): no overlongs, no surrogates,
+         * nothing above U+10FFFF. lo/hi bound the second byte. */
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) n = 1;
+        else if (c == 0xE0) n = 2, lo = 0xA0;
+        else if (c == 0xED) n = 2, hi = 0x9F;
+        else if (c >= 0xE1 && c <= 0xEF) n = 2;
+        else if (c == 0xF0) n = 3, lo = 0x90;
+        else if (c == 0xF4) n = 3, hi = 0x8F;
+        else if (c >= 0xF1 && c <= 0xF3) n = 3;
+        else return i;
+        if (len - i <= n) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
+        for (size_t k = 2; k <= n; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* ---- field table ---------------------------------------------------------*/
+
+enum {
+    F_V, F_TS, F_PORTFOLIO, F_CHANNEL, F_EVENT_ID, F_WATERMARK,
+    F_SPEND, F_IMPRESSIONS, F_CLICKS, F_CONVERSIONS, F_REVENUE, F__N
+};
+
+/* Maps a member key to its field, or -1 for unknown keys. Switches on the
+ * first byte so that an unknown key costs one comparison at most. */
+static int field_of(const char *k)
+{
+    switch (k[0]) {
+    case 'v': return k[1] == '\0' ? F_V : -1;
+    case 't': return (k[1] == 's' && k[2] == '\0') ? F_TS : -1;
+    case 'p': return strcmp(k, "portfolio") ? -1 : F_PORTFOLIO;
+    case 'c':
+        if (!strcmp(k, "channel")) return F_CHANNEL;
+        if (!strcmp(k, "conversions")) return F_CONVERSIONS;
+        if (!strcmp(k, "clicks")) return F_CLICKS;
+        return -1;
+    case 'e': return strcmp(k, "event_id") ? -1 : F_EVENT_ID;
+    case 'w': return strcmp(k, "watermark") ? -1 : F_WATERMARK;
+    case 's': return strcmp(k, "spend") ? -1 : F_SPEND;
+    case 'i': return strcmp(k, "impressions") ? -1 : F_IMPRESSIONS;
+    case 'r': return strcmp(k, "revenue") ? -1 : F_REVENUE;
+    default: return -1;
+    }
+}
+
+/* Which bytes may appear in a portfolio or channel name: [A-Za-z0-9_.:-]. */
+static const unsigned char name_ok[256] = {
+    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* ---- helpers -------------------------------------------------------------*/
+
+/* Writes the human detail (if the caller wants it) and returns the reason, so
+ * that every check is a one-line `return rej(...)`. */
+static bd_reject_t rej(char *detail, size_t dlen, bd_reject_t r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static bd_reject_t rej(char *detail, size_t dlen, bd_reject_t r, const char *fmt, ...)
+{
+    if (detail && dlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, dlen, fmt, ap);
+        va_end(ap);
+    }
+    return r;
+}
+
+/* Converts an integral double to int64. Returns 0 when it fits, 1 when it has
+ * a fractional part, 2 when it is outside int64 (inf included). The range
+ * test comes first so that the cast below is always defined. */
+static int to_int64(double d, int64_t *out)
+{
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return 2;
+    int64_t i = (int64_t)d;
+    if ((double)i != d) return 1;
+    *out = i;
+    return 0;
+}
+
+/* Validates an event-time integer field (ts or watermark): integer, in int64
+ * and not before BD_TS_MIN. */
+static bd_reject_t check_time(const cJSON *it, const char *name, int64_t *out,
+                              char *detail, size_t dlen)
+{
+    if (!cJSON_IsNumber(it))
+        return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be an integer", name);
+    switch (to_int64(it->valuedouble, out)) {
+    case 1:
+        return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' is %.17g (must be an integer)",
+                   name, it->valuedouble);
+    case 2:
+        return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %g (outside int64)", name,
+                   it->valuedouble);
+    }
+    if (*out < BD_TS_MIN)
+        return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %lld (must be >= %lld)",
+                   name, (long long)*out, (long long)BD_TS_MIN);
+    return BD_REJ_NONE;
+}
+
+/* Validates and copies a portfolio/channel name; "*" passes when star is
+ * set. Length and characters are checked in one pass (no strlen). */
+static bd_reject_t check_name(const cJSON *it, const char *name, char *dst, int star,
+                              char *detail, size_t dlen)
+{
+    if (!it) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
+    if (!cJSON_IsString(it))
+        return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a string", name);
+    const unsigned char *s = (const unsigned char *)it->valuestring;
+    if (star && s[0] == '*' && s[1] == '\0') {
+        dst[0] = '*';
+        dst[1] = '\0';
+        return BD_REJ_NONE;
+    }
+    size_t n = 0;
+    for (; s[n]; n++) {
+        if (n == BD_NAME_MAX)
+            return rej(detail, dlen, BD_REJ_BAD_ID, "field '%s' is longer than %d chars", name,
+                       BD_NAME_MAX);
+        if (!name_ok[s[n]])
+            return rej(detail, dlen, BD_REJ_BAD_ID,
+                       "field '%s' has byte 0x%02x at %zu (allowed: A-Z a-z 0-9 _ . : -)", name,
+                       s[n], n);
+        dst[n] = (char)s[n];
+    }
+    if (n == 0) return rej(detail, dlen, BD_REJ_BAD_ID, "field '%s' is empty", name);
+    dst[n] = '\0';
+    return BD_REJ_NONE;
+}
+
+/* Validates and copies the optional event_id: 1-128 printable ASCII bytes
+ * without spaces (0x21-0x7e). */
+static bd_reject_t check_event_id(const cJSON *it, char *dst, char *detail, size_t dlen)
+{
+    dst[0] = '\0';
+    if (!it) return BD_REJ_NONE;
+    if (!cJSON_IsString(it))
+        return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'event_id' must be a string");
+    const unsigned char *s = (const unsigned char *)it->valuestring;
+    size_t n = 0;
+    for (; s[n]; n++) {
+        if (n == BD_ID_MAX)
+            return rej(detail, dlen, BD_REJ_BAD_ID, "field 'event_id' is longer than %d chars",
+                       BD_ID_MAX);
+        if (s[n] < 0x21 || s[n] > 0x7e)
+            return rej(detail, dlen, BD_REJ_BAD_ID,
+                       "field 'event_id' has byte 0x%02x at %zu (allowed: printable ASCII, no space)",
+                       s[n], n);
+        dst[n] = (char)s[n];
+    }
+    if (n == 0) return rej(detail, dlen, BD_REJ_BAD_ID, "field 'event_id' is empty");
+    dst[n] = '\0';
+    return BD_REJ_NONE;
+}
+
+/* Validates one of the numbers: finite and >= 0. Absent is missing_field when
+ * required, else 0. */
+static bd_reject_t check_num(const cJSON *it, const char *name, int required, double *out,
+                             char *detail, size_t dlen)
+{
+    if (!it) {
+        *out = 0.0;
+        if (required) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
+        return BD_REJ_NONE;
+    }
+    if (!cJSON_IsNumber(it))
+        return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a number", name);
+    double d = it->valuedouble;
+    if (d - d != 0.0) /* inf (cJSON never yields nan) */
+        return rej(detail, dlen, BD_REJ_NON_FINITE, "field '%s' is %g (must be finite)", name, d);
+    if (d < 0.0)
+        return rej(detail, dlen, BD_REJ_NEGATIVE_VALUE, "field '%s' is %g (must be >= 0)", name, d);
+    *out = d + 0.0; /* -0 -> +0 so that outputs never print "-0" */
+    return BD_REJ_NONE;
+}
+
+/* Field checks after parsing, in the documented order. */
+static bd_reject_t check_fields(const cJSON *const f[F__N], bd_event_t *ev, char *detail,
+                                size_t dlen)
+{
+    bd_reject_t r;
+    if (f[F_V]) {
+        int64_t v = 0;
+        if (!cJSON_IsNumber(f[F_V]))
+            return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' must be an integer");
+        int k = to_int64(f[F_V]->valuedouble, &v);
+        if (k == 1)
+            return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' is %.17g (must be an integer)",
+                       f[F_V]->valuedouble);
+        if (k == 2 || v != 1)
+            return rej(detail, dlen, BD_REJ_BAD_VERSION, "field 'v' is %g (supported: 1)",
+                       f[F_V]->valuedouble);
+    }
+    int wm = f[F_WATERMARK] && !f[F_CHANNEL];
+    if ((r = check_name(f[F_PORTFOLIO], "portfolio", ev->portfolio, wm, detail, dlen))) return r;
+    ev->channel[0] = '\0';
+    ev->spend = ev->impressions = ev->clicks = ev->conversions = ev->revenue = 0.0;
+    if (wm) {
+        ev->kind = BD_EV_WATERMARK;
+        if ((r = check_time(f[F_WATERMARK], "watermark", &ev->ts, detail, dlen))) return r;
+        return check_event_id(f[F_EVENT_ID], ev->event_id, detail, dlen);
+    }
+    ev->kind = BD_EV_DATA;
+    if (!f[F_TS]) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field 'ts' is missing");
+    if ((r = check_time(f[F_TS], "ts", &ev->ts, detail, dlen))) return r;
+    if ((r = check_name(f[F_CHANNEL], "channel", ev->channel, 0, detail, dlen))) return r;
+    if ((r = check_event_id(f[F_EVENT_ID], ev->event_id, detail, dlen))) return r;
+    if ((r = check_num(f[F_SPEND], "spend", 1, &ev->spend, detail, dlen))) return r;
+    if ((r = check_num(f[F_CONVERSIONS], "conversions", 1, &ev->conversions, detail, dlen)))
+        return r;
+    if ((r = check_num(f[F_IMPRESSIONS], "impressions", 0, &ev->impressions, detail, dlen)))
+        return r;
+    if ((r = check_num(f[F_CLICKS], "clicks", 0, &ev->clicks, detail, dlen))) return r;
+    return check_num(f[F_REVENUE], "revenue", 0, &ev->revenue, detail, dlen);
+}
+
+/* ---- public API ----------------------------------------------------------*/
+
+/* Decodes one message; see the pipeline at the top of this file. The only
+ * allocations are cJSON's own tree, freed before returning. */
+bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                            size_t detail_len)
+{
+    if (detail && detail_len) detail[0] = '\0';
+    size_t bad = raw_scan((const unsigned char *)buf, len);
+    if (bad < len) {
+        unsigned char c = (unsigned char)buf[bad];
+        if (c == '\\')
+            return rej(detail, detail_len, BD_REJ_BAD_JSON, "\\u0000 escape at byte %zu", bad);
+        if (c < 0x20)
+            return rej(detail, detail_len, BD_REJ_BAD_JSON, "control byte 0x%02x at byte %zu", c,
+                       bad);
+        return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid UTF-8 at byte %zu", bad);
+    }
+
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!root) {
+        size_t at = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
+        return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid JSON near byte %zu", at);
+    }
+    /* require_null_terminated would demand a NUL inside len; check the tail
+     * ourselves instead: only JSON whitespace may follow the value. */
+    size_t at = (size_t)(end - buf);
+    while (at < len && (buf[at] == ' ' || buf[at] == '\n' || buf[at] == '\r' || buf[at] == '\t'))
+        at++;
+    bd_reject_t r;
+    if (at < len) {
+        r = rej(detail, detail_len, BD_REJ_BAD_JSON, "trailing data at byte %zu", at);
+    } else if (!cJSON_IsObject(root)) {
+        r = rej(detail, detail_len, BD_REJ_BAD_JSON, "top-level value is not an object");
+    } else {
+        const cJSON *f[F__N] = {0};
+        for (const cJSON *it = root->child; it; it = it->next) {
+            int k = it->string ? field_of(it->string) : -1;
+            if (k >= 0) f[k] = cJSON_IsNull(it) ? NULL : it; /* last wins */
+        }
+        r = check_fields(f, ev, detail, detail_len);
+    }
+    cJSON_Delete(root);
+    return r;
+}
+
+/* Stable reason strings: part of the external contract (DLQ header, stats). */
+const char *bd_reject_name(bd_reject_t r)
+{
+    switch (r) {
+    case BD_REJ_NONE: return "none";
+    case BD_REJ_BAD_JSON: return "bad_json";
+    case BD_REJ_MISSING_FIELD: return "missing_field";
+    case BD_REJ_BAD_TYPE: return "bad_type";
+    case BD_REJ_NEGATIVE_VALUE: return "negative_value";
+    case BD_REJ_NON_FINITE: return "non_finite";
+    case BD_REJ_BAD_ID: return "bad_id";
+    case BD_REJ_TS_OUT_OF_RANGE: return "ts_out_of_range";
+    case BD_REJ_UNKNOWN_PORTFOLIO: return "unknown_portfolio";
+    case BD_REJ_BAD_VERSION: return "bad_version";
+    case BD_REJ__COUNT: break;
+    }
+    return "unknown";
+}
+
+/* Name rule of CONTRACT §1, shared with the config loader. */
+int bd_event_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > BD_NAME_MAX) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!name_ok[(unsigned char)s[i]]) return 0;
+    return 1;
+}

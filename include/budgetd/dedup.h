@@ -1,0 +1,39 @@
+/* dedup.h: bounded window of recently seen event ids (CONTRACT §1: "a repeated
+ * id within the dedup window is counted once"). */
+#ifndef BUDGETD_DEDUP_H
+#define BUDGETD_DEDUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Remembers the most recent event ids, keyed by a 128-bit hash of
+ * portfolio + '\0' + event_id (a false duplicate needs a 128-bit collision).
+ * An id is remembered while both hold:
+ *   - its ts >= newest_ts - window, newest_ts being the largest ts ever
+ *     passed to bd_dedup_check (so the window is in event time), and
+ *   - fewer than `capacity` ids were recorded after it (oldest evicted first).
+ * The result depends only on the sequence of calls: no wall clock, no
+ * randomness, no allocation after bd_dedup_new. Not thread-safe. */
+typedef struct bd_dedup bd_dedup_t;
+
+/* capacity: most ids remembered (0 disables dedup; clamped to 2^30).
+ * window: seconds of event time an id is remembered (negative -> 0).
+ * Memory is about 40-56 bytes per unit of capacity, allocated up front;
+ * aborts on OOM like bd_xmalloc. */
+bd_dedup_t *bd_dedup_new(size_t capacity, int64_t window);
+
+/* 1 = duplicate: the same (portfolio, event_id) is remembered; nothing
+ * changes. 0 = new: the id is recorded with ts, unless ts is already older
+ * than newest_ts - window (such a late event cannot be deduplicated and is
+ * not recorded). An empty or NULL event_id is never a duplicate and is not
+ * recorded. Amortised O(1). */
+int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts);
+
+/* Ids currently held. Expired ids are dropped lazily (when they reach the
+ * front of the insertion order or are looked up), so this may count some
+ * that bd_dedup_check would no longer report as duplicates. */
+size_t bd_dedup_size(const bd_dedup_t *d);
+
+void bd_dedup_free(bd_dedup_t *d);
+
+#endif
