@@ -27,6 +27,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "replay") == 0) return bd_cmd_replay(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0) return bd_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return bd_cmd_run(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return BD_EXIT_OK;
