@@ -8,7 +8,7 @@ CC       ?= cc
 PKGS     := rdkafka gsl hiredis libcjson zlib yaml-0.1 libmicrohttpd
 WARN     := -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 OPT      ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Itests/support $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion

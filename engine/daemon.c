@@ -320,6 +320,14 @@ static void daemon_poll_operators(daemon_t *dm)
         if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) return;
         if (!present || cycle != p->proposal_cycle) continue;
         bd_decide_approval_record(p, (int64_t)time(NULL), &json, &cap);
+        /* The checkpoint written with the approval must already hold the
+         * approved allocation; keep the old one to roll back a refusal. */
+        double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
+        for (size_t c = 0; c < p->n; c++) {
+            old[2 * c] = p->ch[c].x;
+            old[2 * c + 1] = p->ch[c].safe;
+        }
+        bd_status_t old_status = p->status;
         bd_decide_apply_proposal(p);
         size_t scap = 0;
         unsigned char *state = NULL;
@@ -331,12 +339,20 @@ static void daemon_poll_operators(daemon_t *dm)
             p->ckpt_offset = p->offset;
             p->first_unsaved = -1;
         } else {
-            /* Refused (superseded, killed): our state must not run ahead of
-             * Redis. Reload it from the checkpoint at the next message. */
-            logf_("%s: approval of cycle %lld not applied: %s", p->name, (long long)cycle, err);
-            p->has_proposal = false;
-            p->partition = -1;
+            for (size_t c = 0; c < p->n; c++) {
+                p->ch[c].x = old[2 * c];
+                p->ch[c].safe = old[2 * c + 1];
+            }
+            p->status = old_status;
+            if (rc == BD_ERR_STALE) {
+                /* superseded or killed meanwhile: drop the request */
+                logf_("%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+                bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
+            } else {
+                p->has_proposal = true; /* Redis down: try again next round */
+            }
         }
+        free(old);
     }
     free(json);
 }
