@@ -25,7 +25,16 @@ const char *bd_bound_name(bd_bound_t b);
  *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
  *  - risk: unless risk_held, the fraction of draws s with
  *    sum_i f_s,i(x_i) < floor * total is <= max_prob.
- *  - kept (min_change): x == prev exactly. */
+ *  - kept (min_change): x == prev exactly.
+ *  - cents: every bound is applied on the cent lattice, lower bounds rounded
+ *    up and upper bounds down: lo_c = ceil(100 lo - 1e-6), hi_c =
+ *    floor(100 hi + 1e-6); total_c = min(round(100 B), sum cap_c). A ramp box
+ *    "holds the total" when sum lo_c <= total_c <= sum hi_c. An empty ramp
+ *    box becomes [cap_c, cap_c] when its rounded-up low end
+ *    ceil(100 (prev_i - step_i) - 1e-6) > cap_c, else [min_c, min_c].
+ *  - a min above its cap or sum min_c > total_c is refused (BD_ERR_INVALID):
+ *    infeasible guardrails are a config error, never clamped at run time.
+ *  - prev == NULL (no allocation in force): no ramp, no min_change. */
 
 /* One decision's input. Arrays have n entries; cfg[i] never NULL. */
 typedef struct {
@@ -53,7 +62,9 @@ typedef struct {
     bool risk_held;           /* even the safe reference breaks the risk bound */
     double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned
-     * by the output; freed by bd_alloc_output_free. */
+     * by the output; freed by bd_alloc_output_free. n_draws is the number of
+     * rows (samples). decide reuses (reallocs) draws, so zero-initialise the
+     * output before the first call. */
     bd_curve_t *draws;
     size_t n_draws;
 } bd_alloc_output_t;
@@ -68,9 +79,17 @@ void bd_alloc_output_free(bd_alloc_output_t *out);
  * for EXP curves, bisection on the multiplier otherwise. */
 void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
                         size_t n, double budget, double *x);
+/* Same without any allocation: scratch holds BD_WATERFILL_SCRATCH(n) doubles. */
+#define BD_WATERFILL_SCRATCH(n) (3 * (n))
+void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
+                                size_t n, double budget, double *x, double *scratch);
+/* The bisection solver alone (any curves); a cross-check of the closed form. */
+void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
+                               size_t n, double budget, double *x);
 
 /* Initial split (CONTRACT §5): `initial` where given, the rest split equally
- * within [min,max] among the others, in cents. */
+ * within [min,max] among the others, in cents. Lab channels take their lab
+ * cap (they start unpromoted); sum = min(budget, sum of caps). */
 void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                       double *x);
 

@@ -1,0 +1,250 @@
+/* waterfill.c: the exact maximiser of sum_i f_i(x_i) over a box and a total.
+ *
+ * KKT for concave separable f: there is a multiplier l with
+ * x_i = clip(inv_marginal_i(l), lo_i, hi_i) and sum x_i = budget. We search
+ * in u = ln l, where every channel's x_i(u) is computed in log space (no
+ * exp/log overflow for tiny k or b close to 1):
+ *   EXP:   x_i(u) = k_i (L_i - u),            L_i = ln a_i
+ *   POWER: x_i(u) = exp(g_i (L_i - u)),       L_i = ln(a_i b_i), g_i = 1/(1-b_i)
+ * S(u) = sum_i clip(x_i(u)) is continuous and non-increasing. For EXP it is
+ * piecewise linear with breakpoints where a channel leaves lo or reaches hi,
+ * so once the root is bracketed between two adjacent breakpoints linear
+ * interpolation is exact. Either way the answer is the convex combination
+ * theta x(u_a) + (1-theta) x(u_b) of the bracket ends, which keeps the box
+ * and makes the sum exact up to rounding. */
+#include <math.h>
+#include <stdlib.h>
+#include "budgetd/alloc.h"
+#include "budgetd/common.h"
+
+#define WF_STACK_N 64
+
+/* Per channel log-space parameters: L (ln a or ln ab; -inf when a <= 0) and
+ * the slope g (k for EXP, 1/(1-b) for POWER). b is kept inside (0,1) so a
+ * malformed draw cannot make a channel convex. */
+static void wf_prepare(const bd_curve_t *c, size_t n, double *L, double *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].kind == BD_CURVE_EXP) {
+            L[i] = c[i].a > 0 ? log(c[i].a) : -INFINITY;
+            g[i] = c[i].k > 0 ? c[i].k : 1e-12;
+        } else {
+            double b = c[i].b;
+            if (!(b > 1e-9)) b = 1e-9;
+            if (b > 1 - 1e-9) b = 1 - 1e-9;
+            L[i] = c[i].a > 0 ? log(c[i].a * b) : -INFINITY;
+            g[i] = 1.0 / (1.0 - b);
+        }
+    }
+}
+
+/* Channel i's spend at multiplier e^u, clipped to its box. */
+static inline double wf_x(const bd_curve_t *c, double L, double g, double lo, double hi, double u)
+{
+    double v;
+    if (L == -INFINITY) return lo;
+    if (c->kind == BD_CURVE_EXP) v = g * (L - u);
+    else v = exp(g * (L - u));
+    if (!(v > lo)) return lo; /* also catches NaN from inf - inf */
+    return v < hi ? v : hi;
+}
+
+static double wf_sum(const bd_curve_t *c, const double *L, const double *g, const double *lo,
+                     const double *hi, size_t n, double u)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+    return s;
+}
+
+/* x = theta x(ua) + (1-theta) x(ub), theta chosen so the sum is budget.
+ * Requires sa = S(ua) >= budget >= sb = S(ub). */
+static void wf_interp(const bd_curve_t *c, const double *L, const double *g, const double *lo,
+                      const double *hi, size_t n, double budget, double ua, double sa, double ub,
+                      double sb, double *x)
+{
+    double th = sa > sb ? (budget - sb) / (sa - sb) : 1.0;
+    if (th < 0) th = 0;
+    if (th > 1) th = 1;
+    for (size_t i = 0; i < n; i++) {
+        double xa = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ua);
+        double xb = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ub);
+        x[i] = th * xa + (1 - th) * xb;
+    }
+}
+
+/* The degenerate exits shared by both solvers. Returns true when x is set:
+ * sum(hi) <= budget (x = hi), sum(lo) >= budget (x = lo; the caller built an
+ * infeasible box, the sum then exceeds budget), or the channels that earn
+ * something cannot absorb the budget even at hi: the rest goes to the
+ * zero-return channels, where it is indifferent (equally among uncapped ones,
+ * else in proportion to room). */
+static bool wf_trivial(const double *L, const double *lo, const double *hi, size_t n,
+                       double budget, double *x)
+{
+    double slo = 0, shi = 0, sinf = 0;
+    for (size_t i = 0; i < n; i++) {
+        slo += lo[i];
+        shi += hi[i];
+        sinf += L[i] == -INFINITY ? lo[i] : hi[i];
+    }
+    if (shi <= budget) {
+        for (size_t i = 0; i < n; i++) x[i] = hi[i];
+        return true;
+    }
+    if (slo >= budget) {
+        for (size_t i = 0; i < n; i++) x[i] = lo[i];
+        return true;
+    }
+    if (sinf > budget) return false;
+    double rest = budget - sinf, room = 0;
+    size_t uncapped = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = L[i] == -INFINITY ? lo[i] : hi[i];
+        if (L[i] == -INFINITY) {
+            if (isinf(hi[i])) uncapped++;
+            else room += hi[i] - lo[i];
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (L[i] != -INFINITY) continue;
+        if (uncapped) {
+            if (isinf(hi[i])) x[i] += rest / (double)uncapped;
+        } else if (room > 0) {
+            x[i] += rest * (hi[i] - lo[i]) / room;
+        }
+    }
+    return true;
+}
+
+/* Closed form for all-EXP curves: bracket the root between adjacent
+ * breakpoints by a selection search (each step evaluates S at a median-of-3
+ * breakpoint and discards the side that cannot hold the root: O(n) per step,
+ * O(log n) steps expected, no sort and no allocation), then interpolate,
+ * which is exact because S is linear between breakpoints. */
+static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
+                   double budget, double *x, double *L, double *g, double *cand)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (L[i] == -INFINITY) continue;
+        cand[m++] = L[i] - lo[i] / g[i];
+        if (isfinite(hi[i])) cand[m++] = L[i] - hi[i] / g[i];
+    }
+    double ub = -INFINITY, ua = INFINITY;
+    for (size_t j = 0; j < m; j++) {
+        if (cand[j] > ub) ub = cand[j];
+        if (cand[j] < ua) ua = cand[j];
+    }
+    double sb = wf_sum(c, L, g, lo, hi, n, ub);
+    double sa = wf_sum(c, L, g, lo, hi, n, ua);
+    if (sa < budget) {
+        /* Below the lowest breakpoint every capped channel sits at hi and
+         * every uncapped one is free: S is linear with slope -sum k there. */
+        double kinf = 0;
+        for (size_t i = 0; i < n; i++)
+            if (L[i] != -INFINITY && isinf(hi[i])) kinf += g[i];
+        double u = kinf > 0 ? ua - (budget - sa) / kinf : ua;
+        for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+        return;
+    }
+    if (sb >= budget) { /* rounding at the top breakpoint: everything at lo */
+        for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ub);
+        return;
+    }
+    for (;;) {
+        size_t k = 0;
+        for (size_t j = 0; j < m; j++)
+            if (cand[j] > ua && cand[j] < ub) cand[k++] = cand[j];
+        m = k;
+        if (m == 0) break;
+        double p0 = cand[0], p1 = cand[m / 2], p2 = cand[m - 1], piv;
+        if ((p0 <= p1 && p1 <= p2) || (p2 <= p1 && p1 <= p0)) piv = p1;
+        else if ((p1 <= p0 && p0 <= p2) || (p2 <= p0 && p0 <= p1)) piv = p0;
+        else piv = p2;
+        double s = wf_sum(c, L, g, lo, hi, n, piv);
+        if (s >= budget) { ua = piv; sa = s; }
+        else { ub = piv; sb = s; }
+    }
+    wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
+}
+
+/* Any curves: expand a bracket by doubling steps from a typical marginal,
+ * bisect in u to the resolution of a double, then interpolate. */
+static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
+                      double budget, double *x, double *L, double *g)
+{
+    double u0 = 0;
+    size_t cnt = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (L[i] == -INFINITY) continue;
+        double xi = budget / (double)n;
+        if (xi < lo[i]) xi = lo[i];
+        if (xi > hi[i]) xi = hi[i];
+        if (xi <= 0) xi = 1e-9 + fabs(budget) * 1e-9;
+        u0 += c[i].kind == BD_CURVE_EXP ? L[i] - xi / g[i] : L[i] - log(xi) / g[i];
+        cnt++;
+    }
+    u0 = cnt ? u0 / (double)cnt : 0;
+    double ua, ub, sa, sb, s0 = wf_sum(c, L, g, lo, hi, n, u0), step = 1;
+    if (s0 >= budget) {
+        ua = u0; sa = s0; ub = u0; sb = s0;
+        for (int it = 0; it < 2100 && sb >= budget; it++) {
+            ua = ub; sa = sb;
+            ub = ua + step; step *= 2;
+            sb = wf_sum(c, L, g, lo, hi, n, ub);
+        }
+    } else {
+        ub = u0; sb = s0; ua = u0; sa = s0;
+        for (int it = 0; it < 2100 && sa < budget; it++) {
+            ub = ua; sb = sa;
+            ua = ub - step; step *= 2;
+            sa = wf_sum(c, L, g, lo, hi, n, ua);
+        }
+    }
+    for (int it = 0; it < 400; it++) {
+        double mid = 0.5 * (ua + ub);
+        if (!(mid > ua && mid < ub)) break;
+        double s = wf_sum(c, L, g, lo, hi, n, mid);
+        if (s >= budget) { ua = mid; sa = s; }
+        else { ub = mid; sb = s; }
+    }
+    wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
+}
+
+void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
+                                size_t n, double budget, double *x, double *scratch)
+{
+    if (n == 0) return;
+    double *L = scratch, *g = scratch + n, *cand = scratch + 2 * n;
+    wf_prepare(curves, n, L, g);
+    if (wf_trivial(L, lo, hi, n, budget, x)) return;
+    bool all_exp = true;
+    for (size_t i = 0; i < n; i++) all_exp = all_exp && curves[i].kind == BD_CURVE_EXP;
+    if (all_exp) wf_exp(curves, lo, hi, n, budget, x, L, g, cand);
+    else wf_bisect(curves, lo, hi, n, budget, x, L, g);
+}
+
+/* Public entry: scratch on the stack for the usual portfolio sizes, on the
+ * heap only above WF_STACK_N channels. */
+void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi, size_t n,
+                        double budget, double *x)
+{
+    double stack[3 * WF_STACK_N];
+    double *scratch = n <= WF_STACK_N ? stack : bd_xmalloc(3 * n * sizeof(double));
+    bd_alloc_waterfill_scratch(curves, lo, hi, n, budget, x, scratch);
+    if (scratch != stack) free(scratch);
+}
+
+/* The bisection solver for any curves, also for EXP (tests cross-check it
+ * against the closed form). */
+void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
+                               size_t n, double budget, double *x)
+{
+    if (n == 0) return;
+    double *scratch = bd_xmalloc(3 * n * sizeof(double));
+    double *L = scratch, *g = scratch + n;
+    wf_prepare(curves, n, L, g);
+    if (!wf_trivial(L, lo, hi, n, budget, x)) wf_bisect(curves, lo, hi, n, budget, x, L, g);
+    free(scratch);
+}
