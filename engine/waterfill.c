@@ -69,7 +69,8 @@ static void wf_interp(const bd_curve_t *c, const double *L, const double *g, con
     for (size_t i = 0; i < n; i++) {
         double xa = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ua);
         double xb = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ub);
-        x[i] = th * xa + (1 - th) * xb;
+        double v = xb + th * (xa - xb); /* exactly xb when both ends agree */
+        x[i] = v < lo[i] ? lo[i] : (v > hi[i] ? hi[i] : v);
     }
 }
 
@@ -230,8 +231,8 @@ void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, cons
 void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi, size_t n,
                         double budget, double *x)
 {
-    double stack[3 * WF_STACK_N];
-    double *scratch = n <= WF_STACK_N ? stack : bd_xmalloc(3 * n * sizeof(double));
+    double stack[BD_WATERFILL_SCRATCH(WF_STACK_N)];
+    double *scratch = n <= WF_STACK_N ? stack : bd_xmalloc(BD_WATERFILL_SCRATCH(n) * sizeof(double));
     bd_alloc_waterfill_scratch(curves, lo, hi, n, budget, x, scratch);
     if (scratch != stack) free(scratch);
 }
@@ -242,7 +243,7 @@ void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const
                                size_t n, double budget, double *x)
 {
     if (n == 0) return;
-    double *scratch = bd_xmalloc(3 * n * sizeof(double));
+    double *scratch = bd_xmalloc(BD_WATERFILL_SCRATCH(n) * sizeof(double));
     double *L = scratch, *g = scratch + n;
     wf_prepare(curves, n, L, g);
     if (!wf_trivial(L, lo, hi, n, budget, x)) wf_bisect(curves, lo, hi, n, budget, x, L, g);

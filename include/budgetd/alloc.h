@@ -80,7 +80,7 @@ void bd_alloc_output_free(bd_alloc_output_t *out);
 void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
                         size_t n, double budget, double *x);
 /* Same without any allocation: scratch holds BD_WATERFILL_SCRATCH(n) doubles. */
-#define BD_WATERFILL_SCRATCH(n) (3 * (n))
+#define BD_WATERFILL_SCRATCH(n) (4 * (n))
 void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
                                 size_t n, double budget, double *x, double *scratch);
 /* The bisection solver alone (any curves); a cross-check of the closed form. */
