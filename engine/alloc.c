@@ -163,6 +163,49 @@ static double quantile(double *a, size_t n, double p)
     return lo + (h - (double)k) * (hi - lo);
 }
 
+#define QBUF 16
+/* The m (<= QBUF) smallest of sign * a[0..n), ascending, into buf: one pass
+ * and one mostly-predictable comparison per element. */
+static void smallest_m(const double *a, size_t n, double sign, size_t m, double *buf)
+{
+    size_t have = 0;
+    for (size_t j = 0; j < n; j++) {
+        double v = sign * a[j];
+        if (have == m) {
+            if (!(v < buf[m - 1])) continue;
+            have--;
+        }
+        size_t p = have;
+        while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
+        buf[p] = v;
+        have++;
+    }
+}
+
+/* The 5% and 95% quantiles (type 7) of a[0..n). For the usual sample
+ * counts only a handful of order statistics at each end matter, so they are
+ * kept in a small buffer; otherwise quickselect. Same values either way. */
+static void quantiles_90(double *a, size_t n, double *q05, double *q95)
+{
+    double h1 = (double)(n - 1) * 0.05, h2 = (double)(n - 1) * 0.95;
+    size_t k1 = (size_t)h1, k2 = (size_t)h2;
+    size_t m1 = k1 + 2 <= n ? k1 + 2 : n, m2 = n - k2;
+    if (m1 > QBUF || m2 > QBUF) {
+        *q05 = quantile(a, n, 0.05);
+        *q95 = quantile(a, n, 0.95);
+        return;
+    }
+    double buf[QBUF], lo, hi;
+    smallest_m(a, n, 1, m1, buf);
+    lo = buf[k1];
+    hi = k1 + 1 < n ? buf[k1 + 1] : lo;
+    *q05 = lo + (h1 - (double)k1) * (hi - lo);
+    smallest_m(a, n, -1, m2, buf); /* buf[r] = -(r-th largest) */
+    lo = -buf[n - 1 - k2];
+    hi = k2 + 1 < n ? -buf[n - 2 - k2] : lo;
+    *q95 = lo + (h2 - (double)k2) * (hi - lo);
+}
+
 /* Fraction of the S draws whose portfolio return at x (currency) is below
  * thresh; v (S x n, optional) receives every f_s,i(x_i). */
 static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *x,
@@ -236,7 +279,8 @@ static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *dra
     }
     mean /= (double)S;
     if (!(mean > 0)) return false;
-    double lo = quantile(q, S, 0.05), hi = quantile(q, S, 0.95);
+    double lo, hi;
+    quantiles_90(q, S, &lo, &hi);
     return (hi - lo) / mean <= pol->lab.max_rel_width;
 }
 
@@ -433,8 +477,7 @@ static void channel_stats(const bd_curve_t *draws, size_t S, size_t n, ws_t *w,
             m += w->q[s];
         }
         out->mean_roas[i] = m / (double)S;
-        out->roas_lo[i] = quantile(w->q, S, 0.05);
-        out->roas_hi[i] = quantile(w->q, S, 0.95);
+        quantiles_90(w->q, S, &out->roas_lo[i], &out->roas_hi[i]);
     }
 }
 

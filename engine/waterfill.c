@@ -118,39 +118,50 @@ static bool wf_trivial(const double *L, const double *lo, const double *hi, size
     return true;
 }
 
-/* Closed form for all-EXP curves: bracket the root between adjacent
- * breakpoints by a selection search (each step evaluates S at a median-of-3
- * breakpoint and discards the side that cannot hold the root: O(n) per step,
- * O(log n) steps expected, no sort and no allocation), then interpolate,
- * which is exact because S is linear between breakpoints. */
-static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
-                   double budget, double *x, double *L, double *g, double *cand)
+/* Closed form for all-EXP curves, exact part: bracket the root between
+ * adjacent breakpoints by a selection search (each step evaluates S at a
+ * median-of-3 breakpoint inside the bracket and discards the side that
+ * cannot hold the root: O(n) per step, O(log n) steps expected, no sort and
+ * no allocation), then interpolate, which is exact because S is linear
+ * between breakpoints. [ua, ub] is the bracket found so far (S(ua) >= budget
+ * > S(ub)); infinite ends are replaced by the outermost breakpoints. */
+static void wf_exp_select(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
+                          double budget, double *x, const double *L, const double *g,
+                          double *cand, double ua, double sa, double ub, double sb)
 {
     size_t m = 0;
+    double cmin = INFINITY, cmax = -INFINITY;
     for (size_t i = 0; i < n; i++) {
         if (L[i] == -INFINITY) continue;
         cand[m++] = L[i] - lo[i] / g[i];
         if (isfinite(hi[i])) cand[m++] = L[i] - hi[i] / g[i];
     }
-    double ub = -INFINITY, ua = INFINITY;
     for (size_t j = 0; j < m; j++) {
-        if (cand[j] > ub) ub = cand[j];
-        if (cand[j] < ua) ua = cand[j];
+        cmin = fmin(cmin, cand[j]);
+        cmax = fmax(cmax, cand[j]);
     }
-    double sb = wf_sum(c, L, g, lo, hi, n, ub);
-    double sa = wf_sum(c, L, g, lo, hi, n, ua);
-    if (sa < budget) {
+    if (isinf(ub) && cmax > ua) { /* at the top breakpoint everything is at lo */
+        ub = cmax;
+        sb = wf_sum(c, L, g, lo, hi, n, ub);
+        if (sb >= budget) { ua = ub; sa = sb; ub = INFINITY; }
+    }
+    if (isinf(ua) && cmin < ub) {
+        ua = cmin;
+        sa = wf_sum(c, L, g, lo, hi, n, ua);
+        if (sa < budget) { ub = ua; sb = sa; ua = -INFINITY; }
+    }
+    if (isinf(ua)) {
         /* Below the lowest breakpoint every capped channel sits at hi and
          * every uncapped one is free: S is linear with slope -sum k there. */
         double kinf = 0;
         for (size_t i = 0; i < n; i++)
             if (L[i] != -INFINITY && isinf(hi[i])) kinf += g[i];
-        double u = kinf > 0 ? ua - (budget - sa) / kinf : ua;
+        double u = kinf > 0 ? ub - (budget - sb) / kinf : ub;
         for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
         return;
     }
-    if (sb >= budget) { /* rounding at the top breakpoint: everything at lo */
-        for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ub);
+    if (isinf(ub)) { /* rounding at the top breakpoint: everything at lo */
+        for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ua);
         return;
     }
     for (;;) {
@@ -170,12 +181,57 @@ static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size
     wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
 }
 
-/* Any curves: expand a bracket by doubling steps from a typical marginal,
- * bisect in u to the resolution of a double, then interpolate. */
-static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
-                      double budget, double *x, double *L, double *g)
+/* Closed form for all-EXP curves, fast part: semi-smooth Newton on the
+ * piecewise linear S, starting at the root with every channel free. Where
+ * the set of free channels is right, one step lands exactly on the root, so
+ * it usually ends in 2-4 passes over the channels. Steps that would leave
+ * the bracket fall back to regula falsi; after WF_NEWTON_MAX passes the
+ * exact selection search takes over from the bracket found. */
+#define WF_NEWTON_MAX 8
+static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
+                   double budget, double *x, const double *L, const double *g, double *cand)
 {
-    double u0 = 0;
+    double G = 0, GL = 0;
+    for (size_t i = 0; i < n; i++)
+        if (L[i] != -INFINITY) { G += g[i]; GL += g[i] * L[i]; }
+    double ua = -INFINITY, sa = INFINITY, ub = INFINITY, sb = -INFINITY;
+    double u = (GL - budget) / G; /* G > 0: wf_trivial saw an earning channel */
+    for (int it = 0; it < WF_NEWTON_MAX && isfinite(u); it++) {
+        double s = 0, k = 0;
+        for (size_t i = 0; i < n; i++) { /* branch-free: free iff not clipped */
+            double v = g[i] * (L[i] - u), cv = v > lo[i] ? v : lo[i];
+            cv = cv < hi[i] ? cv : hi[i];
+            s += cv;
+            k += g[i] * (double)((v > lo[i]) & (v < hi[i]));
+        }
+        if (s >= budget) { ua = u; sa = s; }
+        else { ub = u; sb = s; }
+        if (fabs(s - budget) <= 1e-13 * budget) { /* the root, up to rounding */
+            for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+            return;
+        }
+        double un = k > 0 ? u + (s - budget) / k : NAN;
+        if (!(un > ua && un < ub)) {
+            if (!(isfinite(ua) && isfinite(ub))) break;
+            un = ua + (sa - budget) * (ub - ua) / (sa - sb);
+            if (!(un > ua && un < ub)) break;
+        }
+        u = un;
+    }
+    wf_exp_select(c, lo, hi, n, budget, x, L, g, cand, ua, sa, ub, sb);
+}
+
+/* Any curves. Safeguarded Newton in u from a typical marginal: S is smooth
+ * between breakpoints (dx_i/du = -k_i for EXP, -g_i x_i for POWER), so it
+ * usually ends in a handful of passes. A step that leaves the bracket
+ * [ua, ub] (S(ua) >= budget > S(ub)) is replaced by a doubling step while an
+ * end is still open, then by bisection to the resolution of a double, and the
+ * answer is the interpolation between the bracket ends. newton = false gives
+ * plain expansion + bisection (the cross-check). */
+static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
+                      double budget, double *x, const double *L, const double *g, bool newton)
+{
+    double u = 0;
     size_t cnt = 0;
     for (size_t i = 0; i < n; i++) {
         if (L[i] == -INFINITY) continue;
@@ -183,34 +239,41 @@ static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, s
         if (xi < lo[i]) xi = lo[i];
         if (xi > hi[i]) xi = hi[i];
         if (xi <= 0) xi = 1e-9 + fabs(budget) * 1e-9;
-        u0 += c[i].kind == BD_CURVE_EXP ? L[i] - xi / g[i] : L[i] - log(xi) / g[i];
+        u += c[i].kind == BD_CURVE_EXP ? L[i] - xi / g[i] : L[i] - log(xi) / g[i];
         cnt++;
     }
-    u0 = cnt ? u0 / (double)cnt : 0;
-    double ua, ub, sa, sb, s0 = wf_sum(c, L, g, lo, hi, n, u0), step = 1;
-    if (s0 >= budget) {
-        ua = u0; sa = s0; ub = u0; sb = s0;
-        for (int it = 0; it < 2100 && sb >= budget; it++) {
-            ua = ub; sa = sb;
-            ub = ua + step; step *= 2;
-            sb = wf_sum(c, L, g, lo, hi, n, ub);
+    u = cnt ? u / (double)cnt : 0;
+    double ua = -INFINITY, sa = INFINITY, ub = INFINITY, sb = -INFINITY, step = 1;
+    for (int it = 0; it < 5000 && isfinite(u); it++) {
+        double s = 0, k = 0;
+        for (size_t i = 0; i < n; i++) {
+            double xi = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+            s += xi;
+            if (newton && xi > lo[i] && xi < hi[i])
+                k += c[i].kind == BD_CURVE_EXP ? g[i] : g[i] * xi;
         }
-    } else {
-        ub = u0; sb = s0; ua = u0; sa = s0;
-        for (int it = 0; it < 2100 && sa < budget; it++) {
-            ub = ua; sb = sa;
-            ua = ub - step; step *= 2;
-            sa = wf_sum(c, L, g, lo, hi, n, ua);
+        if (s >= budget) { ua = u; sa = s; }
+        else { ub = u; sb = s; }
+        if (newton && fabs(s - budget) <= 1e-13 * budget) {
+            for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+            return;
         }
+        double un = newton && k > 0 ? u + (s - budget) / k : NAN;
+        if (!(un > ua && un < ub)) {
+            if (isinf(ub)) { un = ua + step; step *= 2; }
+            else if (isinf(ua)) { un = ub - step; step *= 2; }
+            else {
+                un = 0.5 * (ua + ub);
+                if (!(un > ua && un < ub)) break; /* bracket at double resolution */
+            }
+        }
+        u = un;
     }
-    for (int it = 0; it < 400; it++) {
-        double mid = 0.5 * (ua + ub);
-        if (!(mid > ua && mid < ub)) break;
-        double s = wf_sum(c, L, g, lo, hi, n, mid);
-        if (s >= budget) { ua = mid; sa = s; }
-        else { ub = mid; sb = s; }
+    if (isfinite(ua) && isfinite(ub)) wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
+    else {
+        double uu = isfinite(ua) ? ua : ub;
+        for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], uu);
     }
-    wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
 }
 
 void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
@@ -223,7 +286,7 @@ void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, cons
     bool all_exp = true;
     for (size_t i = 0; i < n; i++) all_exp = all_exp && curves[i].kind == BD_CURVE_EXP;
     if (all_exp) wf_exp(curves, lo, hi, n, budget, x, L, g, cand);
-    else wf_bisect(curves, lo, hi, n, budget, x, L, g);
+    else wf_bisect(curves, lo, hi, n, budget, x, L, g, true);
 }
 
 /* Public entry: scratch on the stack for the usual portfolio sizes, on the
@@ -246,6 +309,6 @@ void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const
     double *scratch = bd_xmalloc(BD_WATERFILL_SCRATCH(n) * sizeof(double));
     double *L = scratch, *g = scratch + n;
     wf_prepare(curves, n, L, g);
-    if (!wf_trivial(L, lo, hi, n, budget, x)) wf_bisect(curves, lo, hi, n, budget, x, L, g);
+    if (!wf_trivial(L, lo, hi, n, budget, x)) wf_bisect(curves, lo, hi, n, budget, x, L, g, false);
     free(scratch);
 }

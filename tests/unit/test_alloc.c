@@ -509,3 +509,60 @@ Test(initial, initials_above_budget_shrink_evenly)
     cr_assert(x[0] == 500 && x[1] == 500 && x[2] == 0, "%.2f %.2f %.2f", x[0], x[1], x[2]);
     fx_free(&f);
 }
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ROAS mean and 90% interval equal the statistics of f_s(x)/x over the kept
+ * draws, computed here by a full sort (type-7 quantiles). Small and large
+ * sample counts take different paths inside the allocator. */
+static void check_roas_stats(int samples)
+{
+    fx_t f;
+    fx_init(&f, 2, 3000);
+    fx_chan(&f, 0, 2, 1000, 2);
+    fx_chan(&f, 1, 1.5, 2000, 5);
+    f.pol.samples = samples;
+    cr_assert_eq(fx_run(&f, false, 9), BD_OK);
+    static double r[4096];
+    for (size_t i = 0; i < 2; i++) {
+        double m = 0;
+        for (int s = 0; s < samples; s++) {
+            r[s] = bd_curve_value(&f.out.draws[s * 2 + i], f.x[i]) / f.x[i];
+            m += r[s];
+        }
+        qsort(r, (size_t)samples, sizeof r[0], cmp_double);
+        double q[2], p[2] = {0.05, 0.95};
+        for (int j = 0; j < 2; j++) {
+            double h = (samples - 1) * p[j];
+            int k = (int)h;
+            q[j] = k + 1 < samples ? r[k] + (h - k) * (r[k + 1] - r[k]) : r[k];
+        }
+        cr_assert_float_eq(f.mean[i], m / samples, 1e-12);
+        cr_assert_float_eq(f.lo[i], q[0], 1e-12, "samples %d ch %zu: lo %.9g vs %.9g", samples, i, f.lo[i], q[0]);
+        cr_assert_float_eq(f.hi[i], q[1], 1e-12, "samples %d ch %zu: hi %.9g vs %.9g", samples, i, f.hi[i], q[1]);
+        cr_assert(f.lo[i] < f.mean[i] && f.mean[i] < f.hi[i]);
+    }
+    fx_free(&f);
+}
+
+Test(alloc, roas_interval_matches_sorted_draws)
+{
+    int counts[] = {1, 2, 7, 64, 301, 2000};
+    for (int j = 0; j < 6; j++) {
+        if (counts[j] < 3) {
+            fx_t f;
+            fx_init(&f, 1, 100);
+            fx_chan(&f, 0, 2, 1000, 2);
+            f.pol.samples = counts[j];
+            cr_assert_eq(fx_run(&f, false, 9), BD_OK);
+            cr_assert(f.lo[0] <= f.mean[0] && f.mean[0] <= f.hi[0]);
+            fx_free(&f);
+            continue;
+        }
+        check_roas_stats(counts[j]);
+    }
+}
