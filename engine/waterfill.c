@@ -7,11 +7,13 @@
  *   EXP:   x_i(u) = k_i (L_i - u),            L_i = ln a_i
  *   POWER: x_i(u) = exp(g_i (L_i - u)),       L_i = ln(a_i b_i), g_i = 1/(1-b_i)
  * S(u) = sum_i clip(x_i(u)) is continuous and non-increasing. For EXP it is
- * piecewise linear with breakpoints where a channel leaves lo or reaches hi,
- * so once the root is bracketed between two adjacent breakpoints linear
- * interpolation is exact. Either way the answer is the convex combination
- * theta x(u_a) + (1-theta) x(u_b) of the bracket ends, which keeps the box
- * and makes the sum exact up to rounding. */
+ * piecewise linear with breakpoints where a channel leaves lo or reaches hi:
+ * a Newton step from the right free set lands exactly on the root, and the
+ * fallback brackets the root between adjacent breakpoints, where linear
+ * interpolation is exact. Interpolated answers are the convex combination of
+ * x at the bracket ends, which keeps the box and makes the sum exact up to
+ * rounding. The engine calls this S times per decision (hot path): no
+ * allocation, no sort. */
 #include <math.h>
 #include <stdlib.h>
 #include "budgetd/alloc.h"

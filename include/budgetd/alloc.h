@@ -45,7 +45,8 @@ typedef struct {
     const bd_model_state_t *states;
     const bd_prior_t *priors;
     const double *prev;                 /* allocation in force */
-    const double *safe;                 /* safe reference (last that met the risk bound, else initial) */
+    const double *safe;                 /* safe reference (last that met the risk bound, else initial);
+                                         * projected into the box. NULL: prev is used */
     const bool *promoted;               /* lab channels already past the gate */
     gsl_rng *rng;                       /* seeded per (seed, portfolio, cycle) by the caller */
 } bd_alloc_input_t;
@@ -59,7 +60,9 @@ typedef struct {
     double total;             /* sum of x: the budget, or the caps' sum when lower */
     bool capped;              /* total < budget because of max caps */
     bool kept;                /* min_change hysteresis kept prev unchanged */
-    bool risk_held;           /* even the safe reference breaks the risk bound */
+    bool risk_held;           /* even the safe reference breaks the risk bound: x is
+                               * prev when prev is valid under box and total (hold),
+                               * else the projected safe reference */
     double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned
      * by the output; freed by bd_alloc_output_free. n_draws is the number of
@@ -75,8 +78,11 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out,
 void bd_alloc_output_free(bd_alloc_output_t *out);
 
 /* Exact maximiser of sum f_i(x_i) s.t. sum x_i = budget, lo <= x <= hi.
- * When sum(hi) < budget, returns x = hi. Closed form between breakpoints
- * for EXP curves, bisection on the multiplier otherwise. */
+ * When sum(hi) < budget, returns x = hi; when sum(lo) > budget (an
+ * infeasible box: the caller's bug), x = lo. Channels with a = 0 take lo
+ * unless the others cannot absorb the budget. Closed form between
+ * breakpoints for all-EXP curves, safeguarded Newton/bisection on the
+ * multiplier otherwise. No allocation for n <= 64. */
 void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
                         size_t n, double budget, double *x);
 /* Same without any allocation: scratch holds BD_WATERFILL_SCRATCH(n) doubles. */
