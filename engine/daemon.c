@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <cJSON.h>
 #include "budgetd/checkpoint.h"
 #include "budgetd/cli.h"
 #include "budgetd/config.h"
@@ -233,39 +234,46 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
 static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
 {
     bd_event_t ev;
-    char detail[256];
+    char detail[256], name[BD_NAME_MAX + 1];
     bd_reject_t r = bd_event_decode(m->payload, m->len, &ev, detail, sizeof(detail));
-    if (r != BD_REJ_NONE) {
-        bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
-        /* ingest re-decodes (rare path) to count it against its portfolio */
-        bd_err_t ierr;
-        bd_engine_ingest(dm->e, m->payload, m->len, detail, sizeof(detail), &ierr);
-        dm->dead_lettered++;
+    /* The portfolio whose state this message changes: the event's, or for a
+     * rejected one its best-effort portfolio (the reject ratio counts). */
+    name[0] = '\0';
+    if (r == BD_REJ_NONE) {
+        if (strcmp(ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev.portfolio);
+    } else {
+        cJSON *j = cJSON_ParseWithLength(m->payload, m->len);
+        const cJSON *pf = j ? cJSON_GetObjectItemCaseSensitive(j, "portfolio") : NULL;
+        if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
+            snprintf(name, sizeof(name), "%s", pf->valuestring);
+        cJSON_Delete(j);
+    }
+    bd_portfolio_t *p = name[0] ? bd_engine_portfolio(dm->e, name) : NULL;
+    if (p && p->partition != m->partition) {
+        /* first sight here, or the partition came back to us */
+        daemon_restore(dm, p);
+        if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
+        p->partition = m->partition;
+    }
+    if (p && m->offset <= p->ckpt_offset) {
+        dm->skipped++; /* already inside the checkpoint */
+        if (r == BD_REJ_NONE) bd_engine_remember(dm->e, &ev);
+        else bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail); /* at least once */
         return;
     }
-    bd_portfolio_t *p = NULL;
-    if (strcmp(ev.portfolio, "*") != 0) {
-        p = bd_engine_portfolio(dm->e, ev.portfolio);
-        if (p && p->partition != m->partition) {
-            /* first sight here, or the partition moved back to us */
-            daemon_restore(dm, p);
-            if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
-            p->partition = m->partition;
-        }
-        if (p && m->offset <= p->ckpt_offset) {
-            dm->skipped++; /* already inside the checkpoint */
-            return;
-        }
+    if (r == BD_REJ_NONE) {
+        bd_err_t serr;
+        r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
+    } else {
+        bd_engine_count_reject(dm->e, r, p);
     }
-    bd_err_t serr;
-    r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
     if (r != BD_REJ_NONE) {
         bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
         dm->dead_lettered++;
-        return;
+    } else {
+        dm->applied++;
+        if (g_crash_msg > 0 && (long)dm->applied >= g_crash_msg) raise(SIGKILL);
     }
-    dm->applied++;
-    if (g_crash_msg > 0 && (long)dm->applied >= g_crash_msg) raise(SIGKILL);
     if (p) {
         p->offset = m->offset;
         if (p->first_unsaved < 0) p->first_unsaved = m->offset;
@@ -466,6 +474,7 @@ int bd_cmd_run(int argc, char **argv)
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
     int rc = BD_EXIT_OK;
+    unsigned since_sync = 0;
     while (!g_stop) {
         bd_kafka_msg_t m;
         int got = bd_kafka_poll(dm.k, &m, 100);
@@ -475,12 +484,17 @@ int bd_cmd_run(int argc, char **argv)
             bd_kafka_msg_done(dm.k, &m);
             last_msg = now;
             seen_any = true;
+            since_sync++;
         }
         if (g_reload) {
             g_reload = 0;
             daemon_reload(&dm);
         }
-        if (got == 0 || now != last_sync) {
+        /* Sync (decide, write, store offsets) when idle, every second, and
+         * every 1000 messages: bounds both latency and the work redone after
+         * a crash. */
+        if (got == 0 || now != last_sync || since_sync >= 1000) {
+            since_sync = 0;
             if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
             bd_engine_flush(dm.e);
             if (!daemon_write(&dm)) break;

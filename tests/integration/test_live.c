@@ -189,6 +189,8 @@ static void assert_redis_matches_replay(env_t *env)
         cr_assert_lt(idx[k], streams[k]->elements, "%s: fewer decisions in Redis than in replay", pfs[k]);
         redisReply *entry = streams[k]->element[idx[k]++];
         redisReply *fields = entry->element[1];
+        if (strcmp(fields->element[1]->str, line) != 0)
+            fprintf(stderr, "redis:  %s\nreplay: %s\n", fields->element[1]->str, line);
         cr_assert_str_eq(fields->element[1]->str, line, "%s decision %zu differs", pfs[k], idx[k]);
         total++;
     }
