@@ -168,7 +168,7 @@ int bd_cmd_replay(int argc, char **argv)
     }
     bd_engine_flush(e);
     if (progress) fputs("\r\033[K", stderr);
-    qsort(sink.recs, sink.n, sizeof(*sink.recs), rec_cmp);
+    if (sink.n) qsort(sink.recs, sink.n, sizeof(*sink.recs), rec_cmp);
     for (size_t i = 0; i < sink.n; i++) fwrite(sink.arena + sink.recs[i].off, 1, sink.recs[i].len, out);
     if (fflush(out) != 0 || (out != stdout && fclose(out) != 0)) {
         fprintf(stderr, "budgetd replay: write: %s\n", strerror(errno));
