@@ -452,7 +452,7 @@ int bd_cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    dm.r = bd_redis_open(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
+    dm.r = bd_redis_open_lazy(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
                          dm.cfg->redis.stream_maxlen, err, sizeof(err));
     if (!dm.r) {
         fprintf(stderr, "budgetd run: %s\n", err);
