@@ -28,6 +28,7 @@
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/publish.h"
 #include "budgetd/redis.h"
 
 static volatile sig_atomic_t g_stop, g_reload;
@@ -51,31 +52,13 @@ static void on_signal(int sig)
     else g_stop = 1;
 }
 
-/* One decision waiting to be written: copies, because the engine reuses its
- * buffers at the next flush. */
-typedef struct {
-    char portfolio[BD_NAME_MAX + 1];
-    int64_t cycle, decided_at;
-    const char *mode, *status;
-    int apply, propose;
-    bd_redis_field_t *ch, *prop;
-    size_t n;
-    char *json;
-    unsigned char *state;
-    size_t state_len;
-    char *kill_reason;
-    bd_portfolio_t *p;
-    int64_t offset;             /* p->offset when encoded */
-} pending_t;
-
 typedef struct {
     bd_config_t *cfg;
     const char *cfg_path;
     bd_engine_t *e;
     bd_redis_t *r;
     bd_kafka_t *k;
-    pending_t *pend;
-    size_t npend, pend_cap;
+    bd_publish_t *pub;
     bool event_time;
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
     uint64_t applied, skipped, dead_lettered;
@@ -97,106 +80,12 @@ static void logf_(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static void pending_clear(pending_t *q)
-{
-    free(q->ch);
-    free(q->prop);
-    free(q->json);
-    free(q->state);
-    free(q->kill_reason);
-    memset(q, 0, sizeof(*q));
-}
-
-/* Sink of the live engine: turns a decision into the Redis write of
- * CONTRACT §3 with the portfolio's checkpoint, queued for daemon_write. */
-static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d,
-                            const char *json, size_t len)
-{
-    daemon_t *dm = ctx;
-    if (dm->npend == dm->pend_cap) {
-        dm->pend_cap = dm->pend_cap ? dm->pend_cap * 2 : 256;
-        dm->pend = bd_xrealloc(dm->pend, dm->pend_cap * sizeof(*dm->pend));
-    }
-    pending_t *q = &dm->pend[dm->npend++];
-    memset(q, 0, sizeof(*q));
-    snprintf(q->portfolio, sizeof(q->portfolio), "%s", p->name);
-    q->cycle = d->cycle;
-    q->decided_at = d->decided_at;
-    q->mode = bd_mode_name(d->mode);
-    q->status = bd_status_name(d->status);
-    q->propose = d->path == BD_PATH_PROPOSED || d->path == BD_PATH_ESCALATED;
-    q->apply = !q->propose;
-    q->n = p->n;
-    q->ch = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->ch));
-    q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
-    for (size_t i = 0; i < p->n; i++) {
-        q->ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
-        q->prop[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].proposed};
-    }
-    q->json = bd_xmalloc(len + 1);
-    memcpy(q->json, json, len);
-    q->json[len] = '\0';
-    size_t cap = 0;
-    q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
-    if (d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
-    q->p = p;
-    q->offset = p->offset;
-    return BD_OK;
-}
-
-/* Writes the queued decisions, retrying with backoff while Redis is down:
- * decisions are held, never dropped or half-written. Returns false only
- * when asked to stop before the write succeeded. */
+/* Writes what the engine decided (held and retried while Redis is down);
+ * the crash hook sits right after a successful write, before offsets. */
 static bool daemon_write(daemon_t *dm)
 {
-    if (dm->npend == 0) return true;
-    bd_redis_decision_t *w = bd_xcalloc(dm->npend, sizeof(*w));
-    int *res = bd_xcalloc(dm->npend, sizeof(*res));
-    for (size_t i = 0; i < dm->npend; i++) {
-        pending_t *q = &dm->pend[i];
-        w[i] = (bd_redis_decision_t){
-            .portfolio = q->portfolio, .cycle = q->cycle, .mode = q->mode, .status = q->status,
-            .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
-            .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
-            .record_json = q->json, .state = q->state, .state_len = q->state_len,
-            .kill_reason = q->kill_reason,
-        };
-    }
-    char err[512];
-    bool ok = false;
-    for (unsigned attempt = 0;; attempt++) {
-        bd_err_t rc = bd_redis_write_batch(dm->r, w, dm->npend, res, err, sizeof(err));
-        if (rc == BD_OK) {
-            ok = true;
-            break;
-        }
-        if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
-            logf_("redis write refused: %s", err);
-            break;
-        }
-        if (g_stop && attempt > 2) break;
-        int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable (%s): %zu decisions held, retry in %d ms", err, dm->npend, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
-    if (ok && g_crash_write > 0 && --g_crash_write == 0) raise(SIGKILL);
-    if (ok) {
-        for (size_t i = 0; i < dm->npend; i++) {
-            pending_t *q = &dm->pend[i];
-            if (res[i] == BD_ERR_STALE)
-                logf_("portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                      q->portfolio, (long long)q->cycle);
-            q->p->ckpt_offset = q->offset;
-            /* Nothing was applied between the encode and now (single thread). */
-            q->p->first_unsaved = -1;
-        }
-    }
-    for (size_t i = 0; i < dm->npend; i++) pending_clear(&dm->pend[i]);
-    dm->npend = 0;
-    free(w);
-    free(res);
+    bool ok = bd_publish_flush(dm->pub);
+    if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
     return ok;
 }
 
@@ -466,7 +355,8 @@ int bd_cmd_run(int argc, char **argv)
         bd_config_free(dm.cfg);
         return BD_EXIT_USAGE;
     }
-    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = daemon_sink, .sink_ctx = &dm};
+    dm.pub = bd_publish_new(dm.r, &g_stop);
+    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = bd_publish_sink, .sink_ctx = dm.pub};
     dm.e = bd_engine_new(dm.cfg, &eo);
     logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
           dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");
@@ -523,7 +413,7 @@ int bd_cmd_run(int argc, char **argv)
     bd_kafka_close(dm.k);
     bd_engine_free(dm.e);
     bd_redis_close(dm.r);
-    free(dm.pend);
+    bd_publish_free(dm.pub);
     bd_config_free(dm.cfg);
     return rc;
 }

@@ -332,3 +332,18 @@ Test(live, broker_faults_same_decisions, .timeout = 300)
     assert_redis_matches_replay(&env);
     env_stop(&env);
 }
+
+/* `replay --redis` publishes through the same sink: Redis ends up with the
+ * records replay writes to its file. */
+Test(live, replay_with_redis_publishes_the_same_records, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 1);
+    char out2[160];
+    snprintf(out2, sizeof(out2), "%s/replay2.jsonl", env.dir);
+    const char *args[] = {"replay", "-c", env.cfg, LOG, "-o", out2, "--redis", env.redis->url, NULL};
+    cr_assert_eq(run_bin(args, NULL, 120), 0);
+    run_replay(&env);
+    assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
