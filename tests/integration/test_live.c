@@ -125,7 +125,10 @@ static pid_t start_bin(const char *const *args, const char *envkv)
     if (pid == 0) {
         if (envkv) putenv((char *)envkv);
         int devnull = open("/dev/null", O_WRONLY);
-        if (!getenv("BUDGETD_TEST_VERBOSE")) dup2(devnull, STDERR_FILENO);
+        const char *logto = getenv("BUDGETD_TEST_LOG");
+        int logfd = logto ? open(logto, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
+        if (logfd >= 0) dup2(logfd, STDERR_FILENO);
+        else if (!getenv("BUDGETD_TEST_VERBOSE")) dup2(devnull, STDERR_FILENO);
         char *argv[16];
         int i = 0;
         argv[i++] = (char *)bin();
@@ -345,5 +348,57 @@ Test(live, replay_with_redis_publishes_the_same_records, .timeout = 120)
     cr_assert_eq(run_bin(args, NULL, 120), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
+
+/* SIGHUP reloads the config atomically: a broken file is refused with a log
+ * line and the old config keeps running; a good one takes effect for the
+ * decisions after it. */
+Test(live, sighup_reload_bad_refused_good_applied, .timeout = 180)
+{
+    env_t env;
+    env_start(&env, 1);
+    char part1[160], part2[160], logf[160], cmd[768];
+    snprintf(part1, sizeof(part1), "%s/part1.jsonl", env.dir);
+    snprintf(part2, sizeof(part2), "%s/part2.jsonl", env.dir);
+    snprintf(logf, sizeof(logf), "%s/run.log", env.dir);
+    snprintf(cmd, sizeof(cmd), "zcat %s | head -n 3000 > %s && zcat %s | tail -n +3001 > %s", LOG, part1,
+             LOG, part2);
+    cr_assert_eq(system(cmd), 0);
+    produce_file(bd_broker_bootstraps(env.broker), part1, NULL);
+    char envlog[200];
+    snprintf(envlog, sizeof(envlog), "BUDGETD_TEST_LOG=%s", logf);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "20", NULL};
+    pid_t pid = start_bin(args, envlog);
+    sleep(6); /* group join + part 1 */
+    /* a broken config: refused, the daemon keeps running */
+    snprintf(cmd, sizeof(cmd), "cp %s %s.good && echo 'bogus_key: 1' >> %s", env.cfg, env.cfg, env.cfg);
+    cr_assert_eq(system(cmd), 0);
+    kill(pid, SIGHUP);
+    sleep(2);
+    cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "daemon died on a bad reload");
+    /* a good one: acme-us budget 10000 -> 12000 */
+    snprintf(cmd, sizeof(cmd), "sed 's/^    budget: 10000$/    budget: 12000/' %s.good > %s", env.cfg, env.cfg);
+    cr_assert_eq(system(cmd), 0);
+    kill(pid, SIGHUP);
+    sleep(2);
+    produce_file(bd_broker_bootstraps(env.broker), part2, NULL);
+    cr_assert_eq(wait_bin(pid, "run", 120), 0);
+
+    snprintf(cmd, sizeof(cmd), "grep -q \"reload refused, keeping the running config\" %s && "
+                               "grep -q \"unknown key 'bogus_key'\" %s && grep -q \"config reloaded\" %s",
+             logf, logf, logf);
+    cr_assert_eq(system(cmd), 0, "expected log lines missing (see the daemon log)");
+    redisContext *c = bd_test_redis_connect(env.redis);
+    redisReply *first = bd_test_redis_cmd(c, "XRANGE budgetd:{acme-us}:decisions - + COUNT 1");
+    redisReply *last = bd_test_redis_cmd(c, "XREVRANGE budgetd:{acme-us}:decisions + - COUNT 1");
+    cr_assert(strstr(first->element[0]->element[1]->element[1]->str, "\"budget\":10000.00"));
+    cr_assert(strstr(last->element[0]->element[1]->element[1]->str, "\"budget\":12000.00"));
+    redisReply *tot = bd_test_redis_cmd(c, "HGET budgetd:{acme-us}:alloc ch:search");
+    cr_assert_eq(tot->type, REDIS_REPLY_STRING);
+    freeReplyObject(first);
+    freeReplyObject(last);
+    freeReplyObject(tot);
+    redisFree(c);
     env_stop(&env);
 }
