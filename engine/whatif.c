@@ -1,0 +1,328 @@
+/* whatif.c: `budgetd whatif -c A.yaml -c B.yaml LOG...`: replays the same
+ * log under two configs and reports, per portfolio and side by side, where
+ * the money went, which guardrails bound, kill trips, and the return each
+ * config would have earned under response curves fitted on the whole log
+ * (a model estimate, labelled as such). Writes summary.md and, when gnuplot
+ * is installed, one PNG per portfolio of the allocation over time. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include "budgetd/cli.h"
+#include "budgetd/config.h"
+#include "budgetd/engine.h"
+#include "budgetd/logread.h"
+
+#define WI_MAXCH 64
+
+/* One allocation in force after a decision. */
+typedef struct {
+    int64_t cycle;
+    double x[WI_MAXCH];
+} wi_step_t;
+
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    char ch[WI_MAXCH][BD_NAME_MAX + 1];
+    int nch;
+    wi_step_t *steps;
+    size_t n, cap;
+    unsigned bound[WI_MAXCH][5];  /* decisions a bound bound, per bd_bound_t */
+    unsigned kills, applied, proposed, held;
+    char kill_reason[160];
+} wi_pf_t;
+
+typedef struct {
+    wi_pf_t *pf;
+    size_t n, cap;
+} wi_run_t;
+
+static wi_pf_t *wi_find(wi_run_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->pf[i].name, name) == 0) return &r->pf[i];
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 16;
+        r->pf = bd_xrealloc(r->pf, r->cap * sizeof(*r->pf));
+    }
+    wi_pf_t *w = &r->pf[r->n++];
+    memset(w, 0, sizeof(*w));
+    snprintf(w->name, sizeof(w->name), "%s", name);
+    return w;
+}
+
+static int wi_channel(wi_pf_t *w, const char *name)
+{
+    for (int i = 0; i < w->nch; i++)
+        if (strcmp(w->ch[i], name) == 0) return i;
+    if (w->nch == WI_MAXCH) return -1;
+    snprintf(w->ch[w->nch], sizeof(w->ch[0]), "%s", name);
+    return w->nch++;
+}
+
+/* Sink: records the allocation in force after every decision. */
+static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                        size_t len)
+{
+    (void)json;
+    (void)len;
+    wi_pf_t *w = wi_find(ctx, p->name);
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 256;
+        w->steps = bd_xrealloc(w->steps, w->cap * sizeof(*w->steps));
+    }
+    wi_step_t *s = &w->steps[w->n++];
+    memset(s, 0, sizeof(*s));
+    s->cycle = d->cycle;
+    for (size_t i = 0; i < p->n; i++) {
+        int k = wi_channel(w, p->ch[i].name);
+        if (k < 0) continue;
+        s->x[k] = d->status == BD_STATUS_ACTIVE ? p->ch[i].x : 0; /* adapters stop otherwise */
+        if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < 5) w->bound[k][d->ch[i].bound]++;
+    }
+    if (d->path == BD_PATH_KILLED && w->kills == 0 && d->kill_reason)
+        snprintf(w->kill_reason, sizeof(w->kill_reason), "cycle %lld: %s", (long long)d->cycle,
+                 d->kill_reason);
+    if (d->path == BD_PATH_KILLED) w->kills++;
+    if (d->path == BD_PATH_APPLIED) w->applied++;
+    if (d->path == BD_PATH_PROPOSED || d->path == BD_PATH_ESCALATED) w->proposed++;
+    if (d->path == BD_PATH_HELD) w->held++;
+    return BD_OK;
+}
+
+/* Replays every log through an engine on cfg; the sink sees each decision.
+ * Returns the engine (caller frees) so the fit pass can read its models. */
+static bd_engine_t *wi_replay(const bd_config_t *cfg, char **logs, int nlogs, bd_sink_fn sink,
+                              void *ctx, char *err, size_t errlen)
+{
+    bd_engine_opts_t eo = {.threads = 2, .sink = sink, .sink_ctx = ctx};
+    bd_engine_t *e = bd_engine_new(cfg, &eo);
+    char detail[256];
+    for (int i = 0; i < nlogs; i++) {
+        bd_logread_t *lr;
+        if (bd_logread_open(logs[i], &lr, err, errlen) != BD_OK) {
+            bd_engine_free(e);
+            return NULL;
+        }
+        const char *line;
+        size_t len;
+        bd_err_t serr;
+        int got;
+        while ((got = bd_logread_next(lr, &line, &len, err, errlen)) == 1)
+            if (len) bd_engine_ingest(e, line, len, detail, sizeof(detail), &serr);
+        bd_logread_close(lr);
+        if (got < 0) {
+            bd_engine_free(e);
+            return NULL;
+        }
+    }
+    bd_engine_flush(e);
+    return e;
+}
+
+/* The fit: the same log under config A with forgetting switched off, so
+ * each channel's posterior mean curve summarises the whole log. */
+static void wi_fit_policy(bd_policy_t *p) { p->discount = 1.0; }
+
+static double wi_return(const wi_pf_t *w, const bd_portfolio_t *fit, const bd_model_ops_t *ops)
+{
+    bd_curve_t curves[WI_MAXCH];
+    bool have[WI_MAXCH] = {false};
+    for (int k = 0; k < w->nch; k++)
+        for (size_t i = 0; fit && i < fit->n; i++)
+            if (strcmp(fit->ch[i].name, w->ch[k]) == 0) {
+                ops->mean(&fit->ch[i].model, &fit->ch[i].prior, &curves[k]);
+                have[k] = true;
+            }
+    double total = 0;
+    for (size_t s = 0; s < w->n; s++)
+        for (int k = 0; k < w->nch; k++)
+            if (have[k]) total += bd_curve_value(&curves[k], w->steps[s].x[k]);
+    return total;
+}
+
+static double wi_mean_spend(const wi_pf_t *w, const char *ch)
+{
+    if (!w || w->n == 0) return 0;
+    for (int k = 0; k < w->nch; k++)
+        if (strcmp(w->ch[k], ch) == 0) {
+            double sum = 0;
+            for (size_t s = 0; s < w->n; s++) sum += w->steps[s].x[k];
+            return sum / (double)w->n;
+        }
+    return 0;
+}
+
+static const wi_pf_t *wi_get(const wi_run_t *r, const char *name)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->pf[i].name, name) == 0) return &r->pf[i];
+    return NULL;
+}
+
+static void wi_bounds(FILE *f, const wi_pf_t *w, const char *ch)
+{
+    static const char *names[] = {"none", "min", "max", "ramp", "risk"};
+    int printed = 0;
+    for (int k = 0; w && k < w->nch; k++) {
+        if (strcmp(w->ch[k], ch) != 0) continue;
+        for (int b = 1; b < 5; b++)
+            if (w->bound[k][b]) fprintf(f, "%s%s %u", printed++ ? ", " : "", names[b], w->bound[k][b]);
+    }
+    if (!printed) fputs("-", f);
+}
+
+/* Data file + gnuplot script for one portfolio: one line per channel and
+ * config, A solid, B dashed. Returns 0 when the PNG was written. */
+static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const char *na, const char *nb)
+{
+    char dat[512], png[512];
+    for (int which = 0; which < 2; which++) {
+        const wi_pf_t *w = which ? b : a;
+        snprintf(dat, sizeof(dat), "%s/%s.%c.dat", dir, a->name, which ? 'b' : 'a');
+        FILE *f = fopen(dat, "w");
+        if (!f) return -1;
+        for (size_t s = 0; w && s < w->n; s++) {
+            fprintf(f, "%lld", (long long)w->steps[s].cycle);
+            for (int k = 0; k < a->nch; k++) fprintf(f, " %.2f", wi_mean_spend(NULL, NULL) + (k < w->nch ? w->steps[s].x[k] : 0));
+            fputc('\n', f);
+        }
+        fclose(f);
+    }
+    snprintf(png, sizeof(png), "%s/%s.png", dir, a->name);
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) return -1;
+    fprintf(g, "set terminal png size 1000,500\nset output '%s'\n", png);
+    fprintf(g, "set title 'budgetd whatif: %s (A = %s solid, B = %s dashed)' noenhanced\n", a->name, na, nb);
+    fprintf(g, "set xlabel 'cycle'\nset ylabel 'spend per cycle'\nset key outside right noenhanced\nplot ");
+    for (int k = 0; k < a->nch; k++)
+        fprintf(g, "%s'%s/%s.a.dat' using 1:%d with lines lw 2 lc %d title 'A %s', "
+                   "'%s/%s.b.dat' using 1:%d with lines dt 2 lw 2 lc %d title 'B %s'",
+                k ? ", " : "", dir, a->name, k + 2, k + 1, a->ch[k], dir, a->name, k + 2, k + 1, a->ch[k]);
+    fputs("\n", g);
+    int rc = pclose(g);
+    struct stat st;
+    return rc == 0 && stat(png, &st) == 0 && st.st_size > 0 ? 0 : -1;
+}
+
+static void whatif_usage(FILE *f)
+{
+    fputs("usage: budgetd whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
+          "  replays LOG under both configs; writes DIR/summary.md (default whatif-out)\n"
+          "  and, with gnuplot installed, DIR/<portfolio>.png\n", f);
+}
+
+int bd_cmd_whatif(int argc, char **argv)
+{
+    const char *cfgp[2] = {NULL, NULL}, *dir = "whatif-out";
+    int nc = 0, ch;
+    optind = 1;
+    while ((ch = getopt(argc, argv, "c:o:h")) != -1) {
+        if (ch == 'c' && nc < 2) cfgp[nc++] = optarg;
+        else if (ch == 'o') dir = optarg;
+        else if (ch == 'h') { whatif_usage(stdout); return BD_EXIT_OK; }
+        else { whatif_usage(stderr); return BD_EXIT_USAGE; }
+    }
+    if (nc != 2 || optind >= argc) {
+        whatif_usage(stderr);
+        return BD_EXIT_USAGE;
+    }
+    char err[8192];
+    bd_config_t *cfg[2] = {NULL, NULL}, *fitcfg = NULL;
+    for (int i = 0; i < 2; i++)
+        if (bd_config_load(cfgp[i], &cfg[i], err, sizeof(err)) != BD_OK) {
+            fprintf(stderr, "%s\n", err);
+            bd_config_free(cfg[0]);
+            return BD_EXIT_USAGE;
+        }
+    bd_config_load(cfgp[0], &fitcfg, err, sizeof(err));
+    wi_fit_policy(&fitcfg->defaults);
+    for (size_t i = 0; i < fitcfg->n_portfolios; i++) wi_fit_policy(&fitcfg->portfolios[i].p);
+    for (int i = optind; i < argc; i++) {
+        bd_logread_t *lr;
+        if (bd_logread_open(argv[i], &lr, err, sizeof(err)) != BD_OK) {
+            fprintf(stderr, "budgetd whatif: %s\n", err);
+            bd_config_free(cfg[0]);
+            bd_config_free(cfg[1]);
+            bd_config_free(fitcfg);
+            return BD_EXIT_USAGE;
+        }
+        bd_logread_close(lr);
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "budgetd whatif: %s: %s\n", dir, strerror(errno));
+        return BD_EXIT_USAGE;
+    }
+    wi_run_t run[2] = {{0}, {0}};
+    bd_engine_t *e[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 2; i++)
+        e[i] = wi_replay(cfg[i], argv + optind, argc - optind, wi_sink, &run[i], err, sizeof(err));
+    e[2] = wi_replay(fitcfg, argv + optind, argc - optind, NULL, NULL, err, sizeof(err));
+    if (!e[0] || !e[1] || !e[2]) {
+        fprintf(stderr, "budgetd whatif: %s\n", err);
+        return BD_EXIT_RUNTIME;
+    }
+
+    char path[512];
+    snprintf(path, sizeof(path), "%s/summary.md", dir);
+    FILE *md = fopen(path, "w");
+    if (!md) {
+        fprintf(stderr, "budgetd whatif: %s: %s\n", path, strerror(errno));
+        return BD_EXIT_RUNTIME;
+    }
+    fprintf(md, "# budgetd what-if\n\nA = `%s`, B = `%s`, log:", cfgp[0], cfgp[1]);
+    for (int i = optind; i < argc; i++) fprintf(md, " `%s`", argv[i]);
+    fprintf(md, "\n\nReturn is a **model estimate**: each channel's response curve is fitted on "
+                "the whole log (posterior mean, no forgetting) and applied to the allocation each "
+                "config kept in force.\n");
+    int plots = 0;
+    bd_ptable_t *fit = bd_engine_table(e[2]);
+    for (size_t i = 0; i < run[0].n; i++) {
+        const wi_pf_t *a = &run[0].pf[i], *b = wi_get(&run[1], a->name);
+        const bd_portfolio_t *fp = bd_ptable_find(fit, a->name, strlen(a->name));
+        const bd_model_ops_t *ops = bd_model_get(fp ? fp->pol->model : BD_MODEL_POISSON_SAT);
+        double ra = wi_return(a, fp, ops), rb = b ? wi_return(b, fp, ops) : 0;
+        fprintf(md, "\n## %s\n\n", a->name);
+        fprintf(md, "| | A | B |\n|---|---|---|\n");
+        fprintf(md, "| decisions | %zu | %zu |\n", a->n, b ? b->n : 0);
+        fprintf(md, "| applied / proposed / held | %u / %u / %u | %u / %u / %u |\n", a->applied,
+                a->proposed, a->held, b ? b->applied : 0, b ? b->proposed : 0, b ? b->held : 0);
+        fprintf(md, "| kill-switch | %s | %s |\n", a->kills ? a->kill_reason : "no trip",
+                b && b->kills ? b->kill_reason : "no trip");
+        fprintf(md, "| estimated return (model) | %.2f | %.2f (%+.2f%%) |\n", ra, rb,
+                ra > 0 ? 100.0 * (rb - ra) / ra : 0);
+        fprintf(md, "\n| channel | mean spend A | mean spend B | moved | bound A | bound B |\n"
+                    "|---|---|---|---|---|---|\n");
+        for (int k = 0; k < a->nch; k++) {
+            double sa = wi_mean_spend(a, a->ch[k]), sb = wi_mean_spend(b, a->ch[k]);
+            fprintf(md, "| %s | %.2f | %.2f | %+.2f | ", a->ch[k], sa, sb, sb - sa);
+            wi_bounds(md, a, a->ch[k]);
+            fputs(" | ", md);
+            wi_bounds(md, b, a->ch[k]);
+            fputs(" |\n", md);
+        }
+        if (wi_plot(dir, a, b, cfgp[0], cfgp[1]) == 0) {
+            fprintf(md, "\n![%s](%s.png)\n", a->name, a->name);
+            plots++;
+        }
+    }
+    fclose(md);
+    /* the summary also goes to stdout, for the terminal */
+    FILE *in = fopen(path, "r");
+    char buf[4096];
+    size_t got;
+    while (in && (got = fread(buf, 1, sizeof(buf), in)) > 0) fwrite(buf, 1, got, stdout);
+    if (in) fclose(in);
+    fprintf(stderr, "whatif: wrote %s%s\n", path, plots ? " and PNG plots" : " (gnuplot not found: no plots)");
+    for (int i = 0; i < 3; i++) bd_engine_free(e[i]);
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < run[i].n; k++) free(run[i].pf[k].steps);
+        free(run[i].pf);
+        bd_config_free(cfg[i]);
+    }
+    bd_config_free(fitcfg);
+    return BD_EXIT_OK;
+}
