@@ -8,7 +8,7 @@ CC       ?= cc
 PKGS     := rdkafka gsl hiredis libcjson zlib yaml-0.1 libmicrohttpd
 WARN     := -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 OPT      ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Itests/support $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion
@@ -35,22 +35,26 @@ setup:
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC  $<"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libbudgetd.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@ar rcs $@ $^
 
 $(BUILD)/budgetd: $(BUILD)/obj/engine/main.o $(BUILD)/libbudgetd.a
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUP_OBJ) $(BUILD)/libbudgetd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) $(TESTLIBS) -o $@
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) $(TESTLIBS) -o $@
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_OBJ) $(BUILD)/libbudgetd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # make test: installs what is missing, builds, runs every suite, then the
 # same suites under ASan+UBSan (CI runs exactly this).

@@ -266,10 +266,11 @@ void bd_decide_run(bd_decide_job_t *job)
                 /* Refused by the allocator or the verifier: nothing new is
                  * published; the allocation in force is held. */
                 job->verify_failed = true;
-                snprintf(job->note, sizeof(job->note), "verify: %s", err);
+                snprintf(job->note, sizeof(job->note), "verify: %.200s", err);
                 d->note = job->note;
                 d->path = BD_PATH_HELD;
                 d->status = BD_STATUS_HELD;
+                p->has_proposal = false;
                 memcpy(x, prev, sizeof(double) * n);
             } else if (out.risk_held) {
                 snprintf(job->note, sizeof(job->note),
@@ -278,9 +279,11 @@ void bd_decide_run(bd_decide_job_t *job)
                 d->note = job->note;
                 d->path = BD_PATH_HELD;
                 d->status = BD_STATUS_HELD;
+                p->has_proposal = false;
                 memcpy(x, prev, sizeof(double) * n);
             } else if (out.kept) {
                 d->path = BD_PATH_KEPT;
+                p->has_proposal = false;
             } else if (pol->mode == BD_MODE_AUTOMATE ||
                        (pol->mode == BD_MODE_DELEGATE && decide_within_escalation(p, x))) {
                 d->path = BD_PATH_APPLIED;
@@ -328,4 +331,36 @@ void bd_decide_job_free(bd_decide_job_t *job)
     job->agg = NULL;
     job->json = NULL;
     job->dch = NULL;
+}
+
+size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, char **json,
+                                 size_t *cap)
+{
+    bd_decision_channel_t *dch = bd_xcalloc(p->n ? p->n : 1, sizeof(*dch));
+    double total = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        dch[i].channel = p->ch[i].name;
+        dch[i].spend = p->ch[i].proposed;
+        dch[i].prev = p->ch[i].x;
+        dch[i].mean_roas = dch[i].roas_lo = dch[i].roas_hi = NAN; /* not re-estimated */
+        dch[i].bound = BD_BOUND_NONE;
+        total += p->ch[i].proposed;
+    }
+    bd_decision_t d = {
+        .portfolio = p->name, .cycle = p->proposal_cycle, .mode = p->pol->mode,
+        .status = BD_STATUS_ACTIVE, .path = BD_PATH_APPROVED, .budget = p->pol->budget,
+        .total = total, .n = p->n, .ch = dch, .p_below_floor = NAN, .decided_at = decided_at,
+        .note = "operator approved the proposal",
+    };
+    size_t len = bd_decision_json(&d, json, cap);
+    free(dch);
+    return len;
+}
+
+void bd_decide_apply_proposal(bd_portfolio_t *p)
+{
+    if (!p->has_proposal) return;
+    for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = p->ch[i].proposed;
+    p->has_proposal = false;
+    p->status = BD_STATUS_ACTIVE;
 }

@@ -185,7 +185,7 @@ static void engine_first_sight(bd_engine_t *e, bd_portfolio_t *p, const char *ch
 
 /* The portfolio of name, created when the config allows it. NULL means
  * unknown_portfolio. */
-static bd_portfolio_t *engine_portfolio(bd_engine_t *e, const char *name)
+bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name)
 {
     size_t len = strlen(name);
     bd_portfolio_t *p = bd_ptable_find(e->table, name, len);
@@ -221,7 +221,7 @@ static bd_reject_t engine_watermark(bd_engine_t *e, const bd_event_t *ev, char *
         }
         return BD_REJ_NONE;
     }
-    bd_portfolio_t *p = engine_portfolio(e, ev->portfolio);
+    bd_portfolio_t *p = bd_engine_portfolio(e, ev->portfolio);
     if (!p) {
         snprintf(detail, dlen, "portfolio '%s' is not configured and defaults.budget is absent",
                  ev->portfolio);
@@ -249,7 +249,7 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
         if (err) *err = e->sink_err;
         return r;
     }
-    bd_portfolio_t *p = engine_portfolio(e, ev->portfolio);
+    bd_portfolio_t *p = bd_engine_portfolio(e, ev->portfolio);
     if (!p) {
         snprintf(detail, dlen, "portfolio '%s' is not configured and defaults.budget is absent",
                  ev->portfolio);
@@ -334,4 +334,28 @@ bd_err_t bd_engine_tick(bd_engine_t *e, int64_t now)
     for (size_t i = 0; i < n; i++)
         engine_close_until(e, bd_ptable_at(e->table, i), now - e->cfg->lateness);
     return bd_engine_flush(e);
+}
+
+bd_err_t bd_engine_reload(bd_engine_t *e, const bd_config_t *cfg, char *errbuf, size_t errlen)
+{
+    if (cfg->cycle != e->cfg->cycle || cfg->lateness != e->cfg->lateness)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "%s: cycle and lateness cannot change while running (restart instead)",
+                       cfg->path);
+    size_t n = bd_ptable_count(e->table);
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(e->table, i);
+        if (!bd_config_portfolio(cfg, p->name) && !cfg->has_default_budget)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                           "%s: portfolio '%s' is live but no longer configured (and no defaults.budget)",
+                           cfg->path, p->name);
+    }
+    bd_engine_flush(e);
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(e->table, i);
+        const bd_portfolio_cfg_t *pc = bd_config_portfolio(cfg, p->name);
+        bd_portfolio_rebind(p, pc, pc ? &pc->p : &cfg->defaults);
+    }
+    e->cfg = cfg;
+    return BD_OK;
 }

@@ -1,6 +1,7 @@
 /* main.c: command dispatch (CONTRACT §4). */
 #include <stdio.h>
 #include <string.h>
+#include "budgetd/broker.h"
 #include "budgetd/cli.h"
 #include "budgetd/common.h"
 
@@ -27,6 +28,11 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "replay") == 0) return bd_cmd_replay(argc - 1, argv + 1);
     if (strcmp(cmd, "check") == 0) return bd_cmd_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) return bd_cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "broker") == 0) return bd_broker_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "kill") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "approve") == 0 ||
+        strcmp(cmd, "status") == 0)
+        return bd_cmd_ops(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return BD_EXIT_OK;

@@ -92,6 +92,8 @@ bd_portfolio_t *bd_ptable_add(bd_ptable_t *t, const char *name, const bd_portfol
     p->alloc_cycle = INT64_MIN;
     p->offset = -1;
     p->partition = -1;
+    p->ckpt_offset = -1;
+    p->first_unsaved = -1;
     size_t i = name_hash(name, strlen(name)) & t->mask;
     while (t->slots[i]) i = (i + 1) & t->mask;
     t->slots[i] = p;
@@ -147,4 +149,21 @@ bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c)
     int64_t s = c % p->nslots;
     if (s < 0) s += p->nslots;
     return p->agg + (size_t)s * p->cap;
+}
+
+void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol)
+{
+    int old_w = p->pol->kill.window > 0 ? p->pol->kill.window : 1;
+    int new_w = pol->kill.window > 0 ? pol->kill.window : 1;
+    p->pc = pc;
+    p->pol = pol;
+    if (old_w != new_w) {
+        free(p->hist);
+        p->hist = bd_xcalloc((size_t)new_w, sizeof(*p->hist));
+        p->hist_n = 0;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        p->ch[i].cfg = bd_config_channel(pc, pol, p->ch[i].name);
+        channel_prior(p, p->ch[i].cfg, &p->ch[i].prior);
+    }
 }

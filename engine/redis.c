@@ -9,25 +9,10 @@
 #include <sys/time.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/redis.h"
+#include "redis_int.h"
 
-#define RD_KEY_MAX 256
 #define RD_NKEYS 6
 #define RD_FIXED_ARGV 15 /* ARGV[1..15] before the channel pairs */
-
-struct bd_redis {
-    redisContext *c;     /* NULL while disconnected */
-    int is_unix;
-    char host[256];
-    int port;
-    char path[256];
-    char user[128];
-    char pass[256];
-    int db;
-    char prefix[128];
-    int maxlen;
-    int connect_ms, command_ms;
-    char sha[48];        /* SHA-1 of the write script as the server reported it */
-};
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
@@ -111,7 +96,7 @@ static struct timeval rd_tv(int ms)
 
 /* Names become part of keys and of the {P} hash tag: CONTRACT §1 charset
  * only, so no name can contain '}' or glob characters. */
-static int rd_name_ok(const char *s)
+int bd_rd_name_ok(const char *s)
 {
     if (!s) return 0;
     size_t n = strlen(s);
@@ -123,7 +108,7 @@ static int rd_name_ok(const char *s)
     return 1;
 }
 
-static void rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what)
+void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what)
 {
     snprintf(out, RD_KEY_MAX, "%s:{%s}:%s", r->prefix, portfolio, what);
 }
@@ -373,7 +358,7 @@ int bd_redis_backoff_ms(unsigned attempt)
 }
 
 /* Connects when there is no connection: every call gets one free retry. */
-static bd_err_t rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
+bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
 {
     return r->c ? BD_OK : bd_redis_reconnect(r, errbuf, errlen);
 }
@@ -449,7 +434,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
  * nothing, so no item of it can half-exist. */
 static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf, size_t errlen)
 {
-    if (!rd_name_ok(d->portfolio))
+    if (!bd_rd_name_ok(d->portfolio))
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu: bad portfolio name", idx);
     if (!d->mode || !d->status || !d->record_json)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): mode, status and record are required",
@@ -464,7 +449,7 @@ static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf,
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): channels missing", idx,
                            d->portfolio);
         for (size_t k = 0; k < n; k++) {
-            if (!rd_name_ok(f[k].name))
+            if (!bd_rd_name_ok(f[k].name))
                 return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): bad channel name", idx,
                                d->portfolio);
             if (!isfinite(f[k].spend) || f[k].spend < 0 || f[k].spend > 1e15)
@@ -507,7 +492,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         if (e != BD_OK) return e;
     }
     if (n == 0) return BD_OK;
-    bd_err_t e = rd_ensure(r, errbuf, errlen);
+    bd_err_t e = bd_rd_ensure(r, errbuf, errlen);
     if (e != BD_OK) return e;
     for (size_t i = 0; i < n; i++) {
         rd_args_t a;
@@ -574,10 +559,10 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
 }
 
 /* Runs a single command with the connection ensured first. */
-static redisReply *rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *lens, bd_err_t *err,
+redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *lens, bd_err_t *err,
                           char *errbuf, size_t errlen)
 {
-    if ((*err = rd_ensure(r, errbuf, errlen)) != BD_OK) return NULL;
+    if ((*err = bd_rd_ensure(r, errbuf, errlen)) != BD_OK) return NULL;
     return rd_run(r, argc, argv, lens, err, errbuf, errlen);
 }
 
@@ -587,12 +572,12 @@ bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, 
     *blob = NULL;
     *len = 0;
     *cycle = -1;
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    bd_err_t e = rd_ensure(r, errbuf, errlen);
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    bd_err_t e = bd_rd_ensure(r, errbuf, errlen);
     if (e != BD_OK) return e;
     char ks[RD_KEY_MAX], kf[RD_KEY_MAX];
-    rd_key(r, ks, portfolio, "state");
-    rd_key(r, kf, portfolio, "fence");
+    bd_rd_key(r, ks, portfolio, "state");
+    bd_rd_key(r, kf, portfolio, "fence");
     /* MULTI/EXEC: the blob and its cycle come from the same decision. */
     redisAppendCommand(r->c, "MULTI");
     redisAppendCommand(r->c, "GET %s", ks);
@@ -636,12 +621,12 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
                             char *errbuf, size_t errlen)
 {
     memset(out, 0, sizeof *out);
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX];
-    rd_key(r, k, portfolio, proposal ? "proposal" : "alloc");
+    bd_rd_key(r, k, portfolio, proposal ? "proposal" : "alloc");
     const char *av[2] = {"HGETALL", k};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     if (rep->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(rep);
@@ -686,12 +671,12 @@ bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, s
 {
     *killed = 0;
     if (reason && reason_len) reason[0] = 0;
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX];
-    rd_key(r, k, portfolio, "kill");
+    bd_rd_key(r, k, portfolio, "kill");
     const char *av[2] = {"HGETALL", k};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     if (rep->type == REDIS_REPLY_ARRAY) {
         *killed = rep->elements > 0;
@@ -706,16 +691,16 @@ bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, s
 bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *reason, const char *by,
                            int64_t at, char *errbuf, size_t errlen)
 {
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char kk[RD_KEY_MAX], kf[RD_KEY_MAX], ch[RD_KEY_MAX], ats[24];
-    rd_key(r, kk, portfolio, "kill");
-    rd_key(r, kf, portfolio, "fence");
+    bd_rd_key(r, kk, portfolio, "kill");
+    bd_rd_key(r, kf, portfolio, "fence");
     snprintf(ch, sizeof ch, "%s:notify", r->prefix);
     snprintf(ats, sizeof ats, "%lld", (long long)at);
     const char *av[] = {"EVAL", RD_KILL_LUA, "2", kk, kf, reason ? reason : "", by ? by : "operator", ats, ch,
                         portfolio};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 10, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 10, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     freeReplyObject(rep);
     return BD_OK;
@@ -724,12 +709,12 @@ bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *rea
 /* DEL of one key of the portfolio. */
 static bd_err_t rd_del(bd_redis_t *r, const char *portfolio, const char *what, char *errbuf, size_t errlen)
 {
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX];
-    rd_key(r, k, portfolio, what);
+    bd_rd_key(r, k, portfolio, what);
     const char *av[2] = {"DEL", k};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     freeReplyObject(rep);
     return BD_OK;
@@ -745,12 +730,12 @@ bd_err_t bd_redis_get_approve(bd_redis_t *r, const char *portfolio, int64_t *cyc
 {
     *present = 0;
     *cycle = -1;
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX];
-    rd_key(r, k, portfolio, "approve");
+    bd_rd_key(r, k, portfolio, "approve");
     const char *av[2] = {"GET", k};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
         char *end;
@@ -767,13 +752,13 @@ bd_err_t bd_redis_get_approve(bd_redis_t *r, const char *portfolio, int64_t *cyc
 
 bd_err_t bd_redis_set_approve(bd_redis_t *r, const char *portfolio, int64_t cycle, char *errbuf, size_t errlen)
 {
-    if (!rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX], v[24];
-    rd_key(r, k, portfolio, "approve");
+    bd_rd_key(r, k, portfolio, "approve");
     snprintf(v, sizeof v, "%lld", (long long)cycle);
     const char *av[3] = {"SET", k, v};
     bd_err_t e;
-    redisReply *rep = rd_cmd(r, 3, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 3, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     freeReplyObject(rep);
     return BD_OK;
@@ -802,7 +787,7 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
     do {
         const char *av[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
         bd_err_t e;
-        redisReply *rep = rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
+        redisReply *rep = bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
         if (!rep) {
             bd_redis_names_free(out, *n);
             *n = 0;
@@ -827,7 +812,7 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
             if (len > BD_NAME_MAX) continue;
             memcpy(name, s, len);
             name[len] = 0;
-            if (!rd_name_ok(name)) continue;
+            if (!bd_rd_name_ok(name)) continue;
             if (*n == cap) {
                 cap = cap ? cap * 2 : 16;
                 out = bd_xrealloc(out, cap * sizeof *out);

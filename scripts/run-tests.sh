@@ -4,6 +4,7 @@
 # them. Exit status is non-zero when any program fails.
 set -u
 build=${1:-build}
+export BUDGETD_BIN=${BUDGETD_BIN:-$build/budgetd}
 pass=0; fail=0; bad=()
 for t in $(ls "$build"/tests/unit/test_* "$build"/tests/integration/test_* 2>/dev/null | grep -v '\.d$'); do
   [ -x "$t" ] || continue

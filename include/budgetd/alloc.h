@@ -25,7 +25,16 @@ const char *bd_bound_name(bd_bound_t b);
  *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
  *  - risk: unless risk_held, the fraction of draws s with
  *    sum_i f_s,i(x_i) < floor * total is <= max_prob.
- *  - kept (min_change): x == prev exactly. */
+ *  - kept (min_change): x == prev exactly.
+ *  - cents: every bound is applied on the cent lattice, lower bounds rounded
+ *    up and upper bounds down: lo_c = ceil(100 lo - 1e-6), hi_c =
+ *    floor(100 hi + 1e-6); total_c = min(round(100 B), sum cap_c). A ramp box
+ *    "holds the total" when sum lo_c <= total_c <= sum hi_c. An empty ramp
+ *    box becomes [cap_c, cap_c] when its rounded-up low end
+ *    ceil(100 (prev_i - step_i) - 1e-6) > cap_c, else [min_c, min_c].
+ *  - a min above its cap or sum min_c > total_c is refused (BD_ERR_INVALID):
+ *    infeasible guardrails are a config error, never clamped at run time.
+ *  - prev == NULL (no allocation in force): no ramp, no min_change. */
 
 /* One decision's input. Arrays have n entries; cfg[i] never NULL. */
 typedef struct {
@@ -36,7 +45,8 @@ typedef struct {
     const bd_model_state_t *states;
     const bd_prior_t *priors;
     const double *prev;                 /* allocation in force */
-    const double *safe;                 /* safe reference (last that met the risk bound, else initial) */
+    const double *safe;                 /* safe reference (last that met the risk bound, else initial);
+                                         * projected into the box. NULL: prev is used */
     const bool *promoted;               /* lab channels already past the gate */
     gsl_rng *rng;                       /* seeded per (seed, portfolio, cycle) by the caller */
 } bd_alloc_input_t;
@@ -50,10 +60,14 @@ typedef struct {
     double total;             /* sum of x: the budget, or the caps' sum when lower */
     bool capped;              /* total < budget because of max caps */
     bool kept;                /* min_change hysteresis kept prev unchanged */
-    bool risk_held;           /* even the safe reference breaks the risk bound */
+    bool risk_held;           /* even the safe reference breaks the risk bound: x is
+                               * prev when prev is valid under box and total (hold),
+                               * else the projected safe reference */
     double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned
-     * by the output; freed by bd_alloc_output_free. */
+     * by the output; freed by bd_alloc_output_free. n_draws is the number of
+     * rows (samples). decide reuses (reallocs) draws, so zero-initialise the
+     * output before the first call. */
     bd_curve_t *draws;
     size_t n_draws;
 } bd_alloc_output_t;
@@ -64,13 +78,24 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out,
 void bd_alloc_output_free(bd_alloc_output_t *out);
 
 /* Exact maximiser of sum f_i(x_i) s.t. sum x_i = budget, lo <= x <= hi.
- * When sum(hi) < budget, returns x = hi. Closed form between breakpoints
- * for EXP curves, bisection on the multiplier otherwise. */
+ * When sum(hi) < budget, returns x = hi; when sum(lo) > budget (an
+ * infeasible box: the caller's bug), x = lo. Channels with a = 0 take lo
+ * unless the others cannot absorb the budget. Closed form between
+ * breakpoints for all-EXP curves, safeguarded Newton/bisection on the
+ * multiplier otherwise. No allocation for n <= 64. */
 void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
                         size_t n, double budget, double *x);
+/* Same without any allocation: scratch holds BD_WATERFILL_SCRATCH(n) doubles. */
+#define BD_WATERFILL_SCRATCH(n) (4 * (n))
+void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
+                                size_t n, double budget, double *x, double *scratch);
+/* The bisection solver alone (any curves); a cross-check of the closed form. */
+void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
+                               size_t n, double budget, double *x);
 
 /* Initial split (CONTRACT §5): `initial` where given, the rest split equally
- * within [min,max] among the others, in cents. */
+ * within [min,max] among the others, in cents. Lab channels take their lab
+ * cap (they start unpromoted); sum = min(budget, sum of caps). */
 void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                       double *x);
 

@@ -35,6 +35,14 @@ typedef struct {
 void bd_decide_run(bd_decide_job_t *job);
 void bd_decide_job_free(bd_decide_job_t *job);
 
+/* An operator approved p's pending proposal: builds the record of that
+ * decision (path "approved", cycle p->proposal_cycle) into *json. The caller
+ * publishes it and, once stored, calls bd_decide_apply_proposal. */
+size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, char **json,
+                                 size_t *cap);
+/* Makes the pending proposal the allocation in force. */
+void bd_decide_apply_proposal(bd_portfolio_t *p);
+
 /* The per-portfolio RNG seed for a cycle: a function of (seed, portfolio,
  * cycle) only, so results do not depend on thread timing. */
 uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle);

@@ -49,8 +49,18 @@ bd_err_t bd_engine_tick(bd_engine_t *e, int64_t now);
 /* Runs queued cycle closes and emits their decisions. */
 bd_err_t bd_engine_flush(bd_engine_t *e);
 
+/* The portfolio called name, created (not yet started: no cycle open) when
+ * the config allows it; NULL when it is unknown. The live path uses it to
+ * restore a checkpoint before the portfolio's first event is applied. */
+bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
+
 const bd_engine_stats_t *bd_engine_stats(const bd_engine_t *e);
 bd_ptable_t *bd_engine_table(bd_engine_t *e);
 const bd_config_t *bd_engine_config(const bd_engine_t *e);
+
+/* Swaps in a reloaded config (SIGHUP) after checking that every live
+ * portfolio still has one and that cycle and lateness are unchanged (they
+ * define the cycle grid of the open state). On error nothing changes. */
+bd_err_t bd_engine_reload(bd_engine_t *e, const bd_config_t *cfg, char *errbuf, size_t errlen);
 
 #endif

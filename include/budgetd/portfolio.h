@@ -43,7 +43,6 @@ typedef struct bd_portfolio {
     int64_t watermark;            /* highest watermark received */
     int64_t last_event_ts;        /* for stale detection */
     uint64_t late, rejected;      /* since the last decision */
-    uint64_t win_events, win_rejected; /* since the last decision, for the reject ratio */
     int64_t alloc_cycle;          /* cycle of the allocation in force */
     uint64_t version;
     bd_status_t status;
@@ -53,8 +52,10 @@ typedef struct bd_portfolio {
     int64_t proposal_cycle;
     bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles */
     uint64_t hist_n;
-    int64_t offset;               /* live: last applied Kafka offset (-1 none) */
-    int32_t partition;
+    int64_t offset;               /* live: last applied Kafka offset of its partition (-1 none) */
+    int32_t partition;            /* live: the partition its events come from (-1 unknown) */
+    int64_t ckpt_offset;          /* live: offset covered by the checkpoint in Redis */
+    int64_t first_unsaved;        /* live: first offset applied since the checkpoint (-1 none) */
     bool pending;                 /* a close job is queued (engine.c) */
 } bd_portfolio_t;
 
@@ -74,6 +75,10 @@ bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i);
 /* Index of channel name in p, adding it (prior from config, x = 0) when
  * absent. Returns -1 if the name is invalid. */
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
+/* Binds p to a reloaded config (pc may be NULL: defaults). Channel guardrails
+ * and priors follow the new config; model states, allocation and open
+ * aggregates are kept. The kill window restarts if its length changed. */
+void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
 /* Aggregates of cycle c (must be within the open window). */
 bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c);
 

@@ -10,6 +10,8 @@
  *   PFX:{P}:state     string  engine checkpoint (binary safe)
  *   PFX:{P}:kill      hash    reason, by, at
  *   PFX:{P}:approve   string  approved cycle
+ *   PFX:{P}:decisions also gets "<cycle>-2" when an operator's approval of
+ *                             the proposal of <cycle> is applied
  *   PFX:{P}:fence     hash    INTERNAL (not in the contract): cycle, version,
  *                             sha (SHA-1 of the last record), at. It is the
  *                             fence: it exists even when only a proposal was
@@ -149,6 +151,48 @@ bd_err_t bd_redis_set_approve(bd_redis_t *r, const char *portfolio, int64_t cycl
                               char *errbuf, size_t errlen);
 bd_err_t bd_redis_clear_approve(bd_redis_t *r, const char *portfolio, char *errbuf,
                                 size_t errlen);
+
+/* Operator approve (`budgetd approve`): sets the approve key to the cycle of
+ * the pending proposal, in one server-side step with reading it. cycle < 0:
+ * whichever proposal is pending; else only when it is for exactly this
+ * cycle. *pending gets the pending proposal's cycle (-1: none). Returns
+ * BD_OK (set), BD_ERR_STALE (no proposal, or one for another cycle; nothing
+ * set) or BD_ERR_REDIS. */
+bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t cycle,
+                                   int64_t *pending, char *errbuf, size_t errlen);
+
+/* Applies an approved proposal (the live daemon, after it sees the approve
+ * key). One server-side script checks that approve == cycle, that the
+ * proposal is for cycle, that the fence is still at cycle (nothing newer was
+ * decided) and that no kill key exists; only then it replaces alloc by the
+ * proposal's ch:* fields with cycle, version = fence version + 1 (the fence
+ * too), the proposal's mode, status active, decided_at = now (wall clock),
+ * deletes proposal and approve, XADDs record_json as entry "<cycle>-2"
+ * (field d), SETs state when state is not NULL, and publishes
+ * "<P> <cycle> active". Otherwise returns BD_ERR_STALE, changes nothing, and
+ * errbuf says why: "... refused: not approved (...)", "superseded (...)" or
+ * "killed (<reason>)". The approve key stays: the caller decides whether to
+ * clear it. BD_ERR_REDIS / BD_ERR_INVALID as elsewhere. */
+bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t cycle,
+                                 const char *record_json, const void *state, size_t state_len,
+                                 char *errbuf, size_t errlen);
+
+/* What the engine last wrote for a portfolio: *known 1 when its alloc or
+ * its fence exists (it has been decided at least once); *cycle and *version
+ * from the fence (-1 and 0 without one). */
+bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, int64_t *cycle,
+                            int64_t *version, char *errbuf, size_t errlen);
+
+/* The kill hash in full (killed 0: absent, rest zero). */
+typedef struct {
+    int killed;
+    char reason[512];
+    char by[128];
+    int64_t at;
+} bd_redis_kill_t;
+
+bd_err_t bd_redis_get_kill_info(bd_redis_t *r, const char *portfolio, bd_redis_kill_t *out,
+                                char *errbuf, size_t errlen);
 
 /* Portfolios that have any key under the prefix (SCAN MATCH PFX:{*}:*),
  * sorted and unique. *names is a malloc'd array of malloc'd strings; free

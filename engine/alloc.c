@@ -1,0 +1,617 @@
+/* alloc.c: one decision = Thompson-sampling water-filling under guardrails.
+ *
+ * Order of a decision (DESIGN "Allocation", rules in alloc.h):
+ *   draws -> lab gate -> caps and total -> box (ramp or config) ->
+ *   factory (average of S water-fills of total - explore) -> lab (explore
+ *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
+ * All guardrail arithmetic is in whole cents held in doubles (exact below
+ * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
+ * hold exactly, not up to rounding. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "budgetd/alloc.h"
+#include "budgetd/common.h"
+
+#define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
+#define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
+
+const char *bd_bound_name(bd_bound_t b)
+{
+    switch (b) {
+    case BD_BOUND_MIN: return "min";
+    case BD_BOUND_MAX: return "max";
+    case BD_BOUND_RAMP: return "ramp";
+    case BD_BOUND_RISK: return "risk";
+    default: return "none";
+    }
+}
+
+/* Lower bounds round up and upper bounds down, so the cent box lies inside
+ * the real one. */
+static double lo_cents(double v) { return ceil(v * 100 - CENT_EPS); }
+static double hi_cents(double v) { return isinf(v) ? v : floor(v * 100 + CENT_EPS); }
+
+/* cap_i of the guardrail rules: a lab channel is held small until promoted. */
+static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted)
+{
+    if (!c->lab || promoted) return c->max;
+    double cap = pol->lab.cap_share * pol->budget;
+    if (!(cap >= c->min)) cap = c->min;
+    return cap < c->max ? cap : c->max;
+}
+
+/* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
+ * by largest remainder (ties to the lower index, so it is deterministic).
+ * Needs sum lo <= total <= sum hi; otherwise it gets as close as the box
+ * allows. key and order are n-entry scratch. */
+static void round_cents(const double *xr, const double *lo, const double *hi, size_t n,
+                        double total, double *out, double *key, size_t *order)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        double f = floor(xr[i] + 1e-7);
+        if (f < lo[i]) f = lo[i];
+        if (f > hi[i]) f = hi[i];
+        out[i] = f;
+        sum += f;
+    }
+    double r = total - sum;
+    if (r == 0) return;
+    double dir = r > 0 ? 1 : -1;
+    for (size_t i = 0; i < n; i++) {
+        key[i] = dir * (xr[i] - out[i]);
+        order[i] = i;
+    }
+    for (size_t i = 1; i < n; i++) { /* stable insertion sort, key descending */
+        size_t o = order[i], j = i;
+        while (j > 0 && key[order[j - 1]] < key[o]) { order[j] = order[j - 1]; j--; }
+        order[j] = o;
+    }
+    while (r != 0) {
+        bool moved = false;
+        for (size_t j = 0; j < n && r != 0; j++) {
+            size_t i = order[j];
+            if (dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) {
+                out[i] += dir;
+                r -= dir;
+                moved = true;
+            }
+        }
+        if (!moved) break;
+    }
+}
+
+static double level_sum(const double *base, const double *lo, const double *hi, size_t n, double mu)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += fmin(fmax(base[i] + mu, lo[i]), hi[i]);
+    return s;
+}
+
+/* x_i = clip(base_i + mu, lo_i, hi_i) with sum x = total, in cents: the
+ * Euclidean projection of base onto box and total (the safe reference), and
+ * with base = 0 the equal split within bounds (initial split). Bisection on
+ * mu, then the exact convex combination of the bracket ends. */
+static void level_fill(const double *base, const double *lo, const double *hi, size_t n,
+                       double total, double *out, double *xr, double *key, size_t *order)
+{
+    double ma = INFINITY, mb = -INFINITY;
+    size_t uncapped = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = lo[i] - base[i];
+        if (d < ma) ma = d;
+        if (d > mb) mb = d;
+        if (isfinite(hi[i])) { if (hi[i] - base[i] > mb) mb = hi[i] - base[i]; }
+        else uncapped++;
+    }
+    double ga = level_sum(base, lo, hi, n, ma), gb = level_sum(base, lo, hi, n, mb);
+    if (gb < total && uncapped) { /* above mb every uncapped channel is free */
+        mb += (total - gb) / (double)uncapped;
+        gb = level_sum(base, lo, hi, n, mb);
+    }
+    for (int it = 0; it < 200 && ga < total && gb > total; it++) {
+        double mid = 0.5 * (ma + mb);
+        if (!(mid > ma && mid < mb)) break;
+        double g = level_sum(base, lo, hi, n, mid);
+        if (g >= total) { mb = mid; gb = g; }
+        else { ma = mid; ga = g; }
+    }
+    double th = gb > ga ? (total - ga) / (gb - ga) : 1.0;
+    th = fmin(fmax(th, 0), 1);
+    for (size_t i = 0; i < n; i++)
+        xr[i] = th * fmin(fmax(base[i] + mb, lo[i]), hi[i]) +
+                (1 - th) * fmin(fmax(base[i] + ma, lo[i]), hi[i]);
+    round_cents(xr, lo, hi, n, total, out, key, order);
+}
+
+/* k-th smallest of a[0..n) (0-based), reordering a: Hoare quickselect with a
+ * median-of-3 pivot, O(n) expected, deterministic. */
+static double select_k(double *a, size_t n, size_t k)
+{
+    ptrdiff_t l = 0, r = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
+    while (l < r) {
+        double x = a[l], y = a[l + (r - l) / 2], z = a[r], piv;
+        if ((x <= y && y <= z) || (z <= y && y <= x)) piv = y;
+        else if ((y <= x && x <= z) || (z <= x && x <= y)) piv = x;
+        else piv = z;
+        ptrdiff_t i = l, j = r;
+        while (i <= j) {
+            while (a[i] < piv) i++;
+            while (a[j] > piv) j--;
+            if (i <= j) {
+                double t = a[i]; a[i] = a[j]; a[j] = t;
+                i++; j--;
+            }
+        }
+        if (kk <= j) r = j;
+        else if (kk >= i) l = i;
+        else break;
+    }
+    return a[kk];
+}
+
+/* Quantile (linear interpolation between order statistics, "type 7"). */
+static double quantile(double *a, size_t n, double p)
+{
+    double h = (double)(n - 1) * p;
+    size_t k = (size_t)h;
+    double lo = select_k(a, n, k);
+    if (k + 1 >= n) return lo;
+    double hi = INFINITY; /* after select_k everything past k is >= a[k] */
+    for (size_t j = k + 1; j < n; j++) if (a[j] < hi) hi = a[j];
+    return lo + (h - (double)k) * (hi - lo);
+}
+
+#define QBUF 16
+/* The m (<= QBUF) smallest of sign * a[0..n), ascending, into buf: one pass
+ * and one mostly-predictable comparison per element. */
+static void smallest_m(const double *a, size_t n, double sign, size_t m, double *buf)
+{
+    size_t have = 0;
+    for (size_t j = 0; j < n; j++) {
+        double v = sign * a[j];
+        if (have == m) {
+            if (!(v < buf[m - 1])) continue;
+            have--;
+        }
+        size_t p = have;
+        while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
+        buf[p] = v;
+        have++;
+    }
+}
+
+/* The 5% and 95% quantiles (type 7) of a[0..n). For the usual sample
+ * counts only a handful of order statistics at each end matter, so they are
+ * kept in a small buffer; otherwise quickselect. Same values either way. */
+static void quantiles_90(double *a, size_t n, double *q05, double *q95)
+{
+    double h1 = (double)(n - 1) * 0.05, h2 = (double)(n - 1) * 0.95;
+    size_t k1 = (size_t)h1, k2 = (size_t)h2;
+    size_t m1 = k1 + 2 <= n ? k1 + 2 : n, m2 = n - k2;
+    if (m1 > QBUF || m2 > QBUF) {
+        *q05 = quantile(a, n, 0.05);
+        *q95 = quantile(a, n, 0.95);
+        return;
+    }
+    double buf[QBUF], lo, hi;
+    smallest_m(a, n, 1, m1, buf);
+    lo = buf[k1];
+    hi = k1 + 1 < n ? buf[k1 + 1] : lo;
+    *q05 = lo + (h1 - (double)k1) * (hi - lo);
+    smallest_m(a, n, -1, m2, buf); /* buf[r] = -(r-th largest) */
+    lo = -buf[n - 1 - k2];
+    hi = k2 + 1 < n ? -buf[n - 2 - k2] : lo;
+    *q95 = lo + (h2 - (double)k2) * (hi - lo);
+}
+
+/* Fraction of the S draws whose portfolio return at x (currency) is below
+ * thresh; v (S x n, optional) receives every f_s,i(x_i). */
+static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *x,
+                     double thresh, double *v)
+{
+    size_t below = 0;
+    for (size_t s = 0; s < S; s++) {
+        double tot = 0;
+        for (size_t i = 0; i < n; i++) {
+            double f = bd_curve_value(&draws[s * n + i], x[i]);
+            if (v) v[s * n + i] = f;
+            tot += f;
+        }
+        if (tot < thresh) below++;
+    }
+    return (double)below / (double)S;
+}
+
+/* Spreads E (real cents) over the room hi - xr in proportion to w; what a
+ * channel cannot take is redistributed; with no positive weight left, the
+ * remainder goes equally to whatever still has room. */
+static void explore_fill(double *xr, const double *hi, const double *w, size_t n, double E)
+{
+    for (int pass = 0; pass < 2 && E > 1e-9; pass++) {
+        for (size_t round = 0; round <= n && E > 1e-9; round++) {
+            double wsum = 0;
+            for (size_t i = 0; i < n; i++) {
+                double wi = pass ? 1.0 : w[i];
+                if (hi[i] - xr[i] > 1e-9 && wi > 0) wsum += wi;
+            }
+            if (!(wsum > 0)) break;
+            bool overflow = false;
+            for (size_t i = 0; i < n; i++) {
+                double wi = pass ? 1.0 : w[i];
+                if (hi[i] - xr[i] > 1e-9 && wi > 0 && E * wi / wsum >= hi[i] - xr[i]) overflow = true;
+            }
+            if (!overflow) {
+                for (size_t i = 0; i < n; i++) {
+                    double wi = pass ? 1.0 : w[i];
+                    if (hi[i] - xr[i] > 1e-9 && wi > 0) xr[i] += E * wi / wsum;
+                }
+                return;
+            }
+            double given = 0;
+            for (size_t i = 0; i < n; i++) {
+                double wi = pass ? 1.0 : w[i], room = hi[i] - xr[i];
+                if (room > 1e-9 && wi > 0 && E * wi / wsum >= room) {
+                    xr[i] = hi[i];
+                    given += room;
+                }
+            }
+            E -= given;
+        }
+    }
+}
+
+/* Lab gate: enough evidence and a narrow enough 90% interval of the draws'
+ * low-spend ROAS a, relative to its mean. Uses a rather than ROAS at the
+ * allocation because the allocation depends on the gate (the cap). */
+static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *draws, size_t S,
+                     double *q)
+{
+    const bd_policy_t *pol = in->pol;
+    size_t n = in->n;
+    double ev = in->ops->evidence ? in->ops->evidence(&in->states[i]) : 0;
+    if (!(ev >= pol->lab.min_conversions)) return false;
+    double mean = 0;
+    for (size_t s = 0; s < S; s++) {
+        q[s] = draws[s * n + i].a;
+        mean += q[s];
+    }
+    mean /= (double)S;
+    if (!(mean > 0)) return false;
+    double lo, hi;
+    quantiles_90(q, S, &lo, &hi);
+    return (hi - lo) / mean <= pol->lab.max_rel_width;
+}
+
+/* Per-decision scratch, one allocation. */
+typedef struct {
+    double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
+    double *cur, *key, *w, *moved, *wf, *v, *q;
+    size_t *order;
+    void *block;
+} ws_t;
+
+static void ws_init(ws_t *w, size_t n, size_t S)
+{
+    size_t nd = 17 * n + BD_WATERFILL_SCRATCH(n) + S * n + S;
+    w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
+    double *p = w->block;
+    double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
+                      &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved};
+    for (size_t j = 0; j < sizeof arr / sizeof arr[0]; j++, p += n) *arr[j] = p;
+    p += n; /* spare */
+    w->wf = p; p += BD_WATERFILL_SCRATCH(n);
+    w->v = p; p += S * n;
+    w->q = p; p += S;
+    w->order = (size_t *)(void *)p;
+}
+
+/* ROAS of one draw at spend x (currency): f(x)/x, or the first-unit return
+ * at x = 0 (for POWER, whose f'(0) is infinite, the return of one cent). */
+static double draw_roas(const bd_curve_t *c, double x, double fx)
+{
+    if (x > 0) return fx / x;
+    if (c->kind == BD_CURVE_EXP) return c->a;
+    return bd_curve_value(c, 0.01) / 0.01;
+}
+
+/* Which bound holds channel i at xc cents (1 cent tolerance). */
+static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
+{
+    double x = w->fin[i];
+    if (risk) return BD_BOUND_RISK;
+    if (isfinite(w->cap_c[i]) && x >= w->cap_c[i] - 1) return BD_BOUND_MAX;
+    if (x <= w->min_c[i] + 1) return BD_BOUND_MIN;
+    if (ramp && (x <= w->lo_c[i] + 1 || (isfinite(w->hi_c[i]) && x >= w->hi_c[i] - 1)))
+        return BD_BOUND_RAMP;
+    return BD_BOUND_NONE;
+}
+
+/* Caps, total and box of the guardrail rules into w; ramp tells whether the
+ * ramp box is in force. Fails on infeasible guardrails. */
+static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
+                          double *total_c, double *budget_c, bool *ramp, char *errbuf,
+                          size_t errlen)
+{
+    const bd_policy_t *pol = in->pol;
+    size_t n = in->n;
+    double B = pol->budget, sumcap = 0, summin = 0;
+    if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
+    for (size_t i = 0; i < n; i++) {
+        w->min_c[i] = lo_cents(in->cfg[i]->min);
+        if (w->min_c[i] < 0) w->min_c[i] = 0;
+        w->cap_c[i] = hi_cents(chan_cap(pol, in->cfg[i], promoted[i]));
+        if (!(w->min_c[i] <= w->cap_c[i]))
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
+                           in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
+        sumcap += w->cap_c[i];
+        summin += w->min_c[i];
+    }
+    *budget_c = floor(B * 100 + 0.5);
+    *total_c = fmin(*budget_c, sumcap);
+    if (summin > *total_c)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
+                       summin / 100, *total_c / 100);
+    *ramp = false;
+    if (in->prev) {
+        double slo = 0, shi = 0;
+        bool ok = true;
+        for (size_t i = 0; i < n && ok; i++) {
+            double p = in->prev[i];
+            if (!isfinite(p)) { ok = false; break; }
+            double step = fmax(pol->max_step * p, 0.01 * B);
+            double rl = lo_cents(p - step), rh = hi_cents(p + step);
+            double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
+            if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
+            w->lo_c[i] = l;
+            w->hi_c[i] = h;
+            slo += l;
+            shi += h;
+        }
+        *ramp = ok && slo <= *total_c && *total_c <= shi;
+    }
+    if (!*ramp)
+        for (size_t i = 0; i < n; i++) { w->lo_c[i] = w->min_c[i]; w->hi_c[i] = w->cap_c[i]; }
+    return BD_OK;
+}
+
+/* prev as cents when it is a valid allocation under the box and total. */
+static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double total_c)
+{
+    if (!in->prev) return false;
+    double sum = 0;
+    for (size_t i = 0; i < in->n; i++) {
+        double p = in->prev[i], c = rint(p * 100);
+        if (!isfinite(p) || fabs(p - c / 100) > 1e-6 || c < w->lo_c[i] || c > w->hi_c[i]) return false;
+        w->prev_c[i] = c;
+        sum += c;
+    }
+    return sum == total_c;
+}
+
+/* Factory and lab: the average of S water-fills of (total - explore) over the
+ * box, plus the explore share by posterior spread of a; into w->xc (cents). */
+static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
+                            double total_c)
+{
+    size_t n = in->n;
+    double slo = 0, E = in->pol->explore_share * total_c;
+    for (size_t i = 0; i < n; i++) {
+        slo += w->lo_c[i];
+        w->lo[i] = w->lo_c[i] / 100;
+        w->hi[i] = w->hi_c[i] / 100;
+        w->xr[i] = 0;
+    }
+    E = isfinite(E) && E > 0 ? floor(E + 0.5) : 0;
+    if (E > total_c - slo) E = total_c - slo;
+    double F = (total_c - E) / 100;
+    for (size_t s = 0; s < S; s++) {
+        bd_alloc_waterfill_scratch(&draws[s * n], w->lo, w->hi, n, F, w->xs, w->wf);
+        for (size_t i = 0; i < n; i++) w->xr[i] += w->xs[i];
+    }
+    for (size_t i = 0; i < n; i++) w->xr[i] = w->xr[i] * 100 / (double)S;
+    if (E > 0) {
+        for (size_t i = 0; i < n; i++) {
+            double m = 0, m2 = 0;
+            for (size_t s = 0; s < S; s++) m += draws[s * n + i].a;
+            m /= (double)S;
+            for (size_t s = 0; s < S; s++) {
+                double d = draws[s * n + i].a - m;
+                m2 += d * d;
+            }
+            w->w[i] = S > 1 ? sqrt(m2 / (double)(S - 1)) : 0;
+        }
+        explore_fill(w->xr, w->hi_c, w->w, n, E);
+    }
+    round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xc, w->key, w->order);
+}
+
+/* Risk bound on w->fin (starting as the candidate w->xc): moves toward the
+ * safe reference until p <= alpha, or holds. Returns p at the result. */
+static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
+                         double total_c, bool pvalid, double p, bool *held, bool *use_prev)
+{
+    size_t n = in->n;
+    double alpha = in->pol->risk_max_prob, thresh = in->pol->risk_roas_floor * total_c / 100;
+    const double *ref = in->safe ? in->safe : in->prev;
+    if (ref) {
+        for (size_t i = 0; i < n; i++) w->key[i] = isfinite(ref[i]) ? ref[i] * 100 : 0;
+        memcpy(w->w, w->key, n * sizeof(double));
+        level_fill(w->w, w->lo_c, w->hi_c, n, total_c, w->safe_c, w->xr, w->key, w->order);
+    } else {
+        memcpy(w->safe_c, w->xc, n * sizeof(double));
+    }
+    for (size_t i = 0; i < n; i++) w->cur[i] = w->safe_c[i] / 100;
+    double ps = risk_p(draws, S, n, w->cur, thresh, NULL);
+    if (ps > alpha) {
+        *held = true;
+        if (pvalid) { memcpy(w->fin, w->prev_c, n * sizeof(double)); *use_prev = true; }
+        else memcpy(w->fin, w->safe_c, n * sizeof(double));
+        return -1; /* recomputed by the caller */
+    }
+    /* p(0) > alpha >= p(1): keep that invariant while halving [t0, t1]. */
+    double t0 = 0, t1 = 1;
+    memcpy(w->fin, w->safe_c, n * sizeof(double));
+    p = ps;
+    for (int it = 0; it < RISK_STEPS; it++) {
+        double t = 0.5 * (t0 + t1);
+        for (size_t i = 0; i < n; i++) w->xr[i] = (1 - t) * w->xc[i] + t * w->safe_c[i];
+        round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
+        for (size_t i = 0; i < n; i++) w->cur[i] = w->xs[i] / 100;
+        double pt = risk_p(draws, S, n, w->cur, thresh, NULL);
+        if (pt <= alpha) { t1 = t; p = pt; memcpy(w->fin, w->xs, n * sizeof(double)); }
+        else t0 = t;
+    }
+    return p;
+}
+
+/* Fills the per-channel statistics from v (S x n values at w->cur). */
+static void channel_stats(const bd_curve_t *draws, size_t S, size_t n, ws_t *w,
+                          bd_alloc_output_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        double m = 0;
+        for (size_t s = 0; s < S; s++) {
+            w->q[s] = draw_roas(&draws[s * n + i], w->cur[i], w->v[s * n + i]);
+            m += w->q[s];
+        }
+        out->mean_roas[i] = m / (double)S;
+        quantiles_90(w->q, S, &out->roas_lo[i], &out->roas_hi[i]);
+    }
+}
+
+bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, char *errbuf,
+                         size_t errlen)
+{
+    if (!in || !out || !in->pol)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "alloc: missing input or output");
+    size_t n = in->n;
+    const bd_policy_t *pol = in->pol;
+    out->total = 0;
+    out->capped = out->kept = out->risk_held = false;
+    out->p_below_floor = 0;
+    if (n == 0) { out->n_draws = 0; return BD_OK; }
+    if (!in->cfg || !in->ops || !in->ops->sample || !in->states || !in->priors || !in->rng ||
+        !out->x || !out->bound || !out->mean_roas || !out->roas_lo || !out->roas_hi ||
+        !out->promoted)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "alloc: missing input or output array");
+    if (pol->samples < 1)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "alloc: samples %d below 1", pol->samples);
+    size_t S = (size_t)pol->samples;
+
+    out->draws = bd_xrealloc(out->draws, S * n * sizeof *out->draws);
+    out->n_draws = S;
+    bd_curve_t *draws = out->draws;
+    for (size_t s = 0; s < S; s++)
+        for (size_t i = 0; i < n; i++)
+            in->ops->sample(&in->states[i], &in->priors[i], in->rng, &draws[s * n + i]);
+
+    ws_t w;
+    ws_init(&w, n, S);
+    for (size_t i = 0; i < n; i++) {
+        bool pr = in->promoted ? in->promoted[i] : false;
+        if (in->cfg[i]->lab && !pr) pr = lab_gate(in, i, draws, S, w.q);
+        out->promoted[i] = pr;
+    }
+    double total_c = 0, budget_c = 0;
+    bool ramp = false;
+    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, errbuf, errlen);
+    if (rc != BD_OK) { free(w.block); return rc; }
+    out->total = total_c / 100;
+    out->capped = total_c < budget_c;
+
+    factory_and_lab(in, draws, S, &w, total_c);
+
+    double alpha = pol->risk_max_prob, thresh = pol->risk_roas_floor * total_c / 100;
+    for (size_t i = 0; i < n; i++) w.cur[i] = w.xc[i] / 100;
+    double p = risk_p(draws, S, n, w.cur, thresh, w.v);
+    bool pvalid = prev_valid(in, &w, total_c), use_prev = false, held = false, changed = false;
+    memcpy(w.fin, w.xc, n * sizeof(double));
+    if (p > alpha) {
+        p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev);
+        changed = true;
+    }
+    for (size_t i = 0; i < n; i++) w.moved[i] = changed && fabs(w.fin[i] - w.xc[i]) > 1;
+
+    if (!held && pvalid) {
+        double d = 0;
+        for (size_t i = 0; i < n; i++) d += fabs(w.fin[i] - w.prev_c[i]);
+        bool small = total_c > 0 ? d / total_c < pol->min_change : d == 0;
+        if (small) {
+            for (size_t i = 0; i < n; i++) w.cur[i] = in->prev[i];
+            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, thresh, NULL);
+            if (pp <= alpha) {
+                memcpy(w.fin, w.prev_c, n * sizeof(double));
+                memset(w.moved, 0, n * sizeof(double));
+                use_prev = out->kept = true;
+                changed = true;
+            }
+        }
+    }
+    out->risk_held = held;
+    for (size_t i = 0; i < n; i++) {
+        out->x[i] = use_prev ? in->prev[i] : w.fin[i] / 100;
+        w.cur[i] = out->x[i];
+    }
+    if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v);
+    out->p_below_floor = p;
+    channel_stats(draws, S, n, &w, out);
+    for (size_t i = 0; i < n; i++) out->bound[i] = which_bound(&w, i, ramp, w.moved[i] != 0);
+    free(w.block);
+    return BD_OK;
+}
+
+void bd_alloc_output_free(bd_alloc_output_t *out)
+{
+    if (!out) return;
+    free(out->draws);
+    out->draws = NULL;
+    out->n_draws = 0;
+}
+
+/* CONTRACT §5 initial split: `initial` where given (clipped to its bounds),
+ * the rest water-levelled equally within [min, cap]; whatever the others
+ * cannot take (or must give back) shifts the `initial` channels evenly. */
+void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
+                      double *x)
+{
+    if (n == 0) return;
+    double *blk = bd_xmalloc(9 * n * sizeof(double) + n * sizeof(size_t));
+    double *lo = blk, *hi = blk + n, *xc = blk + 2 * n, *slo = blk + 3 * n, *shi = blk + 4 * n,
+           *sb = blk + 5 * n, *so = blk + 6 * n, *xr = blk + 7 * n, *key = blk + 8 * n;
+    size_t *order = (size_t *)(void *)(blk + 9 * n);
+    double sumcap = 0;
+    for (size_t i = 0; i < n; i++) {
+        lo[i] = fmax(lo_cents(cfg[i]->min), 0);
+        hi[i] = fmax(hi_cents(chan_cap(pol, cfg[i], false)), lo[i]);
+        sumcap += hi[i];
+    }
+    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
+    for (size_t i = 0; i < n; i++) {
+        xc[i] = 0;
+        if (cfg[i]->has_initial) {
+            xc[i] = fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
+        }
+    }
+    /* pass 0: the rest share what the initial channels leave; pass 1: the
+     * initial channels absorb any difference around their values. */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t m = 0;
+        double have = 0, target;
+        for (size_t i = 0; i < n; i++) {
+            if (cfg[i]->has_initial != (pass == 1)) { have += xc[i]; continue; }
+            slo[m] = lo[i];
+            shi[m] = hi[i];
+            sb[m] = pass ? xc[i] : 0;
+            m++;
+        }
+        if (m == 0) continue;
+        target = total - have;
+        level_fill(sb, slo, shi, m, target, so, xr, key, order);
+        for (size_t i = 0, j = 0; i < n; i++)
+            if (cfg[i]->has_initial == (pass == 1)) xc[i] = so[j++];
+    }
+    for (size_t i = 0; i < n; i++) x[i] = xc[i] / 100;
+    free(blk);
+}

@@ -1,0 +1,234 @@
+/* checkpoint.c: portfolio state <-> blob. Fixed little-endian layout behind
+ * a magic and a version, every length checked on the way in: a blob comes
+ * from Redis and is not trusted. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "budgetd/checkpoint.h"
+
+#define CK_MAGIC "BDCK"
+#define CK_VERSION 1u
+
+typedef struct {
+    unsigned char **buf;
+    size_t *cap, len;
+} wr_t;
+
+static void wr_bytes(wr_t *w, const void *p, size_t n)
+{
+    if (w->len + n > *w->cap) {
+        size_t ncap = *w->cap ? *w->cap : 4096;
+        while (ncap < w->len + n) ncap *= 2;
+        *w->buf = bd_xrealloc(*w->buf, ncap);
+        *w->cap = ncap;
+    }
+    memcpy(*w->buf + w->len, p, n);
+    w->len += n;
+}
+
+/* Integers and doubles are written in host order: budgetd runs on
+ * little-endian hosts only (checked at decode through the magic word). */
+static void wr_u64(wr_t *w, uint64_t v) { wr_bytes(w, &v, 8); }
+static void wr_i64(wr_t *w, int64_t v) { wr_bytes(w, &v, 8); }
+static void wr_f64(wr_t *w, double v) { wr_bytes(w, &v, 8); }
+static void wr_str(wr_t *w, const char *s)
+{
+    uint64_t n = strlen(s);
+    wr_u64(w, n);
+    wr_bytes(w, s, n);
+}
+
+size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t *cap)
+{
+    wr_t w = {buf, cap, 0};
+    uint32_t endian = 0x01020304;
+    wr_bytes(&w, CK_MAGIC, 4);
+    wr_bytes(&w, &endian, 4);
+    wr_u64(&w, CK_VERSION);
+    wr_str(&w, p->name);
+    wr_u64(&w, (uint64_t)p->pol->model);
+    wr_u64(&w, (uint64_t)p->nslots);
+    wr_i64(&w, p->open);
+    wr_i64(&w, p->newest_ts);
+    wr_i64(&w, p->watermark);
+    wr_i64(&w, p->last_event_ts);
+    wr_u64(&w, p->late);
+    wr_u64(&w, p->rejected);
+    wr_i64(&w, p->alloc_cycle);
+    wr_u64(&w, p->version);
+    wr_u64(&w, (uint64_t)p->status);
+    wr_u64(&w, p->killed);
+    wr_str(&w, p->kill_reason);
+    wr_u64(&w, p->has_proposal);
+    wr_i64(&w, p->proposal_cycle);
+    uint64_t win = (uint64_t)(p->pol->kill.window > 0 ? p->pol->kill.window : 1);
+    wr_u64(&w, win);
+    wr_u64(&w, p->hist_n);
+    for (uint64_t k = 0; k < win; k++) {
+        wr_f64(&w, p->hist[k].spend);
+        wr_f64(&w, p->hist[k].value);
+        wr_f64(&w, p->hist[k].allocated);
+    }
+    wr_i64(&w, p->offset);
+    wr_i64(&w, p->partition);
+    for (int s = 0; s < p->nslots; s++) wr_u64(&w, p->slot_events[s]);
+    wr_u64(&w, p->n);
+    for (size_t i = 0; i < p->n; i++) {
+        const bd_channel_t *c = &p->ch[i];
+        wr_str(&w, c->name);
+        wr_f64(&w, c->x);
+        wr_f64(&w, c->safe);
+        wr_f64(&w, c->proposed);
+        wr_u64(&w, c->promoted);
+        wr_bytes(&w, &c->model, sizeof(c->model));
+        for (int s = 0; s < p->nslots; s++) wr_bytes(&w, &p->agg[(size_t)s * p->cap + i], sizeof(bd_agg_t));
+    }
+    return w.len;
+}
+
+typedef struct {
+    const unsigned char *p;
+    size_t len, off;
+    int bad;
+} rd_t;
+
+static void rd_bytes(rd_t *r, void *out, size_t n)
+{
+    if (r->bad || r->len - r->off < n) {
+        r->bad = 1;
+        memset(out, 0, n);
+        return;
+    }
+    memcpy(out, r->p + r->off, n);
+    r->off += n;
+}
+static uint64_t rd_u64(rd_t *r) { uint64_t v; rd_bytes(r, &v, 8); return v; }
+static int64_t rd_i64(rd_t *r) { int64_t v; rd_bytes(r, &v, 8); return v; }
+static double rd_f64(rd_t *r) { double v; rd_bytes(r, &v, 8); return v; }
+static void rd_str(rd_t *r, char *out, size_t outlen)
+{
+    uint64_t n = rd_u64(r);
+    if (r->bad || n >= outlen || r->len - r->off < n) {
+        r->bad = 1;
+        out[0] = '\0';
+        return;
+    }
+    memcpy(out, r->p + r->off, n);
+    out[n] = '\0';
+    r->off += n;
+}
+
+bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
+                              size_t errlen)
+{
+    rd_t r = {blob, len, 0, 0};
+    char magic[4];
+    uint32_t endian;
+    rd_bytes(&r, magic, 4);
+    rd_bytes(&r, &endian, 4);
+    if (r.bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
+    uint64_t ver = rd_u64(&r);
+    if (ver != CK_VERSION)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
+                       p->name, (unsigned long long)ver);
+    char name[BD_NAME_MAX + 1];
+    rd_str(&r, name, sizeof(name));
+    if (r.bad || strcmp(name, p->name) != 0)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", p->name, name);
+    /* Decode into a scratch copy first: p changes only when all of it reads. */
+    bd_portfolio_t t = *p;
+    t.ch = NULL;
+    t.n = t.cap = 0;
+    t.agg = NULL;
+    uint64_t model = rd_u64(&r);
+    uint64_t nslots = rd_u64(&r);
+    t.open = rd_i64(&r);
+    t.newest_ts = rd_i64(&r);
+    t.watermark = rd_i64(&r);
+    t.last_event_ts = rd_i64(&r);
+    t.late = rd_u64(&r);
+    t.rejected = rd_u64(&r);
+    t.alloc_cycle = rd_i64(&r);
+    t.version = rd_u64(&r);
+    uint64_t status = rd_u64(&r);
+    t.status = status <= BD_STATUS_KILLED ? (bd_status_t)status : BD_STATUS_HELD;
+    t.killed = rd_u64(&r) != 0;
+    rd_str(&r, t.kill_reason, sizeof(t.kill_reason));
+    t.has_proposal = rd_u64(&r) != 0;
+    t.proposal_cycle = rd_i64(&r);
+    uint64_t win = rd_u64(&r);
+    uint64_t hist_n = rd_u64(&r);
+    if (r.bad || win > 100000 || nslots < 1 || nslots > 100000)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+    bd_cycle_hist_t *hist = bd_xcalloc((size_t)win, sizeof(*hist));
+    for (uint64_t k = 0; k < win; k++) {
+        hist[k].spend = rd_f64(&r);
+        hist[k].value = rd_f64(&r);
+        hist[k].allocated = rd_f64(&r);
+    }
+    t.offset = rd_i64(&r);
+    t.partition = (int32_t)rd_i64(&r);
+    uint64_t *slot_events = bd_xcalloc((size_t)nslots, sizeof(uint64_t));
+    for (uint64_t s = 0; s < nslots; s++) slot_events[s] = rd_u64(&r);
+    uint64_t n = rd_u64(&r);
+    if (r.bad || n > 100000) {
+        free(hist);
+        free(slot_events);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+    }
+    /* Channels are re-registered through the table so they bind to the
+     * current config; the saved fields then overwrite the fresh ones. */
+    bd_agg_t *saved_agg = bd_xcalloc((size_t)(n ? n : 1) * nslots, sizeof(bd_agg_t));
+    typedef struct { char name[BD_NAME_MAX + 1]; double x, safe, proposed; bool promoted; bd_model_state_t m; } saved_t;
+    saved_t *sv = bd_xcalloc((size_t)(n ? n : 1), sizeof(*sv));
+    for (uint64_t i = 0; i < n && !r.bad; i++) {
+        rd_str(&r, sv[i].name, sizeof(sv[i].name));
+        sv[i].x = rd_f64(&r);
+        sv[i].safe = rd_f64(&r);
+        sv[i].proposed = rd_f64(&r);
+        sv[i].promoted = rd_u64(&r) != 0;
+        rd_bytes(&r, &sv[i].m, sizeof(sv[i].m));
+        for (uint64_t s = 0; s < nslots; s++) rd_bytes(&r, &saved_agg[s * n + i], sizeof(bd_agg_t));
+    }
+    if (r.bad || r.off != r.len) {
+        free(hist);
+        free(slot_events);
+        free(saved_agg);
+        free(sv);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+    }
+    /* Commit: everything read. */
+    int win_now = p->pol->kill.window > 0 ? p->pol->kill.window : 1;
+    free(p->ch);
+    free(p->agg);
+    free(p->hist);
+    free(p->slot_events);
+    *p = t;
+    p->ch = NULL;
+    p->agg = NULL;
+    p->n = p->cap = 0;
+    p->hist = bd_xcalloc((size_t)win_now, sizeof(*p->hist));
+    for (uint64_t k = 0; k < win && k < (uint64_t)win_now; k++) p->hist[k] = hist[k];
+    p->hist_n = (uint64_t)win_now == win ? hist_n : 0; /* window changed: restart it */
+    p->slot_events = bd_xcalloc((size_t)p->nslots, sizeof(uint64_t));
+    bool same_slots = nslots == (uint64_t)p->nslots;
+    for (uint64_t s = 0; s < nslots && same_slots; s++) p->slot_events[s] = slot_events[s];
+    for (uint64_t i = 0; i < n; i++) {
+        int ci = bd_portfolio_channel(p, sv[i].name);
+        if (ci < 0) continue;
+        bd_channel_t *c = &p->ch[ci];
+        c->x = sv[i].x;
+        c->safe = sv[i].safe;
+        c->proposed = sv[i].proposed;
+        c->promoted = sv[i].promoted;
+        if (model == (uint64_t)p->pol->model) c->model = sv[i].m;
+        for (uint64_t s = 0; s < nslots && same_slots; s++)
+            p->agg[s * p->cap + (size_t)ci] = saved_agg[s * n + i];
+    }
+    free(hist);
+    free(slot_events);
+    free(saved_agg);
+    free(sv);
+    return BD_OK;
+}

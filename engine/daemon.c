@@ -1,0 +1,515 @@
+/* daemon.c: `budgetd run`: Kafka in, Redis out (DESIGN "Exactly-once
+ * effect").
+ *
+ * Invariants that make a crash at any point lose and double-count nothing:
+ *  - a portfolio's checkpoint (state + the offset of the last message of its
+ *    partition it has applied) is written in the same atomic script as its
+ *    decision (redis.c);
+ *  - on first sight after a start or a rebalance, a portfolio is restored
+ *    from its checkpoint and skips the messages at or below that offset;
+ *  - the offset stored for a partition never passes the first message that
+ *    some portfolio applied but has not checkpointed yet, and dead-lettered
+ *    messages are flushed to the DLQ before their offset is stored.
+ * Everything runs on one thread; decide jobs fan out to workers inside
+ * bd_engine_flush. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "budgetd/checkpoint.h"
+#include "budgetd/cli.h"
+#include "budgetd/config.h"
+#include "budgetd/decide.h"
+#include "budgetd/engine.h"
+#include "budgetd/kafka.h"
+#include "budgetd/redis.h"
+
+static volatile sig_atomic_t g_stop, g_reload;
+
+/* Test hook (BUDGETD_TEST_CRASH="msg:N" or "write:N"): SIGKILL ourselves
+ * after the N-th applied message or the N-th successful Redis write, so that
+ * crash tests hit exact points of the exactly-once protocol. */
+static long g_crash_msg = -1, g_crash_write = -1;
+
+static void crash_hook_init(void)
+{
+    const char *v = getenv("BUDGETD_TEST_CRASH");
+    if (!v) return;
+    if (strncmp(v, "msg:", 4) == 0) g_crash_msg = atol(v + 4);
+    else if (strncmp(v, "write:", 6) == 0) g_crash_write = atol(v + 6);
+}
+
+static void on_signal(int sig)
+{
+    if (sig == SIGHUP) g_reload = 1;
+    else g_stop = 1;
+}
+
+/* One decision waiting to be written: copies, because the engine reuses its
+ * buffers at the next flush. */
+typedef struct {
+    char portfolio[BD_NAME_MAX + 1];
+    int64_t cycle, decided_at;
+    const char *mode, *status;
+    int apply, propose;
+    bd_redis_field_t *ch, *prop;
+    size_t n;
+    char *json;
+    unsigned char *state;
+    size_t state_len;
+    char *kill_reason;
+    bd_portfolio_t *p;
+    int64_t offset;             /* p->offset when encoded */
+} pending_t;
+
+typedef struct {
+    bd_config_t *cfg;
+    const char *cfg_path;
+    bd_engine_t *e;
+    bd_redis_t *r;
+    bd_kafka_t *k;
+    pending_t *pend;
+    size_t npend, pend_cap;
+    bool event_time;
+    int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
+    uint64_t applied, skipped, dead_lettered;
+} daemon_t;
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+    char ts[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    fprintf(stderr, "%s budgetd: ", ts);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void pending_clear(pending_t *q)
+{
+    free(q->ch);
+    free(q->prop);
+    free(q->json);
+    free(q->state);
+    free(q->kill_reason);
+    memset(q, 0, sizeof(*q));
+}
+
+/* Sink of the live engine: turns a decision into the Redis write of
+ * CONTRACT §3 with the portfolio's checkpoint, queued for daemon_write. */
+static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d,
+                            const char *json, size_t len)
+{
+    daemon_t *dm = ctx;
+    if (dm->npend == dm->pend_cap) {
+        dm->pend_cap = dm->pend_cap ? dm->pend_cap * 2 : 256;
+        dm->pend = bd_xrealloc(dm->pend, dm->pend_cap * sizeof(*dm->pend));
+    }
+    pending_t *q = &dm->pend[dm->npend++];
+    memset(q, 0, sizeof(*q));
+    snprintf(q->portfolio, sizeof(q->portfolio), "%s", p->name);
+    q->cycle = d->cycle;
+    q->decided_at = d->decided_at;
+    q->mode = bd_mode_name(d->mode);
+    q->status = bd_status_name(d->status);
+    q->propose = d->path == BD_PATH_PROPOSED || d->path == BD_PATH_ESCALATED;
+    q->apply = !q->propose;
+    q->n = p->n;
+    q->ch = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->ch));
+    q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
+    for (size_t i = 0; i < p->n; i++) {
+        q->ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
+        q->prop[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].proposed};
+    }
+    q->json = bd_xmalloc(len + 1);
+    memcpy(q->json, json, len);
+    q->json[len] = '\0';
+    size_t cap = 0;
+    q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
+    if (d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
+    q->p = p;
+    q->offset = p->offset;
+    return BD_OK;
+}
+
+/* Writes the queued decisions, retrying with backoff while Redis is down:
+ * decisions are held, never dropped or half-written. Returns false only
+ * when asked to stop before the write succeeded. */
+static bool daemon_write(daemon_t *dm)
+{
+    if (dm->npend == 0) return true;
+    bd_redis_decision_t *w = bd_xcalloc(dm->npend, sizeof(*w));
+    int *res = bd_xcalloc(dm->npend, sizeof(*res));
+    for (size_t i = 0; i < dm->npend; i++) {
+        pending_t *q = &dm->pend[i];
+        w[i] = (bd_redis_decision_t){
+            .portfolio = q->portfolio, .cycle = q->cycle, .mode = q->mode, .status = q->status,
+            .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
+            .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
+            .record_json = q->json, .state = q->state, .state_len = q->state_len,
+            .kill_reason = q->kill_reason,
+        };
+    }
+    char err[512];
+    bool ok = false;
+    for (unsigned attempt = 0;; attempt++) {
+        bd_err_t rc = bd_redis_write_batch(dm->r, w, dm->npend, res, err, sizeof(err));
+        if (rc == BD_OK) {
+            ok = true;
+            break;
+        }
+        if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
+            logf_("redis write refused: %s", err);
+            break;
+        }
+        if (g_stop && attempt > 2) break;
+        int ms = bd_redis_backoff_ms(attempt);
+        logf_("redis unavailable (%s): %zu decisions held, retry in %d ms", err, dm->npend, ms);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        bd_redis_reconnect(dm->r, err, sizeof(err));
+    }
+    if (ok && g_crash_write > 0 && --g_crash_write == 0) raise(SIGKILL);
+    if (ok) {
+        for (size_t i = 0; i < dm->npend; i++) {
+            pending_t *q = &dm->pend[i];
+            if (res[i] == BD_ERR_STALE)
+                logf_("portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                      q->portfolio, (long long)q->cycle);
+            q->p->ckpt_offset = q->offset;
+            /* Nothing was applied between the encode and now (single thread). */
+            q->p->first_unsaved = -1;
+        }
+    }
+    for (size_t i = 0; i < dm->npend; i++) pending_clear(&dm->pend[i]);
+    dm->npend = 0;
+    free(w);
+    free(res);
+    return ok;
+}
+
+/* Restores p from its checkpoint the first time it is seen in this process
+ * (or after its partition came back). Retries while Redis is down. */
+static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
+{
+    char err[512];
+    for (unsigned attempt = 0; !g_stop; attempt++) {
+        void *blob = NULL;
+        size_t len = 0;
+        int64_t cycle = 0;
+        bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, sizeof(err));
+        if (rc == BD_OK) {
+            if (blob && len) {
+                if (bd_checkpoint_decode(p, blob, len, err, sizeof(err)) != BD_OK)
+                    logf_("%s: ignoring checkpoint: %s", p->name, err);
+                else
+                    p->ckpt_offset = p->offset;
+            }
+            free(blob);
+            p->first_unsaved = -1;
+            return;
+        }
+        int ms = bd_redis_backoff_ms(attempt);
+        logf_("redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        bd_redis_reconnect(dm->r, err, sizeof(err));
+    }
+}
+
+/* One consumed message: decode, dead-letter or apply, exactly once per
+ * portfolio thanks to the checkpointed offset. */
+static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
+{
+    bd_event_t ev;
+    char detail[256];
+    bd_reject_t r = bd_event_decode(m->payload, m->len, &ev, detail, sizeof(detail));
+    if (r != BD_REJ_NONE) {
+        bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
+        /* ingest re-decodes (rare path) to count it against its portfolio */
+        bd_err_t ierr;
+        bd_engine_ingest(dm->e, m->payload, m->len, detail, sizeof(detail), &ierr);
+        dm->dead_lettered++;
+        return;
+    }
+    bd_portfolio_t *p = NULL;
+    if (strcmp(ev.portfolio, "*") != 0) {
+        p = bd_engine_portfolio(dm->e, ev.portfolio);
+        if (p && p->partition != m->partition) {
+            /* first sight here, or the partition moved back to us */
+            daemon_restore(dm, p);
+            if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
+            p->partition = m->partition;
+        }
+        if (p && m->offset <= p->ckpt_offset) {
+            dm->skipped++; /* already inside the checkpoint */
+            return;
+        }
+    }
+    bd_err_t serr;
+    r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
+    if (r != BD_REJ_NONE) {
+        bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
+        dm->dead_lettered++;
+        return;
+    }
+    dm->applied++;
+    if (g_crash_msg > 0 && (long)dm->applied >= g_crash_msg) raise(SIGKILL);
+    if (p) {
+        p->offset = m->offset;
+        if (p->first_unsaved < 0) p->first_unsaved = m->offset;
+    }
+}
+
+/* The offsets that are safe to store: per owned partition, the first
+ * message some portfolio has not checkpointed yet, else the next one. */
+static void daemon_store_offsets(daemon_t *dm)
+{
+    /* Dead letters must be durable before we move past them. */
+    if (!bd_kafka_flush_dlq(dm->k, 1000)) return;
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->partition >= 0 && p->first_unsaved >= 0)
+            bd_kafka_hold(dm->k, p->partition, p->first_unsaved);
+    }
+    bd_kafka_store_offsets(dm->k);
+}
+
+/* Operator keys: a kill set by an operator stops the portfolio at its next
+ * decision; a cleared kill resumes it; an approve naming the pending
+ * proposal's cycle applies it through the approval script. */
+static void daemon_poll_operators(daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    char err[512], reason[256];
+    char *json = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->open == INT64_MIN) continue;
+        int killed = 0;
+        if (bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, sizeof(err)) != BD_OK)
+            return; /* Redis down: try again next round */
+        if (killed && !p->killed) {
+            p->killed = true;
+            snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason);
+            logf_("%s: killed by operator (%s)", p->name, reason);
+        } else if (!killed && p->killed) {
+            p->killed = false;
+            p->kill_reason[0] = '\0';
+            p->hist_n = 0; /* the trailing window restarts with the resume */
+            logf_("%s: resumed by operator", p->name);
+        }
+        if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
+        int present = 0;
+        int64_t cycle = 0;
+        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) return;
+        if (!present || cycle != p->proposal_cycle) continue;
+        bd_decide_approval_record(p, (int64_t)time(NULL), &json, &cap);
+        /* The checkpoint written with the approval must already hold the
+         * approved allocation; keep the old one to roll back a refusal. */
+        double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
+        for (size_t c = 0; c < p->n; c++) {
+            old[2 * c] = p->ch[c].x;
+            old[2 * c + 1] = p->ch[c].safe;
+        }
+        bd_status_t old_status = p->status;
+        bd_decide_apply_proposal(p);
+        size_t scap = 0;
+        unsigned char *state = NULL;
+        size_t slen = bd_checkpoint_encode(p, &state, &scap);
+        bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, json, state, slen, err, sizeof(err));
+        free(state);
+        if (rc == BD_OK) {
+            logf_("%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+            p->ckpt_offset = p->offset;
+            p->first_unsaved = -1;
+        } else {
+            for (size_t c = 0; c < p->n; c++) {
+                p->ch[c].x = old[2 * c];
+                p->ch[c].safe = old[2 * c + 1];
+            }
+            p->status = old_status;
+            if (rc == BD_ERR_STALE) {
+                /* superseded or killed meanwhile: drop the request */
+                logf_("%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+                bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
+            } else {
+                p->has_proposal = true; /* Redis down: try again next round */
+            }
+        }
+        free(old);
+    }
+    free(json);
+}
+
+/* Config reload on SIGHUP: the new file must load and fit the live state,
+ * else the old config stays and the reason is logged. */
+static void daemon_reload(daemon_t *dm)
+{
+    char err[8192];
+    bd_config_t *ncfg;
+    if (bd_config_load(dm->cfg_path, &ncfg, err, sizeof(err)) != BD_OK) {
+        logf_("reload refused, keeping the running config:\n%s", err);
+        return;
+    }
+    daemon_write(dm);
+    if (bd_engine_reload(dm->e, ncfg, err, sizeof(err)) != BD_OK) {
+        logf_("reload refused, keeping the running config: %s", err);
+        bd_config_free(ncfg);
+        return;
+    }
+    daemon_write(dm); /* decisions flushed by the reload */
+    bd_config_free(dm->cfg);
+    dm->cfg = ncfg;
+    logf_("config reloaded from %s", dm->cfg_path);
+}
+
+/* Called by the Kafka layer before partitions are taken away: everything
+ * decided is written and checkpointed, then their portfolios are forgotten
+ * so that the next owner (or we, later) restores them from Redis. */
+static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
+{
+    daemon_t *dm = ctx;
+    bd_engine_flush(dm->e);
+    daemon_write(dm);
+    daemon_store_offsets(dm);
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t np = bd_ptable_count(t);
+    for (size_t i = 0; i < np; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        for (size_t k = 0; k < n; k++)
+            if (p->partition == parts[k]) p->partition = -1;
+    }
+}
+
+static void run_usage(FILE *f)
+{
+    fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
+          "  --event-time   close cycles by event time only (no wall clock): rehearsal\n"
+          "                 on a topic holding historical events\n"
+          "  --idle-exit S  exit cleanly after S seconds without messages (demos, tests)\n",
+          f);
+}
+
+int bd_cmd_run(int argc, char **argv)
+{
+    daemon_t dm = {0};
+    int threads = 2;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
+        {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': dm.cfg_path = optarg; break;
+        case 'E': dm.event_time = true; break;
+        case 'I': dm.idle_exit = atoi(optarg); break;
+        case 't': threads = atoi(optarg); break;
+        case 'h': run_usage(stdout); return BD_EXIT_OK;
+        default: run_usage(stderr); return BD_EXIT_USAGE;
+        }
+    }
+    if (!dm.cfg_path || optind != argc || threads < 1) {
+        run_usage(stderr);
+        return BD_EXIT_USAGE;
+    }
+    char err[8192];
+    if (bd_config_load(dm.cfg_path, &dm.cfg, err, sizeof(err)) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return BD_EXIT_USAGE;
+    }
+    signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
+    crash_hook_init();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    dm.r = bd_redis_open(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
+                         dm.cfg->redis.stream_maxlen, err, sizeof(err));
+    if (!dm.r) {
+        fprintf(stderr, "budgetd run: %s\n", err);
+        bd_config_free(dm.cfg);
+        return BD_EXIT_USAGE;
+    }
+    dm.k = bd_kafka_open(dm.cfg, daemon_on_revoke, &dm, err, sizeof(err));
+    if (!dm.k) {
+        fprintf(stderr, "budgetd run: %s\n", err);
+        bd_redis_close(dm.r);
+        bd_config_free(dm.cfg);
+        return BD_EXIT_USAGE;
+    }
+    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = daemon_sink, .sink_ctx = &dm};
+    dm.e = bd_engine_new(dm.cfg, &eo);
+    logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
+          dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");
+
+    time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
+    bool seen_any = false;
+    int rc = BD_EXIT_OK;
+    while (!g_stop) {
+        bd_kafka_msg_t m;
+        int got = bd_kafka_poll(dm.k, &m, 100);
+        time_t now = time(NULL);
+        if (got > 0) {
+            daemon_message(&dm, &m);
+            bd_kafka_msg_done(dm.k, &m);
+            last_msg = now;
+            seen_any = true;
+        }
+        if (g_reload) {
+            g_reload = 0;
+            daemon_reload(&dm);
+        }
+        if (got == 0 || now != last_sync) {
+            if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
+            bd_engine_flush(dm.e);
+            if (!daemon_write(&dm)) break;
+            if (now != last_ops) {
+                daemon_poll_operators(&dm);
+                last_ops = now;
+            }
+            daemon_store_offsets(&dm);
+            last_sync = now;
+        }
+        if (dm.idle_exit > 0 && seen_any && now - last_msg >= dm.idle_exit) break;
+    }
+    /* Graceful stop: finish the batch, checkpoint, commit. */
+    bd_engine_flush(dm.e);
+    if (daemon_write(&dm)) {
+        daemon_store_offsets(&dm);
+        bd_kafka_commit(dm.k);
+    } else {
+        rc = BD_EXIT_RUNTIME;
+        logf_("stopping with decisions not written: offsets not committed, they will be redone");
+    }
+    const bd_engine_stats_t *st = bd_engine_stats(dm.e);
+    logf_("stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
+          (unsigned long long)dm.applied, (unsigned long long)dm.skipped,
+          (unsigned long long)dm.dead_lettered, (unsigned long long)st->decisions);
+    bd_kafka_close(dm.k);
+    bd_engine_free(dm.e);
+    bd_redis_close(dm.r);
+    free(dm.pend);
+    bd_config_free(dm.cfg);
+    return rc;
+}

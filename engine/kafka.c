@@ -1,0 +1,258 @@
+/* kafka.c: librdkafka consumer and DLQ producer for `budgetd run`. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <librdkafka/rdkafka.h>
+#include "budgetd/kafka.h"
+
+typedef struct {
+    bool owned;
+    int64_t next; /* next offset to read, -1 unknown */
+    int64_t hold; /* -1 none */
+} part_t;
+
+struct bd_kafka {
+    rd_kafka_t *c, *dlq;
+    char *topic, *dlq_topic;
+    part_t *parts;
+    int32_t nparts;
+    bd_kafka_revoke_fn on_revoke;
+    void *ctx;
+};
+
+static part_t *kafka_part(bd_kafka_t *k, int32_t p)
+{
+    if (p < 0) return NULL;
+    if (p >= k->nparts) {
+        int32_t n = p + 16;
+        k->parts = bd_xrealloc(k->parts, (size_t)n * sizeof(*k->parts));
+        for (int32_t i = k->nparts; i < n; i++) k->parts[i] = (part_t){false, -1, -1};
+        k->nparts = n;
+    }
+    return &k->parts[p];
+}
+
+/* Cooperative-sticky assignments arrive incrementally; eager ones whole.
+ * Before anything is taken away the engine writes and checkpoints. */
+static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *pl, void *opaque)
+{
+    bd_kafka_t *k = opaque;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < pl->cnt; i++) {
+            part_t *p = kafka_part(k, pl->elems[i].partition);
+            *p = (part_t){true, -1, -1};
+        }
+        rd_kafka_error_t *e = NULL;
+        if (coop) e = rd_kafka_incremental_assign(rk, pl);
+        else rd_kafka_assign(rk, pl);
+        if (e) {
+            fprintf(stderr, "budgetd: assign: %s\n", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        return;
+    }
+    int32_t *ids = bd_xcalloc((size_t)(pl->cnt ? pl->cnt : 1), sizeof(*ids));
+    for (int i = 0; i < pl->cnt; i++) ids[i] = pl->elems[i].partition;
+    if (!rd_kafka_assignment_lost(rk)) {
+        k->on_revoke(k->ctx, ids, (size_t)pl->cnt);
+        rd_kafka_commit(rk, NULL, 0);
+    }
+    for (int i = 0; i < pl->cnt; i++) kafka_part(k, ids[i])->owned = false;
+    free(ids);
+    if (coop) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, pl);
+        if (e) rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen)
+{
+    char e[512];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        bd_errf(errbuf, errlen, BD_ERR_CONFIG, "kafka property %s: %s", k, e);
+        return false;
+    }
+    return true;
+}
+
+/* Common settings then kafka.properties verbatim (security.protocol,
+ * sasl.*, ...), so operators can override any default. */
+static rd_kafka_conf_t *kafka_conf(const bd_config_t *cfg, bool consumer, char *errbuf, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    bool ok = conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, errbuf, errlen);
+    if (consumer) {
+        ok = ok && conf_set(conf, "group.id", cfg->kafka.group, errbuf, errlen) &&
+             conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen) &&
+             conf_set(conf, "auto.offset.reset", "earliest", errbuf, errlen) &&
+             conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf, errlen) &&
+             conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errlen);
+    } else {
+        ok = ok && conf_set(conf, "enable.idempotence", "true", errbuf, errlen) &&
+             conf_set(conf, "linger.ms", "5", errbuf, errlen);
+    }
+    for (size_t i = 0; ok && i < cfg->kafka.n_props; i++) {
+        const char *key = cfg->kafka.prop_keys[i];
+        /* consumer-only keys would make the producer warn: skip them there */
+        if (!consumer && (strncmp(key, "group.", 6) == 0 || strncmp(key, "session.", 8) == 0 ||
+                          strncmp(key, "auto.", 5) == 0 || strncmp(key, "enable.auto", 11) == 0 ||
+                          strncmp(key, "partition.assignment", 20) == 0 ||
+                          strncmp(key, "max.poll", 8) == 0 || strncmp(key, "fetch.", 6) == 0 ||
+                          strncmp(key, "heartbeat.", 10) == 0))
+            continue;
+        ok = conf_set(conf, key, cfg->kafka.prop_vals[i], errbuf, errlen);
+    }
+    if (!ok) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    return conf;
+}
+
+bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, void *ctx,
+                          char *errbuf, size_t errlen)
+{
+    bd_kafka_t *k = bd_xcalloc(1, sizeof(*k));
+    k->on_revoke = on_revoke;
+    k->ctx = ctx;
+    k->topic = bd_xstrdup(cfg->kafka.topic);
+    k->dlq_topic = bd_xstrdup(cfg->kafka.dlq_topic);
+    char e[512];
+    rd_kafka_conf_t *cc = kafka_conf(cfg, true, errbuf, errlen);
+    rd_kafka_conf_t *pc = cc ? kafka_conf(cfg, false, errbuf, errlen) : NULL;
+    if (!cc || !pc) {
+        if (cc) rd_kafka_conf_destroy(cc);
+        bd_kafka_close(k);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(cc, kafka_rebalance);
+    rd_kafka_conf_set_opaque(cc, k);
+    if (!(k->c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof(e)))) {
+        bd_errf(errbuf, errlen, BD_ERR_KAFKA, "kafka consumer: %s", e);
+        rd_kafka_conf_destroy(pc);
+        bd_kafka_close(k);
+        return NULL;
+    }
+    if (!(k->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, pc, e, sizeof(e)))) {
+        bd_errf(errbuf, errlen, BD_ERR_KAFKA, "kafka producer: %s", e);
+        bd_kafka_close(k);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(k->c);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, k->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t err = rd_kafka_subscribe(k->c, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (err) {
+        bd_errf(errbuf, errlen, BD_ERR_KAFKA, "subscribe %s: %s", k->topic, rd_kafka_err2str(err));
+        bd_kafka_close(k);
+        return NULL;
+    }
+    return k;
+}
+
+int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
+{
+    rd_kafka_poll(k->dlq, 0); /* delivery reports of dead letters */
+    rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->c, timeout_ms);
+    if (!msg) return 0;
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            fprintf(stderr, "budgetd: kafka: %s\n", rd_kafka_message_errstr(msg));
+        rd_kafka_message_destroy(msg);
+        return 0;
+    }
+    *m = (bd_kafka_msg_t){msg->payload ? msg->payload : "", msg->len, msg->key, msg->key_len,
+                          msg->partition, msg->offset, msg};
+    part_t *p = kafka_part(k, msg->partition);
+    p->next = msg->offset + 1;
+    return 1;
+}
+
+void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m)
+{
+    (void)k;
+    rd_kafka_message_destroy(m->msg);
+    m->msg = NULL;
+}
+
+void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *reason,
+                          const char *detail)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            k->dlq, RD_KAFKA_V_TOPIC(k->dlq_topic),
+            RD_KAFKA_V_KEY((void *)m->key, m->key_len),
+            RD_KAFKA_V_VALUE((void *)m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADER("budgetd-reason", reason, -1),
+            RD_KAFKA_V_HEADER("budgetd-detail", detail, -1), RD_KAFKA_V_END);
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (err) fprintf(stderr, "budgetd: dead letter: %s\n", rd_kafka_err2str(err));
+            return;
+        }
+        rd_kafka_poll(k->dlq, 100);
+    }
+}
+
+bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms)
+{
+    if (rd_kafka_outq_len(k->dlq) == 0) return true;
+    rd_kafka_flush(k->dlq, timeout_ms);
+    return rd_kafka_outq_len(k->dlq) == 0;
+}
+
+void bd_kafka_hold(bd_kafka_t *k, int32_t partition, int64_t offset)
+{
+    part_t *p = kafka_part(k, partition);
+    if (p && (p->hold < 0 || offset < p->hold)) p->hold = offset;
+}
+
+void bd_kafka_store_offsets(bd_kafka_t *k)
+{
+    rd_kafka_topic_partition_list_t *pl = rd_kafka_topic_partition_list_new(4);
+    for (int32_t i = 0; i < k->nparts; i++) {
+        part_t *p = &k->parts[i];
+        int64_t off = p->next;
+        if (p->hold >= 0 && (off < 0 || p->hold < off)) off = p->hold;
+        p->hold = -1;
+        if (!p->owned || off < 0) continue;
+        rd_kafka_topic_partition_list_add(pl, k->topic, i)->offset = off;
+    }
+    if (pl->cnt > 0) {
+        rd_kafka_resp_err_t err = rd_kafka_offsets_store(k->c, pl);
+        if (err && err != RD_KAFKA_RESP_ERR__STATE)
+            fprintf(stderr, "budgetd: offsets store: %s\n", rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(pl);
+}
+
+void bd_kafka_commit(bd_kafka_t *k)
+{
+    rd_kafka_resp_err_t err = rd_kafka_commit(k->c, NULL, 0);
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        fprintf(stderr, "budgetd: commit: %s\n", rd_kafka_err2str(err));
+}
+
+void bd_kafka_close(bd_kafka_t *k)
+{
+    if (!k) return;
+    if (k->c) {
+        rd_kafka_consumer_close(k->c);
+        rd_kafka_destroy(k->c);
+    }
+    if (k->dlq) {
+        if (!bd_kafka_flush_dlq(k, 10000))
+            fprintf(stderr, "budgetd: %d dead letters not delivered; their offsets were not committed\n",
+                    rd_kafka_outq_len(k->dlq));
+        rd_kafka_destroy(k->dlq);
+    }
+    free(k->parts);
+    free(k->topic);
+    free(k->dlq_topic);
+    free(k);
+}

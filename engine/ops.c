@@ -1,0 +1,433 @@
+/* ops.c: the operator commands of CONTRACT §4: `budgetd kill P --reason
+ * TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act on the
+ * Redis keys of CONTRACT §3 only (never on the daemon directly), so they work
+ * whether or not a daemon runs, and `redis-cli` on the same keys is equally
+ * valid. Every refusal says why on stderr and exits 1; bad use exits 2. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "budgetd/cli.h"
+#include "budgetd/config.h"
+#include "budgetd/event.h"
+#include "budgetd/redis.h"
+
+/* The parsed command line. pos holds the positional arguments in order. */
+typedef struct {
+    const char *cmd;
+    const char *config, *url, *prefix, *reason, *by;
+    const char *pos[3];
+    int npos;
+} ops_args_t;
+
+static void ops_usage(FILE *f)
+{
+    fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd resume P                        (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
+          "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
+          "                from $BUDGETD_REDIS_PASSWORD); overrides the config's url\n",
+          f);
+}
+
+/* Takes the value of option name at argv[*i]: "--name VALUE" or
+ * "--name=VALUE". Returns 1 when argv[*i] is that option (value in *out,
+ * NULL when missing), 0 when it is another argument. */
+static int ops_opt(int argc, char **argv, int *i, const char *name, const char **out)
+{
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') {
+        *out = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0) return 0;
+    *out = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+/* Parses argv into a. Returns -1 on bad use (message printed), 1 for
+ * --help, 0 otherwise. Options may come before or after positionals. */
+static int ops_parse(int argc, char **argv, ops_args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = argc > 0 ? argv[0] : "ops";
+    int opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v = NULL, **slot = NULL;
+        if (!opts_done && (!strcmp(arg, "-h") || !strcmp(arg, "--help"))) return 1;
+        if (!opts_done && !strcmp(arg, "--")) {
+            opts_done = 1;
+            continue;
+        }
+        if (!opts_done && arg[0] == '-' && arg[1]) {
+            if (ops_opt(argc, argv, &i, "-c", &v) || ops_opt(argc, argv, &i, "--config", &v))
+                slot = &a->config;
+            else if (ops_opt(argc, argv, &i, "--redis", &v))
+                slot = &a->url;
+            else if (ops_opt(argc, argv, &i, "--prefix", &v))
+                slot = &a->prefix;
+            else if (ops_opt(argc, argv, &i, "--reason", &v))
+                slot = &a->reason;
+            else if (ops_opt(argc, argv, &i, "--by", &v))
+                slot = &a->by;
+            if (!slot) {
+                fprintf(stderr, "budgetd %s: unknown option '%s'\n", a->cmd, arg);
+                return -1;
+            }
+            if (!v) {
+                fprintf(stderr, "budgetd %s: option '%s' needs a value\n", a->cmd, arg);
+                return -1;
+            }
+            *slot = v;
+            continue;
+        }
+        if (a->npos == 3) {
+            fprintf(stderr, "budgetd %s: too many arguments\n", a->cmd);
+            return -1;
+        }
+        a->pos[a->npos++] = arg;
+    }
+    return 0;
+}
+
+/* Checks the arguments of a->cmd: positional count, options that belong to
+ * it, names in the CONTRACT §1 charset. Returns 0 or -1 (message printed). */
+static int ops_validate(const ops_args_t *a, int64_t *cycle)
+{
+    const char *c = a->cmd;
+    int is_kill = !strcmp(c, "kill"), is_status = !strcmp(c, "status"), is_approve = !strcmp(c, "approve");
+    int min = is_status ? 0 : 1, max = is_approve ? 2 : 1;
+    if (a->npos < min) {
+        fprintf(stderr, "budgetd %s: missing portfolio\n", c);
+        return -1;
+    }
+    if (a->npos > max) {
+        fprintf(stderr, "budgetd %s: unexpected argument '%s'\n", c, a->pos[max]);
+        return -1;
+    }
+    if (a->npos > 0 && !bd_event_name_valid(a->pos[0], strlen(a->pos[0]))) {
+        fprintf(stderr, "budgetd %s: '%s' is not a portfolio name (1-64 of A-Z a-z 0-9 _ . : -)\n", c,
+                a->pos[0]);
+        return -1;
+    }
+    if (is_kill && (!a->reason || !*a->reason)) {
+        fprintf(stderr, "budgetd kill: --reason TEXT is required (say why, for whoever resumes)\n");
+        return -1;
+    }
+    if (!is_kill && (a->reason || a->by)) {
+        fprintf(stderr, "budgetd %s: --reason and --by belong to kill\n", c);
+        return -1;
+    }
+    if (a->by && !*a->by) {
+        fprintf(stderr, "budgetd kill: --by must not be empty\n");
+        return -1;
+    }
+    *cycle = -1;
+    if (is_approve && a->npos == 2) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(a->pos[1], &end, 10);
+        if (errno || end == a->pos[1] || *end || v < 0) {
+            fprintf(stderr, "budgetd approve: CYCLE must be a cycle number, got '%s'\n", a->pos[1]);
+            return -1;
+        }
+        *cycle = v;
+    }
+    if (!a->config && !a->url) {
+        fprintf(stderr, "budgetd %s: say where Redis is: -c CONFIG or --redis URL\n", c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Opens Redis from the config and/or --redis/--prefix. Returns NULL with
+ * *exit_code set: 2 for a bad config or URL, 1 when the server cannot be
+ * reached. */
+static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix_len, int *exit_code)
+{
+    char err[8192];
+    bd_config_t *cfg = NULL;
+    if (a->config && bd_config_load(a->config, &cfg, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        *exit_code = BD_EXIT_USAGE;
+        return NULL;
+    }
+    const char *url = a->url ? a->url : cfg->redis.url;
+    const char *prefix = a->prefix ? a->prefix : cfg ? cfg->redis.prefix : "budgetd";
+    const char *pwenv = cfg ? cfg->redis.password_env : "BUDGETD_REDIS_PASSWORD";
+    int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
+    bd_redis_t *r = bd_redis_open(url, prefix, pwenv, maxlen, err, sizeof err);
+    snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : "budgetd");
+    bd_config_free(cfg);
+    if (!r) {
+        fprintf(stderr, "budgetd %s: %s\n", a->cmd, err);
+        /* A malformed URL, prefix or password is a config error (the
+         * messages of bd_redis_open before it connects: "bad redis ...",
+         * "... is empty", "... is too long"); an
+         * unreachable or refusing server is a runtime failure. */
+        int bad = !strncmp(err, "bad redis", 9) || strstr(err, "is empty") || strstr(err, "is too long");
+        *exit_code = bad ? BD_EXIT_USAGE : BD_EXIT_RUNTIME;
+    }
+    return r;
+}
+
+/* Unix seconds as UTC ISO 8601 ("-" for 0). */
+static const char *ops_iso(int64_t t, char *buf, size_t len)
+{
+    if (t <= 0) return snprintf(buf, len, "-"), buf;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(buf, len, "%lld", (long long)t);
+    return buf;
+}
+
+/* Reports a Redis failure of cmd and returns the runtime exit code. */
+static int ops_fail(const char *cmd, const char *err)
+{
+    fprintf(stderr, "budgetd %s: %s\n", cmd, err);
+    return BD_EXIT_RUNTIME;
+}
+
+/* Prints the "unknown portfolio" refusal. */
+static int ops_unknown(const char *cmd, const char *p, const char *prefix)
+{
+    fprintf(stderr,
+            "budgetd %s: unknown portfolio '%s': the engine has written nothing for it under prefix '%s'\n",
+            cmd, p, prefix);
+    return BD_EXIT_RUNTIME;
+}
+
+static int ops_kill(bd_redis_t *r, const ops_args_t *a, const char *prefix)
+{
+    char err[BD_ERRBUF];
+    const char *p = a->pos[0];
+    int known;
+    int64_t cycle, version;
+    bd_redis_kill_t old;
+    if (bd_redis_get_fence(r, p, &known, &cycle, &version, err, sizeof err) != BD_OK ||
+        bd_redis_get_kill_info(r, p, &old, err, sizeof err) != BD_OK)
+        return ops_fail("kill", err);
+    if (!known) return ops_unknown("kill", p, prefix);
+    const char *by = a->by ? a->by : getenv("USER");
+    if (!by || !*by) by = "operator";
+    int64_t at = (int64_t)time(NULL);
+    if (bd_redis_set_kill(r, p, a->reason, by, at, err, sizeof err) != BD_OK) return ops_fail("kill", err);
+    char iso[32];
+    printf("killed %s at %s by %s: %s\n", p, ops_iso(at, iso, sizeof iso), by, a->reason);
+    if (old.killed)
+        printf("  (it was already killed by %s: %s; that reason is replaced)\n", old.by, old.reason);
+    printf("  adapters were notified on %s:notify and must spend nothing until `budgetd resume %s`\n", prefix,
+           p);
+    return BD_EXIT_OK;
+}
+
+static int ops_resume(bd_redis_t *r, const ops_args_t *a, const char *prefix)
+{
+    char err[BD_ERRBUF];
+    const char *p = a->pos[0];
+    bd_redis_kill_t old;
+    int known;
+    int64_t cycle, version;
+    if (bd_redis_get_kill_info(r, p, &old, err, sizeof err) != BD_OK ||
+        bd_redis_get_fence(r, p, &known, &cycle, &version, err, sizeof err) != BD_OK)
+        return ops_fail("resume", err);
+    if (!old.killed) {
+        if (!known) return ops_unknown("resume", p, prefix);
+        fprintf(stderr, "budgetd resume: %s is not killed: nothing to resume\n", p);
+        return BD_EXIT_RUNTIME;
+    }
+    if (bd_redis_clear_kill(r, p, err, sizeof err) != BD_OK) return ops_fail("resume", err);
+    char iso[32];
+    printf("resumed %s: cleared the kill by %s at %s: %s\n", p, old.by[0] ? old.by : "?",
+           ops_iso(old.at, iso, sizeof iso), old.reason);
+    bd_redis_alloc_t al;
+    if (bd_redis_get_alloc(r, p, 0, &al, err, sizeof err) == BD_OK) {
+        if (al.present && strcmp(al.status, "active") != 0)
+            printf("  the allocation in force (cycle %lld) is '%s' until the engine's next decision\n",
+                   (long long)al.cycle, al.status);
+        bd_redis_alloc_free(&al);
+    }
+    return BD_EXIT_OK;
+}
+
+static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const char *prefix)
+{
+    char err[BD_ERRBUF];
+    const char *p = a->pos[0];
+    int known;
+    int64_t fcycle, version;
+    bd_redis_kill_t k;
+    if (bd_redis_get_fence(r, p, &known, &fcycle, &version, err, sizeof err) != BD_OK ||
+        bd_redis_get_kill_info(r, p, &k, err, sizeof err) != BD_OK)
+        return ops_fail("approve", err);
+    if (!known) return ops_unknown("approve", p, prefix);
+    /* The daemon refuses to apply anything for a killed portfolio; an
+     * approval left behind would surprise whoever resumes it later. */
+    if (k.killed) {
+        fprintf(stderr, "budgetd approve: %s is killed (%s); resume it first\n", p, k.reason);
+        return BD_EXIT_RUNTIME;
+    }
+    int64_t pending;
+    bd_err_t e = bd_redis_request_approval(r, p, want, &pending, err, sizeof err);
+    if (e == BD_ERR_STALE) {
+        if (pending < 0)
+            fprintf(stderr, "budgetd approve: no pending proposal for %s\n", p);
+        else
+            fprintf(stderr, "budgetd approve: proposal for %s is for cycle %lld, not %lld (%s)\n", p,
+                    (long long)pending, (long long)want,
+                    want < pending ? "superseded" : "no proposal for that cycle yet");
+        return BD_EXIT_RUNTIME;
+    }
+    if (e != BD_OK) return ops_fail("approve", err);
+    printf("approved %s cycle %lld: the live daemon applies the proposal at its next poll\n", p,
+           (long long)pending);
+    return BD_EXIT_OK;
+}
+
+/* One portfolio's block of the status table. Returns 1 when p is unknown
+ * (no alloc, fence, proposal or kill), -1 on a Redis error, 0 otherwise. */
+static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen)
+{
+    int known;
+    int64_t fcycle, fversion;
+    bd_redis_kill_t k;
+    bd_redis_alloc_t al, pr;
+    if (bd_redis_get_fence(r, p, &known, &fcycle, &fversion, err, errlen) != BD_OK ||
+        bd_redis_get_kill_info(r, p, &k, err, errlen) != BD_OK)
+        return -1;
+    if (bd_redis_get_alloc(r, p, 0, &al, err, errlen) != BD_OK) return -1;
+    if (bd_redis_get_alloc(r, p, 1, &pr, err, errlen) != BD_OK) {
+        bd_redis_alloc_free(&al);
+        return -1;
+    }
+    int64_t appr;
+    int has_appr = 0;
+    if (bd_redis_get_approve(r, p, &appr, &has_appr, err, errlen) != BD_OK) has_appr = 0;
+    if (!known && !k.killed && !pr.present) {
+        bd_redis_alloc_free(&al);
+        bd_redis_alloc_free(&pr);
+        return 1;
+    }
+    char iso[32];
+    if (al.present)
+        printf("%s  mode %s  status %s  cycle %lld  version %lld  decided_at %s\n", p, al.mode, al.status,
+               (long long)al.cycle, (long long)al.version, ops_iso(al.decided_at, iso, sizeof iso));
+    else
+        printf("%s  no allocation in force\n", p);
+    if (fcycle >= 0 && (!al.present || fcycle > al.cycle))
+        printf("  last decided cycle %lld (the allocation in force was kept)\n", (long long)fcycle);
+    if (k.killed)
+        printf("  KILLED by %s at %s: %s\n", k.by[0] ? k.by : "?", ops_iso(k.at, iso, sizeof iso), k.reason);
+    if (pr.present) {
+        printf("  proposal for cycle %lld (mode %s)", (long long)pr.cycle, pr.mode);
+        if (has_appr && appr == pr.cycle)
+            printf(": approved, waiting for the daemon to apply it\n");
+        else
+            printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);
+    }
+    if (has_appr && (!pr.present || appr != pr.cycle))
+        printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
+    if (al.n_ch || pr.n_ch) {
+        /* Both channel lists are sorted by name: merge them into rows. */
+        printf("  %-24s %14s", "channel", "alloc");
+        if (pr.present) printf(" %14s", "proposal");
+        printf("\n");
+        size_t i = 0, j = 0;
+        double ta = 0, tp = 0;
+        while (i < al.n_ch || j < pr.n_ch) {
+            int c = i == al.n_ch ? 1 : j == pr.n_ch ? -1 : strcmp(al.ch[i].name, pr.ch[j].name);
+            const char *name = c <= 0 ? al.ch[i].name : pr.ch[j].name;
+            char va[32] = "-", vp[32] = "-";
+            if (c <= 0) {
+                snprintf(va, sizeof va, "%.2f", al.ch[i].spend);
+                ta += al.ch[i++].spend;
+            }
+            if (c >= 0) {
+                snprintf(vp, sizeof vp, "%.2f", pr.ch[j].spend);
+                tp += pr.ch[j++].spend;
+            }
+            printf("  %-24s %14s", name, va);
+            if (pr.present) printf(" %14s", vp);
+            printf("\n");
+        }
+        printf("  %-24s %14.2f", "total", ta);
+        if (pr.present) printf(" %14.2f", tp);
+        printf("\n");
+    }
+    bd_redis_alloc_free(&al);
+    bd_redis_alloc_free(&pr);
+    return 0;
+}
+
+static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
+{
+    char err[BD_ERRBUF];
+    if (a->npos == 1) {
+        int rc = ops_status_one(r, a->pos[0], err, sizeof err);
+        if (rc < 0) return ops_fail("status", err);
+        if (rc > 0) return ops_unknown("status", a->pos[0], prefix);
+        return BD_EXIT_OK;
+    }
+    char **names;
+    size_t n;
+    if (bd_redis_list_portfolios(r, &names, &n, err, sizeof err) != BD_OK) return ops_fail("status", err);
+    if (n == 0) printf("no portfolios under prefix '%s'\n", prefix);
+    int code = BD_EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (i) printf("\n");
+        int rc = ops_status_one(r, names[i], err, sizeof err);
+        if (rc < 0) {
+            code = ops_fail("status", err);
+            break;
+        }
+        if (rc > 0) printf("%s  (only operator keys, no decision yet)\n", names[i]);
+    }
+    bd_redis_names_free(names, n);
+    return code;
+}
+
+int bd_cmd_ops(int argc, char **argv)
+{
+    ops_args_t a;
+    int rc = ops_parse(argc, argv, &a);
+    if (rc != 0) {
+        ops_usage(rc > 0 ? stdout : stderr);
+        return rc > 0 ? BD_EXIT_OK : BD_EXIT_USAGE;
+    }
+    if (strcmp(a.cmd, "kill") && strcmp(a.cmd, "resume") && strcmp(a.cmd, "approve") &&
+        strcmp(a.cmd, "status")) {
+        fprintf(stderr, "budgetd: '%s' is not an operator command\n", a.cmd);
+        ops_usage(stderr);
+        return BD_EXIT_USAGE;
+    }
+    int64_t cycle;
+    if (ops_validate(&a, &cycle) != 0) {
+        ops_usage(stderr);
+        return BD_EXIT_USAGE;
+    }
+    /* hiredis writes with write(2): a dropped connection must come back
+     * as an error (exit 1), not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+    int code;
+    char prefix[128];
+    bd_redis_t *r = ops_open(&a, prefix, sizeof prefix, &code);
+    if (!r) return code;
+    if (!strcmp(a.cmd, "kill"))
+        code = ops_kill(r, &a, prefix);
+    else if (!strcmp(a.cmd, "resume"))
+        code = ops_resume(r, &a, prefix);
+    else if (!strcmp(a.cmd, "approve"))
+        code = ops_approve(r, &a, cycle, prefix);
+    else
+        code = ops_status(r, &a, prefix);
+    bd_redis_close(r);
+    fflush(stdout);
+    return code;
+}

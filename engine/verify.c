@@ -1,0 +1,130 @@
+/* verify.c: the independent re-check of an allocation before it is published.
+ *
+ * Written from the "Guardrail rules" comment in alloc.h with its own plain
+ * loops: it calls nothing in alloc.c, waterfill.c or curve.c, so a bug in
+ * the allocator's helpers cannot hide itself here. Every check reads the
+ * final numbers only; the first violation is reported by channel name. */
+#include <math.h>
+#include "budgetd/verify.h"
+
+#define V_EPS 1e-6 /* currency units: tolerance of "is a whole cent", min and max */
+
+/* Response of one draw at spend x, from the forms in model.h. */
+static double v_response(const bd_curve_t *c, double x)
+{
+    if (x <= 0) return 0;
+    if (c->kind == BD_CURVE_EXP) return c->a * c->k * -expm1(-x / c->k);
+    return c->a * pow(x, c->b);
+}
+
+/* cap_i: the config max, or the lab cap while a lab channel is unpromoted. */
+static double v_cap(const bd_verify_input_t *in, size_t i, bool *is_lab_cap)
+{
+    const bd_channel_cfg_t *c = in->cfg[i];
+    *is_lab_cap = false;
+    if (!c->lab || (in->promoted && in->promoted[i])) return c->max;
+    double lab = in->pol->lab.cap_share * in->pol->budget;
+    if (!(lab >= c->min)) lab = c->min;
+    if (lab < c->max) {
+        *is_lab_cap = true;
+        return lab;
+    }
+    return c->max;
+}
+
+/* Cent lattice of the rules: lower ends round up, upper ends down. */
+static double v_ceil_c(double v) { return ceil(v * 100 - 1e-6); }
+static double v_floor_c(double v) { return isinf(v) ? v : floor(v * 100 + 1e-6); }
+
+bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t errlen)
+{
+    if (!in || !in->pol) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no input");
+    if (in->n == 0) return BD_OK;
+    if (!in->x || !in->cfg) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no allocation");
+    const bd_policy_t *pol = in->pol;
+    size_t n = in->n;
+
+    for (size_t i = 0; i < n; i++) {
+        double x = in->x[i];
+        const char *nm = in->cfg[i]->name;
+        if (!isfinite(x))
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': spend %g not finite", nm, x);
+        if (x < 0)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': spend %.2f negative", nm, x);
+        if (fabs(x - rint(x * 100) / 100) > V_EPS)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': spend %.6f not whole cents",
+                           nm, x);
+    }
+
+    double capsum_c = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = in->x[i], mn = in->cfg[i]->min;
+        bool lab;
+        double cap = v_cap(in, i, &lab);
+        const char *nm = in->cfg[i]->name;
+        if (x < mn - V_EPS)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': %.2f below min %.2f", nm, x, mn);
+        if (x > cap + V_EPS)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': %.2f above %s %.2f", nm, x,
+                           lab ? "lab cap" : "max", cap);
+        capsum_c += v_floor_c(cap);
+    }
+
+    double budget_c = floor(pol->budget * 100 + 0.5);
+    double total_c = budget_c < capsum_c ? budget_c : capsum_c;
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) sum += in->x[i];
+    if (fabs(sum - total_c / 100) > 0.005 + 1e-9)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f differs from total %.2f", sum,
+                       total_c / 100);
+
+    /* Ramp: only when every channel's ramp box together can hold the total. */
+    if (in->prev) {
+        double lo_sum = 0, hi_sum = 0;
+        bool usable = true;
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(in->prev[i])) usable = false;
+        for (size_t pass = 0; usable && pass < 2; pass++) {
+            for (size_t i = 0; i < n; i++) {
+                double p = in->prev[i], step = pol->max_step * p;
+                if (step < 0.01 * pol->budget) step = 0.01 * pol->budget;
+                bool lab;
+                double cap_c = v_floor_c(v_cap(in, i, &lab)), min_c = v_ceil_c(in->cfg[i]->min);
+                if (min_c < 0) min_c = 0;
+                double down = v_ceil_c(p - step), up = v_floor_c(p + step);
+                double lo = down > min_c ? down : min_c, hi = up < cap_c ? up : cap_c;
+                if (lo > hi) {
+                    if (down > cap_c) lo = hi = cap_c;
+                    else lo = hi = min_c;
+                }
+                if (pass == 0) {
+                    lo_sum += lo;
+                    hi_sum += hi;
+                    continue;
+                }
+                double xc = rint(in->x[i] * 100);
+                if (xc < lo || xc > hi)
+                    return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                                   "channel '%s': %.2f outside ramp [%.2f, %.2f] from %.2f",
+                                   in->cfg[i]->name, in->x[i], lo / 100, hi / 100, p);
+            }
+            if (pass == 0 && !(lo_sum <= total_c && total_c <= hi_sum)) break;
+        }
+    }
+
+    if (!in->risk_held && in->draws && in->n_draws > 0 && pol->risk_max_prob < 1) {
+        double floor_total = pol->risk_roas_floor * total_c / 100;
+        size_t below = 0;
+        for (size_t s = 0; s < in->n_draws; s++) {
+            double ret = 0;
+            for (size_t i = 0; i < n; i++) ret += v_response(&in->draws[s * n + i], in->x[i]);
+            if (ret < floor_total) below++;
+        }
+        double p = (double)below / (double)in->n_draws;
+        if (p > pol->risk_max_prob)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                           "risk: P(ROAS < %.2f) = %.3f above max %.3f", pol->risk_roas_floor, p,
+                           pol->risk_max_prob);
+    }
+    return BD_OK;
+}

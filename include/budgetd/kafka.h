@@ -1,0 +1,48 @@
+/* kafka.h: the live source: a librdkafka consumer in the configured group
+ * (cooperative-sticky, offsets stored by hand) and the dead-letter producer. */
+#ifndef BUDGETD_KAFKA_H
+#define BUDGETD_KAFKA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "budgetd/config.h"
+
+typedef struct bd_kafka bd_kafka_t;
+
+typedef struct {
+    const char *payload;
+    size_t len;
+    const void *key;
+    size_t key_len;
+    int32_t partition;
+    int64_t offset;
+    void *msg; /* the rd_kafka_message_t, released by bd_kafka_msg_done */
+} bd_kafka_msg_t;
+
+/* Called on the polling thread before partitions are revoked, while their
+ * offsets can still be stored. */
+typedef void (*bd_kafka_revoke_fn)(void *ctx, const int32_t *parts, size_t n);
+
+bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, void *ctx,
+                          char *errbuf, size_t errlen);
+/* 1: *m holds a message; 0: none within timeout_ms (errors are logged). */
+int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
+void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);
+/* Forwards m unchanged to the DLQ topic with headers budgetd-reason and
+ * budgetd-detail (CONTRACT §1). */
+void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *reason,
+                          const char *detail);
+/* Waits up to timeout_ms until every dead letter is acknowledged by the
+ * broker; false when some are still in flight (broker down). */
+bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms);
+/* The next offset stored for partition must not pass offset (a message some
+ * portfolio has applied but not checkpointed). Reset by store_offsets. */
+void bd_kafka_hold(bd_kafka_t *k, int32_t partition, int64_t offset);
+/* Stores, per owned partition, min(hold, next offset to read). */
+void bd_kafka_store_offsets(bd_kafka_t *k);
+/* Synchronous commit of the stored offsets (shutdown). */
+void bd_kafka_commit(bd_kafka_t *k);
+void bd_kafka_close(bd_kafka_t *k);
+
+#endif
