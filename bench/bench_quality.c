@@ -37,13 +37,14 @@ static void usage(void)
     fprintf(stderr,
             "usage: bench_quality [--scenarios DIR] [--scenario FILE]... [--runs N]\n"
             "                     [--only sim|bandit] [--threads N] [--quick]\n"
-            "                     [--log PREFIX [--budgetd PATH]] [--trace N]\n"
+            "                     [--log PREFIX | --no-log] [--budgetd PATH] [--trace N]\n"
             "  --trace N      print each policy's mean regret (%%) per block of N cycles\n"
             "  --log PREFIX   write PREFIX.events.jsonl (the engine's input, JSON Lines),\n"
             "                 PREFIX.config.yaml and PREFIX.decisions.jsonl for the first\n"
             "                 scenario's first run, then check `budgetd replay` reproduces\n"
             "                 the decisions byte for byte (budgetd at --budgetd, default\n"
-            "                 build/budgetd)\n");
+            "                 ../budgetd from this program's directory); default PREFIX:\n"
+            "                 sim_first in this program's directory\n");
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -105,16 +106,21 @@ static bool open_log(const char *prefix, const sim_scenario_t *sc, sim_log_t *lg
 }
 
 /* `budgetd replay` over the written log must give the same records. */
-static void check_replay(const opts_t *o)
+static void check_replay(const opts_t *o, bool resumed)
 {
+    if (resumed) {
+        printf("sim.replay_identical: n/a (the run has operator resumes, which are Redis actions,"
+               " not events in the log)\n");
+        return;
+    }
     if (access(o->budgetd, X_OK) != 0) {
         printf("replay check skipped: %s not found\n", o->budgetd);
         return;
     }
     char cmd[8192];
     snprintf(cmd, sizeof cmd,
-             "'%s' replay -c '%s.config.yaml' '%s.events.jsonl' -o '%s.replay.jsonl' && "
-             "cmp -s '%s.decisions.jsonl' '%s.replay.jsonl'",
+             "'%s' replay -c '%s.config.yaml' '%s.events.jsonl' -o '%s.replay.jsonl' 2>/dev/null && "
+             "cmp -s '%s.decisions.jsonl' '%s.replay.jsonl' 2>/dev/null",
              o->budgetd, o->log, o->log, o->log, o->log, o->log);
     int rc = system(cmd);
     printf("sim.replay_identical: %s (budgetd replay of %s.events.jsonl vs in-process decisions)\n",
@@ -124,7 +130,8 @@ static void check_replay(const opts_t *o)
 /* One scenario: `runs` replications (different environment and engine
  * seeds), every policy on the same truth within a replication. Returns
  * false on a load or engine error (reported). */
-static bool run_scenario(const char *file, const opts_t *o, bool write_log, agg_t *out)
+static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool *log_resumed,
+                         agg_t *out)
 {
     char err[8192];
     sim_scenario_t *sc;
@@ -156,6 +163,9 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, agg_
                 fprintf(stderr, "%s: %s: %s\n", file, sim_policy_name((sim_policy_t)p), err);
                 ok = false;
             }
+            /* the operator's resume is a Redis action, not an event: a
+             * replay of the log cannot see it */
+            if (lgp && sc->resume_after > 0 && res.kill_trips > 0) *log_resumed = true;
             if (lg.events) fclose(lg.events);
             if (lg.decisions) fclose(lg.decisions);
             if (o->trace > 0 && r == 0) {
@@ -331,8 +341,8 @@ static void run_bandit(const opts_t *o)
            " toward the Beta(1,1) prior\n (Raj & Kalyani's DTS as written). DTS pulled: the same"
            " discount code applied as SMPyBandits' DiscountedThompson\n runs it (its getReward"
            " discounts the pulled arm K-1 more times instead of the others), so only the pulled"
-           " arm\n forgets, by gamma^K per pull; the published DTS numbers come from that"
-           " library)\n");
+           " arm\n forgets, by gamma^K per pull; this variant reproduces the published DTS"
+           " numbers, the engine's variant does not)\n");
     const char *keys[BENCH__ALGOS] = {"ts", "dts", "dts_pulled", "restart"};
     for (int p = 0; p < 2; p++) {
         for (int a = 0; a < BENCH__ALGOS; a++) {
@@ -353,8 +363,7 @@ static void run_bandit(const opts_t *o)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.dir = "bench/scenarios", .runs = 10, .threads = 2, .sim = true, .bandit = true,
-                .budgetd = "build/budgetd"};
+    opts_t o = {.dir = "bench/scenarios", .runs = 10, .threads = 2, .sim = true, .bandit = true};
     long np = sysconf(_SC_NPROCESSORS_ONLN);
     if (np > 0 && np < 64) o.threads = (int)np;
     static const struct option lo[] = {
@@ -362,11 +371,13 @@ int main(int argc, char **argv)
         {"runs", required_argument, 0, 'r'},      {"only", required_argument, 0, 'o'},
         {"threads", required_argument, 0, 't'},   {"quick", no_argument, 0, 'q'},
         {"log", required_argument, 0, 'l'},       {"budgetd", required_argument, 0, 'b'},
-        {"trace", required_argument, 0, 'T'},     {"help", no_argument, 0, 'h'},
+        {"trace", required_argument, 0, 'T'},     {"no-log", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char **files = bd_xcalloc((size_t)argc + 1, sizeof *files);
     size_t nf = 0;
     int c;
+    bool no_log = false, budgetd_set = false;
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
         case 'd': o.dir = optarg; break;
@@ -375,7 +386,8 @@ int main(int argc, char **argv)
         case 't': o.threads = atoi(optarg); break;
         case 'q': o.quick = true; break;
         case 'l': o.log = optarg; break;
-        case 'b': o.budgetd = optarg; break;
+        case 'b': o.budgetd = optarg; budgetd_set = true; break;
+        case 'n': no_log = true; break;
         case 'T': o.trace = atoi(optarg); break;
         case 'o':
             o.sim = !strcmp(optarg, "sim");
@@ -392,23 +404,40 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    /* By default the first scenario's log goes next to this program and the
+     * replay check uses the budgetd binary of the same build tree. */
+    static char logbuf[4096], binbuf[4096];
+    const char *slash = strrchr(argv[0], '/');
+    int dl = slash ? (int)(slash - argv[0]) : 1;
+    const char *dir = slash ? argv[0] : ".";
+    if (!o.log && !no_log) {
+        snprintf(logbuf, sizeof logbuf, "%.*s/sim_first", dl, dir);
+        o.log = logbuf;
+    }
+    if (!budgetd_set) {
+        snprintf(binbuf, sizeof binbuf, "%.*s/../budgetd", dl, dir);
+        o.budgetd = binbuf;
+    }
     int rc = 0;
     if (o.sim) {
         char **listed = NULL;
         size_t nl = 0;
         if (nf == 0) {
             nl = list_scenarios(o.dir, &listed);
+            free(files);
+            files = bd_xcalloc(nl + 1, sizeof *files);
             for (size_t i = 0; i < nl; i++) files[nf++] = listed[i];
             if (nf == 0) {
                 fprintf(stderr, "no scenarios in %s\n", o.dir);
                 rc = 1;
             }
         }
+        bool resumed = false;
         for (size_t i = 0; i < nf && rc == 0; i++) {
             agg_t res[SIM_POL__COUNT];
-            if (!run_scenario(files[i], &o, o.log && i == 0, res)) rc = 1;
+            if (!run_scenario(files[i], &o, o.log && i == 0, &resumed, res)) rc = 1;
         }
-        if (rc == 0 && o.log) check_replay(&o);
+        if (rc == 0 && o.log) check_replay(&o, resumed);
         for (size_t i = 0; i < nl; i++) free(listed[i]);
         free(listed);
     }
