@@ -231,7 +231,9 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
     printf("(return: expected %s under the true curves, mean per run; regret = 1 - return/oracle;"
            " regret>20: cycles >= %d;\n recover: worst cycles after a shock/arrival until %d"
            " cycles in a row are within %.0f%% of the oracle;\n viol: decided allocations breaking"
-           " sum<=budget/min/max, all runs; kills: kill-switch trips, all runs)\n",
+           " sum<=budget/min/max, all runs; kills: kill-switch trips, all runs; killed: cycles"
+           " spent killed;\n oracle: exact KKT optimum of the true curves under the box [min,max]"
+           " and the total; the ramp and lab caps are\n per-step limits and are not imposed on it)\n",
            sc->pol->objective == BD_OBJ_REVENUE ? "revenue" : "conversions", SIM_WARMUP,
            SIM_RECOVER_RUN, 100 * SIM_RECOVER_TOL);
     const agg_t *e = &out[SIM_POL_ENGINE];
