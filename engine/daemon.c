@@ -21,12 +21,14 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <cJSON.h>
 #include "budgetd/checkpoint.h"
 #include "budgetd/cli.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/publish.h"
 #include "budgetd/redis.h"
 
 static volatile sig_atomic_t g_stop, g_reload;
@@ -50,31 +52,13 @@ static void on_signal(int sig)
     else g_stop = 1;
 }
 
-/* One decision waiting to be written: copies, because the engine reuses its
- * buffers at the next flush. */
-typedef struct {
-    char portfolio[BD_NAME_MAX + 1];
-    int64_t cycle, decided_at;
-    const char *mode, *status;
-    int apply, propose;
-    bd_redis_field_t *ch, *prop;
-    size_t n;
-    char *json;
-    unsigned char *state;
-    size_t state_len;
-    char *kill_reason;
-    bd_portfolio_t *p;
-    int64_t offset;             /* p->offset when encoded */
-} pending_t;
-
 typedef struct {
     bd_config_t *cfg;
     const char *cfg_path;
     bd_engine_t *e;
     bd_redis_t *r;
     bd_kafka_t *k;
-    pending_t *pend;
-    size_t npend, pend_cap;
+    bd_publish_t *pub;
     bool event_time;
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
     uint64_t applied, skipped, dead_lettered;
@@ -96,106 +80,12 @@ static void logf_(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-static void pending_clear(pending_t *q)
-{
-    free(q->ch);
-    free(q->prop);
-    free(q->json);
-    free(q->state);
-    free(q->kill_reason);
-    memset(q, 0, sizeof(*q));
-}
-
-/* Sink of the live engine: turns a decision into the Redis write of
- * CONTRACT §3 with the portfolio's checkpoint, queued for daemon_write. */
-static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d,
-                            const char *json, size_t len)
-{
-    daemon_t *dm = ctx;
-    if (dm->npend == dm->pend_cap) {
-        dm->pend_cap = dm->pend_cap ? dm->pend_cap * 2 : 256;
-        dm->pend = bd_xrealloc(dm->pend, dm->pend_cap * sizeof(*dm->pend));
-    }
-    pending_t *q = &dm->pend[dm->npend++];
-    memset(q, 0, sizeof(*q));
-    snprintf(q->portfolio, sizeof(q->portfolio), "%s", p->name);
-    q->cycle = d->cycle;
-    q->decided_at = d->decided_at;
-    q->mode = bd_mode_name(d->mode);
-    q->status = bd_status_name(d->status);
-    q->propose = d->path == BD_PATH_PROPOSED || d->path == BD_PATH_ESCALATED;
-    q->apply = !q->propose;
-    q->n = p->n;
-    q->ch = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->ch));
-    q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
-    for (size_t i = 0; i < p->n; i++) {
-        q->ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
-        q->prop[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].proposed};
-    }
-    q->json = bd_xmalloc(len + 1);
-    memcpy(q->json, json, len);
-    q->json[len] = '\0';
-    size_t cap = 0;
-    q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
-    if (d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
-    q->p = p;
-    q->offset = p->offset;
-    return BD_OK;
-}
-
-/* Writes the queued decisions, retrying with backoff while Redis is down:
- * decisions are held, never dropped or half-written. Returns false only
- * when asked to stop before the write succeeded. */
+/* Writes what the engine decided (held and retried while Redis is down);
+ * the crash hook sits right after a successful write, before offsets. */
 static bool daemon_write(daemon_t *dm)
 {
-    if (dm->npend == 0) return true;
-    bd_redis_decision_t *w = bd_xcalloc(dm->npend, sizeof(*w));
-    int *res = bd_xcalloc(dm->npend, sizeof(*res));
-    for (size_t i = 0; i < dm->npend; i++) {
-        pending_t *q = &dm->pend[i];
-        w[i] = (bd_redis_decision_t){
-            .portfolio = q->portfolio, .cycle = q->cycle, .mode = q->mode, .status = q->status,
-            .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
-            .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
-            .record_json = q->json, .state = q->state, .state_len = q->state_len,
-            .kill_reason = q->kill_reason,
-        };
-    }
-    char err[512];
-    bool ok = false;
-    for (unsigned attempt = 0;; attempt++) {
-        bd_err_t rc = bd_redis_write_batch(dm->r, w, dm->npend, res, err, sizeof(err));
-        if (rc == BD_OK) {
-            ok = true;
-            break;
-        }
-        if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
-            logf_("redis write refused: %s", err);
-            break;
-        }
-        if (g_stop && attempt > 2) break;
-        int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable (%s): %zu decisions held, retry in %d ms", err, dm->npend, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
-    if (ok && g_crash_write > 0 && --g_crash_write == 0) raise(SIGKILL);
-    if (ok) {
-        for (size_t i = 0; i < dm->npend; i++) {
-            pending_t *q = &dm->pend[i];
-            if (res[i] == BD_ERR_STALE)
-                logf_("portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                      q->portfolio, (long long)q->cycle);
-            q->p->ckpt_offset = q->offset;
-            /* Nothing was applied between the encode and now (single thread). */
-            q->p->first_unsaved = -1;
-        }
-    }
-    for (size_t i = 0; i < dm->npend; i++) pending_clear(&dm->pend[i]);
-    dm->npend = 0;
-    free(w);
-    free(res);
+    bool ok = bd_publish_flush(dm->pub);
+    if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
     return ok;
 }
 
@@ -233,39 +123,46 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
 static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
 {
     bd_event_t ev;
-    char detail[256];
+    char detail[256], name[BD_NAME_MAX + 1];
     bd_reject_t r = bd_event_decode(m->payload, m->len, &ev, detail, sizeof(detail));
-    if (r != BD_REJ_NONE) {
-        bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
-        /* ingest re-decodes (rare path) to count it against its portfolio */
-        bd_err_t ierr;
-        bd_engine_ingest(dm->e, m->payload, m->len, detail, sizeof(detail), &ierr);
-        dm->dead_lettered++;
+    /* The portfolio whose state this message changes: the event's, or for a
+     * rejected one its best-effort portfolio (the reject ratio counts). */
+    name[0] = '\0';
+    if (r == BD_REJ_NONE) {
+        if (strcmp(ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev.portfolio);
+    } else {
+        cJSON *j = cJSON_ParseWithLength(m->payload, m->len);
+        const cJSON *pf = j ? cJSON_GetObjectItemCaseSensitive(j, "portfolio") : NULL;
+        if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
+            snprintf(name, sizeof(name), "%s", pf->valuestring);
+        cJSON_Delete(j);
+    }
+    bd_portfolio_t *p = name[0] ? bd_engine_portfolio(dm->e, name) : NULL;
+    if (p && p->partition != m->partition) {
+        /* first sight here, or the partition came back to us */
+        daemon_restore(dm, p);
+        if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
+        p->partition = m->partition;
+    }
+    if (p && m->offset <= p->ckpt_offset) {
+        dm->skipped++; /* already inside the checkpoint */
+        if (r == BD_REJ_NONE) bd_engine_remember(dm->e, &ev);
+        else bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail); /* at least once */
         return;
     }
-    bd_portfolio_t *p = NULL;
-    if (strcmp(ev.portfolio, "*") != 0) {
-        p = bd_engine_portfolio(dm->e, ev.portfolio);
-        if (p && p->partition != m->partition) {
-            /* first sight here, or the partition moved back to us */
-            daemon_restore(dm, p);
-            if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
-            p->partition = m->partition;
-        }
-        if (p && m->offset <= p->ckpt_offset) {
-            dm->skipped++; /* already inside the checkpoint */
-            return;
-        }
+    if (r == BD_REJ_NONE) {
+        bd_err_t serr;
+        r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
+    } else {
+        bd_engine_count_reject(dm->e, r, p);
     }
-    bd_err_t serr;
-    r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
     if (r != BD_REJ_NONE) {
         bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail);
         dm->dead_lettered++;
-        return;
+    } else {
+        dm->applied++;
+        if (g_crash_msg > 0 && (long)dm->applied >= g_crash_msg) raise(SIGKILL);
     }
-    dm->applied++;
-    if (g_crash_msg > 0 && (long)dm->applied >= g_crash_msg) raise(SIGKILL);
     if (p) {
         p->offset = m->offset;
         if (p->first_unsaved < 0) p->first_unsaved = m->offset;
@@ -444,7 +341,7 @@ int bd_cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
-    dm.r = bd_redis_open(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
+    dm.r = bd_redis_open_lazy(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
                          dm.cfg->redis.stream_maxlen, err, sizeof(err));
     if (!dm.r) {
         fprintf(stderr, "budgetd run: %s\n", err);
@@ -458,7 +355,8 @@ int bd_cmd_run(int argc, char **argv)
         bd_config_free(dm.cfg);
         return BD_EXIT_USAGE;
     }
-    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = daemon_sink, .sink_ctx = &dm};
+    dm.pub = bd_publish_new(dm.r, &g_stop);
+    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = bd_publish_sink, .sink_ctx = dm.pub};
     dm.e = bd_engine_new(dm.cfg, &eo);
     logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
           dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");
@@ -466,6 +364,7 @@ int bd_cmd_run(int argc, char **argv)
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
     int rc = BD_EXIT_OK;
+    unsigned since_sync = 0;
     while (!g_stop) {
         bd_kafka_msg_t m;
         int got = bd_kafka_poll(dm.k, &m, 100);
@@ -475,12 +374,17 @@ int bd_cmd_run(int argc, char **argv)
             bd_kafka_msg_done(dm.k, &m);
             last_msg = now;
             seen_any = true;
+            since_sync++;
         }
         if (g_reload) {
             g_reload = 0;
             daemon_reload(&dm);
         }
-        if (got == 0 || now != last_sync) {
+        /* Sync (decide, write, store offsets) when idle, every second, and
+         * every 1000 messages: bounds both latency and the work redone after
+         * a crash. */
+        if (got == 0 || now != last_sync || since_sync >= 1000) {
+            since_sync = 0;
             if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
             bd_engine_flush(dm.e);
             if (!daemon_write(&dm)) break;
@@ -509,7 +413,7 @@ int bd_cmd_run(int argc, char **argv)
     bd_kafka_close(dm.k);
     bd_engine_free(dm.e);
     bd_redis_close(dm.r);
-    free(dm.pend);
+    bd_publish_free(dm.pub);
     bd_config_free(dm.cfg);
     return rc;
 }

@@ -121,18 +121,11 @@ static void key_of(const char *portfolio, const char *event_id, uint64_t *h1, ui
     *h2 |= 1; /* 0 marks dead ring entries */
 }
 
-/* See dedup.h. Order: advance newest_ts, expire the front, look up, record. */
-int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts)
+/* Looks up and records one id against cutoff: an entry with ts < cutoff is
+ * expired (forgotten on sight); an event with ts < cutoff is not recorded. */
+static int dedup_lookup_record(bd_dedup_t *d, const char *portfolio, const char *event_id,
+                               int64_t ts, int64_t cutoff)
 {
-    if (!d || !d->cap || !event_id || !event_id[0]) return 0;
-    if (!d->have_newest || ts > d->newest) {
-        d->newest = ts;
-        d->have_newest = 1;
-    }
-    /* cutoff = newest - window without signed overflow */
-    int64_t cutoff = d->newest < INT64_MIN + d->window ? INT64_MIN : d->newest - d->window;
-    while (d->count && (!d->ring[d->head].h2 || d->ring[d->head].ts < cutoff)) ring_pop(d);
-
     uint64_t h1, h2;
     key_of(portfolio ? portfolio : "", event_id, &h1, &h2);
     uint32_t lo = (uint32_t)h1;
@@ -159,4 +152,33 @@ int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, i
     d->tab[i] = (bucket_t){(uint32_t)(r + 1), lo};
     d->live++;
     return 0;
+}
+
+static int64_t cutoff_of(int64_t now, int64_t window)
+{
+    return now < INT64_MIN + window ? INT64_MIN : now - window; /* no signed overflow */
+}
+
+/* See dedup.h. Order: advance newest_ts, expire the front, look up, record. */
+int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts)
+{
+    if (!d || !d->cap || !event_id || !event_id[0]) return 0;
+    if (!d->have_newest || ts > d->newest) {
+        d->newest = ts;
+        d->have_newest = 1;
+    }
+    int64_t cutoff = cutoff_of(d->newest, d->window);
+    while (d->count && (!d->ring[d->head].h2 || d->ring[d->head].ts < cutoff)) ring_pop(d);
+    return dedup_lookup_record(d, portfolio, event_id, ts, cutoff);
+}
+
+/* See dedup.h: the window is measured from the caller's clock (the
+ * portfolio's newest event time), so partitions consumed at different
+ * speeds do not expire each other's ids; only capacity evicts the front. */
+int bd_dedup_check_at(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts,
+                      int64_t now)
+{
+    if (!d || !d->cap || !event_id || !event_id[0]) return 0;
+    while (d->count && !d->ring[d->head].h2) ring_pop(d);
+    return dedup_lookup_record(d, portfolio, event_id, ts, cutoff_of(now, d->window));
 }

@@ -255,7 +255,9 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
                  ev->portfolio);
         return engine_reject(e, BD_REJ_UNKNOWN_PORTFOLIO, NULL);
     }
-    if (ev->event_id[0] && bd_dedup_check(e->dedup, ev->portfolio, ev->event_id, ev->ts)) {
+    if (ev->event_id[0] &&
+        bd_dedup_check_at(e->dedup, ev->portfolio, ev->event_id, ev->ts,
+                          ev->ts > p->newest_ts ? ev->ts : p->newest_ts)) {
         e->stats.duplicates++;
         if (err) *err = e->sink_err;
         return BD_REJ_NONE;
@@ -311,6 +313,20 @@ static void engine_reject_portfolio(const char *line, size_t len, char *out, siz
     if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
         snprintf(out, outlen, "%s", pf->valuestring);
     cJSON_Delete(root);
+}
+
+void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p)
+{
+    e->stats.rejected[r]++;
+    if (p) p->rejected++;
+}
+
+void bd_engine_remember(bd_engine_t *e, const bd_event_t *ev)
+{
+    bd_portfolio_t *p = bd_ptable_find(e->table, ev->portfolio, strlen(ev->portfolio));
+    if (ev->kind != BD_EV_DATA || !ev->event_id[0] || !p) return;
+    bd_dedup_check_at(e->dedup, ev->portfolio, ev->event_id, ev->ts,
+                      ev->ts > p->newest_ts ? ev->ts : p->newest_ts);
 }
 
 bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len, char *detail,

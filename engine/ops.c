@@ -327,7 +327,9 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
         printf("  KILLED by %s at %s: %s\n", k.by[0] ? k.by : "?", ops_iso(k.at, iso, sizeof iso), k.reason);
     if (pr.present) {
         printf("  proposal for cycle %lld (mode %s)", (long long)pr.cycle, pr.mode);
-        if (has_appr && appr == pr.cycle)
+        if (strcmp(pr.mode, "assist") == 0)
+            printf(": advice only (assist mode never applies proposals)\n");
+        else if (has_appr && appr == pr.cycle)
             printf(": approved, waiting for the daemon to apply it\n");
         else
             printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);

@@ -3,6 +3,7 @@
  * the checkpoint read used on resume. See redis.h for the key layout. */
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,8 +296,9 @@ fail:
     return err;
 }
 
-bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
-                          int stream_maxlen, char *errbuf, size_t errlen)
+/* Shared by both opens: validates and parses; connects unless lazy. */
+static bd_redis_t *rd_open(const char *url, const char *prefix, const char *password_env,
+                           int stream_maxlen, bool lazy, char *errbuf, size_t errlen)
 {
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
@@ -323,11 +325,23 @@ bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *passw
         }
         snprintf(r->pass, sizeof r->pass, "%s", pw);
     }
-    if (bd_redis_reconnect(r, errbuf, errlen) != BD_OK) {
+    if (!lazy && bd_redis_reconnect(r, errbuf, errlen) != BD_OK) {
         bd_redis_close(r);
         return NULL;
     }
     return r;
+}
+
+bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
+                          int stream_maxlen, char *errbuf, size_t errlen)
+{
+    return rd_open(url, prefix, password_env, stream_maxlen, false, errbuf, errlen);
+}
+
+bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
+                               int stream_maxlen, char *errbuf, size_t errlen)
+{
+    return rd_open(url, prefix, password_env, stream_maxlen, true, errbuf, errlen);
 }
 
 void bd_redis_close(bd_redis_t *r)

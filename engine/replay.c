@@ -11,6 +11,7 @@
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"
+#include "budgetd/publish.h"
 
 typedef struct {
     int64_t cycle;
@@ -24,6 +25,8 @@ typedef struct {
     size_t n, cap;
     char *arena;
     size_t used, arena_cap;
+    bd_redis_t *redis;     /* --redis: also published */
+    bd_publish_t *pub;
 } replay_sink_t;
 
 /* Keeps a copy of each record for the sorted write at the end. */
@@ -45,7 +48,7 @@ static bd_err_t replay_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d
     s->recs[s->n] = (rec_t){d->cycle, p->name, s->n, s->used, len + 1};
     s->used += len + 1;
     s->n++;
-    return BD_OK;
+    return s->pub ? bd_publish_sink(s->pub, p, d, json, len) : BD_OK;
 }
 
 static int rec_cmp(const void *a, const void *b)
@@ -112,10 +115,6 @@ int bd_cmd_replay(int argc, char **argv)
         replay_usage(stderr);
         return BD_EXIT_USAGE;
     }
-    if (redis_url) {
-        fprintf(stderr, "budgetd replay: --redis is not available in this build yet\n");
-        return BD_EXIT_USAGE;
-    }
     char err[8192];
     bd_config_t *cfg;
     if (bd_config_load(cfg_path, &cfg, err, sizeof(err)) != BD_OK) {
@@ -145,6 +144,21 @@ int bd_cmd_replay(int argc, char **argv)
 
     replay_sink_t sink = {0};
     bd_engine_opts_t eo = {.threads = threads, .live = false, .sink = replay_sink, .sink_ctx = &sink};
+    if (redis_url) {
+        /* Same sink as the daemon: fenced scripts, checkpoints, held while
+         * Redis is down. Prefix and password come from the config. */
+        sink.redis = bd_redis_open_lazy(redis_url, cfg->redis.prefix, cfg->redis.password_env,
+                                        cfg->redis.stream_maxlen, err, sizeof(err));
+        if (!sink.redis) {
+            fprintf(stderr, "budgetd replay: %s\n", err);
+            for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);
+            free(logs);
+            bd_config_free(cfg);
+            if (out != stdout) fclose(out);
+            return BD_EXIT_USAGE;
+        }
+        sink.pub = bd_publish_new(sink.redis, NULL);
+    }
     bd_engine_t *e = bd_engine_new(cfg, &eo);
     int progress = isatty(STDERR_FILENO);
     int rc = BD_EXIT_OK;
@@ -157,6 +171,8 @@ int bd_cmd_replay(int argc, char **argv)
             if (len == 0) continue; /* blank lines are not events */
             bd_err_t serr;
             bd_engine_ingest(e, line, len, detail, sizeof(detail), &serr);
+            if (sink.pub && bd_publish_pending(sink.pub) >= 1024 && !bd_publish_flush(sink.pub))
+                rc = BD_EXIT_RUNTIME;
             if (progress && (bd_engine_stats(e)->lines & 0xfffff) == 0)
                 fprintf(stderr, "\rreplay: %s: %llu lines", argv[optind + i],
                         (unsigned long long)bd_engine_stats(e)->lines);
@@ -167,8 +183,9 @@ int bd_cmd_replay(int argc, char **argv)
         }
     }
     bd_engine_flush(e);
+    if (sink.pub && !bd_publish_flush(sink.pub)) rc = BD_EXIT_RUNTIME;
     if (progress) fputs("\r\033[K", stderr);
-    qsort(sink.recs, sink.n, sizeof(*sink.recs), rec_cmp);
+    if (sink.n) qsort(sink.recs, sink.n, sizeof(*sink.recs), rec_cmp);
     for (size_t i = 0; i < sink.n; i++) fwrite(sink.arena + sink.recs[i].off, 1, sink.recs[i].len, out);
     if (fflush(out) != 0 || (out != stdout && fclose(out) != 0)) {
         fprintf(stderr, "budgetd replay: write: %s\n", strerror(errno));
@@ -178,6 +195,8 @@ int bd_cmd_replay(int argc, char **argv)
     bd_engine_free(e);
     for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);
     free(logs);
+    bd_publish_free(sink.pub);
+    bd_redis_close(sink.redis);
     free(sink.recs);
     free(sink.arena);
     bd_config_free(cfg);

@@ -17,7 +17,9 @@ for t in $(ls "$build"/tests/unit/test_* "$build"/tests/integration/test_* 2>/de
   c=$(printf '%s' "$line" | sed -n 's/.*Crashing: *\([0-9]*\).*/\1/p')
   pass=$((pass + ${p:-0})); fail=$((fail + ${f:-0} + ${c:-0}))
   if [ $rc -ne 0 ] || [ -z "$line" ]; then
-    bad+=("$t"); [ -z "$line" ] && fail=$((fail + 1))
+    # a program that failed outside its tests (crash, sanitizer report at
+    # exit) counts as one failure so the closing line never says 0 failed
+    bad+=("$t"); [ $(( ${f:-0} + ${c:-0} )) -eq 0 ] && fail=$((fail + 1))
   fi
 done
 [ ${#bad[@]} -gt 0 ] && echo "failed programs: ${bad[*]}"

@@ -29,6 +29,14 @@ bd_dedup_t *bd_dedup_new(size_t capacity, int64_t window);
  * recorded. Amortised O(1). */
 int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts);
 
+/* As bd_dedup_check, but the window ends at the caller's now (the engine
+ * passes the portfolio's newest event time) instead of the newest ts of all
+ * calls. Ids are then forgotten by capacity (oldest first) or when found
+ * expired. Used by the engine: Kafka partitions are consumed at different
+ * speeds, and a partition days ahead must not expire another's ids. */
+int bd_dedup_check_at(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts,
+                      int64_t now);
+
 /* Ids currently held. Expired ids are dropped lazily (when they reach the
  * front of the insertion order or are looked up), so this may count some
  * that bd_dedup_check would no longer report as duplicates. */

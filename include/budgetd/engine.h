@@ -54,6 +54,15 @@ bd_err_t bd_engine_flush(bd_engine_t *e);
  * restore a checkpoint before the portfolio's first event is applied. */
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
 
+/* Counts a rejected message against reason and portfolio p (may be NULL):
+ * the live path decodes itself and must apply the checkpoint skip first. */
+void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p);
+
+/* Records ev's event_id in the dedup window without applying ev: a message
+ * skipped because its portfolio's checkpoint covers it must still make a
+ * later resend of the same id a duplicate. */
+void bd_engine_remember(bd_engine_t *e, const bd_event_t *ev);
+
 const bd_engine_stats_t *bd_engine_stats(const bd_engine_t *e);
 bd_ptable_t *bd_engine_table(bd_engine_t *e);
 const bd_config_t *bd_engine_config(const bd_engine_t *e);

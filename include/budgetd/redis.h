@@ -95,6 +95,13 @@ typedef struct {
  * server cannot be reached or refuses AUTH/SELECT/SCRIPT LOAD. */
 bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
                           int stream_maxlen, char *errbuf, size_t errlen);
+
+/* As bd_redis_open but without connecting: only the URL, prefix and
+ * password are checked (errors are config errors). The first call that
+ * needs the server connects. The daemon starts this way so that a Redis
+ * that is down at start is retried with backoff, not fatal. */
+bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
+                               int stream_maxlen, char *errbuf, size_t errlen);
 void bd_redis_close(bd_redis_t *r);
 
 /* Connect and command timeouts in milliseconds (default 2000 and 5000). A

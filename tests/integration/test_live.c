@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include "budgetd/broker.h"
 #include "budgetd/logread.h"
 #include "support.h"
@@ -116,9 +117,8 @@ static size_t produce_file(const char *bootstrap, const char *path, const char *
     return n;
 }
 
-/* Runs build/budgetd with args; optional env "K=V"; returns the exit status
- * (128+signal when killed). */
-static int run_bin(const char *const *args, const char *envkv, int timeout_s)
+/* Starts build/budgetd with args (optional env "K=V"); returns its pid. */
+static pid_t start_bin(const char *const *args, const char *envkv)
 {
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -134,6 +134,12 @@ static int run_bin(const char *const *args, const char *envkv, int timeout_s)
         execv(bin(), argv);
         _exit(127);
     }
+    return pid;
+}
+
+/* Waits for pid; returns its exit status (128+signal when killed). */
+static int wait_bin(pid_t pid, const char *what, int timeout_s)
+{
     int st = 0;
     for (int t = 0; t < timeout_s * 10; t++) {
         if (waitpid(pid, &st, WNOHANG) == pid)
@@ -142,8 +148,13 @@ static int run_bin(const char *const *args, const char *envkv, int timeout_s)
     }
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
-    cr_assert_fail("budgetd %s did not finish in %ds", args[0], timeout_s);
+    cr_assert_fail("budgetd %s did not finish in %ds", what, timeout_s);
     return -1;
+}
+
+static int run_bin(const char *const *args, const char *envkv, int timeout_s)
+{
+    return wait_bin(start_bin(args, envkv), args[0], timeout_s);
 }
 
 static int run_daemon(env_t *env, const char *crash)
@@ -189,6 +200,8 @@ static void assert_redis_matches_replay(env_t *env)
         cr_assert_lt(idx[k], streams[k]->elements, "%s: fewer decisions in Redis than in replay", pfs[k]);
         redisReply *entry = streams[k]->element[idx[k]++];
         redisReply *fields = entry->element[1];
+        if (strcmp(fields->element[1]->str, line) != 0)
+            fprintf(stderr, "redis:  %s\nreplay: %s\n", fields->element[1]->str, line);
         cr_assert_str_eq(fields->element[1]->str, line, "%s decision %zu differs", pfs[k], idx[k]);
         total++;
     }
@@ -264,6 +277,72 @@ Test(live, crash_and_restart_is_exactly_once, .timeout = 600)
     cr_assert_eq(run_daemon(&env, "BUDGETD_TEST_CRASH=write:3"), 128 + SIGKILL);
     cr_assert_eq(run_daemon(&env, "BUDGETD_TEST_CRASH=msg:1500"), 128 + SIGKILL);
     cr_assert_eq(run_daemon(&env, NULL), 0);
+    run_replay(&env);
+    assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
+
+/* Redis is down when the daemon starts and comes back 6 s later: restores
+ * and decisions are held and retried with backoff, none dropped or
+ * half-written, so Redis ends up with exactly replay's decisions. */
+Test(live, redis_outage_holds_decisions, .timeout = 300)
+{
+    env_t env;
+    env_start(&env, 2);
+    produce_file(bd_broker_bootstraps(env.broker), LOG, NULL);
+    bd_test_redis_halt(env.redis);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "3", NULL};
+    pid_t pid = start_bin(args, NULL);
+    sleep(6);
+    cr_assert_eq(bd_test_redis_restart(env.redis), 0);
+    cr_assert_eq(wait_bin(pid, "run", 180), 0);
+    run_replay(&env);
+    assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
+
+/* Broker faults from the mock API while the daemon runs: the broker goes
+ * down for 2 s, Fetch and OffsetCommit requests fail for a while. The run
+ * completes with the same decisions. */
+Test(live, broker_faults_same_decisions, .timeout = 300)
+{
+    env_t env;
+    env_start(&env, 2);
+    produce_file(bd_broker_bootstraps(env.broker), LOG, NULL);
+    rd_kafka_mock_cluster_t *mc = bd_broker_mock(env.broker);
+    /* ApiKeys: 1 = Fetch, 8 = OffsetCommit (Kafka protocol numbers) */
+    rd_kafka_mock_push_request_errors(mc, 1, 6, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    rd_kafka_mock_push_request_errors(mc, 8, 4, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                                      RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+                                      RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "6", NULL};
+    pid_t pid = start_bin(args, NULL);
+    usleep(1500000);
+    rd_kafka_mock_broker_set_down(mc, 1);
+    sleep(2);
+    rd_kafka_mock_broker_set_up(mc, 1);
+    cr_assert_eq(wait_bin(pid, "run", 240), 0);
+    run_replay(&env);
+    assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
+
+/* `replay --redis` publishes through the same sink: Redis ends up with the
+ * records replay writes to its file. */
+Test(live, replay_with_redis_publishes_the_same_records, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 1);
+    char out2[160];
+    snprintf(out2, sizeof(out2), "%s/replay2.jsonl", env.dir);
+    const char *args[] = {"replay", "-c", env.cfg, LOG, "-o", out2, "--redis", env.redis->url, NULL};
+    cr_assert_eq(run_bin(args, NULL, 120), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
     env_stop(&env);

@@ -231,3 +231,24 @@ Test(dedup, large_capacity_holds_everything)
     cr_assert_eq(bd_dedup_check(d, "p", "id-2", T0), 1);
     bd_dedup_free(d);
 }
+
+/* The engine's variant: each portfolio's own clock decides expiry, so one
+ * portfolio far ahead in event time does not expire another's ids. */
+Test(dedup, window_per_caller_clock)
+{
+    bd_dedup_t *d = bd_dedup_new(16, 100);
+    cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0, T0), 0);
+    cr_assert_eq(bd_dedup_check_at(d, "fast", "f1", T0 + 100000, T0 + 100000), 0);
+    cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0 + 5, T0 + 5), 1);
+    cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0 + 101, T0 + 101), 0); /* its own window passed */
+    cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0 + 102, T0 + 102), 1); /* re-recorded */
+    /* capacity still bounds memory */
+    char id[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof(id), "x%d", i);
+        bd_dedup_check_at(d, "fast", id, T0 + 100000, T0 + 100000);
+    }
+    cr_assert_leq(bd_dedup_size(d), 16);
+    cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0 + 103, T0 + 103), 0); /* evicted by capacity */
+    bd_dedup_free(d);
+}

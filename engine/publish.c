@@ -1,0 +1,162 @@
+/* publish.c: queue of decisions for Redis (see publish.h). Copies, because
+ * the engine reuses its record and channel buffers at the next flush. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "budgetd/checkpoint.h"
+#include "budgetd/publish.h"
+
+typedef struct {
+    char portfolio[BD_NAME_MAX + 1];
+    int64_t cycle, decided_at;
+    const char *mode, *status;  /* static strings */
+    int apply, propose;
+    bd_redis_field_t *ch, *prop;
+    size_t n;
+    char *json;
+    unsigned char *state;
+    size_t state_len;
+    char *kill_reason;
+    bd_portfolio_t *p;
+    int64_t offset;             /* p->offset when queued */
+} pending_t;
+
+struct bd_publish {
+    bd_redis_t *r;
+    volatile sig_atomic_t *stop;
+    pending_t *q;
+    size_t n, cap;
+    unsigned long writes;
+};
+
+bd_publish_t *bd_publish_new(bd_redis_t *r, volatile sig_atomic_t *stop)
+{
+    bd_publish_t *pub = bd_xcalloc(1, sizeof(*pub));
+    pub->r = r;
+    pub->stop = stop;
+    return pub;
+}
+
+static void pending_clear(pending_t *q)
+{
+    free(q->ch);
+    free(q->prop);
+    free(q->json);
+    free(q->state);
+    free(q->kill_reason);
+    memset(q, 0, sizeof(*q));
+}
+
+void bd_publish_free(bd_publish_t *pub)
+{
+    if (!pub) return;
+    for (size_t i = 0; i < pub->n; i++) pending_clear(&pub->q[i]);
+    free(pub->q);
+    free(pub);
+}
+
+size_t bd_publish_pending(const bd_publish_t *pub) { return pub->n; }
+unsigned long bd_publish_writes(const bd_publish_t *pub) { return pub->writes; }
+
+/* Proposal paths write the proposal hash only; every other path replaces
+ * alloc with the allocation in force (status killed/held included). */
+bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                         size_t len)
+{
+    bd_publish_t *pub = ctx;
+    if (pub->n == pub->cap) {
+        pub->cap = pub->cap ? pub->cap * 2 : 256;
+        pub->q = bd_xrealloc(pub->q, pub->cap * sizeof(*pub->q));
+    }
+    pending_t *q = &pub->q[pub->n++];
+    memset(q, 0, sizeof(*q));
+    snprintf(q->portfolio, sizeof(q->portfolio), "%s", p->name);
+    q->cycle = d->cycle;
+    q->decided_at = d->decided_at;
+    q->mode = bd_mode_name(d->mode);
+    q->status = bd_status_name(d->status);
+    q->propose = d->path == BD_PATH_PROPOSED || d->path == BD_PATH_ESCALATED;
+    q->apply = !q->propose;
+    q->n = p->n;
+    q->ch = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->ch));
+    q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
+    for (size_t i = 0; i < p->n; i++) {
+        q->ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
+        q->prop[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].proposed};
+    }
+    q->json = bd_xmalloc(len + 1);
+    memcpy(q->json, json, len);
+    q->json[len] = '\0';
+    size_t cap = 0;
+    q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
+    if (d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
+    q->p = p;
+    q->offset = p->offset;
+    return BD_OK;
+}
+
+static void publish_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void publish_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("budgetd: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool bd_publish_flush(bd_publish_t *pub)
+{
+    if (pub->n == 0) return true;
+    bd_redis_decision_t *w = bd_xcalloc(pub->n, sizeof(*w));
+    int *res = bd_xcalloc(pub->n, sizeof(*res));
+    for (size_t i = 0; i < pub->n; i++) {
+        pending_t *q = &pub->q[i];
+        w[i] = (bd_redis_decision_t){
+            .portfolio = q->portfolio, .cycle = q->cycle, .mode = q->mode, .status = q->status,
+            .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
+            .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
+            .record_json = q->json, .state = q->state, .state_len = q->state_len,
+            .kill_reason = q->kill_reason,
+        };
+    }
+    char err[512];
+    bool ok = false;
+    for (unsigned attempt = 0;; attempt++) {
+        bd_err_t rc = bd_redis_write_batch(pub->r, w, pub->n, res, err, sizeof(err));
+        if (rc == BD_OK) {
+            ok = true;
+            break;
+        }
+        if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
+            publish_log("redis write refused: %s", err);
+            break;
+        }
+        if (pub->stop && *pub->stop && attempt > 2) break;
+        int ms = bd_redis_backoff_ms(attempt);
+        publish_log("redis unavailable (%s): %zu decisions held, retry in %d ms", err, pub->n, ms);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        bd_redis_reconnect(pub->r, err, sizeof(err));
+    }
+    if (ok) {
+        pub->writes++;
+        for (size_t i = 0; i < pub->n; i++) {
+            pending_t *q = &pub->q[i];
+            if (res[i] == BD_ERR_STALE)
+                publish_log("portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                            q->portfolio, (long long)q->cycle);
+            q->p->ckpt_offset = q->offset;
+            /* Nothing was applied between queueing and now (one thread). */
+            q->p->first_unsaved = -1;
+        }
+    }
+    for (size_t i = 0; i < pub->n; i++) pending_clear(&pub->q[i]);
+    pub->n = 0;
+    free(w);
+    free(res);
+    return ok;
+}
