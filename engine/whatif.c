@@ -187,7 +187,7 @@ static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const ch
         if (!f) return -1;
         for (size_t s = 0; w && s < w->n; s++) {
             fprintf(f, "%lld", (long long)w->steps[s].cycle);
-            for (int k = 0; k < a->nch; k++) fprintf(f, " %.2f", wi_mean_spend(NULL, NULL) + (k < w->nch ? w->steps[s].x[k] : 0));
+            for (int k = 0; k < a->nch; k++) fprintf(f, " %.2f", k < w->nch ? w->steps[s].x[k] : 0);
             fputc('\n', f);
         }
         fclose(f);
@@ -195,7 +195,7 @@ static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const ch
     snprintf(png, sizeof(png), "%s/%s.png", dir, a->name);
     FILE *g = popen("gnuplot 2>/dev/null", "w");
     if (!g) return -1;
-    fprintf(g, "set terminal png size 1000,500\nset output '%s'\n", png);
+    fprintf(g, "set terminal pngcairo size 1000,500\nset output '%s'\n", png);
     fprintf(g, "set title 'budgetd whatif: %s (A = %s solid, B = %s dashed)' noenhanced\n", a->name, na, nb);
     fprintf(g, "set xlabel 'cycle'\nset ylabel 'spend per cycle'\nset key outside right noenhanced\nplot ");
     for (int k = 0; k < a->nch; k++)
@@ -277,7 +277,9 @@ int bd_cmd_whatif(int argc, char **argv)
     for (int i = optind; i < argc; i++) fprintf(md, " `%s`", argv[i]);
     fprintf(md, "\n\nReturn is a **model estimate**: each channel's response curve is fitted on "
                 "the whole log (posterior mean, no forgetting) and applied to the allocation each "
-                "config kept in force.\n");
+                "config kept in force. The log's reported spend followed the policy that ran "
+                "when it was recorded, so under another config the overspend trigger compares "
+                "that spend with allocations it never received: read its trips with that in mind.\n");
     int plots = 0;
     bd_ptable_t *fit = bd_engine_table(e[2]);
     for (size_t i = 0; i < run[0].n; i++) {

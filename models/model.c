@@ -1,15 +1,16 @@
 /* model.c: the registry from config model kind to implementation. */
 #include <stddef.h>
 #include "model_internal.h"
+#include "budgetd/bandit.h"
 
 /* The ops of a kind, or NULL when that kind is not implemented
- * (beta_bernoulli, for now): callers must check. */
+ * (never for the kinds of the enum). */
 const bd_model_ops_t *bd_model_get(bd_model_kind_t kind)
 {
     switch (kind) {
     case BD_MODEL_POISSON_SAT: return &bd_model_poisson_sat_ops;
     case BD_MODEL_LOGLOG: return &bd_model_loglog_ops;
-    case BD_MODEL_BETA_BERNOULLI: return NULL;
+    case BD_MODEL_BETA_BERNOULLI: return &bd_model_beta_bernoulli_ops;
     }
     return NULL;
 }

@@ -7,6 +7,7 @@ int bd_cmd_check(int argc, char **argv);
 int bd_cmd_run(int argc, char **argv);
 int bd_cmd_broker(int argc, char **argv);
 int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status */
+int bd_cmd_whatif(int argc, char **argv);
 
 
 #endif

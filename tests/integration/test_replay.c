@@ -149,3 +149,21 @@ Test(replay, sample_log_is_what_the_generator_writes)
                     genpath, g_dir, g_dir), 0,
                  "bench/data/sample.jsonl.gz is stale: regenerate it (README)");
 }
+
+/* whatif: both configs side by side, a markdown summary and PNG plots. */
+Test(replay, whatif_reports_both_configs)
+{
+    cr_assert_eq(sh("sed 's/  max_step: 0.25/  max_step: 0.10/' configs/sample.yaml > %s/b.yaml", g_dir), 0);
+    cr_assert_eq(sh("%s whatif -c configs/sample.yaml -c %s/b.yaml bench/data/sample.jsonl.gz -o %s/wi "
+                    ">%s/out 2>/dev/null", bin(), g_dir, g_dir, g_dir), 0);
+    char *md = slurp(strcat(strcpy((char[160]){0}, g_dir), "/wi/summary.md"), NULL);
+    cr_assert(strstr(md, "## acme-us") && strstr(md, "## initech-fr"), "%s", md);
+    cr_assert(strstr(md, "model estimate"));
+    cr_assert(strstr(md, "| search |"));
+    cr_assert(strstr(md, "estimated return (model)"));
+    /* max_step 0.10 must bind the ramp more often than 0.25 somewhere */
+    cr_assert(strstr(md, "ramp"), "%s", md);
+    free(md);
+    cr_assert_eq(sh("test -s %s/wi/acme-us.png", g_dir), 0, "no plot (gnuplot is installed by setup.sh)");
+    cr_assert_eq(sh("%s whatif -c configs/sample.yaml bench/data/sample.jsonl.gz 2>/dev/null", bin()), 2);
+}
