@@ -1,16 +1,15 @@
 /* model.c: the registry from config model kind to implementation. */
 #include <stddef.h>
 #include "model_internal.h"
-#include "budgetd/bandit.h"
 
 /* The ops of a kind, or NULL when that kind is not implemented
- * (never for the kinds of the enum). */
+ * (beta_bernoulli: a bandit model for the benchmarks, not an allocation model). */
 const bd_model_ops_t *bd_model_get(bd_model_kind_t kind)
 {
     switch (kind) {
     case BD_MODEL_POISSON_SAT: return &bd_model_poisson_sat_ops;
     case BD_MODEL_LOGLOG: return &bd_model_loglog_ops;
-    case BD_MODEL_BETA_BERNOULLI: return &bd_model_beta_bernoulli_ops;
+    case BD_MODEL_BETA_BERNOULLI: return NULL; /* bandit benchmarks only (bandit.h): no response curve */
     }
     return NULL;
 }

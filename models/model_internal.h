@@ -16,6 +16,7 @@
 #define BD_PSAT_PRIOR_CONV 2.0    /* prior pseudo-conversions on lambda */
 #define BD_PSAT_VALUE_SHAPE0 3.0  /* prior shape of phi = 1/value (>2: finite var) */
 #define BD_PSAT_KPRIOR_DECAY 0.35 /* log prior weight lost per doubling off centre */
+#define BD_PSAT_K_FORGET 0.1       /* k log-likelihoods forget at gamma^0.1 (~500 cycles at 0.98): saturation is structural, rates move; sim shock recovery 247 -> 9 cycles */
 #define BD_PSAT_CP_P 0.05         /* two-sided predictive tail that counts as a surprise (3 in a row: ~1e-4 false alarms per cycle) */
 #define BD_PSAT_CP_RUN 3          /* consecutive surprises that trigger a reset */
 #define BD_PSAT_CP_KEEP 0.2       /* share of the evidence a reset keeps */

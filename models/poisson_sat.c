@@ -98,10 +98,11 @@ static void psat_discount(bd_model_state_t *st, const bd_prior_t *pr, double gam
     bd_psat_state_t *s = ps(st);
     if (!(gamma >= 0 && gamma < 1)) return; /* 1 (or nonsense): no forgetting */
     double c = 1.0 - gamma;
+    double kgamma = pow(gamma, BD_PSAT_K_FORGET);
     for (uint32_t j = 0; j < s->n; j++) {
         s->alpha[j] = gamma * s->alpha[j] + c * s->alpha0;
         s->beta[j] = gamma * s->beta[j] + c * s->beta0;
-        s->loglik[j] *= gamma;
+        s->loglik[j] *= kgamma;
     }
     s->vshape = gamma * s->vshape + c * s->vshape0;
     s->vrate = gamma * s->vrate + c * s->vrate0;

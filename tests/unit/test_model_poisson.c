@@ -191,7 +191,7 @@ Test(poisson_sat, weights_pick_true_k)
     }
 }
 
-/* The pinned discount: s := gamma*s + (1-gamma)*s0, loglik *= gamma, and
+/* The pinned discount: s := gamma*s + (1-gamma)*s0, loglik *= gamma^BD_PSAT_K_FORGET, and
  * with no data the state converges to the prior. */
 Test(poisson_sat, discount_blends_toward_prior)
 {
@@ -211,8 +211,8 @@ Test(poisson_sat, discount_blends_toward_prior)
     for (uint32_t j = 0; j < s->n; j++) {
         near(s->alpha[j], gm * before.alpha[j] + (1 - gm) * p0->alpha[j], 1e-14, "alpha");
         near(s->beta[j], gm * before.beta[j] + (1 - gm) * p0->beta[j], 1e-14, "beta");
-        near(s->loglik[j], gm * before.loglik[j], 1e-14, "loglik");
-        lw[j] = s->logprior[j] + gm * before.loglik[j];
+        near(s->loglik[j], pow(gm, BD_PSAT_K_FORGET) * before.loglik[j], 1e-14, "loglik");
+        lw[j] = s->logprior[j] + pow(gm, BD_PSAT_K_FORGET) * before.loglik[j];
         mx = fmax(mx, lw[j]);
     }
     for (uint32_t j = 0; j < s->n; j++) tot += exp(lw[j] - mx);
@@ -221,7 +221,7 @@ Test(poisson_sat, discount_blends_toward_prior)
     near(s->vrate, gm * before.vrate + (1 - gm) * p0->vrate, 1e-14, "vrate");
     near(M->evidence(&st), gm * ev, 1e-12, "evidence decays by gamma");
 
-    for (int i = 0; i < 3000; i++) M->discount(&st, &pr, 0.98);
+    for (int i = 0; i < 30000; i++) M->discount(&st, &pr, 0.98); /* k forgets at 0.98^0.1 */
     for (uint32_t j = 0; j < s->n; j++) {
         near(s->alpha[j], p0->alpha[j], 1e-9, "alpha -> prior");
         near(s->beta[j], p0->beta[j], 1e-9, "beta -> prior");
