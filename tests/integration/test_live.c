@@ -402,3 +402,30 @@ Test(live, sighup_reload_bad_refused_good_applied, .timeout = 180)
     redisFree(c);
     env_stop(&env);
 }
+
+/* A second daemon joins the group mid-run: partitions move (cooperative
+ * rebalance), the new owner restores each portfolio from its checkpoint and
+ * skips what it covers. Together they write exactly replay's decisions. */
+Test(live, rebalance_to_a_second_daemon, .timeout = 240)
+{
+    env_t env;
+    env_start(&env, 2);
+    char part1[160], part2[160], cmd[768];
+    snprintf(part1, sizeof(part1), "%s/part1.jsonl", env.dir);
+    snprintf(part2, sizeof(part2), "%s/part2.jsonl", env.dir);
+    snprintf(cmd, sizeof(cmd), "zcat %s | head -n 2500 > %s && zcat %s | tail -n +2501 > %s", LOG, part1,
+             LOG, part2);
+    cr_assert_eq(system(cmd), 0);
+    produce_file(bd_broker_bootstraps(env.broker), part1, NULL);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "15", NULL};
+    pid_t a = start_bin(args, NULL);
+    sleep(6); /* a owns both partitions and has consumed part 1 */
+    pid_t b = start_bin(args, NULL);
+    sleep(6); /* b joins: one partition moves */
+    produce_file(bd_broker_bootstraps(env.broker), part2, NULL);
+    cr_assert_eq(wait_bin(a, "run a", 120), 0);
+    cr_assert_eq(wait_bin(b, "run b", 120), 0);
+    run_replay(&env);
+    assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
