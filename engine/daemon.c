@@ -89,6 +89,24 @@ static bool daemon_write(daemon_t *dm)
     return ok;
 }
 
+/* Follows p's kill key: present latches p (an operator's kill, or the
+ * engine's own trip), absent clears a latch (an operator's resume). */
+static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    int killed = 0;
+    char reason[256];
+    bd_err_t rc = bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, errlen);
+    if (rc != BD_OK) return rc;
+    if (killed && !p->killed) {
+        bd_decide_operator_kill(p, reason);
+        logf_("%s: killed by operator (%s)", p->name, reason);
+    } else if (!killed && p->killed) {
+        bd_decide_operator_resume(p);
+        logf_("%s: resumed by operator", p->name);
+    }
+    return BD_OK;
+}
+
 /* Restores p from its checkpoint the first time it is seen in this process
  * (or after its partition came back). Retries while Redis is down. */
 static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
@@ -108,10 +126,21 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
             }
             free(blob);
             p->first_unsaved = -1;
-            return;
+            break;
         }
         int ms = bd_redis_backoff_ms(attempt);
         logf_("redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        bd_redis_reconnect(dm->r, err, sizeof(err));
+    }
+    /* The kill key is the truth (CONTRACT §3), also for a portfolio killed
+     * or resumed while no daemon owned it: latch or clear it now, before its
+     * first decision here, not a poll later. */
+    for (unsigned attempt = 0; !g_stop; attempt++) {
+        if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) return;
+        int ms = bd_redis_backoff_ms(attempt);
+        logf_("redis unavailable reading the kill key of %s (%s), retry in %d ms", p->name, err, ms);
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         bd_redis_reconnect(dm->r, err, sizeof(err));
@@ -185,32 +214,35 @@ static void daemon_store_offsets(daemon_t *dm)
     bd_kafka_store_offsets(dm->k);
 }
 
-/* Operator keys: a kill set by an operator stops the portfolio at its next
- * decision; a cleared kill resumes it; an approve naming the pending
- * proposal's cycle applies it through the approval script. */
-static void daemon_poll_operators(daemon_t *dm)
+/* Operator kill keys, polled before the cycle closes of a sync run: a kill
+ * set by an operator stops the portfolio at the decisions about to be made;
+ * a cleared kill resumes it. Touches only the latch, so it may run while
+ * close jobs are queued. */
+static void daemon_poll_kills(daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
-    char err[512], reason[256];
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->open == INT64_MIN || p->partition < 0) continue;
+        if (daemon_sync_kill(dm, p, err, sizeof(err)) != BD_OK) return; /* Redis down: next round */
+    }
+}
+
+/* Operator approvals, polled after the sync's decisions are written (no
+ * close job queued, Redis holds every decision made): an approve naming the
+ * pending proposal's cycle applies it through the approval script. */
+static void daemon_poll_approvals(daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    char err[512];
     char *json = NULL;
     size_t cap = 0;
     for (size_t i = 0; i < n; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
         if (p->open == INT64_MIN) continue;
-        int killed = 0;
-        if (bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, sizeof(err)) != BD_OK)
-            return; /* Redis down: try again next round */
-        if (killed && !p->killed) {
-            p->killed = true;
-            snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason);
-            logf_("%s: killed by operator (%s)", p->name, reason);
-        } else if (!killed && p->killed) {
-            p->killed = false;
-            p->kill_reason[0] = '\0';
-            p->hist_n = 0; /* the trailing window restarts with the resume */
-            logf_("%s: resumed by operator", p->name);
-        }
         if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
         int present = 0;
         int64_t cycle = 0;
@@ -385,11 +417,15 @@ int bd_cmd_run(int argc, char **argv)
          * a crash. */
         if (got == 0 || now != last_sync || since_sync >= 1000) {
             since_sync = 0;
+            bool ops = now != last_ops;
+            /* Kills before the closes: none of the decisions made after an
+             * operator's kill is seen publishes an active allocation. */
+            if (ops) daemon_poll_kills(&dm);
             if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
             bd_engine_flush(dm.e);
             if (!daemon_write(&dm)) break;
-            if (now != last_ops) {
-                daemon_poll_operators(&dm);
+            if (ops) {
+                daemon_poll_approvals(&dm);
                 last_ops = now;
             }
             daemon_store_offsets(&dm);

@@ -199,10 +199,20 @@ void bd_decide_run(bd_decide_job_t *job)
 
     if (job->initial) {
         bd_alloc_initial(pol, cfgs, n, x);
-        decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
+        for (size_t i = 0; i < n; i++) p->ch[i].x = p->ch[i].safe = x[i];
         d->path = BD_PATH_INITIAL;
         d->status = BD_STATUS_ACTIVE;
-        for (size_t i = 0; i < n; i++) p->ch[i].x = p->ch[i].safe = x[i];
+        if (p->killed) {
+            /* Killed before its first decision (an operator's kill key found
+             * at first sight): the initial split is what freeze keeps. */
+            decide_kill_alloc(p, cfgs, x);
+            for (size_t i = 0; i < n; i++) p->ch[i].x = x[i];
+            d->path = BD_PATH_KILLED;
+            d->status = BD_STATUS_KILLED;
+            d->kill_reason = p->kill_reason;
+            p->has_proposal = false;
+        }
+        decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
     } else {
         decide_update_models(p, ops, job->agg);
         bd_cycle_hist_t h = {0, 0, 0};
@@ -218,6 +228,7 @@ void bd_decide_run(bd_decide_job_t *job)
         if (!p->killed && decide_kill_check(job, job->agg, reason, sizeof(reason))) {
             p->killed = true;
             snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
+            d->tripped = true;
         }
         if (p->killed) {
             decide_kill_alloc(p, cfgs, x);
@@ -359,8 +370,21 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
 
 void bd_decide_apply_proposal(bd_portfolio_t *p)
 {
-    if (!p->has_proposal) return;
+    if (!p->has_proposal || p->killed) return;
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = p->ch[i].proposed;
     p->has_proposal = false;
     p->status = BD_STATUS_ACTIVE;
+}
+
+void bd_decide_operator_kill(bd_portfolio_t *p, const char *reason)
+{
+    p->killed = true;
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason ? reason : "");
+}
+
+void bd_decide_operator_resume(bd_portfolio_t *p)
+{
+    p->killed = false;
+    p->kill_reason[0] = '\0';
+    p->hist_n = 0;
 }

@@ -274,6 +274,19 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
         fprintf(stderr, "budgetd approve: %s is killed (%s); resume it first\n", p, k.reason);
         return BD_EXIT_RUNTIME;
     }
+    /* assist proposals are advice only: the daemon never applies them, so
+     * an approve would report success for nothing. */
+    bd_redis_alloc_t pr;
+    if (bd_redis_get_alloc(r, p, 1, &pr, err, sizeof err) != BD_OK) return ops_fail("approve", err);
+    int advice = pr.present && !strcmp(pr.mode, "assist");
+    bd_redis_alloc_free(&pr);
+    if (advice) {
+        fprintf(stderr,
+                "budgetd approve: %s runs in mode assist: its proposals are advice only and are never "
+                "applied (switch it to collaborate or delegate to approve)\n",
+                p);
+        return BD_EXIT_RUNTIME;
+    }
     int64_t pending;
     bd_err_t e = bd_redis_request_approval(r, p, want, &pending, err, sizeof err);
     if (e == BD_ERR_STALE) {

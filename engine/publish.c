@@ -91,7 +91,9 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->json[len] = '\0';
     size_t cap = 0;
     q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
-    if (d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
+    /* Only the trip creates the kill key: a latched record re-creating it
+     * would undo an operator's resume that the daemon has not polled yet. */
+    if (d->tripped && d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
     q->p = p;
     q->offset = p->offset;
     return BD_OK;

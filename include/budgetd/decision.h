@@ -40,6 +40,10 @@ typedef struct {
     bd_decision_channel_t *ch;
     double p_below_floor;
     const char *kill_reason;     /* NULL: not killed */
+    bool tripped;                /* this decision tripped the kill-switch: the first
+                                  * record of a latch (the live sink creates the
+                                  * kill key from it, never from later records, so
+                                  * an operator's resume is not undone) */
     uint64_t events, late, rejected;
     int64_t decided_at;          /* event time in replay, wall clock live */
     const char *note;            /* optional human text (verifier failure, ...) */
