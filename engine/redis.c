@@ -26,7 +26,9 @@
  * last entry's cycle also counts toward the fence (XADD needs a larger id).
  * Every check runs before the first write: Redis does not roll a script back
  * on error, so a failing check must leave nothing behind; once a script has
- * written, Redis lets it finish even under maxmemory. */
+ * written, Redis lets it finish even under maxmemory. Invariant: while a
+ * kill key exists no `active` status is ever stored or announced, whatever
+ * the engine believes (it polls the key, so it may not know yet). */
 static const char RD_WRITE_LUA[] =
     "local kinds = {'hash', 'hash', 'stream', 'string', 'hash', 'hash'}\n"
     "for i = 1, 6 do\n"
@@ -57,11 +59,13 @@ static const char RD_WRITE_LUA[] =
     "  if e[1] and e[1][2][2] == ARGV[7] then return {2, top} end\n"
     "  return {1, top}\n"
     "end\n"
+    "local status = ARGV[3]\n"
+    "if status == 'active' and redis.call('EXISTS', KEYS[6]) == 1 then status = 'killed' end\n"
     "local na, np = tonumber(ARGV[14]), tonumber(ARGV[15])\n"
     "if ARGV[5] == '1' then version = version + 1 end\n"
     "local function fill(key, first, n)\n"
     "  local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', ARGV[2],\n"
-    "                'status', ARGV[3], 'decided_at', ARGV[4]}\n"
+    "                'status', status, 'decided_at', ARGV[4]}\n"
     "  for i = 0, n - 1 do\n"
     "    args[#args + 1] = 'ch:' .. ARGV[first + 2 * i]\n"
     "    args[#args + 1] = ARGV[first + 2 * i + 1]\n"
@@ -78,7 +82,7 @@ static const char RD_WRITE_LUA[] =
     "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
     "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
     "           'at', ARGV[4])\n"
-    "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. ARGV[3])\n"
+    "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
     "return {0, version}\n";
 
 /* Operator kill: hash and notify in one step so no adapter sees one without

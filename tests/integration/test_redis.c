@@ -654,3 +654,21 @@ Test(redis, connection_lost_mid_batch_leaves_whole_decisions_only)
     cr_assert_eq(intcmd("XLEN %s", "budgetd:{m}:decisions"), N);
     bd_redis_close(r);
 }
+
+/* Whatever the engine believes, an `active` write while a kill key exists
+ * is stored as `killed`: no code path publishes an active allocation for a
+ * killed portfolio. */
+Test(redis, active_write_while_killed_is_stored_killed)
+{
+    bd_redis_t *r = open_default();
+    cr_assert_eq(write1(r, dec("pk", 10)), BD_OK);
+    cr_assert_str_eq(hget("budgetd:{pk}:alloc", "status"), "active");
+    cr_assert_eq(bd_redis_set_kill(r, "pk", "operator says stop", "ops", 1700000000, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(write1(r, dec("pk", 11)), BD_OK);
+    cr_assert_str_eq(hget("budgetd:{pk}:alloc", "status"), "killed");
+    cr_assert_str_eq(hget("budgetd:{pk}:alloc", "cycle"), "11");
+    cr_assert_eq(bd_redis_clear_kill(r, "pk", err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(write1(r, dec("pk", 12)), BD_OK);
+    cr_assert_str_eq(hget("budgetd:{pk}:alloc", "status"), "active");
+    bd_redis_close(r);
+}
