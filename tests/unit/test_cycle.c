@@ -243,3 +243,25 @@ Test(cycle, output_independent_of_thread_count)
     cr_assert_eq(a.len, b.len);
     cr_assert(memcmp(a.out, b.out, a.len) == 0);
 }
+
+/* Live mode closes a quiet portfolio's cycle when the wall clock passes its
+ * end plus lateness (the clock is passed in, so the test controls it). */
+Test(cycle, wall_clock_closes_quiet_portfolio)
+{
+    bd_config_t *cfg = load("10m");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .live = true, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    cr_assert_eq(bd_engine_tick(e, T0 + 3600 + 599), BD_OK);
+    cr_assert_eq(cap.n, 1); /* only the initial split */
+    cr_assert_eq(bd_engine_tick(e, T0 + 3600 + 600), BD_OK);
+    cr_assert_eq(cap.n, 2);
+    cr_assert_eq(cap.cycles[1], T0 / 3600 + 1);
+    cr_assert_eq(cap.events[1], 1);
+    /* two more hours of silence: two more closes */
+    cr_assert_eq(bd_engine_tick(e, T0 + 3 * 3600 + 600), BD_OK);
+    cr_assert_eq(cap.n, 4);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
