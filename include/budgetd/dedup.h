@@ -37,6 +37,23 @@ int bd_dedup_check(bd_dedup_t *d, const char *portfolio, const char *event_id, i
 int bd_dedup_check_at(bd_dedup_t *d, const char *portfolio, const char *event_id, int64_t ts,
                       int64_t now);
 
+/* The 128-bit key of (portfolio, event_id). The engine computes it as soon
+ * as an event is decoded and prefetches the key's bucket, so that the cache
+ * miss of the table lookup overlaps the rest of the decoding; the check then
+ * reuses the key instead of hashing again. */
+typedef struct {
+    uint64_t h1, h2;
+} bd_dedup_key_t;
+
+void bd_dedup_key(const char *portfolio, const char *event_id, bd_dedup_key_t *k);
+/* A hint: starts loading the memory a check of k will touch. Changes no
+ * state and no result. */
+void bd_dedup_prefetch(const bd_dedup_t *d, const bd_dedup_key_t *k);
+/* bd_dedup_check_at(d, portfolio, event_id, ts, now) with k =
+ * bd_dedup_key(portfolio, event_id); event_id must be non-empty (an empty
+ * id is never a duplicate: the caller skips the check). */
+int bd_dedup_check_key_at(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t ts, int64_t now);
+
 /* Ids currently held. Expired ids are dropped lazily (when they reach the
  * front of the insertion order or are looked up), so this may count some
  * that bd_dedup_check would no longer report as duplicates. */

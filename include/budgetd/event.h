@@ -50,6 +50,14 @@ typedef struct {
 bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev,
                             char *detail, size_t detail_len);
 
+/* As bd_event_decode. When the record is valid, ready(ctx, ev) is called
+ * with ev complete but before cJSON's tree is freed: freeing it takes long
+ * enough that memory the caller will need for ev (the engine's dedup bucket,
+ * a likely cache miss) can be prefetched meanwhile. ready may be NULL. */
+typedef void (*bd_event_ready_fn)(void *ctx, const bd_event_t *ev);
+bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                               size_t detail_len, bd_event_ready_fn ready, void *ctx);
+
 /* The stable string of a reason code ("bad_json", ...). */
 const char *bd_reject_name(bd_reject_t r);
 
