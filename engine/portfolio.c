@@ -124,7 +124,9 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
         if (strcmp(p->ch[i].name, name) == 0) return (int)i;
     if (!bd_event_name_valid(name, strlen(name))) return -1;
     if (p->n == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 8;
+        /* Channels are added rarely and their states are large: grow by an
+         * eighth (at least one), so a portfolio wastes little room. */
+        size_t ncap = p->cap + (p->cap / 8 ? p->cap / 8 : 1);
         p->ch = bd_xrealloc(p->ch, ncap * sizeof(*p->ch));
         /* The agg ring is indexed slot*cap + channel: re-lay it out. */
         bd_agg_t *na = bd_xcalloc((size_t)p->nslots * ncap, sizeof(*na));

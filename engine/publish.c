@@ -14,6 +14,7 @@ typedef struct {
     const char *mode, *status;  /* static strings */
     int apply, propose;
     bd_redis_field_t *ch, *prop;
+    char (*names)[BD_NAME_MAX + 1]; /* owned: p->ch may move before the write */
     size_t n;
     char *json;
     unsigned char *state;
@@ -43,6 +44,7 @@ static void pending_clear(pending_t *q)
 {
     free(q->ch);
     free(q->prop);
+    free(q->names);
     free(q->json);
     free(q->state);
     free(q->kill_reason);
@@ -82,9 +84,11 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->n = p->n;
     q->ch = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->ch));
     q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
+    q->names = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->names));
     for (size_t i = 0; i < p->n; i++) {
-        q->ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
-        q->prop[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].proposed};
+        memcpy(q->names[i], p->ch[i].name, sizeof(q->names[i]));
+        q->ch[i] = (bd_redis_field_t){q->names[i], p->ch[i].x};
+        q->prop[i] = (bd_redis_field_t){q->names[i], p->ch[i].proposed};
     }
     q->json = bd_xmalloc(len + 1);
     memcpy(q->json, json, len);

@@ -41,7 +41,7 @@ typedef struct {
     double value_prior; /* prior mean revenue per conversion */
 } bd_prior_t;
 
-#define BD_MODEL_STATE_BYTES 640
+#define BD_MODEL_STATE_BYTES 520 /* the largest model (poisson_sat, 7-point k grid) exactly */
 /* Opaque per-channel state; models cast it to their own struct (static
  * asserted to fit). POD: the engine checkpoints it by copying bytes. */
 typedef struct {
