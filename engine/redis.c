@@ -1,6 +1,7 @@
 /* redis.c: the Redis decision sink (CONTRACT §3): one fenced Lua script per
- * decision, pipelined per batch, plus the operator keys (kill, approve) and
- * the checkpoint read used on resume. See redis.h for the key layout. */
+ * decision, pipelined per batch, and the connection it runs on. The reads
+ * and operator keys are in redis_keys.c, the approval script in
+ * redis_approve.c. See redis.h for the key layout. */
 #include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
@@ -84,14 +85,6 @@ static const char RD_WRITE_LUA[] =
     "           'at', ARGV[4])\n"
     "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
     "return {0, version}\n";
-
-/* Operator kill: hash and notify in one step so no adapter sees one without
- * the other. KEYS: kill, fence. ARGV: reason, by, at, channel, portfolio. */
-static const char RD_KILL_LUA[] =
-    "redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'by', ARGV[2], 'at', ARGV[3])\n"
-    "local c = redis.call('HGET', KEYS[2], 'cycle') or '-1'\n"
-    "redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. c .. ' killed')\n"
-    "return 1\n";
 
 static struct timeval rd_tv(int ms)
 {
@@ -220,7 +213,7 @@ static bd_err_t rd_parse_url(bd_redis_t *r, const char *url, char *errbuf, size_
     return BD_OK;
 }
 
-static void rd_drop(bd_redis_t *r)
+void bd_rd_drop(bd_redis_t *r)
 {
     if (r->c) redisFree(r->c);
     r->c = NULL;
@@ -236,7 +229,7 @@ static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size
     if (!rep) {
         *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: %s", argv[0],
                        r->c->errstr[0] ? r->c->errstr : "connection lost");
-        rd_drop(r);
+        bd_rd_drop(r);
         return NULL;
     }
     if (rep->type == REDIS_REPLY_ERROR) {
@@ -250,7 +243,7 @@ static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size
 
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
 {
-    rd_drop(r);
+    bd_rd_drop(r);
     char where[300];
     if (r->is_unix)
         snprintf(where, sizeof where, "unix:%s", r->path);
@@ -296,7 +289,7 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
     freeReplyObject(rep);
     return BD_OK;
 fail:
-    rd_drop(r);
+    bd_rd_drop(r);
     return err;
 }
 
@@ -351,7 +344,7 @@ bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *
 void bd_redis_close(bd_redis_t *r)
 {
     if (!r) return;
-    rd_drop(r);
+    bd_rd_drop(r);
     memset(r->pass, 0, sizeof r->pass);
     free(r);
 }
@@ -519,7 +512,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         rd_args_free(&a);
         if (rc != REDIS_OK) {
             e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis pipeline: %s", r->c->errstr);
-            rd_drop(r);
+            bd_rd_drop(r);
             return e;
         }
     }
@@ -531,7 +524,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         if (redisGetReply(r->c, (void **)&rep) != REDIS_OK || !rep) {
             e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s (%zu of %zu decisions answered)",
                         r->c->errstr[0] ? r->c->errstr : "connection lost", i, n);
-            rd_drop(r);
+            bd_rd_drop(r);
             free(resend);
             return e;
         }
@@ -559,7 +552,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         if (!rep) {
             e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s",
                         r->c->errstr[0] ? r->c->errstr : "connection lost");
-            rd_drop(r);
+            bd_rd_drop(r);
             free(resend);
             return e;
         }
@@ -582,278 +575,4 @@ redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *
 {
     if ((*err = bd_rd_ensure(r, errbuf, errlen)) != BD_OK) return NULL;
     return rd_run(r, argc, argv, lens, err, errbuf, errlen);
-}
-
-bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
-                             int64_t *cycle, char *errbuf, size_t errlen)
-{
-    *blob = NULL;
-    *len = 0;
-    *cycle = -1;
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    bd_err_t e = bd_rd_ensure(r, errbuf, errlen);
-    if (e != BD_OK) return e;
-    char ks[RD_KEY_MAX], kf[RD_KEY_MAX];
-    bd_rd_key(r, ks, portfolio, "state");
-    bd_rd_key(r, kf, portfolio, "fence");
-    /* MULTI/EXEC: the blob and its cycle come from the same decision. */
-    redisAppendCommand(r->c, "MULTI");
-    redisAppendCommand(r->c, "GET %s", ks);
-    redisAppendCommand(r->c, "HGET %s cycle", kf);
-    redisAppendCommand(r->c, "EXEC");
-    redisReply *reps[4] = {0};
-    for (int i = 0; i < 4; i++) {
-        if (redisGetReply(r->c, (void **)&reps[i]) != REDIS_OK || !reps[i]) {
-            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
-                        r->c->errstr[0] ? r->c->errstr : "connection lost");
-            rd_drop(r);
-            for (int k = 0; k < i; k++) freeReplyObject(reps[k]);
-            return e;
-        }
-    }
-    redisReply *x = reps[3];
-    if (x->type != REDIS_REPLY_ARRAY || x->elements != 2) {
-        e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
-                    x->type == REDIS_REPLY_ERROR ? x->str : "transaction failed");
-    } else if (x->element[0]->type == REDIS_REPLY_ERROR) {
-        e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis GET state: %s", x->element[0]->str);
-    } else {
-        if (x->element[0]->type == REDIS_REPLY_STRING) {
-            *len = x->element[0]->len;
-            *blob = bd_xmalloc(*len + 1);
-            memcpy(*blob, x->element[0]->str, *len);
-            ((char *)*blob)[*len] = 0;
-        }
-        if (x->element[1]->type == REDIS_REPLY_STRING) *cycle = strtoll(x->element[1]->str, NULL, 10);
-    }
-    for (int i = 0; i < 4; i++) freeReplyObject(reps[i]);
-    return e;
-}
-
-static int rd_chan_cmp(const void *a, const void *b)
-{
-    return strcmp(((const bd_redis_chan_t *)a)->name, ((const bd_redis_chan_t *)b)->name);
-}
-
-bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, bd_redis_alloc_t *out,
-                            char *errbuf, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, proposal ? "proposal" : "alloc");
-    const char *av[2] = {"HGETALL", k};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (rep->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(rep);
-        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis HGETALL %s: unexpected reply", k);
-    }
-    out->present = rep->elements > 0;
-    out->ch = bd_xcalloc(rep->elements / 2 + 1, sizeof *out->ch);
-    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
-        if (!f || !v) continue;
-        if (strncmp(f, "ch:", 3) == 0 && strlen(f + 3) <= BD_NAME_MAX) {
-            bd_redis_chan_t *c = &out->ch[out->n_ch++];
-            snprintf(c->name, sizeof c->name, "%s", f + 3);
-            c->spend = strtod(v, NULL);
-        } else if (!strcmp(f, "cycle")) {
-            out->cycle = strtoll(v, NULL, 10);
-        } else if (!strcmp(f, "version")) {
-            out->version = strtoll(v, NULL, 10);
-        } else if (!strcmp(f, "decided_at")) {
-            out->decided_at = strtoll(v, NULL, 10);
-        } else if (!strcmp(f, "mode")) {
-            snprintf(out->mode, sizeof out->mode, "%s", v);
-        } else if (!strcmp(f, "status")) {
-            snprintf(out->status, sizeof out->status, "%s", v);
-        }
-    }
-    freeReplyObject(rep);
-    qsort(out->ch, out->n_ch, sizeof *out->ch, rd_chan_cmp);
-    return BD_OK;
-}
-
-void bd_redis_alloc_free(bd_redis_alloc_t *a)
-{
-    if (!a) return;
-    free(a->ch);
-    a->ch = NULL;
-    a->n_ch = 0;
-}
-
-bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, size_t reason_len, int *killed,
-                           char *errbuf, size_t errlen)
-{
-    *killed = 0;
-    if (reason && reason_len) reason[0] = 0;
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, "kill");
-    const char *av[2] = {"HGETALL", k};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (rep->type == REDIS_REPLY_ARRAY) {
-        *killed = rep->elements > 0;
-        for (size_t i = 0; i + 1 < rep->elements; i += 2)
-            if (rep->element[i]->str && !strcmp(rep->element[i]->str, "reason") && reason && reason_len)
-                snprintf(reason, reason_len, "%s", rep->element[i + 1]->str ? rep->element[i + 1]->str : "");
-    }
-    freeReplyObject(rep);
-    return BD_OK;
-}
-
-bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *reason, const char *by,
-                           int64_t at, char *errbuf, size_t errlen)
-{
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char kk[RD_KEY_MAX], kf[RD_KEY_MAX], ch[RD_KEY_MAX], ats[24];
-    bd_rd_key(r, kk, portfolio, "kill");
-    bd_rd_key(r, kf, portfolio, "fence");
-    snprintf(ch, sizeof ch, "%s:notify", r->prefix);
-    snprintf(ats, sizeof ats, "%lld", (long long)at);
-    const char *av[] = {"EVAL", RD_KILL_LUA, "2", kk, kf, reason ? reason : "", by ? by : "operator", ats, ch,
-                        portfolio};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 10, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    freeReplyObject(rep);
-    return BD_OK;
-}
-
-/* DEL of one key of the portfolio. */
-static bd_err_t rd_del(bd_redis_t *r, const char *portfolio, const char *what, char *errbuf, size_t errlen)
-{
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, what);
-    const char *av[2] = {"DEL", k};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    freeReplyObject(rep);
-    return BD_OK;
-}
-
-bd_err_t bd_redis_clear_kill(bd_redis_t *r, const char *portfolio, char *errbuf, size_t errlen)
-{
-    return rd_del(r, portfolio, "kill", errbuf, errlen);
-}
-
-bd_err_t bd_redis_get_approve(bd_redis_t *r, const char *portfolio, int64_t *cycle, int *present,
-                              char *errbuf, size_t errlen)
-{
-    *present = 0;
-    *cycle = -1;
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, "approve");
-    const char *av[2] = {"GET", k};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (rep->type == REDIS_REPLY_STRING && rep->len > 0) {
-        char *end;
-        long long v = strtoll(rep->str, &end, 10);
-        while (isspace((unsigned char)*end)) end++;
-        if (*end == 0 && v >= 0) {
-            *cycle = v;
-            *present = 1;
-        }
-    }
-    freeReplyObject(rep);
-    return BD_OK;
-}
-
-bd_err_t bd_redis_set_approve(bd_redis_t *r, const char *portfolio, int64_t cycle, char *errbuf, size_t errlen)
-{
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX], v[24];
-    bd_rd_key(r, k, portfolio, "approve");
-    snprintf(v, sizeof v, "%lld", (long long)cycle);
-    const char *av[3] = {"SET", k, v};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 3, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    freeReplyObject(rep);
-    return BD_OK;
-}
-
-bd_err_t bd_redis_clear_approve(bd_redis_t *r, const char *portfolio, char *errbuf, size_t errlen)
-{
-    return rd_del(r, portfolio, "approve", errbuf, errlen);
-}
-
-static int rd_str_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf, size_t errlen)
-{
-    *names = NULL;
-    *n = 0;
-    char pat[RD_KEY_MAX];
-    snprintf(pat, sizeof pat, "%s:{*}:*", r->prefix); /* the prefix has no glob characters */
-    size_t plen = strlen(r->prefix) + 2;              /* "PFX:{" */
-    char cursor[32] = "0";
-    size_t cap = 0;
-    char **out = NULL;
-    do {
-        const char *av[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
-        bd_err_t e;
-        redisReply *rep = bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
-        if (!rep) {
-            bd_redis_names_free(out, *n);
-            *n = 0;
-            return e;
-        }
-        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || !rep->element[0]->str ||
-            rep->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(rep);
-            bd_redis_names_free(out, *n);
-            *n = 0;
-            return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCAN: unexpected reply");
-        }
-        snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
-        for (size_t i = 0; i < rep->element[1]->elements; i++) {
-            const char *key = rep->element[1]->element[i]->str;
-            if (!key || strlen(key) <= plen) continue;
-            const char *s = key + plen;
-            const char *close = strstr(s, "}:");
-            if (!close) continue;
-            char name[BD_NAME_MAX + 1];
-            size_t len = (size_t)(close - s);
-            if (len > BD_NAME_MAX) continue;
-            memcpy(name, s, len);
-            name[len] = 0;
-            if (!bd_rd_name_ok(name)) continue;
-            if (*n == cap) {
-                cap = cap ? cap * 2 : 16;
-                out = bd_xrealloc(out, cap * sizeof *out);
-            }
-            out[(*n)++] = bd_xstrdup(name);
-        }
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
-    if (*n) qsort(out, *n, sizeof *out, rd_str_cmp);
-    size_t u = 0;
-    for (size_t i = 0; i < *n; i++) {
-        if (u && !strcmp(out[u - 1], out[i]))
-            free(out[i]);
-        else
-            out[u++] = out[i];
-    }
-    *n = u;
-    *names = out;
-    return BD_OK;
-}
-
-void bd_redis_names_free(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
 }

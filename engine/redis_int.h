@@ -32,6 +32,9 @@ int bd_rd_name_ok(const char *s);
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what);
 
 /* Connects when there is no connection: every call gets one free retry. */
+/* Frees the connection after an error: its state is unknown. */
+void bd_rd_drop(bd_redis_t *r);
+
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen);
 
 /* Runs one command (connecting first when needed). NULL with *err and
