@@ -28,6 +28,7 @@
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
 
@@ -62,7 +63,26 @@ typedef struct {
     bool event_time;
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
     uint64_t applied, skipped, dead_lettered;
+    bd_metrics_t *metrics;      /* --metrics: NULL when off */
 } daemon_t;
+
+/* Hands the metrics thread a fresh snapshot (main thread only). */
+static void daemon_metrics(daemon_t *dm)
+{
+    if (!dm->metrics) return;
+    bd_metrics_daemon_t md = {.applied = dm->applied, .skipped = dm->skipped,
+                              .dead_lettered = dm->dead_lettered,
+                              .redis_pending = bd_publish_pending(dm->pub),
+                              .redis_writes = bd_publish_writes(dm->pub)};
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    md.portfolios = bd_ptable_count(t);
+    for (size_t i = 0; i < md.portfolios; i++) {
+        const bd_portfolio_t *p = bd_ptable_at(t, i);
+        md.killed += p->killed;
+        md.proposals += p->has_proposal;
+    }
+    bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
+}
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -329,6 +349,8 @@ static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
+          "                   [--metrics HOST:PORT]\n"
+          "  --metrics A    serve Prometheus counters on http://A/metrics\n"
           "  --event-time   close cycles by event time only (no wall clock): rehearsal\n"
           "                 on a topic holding historical events\n"
           "  --idle-exit S  exit cleanly after S seconds without messages (demos, tests)\n",
@@ -338,10 +360,12 @@ static void run_usage(FILE *f)
 int bd_cmd_run(int argc, char **argv)
 {
     daemon_t dm = {0};
+    const char *metrics_at = NULL;
     int threads = 2;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
+        {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int ch;
     optind = 1;
@@ -350,6 +374,7 @@ int bd_cmd_run(int argc, char **argv)
         case 'c': dm.cfg_path = optarg; break;
         case 'E': dm.event_time = true; break;
         case 'I': dm.idle_exit = atoi(optarg); break;
+        case 'M': metrics_at = optarg; break;
         case 't': threads = atoi(optarg); break;
         case 'h': run_usage(stdout); return BD_EXIT_OK;
         default: run_usage(stderr); return BD_EXIT_USAGE;
@@ -373,16 +398,23 @@ int bd_cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
+    if (metrics_at && !(dm.metrics = bd_metrics_start(metrics_at, err, sizeof(err)))) {
+        fprintf(stderr, "budgetd run: %s\n", err);
+        bd_config_free(dm.cfg);
+        return BD_EXIT_USAGE;
+    }
     dm.r = bd_redis_open_lazy(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
                          dm.cfg->redis.stream_maxlen, err, sizeof(err));
     if (!dm.r) {
         fprintf(stderr, "budgetd run: %s\n", err);
+        bd_metrics_stop(dm.metrics);
         bd_config_free(dm.cfg);
         return BD_EXIT_USAGE;
     }
     dm.k = bd_kafka_open(dm.cfg, daemon_on_revoke, &dm, err, sizeof(err));
     if (!dm.k) {
         fprintf(stderr, "budgetd run: %s\n", err);
+        bd_metrics_stop(dm.metrics);
         bd_redis_close(dm.r);
         bd_config_free(dm.cfg);
         return BD_EXIT_USAGE;
@@ -429,6 +461,7 @@ int bd_cmd_run(int argc, char **argv)
                 last_ops = now;
             }
             daemon_store_offsets(&dm);
+            daemon_metrics(&dm);
             last_sync = now;
         }
         if (dm.idle_exit > 0 && seen_any && now - last_msg >= dm.idle_exit) break;
@@ -449,6 +482,7 @@ int bd_cmd_run(int argc, char **argv)
     bd_kafka_close(dm.k);
     bd_engine_free(dm.e);
     bd_redis_close(dm.r);
+    bd_metrics_stop(dm.metrics);
     bd_publish_free(dm.pub);
     bd_config_free(dm.cfg);
     return rc;

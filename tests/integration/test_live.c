@@ -4,7 +4,10 @@
  * config, also when the daemon is SIGKILLed at several points, when Redis
  * goes away mid-run, and malformed messages must land in the DLQ. */
 #include <criterion/criterion.h>
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -427,5 +430,56 @@ Test(live, rebalance_to_a_second_daemon, .timeout = 240)
     cr_assert_eq(wait_bin(b, "run b", 120), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
+    env_stop(&env);
+}
+
+/* Reads http://127.0.0.1:port/metrics with a plain socket. */
+static int http_get(int port, const char *path, char *out, size_t outlen)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        close(fd);
+        return -1;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) { close(fd); return -1; }
+    size_t got = 0;
+    ssize_t r;
+    while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0) got += (size_t)r;
+    out[got] = '\0';
+    close(fd);
+    return (int)got;
+}
+
+/* --metrics serves Prometheus counters that follow the run. */
+Test(live, metrics_endpoint_counts_the_run, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 1);
+    produce_file(bd_broker_bootstraps(env.broker), LOG, "{\"not\":\"an event\"}");
+    int port = bd_test_free_port();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "6", "--metrics", listen, NULL};
+    pid_t pid = start_bin(args, NULL);
+    static char body[1 << 16];
+    int ok = 0;
+    for (int i = 0; i < 100 && !ok; i++) {
+        usleep(100000);
+        if (http_get(port, "/metrics", body, sizeof(body)) > 0 &&
+            strstr(body, "budgetd_decisions_total 676") &&
+            strstr(body, "budgetd_events_rejected_total{reason=\"missing_field\"} 15"))
+            ok = 1;
+    }
+    cr_assert(ok, "metrics never showed the whole run:\n%s", body);
+    cr_assert(strstr(body, "200 OK"));
+    cr_assert(strstr(body, "budgetd_portfolios 4"));
+    cr_assert(strstr(body, "# TYPE budgetd_events_accepted_total counter"));
+    cr_assert_gt(http_get(port, "/nope", body, sizeof(body)), 0);
+    cr_assert(strstr(body, "404"));
+    cr_assert_eq(wait_bin(pid, "run", 60), 0);
     env_stop(&env);
 }
