@@ -373,7 +373,17 @@ Test(live, sighup_reload_bad_refused_good_applied, .timeout = 180)
     snprintf(envlog, sizeof(envlog), "BUDGETD_TEST_LOG=%s", logf);
     const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "20", NULL};
     pid_t pid = start_bin(args, envlog);
-    sleep(6); /* group join + part 1 */
+    /* wait until part 1 is decided (the group join alone takes ~3 s) */
+    redisContext *w = bd_test_redis_connect(env.redis);
+    for (int i = 0; i < 300; i++) {
+        redisReply *x = bd_test_redis_cmd(w, "XLEN budgetd:{acme-us}:decisions");
+        long long len = x->integer;
+        freeReplyObject(x);
+        if (len > 20) break;
+        usleep(100000);
+    }
+    redisFree(w);
+    sleep(1);
     /* a broken config: refused, the daemon keeps running */
     snprintf(cmd, sizeof(cmd), "cp %s %s.good && echo 'bogus_key: 1' >> %s", env.cfg, env.cfg, env.cfg);
     cr_assert_eq(system(cmd), 0);
