@@ -165,21 +165,29 @@ static double quantile(double *a, size_t n, double p)
 }
 
 #define QBUF 16
-/* The m (<= QBUF) smallest of sign * a[0..n), ascending, into buf: one pass
- * and one mostly-predictable comparison per element. */
-static void smallest_m(const double *a, size_t n, double sign, size_t m, double *buf)
+/* Inserts v into the ascending buffer buf of at most m entries (have so
+ * far), keeping the m smallest. */
+static inline void keep_smallest(double *buf, size_t *have, size_t m, double v)
 {
-    size_t have = 0;
+    if (*have == m) {
+        if (!(v < buf[m - 1])) return;
+        (*have)--;
+    }
+    size_t p = *have;
+    while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
+    buf[p] = v;
+    (*have)++;
+}
+
+/* The m1 (<= QBUF) smallest of a[0..n) ascending into lo, and the m2
+ * smallest of -a[0..n) ascending into hi, in one pass over a; one
+ * mostly-predictable comparison per element and buffer. */
+static void extremes_m(const double *a, size_t n, size_t m1, double *lo, size_t m2, double *hi)
+{
+    size_t h1 = 0, h2 = 0;
     for (size_t j = 0; j < n; j++) {
-        double v = sign * a[j];
-        if (have == m) {
-            if (!(v < buf[m - 1])) continue;
-            have--;
-        }
-        size_t p = have;
-        while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
-        buf[p] = v;
-        have++;
+        keep_smallest(lo, &h1, m1, a[j]);
+        keep_smallest(hi, &h2, m2, -a[j]);
     }
 }
 
@@ -196,14 +204,13 @@ static void quantiles_90(double *a, size_t n, double *q05, double *q95)
         *q95 = quantile(a, n, 0.95);
         return;
     }
-    double buf[QBUF], lo, hi;
-    smallest_m(a, n, 1, m1, buf);
+    double buf[QBUF], top[QBUF], lo, hi;
+    extremes_m(a, n, m1, buf, m2, top);
     lo = buf[k1];
     hi = k1 + 1 < n ? buf[k1 + 1] : lo;
     *q05 = lo + (h1 - (double)k1) * (hi - lo);
-    smallest_m(a, n, -1, m2, buf); /* buf[r] = -(r-th largest) */
-    lo = -buf[n - 1 - k2];
-    hi = k2 + 1 < n ? -buf[n - 2 - k2] : lo;
+    lo = -top[n - 1 - k2]; /* top[r] = -(r-th largest) */
+    hi = k2 + 1 < n ? -top[n - 2 - k2] : lo;
     *q95 = lo + (h2 - (double)k2) * (hi - lo);
 }
 
