@@ -8,6 +8,7 @@
  * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
  * hold exactly, not up to rounding. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/alloc.h"
@@ -164,21 +165,29 @@ static double quantile(double *a, size_t n, double p)
 }
 
 #define QBUF 16
-/* The m (<= QBUF) smallest of sign * a[0..n), ascending, into buf: one pass
- * and one mostly-predictable comparison per element. */
-static void smallest_m(const double *a, size_t n, double sign, size_t m, double *buf)
+/* Inserts v into the ascending buffer buf of at most m entries (have so
+ * far), keeping the m smallest. */
+static inline void keep_smallest(double *buf, size_t *have, size_t m, double v)
 {
-    size_t have = 0;
+    if (*have == m) {
+        if (!(v < buf[m - 1])) return;
+        (*have)--;
+    }
+    size_t p = *have;
+    while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
+    buf[p] = v;
+    (*have)++;
+}
+
+/* The m1 (<= QBUF) smallest of a[0..n) ascending into lo, and the m2
+ * smallest of -a[0..n) ascending into hi, in one pass over a; one
+ * mostly-predictable comparison per element and buffer. */
+static void extremes_m(const double *a, size_t n, size_t m1, double *lo, size_t m2, double *hi)
+{
+    size_t h1 = 0, h2 = 0;
     for (size_t j = 0; j < n; j++) {
-        double v = sign * a[j];
-        if (have == m) {
-            if (!(v < buf[m - 1])) continue;
-            have--;
-        }
-        size_t p = have;
-        while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
-        buf[p] = v;
-        have++;
+        keep_smallest(lo, &h1, m1, a[j]);
+        keep_smallest(hi, &h2, m2, -a[j]);
     }
 }
 
@@ -195,32 +204,65 @@ static void quantiles_90(double *a, size_t n, double *q05, double *q95)
         *q95 = quantile(a, n, 0.95);
         return;
     }
-    double buf[QBUF], lo, hi;
-    smallest_m(a, n, 1, m1, buf);
+    double buf[QBUF], top[QBUF], lo, hi;
+    extremes_m(a, n, m1, buf, m2, top);
     lo = buf[k1];
     hi = k1 + 1 < n ? buf[k1 + 1] : lo;
     *q05 = lo + (h1 - (double)k1) * (hi - lo);
-    smallest_m(a, n, -1, m2, buf); /* buf[r] = -(r-th largest) */
-    lo = -buf[n - 1 - k2];
-    hi = k2 + 1 < n ? -buf[n - 2 - k2] : lo;
+    lo = -top[n - 1 - k2]; /* top[r] = -(r-th largest) */
+    hi = k2 + 1 < n ? -top[n - 2 - k2] : lo;
     *q95 = lo + (h2 - (double)k2) * (hi - lo);
 }
 
-/* Fraction of the S draws whose portfolio return at x (currency) is below
- * thresh; v (S x n, optional) receives every f_s,i(x_i). */
-static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *x,
-                     double thresh, double *v)
+/* Memo of -expm1(-x/k) for one channel at a fixed x, keyed by k: an EXP
+ * draw's k comes from a small grid (poisson_sat: sat * 2^d, d in -3..3), so
+ * over S draws the same few k recur. Slots are picked by the low exponent
+ * bits, which tell a doubling grid apart; a collision is only a miss. The
+ * cached factor is the one bd_curve_value multiplies by, so every value is
+ * bit for bit what bd_curve_value returns. */
+#define EMEMO 8
+typedef struct {
+    double k[EMEMO], e[EMEMO];
+} ememo_t;
+
+static void ememo_reset(ememo_t *m)
 {
-    size_t below = 0;
-    for (size_t s = 0; s < S; s++) {
-        double tot = 0;
-        for (size_t i = 0; i < n; i++) {
-            double f = bd_curve_value(&draws[s * n + i], x[i]);
-            if (v) v[s * n + i] = f;
-            tot += f;
-        }
-        if (tot < thresh) below++;
+    for (int j = 0; j < EMEMO; j++) m->k[j] = NAN; /* NaN never equals a key */
+}
+
+/* bd_curve_value(c, x) through the memo (x fixed for m). */
+static inline double memo_value(ememo_t *m, const bd_curve_t *c, double x)
+{
+    if (c->kind != BD_CURVE_EXP || x <= 0) return bd_curve_value(c, x);
+    uint64_t bits;
+    memcpy(&bits, &c->k, sizeof bits);
+    unsigned slot = (unsigned)(bits >> 52) & (EMEMO - 1);
+    if (m->k[slot] != c->k) {
+        m->k[slot] = c->k;
+        m->e[slot] = -expm1(-x / c->k);
     }
+    return c->a * c->k * m->e[slot];
+}
+
+/* Fraction of the S draws whose portfolio return at x (currency) is below
+ * thresh; v (S x n, optional) receives every f_s,i(x_i). Channel-major so
+ * one memo serves a channel's S draws; tot[s] still adds channels in index
+ * order, so the sums are those of the draw-major loop. tot: S scratch. */
+static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *x,
+                     double thresh, double *v, double *tot)
+{
+    for (size_t s = 0; s < S; s++) tot[s] = 0;
+    for (size_t i = 0; i < n; i++) {
+        ememo_t m;
+        ememo_reset(&m);
+        for (size_t s = 0; s < S; s++) {
+            double f = memo_value(&m, &draws[s * n + i], x[i]);
+            if (v) v[s * n + i] = f;
+            tot[s] += f;
+        }
+    }
+    size_t below = 0;
+    for (size_t s = 0; s < S; s++) below += tot[s] < thresh;
     return (double)below / (double)S;
 }
 
@@ -287,14 +329,14 @@ static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *dra
 /* Per-decision scratch, one allocation. */
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
-    double *cur, *key, *w, *moved, *wf, *v, *q;
+    double *cur, *key, *w, *moved, *wf, *v, *q, *tot;
     size_t *order;
     void *block;
 } ws_t;
 
 static void ws_init(ws_t *w, size_t n, size_t S)
 {
-    size_t nd = 17 * n + BD_WATERFILL_SCRATCH(n) + S * n + S;
+    size_t nd = 17 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
@@ -304,6 +346,7 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->wf = p; p += BD_WATERFILL_SCRATCH(n);
     w->v = p; p += S * n;
     w->q = p; p += S;
+    w->tot = p; p += S;
     w->order = (size_t *)(void *)p;
 }
 
@@ -443,7 +486,7 @@ static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, si
         memcpy(w->safe_c, w->xc, n * sizeof(double));
     }
     for (size_t i = 0; i < n; i++) w->cur[i] = w->safe_c[i] / 100;
-    double ps = risk_p(draws, S, n, w->cur, thresh, NULL);
+    double ps = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
     if (ps > alpha) {
         *held = true;
         if (pvalid) { memcpy(w->fin, w->prev_c, n * sizeof(double)); *use_prev = true; }
@@ -459,7 +502,7 @@ static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, si
         for (size_t i = 0; i < n; i++) w->xr[i] = (1 - t) * w->xc[i] + t * w->safe_c[i];
         round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
         for (size_t i = 0; i < n; i++) w->cur[i] = w->xs[i] / 100;
-        double pt = risk_p(draws, S, n, w->cur, thresh, NULL);
+        double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
         if (pt <= alpha) { t1 = t; p = pt; memcpy(w->fin, w->xs, n * sizeof(double)); }
         else t0 = t;
     }
@@ -525,7 +568,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
 
     double alpha = pol->risk_max_prob, thresh = pol->risk_roas_floor * total_c / 100;
     for (size_t i = 0; i < n; i++) w.cur[i] = w.xc[i] / 100;
-    double p = risk_p(draws, S, n, w.cur, thresh, w.v);
+    double p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
     bool pvalid = prev_valid(in, &w, total_c), use_prev = false, held = false, changed = false;
     memcpy(w.fin, w.xc, n * sizeof(double));
     if (p > alpha) {
@@ -540,7 +583,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         bool small = total_c > 0 ? d / total_c < pol->min_change : d == 0;
         if (small) {
             for (size_t i = 0; i < n; i++) w.cur[i] = in->prev[i];
-            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, thresh, NULL);
+            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, thresh, NULL, w.tot);
             if (pp <= alpha) {
                 memcpy(w.fin, w.prev_c, n * sizeof(double));
                 memset(w.moved, 0, n * sizeof(double));
@@ -554,7 +597,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         out->x[i] = use_prev ? in->prev[i] : w.fin[i] / 100;
         w.cur[i] = out->x[i];
     }
-    if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v);
+    if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
     out->p_below_floor = p;
     channel_stats(draws, S, n, &w, out);
     for (size_t i = 0; i < n; i++) out->bound[i] = which_bound(&w, i, ramp, w.moved[i] != 0);

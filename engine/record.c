@@ -3,7 +3,7 @@
  * formats are part of the byte-identical replay promise, and this is on the
  * path of every decision. */
 #include <math.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/decision.h"
@@ -40,23 +40,6 @@ static void out_reserve(out_t *o, size_t more)
     *o->cap = ncap;
 }
 
-__attribute__((format(printf, 2, 3)))
-static void out_printf(out_t *o, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        out_reserve(o, 64);
-        va_start(ap, fmt);
-        int n = vsnprintf(*o->buf + o->len, *o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < *o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        out_reserve(o, (size_t)n + 1);
-    }
-}
-
 /* A JSON string; names are validated identifiers, but reasons and notes are
  * free text from config or operators, so escape everything needed. */
 static void out_str(out_t *o, const char *s)
@@ -78,66 +61,157 @@ static void out_str(out_t *o, const char *s)
     b[o->len] = '\0';
 }
 
-/* Numbers: finite or JSON null; "-0.00" never appears. */
-static void out_num(out_t *o, const char *fmt, double v)
+/* Appends a literal or a name as is (no escaping: callers pass fixed
+ * strings and enum names). */
+static void out_lit(out_t *o, const char *s)
+{
+    size_t n = strlen(s);
+    out_reserve(o, n);
+    memcpy(*o->buf + o->len, s, n + 1);
+    o->len += n;
+}
+
+/* Decimal digits of u, with a leading '-' when neg. */
+static void out_int(out_t *o, unsigned long long u, bool neg)
+{
+    char tmp[24];
+    int p = (int)sizeof tmp;
+    do {
+        tmp[--p] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (neg) tmp[--p] = '-';
+    out_reserve(o, sizeof tmp - (size_t)p);
+    memcpy(*o->buf + o->len, tmp + p, sizeof tmp - (size_t)p);
+    o->len += sizeof tmp - (size_t)p;
+    (*o->buf)[o->len] = '\0';
+}
+
+static void out_i64(out_t *o, long long v)
+{
+    out_int(o, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, v < 0);
+}
+
+#define FIX_LIMIT 1099511627776.0 /* 2^40: scaled values below it take the fast path */
+
+/* |v| * 10^digits rounded to the nearest integer, ties to even, on the exact
+ * binary value, as printf's %.Nf rounds in the default rounding mode.
+ * p = fl(a*scale) and e = fma(a, scale, -p) give the exact product p + e;
+ * below 2^40, |e| <= 2^-13 and the product is within e of p, so the answer
+ * is floor(p) or floor(p) + 1 by the sign of (p - floor(p) - 1/2) + e, which
+ * is decided exactly (the subtraction is exact once p - floor(p) >= 1/4; below
+ * that the sum is clearly under 1/2). Returns false above the limit. */
+static bool fix_round(double a, double scale, unsigned long long *out)
+{
+    double p = a * scale;
+    if (!(p < FIX_LIMIT)) return false;
+    double e = fma(a, scale, -p), f = floor(p), d = p - f;
+    unsigned long long n = (unsigned long long)f;
+    if (d == 0) {
+        *out = n; /* the exact product is within 2^-13 of the integer p */
+        return true;
+    }
+    if (d >= 0.25) {
+        double c = d - 0.5; /* exact */
+        if (c > -e) n++;
+        else if (c == -e && (n & 1)) n++; /* a tie: to even */
+    }
+    *out = n;
+    return true;
+}
+
+/* Numbers: finite or JSON null; "-0.00" never appears. The same text as
+ * snprintf("%.<digits>f") with a leading "-" dropped when only zeros follow
+ * (tests/unit/test_record.c compares the two over many values); numbers too
+ * large for the fast path take snprintf itself. */
+static void out_num(out_t *o, int digits, double v)
 {
     if (!isfinite(v)) {
-        out_printf(o, "null");
+        out_lit(o, "null");
         return;
     }
     if (v == 0) v = 0; /* -0 -> 0 */
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), fmt, v);
+    double scale = digits == 2 ? 100.0 : 10000.0;
+    unsigned long long n, unit = digits == 2 ? 100 : 10000;
+    if (fix_round(fabs(v), scale, &n)) {
+        out_int(o, n / unit, v < 0 && n > 0);
+        unsigned long long frac = n % unit;
+        out_reserve(o, (size_t)digits + 1);
+        char *b = *o->buf + o->len;
+        b[0] = '.';
+        for (int k = digits; k >= 1; k--) {
+            b[k] = (char)('0' + frac % 10);
+            frac /= 10;
+        }
+        o->len += (size_t)digits + 1;
+        (*o->buf)[o->len] = '\0';
+        return;
+    }
+    char tmp[400];
+    snprintf(tmp, sizeof(tmp), "%.*f", digits, v);
     if (strncmp(tmp, "-0.", 3) == 0 && strspn(tmp + 3, "0") == strlen(tmp + 3))
         memmove(tmp, tmp + 1, strlen(tmp));
-    out_printf(o, "%s", tmp);
+    out_lit(o, tmp);
 }
 
 size_t bd_decision_json(const bd_decision_t *d, char **buf, size_t *cap)
 {
     out_t o = {buf, cap, 0};
-    out_printf(&o, "{\"v\":1,\"portfolio\":");
+    out_lit(&o, "{\"v\":1,\"portfolio\":");
     out_str(&o, d->portfolio);
-    out_printf(&o, ",\"cycle\":%lld,\"mode\":\"%s\",\"status\":\"%s\",\"path\":\"%s\",\"budget\":",
-               (long long)d->cycle, bd_mode_name(d->mode), bd_status_name(d->status),
-               bd_path_name(d->path));
-    out_num(&o, "%.2f", d->budget);
-    out_printf(&o, ",\"total\":");
-    out_num(&o, "%.2f", d->total);
-    out_printf(&o, ",\"channels\":[");
+    out_lit(&o, ",\"cycle\":");
+    out_i64(&o, (long long)d->cycle);
+    out_lit(&o, ",\"mode\":\"");
+    out_lit(&o, bd_mode_name(d->mode));
+    out_lit(&o, "\",\"status\":\"");
+    out_lit(&o, bd_status_name(d->status));
+    out_lit(&o, "\",\"path\":\"");
+    out_lit(&o, bd_path_name(d->path));
+    out_lit(&o, "\",\"budget\":");
+    out_num(&o, 2, d->budget);
+    out_lit(&o, ",\"total\":");
+    out_num(&o, 2, d->total);
+    out_lit(&o, ",\"channels\":[");
     for (size_t i = 0; i < d->n; i++) {
         const bd_decision_channel_t *c = &d->ch[i];
-        out_printf(&o, "%s{\"channel\":", i ? "," : "");
+        out_lit(&o, i ? ",{\"channel\":" : "{\"channel\":");
         out_str(&o, c->channel);
-        out_printf(&o, ",\"spend\":");
-        out_num(&o, "%.2f", c->spend);
-        out_printf(&o, ",\"prev\":");
-        out_num(&o, "%.2f", c->prev);
-        out_printf(&o, ",\"mean_roas\":");
-        out_num(&o, "%.4f", c->mean_roas);
-        out_printf(&o, ",\"roas_lo\":");
-        out_num(&o, "%.4f", c->roas_lo);
-        out_printf(&o, ",\"roas_hi\":");
-        out_num(&o, "%.4f", c->roas_hi);
-        out_printf(&o, ",\"bound\":\"%s\"}", bd_bound_name(c->bound));
+        out_lit(&o, ",\"spend\":");
+        out_num(&o, 2, c->spend);
+        out_lit(&o, ",\"prev\":");
+        out_num(&o, 2, c->prev);
+        out_lit(&o, ",\"mean_roas\":");
+        out_num(&o, 4, c->mean_roas);
+        out_lit(&o, ",\"roas_lo\":");
+        out_num(&o, 4, c->roas_lo);
+        out_lit(&o, ",\"roas_hi\":");
+        out_num(&o, 4, c->roas_hi);
+        out_lit(&o, ",\"bound\":\"");
+        out_lit(&o, bd_bound_name(c->bound));
+        out_lit(&o, "\"}");
     }
-    out_printf(&o, "],\"risk\":{\"p_below_floor\":");
-    out_num(&o, "%.4f", d->p_below_floor);
-    out_printf(&o, "},\"kill\":");
+    out_lit(&o, "],\"risk\":{\"p_below_floor\":");
+    out_num(&o, 4, d->p_below_floor);
+    out_lit(&o, "},\"kill\":");
     if (d->kill_reason) {
-        out_printf(&o, "{\"reason\":");
+        out_lit(&o, "{\"reason\":");
         out_str(&o, d->kill_reason);
-        out_printf(&o, "}");
+        out_lit(&o, "}");
     } else {
-        out_printf(&o, "null");
+        out_lit(&o, "null");
     }
-    out_printf(&o, ",\"events\":%llu,\"late\":%llu,\"rejected\":%llu,\"decided_at\":%lld",
-               (unsigned long long)d->events, (unsigned long long)d->late,
-               (unsigned long long)d->rejected, (long long)d->decided_at);
+    out_lit(&o, ",\"events\":");
+    out_int(&o, (unsigned long long)d->events, false);
+    out_lit(&o, ",\"late\":");
+    out_int(&o, (unsigned long long)d->late, false);
+    out_lit(&o, ",\"rejected\":");
+    out_int(&o, (unsigned long long)d->rejected, false);
+    out_lit(&o, ",\"decided_at\":");
+    out_i64(&o, (long long)d->decided_at);
     if (d->note) {
-        out_printf(&o, ",\"note\":");
+        out_lit(&o, ",\"note\":");
         out_str(&o, d->note);
     }
-    out_printf(&o, "}");
+    out_lit(&o, "}");
     return o.len;
 }

@@ -5,6 +5,8 @@
  * the allocator's helpers cannot hide itself here. Every check reads the
  * final numbers only; the first violation is reported by channel name. */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 #include "budgetd/verify.h"
 
 #define V_EPS 1e-6 /* currency units: tolerance of "is a whole cent", min and max */
@@ -15,6 +17,34 @@ static double v_response(const bd_curve_t *c, double x)
     if (x <= 0) return 0;
     if (c->kind == BD_CURVE_EXP) return c->a * c->k * -expm1(-x / c->k);
     return c->a * pow(x, c->b);
+}
+
+/* The saturation factor -expm1(-x/k) of EXP draws, remembered per k for
+ * one channel at one x: draws of a channel share a few k values, and the
+ * product below is the same expression as v_response, so the results are
+ * identical. Slot by exponent bits: a doubling grid never collides. */
+#define V_SAT_SLOTS 8
+#define V_RET_CHUNK 256
+typedef struct {
+    double k[V_SAT_SLOTS], f[V_SAT_SLOTS];
+} v_sat_cache_t;
+
+static void v_sat_reset(v_sat_cache_t *sc)
+{
+    for (int j = 0; j < V_SAT_SLOTS; j++) sc->k[j] = NAN;
+}
+
+static double v_response_cached(v_sat_cache_t *sc, const bd_curve_t *c, double x)
+{
+    if (x <= 0 || c->kind != BD_CURVE_EXP) return v_response(c, x);
+    uint64_t bits;
+    memcpy(&bits, &c->k, sizeof bits);
+    unsigned j = (unsigned)(bits >> 52) % V_SAT_SLOTS;
+    if (sc->k[j] != c->k) {
+        sc->k[j] = c->k;
+        sc->f[j] = -expm1(-x / c->k);
+    }
+    return c->a * c->k * sc->f[j];
 }
 
 /* cap_i: the config max, or the lab cap while a lab channel is unpromoted. */
@@ -114,11 +144,21 @@ bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t 
 
     if (!in->risk_held && in->draws && in->n_draws > 0 && pol->risk_max_prob < 1) {
         double floor_total = pol->risk_roas_floor * total_c / 100;
-        size_t below = 0;
-        for (size_t s = 0; s < in->n_draws; s++) {
-            double ret = 0;
-            for (size_t i = 0; i < n; i++) ret += v_response(&in->draws[s * n + i], in->x[i]);
-            if (ret < floor_total) below++;
+        size_t S = in->n_draws, below = 0;
+        double ret[V_RET_CHUNK];
+        /* Draw-major sums in chunks of draws, channel by channel inside a
+         * chunk so that one cache of saturation factors serves a channel:
+         * each ret[] still adds the channels in index order. */
+        for (size_t s0 = 0; s0 < S; s0 += V_RET_CHUNK) {
+            size_t m = S - s0 < V_RET_CHUNK ? S - s0 : V_RET_CHUNK;
+            for (size_t s = 0; s < m; s++) ret[s] = 0;
+            for (size_t i = 0; i < n; i++) {
+                v_sat_cache_t sc;
+                v_sat_reset(&sc);
+                for (size_t s = 0; s < m; s++)
+                    ret[s] += v_response_cached(&sc, &in->draws[(s0 + s) * n + i], in->x[i]);
+            }
+            for (size_t s = 0; s < m; s++) below += ret[s] < floor_total;
         }
         double p = (double)below / (double)in->n_draws;
         if (p > pol->risk_max_prob)

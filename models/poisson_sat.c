@@ -16,6 +16,7 @@
  * variate (two for revenue). */
 #include <assert.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_randist.h>
@@ -115,25 +116,47 @@ static double lngam_ratio(double a, double y)
     return y > 0 ? gsl_sf_lngamma(a + y) - gsl_sf_lngamma(a) : 0;
 }
 
-/* Two-sided tail probability of y under the posterior-predictive mixture:
- * 2 * min(P(Y <= y), P(Y >= y)), Y ~ sum_j w_j NB(r_j, mean alpha_j g_j/beta_j).
+/* Whether y is a surprise: its two-sided tail probability under the
+ * posterior-predictive mixture, 2 * min(P(Y <= y), P(Y >= y)) (capped at 1),
+ * Y ~ sum_j w_j NB(r_j, mean alpha_j g_j/beta_j), is below BD_PSAT_CP_P.
  * r_j = min(alpha_j, 64): the predictive never claims the rate is known to
  * better than ~12.5%, so ordinary overdispersion of real conversion counts
  * (which a Poisson ignores) is not mistaken for a change. Fractional y uses
- * floor(y) for the lower tail and ceil(y) for the upper one. */
-static double psat_tail(const bd_psat_state_t *s, const double *g, double y)
+ * floor(y) for the lower tail and ceil(y) for the upper one.
+ * The incomplete Beta functions dominate an update, so the mixture terms are
+ * computed heaviest weight first and the check stops as soon as the terms
+ * so far already put the tail at or above the threshold. That is exact: all
+ * terms are >= 0 and the sums are always taken over j in index order (terms
+ * not computed yet count 0), and rounded addition is monotone, so the full
+ * sums can only be larger; with every term computed the sums are the plain
+ * ones. */
+static bool psat_surprise(const bd_psat_state_t *s, const double *g, double y)
 {
-    double lo = 0, hi = 0, yl = floor(y), yh = ceil(y);
-    for (uint32_t j = 0; j < s->n; j++) {
+    double tl[BD_PSAT_KMAX] = {0}, th[BD_PSAT_KMAX] = {0}, yl = floor(y), yh = ceil(y), t = 1;
+    uint32_t order[BD_PSAT_KMAX];
+    for (uint32_t j = 0; j < s->n; j++) { /* insertion sort, weight descending */
+        uint32_t q = j;
+        while (q > 0 && s->w[order[q - 1]] < s->w[j]) { order[q] = order[q - 1]; q--; }
+        order[q] = j;
+    }
+    for (uint32_t q = 0; q < s->n; q++) {
+        uint32_t j = order[q];
         double r = s->alpha[j] < BD_PSAT_CP_MAX_SHAPE ? s->alpha[j] : BD_PSAT_CP_MAX_SHAPE;
         double mu = s->alpha[j] * g[j] / s->beta[j];
         double p = r / (r + mu);
         /* NB cdf: P(Y <= n) = I_p(r, n+1) */
-        lo += s->w[j] * gsl_cdf_beta_P(p, r, yl + 1.0);
-        hi += s->w[j] * (yh < 1 ? 1.0 : gsl_cdf_beta_Q(p, r, yh));
+        tl[j] = s->w[j] * gsl_cdf_beta_P(p, r, yl + 1.0);
+        th[j] = s->w[j] * (yh < 1 ? 1.0 : gsl_cdf_beta_Q(p, r, yh));
+        double lo = 0, hi = 0;
+        for (uint32_t i = 0; i < s->n; i++) {
+            lo += tl[i];
+            hi += th[i];
+        }
+        t = 2.0 * (lo < hi ? lo : hi);
+        t = t < 1 ? t : 1;
+        if (!(t < BD_PSAT_CP_P)) return false;
     }
-    double t = 2.0 * (lo < hi ? lo : hi);
-    return t < 1 ? t : 1;
+    return t < BD_PSAT_CP_P;
 }
 
 /* Partial restart: keep BD_PSAT_CP_KEEP of the rate evidence and of the
@@ -167,7 +190,7 @@ static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_ag
     if (x > 0) {
         double g[BD_PSAT_KMAX];
         for (uint32_t j = 0; j < s->n; j++) g[j] = sat_g(s->k[j], x);
-        if (psat_tail(s, g, y) < BD_PSAT_CP_P) {
+        if (psat_surprise(s, g, y)) {
             if (++s->streak >= BD_PSAT_CP_RUN) psat_reset(s);
         } else {
             s->streak = 0;
