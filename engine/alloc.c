@@ -204,7 +204,7 @@ static void quantiles_90(double *a, size_t n, double *q05, double *q95)
         *q95 = quantile(a, n, 0.95);
         return;
     }
-    double buf[QBUF], top[QBUF], lo, hi;
+    double buf[QBUF] = {0}, top[QBUF] = {0}, lo, hi; /* zeroed: -O1 cannot see extremes_m fills them */
     extremes_m(a, n, m1, buf, m2, top);
     lo = buf[k1];
     hi = k1 + 1 < n ? buf[k1 + 1] : lo;
