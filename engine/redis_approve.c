@@ -196,31 +196,3 @@ bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, in
     freeReplyObject(rep);
     return BD_OK;
 }
-
-bd_err_t bd_redis_get_kill_info(bd_redis_t *r, const char *portfolio, bd_redis_kill_t *out,
-                                char *errbuf, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, "kill");
-    const char *av[2] = {"HGETALL", k};
-    bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (rep->type == REDIS_REPLY_ARRAY) {
-        out->killed = rep->elements > 0;
-        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-            const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
-            if (!f || !v) continue;
-            if (!strcmp(f, "reason"))
-                snprintf(out->reason, sizeof out->reason, "%s", v);
-            else if (!strcmp(f, "by"))
-                snprintf(out->by, sizeof out->by, "%s", v);
-            else if (!strcmp(f, "at"))
-                out->at = strtoll(v, NULL, 10);
-        }
-    }
-    freeReplyObject(rep);
-    return BD_OK;
-}

@@ -117,11 +117,10 @@ void bd_redis_alloc_free(bd_redis_alloc_t *a)
     a->n_ch = 0;
 }
 
-bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, size_t reason_len, int *killed,
-                           char *errbuf, size_t errlen)
+bd_err_t bd_redis_get_kill_info(bd_redis_t *r, const char *portfolio, bd_redis_kill_t *out,
+                                char *errbuf, size_t errlen)
 {
-    *killed = 0;
-    if (reason && reason_len) reason[0] = 0;
+    memset(out, 0, sizeof *out);
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char k[RD_KEY_MAX];
     bd_rd_key(r, k, portfolio, "kill");
@@ -130,12 +129,33 @@ bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, s
     redisReply *rep = bd_rd_cmd(r, 2, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
     if (rep->type == REDIS_REPLY_ARRAY) {
-        *killed = rep->elements > 0;
-        for (size_t i = 0; i + 1 < rep->elements; i += 2)
-            if (rep->element[i]->str && !strcmp(rep->element[i]->str, "reason") && reason && reason_len)
-                snprintf(reason, reason_len, "%s", rep->element[i + 1]->str ? rep->element[i + 1]->str : "");
+        out->killed = rep->elements > 0;
+        for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+            const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
+            if (!f || !v) continue;
+            if (!strcmp(f, "reason"))
+                snprintf(out->reason, sizeof out->reason, "%s", v);
+            else if (!strcmp(f, "by"))
+                snprintf(out->by, sizeof out->by, "%s", v);
+            else if (!strcmp(f, "at"))
+                out->at = strtoll(v, NULL, 10);
+        }
     }
     freeReplyObject(rep);
+    return BD_OK;
+}
+
+/* The kill flag and reason only (the daemon's poll): see get_kill_info. */
+bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, size_t reason_len, int *killed,
+                           char *errbuf, size_t errlen)
+{
+    bd_redis_kill_t info;
+    *killed = 0;
+    if (reason && reason_len) reason[0] = 0;
+    bd_err_t e = bd_redis_get_kill_info(r, portfolio, &info, errbuf, errlen);
+    if (e != BD_OK) return e;
+    *killed = info.killed;
+    if (reason && reason_len) snprintf(reason, reason_len, "%s", info.reason);
     return BD_OK;
 }
 
