@@ -7,7 +7,7 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 1u
+#define CK_VERSION 2u /* 2: kill window holds spend and value only */
 
 typedef struct {
     unsigned char **buf;
@@ -67,7 +67,6 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
     for (uint64_t k = 0; k < win; k++) {
         wr_f64(&w, p->hist[k].spend);
         wr_f64(&w, p->hist[k].value);
-        wr_f64(&w, p->hist[k].allocated);
     }
     wr_i64(&w, p->offset);
     wr_i64(&w, p->partition);
@@ -165,7 +164,6 @@ bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, c
     for (uint64_t k = 0; k < win; k++) {
         hist[k].spend = rd_f64(&r);
         hist[k].value = rd_f64(&r);
-        hist[k].allocated = rd_f64(&r);
     }
     t.offset = rd_i64(&r);
     t.partition = (int32_t)rd_i64(&r);

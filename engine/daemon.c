@@ -21,7 +21,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <cJSON.h>
 #include "budgetd/checkpoint.h"
 #include "budgetd/cli.h"
 #include "budgetd/config.h"
@@ -177,15 +176,8 @@ static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
     /* The portfolio whose state this message changes: the event's, or for a
      * rejected one its best-effort portfolio (the reject ratio counts). */
     name[0] = '\0';
-    if (r == BD_REJ_NONE) {
-        if (strcmp(ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev.portfolio);
-    } else {
-        cJSON *j = cJSON_ParseWithLength(m->payload, m->len);
-        const cJSON *pf = j ? cJSON_GetObjectItemCaseSensitive(j, "portfolio") : NULL;
-        if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
-            snprintf(name, sizeof(name), "%s", pf->valuestring);
-        cJSON_Delete(j);
-    }
+    if (r != BD_REJ_NONE) bd_event_portfolio_hint(m->payload, m->len, name, sizeof(name));
+    else if (strcmp(ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev.portfolio);
     bd_portfolio_t *p = name[0] ? bd_engine_portfolio(dm->e, name) : NULL;
     if (p && p->partition != m->partition) {
         /* first sight here, or the partition came back to us */

@@ -215,11 +215,10 @@ void bd_decide_run(bd_decide_job_t *job)
         decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
     } else {
         decide_update_models(p, ops, job->agg);
-        bd_cycle_hist_t h = {0, 0, 0};
+        bd_cycle_hist_t h = {0, 0};
         for (size_t i = 0; i < n; i++) {
             h.spend += job->agg[i].spend;
             h.value += agg_value(&job->agg[i], pol->objective);
-            h.allocated += prev[i];
         }
         int w = pol->kill.window > 0 ? pol->kill.window : 1;
         p->hist[p->hist_n % (uint64_t)w] = h;

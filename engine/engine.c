@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <cJSON.h>
 #include "budgetd/decide.h"
 #include "budgetd/dedup.h"
 #include "budgetd/engine.h"
@@ -150,8 +149,7 @@ static void engine_close_cycle(bd_engine_t *e, bd_portfolio_t *p)
     bd_agg_t *slot = bd_portfolio_slot(p, c);
     memcpy(j->agg, slot, p->n * sizeof(*slot));
     memset(slot, 0, p->cap * sizeof(*slot));
-    int64_t s = c % p->nslots;
-    if (s < 0) s += p->nslots;
+    size_t s = bd_portfolio_slot_index(p, c);
     j->events = p->slot_events[s];
     p->slot_events[s] = 0;
     j->late = p->late;
@@ -301,8 +299,7 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
         a->conversions += one.conversions;
         a->revenue += one.revenue;
         a->events++;
-        int64_t s = c % p->nslots;
-        p->slot_events[s < 0 ? s + p->nslots : s]++;
+        p->slot_events[bd_portfolio_slot_index(p, c)]++;
     }
     if (err) *err = e->sink_err;
     return BD_REJ_NONE;
@@ -312,19 +309,6 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
                             bd_err_t *err)
 {
     return engine_apply(e, ev, NULL, detail, dlen, err);
-}
-
-/* Best-effort portfolio of a rejected line, so the per-portfolio reject
- * ratio (a kill-switch trigger) sees malformed events too. */
-static void engine_reject_portfolio(const char *line, size_t len, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    cJSON *root = cJSON_ParseWithLength(line, len);
-    if (!root) return;
-    const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "portfolio");
-    if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
-        snprintf(out, outlen, "%s", pf->valuestring);
-    cJSON_Delete(root);
 }
 
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p)
@@ -368,7 +352,7 @@ bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len, char 
     bd_reject_t r = bd_event_decode_ex(line, len, &ev, detail, dlen, ingest_ready, &c);
     if (r != BD_REJ_NONE) {
         char pf[BD_NAME_MAX + 1];
-        engine_reject_portfolio(line, len, pf, sizeof(pf));
+        bd_event_portfolio_hint(line, len, pf, sizeof(pf));
         if (err) *err = e->sink_err;
         return engine_reject(e, r, pf);
     }

@@ -415,3 +415,17 @@ int bd_event_name_valid(const char *s, size_t len)
         if (!name_ok[(unsigned char)s[i]]) return 0;
     return 1;
 }
+
+/* Best-effort portfolio of a rejected line, so the per-portfolio reject
+ * ratio (a kill-switch trigger) sees malformed events too. Rare path: a
+ * second parse is cheaper than threading partial results out of decode. */
+void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    cJSON *root = cJSON_ParseWithLength(buf, len);
+    if (!root) return;
+    const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "portfolio");
+    if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
+        snprintf(out, outlen, "%s", pf->valuestring);
+    cJSON_Delete(root);
+}

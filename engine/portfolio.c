@@ -115,7 +115,7 @@ static void channel_prior(const bd_portfolio_t *p, const bd_channel_cfg_t *cc, b
     pr->budget = pol->budget;
     double floor = pol->risk_roas_floor > 0 ? pol->risk_roas_floor : 1.0;
     pr->value_prior = 50.0;
-    pr->roas_prior = pol->objective == BD_OBJ_REVENUE ? 2.0 * floor : 2.0 * floor;
+    pr->roas_prior = 2.0 * floor; /* objective units per spend, either objective */
 }
 
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
@@ -146,11 +146,15 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     return (int)p->n++;
 }
 
-bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c)
+size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c)
 {
     int64_t s = c % p->nslots;
-    if (s < 0) s += p->nslots;
-    return p->agg + (size_t)s * p->cap;
+    return (size_t)(s < 0 ? s + p->nslots : s);
+}
+
+bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c)
+{
+    return p->agg + bd_portfolio_slot_index(p, c) * p->cap;
 }
 
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol)

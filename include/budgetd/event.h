@@ -61,6 +61,10 @@ bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char
 /* The stable string of a reason code ("bad_json", ...). */
 const char *bd_reject_name(bd_reject_t r);
 
+/* The "portfolio" of a rejected line when it has a valid one, else "" in
+ * out: rejected events still count against their portfolio's reject ratio. */
+void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen);
+
 /* True when s is a valid portfolio/channel name: 1-64 of [A-Za-z0-9_.:-]. */
 int bd_event_name_valid(const char *s, size_t len);
 

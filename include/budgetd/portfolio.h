@@ -23,7 +23,7 @@ typedef struct {
 
 /* Realized spend and objective of one closed cycle (kill-switch window). */
 typedef struct {
-    double spend, value, allocated;
+    double spend, value;
 } bd_cycle_hist_t;
 
 typedef struct bd_portfolio {
@@ -79,6 +79,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
  * and priors follow the new config; model states, allocation and open
  * aggregates are kept. The kill window restarts if its length changed. */
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
+/* Ring slot of cycle c (cycles may be negative: the remainder is folded). */
+size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c);
 /* Aggregates of cycle c (must be within the open window). */
 bd_agg_t *bd_portfolio_slot(bd_portfolio_t *p, int64_t c);
 
