@@ -5,7 +5,11 @@
  * alternating so that each gets the same cache and frequency conditions:
  *   bare_parse       cJSON_ParseWithLength + cJSON_Delete per line: the floor
  *                    set by the JSON parser the engine uses;
- *   event_decode     bd_event_decode (raw scan + parse + validation);
+ *   event_decode     bd_event_decode (raw scan + parse + validation), which
+ *                    reads these lines on its flat-object fast path;
+ *   event_decode_cjson  bd_event_decode_cjson: the same decoder with cJSON
+ *                    as the parser (what every line would cost without the
+ *                    fast path, and what unusual lines still cost);
  *   engine_ingest    bd_engine_ingest on a fresh engine per run, sink
  *                    discarding records, final flush included: parse,
  *                    validate, dedup, aggregate, plus the 600 cycle decisions
@@ -64,15 +68,16 @@ static double run_bare(const bu_lines_t *l)
     return t;
 }
 
-static double run_decode(const bu_lines_t *l)
+typedef bd_reject_t (*decode_fn)(const char *, size_t, bd_event_t *, char *, size_t);
+
+static double run_decode(const bu_lines_t *l, decode_fn decode)
 {
     bd_event_t ev;
     char detail[256];
     size_t ok = 0;
     double t = bu_now();
     for (size_t i = 0; i < l->n; i++)
-        ok += bd_event_decode(l->text + l->off[i], l->len[i], &ev, detail, sizeof(detail)) ==
-              BD_REJ_NONE;
+        ok += decode(l->text + l->off[i], l->len[i], &ev, detail, sizeof(detail)) == BD_REJ_NONE;
     t = bu_now() - t;
     sink_guard += ok;
     if (ok != l->n) fprintf(stderr, "bench_ingest: %zu lines rejected by decode\n", l->n - ok);
@@ -146,7 +151,7 @@ int main(int argc, char **argv)
     bu_print("ingest_lines", (double)l.n, "lines");
     bu_print("ingest_line_bytes", (double)l.used / (double)l.n, "bytes/line (mean)");
 
-    double best_bare = 1e30, best_dec = 1e30, best_ing = 1e30, best_close = 0;
+    double best_bare = 1e30, best_dec = 1e30, best_cj = 1e30, best_ing = 1e30, best_close = 0;
     bd_engine_stats_t st;
     if (profile) {
         for (int rep = 0; rep < 5; rep++) {
@@ -161,8 +166,10 @@ int main(int argc, char **argv)
     for (int rep = 0; rep < 3; rep++) {
         double t = run_bare(&l);
         if (t < best_bare) best_bare = t;
-        t = run_decode(&l);
+        t = run_decode(&l, bd_event_decode);
         if (t < best_dec) best_dec = t;
+        t = run_decode(&l, bd_event_decode_cjson);
+        if (t < best_cj) best_cj = t;
         double tc;
         t = run_ingest(&l, cfg, &st, &tc);
         if (t < best_ing) best_ing = t, best_close = tc;
@@ -179,6 +186,8 @@ int main(int argc, char **argv)
     bu_print("event_decode", dec, "lines/s");
     bu_print("event_decode_per_line", best_dec / n * 1e9, "ns");
     bu_print("event_decode_vs_bare_parse", dec / bare, "ratio");
+    bu_print("event_decode_cjson", n / best_cj, "lines/s");
+    bu_print("event_decode_vs_event_decode_cjson", best_cj / best_dec, "ratio (the fast path's gain)");
     bu_print("engine_ingest", ing, "events/s");
     bu_print("engine_ingest_per_line", best_ing / n * 1e9, "ns");
     bu_print("engine_ingest_decisions", (double)st.decisions, "decisions");

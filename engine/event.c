@@ -30,12 +30,72 @@
  * Known limits inherited from cJSON 1.7.15: numbers longer than 63 chars
  * fail to parse (bad_json); leading zeros ("01") are accepted; cJSON records
  * its last error in a global, so concurrent decoding from several threads is
- * a (harmless) data race on that global only. */
+ * a (harmless) data race on that global only. cJSON's allocation hooks are
+ * set once, process-wide, to the parse arena below. */
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cJSON.h>
 #include "budgetd/event.h"
+
+/* ---- parse arena ---------------------------------------------------------*/
+
+/* cJSON allocates every node, key and string with its own malloc: about 25
+ * malloc/free pairs for a 160-byte event, a third of the decode (bench_ingest,
+ * perf), and the frees take the arena lock librdkafka's threads also take in
+ * the daemon. While a decode runs, this thread's cJSON allocations come from
+ * a bump arena instead; the tree dies with the decode, so the arena is just
+ * rewound. Invariants: an arena pointer never reaches free(); the arena is
+ * only active inside bd_event_decode_ex on its own thread; anything that does
+ * not fit (lines of kilobytes) falls back to malloc and is freed by
+ * cJSON_Delete as usual. cJSON's hooks are process-wide, so outside a decode
+ * (and on other threads) they are plain malloc and free. */
+#define ARENA_SIZE 16384
+
+typedef struct {
+    _Alignas(16) unsigned char buf[ARENA_SIZE];
+    size_t used;
+    size_t spilled; /* allocations of this decode that went to malloc */
+    int active;
+} parse_arena_t;
+
+static _Thread_local parse_arena_t t_arena;
+static _Thread_local uint64_t t_fast; /* decodes of this thread the fast path finished */
+static pthread_once_t g_hooks_once = PTHREAD_ONCE_INIT;
+
+/* cJSON's malloc hook: a bump allocation in this thread's arena during a
+ * decode, malloc otherwise. */
+static void *arena_malloc(size_t n)
+{
+    parse_arena_t *a = &t_arena;
+    size_t need = (n + 15) & ~(size_t)15;
+    if (a->active && need >= n && need <= ARENA_SIZE - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        return p;
+    }
+    if (a->active) a->spilled++;
+    return malloc(n);
+}
+
+/* cJSON's free hook: arena memory is released by rewinding, not here. */
+static void arena_free(void *p)
+{
+    parse_arena_t *a = &t_arena;
+    uintptr_t u = (uintptr_t)p, lo = (uintptr_t)a->buf;
+    if (u >= lo && u < lo + ARENA_SIZE) return;
+    free(p);
+}
+
+static void arena_install(void)
+{
+    cJSON_Hooks h = {arena_malloc, arena_free};
+    cJSON_InitHooks(&h);
+}
 
 /* ---- raw byte scan -------------------------------------------------------*/
 
@@ -113,43 +173,43 @@ enum {
     F_SPEND, F_IMPRESSIONS, F_CLICKS, F_CONVERSIONS, F_REVENUE, F__N
 };
 
-/* True when k is exactly the NUL-terminated word w. Inlined byte loop
- * instead of strcmp: the keys are short and a libc call per member showed
- * in the ingest profile. Stops at the first difference, so it never reads
- * past the end of k. */
-static inline int key_is(const char *k, const char *w)
+/* Maps a member key of n bytes to its field, or -1 for unknown keys.
+ * Switches on the first byte so that an unknown key costs one comparison
+ * at most; the fixed-size memcmps are inlined by the compiler. */
+static int field_of(const char *k, size_t n)
 {
-    while (*w && *k == *w) k++, w++;
-    return *k == *w;
-}
-
-/* Maps a member key to its field, or -1 for unknown keys. Switches on the
- * first byte so that an unknown key costs one comparison at most. */
-static int field_of(const char *k)
-{
-    switch (k[0]) {
-    case 'v': return k[1] == '\0' ? F_V : -1;
-    case 't': return (k[1] == 's' && k[2] == '\0') ? F_TS : -1;
-    case 'p': return key_is(k, "portfolio") ? F_PORTFOLIO : -1;
+#define KEY_IS(w) (n == sizeof(w) - 1 && memcmp(k, w, sizeof(w) - 1) == 0)
+    switch (n ? k[0] : '\0') {
+    case 'v': return n == 1 ? F_V : -1;
+    case 't': return KEY_IS("ts") ? F_TS : -1;
+    case 'p': return KEY_IS("portfolio") ? F_PORTFOLIO : -1;
     case 'c':
-        if (key_is(k, "channel")) return F_CHANNEL;
-        if (key_is(k, "conversions")) return F_CONVERSIONS;
-        if (key_is(k, "clicks")) return F_CLICKS;
+        if (KEY_IS("channel")) return F_CHANNEL;
+        if (KEY_IS("conversions")) return F_CONVERSIONS;
+        if (KEY_IS("clicks")) return F_CLICKS;
         return -1;
-    case 'e': return key_is(k, "event_id") ? F_EVENT_ID : -1;
-    case 'w': return key_is(k, "watermark") ? F_WATERMARK : -1;
-    case 's': return key_is(k, "spend") ? F_SPEND : -1;
-    case 'i': return key_is(k, "impressions") ? F_IMPRESSIONS : -1;
-    case 'r': return key_is(k, "revenue") ? F_REVENUE : -1;
+    case 'e': return KEY_IS("event_id") ? F_EVENT_ID : -1;
+    case 'w': return KEY_IS("watermark") ? F_WATERMARK : -1;
+    case 's': return KEY_IS("spend") ? F_SPEND : -1;
+    case 'i': return KEY_IS("impressions") ? F_IMPRESSIONS : -1;
+    case 'r': return KEY_IS("revenue") ? F_REVENUE : -1;
     default: return -1;
     }
+#undef KEY_IS
 }
 
-/* cJSON's type tests are exported functions (a PLT call each); these are
- * the same tests on the public `type` field, inlined. */
-static inline int is_type(const cJSON *it, int type) { return (it->type & 0xFF) == type; }
-#define IS_NUMBER(it) is_type((it), cJSON_Number)
-#define IS_STRING(it) is_type((it), cJSON_String)
+/* A member value as the checks see it, whichever parser read it. A string
+ * is its decoded bytes, never holding a NUL (raw_scan rejects raw NULs and
+ * "\u0000"); true, false, arrays and objects are JV_OTHER; null never gets
+ * here (it counts as absent). */
+typedef enum { JV_NUM, JV_STR, JV_OTHER } jv_type_t;
+
+typedef struct {
+    jv_type_t type;
+    double num;
+    const char *str;
+    size_t len;
+} jv_t;
 
 /* Which bytes may appear in a portfolio or channel name: [A-Za-z0-9_.:-]. */
 static const unsigned char name_ok[256] = {
@@ -197,18 +257,18 @@ static int to_int64(double d, int64_t *out)
 
 /* Validates an event-time integer field (ts or watermark): integer, in int64
  * and not before BD_TS_MIN. */
-static bd_reject_t check_time(const cJSON *it, const char *name, int64_t *out,
+static bd_reject_t check_time(const jv_t *it, const char *name, int64_t *out,
                               char *detail, size_t dlen)
 {
-    if (!IS_NUMBER(it))
+    if (it->type != JV_NUM)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be an integer", name);
-    switch (to_int64(it->valuedouble, out)) {
+    switch (to_int64(it->num, out)) {
     case 1:
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' is %.17g (must be an integer)",
-                   name, it->valuedouble);
+                   name, it->num);
     case 2:
         return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %g (outside int64)", name,
-                   it->valuedouble);
+                   it->num);
     }
     if (*out < BD_TS_MIN)
         return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %lld (must be >= %lld)",
@@ -218,20 +278,20 @@ static bd_reject_t check_time(const cJSON *it, const char *name, int64_t *out,
 
 /* Validates and copies a portfolio/channel name; "*" passes when star is
  * set. Length and characters are checked in one pass (no strlen). */
-static bd_reject_t check_name(const cJSON *it, const char *name, char *dst, int star,
+static bd_reject_t check_name(const jv_t *it, const char *name, char *dst, int star,
                               char *detail, size_t dlen)
 {
     if (!it) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
-    if (!IS_STRING(it))
+    if (it->type != JV_STR)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a string", name);
-    const unsigned char *s = (const unsigned char *)it->valuestring;
-    if (star && s[0] == '*' && s[1] == '\0') {
+    const unsigned char *s = (const unsigned char *)it->str;
+    if (star && it->len == 1 && s[0] == '*') {
         dst[0] = '*';
         dst[1] = '\0';
         return BD_REJ_NONE;
     }
     size_t n = 0;
-    for (; s[n]; n++) {
+    for (; n < it->len; n++) {
         if (n == BD_NAME_MAX)
             return rej(detail, dlen, BD_REJ_BAD_ID, "field '%s' is longer than %d chars", name,
                        BD_NAME_MAX);
@@ -248,15 +308,15 @@ static bd_reject_t check_name(const cJSON *it, const char *name, char *dst, int 
 
 /* Validates and copies the optional event_id: 1-128 printable ASCII bytes
  * without spaces (0x21-0x7e). */
-static bd_reject_t check_event_id(const cJSON *it, char *dst, char *detail, size_t dlen)
+static bd_reject_t check_event_id(const jv_t *it, char *dst, char *detail, size_t dlen)
 {
     dst[0] = '\0';
     if (!it) return BD_REJ_NONE;
-    if (!IS_STRING(it))
+    if (it->type != JV_STR)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'event_id' must be a string");
-    const unsigned char *s = (const unsigned char *)it->valuestring;
+    const unsigned char *s = (const unsigned char *)it->str;
     size_t n = 0;
-    for (; s[n]; n++) {
+    for (; n < it->len; n++) {
         if (n == BD_ID_MAX)
             return rej(detail, dlen, BD_REJ_BAD_ID, "field 'event_id' is longer than %d chars",
                        BD_ID_MAX);
@@ -273,7 +333,7 @@ static bd_reject_t check_event_id(const cJSON *it, char *dst, char *detail, size
 
 /* Validates one of the numbers: finite and >= 0. Absent is missing_field when
  * required, else 0. */
-static bd_reject_t check_num(const cJSON *it, const char *name, int required, double *out,
+static bd_reject_t check_num(const jv_t *it, const char *name, int required, double *out,
                              char *detail, size_t dlen)
 {
     if (!it) {
@@ -281,9 +341,9 @@ static bd_reject_t check_num(const cJSON *it, const char *name, int required, do
         if (required) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
         return BD_REJ_NONE;
     }
-    if (!IS_NUMBER(it))
+    if (it->type != JV_NUM)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a number", name);
-    double d = it->valuedouble;
+    double d = it->num;
     if (d - d != 0.0) /* inf (cJSON never yields nan) */
         return rej(detail, dlen, BD_REJ_NON_FINITE, "field '%s' is %g (must be finite)", name, d);
     if (d < 0.0)
@@ -293,21 +353,21 @@ static bd_reject_t check_num(const cJSON *it, const char *name, int required, do
 }
 
 /* Field checks after parsing, in the documented order. */
-static bd_reject_t check_fields(const cJSON *const f[F__N], bd_event_t *ev, char *detail,
+static bd_reject_t check_fields(const jv_t *const f[F__N], bd_event_t *ev, char *detail,
                                 size_t dlen)
 {
     bd_reject_t r;
     if (f[F_V]) {
         int64_t v = 0;
-        if (!IS_NUMBER(f[F_V]))
+        if (f[F_V]->type != JV_NUM)
             return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' must be an integer");
-        int k = to_int64(f[F_V]->valuedouble, &v);
+        int k = to_int64(f[F_V]->num, &v);
         if (k == 1)
             return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' is %.17g (must be an integer)",
-                       f[F_V]->valuedouble);
+                       f[F_V]->num);
         if (k == 2 || v != 1)
             return rej(detail, dlen, BD_REJ_BAD_VERSION, "field 'v' is %g (supported: 1)",
-                       f[F_V]->valuedouble);
+                       f[F_V]->num);
     }
     int wm = f[F_WATERMARK] && !f[F_CHANNEL];
     if ((r = check_name(f[F_PORTFOLIO], "portfolio", ev->portfolio, wm, detail, dlen))) return r;
@@ -334,33 +394,172 @@ static bd_reject_t check_fields(const cJSON *const f[F__N], bd_event_t *ev, char
 
 /* ---- public API ----------------------------------------------------------*/
 
-/* Decodes one message; see the pipeline at the top of this file. The only
- * allocations are cJSON's own tree, freed before returning. */
-bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev, char *detail,
-                            size_t detail_len)
+/* ---- flat-object fast path ----------------------------------------------*/
+
+/* The powers of ten that are exact doubles. */
+static const double pow10_exact[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
+
+/* Skips JSON whitespace (raw_scan has left no other byte below 0x20). */
+static inline const char *flat_ws(const char *p, const char *e)
 {
-    return bd_event_decode_ex(buf, len, ev, detail, detail_len, NULL, NULL);
+    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
+    return p;
 }
 
-/* The decoder proper; ready runs between validation and freeing the tree
- * (see event.h). */
-bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char *detail,
-                               size_t detail_len, bd_event_ready_fn ready, void *ctx)
+/* A string at p (its opening quote) without escapes: its bytes in s/n and
+ * the position after the closing quote, or NULL (escape or unterminated). */
+static inline const char *flat_string(const char *p, const char *e, const char **s, size_t *n)
 {
-    if (detail && detail_len) detail[0] = '\0';
-    size_t bad = raw_scan((const unsigned char *)buf, len);
-    if (bad < len) {
-        unsigned char c = (unsigned char)buf[bad];
-        if (c == '\\')
-            return rej(detail, detail_len, BD_REJ_BAD_JSON, "\\u0000 escape at byte %zu", bad);
-        if (c < 0x20)
-            return rej(detail, detail_len, BD_REJ_BAD_JSON, "control byte 0x%02x at byte %zu", c,
-                       bad);
-        return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid UTF-8 at byte %zu", bad);
+    const char *q = ++p;
+    while (q < e && *q != '"') {
+        if (*q == '\\') return NULL;
+        q++;
     }
+    if (q >= e) return NULL;
+    *s = p;
+    *n = (size_t)(q - p);
+    return q + 1;
+}
 
+/* A number at p in JSON's strict grammar whose value is exact in one IEEE
+ * operation (Clinger's fast path: a mantissa <= 2^53 times or divided by an
+ * exact power of ten <= 1e22), so that the result is the correctly rounded
+ * value strtod (and so cJSON) gives. Returns the position after it, or NULL
+ * for everything else (leading zeros, 20+ digits, big exponents, tokens of
+ * 64+ chars, which cJSON cuts at 63), which cJSON then decides. */
+static const char *flat_number(const char *p, const char *e, double *out)
+{
+    const char *s = p;
+    bool neg = *p == '-';
+    uint64_t m = 0;
+    int nd = 0, ex = 0;
+    if (neg && ++p >= e) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (IS_DIGIT(*p)) {
+        for (; p < e && IS_DIGIT(*p); p++) {
+            if (++nd > 19) return NULL;
+            m = m * 10 + (uint64_t)(*p - '0');
+        }
+    } else {
+        return NULL;
+    }
+    if (p < e && IS_DIGIT(*p)) return NULL; /* "01" */
+    if (p < e && *p == '.') {
+        if (++p >= e || !IS_DIGIT(*p)) return NULL;
+        for (; p < e && IS_DIGIT(*p); p++, ex--) {
+            if (++nd > 19) return NULL;
+            m = m * 10 + (uint64_t)(*p - '0');
+        }
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        bool eneg = false;
+        if (++p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p >= e || !IS_DIGIT(*p)) return NULL;
+        int x = 0;
+        for (; p < e && IS_DIGIT(*p); p++)
+            if (x < 100000) x = x * 10 + (*p - '0');
+        ex += eneg ? -x : x;
+    }
+    if (p - s > 63) return NULL;
+    double d = 0.0;
+    if (m != 0) {
+        if (m > (1ULL << 53) || ex < -22 || ex > 22) return NULL;
+        d = ex < 0 ? (double)m / pow10_exact[-ex] : (double)m * pow10_exact[ex];
+    }
+    *out = neg ? -d : d;
+    return p;
+}
+
+/* Steps 2-3 for the shape nearly every event has: one flat object whose
+ * values are strings without escapes, numbers flat_number takes, true,
+ * false or null. Fills vals/f exactly as the walk over cJSON's tree would
+ * (same keys, last wins, null absent, same doubles) without building a
+ * tree: cJSON spends most of its time in strtod and allocation. Returns 0
+ * on anything else (escapes, nesting, other numbers, any syntax error), and
+ * the caller falls back to cJSON, which then also words the error. A
+ * differential test holds the two paths to the same results. */
+static int flat_parse(const char *buf, size_t len, jv_t vals[F__N], const jv_t *f[F__N])
+{
+    const char *p = flat_ws(buf, buf + len), *e = buf + len;
+    if (p >= e || *p != '{') return 0;
+    p = flat_ws(p + 1, e);
+    if (p < e && *p == '}') return flat_ws(p + 1, e) == e;
+    for (;;) {
+        const char *k;
+        size_t kn;
+        if (p >= e || *p != '"' || !(p = flat_string(p, e, &k, &kn))) return 0;
+        p = flat_ws(p, e);
+        if (p >= e || *p != ':') return 0;
+        p = flat_ws(p + 1, e);
+        if (p >= e) return 0;
+        jv_t v = {JV_OTHER, 0.0, NULL, 0};
+        bool null = false;
+        switch (*p) {
+        case '"':
+            if (!(p = flat_string(p, e, &v.str, &v.len))) return 0;
+            v.type = JV_STR;
+            break;
+        case 'n':
+            if (e - p < 4 || memcmp(p, "null", 4) != 0) return 0;
+            p += 4, null = true;
+            break;
+        case 't':
+            if (e - p < 4 || memcmp(p, "true", 4) != 0) return 0;
+            p += 4;
+            break;
+        case 'f':
+            if (e - p < 5 || memcmp(p, "false", 5) != 0) return 0;
+            p += 5;
+            break;
+        default:
+            if (!(p = flat_number(p, e, &v.num))) return 0;
+            v.type = JV_NUM;
+            break;
+        }
+        int fk = field_of(k, kn);
+        if (fk >= 0) {
+            vals[fk] = v;
+            f[fk] = null ? NULL : &vals[fk]; /* last wins */
+        }
+        p = flat_ws(p, e);
+        if (p < e && *p == ',') {
+            p = flat_ws(p + 1, e);
+            continue;
+        }
+        if (p < e && *p == '}') return flat_ws(p + 1, e) == e;
+        return 0;
+    }
+}
+
+/* ---- decoding ------------------------------------------------------------*/
+
+/* A cJSON member as a checked value (null is handled by the caller). */
+static jv_t jv_of(const cJSON *it)
+{
+    switch (it->type & 0xFF) {
+    case cJSON_Number: return (jv_t){JV_NUM, it->valuedouble, NULL, 0};
+    case cJSON_String: return (jv_t){JV_STR, 0.0, it->valuestring, strlen(it->valuestring)};
+    default: return (jv_t){JV_OTHER, 0.0, NULL, 0};
+    }
+}
+
+/* Steps 2-3 through cJSON, then step 4; ready runs between validation and
+ * freeing the tree (see event.h). */
+static bd_reject_t decode_cjson(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                                size_t detail_len, bd_event_ready_fn ready, void *ctx)
+{
     const char *end = NULL;
+    pthread_once(&g_hooks_once, arena_install);
+    parse_arena_t *a = &t_arena;
+    a->used = 0, a->spilled = 0, a->active = 1;
     cJSON *root = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    a->active = 0;
     if (!root) {
         size_t at = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
         return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid JSON near byte %zu", at);
@@ -373,20 +572,75 @@ bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char
     bd_reject_t r;
     if (at < len) {
         r = rej(detail, detail_len, BD_REJ_BAD_JSON, "trailing data at byte %zu", at);
-    } else if (!is_type(root, cJSON_Object)) {
+    } else if ((root->type & 0xFF) != cJSON_Object) {
         r = rej(detail, detail_len, BD_REJ_BAD_JSON, "top-level value is not an object");
     } else {
-        const cJSON *f[F__N] = {0};
+        jv_t vals[F__N];
+        const jv_t *f[F__N] = {0};
         for (const cJSON *it = root->child; it; it = it->next) {
-            int k = it->string ? field_of(it->string) : -1;
-            if (k >= 0) f[k] = is_type(it, cJSON_NULL) ? NULL : it; /* last wins */
+            int k = it->string ? field_of(it->string, strlen(it->string)) : -1;
+            if (k < 0) continue;
+            bool null = (it->type & 0xFF) == cJSON_NULL;
+            if (!null) vals[k] = jv_of(it);
+            f[k] = null ? NULL : &vals[k]; /* last wins */
         }
         r = check_fields(f, ev, detail, detail_len);
         if (r == BD_REJ_NONE && ready) ready(ctx, ev);
     }
-    cJSON_Delete(root);
+    /* All in the arena: nothing to free (a failed parse freed its own). */
+    if (a->spilled) cJSON_Delete(root);
     return r;
 }
+
+/* Step 1, then the fast path or cJSON (fast == false: cJSON only). */
+static bd_reject_t decode(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                          size_t detail_len, bd_event_ready_fn ready, void *ctx, bool fast)
+{
+    if (detail && detail_len) detail[0] = '\0';
+    size_t bad = raw_scan((const unsigned char *)buf, len);
+    if (bad < len) {
+        unsigned char c = (unsigned char)buf[bad];
+        if (c == '\\')
+            return rej(detail, detail_len, BD_REJ_BAD_JSON, "\\u0000 escape at byte %zu", bad);
+        if (c < 0x20)
+            return rej(detail, detail_len, BD_REJ_BAD_JSON, "control byte 0x%02x at byte %zu", c,
+                       bad);
+        return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid UTF-8 at byte %zu", bad);
+    }
+    jv_t vals[F__N];
+    const jv_t *f[F__N] = {0};
+    if (fast && flat_parse(buf, len, vals, f)) {
+        t_fast++;
+        bd_reject_t r = check_fields(f, ev, detail, detail_len);
+        if (r == BD_REJ_NONE && ready) ready(ctx, ev);
+        return r;
+    }
+    return decode_cjson(buf, len, ev, detail, detail_len, ready, ctx);
+}
+
+/* Decodes one message; see the pipeline at the top of this file. Allocates
+ * nothing on the fast path; through cJSON, its tree lives in this thread's
+ * parse arena (malloc for what does not fit) and is released before
+ * returning. */
+bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                            size_t detail_len)
+{
+    return decode(buf, len, ev, detail, detail_len, NULL, NULL, true);
+}
+
+bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                               size_t detail_len, bd_event_ready_fn ready, void *ctx)
+{
+    return decode(buf, len, ev, detail, detail_len, ready, ctx, true);
+}
+
+bd_reject_t bd_event_decode_cjson(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                                  size_t detail_len)
+{
+    return decode(buf, len, ev, detail, detail_len, NULL, NULL, false);
+}
+
+uint64_t bd_event_fast_decodes(void) { return t_fast; }
 
 /* Stable reason strings: part of the external contract (DLQ header, stats). */
 const char *bd_reject_name(bd_reject_t r)

@@ -51,12 +51,22 @@ bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev,
                             char *detail, size_t detail_len);
 
 /* As bd_event_decode. When the record is valid, ready(ctx, ev) is called
- * with ev complete but before cJSON's tree is freed: freeing it takes long
- * enough that memory the caller will need for ev (the engine's dedup bucket,
- * a likely cache miss) can be prefetched meanwhile. ready may be NULL. */
+ * with ev complete, before the decoder's own cleanup, so that memory the
+ * caller will need for ev (the engine's dedup bucket, a likely cache miss)
+ * can be prefetched meanwhile. ready may be NULL. */
 typedef void (*bd_event_ready_fn)(void *ctx, const bd_event_t *ev);
 bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char *detail,
                                size_t detail_len, bd_event_ready_fn ready, void *ctx);
+
+/* As bd_event_decode, always through cJSON (never the flat-object fast
+ * path): the reference the fast path is tested against, and the baseline
+ * bench_ingest compares it with. */
+bd_reject_t bd_event_decode_cjson(const char *buf, size_t len, bd_event_t *ev, char *detail,
+                                  size_t detail_len);
+
+/* How many decodes of the calling thread the fast path completed (the rest
+ * went through cJSON): for tests and benchmarks. */
+uint64_t bd_event_fast_decodes(void);
 
 /* The stable string of a reason code ("bad_json", ...). */
 const char *bd_reject_name(bd_reject_t r);

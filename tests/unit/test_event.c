@@ -1,5 +1,7 @@
 /* test_event.c: decoding and validation of channel events (CONTRACT §1). */
 #include <criterion/criterion.h>
+#include <cJSON.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -540,6 +542,44 @@ Test(event, deep_nesting_is_bad_json_not_a_crash)
     s[k++] = '}';
     cr_assert_eq(bd_event_decode(s, k, &ev, detail, sizeof detail), BD_REJ_BAD_JSON);
     free(s);
+}
+
+/* Each thread decodes its own events into its own parse arena: every
+ * result must match what that thread encoded, and cJSON used outside a
+ * decode (here, between decodes) still frees through plain free(). */
+static void *decode_many(void *arg)
+{
+    long id = (long)arg;
+    char line[256], det[256];
+    for (int i = 0; i < 20000; i++) {
+        bd_event_t e;
+        int n = snprintf(line, sizeof line,
+                         "{\"ts\":1700000000,\"portfolio\":\"p%ld\",\"channel\":\"c%d\","
+                         "\"spend\":%d.5,\"conversions\":%ld}",
+                         id, i % 7, i, id);
+        if (bd_event_decode(line, (size_t)n, &e, det, sizeof det) != BD_REJ_NONE) return (void *)1;
+        char want[16];
+        snprintf(want, sizeof want, "p%ld", id);
+        if (strcmp(e.portfolio, want) != 0 || e.spend != i + 0.5 || e.conversions != (double)id)
+            return (void *)2;
+        if (i % 1000 == 0) {
+            cJSON *j = cJSON_Parse("{\"a\":[1,2,3]}");
+            if (!j) return (void *)3;
+            cJSON_Delete(j);
+        }
+    }
+    return NULL;
+}
+
+Test(event, concurrent_decodes_use_their_own_arena)
+{
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++) pthread_create(&t[i], NULL, decode_many, (void *)i);
+    for (int i = 0; i < 4; i++) {
+        void *rc;
+        pthread_join(t[i], &rc);
+        cr_assert_null(rc, "thread %d failed with %p", i, rc);
+    }
 }
 
 Test(event, name_valid)
