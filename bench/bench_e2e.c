@@ -21,14 +21,16 @@
  *                  (zeroing the 40 MB dedup window as it is used) are in.
  * The first group join of the mock takes ~3 s: each side's clock starts at
  * its first message and stops at its last, rate = (N - 1) / elapsed.
- * Best of 2 each. Target (issue 4): engine >= 0.7 of the bare rate.
- * Also printed: the wall time per message spent in decode + apply in the
- * engine loop, and polls that came back empty mid-run: seen near the end
- * of the backlog when the engine lags, a ~500 ms gap (5 empty polls), the
- * length of fetch.wait.max.ms; with that set to 10 ms one trial showed no
- * gap. Likely the fetch queue hit queued.min.messages, the paused
- * partitions left the fetch, and the broker held a fetch for caught-up
- * ones. Best of 2 usually picks a run without it. */
+ * REPS rounds, the sides interleaved; the best of each side and the median
+ * of each side are printed. Target (issue 4): engine >= 0.7 of the bare
+ * rate (best against best). The noise is large here: on this 2-core
+ * machine the in-process broker, librdkafka's fetcher and the consumer
+ * compete, and even the daemon's bare consumer has measured 0.74-1.27 of
+ * the bare one. Also printed: the wall time per message spent in decode +
+ * apply in the engine loop, and polls that came back empty mid-run (once
+ * 4-5 per run, ~0.5 s: librdkafka 2.0 stopped fetching at
+ * queued.min.messages = 100k and backed off ~1 s; the daemon's consumer
+ * now sets it to 1M, see engine/kafka.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +44,8 @@
 #define TOPIC "bench-events"
 #define NPART 12
 #define WAIT_S 60.0 /* give up on a side that has not finished by then */
+#define REPS 3
+#define WORK_SAMPLE 16 /* time the engine work of every 16th message */
 
 static const char CONFIG_FMT[] =
     "v: 1\n"
@@ -137,13 +141,16 @@ static double bare_consume(const char *bootstraps, const char *group, size_t n)
     rd_kafka_topic_partition_list_destroy(sub);
     size_t got = 0, bytes = 0;
     double t0 = 0, t1 = 0, start = bu_now();
-    while (got < n && bu_now() - start < WAIT_S) {
+    while (got < n && ((got & 4095) || bu_now() - start < WAIT_S)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-        if (!m) continue;
+        if (!m) {
+            if (bu_now() - start >= WAIT_S) break;
+            continue;
+        }
         if (!m->err) {
             if (got++ == 0) t0 = bu_now();
             bytes += m->len;
-            t1 = bu_now();
+            if (got == n) t1 = bu_now();
         }
         rd_kafka_message_destroy(m);
     }
@@ -192,16 +199,20 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
     size_t got = 0, bad = 0;
     double t0 = 0, t1 = 0, start = bu_now();
     char detail[256];
-    double tw = 0; /* in decode + apply + message release */
+    double tw = 0; /* in decode + apply + message release (sampled, scaled) */
     size_t empty = 0; /* polls that waited 100 ms in vain mid-run */
-    while (got < n && bu_now() - start < WAIT_S) {
+    while (got < n && ((got & 4095) || bu_now() - start < WAIT_S)) {
         bd_kafka_msg_t m;
         if (!bd_kafka_poll(k, &m, 100)) {
             empty += got > 0;
+            if (bu_now() - start >= WAIT_S) break;
             continue;
         }
         if (got++ == 0) t0 = bu_now();
-        double tx = bu_now();
+        /* clock reads cost ~30 ns here (kvm-clock): time the work of one
+         * message in WORK_SAMPLE only, and stop the clock at the last */
+        bool timed = got % WORK_SAMPLE == 0;
+        double tx = timed ? bu_now() : 0;
         if (work) {
             bd_event_t ev;
             bd_reject_t r = bd_event_decode(m.payload, m.len, &ev, detail, sizeof(detail));
@@ -212,8 +223,8 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
             bad += r != BD_REJ_NONE;
         }
         bd_kafka_msg_done(k, &m);
-        t1 = bu_now();
-        tw += t1 - tx;
+        if (timed) tw += (bu_now() - tx) * WORK_SAMPLE;
+        if (got == n) t1 = bu_now();
     }
     bd_engine_flush(e);
     size_t accepted = (size_t)bd_engine_stats(e)->accepted;
@@ -250,33 +261,35 @@ int main(void)
     bu_print("e2e_messages", (double)l.n, "messages");
     bu_print("e2e_message_bytes", (double)l.used / (double)l.n, "bytes/message (mean)");
     bu_print("e2e_partitions", NPART, "partitions");
-    double best_bare = 0, best_eng = 0, best_dc = 0, best_work = 0;
-    size_t best_stalls = 0;
+    double bare[REPS], eng[REPS], dc[REPS], work[REPS];
+    size_t stalls[REPS];
     char group[64];
-    for (int rep = 0; rep < 2; rep++) {
+    int best = 0; /* the engine's best round */
+    for (int rep = 0; rep < REPS; rep++) {
         snprintf(group, sizeof(group), "bench-bare-%d", rep);
-        double r = bare_consume(bs, group, l.n);
-        if (r < 0) return 1;
-        if (r > best_bare) best_bare = r;
-        snprintf(group, sizeof(group), "bench-daemon-consumer-%d", rep);
+        if ((bare[rep] = bare_consume(bs, group, l.n)) < 0) return 1;
         double tw;
-        size_t stalls;
-        r = engine_consume(bs, group, l.n, l.events, 0, &tw, &stalls);
-        if (r < 0) return 1;
-        if (r > best_dc) best_dc = r;
+        size_t st;
+        snprintf(group, sizeof(group), "bench-daemon-consumer-%d", rep);
+        if ((dc[rep] = engine_consume(bs, group, l.n, l.events, 0, &tw, &st)) < 0) return 1;
         snprintf(group, sizeof(group), "bench-engine-%d", rep);
-        r = engine_consume(bs, group, l.n, l.events, 1, &tw, &stalls);
-        if (r < 0) return 1;
-        if (r > best_eng) best_eng = r, best_work = tw, best_stalls = stalls;
+        if ((eng[rep] = engine_consume(bs, group, l.n, l.events, 1, &work[rep], &stalls[rep])) < 0)
+            return 1;
+        if (eng[rep] > eng[best]) best = rep;
     }
-    bu_print("e2e_bare_consumer", best_bare, "msgs/s");
-    bu_print("e2e_daemon_consumer", best_dc, "msgs/s (bd_kafka_poll alone)");
-    bu_print("e2e_daemon_consumer_vs_bare_consumer", best_dc / best_bare, "ratio");
-    bu_print("e2e_engine", best_eng, "events/s (decode + apply, no Redis)");
-    bu_print("e2e_engine_vs_bare_consumer", best_eng / best_bare, "ratio (target >= 0.7)");
-    bu_print("e2e_engine_work_per_msg", best_work / (double)l.n * 1e9,
+    double bare_best = bu_max(bare, REPS), dc_best = bu_max(dc, REPS), eng_best = eng[best];
+    bu_print("e2e_bare_consumer", bare_best, "msgs/s (best)");
+    bu_print("e2e_bare_consumer_median", bu_median(bare, REPS), "msgs/s");
+    bu_print("e2e_daemon_consumer", dc_best, "msgs/s (bd_kafka_poll alone, best)");
+    bu_print("e2e_daemon_consumer_vs_bare_consumer", dc_best / bare_best, "ratio");
+    bu_print("e2e_engine", eng_best, "events/s (decode + apply, no Redis, best)");
+    bu_print("e2e_engine_median", bu_median(eng, REPS), "events/s");
+    bu_print("e2e_engine_vs_bare_consumer", eng_best / bare_best, "ratio (target >= 0.7)");
+    bu_print("e2e_engine_vs_bare_consumer_median", bu_median(eng, REPS) / bu_median(bare, REPS),
+             "ratio (medians)");
+    bu_print("e2e_engine_work_per_msg", work[best] / (double)l.n * 1e9,
              "ns (decode + apply + release, wall, in the engine loop)");
-    bu_print("e2e_engine_empty_polls", (double)best_stalls, "polls of 100 ms that found nothing mid-run");
+    bu_print("e2e_engine_empty_polls", (double)stalls[best], "polls of 100 ms that found nothing mid-run");
     bu_lines_free(&l);
     bd_broker_stop(b);
     return 0;

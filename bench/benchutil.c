@@ -13,6 +13,33 @@ double bu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The median of n values (the mean of the middle two for even n); v is
+ * left untouched. */
+double bu_median(const double *v, size_t n)
+{
+    double *c = bd_xmalloc(n * sizeof *c);
+    memcpy(c, v, n * sizeof *c);
+    qsort(c, n, sizeof *c, cmp_double);
+    double m = n % 2 ? c[n / 2] : 0.5 * (c[n / 2 - 1] + c[n / 2]);
+    free(c);
+    return m;
+}
+
+/* The largest of n >= 1 values. */
+double bu_max(const double *v, size_t n)
+{
+    double m = v[0];
+    for (size_t i = 1; i < n; i++)
+        if (v[i] > m) m = v[i];
+    return m;
+}
+
 void bu_print(const char *name, double value, const char *unit)
 {
     if (value != 0 && value < 0.01 && value > -0.01)

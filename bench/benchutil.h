@@ -14,6 +14,10 @@ double bu_now(void);
 /* Prints "name: value unit" on stdout (flushed). */
 void bu_print(const char *name, double value, const char *unit);
 
+/* Summaries of n >= 1 repeated measurements. */
+double bu_median(const double *v, size_t n);
+double bu_max(const double *v, size_t n);
+
 /* Event lines held back to back in one arena; line i is
  * text + off[i], len[i] bytes (not NUL-terminated, no newline). */
 typedef struct {

@@ -19,7 +19,14 @@ struct bd_kafka {
     int32_t nparts;
     bd_kafka_revoke_fn on_revoke;
     void *ctx;
+    unsigned polls;  /* consumer polls since the DLQ producer was last served */
+    bool dlq_dirty;  /* a dead letter was produced since then */
 };
+
+/* Serve the DLQ producer's events at least this often (in consumer polls):
+ * rd_kafka_poll takes the producer's queue lock, a cost worth skipping per
+ * message when there is nothing to serve. */
+#define DLQ_POLL_EVERY 1024
 
 static part_t *kafka_part(bd_kafka_t *k, int32_t p)
 {
@@ -91,7 +98,15 @@ static rd_kafka_conf_t *kafka_conf(const bd_config_t *cfg, bool consumer, char *
              conf_set(conf, "enable.auto.offset.store", "false", errbuf, errlen) &&
              conf_set(conf, "auto.offset.reset", "earliest", errbuf, errlen) &&
              conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", errbuf, errlen) &&
-             conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errlen);
+             conf_set(conf, "auto.commit.interval.ms", "1000", errbuf, errlen) &&
+             /* librdkafka 2.0 stops fetching once this many messages wait
+              * in the consumer queue, then waits up to ~1 s before fetching
+              * again. The default (100k) is under a second of work for
+              * the engine, so a backlog catch-up went idle for half of
+              * each second (bench_e2e: 4-5 empty polls of 100 ms). The
+              * queue's memory stays capped by queued.max.messages.kbytes
+              * (64 MB by default). */
+             conf_set(conf, "queued.min.messages", "1000000", errbuf, errlen);
     } else {
         ok = ok && conf_set(conf, "enable.idempotence", "true", errbuf, errlen) &&
              conf_set(conf, "linger.ms", "5", errbuf, errlen);
@@ -158,9 +173,15 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
 
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
 {
-    rd_kafka_poll(k->dlq, 0); /* delivery reports of dead letters */
+    if (k->dlq_dirty || ++k->polls >= DLQ_POLL_EVERY) {
+        rd_kafka_poll(k->dlq, 0); /* delivery reports and errors of dead letters */
+        k->polls = 0, k->dlq_dirty = false;
+    }
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->c, timeout_ms);
-    if (!msg) return 0;
+    if (!msg) {
+        k->dlq_dirty = true; /* idle: serve the producer next time */
+        return 0;
+    }
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             fprintf(stderr, "budgetd: kafka: %s\n", rd_kafka_message_errstr(msg));
@@ -191,6 +212,7 @@ void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *re
             RD_KAFKA_V_VALUE((void *)m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADER("budgetd-reason", reason, -1),
             RD_KAFKA_V_HEADER("budgetd-detail", detail, -1), RD_KAFKA_V_END);
+        k->dlq_dirty = true;
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (err) fprintf(stderr, "budgetd: dead letter: %s\n", rd_kafka_err2str(err));
             return;
