@@ -219,9 +219,11 @@ static void bk_job(void *arg, size_t job)
             for (int k = 0; k < 3; k++) arm_init(&st[k]);
         int a = ts_choose(st, 3, r);
         double y = gsl_rng_uniform(r) < mu[a] ? 1.0 : 0.0;
-        if (algo == BENCH_DTS)
+        if (algo == BENCH_DTS_EVERY)
             for (int k = 0; k < 3; k++) bd_model_beta_bernoulli_ops.discount(&st[k], &pr, p->gamma);
-        if (algo == BENCH_DTS_PULLED) bd_model_beta_bernoulli_ops.discount(&st[a], &pr, p->gamma);
+        /* the engine's rule: only the arm that reported forgets */
+        if (algo == BENCH_DTS || algo == BENCH_DTS_PULLED)
+            bd_model_beta_bernoulli_ops.discount(&st[a], &pr, p->gamma);
         bd_bb_observe_trials(&st[a], y, 1.0);
         if (algo == BENCH_DTS_PULLED)
             for (int k = 1; k < 3; k++) bd_model_beta_bernoulli_ops.discount(&st[a], &pr, p->gamma);

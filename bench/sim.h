@@ -155,12 +155,22 @@ typedef struct {
 void bench_chapelle_li(bench_cl_cell_t *cells, size_t n, int threads, uint64_t seed);
 
 /* Besson & Kaufmann piecewise-stationary problem: K=3 arms, means change
- * every T/5 steps. Algorithms: plain TS; discounted TS as the engine
- * discounts (every arm, every step); discounted TS as SMPyBandits (the
- * library behind the published numbers) runs it: its getReward discounts the
- * pulled arm K-1 extra times instead of the other arms, so only the pulled
- * arm forgets, by gamma^K per pull; TS restarted at the true change points. */
-typedef enum { BENCH_TS = 0, BENCH_DTS, BENCH_DTS_PULLED, BENCH_RESTART, BENCH__ALGOS } bench_algo_t;
+ * every T/5 steps. Algorithms: plain TS; discounted TS under the engine's
+ * rule (engine/decide.c: a channel forgets in the cycles it reports in, so
+ * the pulled arm, once per pull); discounted TS with every arm forgetting
+ * every step (the engine's rule until 2026-11, Raj & Kalyani's DTS as
+ * written); discounted TS as SMPyBandits (the library behind the published
+ * numbers) runs it: its getReward discounts the pulled arm K-1 extra times
+ * instead of the other arms, so only the pulled arm forgets, by gamma^K per
+ * pull; TS restarted at the true change points. */
+typedef enum {
+    BENCH_TS = 0,
+    BENCH_DTS,
+    BENCH_DTS_EVERY,
+    BENCH_DTS_PULLED,
+    BENCH_RESTART,
+    BENCH__ALGOS
+} bench_algo_t;
 typedef struct {
     int problem;          /* 1 or 2 */
     long T;

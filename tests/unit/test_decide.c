@@ -123,3 +123,45 @@ Test(decide, stationary_channel_keeps_its_share)
     cr_assert_gt(tr.x[38][0], tr.x[30][0] * 0.8, "a at 30: %.2f, at 38: %.2f", tr.x[30][0], tr.x[38][0]);
     cr_assert_eq(tr.resets[0] + tr.resets[1] + tr.resets[2], 0, "false change-points");
 }
+
+/* The forgetting rule (DESIGN "Non-stationarity", pinned here): a channel
+ * forgets only in the cycles it reports in. Channel c goes silent for five
+ * cycles: its posterior stays bit for bit what it was, while a and b, still
+ * reporting, keep discounting and observing. */
+Test(decide, silent_channel_keeps_its_posterior)
+{
+    char err[2048];
+    bd_config_t *cfg;
+    cr_assert_eq(bd_config_load_string(CFG, strlen(CFG), "t.yaml", &cfg, err, sizeof(err)), BD_OK, "%s", err);
+    trace_t tr;
+    memset(&tr, 0, sizeof(tr));
+    bd_engine_opts_t o = {.threads = 1, .sink = trace_sink, .sink_ctx = &tr};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    char line[512], detail[256];
+    bd_err_t serr;
+    bd_model_state_t c_before, a_before;
+    bd_portfolio_t *p = NULL;
+    for (int c = 0; c < 15; c++) {
+        for (int i = 0; i < 3; i++) {
+            if (i == 2 && c >= 10) continue; /* c is silent from cycle 10 */
+            snprintf(line, sizeof(line),
+                     "{\"ts\":%lld,\"portfolio\":\"p\",\"channel\":\"%c\",\"spend\":1000,"
+                     "\"conversions\":%d,\"revenue\":%d}",
+                     T0 + c * 3600LL + 10, 'a' + i, 20 + c, 800 + 40 * c);
+            cr_assert_eq(bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &serr),
+                         BD_REJ_NONE, "%s", detail);
+        }
+        snprintf(line, sizeof(line), "{\"portfolio\":\"p\",\"watermark\":%lld}", T0 + (c + 1) * 3600LL);
+        bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &serr);
+        bd_engine_flush(e);
+        p = bd_ptable_find(bd_engine_table(e), "p", 1);
+        cr_assert(p && p->n == 3);
+        if (c == 9) c_before = p->ch[2].model, a_before = p->ch[0].model;
+    }
+    cr_assert_eq(memcmp(&p->ch[2].model, &c_before, sizeof c_before), 0,
+                 "the silent channel's posterior moved");
+    cr_assert_neq(memcmp(&p->ch[0].model, &a_before, sizeof a_before), 0,
+                  "a reporting channel's posterior did not move");
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
