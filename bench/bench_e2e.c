@@ -13,8 +13,8 @@
  *                  bd_kafka_msg_done) alone: what its wrapper adds;
  *   engine         the daemon's consumer (bd_kafka_open / bd_kafka_poll /
  *                  bd_kafka_msg_done) feeding what `budgetd run` does with
- *                  each message in its engine: bd_event_decode, then
- *                  bd_engine_apply (dedup, aggregation, the cycle closes
+ *                  each message in its engine: bd_engine_decode, then
+ *                  bd_engine_apply_decoded (dedup, aggregation, the cycle closes
  *                  the watermarks trigger), in process and WITHOUT Redis
  *                  (no checkpoint or decision writes, no offset store).
  *                  The engine is new per run, so its first-touch costs
@@ -214,11 +214,11 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
         bool timed = got % WORK_SAMPLE == 0;
         double tx = timed ? bu_now() : 0;
         if (work) {
-            bd_event_t ev;
-            bd_reject_t r = bd_event_decode(m.payload, m.len, &ev, detail, sizeof(detail));
+            bd_engine_decoded_t dec;
+            bd_reject_t r = bd_engine_decode(e, m.payload, m.len, &dec, detail, sizeof(detail));
             if (r == BD_REJ_NONE) {
                 bd_err_t serr;
-                r = bd_engine_apply(e, &ev, detail, sizeof(detail), &serr);
+                r = bd_engine_apply_decoded(e, &dec, detail, sizeof(detail), &serr);
             }
             bad += r != BD_REJ_NONE;
         }

@@ -170,14 +170,15 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
  * portfolio thanks to the checkpointed offset. */
 static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
 {
-    bd_event_t ev;
+    bd_engine_decoded_t dec;
+    const bd_event_t *ev = &dec.ev;
     char detail[256], name[BD_NAME_MAX + 1];
-    bd_reject_t r = bd_event_decode(m->payload, m->len, &ev, detail, sizeof(detail));
+    bd_reject_t r = bd_engine_decode(dm->e, m->payload, m->len, &dec, detail, sizeof(detail));
     /* The portfolio whose state this message changes: the event's, or for a
      * rejected one its best-effort portfolio (the reject ratio counts). */
     name[0] = '\0';
     if (r != BD_REJ_NONE) bd_event_portfolio_hint(m->payload, m->len, name, sizeof(name));
-    else if (strcmp(ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev.portfolio);
+    else if (strcmp(ev->portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev->portfolio);
     bd_portfolio_t *p = name[0] ? bd_engine_portfolio(dm->e, name) : NULL;
     if (p && p->partition != m->partition) {
         /* first sight here, or the partition came back to us */
@@ -187,13 +188,13 @@ static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
     }
     if (p && m->offset <= p->ckpt_offset) {
         dm->skipped++; /* already inside the checkpoint */
-        if (r == BD_REJ_NONE) bd_engine_remember(dm->e, &ev);
+        if (r == BD_REJ_NONE) bd_engine_remember(dm->e, ev);
         else bd_kafka_dead_letter(dm->k, m, bd_reject_name(r), detail); /* at least once */
         return;
     }
     if (r == BD_REJ_NONE) {
         bd_err_t serr;
-        r = bd_engine_apply(dm->e, &ev, detail, sizeof(detail), &serr);
+        r = bd_engine_apply_decoded(dm->e, &dec, detail, sizeof(detail), &serr);
     } else {
         bd_engine_count_reject(dm->e, r, p);
     }

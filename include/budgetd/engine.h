@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "budgetd/config.h"
 #include "budgetd/decision.h"
+#include "budgetd/dedup.h"
 #include "budgetd/event.h"
 #include "budgetd/portfolio.h"
 
@@ -41,6 +42,24 @@ void bd_engine_free(bd_engine_t *e);
  * detail gets the human text. *err is set when the sink failed. */
 bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len,
                              char *detail, size_t dlen, bd_err_t *err);
+/* A decoded event and its dedup key. bd_engine_decode hashes the key and
+ * prefetches its dedup bucket as soon as the event is valid, so that the
+ * table's cache miss (the largest single cost of applying an event: the
+ * window spans tens of MB) overlaps whatever the caller does before
+ * bd_engine_apply_decoded. */
+typedef struct {
+    bd_event_t ev;
+    bd_dedup_key_t key;
+    bool keyed; /* key holds ev's (portfolio, event_id) */
+} bd_engine_decoded_t;
+
+/* bd_event_decode into d->ev, plus the key and prefetch above. Counts
+ * nothing: the caller decides what a rejection means (bd_engine_count_reject). */
+bd_reject_t bd_engine_decode(bd_engine_t *e, const char *buf, size_t len, bd_engine_decoded_t *d,
+                             char *detail, size_t dlen);
+/* bd_engine_apply of d->ev, reusing its key. */
+bd_reject_t bd_engine_apply_decoded(bd_engine_t *e, const bd_engine_decoded_t *d, char *detail,
+                                    size_t dlen, bd_err_t *err);
 /* Applies an already decoded event (simulator path). */
 bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen,
                             bd_err_t *err);
