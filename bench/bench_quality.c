@@ -172,7 +172,7 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
             }
             /* the operator's resume is a Redis action, not an event: a
              * replay of the log cannot see it */
-            if (lgp && sc->resume_after > 0 && res.kill_trips > 0) *log_resumed = true;
+            if (lg.events && sc->resume_after > 0 && res.kill_trips > 0) *log_resumed = true;
             if (lg.events) fclose(lg.events);
             if (lg.decisions) fclose(lg.decisions);
             if (o->trace > 0 && r == 0) {
