@@ -26,7 +26,7 @@ typedef struct {
     size_t n_files;
     int runs;
     int threads;
-    bool sim, bandit, quick;
+    bool sim, bandit, quick, diag;
     int trace;              /* > 0: print mean per-cycle regret per block of this many cycles */
     const char *log;
     const char *budgetd;
@@ -39,6 +39,8 @@ static void usage(void)
             "                     [--only sim|bandit] [--threads N] [--quick]\n"
             "                     [--log PREFIX | --no-log] [--budgetd PATH] [--trace N]\n"
             "  --trace N      print each policy's mean regret (%%) per block of N cycles\n"
+            "  --diag         decompose the engine's regret (posterior mean, allocator,\n"
+            "                 explore, risk, ramp) and print it per run and on average\n"
             "  --log PREFIX   write PREFIX.events.jsonl (the engine's input, JSON Lines),\n"
             "                 PREFIX.config.yaml and PREFIX.decisions.jsonl for the first\n"
             "                 scenario's first run, then check `budgetd replay` reproduces\n"
@@ -146,6 +148,7 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
     memset(out, 0, sizeof(agg_t) * SIM_POL__COUNT);
     for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
     bool ok = true;
+    double dg[SIM_D__COUNT] = {0};
     printf("\n== scenario %s (%s): %d cycles x %d runs, %zu channels, budget %.0f/cycle\n",
            sc->name, file, sc->cycles, R, sc->n_ch, sc->pol->budget);
     if (sc->description) printf("   %s\n", sc->description);
@@ -158,6 +161,10 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
                 if (!open_log(o->log, sc, &lg)) fprintf(stderr, "cannot write %s.*\n", o->log);
                 else lgp = &lg;
             }
+            if (p == SIM_POL_ENGINE && o->diag) {
+                lg.diag = true;
+                lgp = &lg;
+            }
             sim_result_t res;
             if (sim_run(sc, tr, (sim_policy_t)p, lgp, &res, err, sizeof err) != BD_OK) {
                 fprintf(stderr, "%s: %s: %s\n", file, sim_policy_name((sim_policy_t)p), err);
@@ -165,7 +172,7 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
             }
             /* the operator's resume is a Redis action, not an event: a
              * replay of the log cannot see it */
-            if (lgp && sc->resume_after > 0 && res.kill_trips > 0) *log_resumed = true;
+            if (lg.events && sc->resume_after > 0 && res.kill_trips > 0) *log_resumed = true;
             if (lg.events) fclose(lg.events);
             if (lg.decisions) fclose(lg.decisions);
             if (o->trace > 0 && r == 0) {
@@ -177,6 +184,14 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
                     printf(" %5.1f", 100 * m / k);
                 }
                 printf("\n");
+            }
+            if (p == SIM_POL_ENGINE && o->diag && res.diag_n > 0) {
+                printf("diag run %d:", r);
+                for (int v = 0; v < SIM_D__COUNT; v++) {
+                    printf(" %.2f", 100 * res.diag[v] / res.diag_n);
+                    dg[v] += res.diag[v] / res.diag_n / R;
+                }
+                printf(" (%% regret per variant, %d cycles)\n", res.diag_n);
             }
             agg_t *a = &out[p];
             a->ret += res.ret / R;
@@ -205,6 +220,12 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
         out[p].regret_after_sd = sqrt(s2 / (R - 1));
     }
     free(ra);
+    if (o->diag && ok) {
+        printf("regret decomposition of budgetd (mean over runs of the per-cycle regret, cycles >= %d):\n",
+               SIM_WARMUP);
+        for (int v = 0; v < SIM_D__COUNT; v++)
+            printf("  %-32s %6.2f%%\n", sim_diag_name((sim_diag_t)v), 100 * dg[v]);
+    }
     if (!ok) {
         free(rec_runs);
         sim_scenario_free(sc);
@@ -383,7 +404,7 @@ int main(int argc, char **argv)
         {"threads", required_argument, 0, 't'},   {"quick", no_argument, 0, 'q'},
         {"log", required_argument, 0, 'l'},       {"budgetd", required_argument, 0, 'b'},
         {"trace", required_argument, 0, 'T'},     {"no-log", no_argument, 0, 'n'},
-        {"help", no_argument, 0, 'h'},
+        {"diag", no_argument, 0, 'D'},            {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     const char **files = bd_xcalloc((size_t)argc + 1, sizeof *files);
     size_t nf = 0;
@@ -399,6 +420,7 @@ int main(int argc, char **argv)
         case 'l': o.log = optarg; break;
         case 'b': o.budgetd = optarg; budgetd_set = true; break;
         case 'n': no_log = true; break;
+        case 'D': o.diag = true; break;
         case 'T': o.trace = atoi(optarg); break;
         case 'o':
             o.sim = !strcmp(optarg, "sim");

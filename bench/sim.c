@@ -19,6 +19,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
+#include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "sim.h"
 
@@ -220,6 +221,10 @@ static int channel_index(const sim_scenario_t *sc, const char *name)
 
 typedef struct {
     const sim_scenario_t *sc;
+    const sim_truth_t *tr;
+    int64_t c0;           /* cycle number of the scenario's cycle 0 */
+    sim_result_t *res;    /* diag sums go here when diag */
+    bool diag;
     double *x;            /* allocation in force, scenario channel order */
     bd_status_t status;
     int64_t cycle;        /* cycle of the last decision */
@@ -228,6 +233,113 @@ typedef struct {
     unsigned resets;
     FILE *dec;
 } eng_ctx_t;
+
+const char *sim_diag_name(sim_diag_t d)
+{
+    switch (d) {
+    case SIM_D_MEAN: return "posterior-mean water-fill";
+    case SIM_D_MEAN_TRUEK: return "  mean a, true k";
+    case SIM_D_MEAN_TRUEA: return "  true a, mean k";
+    case SIM_D_FACTORY: return "allocator: factory only";
+    case SIM_D_EXPLORE: return "  + explore";
+    case SIM_D_RISK: return "  + risk bound";
+    case SIM_D_ENGINE: return "  + ramp, min_change (engine)";
+    default: return "?";
+    }
+}
+
+/* Normalised regret at cycle t of x (p's channel order, map: scenario index). */
+static double diag_regret(const sim_truth_t *tr, int t, const int *map, size_t m, const double *x)
+{
+    double v = 0;
+    for (size_t j = 0; j < m; j++)
+        if (map[j] >= 0) v += bd_curve_value(&tr->curve[(size_t)t * tr->n + (size_t)map[j]], x[j]);
+    double o = tr->opt_v[t];
+    return o > 0 ? (o - v) / o : 0;
+}
+
+/* The regret decomposition of one decision (sim_diag_t): re-decides the
+ * cycle from the same posterior and the same draws (the rng seeded as
+ * decide seeds it) with guardrails switched off one by one. Bench only:
+ * the engine's path is untouched. */
+static void eng_diag(eng_ctx_t *c, bd_portfolio_t *p, const bd_decision_t *d)
+{
+    const sim_truth_t *tr = c->tr;
+    int t = (int)(d->cycle - c->c0);
+    if (t < SIM_WARMUP || t >= tr->T || d->status != BD_STATUS_ACTIVE) return;
+    size_t m = p->n;
+    const bd_model_ops_t *ops = bd_model_get(p->pol->model);
+    int *map = bd_xcalloc(m, sizeof *map);
+    double *buf = bd_xcalloc(m * 8, sizeof(double));
+    double *lo = buf, *hi = lo + m, *x = hi + m, *mr = x + m, *rl = mr + m, *rh = rl + m,
+           *safe = rh + m, *xe = safe + m;
+    bd_curve_t *cv = bd_xcalloc(m * 3, sizeof *cv), *mk = cv + m, *ma = mk + m;
+    const bd_channel_cfg_t **cfg = bd_xcalloc(m, sizeof *cfg);
+    bd_model_state_t *st = bd_xcalloc(m, sizeof *st);
+    bd_prior_t *pr = bd_xcalloc(m, sizeof *pr);
+    bool *prom = bd_xcalloc(m * 2, sizeof(bool));
+    bd_bound_t *bound = bd_xcalloc(m, sizeof *bound);
+    for (size_t j = 0; j < m; j++) {
+        map[j] = channel_index(c->sc, p->ch[j].name);
+        size_t k = (size_t)t * tr->n + (size_t)(map[j] < 0 ? 0 : map[j]);
+        lo[j] = map[j] >= 0 && tr->present[k] ? tr->lo[k] : 0;
+        hi[j] = map[j] >= 0 && tr->present[k] ? tr->hi[k] : 0;
+        ops->mean(&p->ch[j].model, &p->ch[j].prior, &cv[j]);
+        bd_curve_t truth = map[j] >= 0 ? tr->curve[k] : cv[j];
+        mk[j] = cv[j];
+        mk[j].k = truth.k;
+        ma[j] = truth;
+        ma[j].k = cv[j].k;
+        cfg[j] = p->ch[j].cfg;
+        st[j] = p->ch[j].model;
+        pr[j] = p->ch[j].prior;
+        safe[j] = p->ch[j].safe;
+        prom[j] = p->ch[j].promoted;
+        xe[j] = p->ch[j].x;
+    }
+    double *acc = c->res->diag;
+    bd_alloc_waterfill(cv, lo, hi, m, p->pol->budget, x);
+    acc[SIM_D_MEAN] += diag_regret(tr, t, map, m, x);
+    bd_alloc_waterfill(mk, lo, hi, m, p->pol->budget, x);
+    acc[SIM_D_MEAN_TRUEK] += diag_regret(tr, t, map, m, x);
+    bd_alloc_waterfill(ma, lo, hi, m, p->pol->budget, x);
+    acc[SIM_D_MEAN_TRUEA] += diag_regret(tr, t, map, m, x);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2);
+    for (int v = 0; v < 3; v++) {
+        bd_policy_t pol = *p->pol;
+        if (v < 2) pol.risk_max_prob = 1.0;
+        if (v < 1) pol.explore_share = 0;
+        gsl_rng_set(r, (unsigned long)bd_decide_seed(c->sc->cfg->seed, p->name, d->cycle));
+        bd_alloc_input_t in = {.n = m, .pol = &pol, .cfg = cfg, .ops = ops, .states = st,
+                               .priors = pr, .prev = NULL, .safe = safe, .promoted = prom, .rng = r};
+        bd_alloc_output_t out = {.x = x, .bound = bound, .mean_roas = mr, .roas_lo = rl,
+                                 .roas_hi = rh, .promoted = prom + m};
+        char err[256];
+        if (bd_alloc_decide(&in, &out, err, sizeof err) == BD_OK)
+            acc[SIM_D_FACTORY + v] += diag_regret(tr, t, map, m, x);
+        bd_alloc_output_free(&out);
+    }
+    gsl_rng_free(r);
+    acc[SIM_D_ENGINE] += diag_regret(tr, t, map, m, xe);
+    if (getenv("X_KTRACE") && t % 100 == 0) {
+        fprintf(stderr, "t=%4d", t);
+        for (size_t j = 0; j < m; j++)
+            fprintf(stderr, "  %s k/true %.2f a/true %.2f x %.0f opt %.0f", p->ch[j].name,
+                    cv[j].k / tr->curve[(size_t)t * tr->n + (size_t)map[j]].k,
+                    cv[j].a / tr->curve[(size_t)t * tr->n + (size_t)map[j]].a, xe[j],
+                    tr->opt_x[(size_t)t * tr->n + (size_t)map[j]]);
+        fprintf(stderr, "\n");
+    }
+    c->res->diag_n++;
+    free(map);
+    free(buf);
+    free(cv);
+    free(cfg);
+    free(st);
+    free(pr);
+    free(prom);
+    free(bound);
+}
 
 /* The engine's sink: what an adapter reads from Redis, in process. */
 static bd_err_t eng_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
@@ -244,6 +356,7 @@ static bd_err_t eng_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     for (size_t j = 0; ops && ops->resets && j < p->n; j++) c->resets += ops->resets(&p->ch[j].model);
     c->status = d->status;
     c->cycle = d->cycle;
+    if (c->diag) eng_diag(c, p, d);
     bool k = d->path == BD_PATH_KILLED;
     if (k && !c->killed) c->trips++;
     c->killed = k;
@@ -295,7 +408,8 @@ static bd_err_t run_engine(const sim_scenario_t *sc, const sim_truth_t *tr, cons
                            sim_result_t *res, char *errbuf, size_t errlen)
 {
     size_t n = tr->n;
-    eng_ctx_t c = {.sc = sc, .status = BD_STATUS_ACTIVE, .cycle = INT64_MIN,
+    eng_ctx_t c = {.sc = sc, .tr = tr, .res = res, .diag = log && log->diag,
+                   .status = BD_STATUS_ACTIVE, .cycle = INT64_MIN,
                    .dec = log ? log->decisions : NULL};
     c.x = bd_xcalloc(n, sizeof(double));
     double *eff = bd_xcalloc(n, sizeof(double));
@@ -304,6 +418,7 @@ static bd_err_t run_engine(const sim_scenario_t *sc, const sim_truth_t *tr, cons
     bd_engine_t *e = bd_engine_new(sc->cfg, &o);
     gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2);
     int64_t L = sc->cfg->cycle, c0 = sc->start / L;
+    c.c0 = c0;
     int kill_start = -1;
     bd_event_t wm = watermark(sc, sc->start);
     bd_err_t rc = eng_feed(e, &wm, evlog, errbuf, errlen);

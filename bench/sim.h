@@ -109,6 +109,22 @@ typedef enum {
 } sim_policy_t;
 const char *sim_policy_name(sim_policy_t p);
 
+/* Regret decomposition of the engine's decisions (--diag): each variant
+ * re-decides the same cycle from the same posterior and is scored under the
+ * true curves of the cycle it applies to.
+ *  MEAN:      water-fill of the posterior-mean curves, box [min,max] (bias)
+ *  MEAN_TRUEK: posterior-mean a with the true k (rate error alone)
+ *  MEAN_TRUEA: true a with the posterior-mean k (saturation error alone)
+ *  FACTORY:   the allocator without ramp, explore, risk, min_change
+ *  EXPLORE:   + explore_share
+ *  RISK:      + the risk bound (still no ramp, no min_change)
+ *  ENGINE:    the decision actually taken (+ ramp, min_change) */
+typedef enum {
+    SIM_D_MEAN = 0, SIM_D_MEAN_TRUEK, SIM_D_MEAN_TRUEA, SIM_D_FACTORY, SIM_D_EXPLORE, SIM_D_RISK,
+    SIM_D_ENGINE, SIM_D__COUNT
+} sim_diag_t;
+const char *sim_diag_name(sim_diag_t d);
+
 typedef struct {
     double ret, oracle;            /* expected return summed over all cycles */
     double ret_after, oracle_after;/* over cycles >= SIM_WARMUP */
@@ -119,6 +135,11 @@ typedef struct {
     double overspend;              /* actual spend beyond the allocation (runaway) */
     unsigned resets;               /* engine: model change-point resets, all channels */
     double *rho;                   /* per cycle normalised regret, T entries */
+    /* engine with sim_log_t.diag: regret decomposition, sums over decided
+     * cycles >= SIM_WARMUP of the per-cycle normalised regret of each
+     * variant (see sim_diag_t), and how many cycles were summed */
+    double diag[SIM_D__COUNT];
+    int diag_n;
 } sim_result_t;
 
 /* Where sim_run writes what happened (either may be NULL): the events it
@@ -126,6 +147,7 @@ typedef struct {
 typedef struct {
     FILE *events;
     FILE *decisions;
+    bool diag;        /* engine: fill sim_result_t.diag (re-decides every cycle: slower) */
 } sim_log_t;
 
 /* Plays policy against tr for the scenario's cycles. The engine runs on

@@ -16,7 +16,8 @@
 #define BD_PSAT_PRIOR_CONV 2.0    /* prior pseudo-conversions on lambda */
 #define BD_PSAT_VALUE_SHAPE0 3.0  /* prior shape of phi = 1/value (>2: finite var) */
 #define BD_PSAT_KPRIOR_DECAY 0.35 /* log prior weight lost per doubling off centre */
-#define BD_PSAT_K_FORGET 0.1       /* k log-likelihoods forget at gamma^0.1 (~500 cycles at 0.98): saturation is structural, rates move; sim shock recovery 247 -> 9 cycles */
+#define BD_PSAT_K_FORGET 0.1       /* k log-likelihoods forget at gamma^0.1 (~500 cycles at 0.98): saturation is structural, rates move; sim shock recovery 167 -> 9 cycles */
+#define BD_PSAT_K_LOCAL 5.0        /* k is scored against a local rate level that forgets at gamma^5 (~10 cycles at 0.98): see observe */
 #define BD_PSAT_CP_P 0.05         /* two-sided predictive tail that counts as a surprise (3 in a row: ~1e-4 false alarms per cycle) */
 #define BD_PSAT_CP_RUN 3          /* consecutive surprises that trigger a reset */
 #define BD_PSAT_CP_KEEP 0.2       /* share of the evidence a reset keeps */
@@ -24,9 +25,12 @@
 
 /* Conversions y ~ Poisson(lambda * g_k(x)), g_k(x) = k(1-exp(-x/k)); for each
  * grid k_j: lambda | k_j ~ Gamma(alpha[j], rate beta[j]) and a log marginal
- * likelihood loglik[j]. Value per conversion v = 1/phi, phi ~ Gamma(vshape,
- * rate vrate) (exponential revenue per conversion). The fields after
- * loglik are caches recomputed by bd_psat_refresh after every change. */
+ * likelihood loglik[j]. The k likelihood is the sequential predictive of y
+ * under a short-memory rate posterior Gamma(lalpha[j], lbeta[j]) (same data,
+ * forgetting at gamma^BD_PSAT_K_LOCAL), so that a drifting rate is not read as
+ * saturation. Value per conversion v = 1/phi, phi ~ Gamma(vshape, rate vrate)
+ * (exponential revenue per conversion). The fields after lbeta are caches
+ * recomputed by bd_psat_refresh after every change. */
 typedef struct {
     uint32_t n;                 /* grid points in use, 1..BD_PSAT_KMAX */
     uint32_t streak;            /* consecutive surprising observations */
@@ -39,14 +43,13 @@ typedef struct {
     double alpha[BD_PSAT_KMAX], beta[BD_PSAT_KMAX];
     double logprior[BD_PSAT_KMAX];
     double loglik[BD_PSAT_KMAX];  /* discounted log marginal likelihood, max 0 */
+    double lalpha[BD_PSAT_KMAX], lbeta[BD_PSAT_KMAX]; /* local rate level (k scoring only) */
     /* caches */
     double w[BD_PSAT_KMAX];       /* normalised posterior weights of k */
-    double cdf[BD_PSAT_KMAX];     /* running sum of w; cdf[n-1] == 1 exactly */
-    double scale[BD_PSAT_KMAX];   /* 1/beta, the gsl_ran_gamma scale */
     double vscale;                /* 1/vrate */
 } bd_psat_state_t;
 
-/* Recomputes the caches (weights, cdf, scales) from the statistics. */
+/* Recomputes the caches (weights, value scale) from the statistics. */
 void bd_psat_refresh(bd_psat_state_t *s);
 
 /* ---- loglog ----------------------------------------------------------- */
