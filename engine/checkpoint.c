@@ -7,7 +7,8 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 2u /* 2: kill window holds spend and value only */
+#define CK_VERSION 3u /* 2: kill window holds spend and value only; 3: poisson_sat
+                           * keeps short-memory grid statistics (lalpha, lbeta) */
 
 typedef struct {
     unsigned char **buf;
