@@ -32,7 +32,7 @@ static double agg_value(const bd_agg_t *a, bd_objective_t obj)
  * unobserved channels drift back to the prior and be re-explored for
  * nothing: on the Besson-Kaufmann bandit problems it lost to plain Thompson
  * sampling on P2 (439 vs 392 regret), while forgetting on observation wins
- * on both (see docs/ARCHITECTURE.md). */
+ * on both (see docs/DECISIONS.md). */
 static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
                                  const bd_agg_t *agg)
 {
