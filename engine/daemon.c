@@ -413,7 +413,10 @@ int bd_cmd_run(int argc, char **argv)
         return BD_EXIT_USAGE;
     }
     dm.pub = bd_publish_new(dm.r, &g_stop);
-    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .sink = bd_publish_sink, .sink_ctx = dm.pub};
+    /* prefault: the daemon lives long; its dedup window should not fault
+     * page by page under the first backlog it consumes */
+    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .prefault = true,
+                           .sink = bd_publish_sink, .sink_ctx = dm.pub};
     dm.e = bd_engine_new(dm.cfg, &eo);
     logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
           dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");

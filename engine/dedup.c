@@ -96,6 +96,14 @@ void bd_dedup_free(bd_dedup_t *d)
     free(d);
 }
 
+void bd_dedup_prefault(bd_dedup_t *d)
+{
+    /* Only valid while empty: the contents are zero anyway. */
+    if (!d || d->count || d->live) return;
+    memset(d->tab, 0, d->tab_bytes);
+    memset(d->ring, 0, d->ring_bytes);
+}
+
 size_t bd_dedup_size(const bd_dedup_t *d)
 {
     return d ? d->live : 0;

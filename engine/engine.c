@@ -37,6 +37,7 @@ bd_engine_t *bd_engine_new(const bd_config_t *cfg, const bd_engine_opts_t *opts)
     if (e->opts.threads < 1) e->opts.threads = 1;
     e->table = bd_ptable_new();
     e->dedup = bd_dedup_new(BD_DEDUP_CAPACITY, cfg->dedup_window);
+    if (opts->prefault) bd_dedup_prefault(e->dedup);
     e->newest_ts = INT64_MIN;
     /* Cycles open at once: the oldest plus those within `lateness` of the
      * newest event. */

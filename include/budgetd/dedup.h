@@ -54,6 +54,12 @@ void bd_dedup_prefetch(const bd_dedup_t *d, const bd_dedup_key_t *k);
  * id is never a duplicate: the caller skips the check). */
 int bd_dedup_check_key_at(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t ts, int64_t now);
 
+/* Writes every page of the window now, before the first check, so that
+ * checks never take a page fault (a fresh window is untouched mmap'd
+ * memory: each first touch of a 2 MB page costs a fault and its zeroing).
+ * For long-lived owners (the daemon); changes no result. */
+void bd_dedup_prefault(bd_dedup_t *d);
+
 /* Ids currently held. Expired ids are dropped lazily (when they reach the
  * front of the insertion order or are looked up), so this may count some
  * that bd_dedup_check would no longer report as duplicates. */

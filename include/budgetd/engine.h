@@ -30,6 +30,7 @@ typedef struct {
 typedef struct {
     int threads;          /* worker threads for closing cycles (>= 1) */
     bool live;            /* decided_at = wall clock, wall-clock closing allowed */
+    bool prefault;        /* touch the dedup window's memory now (long-lived engines) */
     bd_sink_fn sink;
     void *sink_ctx;
 } bd_engine_opts_t;

@@ -252,3 +252,17 @@ Test(dedup, window_per_caller_clock)
     cr_assert_eq(bd_dedup_check_at(d, "slow", "e1", T0 + 103, T0 + 103), 0); /* evicted by capacity */
     bd_dedup_free(d);
 }
+
+/* Prefaulting a fresh window (big enough to be mmap'd) leaves it working
+ * normally; on a window that already holds ids it must change nothing. */
+Test(dedup, prefault_changes_no_result)
+{
+    bd_dedup_t *d = bd_dedup_new(1 << 20, 3600);
+    bd_dedup_prefault(d);
+    cr_assert_eq(bd_dedup_check(d, "p", "e1", T0), 0);
+    cr_assert_eq(bd_dedup_check(d, "p", "e1", T0), 1);
+    bd_dedup_prefault(d); /* not empty: a no-op, the id stays */
+    cr_assert_eq(bd_dedup_check(d, "p", "e1", T0 + 1), 1);
+    cr_assert_eq(bd_dedup_size(d), 1);
+    bd_dedup_free(d);
+}
