@@ -8,6 +8,9 @@
  *      truncate "ab\u0000cd" to "ab")                          -> bad_json
  *   2. cJSON parse failure, anything but whitespace after the value, or a
  *      top-level value that is not an object                    -> bad_json
+ *      (the flat-object fast path below reads the common shape without
+ *      cJSON and gives exactly cJSON's members; anything it does not take,
+ *      errors included, goes through cJSON)
  *   3. one walk over the members collects the known keys. Duplicate keys:
  *      the LAST occurrence wins (like JavaScript's JSON.parse; note that
  *      cJSON_GetObjectItem would return the first). A JSON null counts as
