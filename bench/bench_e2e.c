@@ -23,12 +23,16 @@
  *                  clock starts).
  * The first group join of the mock takes ~3 s: each side's clock starts at
  * its first message and stops at its last, rate = (N - 1) / elapsed.
- * REPS rounds, the sides interleaved; the best of each side and the median
- * of each side are printed. Target (issue 4): engine >= 0.7 of the bare
- * rate (best against best). The noise is large here: on this 2-core
- * machine the in-process broker, librdkafka's fetcher and the consumer
- * compete, and even the daemon's bare consumer has measured 0.74-1.27 of
- * the bare one. Also printed: the wall time per message spent in decode +
+ * REPS rounds, the sides interleaved in an order that rotates each round;
+ * the best and the median of each side are printed. Target (issue 4):
+ * engine >= 0.7 of the bare rate, median against median. The noise is
+ * large: on this 2-core machine the in-process broker, librdkafka's fetcher
+ * and the consumer compete; the bare side has ranged 0.5-1.5 M msgs/s
+ * within one run, and the daemon's consumer alone 0.74-1.4 of the bare
+ * one, so the best of a few rounds is an outlier statistic (printed too,
+ * as ..._best). The median ratio's spread across runs is in
+ * docs/DECISIONS.md.
+ * Also printed: the wall time per message spent in decode +
  * apply in the engine loop, and polls that came back empty mid-run (once
  * 4-5 per run, ~0.5 s: librdkafka 2.0 stopped fetching at
  * queued.min.messages = 100k and backed off ~1 s; the daemon's consumer
@@ -46,7 +50,7 @@
 #define TOPIC "bench-events"
 #define NPART 12
 #define WAIT_S 60.0 /* give up on a side that has not finished by then */
-#define REPS 3
+#define REPS 5
 #define WORK_SAMPLE 16 /* time the engine work of every 16th message */
 
 static const char CONFIG_FMT[] =
@@ -269,15 +273,24 @@ int main(void)
     char group[64];
     int best = 0; /* the engine's best round */
     for (int rep = 0; rep < REPS; rep++) {
-        snprintf(group, sizeof(group), "bench-bare-%d", rep);
-        if ((bare[rep] = bare_consume(bs, group, l.n)) < 0) return 1;
-        double tw;
-        size_t st;
-        snprintf(group, sizeof(group), "bench-daemon-consumer-%d", rep);
-        if ((dc[rep] = engine_consume(bs, group, l.n, l.events, 0, &tw, &st)) < 0) return 1;
-        snprintf(group, sizeof(group), "bench-engine-%d", rep);
-        if ((eng[rep] = engine_consume(bs, group, l.n, l.events, 1, &work[rep], &stalls[rep])) < 0)
-            return 1;
+        /* the order rotates each round, so no side always runs first (the
+         * first consumer of a round has measured slower) */
+        for (int k = 0; k < 3; k++) {
+            int side = (k + rep) % 3;
+            double tw;
+            size_t st;
+            if (side == 0) {
+                snprintf(group, sizeof(group), "bench-bare-%d", rep);
+                if ((bare[rep] = bare_consume(bs, group, l.n)) < 0) return 1;
+            } else if (side == 1) {
+                snprintf(group, sizeof(group), "bench-daemon-consumer-%d", rep);
+                if ((dc[rep] = engine_consume(bs, group, l.n, l.events, 0, &tw, &st)) < 0) return 1;
+            } else {
+                snprintf(group, sizeof(group), "bench-engine-%d", rep);
+                if ((eng[rep] = engine_consume(bs, group, l.n, l.events, 1, &work[rep], &stalls[rep])) < 0)
+                    return 1;
+            }
+        }
         if (eng[rep] > eng[best]) best = rep;
     }
     double bare_best = bu_max(bare, REPS), dc_best = bu_max(dc, REPS), eng_best = eng[best];
@@ -287,9 +300,9 @@ int main(void)
     bu_print("e2e_daemon_consumer_vs_bare_consumer", dc_best / bare_best, "ratio");
     bu_print("e2e_engine", eng_best, "events/s (decode + apply, no Redis, best)");
     bu_print("e2e_engine_median", bu_median(eng, REPS), "events/s");
-    bu_print("e2e_engine_vs_bare_consumer", eng_best / bare_best, "ratio (target >= 0.7)");
-    bu_print("e2e_engine_vs_bare_consumer_median", bu_median(eng, REPS) / bu_median(bare, REPS),
-             "ratio (medians)");
+    bu_print("e2e_engine_vs_bare_consumer", bu_median(eng, REPS) / bu_median(bare, REPS),
+             "ratio (medians of the rounds; target >= 0.7)");
+    bu_print("e2e_engine_vs_bare_consumer_best", eng_best / bare_best, "ratio (best against best)");
     bu_print("e2e_engine_work_per_msg", work[best] / (double)l.n * 1e9,
              "ns (decode + apply + release, wall, in the engine loop)");
     bu_print("e2e_engine_empty_polls", (double)stalls[best], "polls of 100 ms that found nothing mid-run");

@@ -96,9 +96,10 @@ void bd_dedup_free(bd_dedup_t *d)
     free(d);
 }
 
+/* Touches every page of an empty window (see dedup.h); writing zeros is
+ * only safe while empty, so a window in use is left alone. */
 void bd_dedup_prefault(bd_dedup_t *d)
 {
-    /* Only valid while empty: the contents are zero anyway. */
     if (!d || d->count || d->live) return;
     memset(d->tab, 0, d->tab_bytes);
     memset(d->ring, 0, d->ring_bytes);

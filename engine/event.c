@@ -94,10 +94,21 @@ static void arena_free(void *p)
     free(p);
 }
 
+/* Points cJSON's process-wide hooks at the arena. cJSON_InitHooks writes
+ * globals that every cJSON call reads, so it runs once, at program start
+ * (before any thread exists: see arena_init), and nothing else in the
+ * process may set cJSON's hooks. */
 static void arena_install(void)
 {
     cJSON_Hooks h = {arena_malloc, arena_free};
     cJSON_InitHooks(&h);
+}
+
+/* Program-start constructor; decode_cjson also runs the once-guard, for a
+ * program that somehow skipped constructors. */
+__attribute__((constructor)) static void arena_init(void)
+{
+    pthread_once(&g_hooks_once, arena_install);
 }
 
 /* ---- raw byte scan -------------------------------------------------------*/
@@ -631,18 +642,21 @@ bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev, char *d
     return decode(buf, len, ev, detail, detail_len, NULL, NULL, true);
 }
 
+/* bd_event_decode with the ready hook (see event.h). */
 bd_reject_t bd_event_decode_ex(const char *buf, size_t len, bd_event_t *ev, char *detail,
                                size_t detail_len, bd_event_ready_fn ready, void *ctx)
 {
     return decode(buf, len, ev, detail, detail_len, ready, ctx, true);
 }
 
+/* The reference decoder: cJSON only, same checks. */
 bd_reject_t bd_event_decode_cjson(const char *buf, size_t len, bd_event_t *ev, char *detail,
                                   size_t detail_len)
 {
     return decode(buf, len, ev, detail, detail_len, NULL, NULL, false);
 }
 
+/* This thread's fast-path count (tests and benchmarks check coverage). */
 uint64_t bd_event_fast_decodes(void) { return t_fast; }
 
 /* Stable reason strings: part of the external contract (DLQ header, stats). */

@@ -544,31 +544,45 @@ Test(event, deep_nesting_is_bad_json_not_a_crash)
     free(s);
 }
 
-/* Each thread decodes its own events into its own parse arena: every
- * result must match what that thread encoded, and cJSON used outside a
- * decode (here, between decodes) still frees through plain free(). */
+/* Each thread decodes its own events through cJSON (the escaped portfolio
+ * name keeps them off the fast path) into its own parse arena, every 50th
+ * with a 20 KB field that overflows the arena into malloc: every result must
+ * match what that thread encoded, the fast path must not have been taken,
+ * and cJSON used outside a decode still frees through plain free(). */
 static void *decode_many(void *arg)
 {
     long id = (long)arg;
-    char line[256], det[256];
-    for (int i = 0; i < 20000; i++) {
+    static const size_t big = 20000;
+    char *line = malloc(big + 256), det[256];
+    uint64_t fast0 = bd_event_fast_decodes();
+    void *rc = NULL;
+    for (int i = 0; i < 20000 && !rc; i++) {
         bd_event_t e;
-        int n = snprintf(line, sizeof line,
-                         "{\"ts\":1700000000,\"portfolio\":\"p%ld\",\"channel\":\"c%d\","
-                         "\"spend\":%d.5,\"conversions\":%ld}",
+        int n = snprintf(line, 256,
+                         "{\"ts\":1700000000,\"portfolio\":\"\\u0070%ld\",\"channel\":\"c%d\","
+                         "\"spend\":%d.5,\"conversions\":%ld",
                          id, i % 7, i, id);
-        if (bd_event_decode(line, (size_t)n, &e, det, sizeof det) != BD_REJ_NONE) return (void *)1;
+        if (i % 50 == 0) {
+            memcpy(line + n, ",\"blob\":\"", 9);
+            memset(line + n + 9, 'x', big);
+            n += 9 + (int)big;
+            line[n++] = '"';
+        }
+        line[n++] = '}';
+        if (bd_event_decode(line, (size_t)n, &e, det, sizeof det) != BD_REJ_NONE) rc = (void *)1;
         char want[16];
         snprintf(want, sizeof want, "p%ld", id);
-        if (strcmp(e.portfolio, want) != 0 || e.spend != i + 0.5 || e.conversions != (double)id)
-            return (void *)2;
-        if (i % 1000 == 0) {
+        if (!rc && (strcmp(e.portfolio, want) != 0 || e.spend != i + 0.5 || e.conversions != (double)id))
+            rc = (void *)2;
+        if (!rc && i % 1000 == 0) {
             cJSON *j = cJSON_Parse("{\"a\":[1,2,3]}");
-            if (!j) return (void *)3;
+            if (!j) rc = (void *)3;
             cJSON_Delete(j);
         }
     }
-    return NULL;
+    if (!rc && bd_event_fast_decodes() != fast0) rc = (void *)4;
+    free(line);
+    return rc;
 }
 
 Test(event, concurrent_decodes_use_their_own_arena)
