@@ -1,8 +1,10 @@
 /* kafka.c: librdkafka consumer and DLQ producer for `budgetd run`. */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <librdkafka/rdkafka.h>
 #include "budgetd/kafka.h"
 
@@ -21,7 +23,24 @@ struct bd_kafka {
     void *ctx;
     unsigned polls;  /* consumer polls since the DLQ producer was last served */
     bool dlq_dirty;  /* a dead letter was produced since then */
+    /* Dead letters the producer gave up on (a permanent error, or
+     * message.timeout.ms passed), waiting to be produced again. Invariant:
+     * a dead letter is in flight in the producer or in this list until the
+     * broker acknowledges it, and bd_kafka_flush_dlq is false meanwhile, so
+     * offsets are never stored past it. */
+    struct dlq_retry *retry;
+    size_t retries;
+    uint64_t dlq_failures;
 };
+
+typedef struct dlq_retry {
+    struct dlq_retry *next;
+    void *key, *val;
+    size_t key_len, val_len;
+    rd_kafka_headers_t *hdrs;
+    unsigned attempt;
+    double due; /* monotonic seconds */
+} dlq_retry_t;
 
 /* Serve the DLQ producer's events at least this often (in consumer polls):
  * rd_kafka_poll takes the producer's queue lock, a cost worth skipping per
@@ -104,8 +123,9 @@ static rd_kafka_conf_t *kafka_conf(const bd_config_t *cfg, bool consumer, char *
               * again. The default (100k) is under a second of work for
               * the engine, so a backlog catch-up went idle for half of
               * each second (bench_e2e: 4-5 empty polls of 100 ms). The
-              * queue's memory stays capped by queued.max.messages.kbytes
-              * (64 MB by default). */
+              * queue stays capped by queued.max.messages.kbytes (64 MB of
+              * payload by default: ~400k of our events; librdkafka's
+              * per-message overhead comes on top of it). */
              conf_set(conf, "queued.min.messages", "1000000", errbuf, errlen);
     } else {
         ok = ok && conf_set(conf, "enable.idempotence", "true", errbuf, errlen) &&
@@ -129,6 +149,89 @@ static rd_kafka_conf_t *kafka_conf(const bd_config_t *cfg, bool consumer, char *
     return conf;
 }
 
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Queues a dead letter for another attempt after a backoff (1 s doubling to
+ * 60 s): copies key, value and headers, since the failed message is freed
+ * when its report returns. */
+static void dlq_retry_add(bd_kafka_t *k, const void *key, size_t key_len, const void *val,
+                          size_t val_len, rd_kafka_headers_t *hdrs, unsigned attempt)
+{
+    dlq_retry_t *r = bd_xcalloc(1, sizeof *r);
+    r->key = key_len ? bd_xmalloc(key_len) : NULL;
+    if (key_len) memcpy(r->key, key, key_len);
+    r->val = bd_xmalloc(val_len ? val_len : 1);
+    if (val_len) memcpy(r->val, val, val_len);
+    r->key_len = key_len, r->val_len = val_len;
+    r->hdrs = hdrs;
+    r->attempt = attempt;
+    r->due = mono_now() + (attempt < 6 ? (double)(1u << attempt) : 60.0);
+    dlq_retry_t **t = &k->retry;
+    while (*t) t = &(*t)->next;
+    *t = r;
+    k->retries++;
+}
+
+/* Produces one dead letter; takes ownership of hdrs on success. The
+ * attempt number rides along as the message's opaque. */
+static rd_kafka_resp_err_t dlq_produce(bd_kafka_t *k, const void *key, size_t key_len,
+                                       const void *val, size_t val_len, rd_kafka_headers_t *hdrs,
+                                       unsigned attempt)
+{
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        k->dlq, RD_KAFKA_V_TOPIC(k->dlq_topic), RD_KAFKA_V_KEY((void *)key, key_len),
+        RD_KAFKA_V_VALUE((void *)val, val_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)attempt), RD_KAFKA_V_END);
+    k->dlq_dirty = true;
+    return err;
+}
+
+/* Produces the queued dead letters whose backoff has passed. */
+static void dlq_retry_run(bd_kafka_t *k)
+{
+    double now = mono_now();
+    for (dlq_retry_t **pp = &k->retry; *pp;) {
+        dlq_retry_t *r = *pp;
+        if (r->due > now) {
+            pp = &r->next;
+            continue;
+        }
+        if (dlq_produce(k, r->key, r->key_len, r->val, r->val_len, r->hdrs, r->attempt) != 0) {
+            r->due = now + 1.0; /* queue full or worse: the list keeps it */
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        k->retries--;
+        free(r->key);
+        free(r->val);
+        free(r);
+    }
+}
+
+/* Delivery report of a dead letter (served by rd_kafka_poll on the DLQ
+ * producer). A failure is logged and the dead letter queued again: a
+ * rejected event must reach the DLQ, however long the topic is unavailable. */
+static void kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    bd_kafka_t *k = opaque;
+    if (!m->err) return;
+    unsigned attempt = (unsigned)(uintptr_t)m->_private;
+    k->dlq_failures++;
+    if (k->dlq_failures <= 10 || k->dlq_failures % 100 == 0)
+        fprintf(stderr, "budgetd: dead letter not delivered (%s), attempt %u; retrying (%llu failures so far)\n",
+                rd_kafka_err2str(m->err), attempt + 1, (unsigned long long)k->dlq_failures);
+    rd_kafka_headers_t *h = NULL;
+    rd_kafka_headers_t *copy = rd_kafka_message_headers(m, &h) == 0 ? rd_kafka_headers_copy(h) : NULL;
+    dlq_retry_add(k, m->key, m->key_len, m->payload, m->len, copy, attempt + 1);
+}
+
 bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, void *ctx,
                           char *errbuf, size_t errlen)
 {
@@ -147,6 +250,8 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
     }
     rd_kafka_conf_set_rebalance_cb(cc, kafka_rebalance);
     rd_kafka_conf_set_opaque(cc, k);
+    rd_kafka_conf_set_dr_msg_cb(pc, kafka_dlq_report);
+    rd_kafka_conf_set_opaque(pc, k);
     if (!(k->c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof(e)))) {
         bd_errf(errbuf, errlen, BD_ERR_KAFKA, "kafka consumer: %s", e);
         rd_kafka_conf_destroy(pc);
@@ -174,8 +279,9 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
 {
     if (k->dlq_dirty || ++k->polls >= DLQ_POLL_EVERY) {
-        rd_kafka_poll(k->dlq, 0); /* delivery reports and errors of dead letters */
         k->polls = 0, k->dlq_dirty = false;
+        rd_kafka_poll(k->dlq, 0); /* delivery reports of dead letters */
+        if (k->retry) dlq_retry_run(k);
     }
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->c, timeout_ms);
     if (!msg) {
@@ -205,27 +311,25 @@ void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m)
 void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *reason,
                           const char *detail)
 {
-    for (int attempt = 0; attempt < 100; attempt++) {
-        rd_kafka_resp_err_t err = rd_kafka_producev(
-            k->dlq, RD_KAFKA_V_TOPIC(k->dlq_topic),
-            RD_KAFKA_V_KEY((void *)m->key, m->key_len),
-            RD_KAFKA_V_VALUE((void *)m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADER("budgetd-reason", reason, -1),
-            RD_KAFKA_V_HEADER("budgetd-detail", detail, -1), RD_KAFKA_V_END);
-        k->dlq_dirty = true;
-        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            if (err) fprintf(stderr, "budgetd: dead letter: %s\n", rd_kafka_err2str(err));
-            return;
-        }
-        rd_kafka_poll(k->dlq, 100);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+    rd_kafka_header_add(h, "budgetd-reason", -1, reason, -1);
+    rd_kafka_header_add(h, "budgetd-detail", -1, detail, -1);
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__QUEUE_FULL;
+    for (int attempt = 0; attempt < 100 && err == RD_KAFKA_RESP_ERR__QUEUE_FULL; attempt++) {
+        if ((err = dlq_produce(k, m->key, m->key_len, m->payload, m->len, h, 0)) == 0) return;
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) rd_kafka_poll(k->dlq, 100);
     }
+    fprintf(stderr, "budgetd: dead letter not produced (%s); holding it for a retry\n",
+            rd_kafka_err2str(err));
+    dlq_retry_add(k, m->key, m->key_len, m->payload, m->len, h, 0);
 }
 
 bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms)
 {
-    if (rd_kafka_outq_len(k->dlq) == 0) return true;
-    rd_kafka_flush(k->dlq, timeout_ms);
-    return rd_kafka_outq_len(k->dlq) == 0;
+    if (k->retry) dlq_retry_run(k);
+    if (rd_kafka_outq_len(k->dlq) == 0 && !k->retry) return true;
+    rd_kafka_flush(k->dlq, timeout_ms); /* serves delivery reports too */
+    return rd_kafka_outq_len(k->dlq) == 0 && !k->retry;
 }
 
 void bd_kafka_hold(bd_kafka_t *k, int32_t partition, int64_t offset)
@@ -268,10 +372,22 @@ void bd_kafka_close(bd_kafka_t *k)
         rd_kafka_destroy(k->c);
     }
     if (k->dlq) {
-        if (!bd_kafka_flush_dlq(k, 10000))
-            fprintf(stderr, "budgetd: %d dead letters not delivered; their offsets were not committed\n",
-                    rd_kafka_outq_len(k->dlq));
+        /* up to ~10 s for the dead letters still in flight or queued */
+        for (int i = 0; i < 100 && !bd_kafka_flush_dlq(k, 100); i++)
+            for (dlq_retry_t *r = k->retry; r; r = r->next) r->due = 0; /* no backoff now */
+        size_t left = (size_t)rd_kafka_outq_len(k->dlq) + k->retries;
+        if (left)
+            fprintf(stderr, "budgetd: %zu dead letters not delivered; their offsets were not committed\n",
+                    left);
         rd_kafka_destroy(k->dlq);
+    }
+    while (k->retry) {
+        dlq_retry_t *r = k->retry;
+        k->retry = r->next;
+        if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
+        free(r->key);
+        free(r->val);
+        free(r);
     }
     free(k->parts);
     free(k->topic);

@@ -30,11 +30,15 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
 void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);
 /* Forwards m unchanged to the DLQ topic with headers budgetd-reason and
- * budgetd-detail (CONTRACT §1). */
+ * budgetd-detail (CONTRACT §1). A dead letter the producer cannot deliver
+ * (a full queue, a permanent error, message.timeout.ms) is logged and
+ * produced again after a backoff (1 s doubling to 60 s), until the broker
+ * acknowledges it. */
 void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *reason,
                           const char *detail);
 /* Waits up to timeout_ms until every dead letter is acknowledged by the
- * broker; false when some are still in flight (broker down). */
+ * broker; false while some are in flight or waiting for a retry (the
+ * caller must then not store offsets past them). */
 bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms);
 /* The next offset stored for partition must not pass offset (a message some
  * portfolio has applied but not checkpointed). Reset by store_offsets. */

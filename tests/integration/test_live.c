@@ -225,6 +225,42 @@ static void assert_redis_matches_replay(env_t *env)
     redisFree(c);
 }
 
+/* True when the DLQ topic holds a message whose value is want_value and
+ * whose budgetd-reason header is reason. */
+static bool dlq_has(env_t *env, const char *reason, const char *want_value)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env->broker), err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err));
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+    rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    cr_assert(cons, "%s", err);
+    rd_kafka_poll_set_consumer(cons);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, "channel-events-dlq", RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(cons, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    bool found = false;
+    for (int i = 0; i < 300 && !found; i++) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 100);
+        if (!m) continue;
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t vl;
+            if (rd_kafka_message_headers(m, &h) == 0 &&
+                rd_kafka_header_get_last(h, "budgetd-reason", &v, &vl) == 0)
+                found = vl == strlen(reason) && memcmp(v, reason, vl) == 0 &&
+                        m->len == strlen(want_value) && memcmp(m->payload, want_value, m->len) == 0;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(cons);
+    rd_kafka_destroy(cons);
+    return found;
+}
+
 Test(live, kafka_to_redis_matches_replay, .timeout = 300)
 {
     env_t env;
@@ -236,38 +272,34 @@ Test(live, kafka_to_redis_matches_replay, .timeout = 300)
     assert_redis_matches_replay(&env);
 
     /* the malformed message is in the DLQ with its reason header */
-    char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env.broker), err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err));
-    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
-    rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    rd_kafka_poll_set_consumer(cons);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, "channel-events-dlq", RD_KAFKA_PARTITION_UA);
-    rd_kafka_subscribe(cons, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    int found = 0;
-    for (int i = 0; i < 300 && !found; i++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(cons, 100);
-        if (!m) continue;
-        if (!m->err) {
-            rd_kafka_headers_t *h = NULL;
-            const void *v;
-            size_t vl;
-            if (rd_kafka_message_headers(m, &h) == 0 &&
-                rd_kafka_header_get_last(h, "budgetd-reason", &v, &vl) == 0) {
-                cr_assert_eq(vl, strlen("missing_field"));
-                cr_assert(memcmp(v, "missing_field", vl) == 0);
-                cr_assert_eq(m->len, strlen("{\"not\":\"an event\"}"));
-                found = 1;
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(cons);
-    rd_kafka_destroy(cons);
-    cr_assert(found, "no dead letter with a budgetd-reason header");
+    cr_assert(dlq_has(&env, "missing_field", "{\"not\":\"an event\"}"),
+              "no dead letter with a budgetd-reason header");
+    env_stop(&env);
+}
+
+/* The DLQ topic refuses the first produce attempts with a permanent error:
+ * the daemon must queue the dead letter again (with backoff) until it is
+ * delivered, never drop it. */
+Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 1);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/small.jsonl", env.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f);
+    fputs("{\"ts\":1767225600,\"portfolio\":\"acme-us\",\"channel\":\"search\",\"spend\":10,"
+          "\"conversions\":1}\n{\"portfolio\":\"acme-us\",\"watermark\":1767229200}\n",
+          f);
+    fclose(f);
+    produce_file(bd_broker_bootstraps(env.broker), path, "{\"ts\":\"soon\"}");
+    /* ApiKey 0 = Produce: only the daemon's DLQ producer produces from now */
+    rd_kafka_mock_push_request_errors(bd_broker_mock(env.broker), 0, 2,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+                                      RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    cr_assert_eq(run_daemon(&env, NULL), 0);
+    cr_assert(dlq_has(&env, "missing_field", "{\"ts\":\"soon\"}"),
+              "the dead letter was lost after the DLQ refused it");
     env_stop(&env);
 }
 
