@@ -21,7 +21,7 @@
 #define BD_PSAT_CP_P 0.05         /* two-sided predictive tail that counts as a surprise (3 in a row: ~1e-4 false alarms per cycle) */
 #define BD_PSAT_CP_RUN 3          /* consecutive surprises that trigger a reset */
 #define BD_PSAT_CP_KEEP 0.2       /* share of the evidence a reset keeps */
-#define BD_PSAT_CP_MAX_SHAPE 64.0 /* NB shape cap in the check: >= 1/sqrt(64)=12.5% rate CV */
+#define BD_PSAT_CP_MAX_SHAPE 64.0 /* NB shape cap in the change-point check and the k score: >= 1/sqrt(64)=12.5% rate CV */
 
 /* Conversions y ~ Poisson(lambda * g_k(x)), g_k(x) = k(1-exp(-x/k)); for each
  * grid k_j: lambda | k_j ~ Gamma(alpha[j], rate beta[j]) and a log marginal

@@ -93,7 +93,8 @@ static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
 /* Exponential forgetting toward the prior: every statistic s becomes
  * gamma*s + (1-gamma)*s0 (the local level at gamma^BD_PSAT_K_LOCAL),
  * log-likelihoods are multiplied by gamma^BD_PSAT_K_FORGET. Equivalent to
- * weighting the data seen t cycles ago by gamma^t, so with no data the state
+ * weighting the data seen t discounts ago by gamma^t (the engine discounts a
+ * channel in the cycles it reports in), so that repeated discounting alone
  * converges to the prior. */
 static void psat_discount(bd_model_state_t *st, const bd_prior_t *pr, double gamma)
 {
@@ -192,8 +193,8 @@ static void psat_reset(bd_psat_state_t *s)
  * its shape is capped at BD_PSAT_CP_MAX_SHAPE (mean kept), the same
  * extra-Poisson allowance as the change-point check, so overdispersed counts
  * do not make the weights of k overconfident. With gamma = 1 (no forgetting)
- * and fewer than BD_PSAT_CP_MAX_SHAPE conversions this is the exact marginal
- * likelihood of the static model.
+ * and alpha0 + conversions <= BD_PSAT_CP_MAX_SHAPE (the cap never binds)
+ * this is the exact marginal likelihood of the static model.
  * Spend 0 (e.g. a late conversion-only event) carries no information on k
  * and is not checked. */
 static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
