@@ -11,6 +11,7 @@ static void usage(FILE *f)
           "  run -c CONFIG                  live daemon: Kafka in, Redis out\n"
           "  replay -c CONFIG LOG... [-o OUT] [--redis URL]\n"
           "                                 the engine over JSON Lines logs in event time\n"
+          "                                 (LOG or OUT \"-\": stdin, stdout)\n"
           "  check -c CONFIG                validate a config (exit 2 on errors)\n"
           "  whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
           "                                 rehearse a guardrail change: both configs side by side\n"

@@ -134,6 +134,7 @@ int bd_cmd_replay(int argc, char **argv)
         }
     }
     FILE *out = stdout;
+    if (out_path && strcmp(out_path, "-") == 0) out_path = NULL; /* -o -: stdout, as LOG - is stdin */
     if (out_path && !(out = fopen(out_path, "w"))) {
         fprintf(stderr, "budgetd replay: %s: %s\n", out_path, strerror(errno));
         for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);

@@ -65,7 +65,7 @@ Test(replay, byte_identical_whatever_the_thread_count)
                     bin(), g_dir), 0);
     cr_assert_eq(sh("%s replay -c configs/sample.yaml bench/data/sample.jsonl.gz -o %s/b --threads 2 2>/dev/null",
                     bin(), g_dir), 0);
-    cr_assert_eq(sh("zcat bench/data/sample.jsonl.gz | %s replay -c configs/sample.yaml - --threads 4 > %s/c 2>/dev/null",
+    cr_assert_eq(sh("zcat bench/data/sample.jsonl.gz | %s replay -c configs/sample.yaml - --threads 4 -o - > %s/c 2>/dev/null",
                     bin(), g_dir), 0);
     size_t la, lb, lc;
     char *a = slurp(strcat(strcpy((char[128]){0}, g_dir), "/a"), &la);
@@ -73,7 +73,8 @@ Test(replay, byte_identical_whatever_the_thread_count)
     char *c = slurp(strcat(strcpy((char[128]){0}, g_dir), "/c"), &lc);
     cr_assert_gt(la, 10000);
     cr_assert(la == lb && memcmp(a, b, la) == 0, "threads 1 and 2 differ");
-    cr_assert(la == lc && memcmp(a, c, la) == 0, "gzip file and plain stdin differ");
+    cr_assert(la == lc && memcmp(a, c, la) == 0, "gzip file and plain stdin (-o - to stdout) differ");
+    cr_assert_neq(access("-", F_OK), 0, "-o - wrote a file named '-'");
     /* (cycle, portfolio) order */
     long long prev_cycle = -1;
     char prev_pf[80] = "";
