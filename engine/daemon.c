@@ -73,6 +73,7 @@ static void daemon_metrics(daemon_t *dm)
                               .dead_lettered = dm->dead_lettered,
                               .redis_pending = bd_publish_pending(dm->pub),
                               .redis_writes = bd_publish_writes(dm->pub)};
+    bd_kafka_dlq_stats(dm->k, &md.dlq_failures, &md.dlq_unacked);
     bd_ptable_t *t = bd_engine_table(dm->e);
     md.portfolios = bd_ptable_count(t);
     for (size_t i = 0; i < md.portfolios; i++) {

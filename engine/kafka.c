@@ -332,6 +332,12 @@ bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms)
     return rd_kafka_outq_len(k->dlq) == 0 && !k->retry;
 }
 
+void bd_kafka_dlq_stats(bd_kafka_t *k, uint64_t *failures, uint64_t *unacked)
+{
+    *failures = k->dlq_failures;
+    *unacked = (uint64_t)rd_kafka_outq_len(k->dlq) + k->retries;
+}
+
 void bd_kafka_hold(bd_kafka_t *k, int32_t partition, int64_t offset)
 {
     part_t *p = kafka_part(k, partition);

@@ -121,6 +121,11 @@ void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_me
     counter(&t, "budgetd_messages_applied_total", "Events and watermarks applied to the engine.", d->applied);
     counter(&t, "budgetd_messages_skipped_total", "Messages skipped because a checkpoint covered them.", d->skipped);
     counter(&t, "budgetd_dead_letters_total", "Messages forwarded to the dead-letter topic.", d->dead_lettered);
+    counter(&t, "budgetd_dead_letter_failures_total",
+            "Dead-letter deliveries that failed and were queued again.", d->dlq_failures);
+    gauge(&t, "budgetd_dead_letters_unacked",
+          "Dead letters not yet acknowledged by the broker (in flight or waiting for a retry).",
+          d->dlq_unacked);
     counter(&t, "budgetd_events_accepted_total", "Events accepted.", st->accepted);
     counter(&t, "budgetd_events_duplicate_total", "Events ignored as duplicate event_id.", st->duplicates);
     counter(&t, "budgetd_events_late_total", "Events for an already closed cycle.", st->late);

@@ -40,6 +40,9 @@ void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *re
  * broker; false while some are in flight or waiting for a retry (the
  * caller must then not store offsets past them). */
 bool bd_kafka_flush_dlq(bd_kafka_t *k, int timeout_ms);
+/* Dead-letter health for /metrics: deliveries that failed and were queued
+ * again, and dead letters not yet acknowledged (in flight or waiting). */
+void bd_kafka_dlq_stats(bd_kafka_t *k, uint64_t *failures, uint64_t *unacked);
 /* The next offset stored for partition must not pass offset (a message some
  * portfolio has applied but not checkpointed). Reset by store_offsets. */
 void bd_kafka_hold(bd_kafka_t *k, int32_t partition, int64_t offset);

@@ -17,6 +17,7 @@ bd_metrics_t *bd_metrics_start(const char *listen, char *errbuf, size_t errlen);
 /* The daemon's own counters, beside the engine's. */
 typedef struct {
     uint64_t applied, skipped, dead_lettered, redis_pending;
+    uint64_t dlq_failures, dlq_unacked;
     uint64_t redis_writes;
     uint64_t portfolios, killed, proposals;
 } bd_metrics_daemon_t;

@@ -225,6 +225,8 @@ static void assert_redis_matches_replay(env_t *env)
     redisFree(c);
 }
 
+static int http_get(int port, const char *path, char *out, size_t outlen);
+
 /* True when the DLQ topic holds a message whose value is want_value and
  * whose budgetd-reason header is reason. */
 static bool dlq_has(env_t *env, const char *reason, const char *want_value)
@@ -297,7 +299,23 @@ Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
     rd_kafka_mock_push_request_errors(bd_broker_mock(env.broker), 0, 2,
                                       RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
                                       RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
-    cr_assert_eq(run_daemon(&env, NULL), 0);
+    int port = bd_test_free_port();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "10", "--metrics", listen, NULL};
+    pid_t pid = start_bin(args, NULL);
+    /* /metrics shows both failures, then nothing left unacknowledged */
+    static char body[1 << 16];
+    int ok = 0;
+    for (int i = 0; i < 150 && !ok; i++) {
+        usleep(100000);
+        ok = http_get(port, "/metrics", body, sizeof(body)) > 0 &&
+             strstr(body, "budgetd_dead_letter_failures_total 2\n") &&
+             strstr(body, "budgetd_dead_letters_unacked 0\n") &&
+             strstr(body, "budgetd_dead_letters_total 1\n");
+    }
+    cr_assert(ok, "metrics never showed 2 failures and 0 unacknowledged:\n%s", body);
+    cr_assert_eq(wait_bin(pid, "run", 60), 0);
     cr_assert(dlq_has(&env, "missing_field", "{\"ts\":\"soon\"}"),
               "the dead letter was lost after the DLQ refused it");
     env_stop(&env);
