@@ -36,9 +36,11 @@ static double agg_value(const bd_agg_t *a, bd_objective_t obj)
 static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
                                  const bd_agg_t *agg)
 {
+    double v;
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
         if (agg[i].events == 0) continue;
+        if (bd_agg_implausible(&agg[i], &v)) continue; /* corrupt: the kill check trips */
         ops->discount(&c->model, &c->prior, p->pol->discount);
         ops->observe(&c->model, &c->prior, &agg[i]);
     }
@@ -54,6 +56,16 @@ static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, char *r
     int64_t cycle_len = job->cfg->cycle;
     int64_t closed_end = job->cycle * cycle_len; /* end of the closed cycle */
 
+    /* Always on, whatever the config: numbers no channel can produce. */
+    for (size_t i = 0; i < p->n; i++) {
+        double v;
+        const char *what = bd_agg_implausible(&agg[i], &v);
+        if (what) {
+            snprintf(reason, rlen, "implausible data: channel '%s' reported %s %g (above %g)",
+                     p->ch[i].name, what, v, BD_AGG_IMPLAUSIBLE);
+            return true;
+        }
+    }
     if (pol->kill.overspend_ratio > 0) {
         for (size_t i = 0; i < p->n; i++) {
             double allowed = p->ch[i].x * pol->kill.overspend_ratio;
@@ -225,6 +237,8 @@ void bd_decide_run(bd_decide_job_t *job)
         decide_update_models(p, ops, job->agg);
         bd_cycle_hist_t h = {0, 0};
         for (size_t i = 0; i < n; i++) {
+            double v;
+            if (bd_agg_implausible(&job->agg[i], &v)) continue; /* kept out of the window too */
             h.spend += job->agg[i].spend;
             h.value += agg_value(&job->agg[i], pol->objective);
         }

@@ -289,7 +289,8 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
          * it (counted as late); it never reopens the decision. */
         if (p->pending) bd_engine_flush(e);
         const bd_model_ops_t *ops = bd_model_get(p->pol->model);
-        ops->observe(&p->ch[ci].model, &p->ch[ci].prior, &one);
+        double v;
+        if (!bd_agg_implausible(&one, &v)) ops->observe(&p->ch[ci].model, &p->ch[ci].prior, &one);
         p->late++;
         e->stats.late++;
     } else {

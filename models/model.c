@@ -25,3 +25,16 @@ const char *bd_model_name(bd_model_kind_t kind)
     }
     return "?";
 }
+
+/* See model.h. !(x <= bound) also catches inf and NaN. */
+const char *bd_agg_implausible(const bd_agg_t *a, double *v)
+{
+    const double x[5] = {a->spend, a->impressions, a->clicks, a->conversions, a->revenue};
+    static const char *const name[5] = {"spend", "impressions", "clicks", "conversions", "revenue"};
+    for (int i = 0; i < 5; i++)
+        if (!(x[i] <= BD_AGG_IMPLAUSIBLE)) {
+            *v = x[i];
+            return name[i];
+        }
+    return NULL;
+}

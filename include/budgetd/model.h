@@ -32,6 +32,17 @@ typedef struct {
     uint32_t events;
 } bd_agg_t;
 
+/* No ad channel reports a quadrillion of anything in one interval (money,
+ * counts). CONTRACT §1 accepts any finite number >= 0, so such an event is
+ * accepted; but an aggregate holding one is corrupt data, never shown to a
+ * model (a single 1e308 would keep a posterior absurd for thousands of
+ * cycles), and it trips the kill-switch (decide.c). */
+#define BD_AGG_IMPLAUSIBLE 1e15
+
+/* The first number of a above BD_AGG_IMPLAUSIBLE (or not finite: sums can
+ * overflow), as its name with its value in *v; NULL when a is plausible. */
+const char *bd_agg_implausible(const bd_agg_t *a, double *v);
+
 /* Prior hyper-parameters, fixed per channel from config. */
 typedef struct {
     bd_objective_t objective;

@@ -350,6 +350,52 @@ Test(trigger, stale_data)
     env_free(&env);
 }
 
+/* A finite but impossible number (CONTRACT §1 accepts it) trips the kill at
+ * the cycle's close whatever the config, and never reaches the model: the
+ * channel's posterior is bit for bit what it was before that cycle, and a
+ * late event of the same kind is not observed either. */
+Test(trigger, implausible_data)
+{
+    env_t env;
+    env_new(&env, &(cfgopt_t){0});
+    for (int k = 0; k < 2; k++) {
+        cycle_data(&env, "acme", k, 1, 1, 2, 2, 1);
+        cycle_data(&env, "ctrl", k, 1, 1, 2, 2, 1);
+        close_cycle(&env, "acme", k);
+        close_cycle(&env, "ctrl", k);
+    }
+    bd_portfolio_t *p = pf_of(&env, "acme");
+    size_t si = 0;
+    while (strcmp(p->ch[si].name, "search") != 0) si++;
+    bd_model_state_t before = p->ch[si].model;
+    for (int k = 2; k < 6; k++) {
+        if (k == 2)
+            cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+                                    "\"spend\":100,\"conversions\":1e308,\"revenue\":5}",
+                              T0 + 3600LL * k + 5),
+                         BD_REJ_NONE);
+        else
+            cycle_data(&env, "acme", k, 1, 1, 2, 2, 1);
+        cycle_data(&env, "ctrl", k, 1, 1, 2, 2, 1);
+        close_cycle(&env, "acme", k);
+        close_cycle(&env, "ctrl", k);
+        if (k == 2)
+            cr_assert_eq(memcmp(&p->ch[si].model, &before, sizeof before), 0,
+                         "the implausible aggregate reached the model");
+    }
+    assert_tripped_at(env.cap, "acme", C0 + 3,
+                      "implausible data: channel 'search' reported conversions 1e+308 (above 1e+15)");
+    assert_never_killed(env.cap, "ctrl");
+    /* late (cycle 0 is long closed): accepted, counted late, not observed */
+    before = p->ch[si].model;
+    cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+                            "\"spend\":100,\"conversions\":1,\"revenue\":2e300}",
+                      T0 + 20),
+                 BD_REJ_NONE);
+    cr_assert_eq(memcmp(&p->ch[si].model, &before, sizeof before), 0, "a late implausible event was observed");
+    env_free(&env);
+}
+
 /* Rejected lines naming the portfolio count against it: above
  * max_reject_ratio of what it sent, it trips. */
 Test(trigger, rejected_ratio)
