@@ -34,13 +34,12 @@ static double agg_value(const bd_agg_t *a, bd_objective_t obj)
  * sampling on P2 (439 vs 392 regret), while forgetting on observation wins
  * on both (see docs/DECISIONS.md). */
 static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
-                                 const bd_agg_t *agg)
+                                 const bd_agg_t *agg, const bool *corrupt)
 {
-    double v;
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
         if (agg[i].events == 0) continue;
-        if (bd_agg_implausible(&agg[i], &v)) continue; /* corrupt: the kill check trips */
+        if (corrupt[i]) continue; /* never shown to a model; the kill check trips */
         ops->discount(&c->model, &c->prior, p->pol->discount);
         ops->observe(&c->model, &c->prior, &agg[i]);
     }
@@ -49,7 +48,8 @@ static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
 /* Kill-switch triggers of DESIGN "Verification, kill-switch, autonomy" that
  * the closed cycle can tell: trailing ROAS, runaway spend, stale data,
  * rejected-event ratio. Writes the reason and returns true on a trip. */
-static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, char *reason, size_t rlen)
+static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, const bool *corrupt,
+                              char *reason, size_t rlen)
 {
     bd_portfolio_t *p = job->p;
     const bd_policy_t *pol = p->pol;
@@ -58,13 +58,12 @@ static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, char *r
 
     /* Always on, whatever the config: numbers no channel can produce. */
     for (size_t i = 0; i < p->n; i++) {
+        if (!corrupt[i]) continue;
         double v;
         const char *what = bd_agg_implausible(&agg[i], &v);
-        if (what) {
-            snprintf(reason, rlen, "implausible data: channel '%s' reported %s %g (above %g)",
-                     p->ch[i].name, what, v, BD_AGG_IMPLAUSIBLE);
-            return true;
-        }
+        snprintf(reason, rlen, "implausible data: channel '%s' reported %s %g (above %g)",
+                 p->ch[i].name, what, v, BD_AGG_IMPLAUSIBLE);
+        return true;
     }
     if (pol->kill.overspend_ratio > 0) {
         for (size_t i = 0; i < p->n; i++) {
@@ -206,7 +205,7 @@ void bd_decide_run(bd_decide_job_t *job)
     const bd_channel_cfg_t **cfgs = bd_xmalloc(sizeof(*cfgs) * (n ? n : 1));
     double *prev = bd_xmalloc(sizeof(double) * (n ? n : 1) * 5);
     double *x = prev + n, *safe = x + n, *mean = safe + n, *lo = mean + n;
-    bool *prom = bd_xcalloc(n ? n : 1, sizeof(bool) * 2);
+    bool *prom = bd_xcalloc(n ? n : 1, sizeof(bool) * 3);
     bool *prom_out = prom + n;
     bd_bound_t *bound = bd_xcalloc(n ? n : 1, sizeof(*bound));
     double *hi = bd_xmalloc(sizeof(double) * (n ? n : 1));
@@ -234,11 +233,16 @@ void bd_decide_run(bd_decide_job_t *job)
         }
         decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
     } else {
-        decide_update_models(p, ops, job->agg);
-        bd_cycle_hist_t h = {0, 0};
+        /* aggregates holding numbers no channel can produce (model.h) */
+        bool *corrupt = prom_out + n;
         for (size_t i = 0; i < n; i++) {
             double v;
-            if (bd_agg_implausible(&job->agg[i], &v)) continue; /* kept out of the window too */
+            corrupt[i] = bd_agg_implausible(&job->agg[i], &v) != NULL;
+        }
+        decide_update_models(p, ops, job->agg, corrupt);
+        bd_cycle_hist_t h = {0, 0};
+        for (size_t i = 0; i < n; i++) {
+            if (corrupt[i]) continue; /* kept out of the kill window too */
             h.spend += job->agg[i].spend;
             h.value += agg_value(&job->agg[i], pol->objective);
         }
@@ -246,7 +250,7 @@ void bd_decide_run(bd_decide_job_t *job)
         p->hist[p->hist_n % (uint64_t)w] = h;
         p->hist_n++;
         char reason[sizeof(p->kill_reason)];
-        if (!p->killed && decide_kill_check(job, job->agg, reason, sizeof(reason))) {
+        if (!p->killed && decide_kill_check(job, job->agg, corrupt, reason, sizeof(reason))) {
             p->killed = true;
             snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
             d->tripped = true;

@@ -191,6 +191,15 @@ static rd_kafka_resp_err_t dlq_produce(bd_kafka_t *k, const void *key, size_t ke
     return err;
 }
 
+/* Frees a retry entry; its headers too unless the producer took them. */
+static void dlq_retry_free(dlq_retry_t *r, bool with_headers)
+{
+    if (with_headers && r->hdrs) rd_kafka_headers_destroy(r->hdrs);
+    free(r->key);
+    free(r->val);
+    free(r);
+}
+
 /* Produces the queued dead letters whose backoff has passed. */
 static void dlq_retry_run(bd_kafka_t *k)
 {
@@ -208,9 +217,7 @@ static void dlq_retry_run(bd_kafka_t *k)
         }
         *pp = r->next;
         k->retries--;
-        free(r->key);
-        free(r->val);
-        free(r);
+        dlq_retry_free(r, false); /* produced: the headers are librdkafka's now */
     }
 }
 
@@ -390,10 +397,7 @@ void bd_kafka_close(bd_kafka_t *k)
     while (k->retry) {
         dlq_retry_t *r = k->retry;
         k->retry = r->next;
-        if (r->hdrs) rd_kafka_headers_destroy(r->hdrs);
-        free(r->key);
-        free(r->val);
-        free(r);
+        dlq_retry_free(r, true);
     }
     free(k->parts);
     free(k->topic);

@@ -227,6 +227,20 @@ static void assert_redis_matches_replay(env_t *env)
 
 static int http_get(int port, const char *path, char *out, size_t outlen);
 
+/* Polls /metrics every 100 ms, up to tries times, until the body holds
+ * every string of want (NULL-terminated); the last body stays in body. */
+static bool metrics_wait(int port, char *body, size_t cap, int tries, const char *const *want)
+{
+    for (int i = 0; i < tries; i++) {
+        usleep(100000);
+        if (http_get(port, "/metrics", body, cap) <= 0) continue;
+        bool all = true;
+        for (const char *const *w = want; *w && all; w++) all = strstr(body, *w) != NULL;
+        if (all) return true;
+    }
+    return false;
+}
+
 /* True when the DLQ topic holds a message whose value is want_value and
  * whose budgetd-reason header is reason. */
 static bool dlq_has(env_t *env, const char *reason, const char *want_value)
@@ -306,14 +320,10 @@ Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
     pid_t pid = start_bin(args, NULL);
     /* /metrics shows both failures, then nothing left unacknowledged */
     static char body[1 << 16];
-    int ok = 0;
-    for (int i = 0; i < 150 && !ok; i++) {
-        usleep(100000);
-        ok = http_get(port, "/metrics", body, sizeof(body)) > 0 &&
-             strstr(body, "budgetd_dead_letter_failures_total 2\n") &&
-             strstr(body, "budgetd_dead_letters_unacked 0\n") &&
-             strstr(body, "budgetd_dead_letters_total 1\n");
-    }
+    static const char *const want[] = {"budgetd_dead_letter_failures_total 2\n",
+                                       "budgetd_dead_letters_unacked 0\n",
+                                       "budgetd_dead_letters_total 1\n", NULL};
+    bool ok = metrics_wait(port, body, sizeof(body), 150, want);
     cr_assert(ok, "metrics never showed 2 failures and 0 unacknowledged:\n%s", body);
     cr_assert_eq(wait_bin(pid, "run", 60), 0);
     cr_assert(dlq_has(&env, "missing_field", "{\"ts\":\"soon\"}"),
@@ -526,14 +536,9 @@ Test(live, metrics_endpoint_counts_the_run, .timeout = 120)
     const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "6", "--metrics", listen, NULL};
     pid_t pid = start_bin(args, NULL);
     static char body[1 << 16];
-    int ok = 0;
-    for (int i = 0; i < 100 && !ok; i++) {
-        usleep(100000);
-        if (http_get(port, "/metrics", body, sizeof(body)) > 0 &&
-            strstr(body, "budgetd_decisions_total 676") &&
-            strstr(body, "budgetd_events_rejected_total{reason=\"missing_field\"} 15"))
-            ok = 1;
-    }
+    static const char *const want[] = {"budgetd_decisions_total 676",
+                                       "budgetd_events_rejected_total{reason=\"missing_field\"} 15", NULL};
+    bool ok = metrics_wait(port, body, sizeof(body), 100, want);
     cr_assert(ok, "metrics never showed the whole run:\n%s", body);
     cr_assert(strstr(body, "200 OK"));
     cr_assert(strstr(body, "budgetd_portfolios 4"));
