@@ -1,6 +1,8 @@
-# budgetd build. Sources are found by wildcard: engine/ and models/ form
-# libbudgetd.a, engine/main.c the binary, each tests/*/test_*.c and
-# bench/bench_*.c its own program. BUILD selects the output tree so that the
+# budgetd build. Sources are found by wildcard: the layers under engine/
+# (core, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
+# the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
+# forms libbdsim.a for the benchmarks and the tests that use it; each
+# tests/*/test_*.c and bench/bench_*.c is its own program. BUILD selects the output tree so that the
 # sanitizer build never mixes objects with the normal one.
 
 BUILD    ?= build
@@ -8,12 +10,13 @@ CC       ?= cc
 PKGS     := rdkafka gsl hiredis libcjson zlib yaml-0.1 libmicrohttpd
 WARN     := -std=c11 -Wall -Wextra -Wshadow -Wmissing-prototypes -Werror
 OPT      ?= -O2 -g
-CPPFLAGS += -D_GNU_SOURCE -Iinclude -Itests/support $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Iengine -Ibench -Itests/support $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion
 
-LIB_SRC   := $(filter-out engine/main.c,$(wildcard engine/*.c)) $(wildcard models/*.c)
+LAYERS    := core io config cmd
+LIB_SRC   := $(filter-out engine/cmd/main.c,$(foreach l,$(LAYERS),$(wildcard engine/$(l)/*.c))) $(wildcard models/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUP_SRC   := $(wildcard tests/support/*.c)
 SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
@@ -23,6 +26,8 @@ TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%)
 BENCH_PROG:= $(wildcard bench/bench_*.c bench/gen_*.c)
 BENCH_LIB := $(filter-out $(BENCH_PROG),$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB:%.c=$(BUILD)/obj/%.o)
+SIM_SRC   := $(wildcard bench/sim/*.c)
+SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(BENCH_PROG))
 
 .PHONY: all setup test test-only sanitize demo bench bench-quality clean
@@ -42,16 +47,20 @@ $(BUILD)/libbudgetd.a: $(LIB_OBJ)
 	@rm -f $@
 	@ar rcs $@ $^
 
-$(BUILD)/budgetd: $(BUILD)/obj/engine/main.o $(BUILD)/libbudgetd.a
+$(BUILD)/libbdsim.a: $(SIM_OBJ)
+	@rm -f $@
+	@ar rcs $@ $^
+
+$(BUILD)/budgetd: $(BUILD)/obj/engine/cmd/main.o $(BUILD)/libbudgetd.a
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUP_OBJ) $(BUILD)/libbudgetd.a
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUP_OBJ) $(BUILD)/libbdsim.a $(BUILD)/libbudgetd.a
 	@mkdir -p $(dir $@)
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) $(TESTLIBS) -o $@
 
-$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_OBJ) $(BUILD)/libbudgetd.a
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_OBJ) $(BUILD)/libbdsim.a $(BUILD)/libbudgetd.a
 	@mkdir -p $(dir $@)
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@

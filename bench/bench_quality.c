@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "sim.h"
+#include "sim/sim.h"
 
 typedef struct {
     const char *dir;

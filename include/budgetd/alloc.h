@@ -77,22 +77,6 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out,
                          char *errbuf, size_t errlen);
 void bd_alloc_output_free(bd_alloc_output_t *out);
 
-/* Exact maximiser of sum f_i(x_i) s.t. sum x_i = budget, lo <= x <= hi.
- * When sum(hi) < budget, returns x = hi; when sum(lo) > budget (an
- * infeasible box: the caller's bug), x = lo. Channels with a = 0 take lo
- * unless the others cannot absorb the budget. Closed form between
- * breakpoints for all-EXP curves, safeguarded Newton/bisection on the
- * multiplier otherwise. No allocation for n <= 64. */
-void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi,
-                        size_t n, double budget, double *x);
-/* Same without any allocation: scratch holds BD_WATERFILL_SCRATCH(n) doubles. */
-#define BD_WATERFILL_SCRATCH(n) (4 * (n))
-void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
-                                size_t n, double budget, double *x, double *scratch);
-/* The bisection solver alone (any curves); a cross-check of the closed form. */
-void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
-                               size_t n, double budget, double *x);
-
 /* Initial split (CONTRACT §5): `initial` where given, the rest split equally
  * within [min,max] among the others, in cents. Lab channels take their lab
  * cap (they start unpromoted); sum = min(budget, sum of caps). */

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 #include "budgetd/config.h"
-#include "budgetd/decision.h"
+#include "budgetd/record.h"
 #include "budgetd/portfolio.h"
 
 typedef struct {

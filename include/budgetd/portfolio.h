@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "budgetd/config.h"
-#include "budgetd/decision.h"
+#include "budgetd/record.h"
 #include "budgetd/model.h"
 
 typedef struct {

@@ -7,7 +7,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
-#include "budgetd/decision.h"
+#include "budgetd/record.h"
 #include "budgetd/portfolio.h"
 #include "budgetd/redis.h"
 

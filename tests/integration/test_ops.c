@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <criterion/criterion.h>
-#include "budgetd/cli.h"
+#include "cmd/cmd.h"
 #include "budgetd/redis.h"
 #include "../support/support.h"
 

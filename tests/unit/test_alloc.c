@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/alloc.h"
+#include "budgetd/waterfill.h"
 #include "budgetd/verify.h"
 
 #include "testmodel.h"
@@ -181,7 +182,7 @@ Test(alloc, noiseless_equals_waterfill)
     f.cfg[1].min = 1000;
     cr_assert_eq(fx_run(&f, false, 1), BD_OK);
     double lo[3] = {0, 1000, 0}, hi[3] = {INFINITY, INFINITY, INFINITY}, x[3];
-    bd_alloc_waterfill(c, lo, hi, 3, 7000, x);
+    bd_waterfill_solve(c, lo, hi, 3, 7000, x);
     for (size_t i = 0; i < 3; i++) {
         cr_assert(fabs(f.x[i] - x[i]) <= 0.01 + 1e-9, "ch %zu: %.4f vs %.4f", i, f.x[i], x[i]);
         double r = bd_curve_value(&c[i], f.x[i]) / f.x[i];

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include <gsl/gsl_rng.h>
-#include "budgetd/bandit.h"
+#include "sim/bandit.h"
 
 static const bd_model_ops_t *ops = &bd_model_beta_bernoulli_ops;
 

@@ -5,7 +5,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <gsl/gsl_rng.h>
-#include "../../bench/oracle.c"
+#include "../../bench/sim/oracle.c"
 
 static bd_curve_t ex(double a, double k) { return (bd_curve_t){BD_CURVE_EXP, a, k, 0}; }
 

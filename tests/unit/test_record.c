@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "budgetd/decision.h"
+#include "budgetd/record.h"
 
 /* The reference: the previous snprintf-based number formatting. */
 static void ref_num(char *out, size_t cap, const char *fmt, double v)
@@ -153,7 +153,7 @@ Test(record, numbers_match_printf)
     };
     char *buf = NULL;
     size_t cap = 0;
-    size_t len = bd_decision_json(&d, &buf, &cap);
+    size_t len = bd_record_json(&d, &buf, &cap);
     char *want = ref_json(&d);
     cr_assert_eq(len, strlen(buf));
     if (strcmp(buf, want) != 0) {
@@ -174,7 +174,7 @@ Test(record, numbers_match_printf)
         d.p_below_floor = vals[i];
         d.cycle = (int64_t)(next_u64() >> 1) * ((i & 1) ? -1 : 1);
         d.decided_at = (int64_t)i;
-        len = bd_decision_json(&d, &buf, &cap);
+        len = bd_record_json(&d, &buf, &cap);
         want = ref_json(&d);
         cr_assert_str_eq(buf, want, "value %.17g", vals[i]);
         cr_assert_eq(len, strlen(want));
@@ -193,7 +193,7 @@ Test(record, escapes_free_text)
                        .kill_reason = "say \"no\"\n\\", .note = "t\tab"};
     char *buf = NULL;
     size_t cap = 0;
-    bd_decision_json(&d, &buf, &cap);
+    bd_record_json(&d, &buf, &cap);
     cr_assert(strstr(buf, "\"kill\":{\"reason\":\"say \\\"no\\\"\\u000a\\\\\"}") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\"note\":\"t\\u0009ab\"}") != NULL, "%s", buf);
     cr_assert(strstr(buf, "\"spend\":1.00,\"prev\":2.00,\"mean_roas\":0.5000") != NULL, "%s", buf);

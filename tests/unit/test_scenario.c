@@ -6,7 +6,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
-#include "../../bench/scenario.c"
+#include "../../bench/sim/scenario.c"
 
 #define CONFIG                        \
     "config: |\n"                     \

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 #include "budgetd/alloc.h"
+#include "budgetd/waterfill.h"
 
 static double objective(const bd_curve_t *c, const double *x, size_t n)
 {
@@ -107,7 +108,7 @@ static void check_against_brute(int kind, unsigned long seed)
         double lo[4], hi[4], x[4], xb[4];
         for (size_t i = 0; i < n; i++) random_curve(r, &c[i], kind);
         double budget = random_box(r, n, lo, hi, false);
-        bd_alloc_waterfill(c, lo, hi, n, budget, x);
+        bd_waterfill_solve(c, lo, hi, n, budget, x);
         double fw = objective(c, x, n), fb = brute_force(c, lo, hi, n, budget, xb);
         cr_assert(fabs(sum(x, n) - budget) <= 1e-9 * budget, "case %d: sum %.12g != %.12g", t,
                   sum(x, n), budget);
@@ -138,7 +139,7 @@ Test(waterfill, kkt_conditions_hold)
         int kind = t % 3;
         for (size_t i = 0; i < n; i++) random_curve(r, &c[i], kind);
         double budget = random_box(r, n, lo, hi, true);
-        bd_alloc_waterfill(c, lo, hi, n, budget, x);
+        bd_waterfill_solve(c, lo, hi, n, budget, x);
         cr_assert(fabs(sum(x, n) - budget) <= 1e-9 * budget, "case %d: sum", t);
         double lmin = INFINITY, lmax = -INFINITY;
         for (size_t i = 0; i < n; i++) {
@@ -175,8 +176,8 @@ Test(waterfill, closed_form_agrees_with_bisection)
         for (size_t i = 0; i < n; i++) random_curve(r, &c[i], 0);
         if (t % 7 == 0) c[0].a = 0;
         double budget = random_box(r, n, lo, hi, true);
-        bd_alloc_waterfill(c, lo, hi, n, budget, x);
-        bd_alloc_waterfill_bisect(c, lo, hi, n, budget, y);
+        bd_waterfill_solve(c, lo, hi, n, budget, x);
+        bd_waterfill_bisect(c, lo, hi, n, budget, y);
         for (size_t i = 0; i < n; i++)
             cr_assert(fabs(x[i] - y[i]) <= 1e-7 * budget, "case %d ch %zu: %.12g vs %.12g", t, i,
                       x[i], y[i]);
@@ -194,8 +195,8 @@ Test(waterfill, scratch_variant_is_identical)
         double lo[100], hi[100], x[100], y[100], scratch[BD_WATERFILL_SCRATCH(100)];
         for (size_t i = 0; i < n; i++) random_curve(r, &c[i], t % 3);
         double budget = random_box(r, n, lo, hi, true);
-        bd_alloc_waterfill(c, lo, hi, n, budget, x);
-        bd_alloc_waterfill_scratch(c, lo, hi, n, budget, y, scratch);
+        bd_waterfill_solve(c, lo, hi, n, budget, x);
+        bd_waterfill_scratch(c, lo, hi, n, budget, y, scratch);
         cr_assert(memcmp(x, y, n * sizeof(double)) == 0);
     }
     gsl_rng_free(r);
@@ -206,12 +207,12 @@ Test(waterfill, exp_analytic_split)
 {
     bd_curve_t c[2] = {{BD_CURVE_EXP, 3.0, 1000, 0}, {BD_CURVE_EXP, 1.0, 1000, 0}};
     double lo[2] = {0, 0}, hi[2] = {INFINITY, INFINITY}, x[2];
-    bd_alloc_waterfill(c, lo, hi, 2, 5000, x);
+    bd_waterfill_solve(c, lo, hi, 2, 5000, x);
     double d = 1000 * log(3.0);
     cr_assert_float_eq(x[0], (5000 + d) / 2, 1e-9);
     cr_assert_float_eq(x[1], (5000 - d) / 2, 1e-9);
     /* a budget too small for the weaker channel to enter at all */
-    bd_alloc_waterfill(c, lo, hi, 2, 500, x);
+    bd_waterfill_solve(c, lo, hi, 2, 500, x);
     cr_assert_float_eq(x[0], 500, 1e-9);
     cr_assert_float_eq(x[1], 0, 1e-12);
 }
@@ -221,7 +222,7 @@ Test(waterfill, power_analytic_split)
     /* equal b: x_i proportional to a_i^(1/(1-b)) */
     bd_curve_t c[2] = {{BD_CURVE_POWER, 2.0, 0, 0.5}, {BD_CURVE_POWER, 1.0, 0, 0.5}};
     double lo[2] = {0, 0}, hi[2] = {INFINITY, INFINITY}, x[2];
-    bd_alloc_waterfill(c, lo, hi, 2, 1000, x);
+    bd_waterfill_solve(c, lo, hi, 2, 1000, x);
     cr_assert_float_eq(x[0], 800, 1e-7);
     cr_assert_float_eq(x[1], 200, 1e-7);
 }
@@ -230,7 +231,7 @@ Test(waterfill, zero_return_channel_takes_lo)
 {
     bd_curve_t c[3] = {{BD_CURVE_EXP, 0, 100, 0}, {BD_CURVE_EXP, 2, 500, 0}, {BD_CURVE_POWER, 0, 0, 0.5}};
     double lo[3] = {50, 0, 10}, hi[3] = {1000, INFINITY, 1000}, x[3];
-    bd_alloc_waterfill(c, lo, hi, 3, 2000, x);
+    bd_waterfill_solve(c, lo, hi, 3, 2000, x);
     cr_assert_float_eq(x[0], 50, 1e-12);
     cr_assert_float_eq(x[2], 10, 1e-12);
     cr_assert_float_eq(x[1], 1940, 1e-9);
@@ -242,13 +243,13 @@ Test(waterfill, zero_return_channels_absorb_what_others_cannot)
      * ones, equally among the uncapped ones */
     bd_curve_t c[3] = {{BD_CURVE_EXP, 2, 500, 0}, {BD_CURVE_EXP, 0, 1, 0}, {BD_CURVE_EXP, 0, 1, 0}};
     double lo[3] = {0, 0, 100}, hi[3] = {300, INFINITY, INFINITY}, x[3];
-    bd_alloc_waterfill(c, lo, hi, 3, 1000, x);
+    bd_waterfill_solve(c, lo, hi, 3, 1000, x);
     cr_assert_float_eq(x[0], 300, 1e-12);
     cr_assert_float_eq(x[1], 300, 1e-9);
     cr_assert_float_eq(x[2], 400, 1e-9);
     /* all capped: in proportion to room */
     double hi2[3] = {300, 100, 400};
-    bd_alloc_waterfill(c, lo, hi2, 3, 600, x);
+    bd_waterfill_solve(c, lo, hi2, 3, 600, x);
     cr_assert_float_eq(x[0], 300, 1e-12);
     cr_assert_float_eq(x[1], 100.0 * 200 / 400, 1e-9);
     cr_assert_float_eq(x[2], 100 + 300.0 * 200 / 400, 1e-9);
@@ -258,7 +259,7 @@ Test(waterfill, budget_above_sum_hi_gives_hi)
 {
     bd_curve_t c[2] = {{BD_CURVE_EXP, 1, 100, 0}, {BD_CURVE_POWER, 1, 0, 0.5}};
     double lo[2] = {0, 10}, hi[2] = {100, 200}, x[2];
-    bd_alloc_waterfill(c, lo, hi, 2, 1000, x);
+    bd_waterfill_solve(c, lo, hi, 2, 1000, x);
     cr_assert(x[0] == 100 && x[1] == 200);
 }
 
@@ -266,7 +267,7 @@ Test(waterfill, budget_below_sum_lo_gives_lo)
 {
     bd_curve_t c[2] = {{BD_CURVE_EXP, 1, 100, 0}, {BD_CURVE_POWER, 1, 0, 0.5}};
     double lo[2] = {300, 400}, hi[2] = {1000, 2000}, x[2];
-    bd_alloc_waterfill(c, lo, hi, 2, 500, x);
+    bd_waterfill_solve(c, lo, hi, 2, 500, x);
     cr_assert(x[0] == 300 && x[1] == 400);
 }
 
@@ -279,7 +280,7 @@ Test(waterfill, extreme_parameters_stay_feasible)
     double lo[3] = {0, 0, 0}, hi[3] = {INFINITY, 1e7, INFINITY}, x[3];
     double budgets[] = {1e-3, 1, 1e4, 1e9};
     for (int b = 0; b < 4; b++) {
-        bd_alloc_waterfill(c, lo, hi, 3, budgets[b], x);
+        bd_waterfill_solve(c, lo, hi, 3, budgets[b], x);
         for (int i = 0; i < 3; i++) cr_assert(isfinite(x[i]) && x[i] >= 0 && x[i] <= hi[i]);
         cr_assert(fabs(sum(x, 3) - budgets[b]) <= 1e-9 * budgets[b], "budget %g sum %.12g",
                   budgets[b], sum(x, 3));

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <gsl/gsl_rng.h>
-#include "budgetd/bandit.h"
+#include "bandit.h"
 #include "sim.h"
 
 #define CL_NCP 21 /* checkpoints T*10^(-2 + j/10), j = 0..20 */

@@ -1,6 +1,6 @@
-/* decision.h: the decision record of CONTRACT §3, as a struct and as JSON. */
-#ifndef BUDGETD_DECISION_H
-#define BUDGETD_DECISION_H
+/* record.h: the decision record of CONTRACT §3, as a struct and as JSON. */
+#ifndef BUDGETD_RECORD_H
+#define BUDGETD_RECORD_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -55,6 +55,6 @@ const char *bd_path_name(bd_path_t p);
 /* Appends the record as one JSON line (no newline) to a growing buffer.
  * Formatting is fixed (spends %.2f, ratios %.4f) so that replays are
  * byte-identical. Returns the record length. */
-size_t bd_decision_json(const bd_decision_t *d, char **buf, size_t *cap);
+size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 #include "budgetd/alloc.h"
 #include "budgetd/common.h"
+#include "budgetd/waterfill.h"
 
 #define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
 #define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
@@ -450,7 +451,7 @@ static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws,
     if (E > total_c - slo) E = total_c - slo;
     double F = (total_c - E) / 100;
     for (size_t s = 0; s < S; s++) {
-        bd_alloc_waterfill_scratch(&draws[s * n], w->lo, w->hi, n, F, w->xs, w->wf);
+        bd_waterfill_scratch(&draws[s * n], w->lo, w->hi, n, F, w->xs, w->wf);
         for (size_t i = 0; i < n; i++) w->xr[i] += w->xs[i];
     }
     for (size_t i = 0; i < n; i++) w->xr[i] = w->xr[i] * 100 / (double)S;

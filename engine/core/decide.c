@@ -350,7 +350,7 @@ void bd_decide_run(bd_decide_job_t *job)
         total += x[i];
     }
     d->total = total;
-    job->json_len = bd_decision_json(d, &job->json, &job->json_cap);
+    job->json_len = bd_record_json(d, &job->json, &job->json_cap);
     gsl_rng_free(rng);
     free(cfgs);
     free(prev);
@@ -388,7 +388,7 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
         .total = total, .n = p->n, .ch = dch, .p_below_floor = NAN, .decided_at = decided_at,
         .note = "operator approved the proposal",
     };
-    size_t len = bd_decision_json(&d, json, cap);
+    size_t len = bd_record_json(&d, json, cap);
     free(dch);
     return len;
 }

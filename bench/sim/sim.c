@@ -19,6 +19,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
+#include "budgetd/waterfill.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "sim.h"
@@ -298,11 +299,11 @@ static void eng_diag(eng_ctx_t *c, bd_portfolio_t *p, const bd_decision_t *d)
         xe[j] = p->ch[j].x;
     }
     double *acc = c->res->diag;
-    bd_alloc_waterfill(cv, lo, hi, m, p->pol->budget, x);
+    bd_waterfill_solve(cv, lo, hi, m, p->pol->budget, x);
     acc[SIM_D_MEAN] += diag_regret(tr, t, map, m, x);
-    bd_alloc_waterfill(mk, lo, hi, m, p->pol->budget, x);
+    bd_waterfill_solve(mk, lo, hi, m, p->pol->budget, x);
     acc[SIM_D_MEAN_TRUEK] += diag_regret(tr, t, map, m, x);
-    bd_alloc_waterfill(ma, lo, hi, m, p->pol->budget, x);
+    bd_waterfill_solve(ma, lo, hi, m, p->pol->budget, x);
     acc[SIM_D_MEAN_TRUEA] += diag_regret(tr, t, map, m, x);
     gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2);
     for (int v = 0; v < 3; v++) {
@@ -513,7 +514,7 @@ static void fill_present(const sim_scenario_t *sc, const sim_truth_t *tr, int t,
         hi[m] = tr->hi[k];
         idx[m++] = i;
     }
-    bd_alloc_waterfill(c, lo, hi, m, sc->pol->budget, y);
+    bd_waterfill_solve(c, lo, hi, m, sc->pol->budget, y);
     for (size_t j = 0; j < m; j++) x[idx[j]] = y[j];
     free(c);
     free(lo);

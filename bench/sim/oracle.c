@@ -7,9 +7,10 @@
  * and so measures what the guardrails' box and total would allow with
  * perfect knowledge. The maximiser of a separable concave objective over a
  * box and a total is given by KKT: x_i = clip(inv_marginal_i(l)) with the
- * multiplier l that meets the total; bd_alloc_waterfill solves that exactly
+ * multiplier l that meets the total; bd_waterfill_solve solves that exactly
  * (tests/unit/test_oracle.c checks it against brute force). */
 #include "budgetd/alloc.h"
+#include "budgetd/waterfill.h"
 #include "sim.h"
 
 double sim_value(const bd_curve_t *curves, const double *x, size_t n)
@@ -23,6 +24,6 @@ double sim_oracle(const bd_curve_t *curves, const double *lo, const double *hi, 
                   double budget, double *x)
 {
     if (n == 0) return 0;
-    bd_alloc_waterfill(curves, lo, hi, n, budget, x);
+    bd_waterfill_solve(curves, lo, hi, n, budget, x);
     return sim_value(curves, x, n);
 }

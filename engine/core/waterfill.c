@@ -16,7 +16,7 @@
  * allocation, no sort. */
 #include <math.h>
 #include <stdlib.h>
-#include "budgetd/alloc.h"
+#include "budgetd/waterfill.h"
 #include "budgetd/common.h"
 
 #define WF_STACK_N 64
@@ -278,7 +278,7 @@ static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, s
     }
 }
 
-void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
+void bd_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
                                 size_t n, double budget, double *x, double *scratch)
 {
     if (n == 0) return;
@@ -293,18 +293,18 @@ void bd_alloc_waterfill_scratch(const bd_curve_t *curves, const double *lo, cons
 
 /* Public entry: scratch on the stack for the usual portfolio sizes, on the
  * heap only above WF_STACK_N channels. */
-void bd_alloc_waterfill(const bd_curve_t *curves, const double *lo, const double *hi, size_t n,
+void bd_waterfill_solve(const bd_curve_t *curves, const double *lo, const double *hi, size_t n,
                         double budget, double *x)
 {
     double stack[BD_WATERFILL_SCRATCH(WF_STACK_N)];
     double *scratch = n <= WF_STACK_N ? stack : bd_xmalloc(BD_WATERFILL_SCRATCH(n) * sizeof(double));
-    bd_alloc_waterfill_scratch(curves, lo, hi, n, budget, x, scratch);
+    bd_waterfill_scratch(curves, lo, hi, n, budget, x, scratch);
     if (scratch != stack) free(scratch);
 }
 
 /* The bisection solver for any curves, also for EXP (tests cross-check it
  * against the closed form). */
-void bd_alloc_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
+void bd_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
                                size_t n, double budget, double *x)
 {
     if (n == 0) return;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/broker.h"
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/common.h"
 
 static void usage(FILE *f)

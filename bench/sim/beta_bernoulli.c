@@ -16,7 +16,7 @@
 #include <math.h>
 #include <string.h>
 #include <gsl/gsl_randist.h>
-#include "budgetd/bandit.h"
+#include "bandit.h"
 
 static_assert(sizeof(bd_bb_state_t) <= BD_MODEL_STATE_BYTES, "beta_bernoulli state too big");
 

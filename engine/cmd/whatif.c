@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include "budgetd/decision.h"
+#include "budgetd/record.h"
 
 const char *bd_status_name(bd_status_t s)
 {
@@ -154,7 +154,7 @@ static void out_num(out_t *o, int digits, double v)
     out_lit(o, tmp);
 }
 
-size_t bd_decision_json(const bd_decision_t *d, char **buf, size_t *cap)
+size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
 {
     out_t o = {buf, cap, 0};
     out_lit(&o, "{\"v\":1,\"portfolio\":");

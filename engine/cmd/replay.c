@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"

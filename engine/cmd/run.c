@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "budgetd/checkpoint.h"
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"

@@ -1,7 +1,7 @@
 /* check.c: `budgetd check -c CONFIG`: validation only, same loader as run. */
 #include <getopt.h>
 #include <stdio.h>
-#include "budgetd/cli.h"
+#include "cmd.h"
 #include "budgetd/config.h"
 
 int bd_cmd_check(int argc, char **argv)

@@ -27,7 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../engine/config_int.h"
+#include "../../engine/config/config_int.h"
 #include "sim.h"
 
 static const char *const TOP_KEYS[] = {"scenario", "description", "cycles", "start", "seed",
