@@ -159,11 +159,11 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
         return NULL;
     }
     const char *url = a->url ? a->url : cfg->redis.url;
-    const char *prefix = a->prefix ? a->prefix : cfg ? cfg->redis.prefix : "budgetd";
-    const char *pwenv = cfg ? cfg->redis.password_env : "BUDGETD_REDIS_PASSWORD";
+    const char *prefix = a->prefix ? a->prefix : cfg ? cfg->redis.prefix : BD_DEFAULT_PREFIX;
+    const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
     bd_redis_t *r = bd_redis_open(url, prefix, pwenv, maxlen, err, sizeof err);
-    snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : "budgetd");
+    snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     bd_config_free(cfg);
     if (!r) {
         fprintf(stderr, "budgetd %s: %s\n", a->cmd, err);

@@ -26,18 +26,18 @@ typedef struct {
 
 static void set_builtin(bd_config_t *c)
 {
-    c->cycle = 3600;
+    c->cycle = BD_DEFAULT_CYCLE;
     c->lateness = 0;
-    c->seed = 42;
-    c->dedup_window = 86400;
-    c->kafka.brokers = bd_xstrdup("127.0.0.1:9092");
-    c->kafka.topic = bd_xstrdup("channel-events");
-    c->kafka.group = bd_xstrdup("budgetd");
-    c->kafka.dlq_topic = bd_xstrdup("channel-events-dlq");
-    c->redis.url = bd_xstrdup("redis://127.0.0.1:6379");
-    c->redis.prefix = bd_xstrdup("budgetd");
-    c->redis.password_env = bd_xstrdup("BUDGETD_REDIS_PASSWORD");
-    c->redis.stream_maxlen = 10000;
+    c->seed = BD_DEFAULT_SEED;
+    c->dedup_window = BD_DEFAULT_DEDUP_WINDOW;
+    c->kafka.brokers = bd_xstrdup(BD_DEFAULT_BROKERS);
+    c->kafka.topic = bd_xstrdup(BD_DEFAULT_TOPIC);
+    c->kafka.group = bd_xstrdup(BD_DEFAULT_GROUP);
+    c->kafka.dlq_topic = bd_xstrdup(BD_DEFAULT_DLQ_TOPIC);
+    c->redis.url = bd_xstrdup(BD_DEFAULT_REDIS_URL);
+    c->redis.prefix = bd_xstrdup(BD_DEFAULT_PREFIX);
+    c->redis.password_env = bd_xstrdup(BD_DEFAULT_PASSWORD_ENV);
+    c->redis.stream_maxlen = BD_DEFAULT_STREAM_MAXLEN;
     bd_cfg_policy_builtin(&c->defaults);
 }
 

@@ -300,8 +300,8 @@ static bd_redis_t *rd_open(const char *url, const char *prefix, const char *pass
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
     r->command_ms = 5000;
-    r->maxlen = stream_maxlen > 0 ? stream_maxlen : BD_REDIS_STREAM_MAXLEN;
-    if (!prefix || !*prefix) prefix = "budgetd";
+    r->maxlen = stream_maxlen > 0 ? stream_maxlen : BD_DEFAULT_STREAM_MAXLEN;
+    if (!prefix || !*prefix) prefix = BD_DEFAULT_PREFIX;
     if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ ")) {
         bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
                 sizeof r->prefix - 1);

@@ -7,6 +7,21 @@
 #include <stddef.h>
 #include "budgetd/common.h"
 
+/* Built-in values of the top-level keys (CONTRACT §5): the one place they
+ * are written. Commands that run without a config (operator commands with
+ * --redis) use the same ones. */
+#define BD_DEFAULT_CYCLE 3600
+#define BD_DEFAULT_SEED 42
+#define BD_DEFAULT_DEDUP_WINDOW 86400
+#define BD_DEFAULT_BROKERS "127.0.0.1:9092"
+#define BD_DEFAULT_TOPIC "channel-events"
+#define BD_DEFAULT_GROUP "budgetd"
+#define BD_DEFAULT_DLQ_TOPIC "channel-events-dlq"
+#define BD_DEFAULT_REDIS_URL "redis://127.0.0.1:6379"
+#define BD_DEFAULT_PREFIX "budgetd"
+#define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
+#define BD_DEFAULT_STREAM_MAXLEN 10000
+
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
 typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_action_t;

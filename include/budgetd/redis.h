@@ -29,14 +29,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "budgetd/common.h"
+#include "budgetd/config.h"
 
 /* One connection. Not thread-safe: one handle per thread. hiredis writes
  * with write(2), so the process must ignore SIGPIPE (a dropped connection
  * would otherwise kill it). */
 typedef struct bd_redis bd_redis_t;
-
-/* Default trim target of the decisions stream (MAXLEN ~). */
-#define BD_REDIS_STREAM_MAXLEN 10000
 
 /* Per-item result of bd_redis_write_batch besides BD_OK (written) and
  * BD_ERR_STALE (refused: a newer cycle, or a different decision for this
@@ -90,7 +88,7 @@ typedef struct {
 /* Connects to url: redis://[[user]:pass@]host[:port][/db] (host may be
  * [v6addr]) or unix:///path/to/socket. When password_env names a set
  * environment variable its value is the password (it wins over one in the
- * URL). stream_maxlen <= 0 means BD_REDIS_STREAM_MAXLEN. prefix NULL or ""
+ * URL). stream_maxlen <= 0 means BD_DEFAULT_STREAM_MAXLEN. prefix NULL or ""
  * means "budgetd". Returns NULL with errbuf set on a bad URL or when the
  * server cannot be reached or refuses AUTH/SELECT/SCRIPT LOAD. */
 bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
