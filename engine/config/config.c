@@ -6,47 +6,21 @@
  * error, so `budgetd check` lists every problem with its line. */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config_int.h"
 
-static const char *const TOP_KEYS[] = {"v", "cycle", "lateness", "seed", "dedup_window", "kafka",
-                                       "redis", "defaults", "portfolios", NULL};
-static const char *const KAFKA_KEYS[] = {"brokers", "topic", "group", "dlq_topic", "properties",
-                                         NULL};
-static const char *const REDIS_KEYS[] = {"url", "prefix", "password_env", "stream_maxlen", NULL};
-
-/* Top-level values, gathered first so that `defaults` is final before any
- * portfolio inherits from it whatever the key order in the file. */
-typedef struct {
-    yaml_node_t *v, *cycle, *lateness, *seed, *dedup, *kafka, *redis, *defaults, *portfolios;
-    yaml_node_t *defaults_key;
-} top_t;
-
-static void set_builtin(bd_config_t *c)
-{
-    c->cycle = BD_DEFAULT_CYCLE;
-    c->lateness = 0;
-    c->seed = BD_DEFAULT_SEED;
-    c->dedup_window = BD_DEFAULT_DEDUP_WINDOW;
-    c->kafka.brokers = bd_xstrdup(BD_DEFAULT_BROKERS);
-    c->kafka.topic = bd_xstrdup(BD_DEFAULT_TOPIC);
-    c->kafka.group = bd_xstrdup(BD_DEFAULT_GROUP);
-    c->kafka.dlq_topic = bd_xstrdup(BD_DEFAULT_DLQ_TOPIC);
-    c->redis.url = bd_xstrdup(BD_DEFAULT_REDIS_URL);
-    c->redis.prefix = bd_xstrdup(BD_DEFAULT_PREFIX);
-    c->redis.password_env = bd_xstrdup(BD_DEFAULT_PASSWORD_ENV);
-    c->redis.stream_maxlen = BD_DEFAULT_STREAM_MAXLEN;
-    bd_cfg_policy_builtin(&c->defaults);
-}
-
 /* kafka.properties: passed to librdkafka verbatim, so values stay the
  * scalar's text ("false", "5000") and librdkafka judges them. */
-static void load_kafka_props(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
+static void load_kafka_props(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what,
+                             void *base, void *user)
 {
+    (void)user;
+    bd_config_t *c = base;
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, "kafka.properties", &n);
+    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, kv->val, what, &n);
     if (!pr) return;
     c->kafka.prop_keys = bd_xcalloc(n + 1, sizeof(char *));
     c->kafka.prop_vals = bd_xcalloc(n + 1, sizeof(char *));
@@ -68,57 +42,45 @@ static void load_kafka_props(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
     free(pr);
 }
 
-static void load_kafka(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
+/* Absent v reads as 1, like an event without v (CONTRACT §1). */
+static bool check_version(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val)
 {
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, "kafka", &n);
-    if (!pr) return;
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        if (!strcmp(k, "brokers")) bd_cfg_string(cx, v, "kafka.brokers", false, &c->kafka.brokers);
-        else if (!strcmp(k, "topic")) bd_cfg_string(cx, v, "kafka.topic", false, &c->kafka.topic);
-        else if (!strcmp(k, "group")) bd_cfg_string(cx, v, "kafka.group", false, &c->kafka.group);
-        else if (!strcmp(k, "dlq_topic"))
-            bd_cfg_string(cx, v, "kafka.dlq_topic", false, &c->kafka.dlq_topic);
-        else if (!strcmp(k, "properties")) load_kafka_props(cx, v, c);
-        else bd_cfg_unknown(cx, pr[i].key, k, "kafka", KAFKA_KEYS);
-    }
-    free(pr);
+    (void)what;
+    int64_t iv = *(const int64_t *)val;
+    if (iv == 1) return true;
+    bd_cfg_err(cx, bd_cfg_line(v), "unsupported config version v: %lld (this budgetd reads v: 1)",
+               (long long)iv);
+    return false;
 }
 
-static void load_redis(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
+static bool check_redis_url(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val)
 {
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, "redis", &n);
-    if (!pr) return;
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        int64_t iv;
-        if (!strcmp(k, "url")) {
-            if (bd_cfg_string(cx, v, "redis.url", false, &c->redis.url) &&
-                strncmp(c->redis.url, "redis://", 8) && strncmp(c->redis.url, "unix://", 7))
-                bd_cfg_err(cx, bd_cfg_line(v),
-                           "redis.url: expected redis://HOST[:PORT] or unix:///PATH, got '%.80s'",
-                           c->redis.url);
-        } else if (!strcmp(k, "prefix")) {
-            /* Braces would break the {P} hash tag that keeps a portfolio in one slot. */
-            if (bd_cfg_string(cx, v, "redis.prefix", false, &c->redis.prefix) &&
-                strpbrk(c->redis.prefix, "{} \t"))
-                bd_cfg_err(cx, bd_cfg_line(v),
-                           "redis.prefix must not contain braces or spaces, got '%.80s'",
-                           c->redis.prefix);
-        } else if (!strcmp(k, "password_env")) {
-            bd_cfg_string(cx, v, "redis.password_env", true, &c->redis.password_env);
-        } else if (!strcmp(k, "stream_maxlen")) {
-            if (bd_cfg_int(cx, v, "redis.stream_maxlen", 1, 100000000, &iv))
-                c->redis.stream_maxlen = (int)iv;
-        } else {
-            bd_cfg_unknown(cx, pr[i].key, k, "redis", REDIS_KEYS);
-        }
-    }
-    free(pr);
+    const char *s = *(char *const *)val;
+    if (!strncmp(s, "redis://", 8) || !strncmp(s, "unix://", 7)) return true;
+    bd_cfg_err(cx, bd_cfg_line(v), "%s: expected redis://HOST[:PORT] or unix:///PATH, got '%.80s'",
+               what, s);
+    return false;
+}
+
+/* Braces would break the {P} hash tag that keeps a portfolio in one slot. */
+static bool check_redis_prefix(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what,
+                               const void *val)
+{
+    const char *s = *(char *const *)val;
+    if (!strpbrk(s, "{} \t")) return true;
+    bd_cfg_err(cx, bd_cfg_line(v), "%s must not contain braces or spaces, got '%.80s'", what, s);
+    return false;
+}
+
+/* `defaults`: the policy every portfolio starts from. */
+static void load_defaults(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what, void *base,
+                          void *user)
+{
+    (void)user;
+    bd_config_t *c = base;
+    bd_cfg_found_t found = {NULL, NULL, NULL};
+    bd_cfg_policy_apply(cx, kv->val, what, &c->defaults, false, &found);
+    c->has_default_budget = found.budget_key != NULL;
 }
 
 static int cmp_portfolio(const void *a, const void *b)
@@ -127,10 +89,13 @@ static int cmp_portfolio(const void *a, const void *b)
 }
 
 /* Each portfolio = copy of the final defaults + its own keys + its channels. */
-static void load_portfolios(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
+static void load_portfolios(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what,
+                            void *base, void *user)
 {
+    (void)user;
+    bd_config_t *c = base;
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, "portfolios", &n);
+    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, kv->val, what, &n);
     if (!pr) return;
     c->portfolios = bd_xcalloc(n + 1, sizeof *c->portfolios);
     for (size_t i = 0; i < n; i++) {
@@ -159,49 +124,43 @@ static void load_portfolios(bd_cfgctx_t *cx, yaml_node_t *map, bd_config_t *c)
     qsort(c->portfolios, c->n_portfolios, sizeof *c->portfolios, cmp_portfolio);
 }
 
-/* Walks the root mapping in a fixed order (see top_t). */
-static void load_root(bd_cfgctx_t *cx, yaml_node_t *root, bd_config_t *c)
-{
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, root, "the top level", &n);
-    if (!pr) return;
-    top_t t;
-    memset(&t, 0, sizeof t);
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        if (!strcmp(k, "v")) t.v = v;
-        else if (!strcmp(k, "cycle")) t.cycle = v;
-        else if (!strcmp(k, "lateness")) t.lateness = v;
-        else if (!strcmp(k, "seed")) t.seed = v;
-        else if (!strcmp(k, "dedup_window")) t.dedup = v;
-        else if (!strcmp(k, "kafka")) t.kafka = v;
-        else if (!strcmp(k, "redis")) t.redis = v;
-        else if (!strcmp(k, "defaults")) {
-            t.defaults = v;
-            t.defaults_key = pr[i].key;
-        } else if (!strcmp(k, "portfolios")) t.portfolios = v;
-        else bd_cfg_unknown(cx, pr[i].key, k, "the top level", TOP_KEYS);
-    }
-    free(pr);
-    int64_t iv;
-    /* Absent v reads as 1, like an event without v (CONTRACT §1). */
-    if (t.v && bd_cfg_int(cx, t.v, "v", INT64_MIN, INT64_MAX, &iv) && iv != 1)
-        bd_cfg_err(cx, bd_cfg_line(t.v), "unsupported config version v: %lld (this budgetd reads v: 1)",
-                   (long long)iv);
-    if (t.cycle) bd_cfg_dur(cx, t.cycle, "cycle", true, &c->cycle);
-    if (t.lateness) bd_cfg_dur(cx, t.lateness, "lateness", false, &c->lateness);
-    if (t.seed) bd_cfg_u64(cx, t.seed, "seed", &c->seed);
-    if (t.dedup) bd_cfg_dur(cx, t.dedup, "dedup_window", false, &c->dedup_window);
-    if (t.kafka) load_kafka(cx, t.kafka, c);
-    if (t.redis) load_redis(cx, t.redis, c);
-    if (t.defaults) {
-        bd_cfg_found_t found = {NULL, NULL, NULL};
-        bd_cfg_policy_apply(cx, t.defaults, "defaults", &c->defaults, false, &found);
-        c->has_default_budget = found.budget_key != NULL;
-    }
-    if (t.portfolios) load_portfolios(cx, t.portfolios, c);
-}
+#define CFG(f) .off = offsetof(bd_config_t, f), .size = sizeof(((bd_config_t *)0)->f)
+
+static const bd_cfg_key_t KAFKA[] = {
+    {"brokers", BD_KEY_STR, CFG(kafka.brokers), .dflt_str = BD_DEFAULT_BROKERS},
+    {"topic", BD_KEY_STR, CFG(kafka.topic), .dflt_str = BD_DEFAULT_TOPIC},
+    {"group", BD_KEY_STR, CFG(kafka.group), .dflt_str = BD_DEFAULT_GROUP},
+    {"dlq_topic", BD_KEY_STR, CFG(kafka.dlq_topic), .dflt_str = BD_DEFAULT_DLQ_TOPIC},
+    {"properties", BD_KEY_MAP, .apply = load_kafka_props},
+};
+const bd_cfg_section_t bd_cfg_kafka_keys = {"kafka", KAFKA, sizeof KAFKA / sizeof *KAFKA, false};
+
+static const bd_cfg_key_t REDIS[] = {
+    {"url", BD_KEY_STR, CFG(redis.url), .dflt_str = BD_DEFAULT_REDIS_URL,
+     .check = check_redis_url},
+    {"prefix", BD_KEY_STR, CFG(redis.prefix), .dflt_str = BD_DEFAULT_PREFIX,
+     .check = check_redis_prefix},
+    {"password_env", BD_KEY_STR, CFG(redis.password_env), .flag = true,
+     .dflt_str = BD_DEFAULT_PASSWORD_ENV},
+    {"stream_maxlen", BD_KEY_INT, CFG(redis.stream_maxlen), .lo = 1, .hi = 100000000,
+     .dflt = BD_DEFAULT_STREAM_MAXLEN},
+};
+const bd_cfg_section_t bd_cfg_redis_keys = {"redis", REDIS, sizeof REDIS / sizeof *REDIS, false};
+
+/* Row order is the order applied (see bd_cfg_section_t.top). */
+static const bd_cfg_key_t TOP[] = {
+    {"v", BD_KEY_INT, .off = BD_KEY_NOFIELD, .lo = INT64_MIN, .hi = INT64_MAX,
+     .check = check_version},
+    {"cycle", BD_KEY_DUR, CFG(cycle), .flag = true, .dflt = BD_DEFAULT_CYCLE},
+    {"lateness", BD_KEY_DUR, CFG(lateness), .dflt = 0},
+    {"seed", BD_KEY_U64, CFG(seed), .dflt = BD_DEFAULT_SEED},
+    {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
+    {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
+    {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
+    {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},
+    {"portfolios", BD_KEY_MAP, .apply = load_portfolios},
+};
+const bd_cfg_section_t bd_cfg_top_keys = {"the top level", TOP, sizeof TOP / sizeof *TOP, true};
 
 /* Reports a libyaml parser error at its problem mark. */
 static void yaml_error(bd_cfgctx_t *cx, const yaml_parser_t *p)
@@ -226,7 +185,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     cx.name = name ? name : "config";
     bd_config_t *c = bd_xcalloc(1, sizeof *c);
     c->path = bd_xstrdup(cx.name);
-    set_builtin(c);
+    bd_cfg_defaults(&bd_cfg_top_keys, c);
 
     yaml_parser_t parser;
     yaml_document_t doc;
@@ -240,7 +199,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
         if (!root)
             bd_cfg_err(&cx, 1, "empty config (at least `portfolios` or `defaults.budget` is needed)");
         else
-            load_root(&cx, root, c);
+            bd_cfg_walk(&cx, root, "the top level", &bd_cfg_top_keys, c, 0, NULL);
         /* A second document would be silently ignored: refuse it. */
         yaml_document_t more;
         if (!yaml_parser_load(&parser, &more)) {

@@ -98,8 +98,92 @@ void bd_cfg_join(char *dst, size_t cap, const char *a, const char *b);
 /* CONTRACT §1 identifier: 1-64 of [A-Za-z0-9_.:-]. */
 bool bd_cfg_valid_name(const char *s);
 
-/* Built-in defaults of every policy key (CONTRACT §5 example values). */
-void bd_cfg_policy_builtin(bd_policy_t *p);
+/* The key tables. Each YAML map of the config is described by a section:
+ * one row per key with its type, range, field and built-in value, in the
+ * spirit of Redis' standardConfig table. bd_cfg_walk reads a map against
+ * its section, bd_cfg_defaults writes the built-in values. The documented
+ * keys are those of docs/CONTRACT.md §5; configs/example.yaml shows every
+ * one of them. */
+
+/* How a key's value is read and stored. */
+typedef enum {
+    BD_KEY_NUM,      /* double within range (.inf too when inf_ok) */
+    BD_KEY_INT,      /* int or int64_t (by size) within lo..hi */
+    BD_KEY_U64,      /* uint64_t */
+    BD_KEY_DUR,      /* int64_t seconds; > 0 when flag */
+    BD_KEY_BOOL,     /* bool */
+    BD_KEY_STR,      /* owned char *; may be "" when flag */
+    BD_KEY_ENUM,     /* an enum of config.h, names in enum order */
+    BD_KEY_SECTION,  /* nested map read against sub; its struct is at off */
+    BD_KEY_MAP,      /* map read by apply (keys the table cannot know: names) */
+} bd_key_type_t;
+
+/* Places that allow a key which is not allowed everywhere its section is. */
+#define BD_KEY_PORTFOLIO 1u /* under portfolios.NAME, not under defaults */
+#define BD_KEY_LISTED 2u    /* on a channel under channels, not defaults.channel */
+
+/* A row without a field (its value is only checked: `v`). */
+#define BD_KEY_NOFIELD ((size_t)-1)
+
+typedef struct bd_cfg_key bd_cfg_key_t;
+typedef struct bd_cfg_section bd_cfg_section_t;
+
+struct bd_cfg_key {
+    const char *name;
+    bd_key_type_t type;
+    size_t off, size;          /* the field: offset into the section's struct, size */
+    bd_range_t range;          /* NUM */
+    bool inf_ok;               /* NUM: .inf also accepted (no cap) */
+    int64_t lo, hi;            /* INT */
+    bool flag;                 /* DUR: must be > 0; STR: may be empty */
+    const char *const *names;  /* ENUM, NULL-terminated */
+    double dflt;               /* built-in value of NUM, INT, U64, DUR, BOOL, ENUM */
+    const char *dflt_str;      /* built-in value of STR */
+    const bd_cfg_section_t *sub; /* SECTION, or MAP whose struct at off has defaults */
+    unsigned only;             /* 0, or the BD_KEY_* places that allow the key */
+    const char *only_msg;      /* refusal elsewhere; NULL: reported as unknown */
+    /* Extra rule once type and range passed: val points at the value read
+     * (double, int64_t, uint64_t, bool, int or char *). Reports and returns
+     * false to refuse the value. */
+    bool (*check)(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val);
+    /* Told after the value was read, whether it was accepted (ok) or not. */
+    void (*note)(const bd_cfg_pair_t *pr, bool ok, void *base, void *user);
+    /* MAP: reads pr->val; what is the key's path for messages. */
+    void (*apply)(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
+                  void *user);
+};
+
+/* The rows of one map. top: the root map, whose keys are named without a
+ * path and applied in row order once all are gathered (so `defaults` is
+ * final before `portfolios` whatever the file's order); every other map is
+ * applied in file order. */
+struct bd_cfg_section {
+    const char *name;
+    const bd_cfg_key_t *keys;
+    size_t n;
+    bool top;
+};
+
+/* Largest number of rows in a section. */
+#define BD_KEYS_MAX 24
+
+/* The tables (config.c: top, kafka, redis; policy.c: the rest). */
+extern const bd_cfg_section_t bd_cfg_top_keys, bd_cfg_kafka_keys, bd_cfg_redis_keys;
+extern const bd_cfg_section_t bd_cfg_policy_keys, bd_cfg_risk_keys, bd_cfg_kill_keys,
+    bd_cfg_lab_keys, bd_cfg_channel_keys;
+
+/* Reads map (at path) against sec into the struct at base. Unknown keys are
+ * reported with the closest allowed name; allow holds the BD_KEY_* places
+ * this map is in; user goes to the rows' note and apply. */
+void bd_cfg_walk(bd_cfgctx_t *cx, yaml_node_t *map, const char *path,
+                 const bd_cfg_section_t *sec, void *base, unsigned allow, void *user);
+
+/* Writes the built-in value of every row of sec (and its sub-sections) into
+ * the struct at base. String fields must be NULL or owned. */
+void bd_cfg_defaults(const bd_cfg_section_t *sec, void *base);
+
+/* The row of sec called name, or NULL. */
+const bd_cfg_key_t *bd_cfg_key(const bd_cfg_section_t *sec, const char *name);
 
 /* Keys of a portfolio the caller needs after bd_cfg_policy_apply. */
 typedef struct {

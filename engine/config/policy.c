@@ -1,29 +1,16 @@
-/* config_policy.c: the policy keys shared by `defaults` and each portfolio,
- * channel guardrails, and the feasibility checks of a portfolio.
+/* policy.c: the key tables of the policy shared by `defaults` and each
+ * portfolio (with its nested maps risk, kill, lab and channel), channel
+ * guardrails, and the feasibility checks of a portfolio.
  *
  * Inheritance is by application order: a portfolio's policy starts as a copy
  * of the final defaults and only the keys the portfolio lists are applied on
  * top, so nested maps (risk, kill, lab, channel) merge key by key. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "config_int.h"
-
-static const char *const POLICY_KEYS[] = {
-    "budget", "objective", "model", "samples", "discount", "max_step", "min_change",
-    "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "channel", NULL};
-static const char *const PORTFOLIO_KEYS[] = {
-    "budget", "objective", "model", "samples", "discount", "max_step", "min_change",
-    "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "channel", "channels",
-    NULL};
-static const char *const RISK_KEYS[] = {"roas_floor", "max_prob", NULL};
-static const char *const KILL_KEYS[] = {"roas_below", "window", "overspend_ratio", "stale_after",
-                                        "max_reject_ratio", "action", NULL};
-static const char *const LAB_KEYS[] = {"min_conversions", "max_rel_width", "cap_share", NULL};
-static const char *const CHANNEL_KEYS[] = {"min", "max", "saturation", "lab", NULL};
-static const char *const LISTED_CHANNEL_KEYS[] = {"min", "max", "saturation", "initial", "lab",
-                                                  NULL};
 
 /* Order must match the enums of config.h. */
 static const char *const OBJECTIVES[] = {"revenue", "conversions", NULL};
@@ -31,143 +18,70 @@ static const char *const MODELS[] = {"poisson_sat", "loglog", NULL};
 static const char *const MODES[] = {"assist", "collaborate", "delegate", "automate", NULL};
 static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
 
-void bd_cfg_policy_builtin(bd_policy_t *p)
-{
-    memset(p, 0, sizeof *p);
-    p->budget = 0; /* none: unlisted portfolios are rejected */
-    p->objective = BD_OBJ_REVENUE;
-    p->model = BD_MODEL_POISSON_SAT;
-    p->samples = 64;
-    p->discount = 0.98;
-    p->max_step = 0.25;
-    p->min_change = 0.01;
-    p->explore_share = 0.05;
-    p->mode = BD_MODE_AUTOMATE;
-    p->escalate_above = 0.3;
-    p->risk_roas_floor = 1.0;
-    p->risk_max_prob = 0.2;
-    p->kill.roas_below = 0.5;
-    p->kill.window = 6;
-    p->kill.overspend_ratio = 1.5;
-    p->kill.stale_after = 3 * 3600;
-    p->kill.max_reject_ratio = 0.2;
-    p->kill.action = BD_KILL_FREEZE;
-    p->lab.min_conversions = 30;
-    p->lab.max_rel_width = 0.5;
-    p->lab.cap_share = 0.1;
-    p->channel.name[0] = '\0';
-    p->channel.min = 0;
-    p->channel.max = INFINITY;
-    p->channel.saturation = 1000;
-    p->channel.lab = false;
-}
+/* ENUM rows store an int32_t into the field. */
+_Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
+                   sizeof(bd_model_kind_t) == sizeof(int32_t) &&
+                   sizeof(bd_mode_t) == sizeof(int32_t) && sizeof(bd_kill_action_t) == sizeof(int32_t),
+               "enum fields are stored as 32-bit integers");
 
 /* Lines where a channel's bounds were written; 0 = inherited. */
 typedef struct {
     int min, max, initial;
 } chlines_t;
 
-/* `max` also takes .inf (uncapped), so that a portfolio can lift a cap that
- * defaults.channel set. */
-static void read_max(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, double *out)
+/* Below 1 would trip on a cycle spent exactly to plan. */
+static bool check_overspend(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what,
+                            const void *val)
 {
-    const char *s = bd_cfg_str(v);
-    if (s && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
-        (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF") || !strcmp(s, "inf"))) {
-        *out = INFINITY;
-        return;
-    }
-    bd_cfg_num(cx, v, what, BD_R_GE0, out);
+    double r = *(const double *)val;
+    if (!(r > 0 && r < 1)) return true;
+    bd_cfg_err(cx, bd_cfg_line(v), "%s must be 0 (off) or >= 1, got %s", what, bd_cfg_str(v));
+    return false;
 }
 
-/* Applies a channel map onto ch. listed: a channel under `channels`, which
- * may also set `initial`. */
-static void channel_apply(bd_cfgctx_t *cx, yaml_node_t *map, const char *path,
-                          bd_channel_cfg_t *ch, bool listed, chlines_t *ln)
+/* The portfolio's own `budget` key, valid or not (its absence is what the
+ * caller checks). */
+static void note_budget(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
 {
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, path, &n);
-    if (!pr) return;
-    char what[320];
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        bd_cfg_join(what, sizeof what, path, k);
-        if (!strcmp(k, "min")) {
-            if (bd_cfg_num(cx, v, what, BD_R_GE0, &ch->min)) ln->min = bd_cfg_line(v);
-        } else if (!strcmp(k, "max")) {
-            read_max(cx, v, what, &ch->max);
-            ln->max = bd_cfg_line(v);
-        } else if (!strcmp(k, "saturation")) {
-            bd_cfg_num(cx, v, what, BD_R_GT0, &ch->saturation);
-        } else if (!strcmp(k, "lab")) {
-            bd_cfg_bool(cx, v, what, &ch->lab);
-        } else if (listed && !strcmp(k, "initial")) {
-            if (bd_cfg_num(cx, v, what, BD_R_GE0, &ch->initial)) {
-                ch->has_initial = true;
-                ln->initial = bd_cfg_line(v);
-            }
-        } else if (!listed && !strcmp(k, "initial")) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key),
-                       "%s: 'initial' is only allowed on a listed channel (under channels)", path);
-        } else {
-            bd_cfg_unknown(cx, pr[i].key, k, path, listed ? LISTED_CHANNEL_KEYS : CHANNEL_KEYS);
-        }
-    }
-    free(pr);
+    (void)ok;
+    (void)base;
+    bd_cfg_found_t *found = user;
+    if (found) found->budget_key = pr->key;
 }
 
-/* Walks a nested map (risk, kill, lab) with its own key set. */
-static void nested_apply(bd_cfgctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
-                         const char *section)
+/* `channels` is read once the portfolio's policy is final. */
+static void note_channels(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
+                          void *user)
 {
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, path, &n);
-    if (!pr) return;
-    char what[320];
-    int64_t iv;
-    int e;
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        bd_cfg_join(what, sizeof what, path, k);
-        bool known = true;
-        if (!strcmp(section, "risk")) {
-            if (!strcmp(k, "roas_floor")) bd_cfg_num(cx, v, what, BD_R_GE0, &p->risk_roas_floor);
-            else if (!strcmp(k, "max_prob")) bd_cfg_num(cx, v, what, BD_R_OC01, &p->risk_max_prob);
-            else known = false;
-            if (!known) bd_cfg_unknown(cx, pr[i].key, k, path, RISK_KEYS);
-        } else if (!strcmp(section, "kill")) {
-            if (!strcmp(k, "roas_below")) bd_cfg_num(cx, v, what, BD_R_GE0, &p->kill.roas_below);
-            else if (!strcmp(k, "window")) {
-                if (bd_cfg_int(cx, v, what, 1, 1000000, &iv)) p->kill.window = (int)iv;
-            } else if (!strcmp(k, "overspend_ratio")) {
-                double r;
-                if (bd_cfg_num(cx, v, what, BD_R_GE0, &r)) {
-                    /* Below 1 would trip on a cycle spent exactly to plan. */
-                    if (r > 0 && r < 1)
-                        bd_cfg_err(cx, bd_cfg_line(v), "%s must be 0 (off) or >= 1, got %s",
-                                   what, bd_cfg_str(v));
-                    else
-                        p->kill.overspend_ratio = r;
-                }
-            } else if (!strcmp(k, "stale_after"))
-                bd_cfg_dur(cx, v, what, false, &p->kill.stale_after);
-            else if (!strcmp(k, "max_reject_ratio"))
-                bd_cfg_num(cx, v, what, BD_R_CC01, &p->kill.max_reject_ratio);
-            else if (!strcmp(k, "action")) {
-                if (bd_cfg_enum(cx, v, what, KILL_ACTIONS, &e)) p->kill.action = (bd_kill_action_t)e;
-            } else known = false;
-            if (!known) bd_cfg_unknown(cx, pr[i].key, k, path, KILL_KEYS);
-        } else {
-            if (!strcmp(k, "min_conversions")) bd_cfg_num(cx, v, what, BD_R_GE0, &p->lab.min_conversions);
-            else if (!strcmp(k, "max_rel_width")) bd_cfg_num(cx, v, what, BD_R_GT0, &p->lab.max_rel_width);
-            else if (!strcmp(k, "cap_share")) bd_cfg_num(cx, v, what, BD_R_OC01, &p->lab.cap_share);
-            else known = false;
-            if (!known) bd_cfg_unknown(cx, pr[i].key, k, path, LAB_KEYS);
-        }
-    }
-    free(pr);
+    (void)cx;
+    (void)what;
+    (void)base;
+    bd_cfg_found_t *found = user;
+    if (!found) return;
+    found->channels = pr->val;
+    found->channels_key = pr->key;
+}
+
+/* Channel rows remember where the bounds were written (user: chlines_t). */
+static void note_min(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+{
+    (void)base;
+    if (ok) ((chlines_t *)user)->min = bd_cfg_line(pr->val);
+}
+
+/* A max is remembered even when invalid: it was written there. */
+static void note_max(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+{
+    (void)ok;
+    (void)base;
+    ((chlines_t *)user)->max = bd_cfg_line(pr->val);
+}
+
+static void note_initial(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+{
+    if (!ok) return;
+    ((bd_channel_cfg_t *)base)->has_initial = true;
+    ((chlines_t *)user)->initial = bd_cfg_line(pr->val);
 }
 
 /* min <= max of a channel, reported where the later-written bound is. */
@@ -179,54 +93,85 @@ static void check_bounds(bd_cfgctx_t *cx, const bd_channel_cfg_t *ch, const chli
     bd_cfg_err(cx, line ? line : fallback, "%s: min %.15g > max %.15g", who, ch->min, ch->max);
 }
 
+/* `channel` of a policy: the guardrails of channels it does not list. */
+static void policy_channel(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
+                           void *user)
+{
+    (void)user;
+    bd_policy_t *p = base;
+    chlines_t ln = {0, 0, 0};
+    bd_cfg_walk(cx, pr->val, what, &bd_cfg_channel_keys, &p->channel, 0, &ln);
+    check_bounds(cx, &p->channel, &ln, bd_cfg_line(pr->key), what);
+}
+
+#define POL(f) .off = offsetof(bd_policy_t, f), .size = sizeof(((bd_policy_t *)0)->f)
+#define CH(f) .off = offsetof(bd_channel_cfg_t, f), .size = sizeof(((bd_channel_cfg_t *)0)->f)
+
+/* The policy tables. Built-in values are the ones the docs/CONTRACT.md §5
+ * example writes out (lab: configs/example.yaml's); budget has none. */
+static const bd_cfg_key_t RISK[] = {
+    {"roas_floor", BD_KEY_NUM, POL(risk_roas_floor), .range = BD_R_GE0, .dflt = 1.0},
+    {"max_prob", BD_KEY_NUM, POL(risk_max_prob), .range = BD_R_OC01, .dflt = 0.2},
+};
+const bd_cfg_section_t bd_cfg_risk_keys = {"risk", RISK, sizeof RISK / sizeof *RISK, false};
+
+static const bd_cfg_key_t KILL[] = {
+    {"roas_below", BD_KEY_NUM, POL(kill.roas_below), .range = BD_R_GE0, .dflt = 0.5},
+    {"window", BD_KEY_INT, POL(kill.window), .lo = 1, .hi = 1000000, .dflt = 6},
+    {"overspend_ratio", BD_KEY_NUM, POL(kill.overspend_ratio), .range = BD_R_GE0, .dflt = 1.5,
+     .check = check_overspend},
+    {"stale_after", BD_KEY_DUR, POL(kill.stale_after), .dflt = 3 * 3600},
+    {"max_reject_ratio", BD_KEY_NUM, POL(kill.max_reject_ratio), .range = BD_R_CC01, .dflt = 0.2},
+    {"action", BD_KEY_ENUM, POL(kill.action), .names = KILL_ACTIONS, .dflt = BD_KILL_FREEZE},
+};
+const bd_cfg_section_t bd_cfg_kill_keys = {"kill", KILL, sizeof KILL / sizeof *KILL, false};
+
+static const bd_cfg_key_t LAB[] = {
+    {"min_conversions", BD_KEY_NUM, POL(lab.min_conversions), .range = BD_R_GE0, .dflt = 30},
+    {"max_rel_width", BD_KEY_NUM, POL(lab.max_rel_width), .range = BD_R_GT0, .dflt = 0.5},
+    {"cap_share", BD_KEY_NUM, POL(lab.cap_share), .range = BD_R_OC01, .dflt = 0.1},
+};
+const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, false};
+
+/* `initial` only on a listed channel: unlisted ones get the equal split. */
+static const bd_cfg_key_t CHANNEL[] = {
+    {"min", BD_KEY_NUM, CH(min), .range = BD_R_GE0, .dflt = 0, .note = note_min},
+    /* .inf too, so that a portfolio can lift a cap defaults.channel set */
+    {"max", BD_KEY_NUM, CH(max), .range = BD_R_GE0, .inf_ok = true, .dflt = INFINITY,
+     .note = note_max},
+    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_R_GT0, .dflt = 1000},
+    {"initial", BD_KEY_NUM, CH(initial), .range = BD_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+     .only_msg = "is only allowed on a listed channel (under channels)", .note = note_initial},
+    {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
+};
+const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
+                                              false};
+
+/* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
+static const bd_cfg_key_t POLICY[] = {
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_R_GT0, .dflt = 0, .note = note_budget},
+    {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
+    {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
+    {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
+    {"discount", BD_KEY_NUM, POL(discount), .range = BD_R_OC01, .dflt = 0.98},
+    {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_R_GT0, .dflt = 0.25},
+    {"min_change", BD_KEY_NUM, POL(min_change), .range = BD_R_CO01, .dflt = 0.01},
+    {"explore_share", BD_KEY_NUM, POL(explore_share), .range = BD_R_CO01, .dflt = 0.05},
+    {"mode", BD_KEY_ENUM, POL(mode), .names = MODES, .dflt = BD_MODE_AUTOMATE},
+    {"escalate_above", BD_KEY_NUM, POL(escalate_above), .range = BD_R_GT0, .dflt = 0.3},
+    {"risk", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_risk_keys},
+    {"kill", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kill_keys},
+    {"lab", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lab_keys},
+    {"channel", BD_KEY_MAP, POL(channel), .sub = &bd_cfg_channel_keys, .apply = policy_channel},
+    {"channels", BD_KEY_MAP, .only = BD_KEY_PORTFOLIO, .apply = note_channels},
+};
+const bd_cfg_section_t bd_cfg_policy_keys = {"policy", POLICY, sizeof POLICY / sizeof *POLICY,
+                                             false};
+
 void bd_cfg_policy_apply(bd_cfgctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
                          bool is_portfolio, bd_cfg_found_t *found)
 {
-    size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, path, &n);
-    if (!pr) return;
-    char what[320];
-    int64_t iv;
-    int e;
-    for (size_t i = 0; i < n; i++) {
-        const char *k = pr[i].k;
-        yaml_node_t *v = pr[i].val;
-        bd_cfg_join(what, sizeof what, path, k);
-        if (!strcmp(k, "budget")) {
-            bd_cfg_num(cx, v, what, BD_R_GT0, &p->budget);
-            if (found) found->budget_key = pr[i].key;
-        } else if (!strcmp(k, "objective")) {
-            if (bd_cfg_enum(cx, v, what, OBJECTIVES, &e)) p->objective = (bd_objective_t)e;
-        } else if (!strcmp(k, "model")) {
-            if (bd_cfg_enum(cx, v, what, MODELS, &e)) p->model = (bd_model_kind_t)e;
-        } else if (!strcmp(k, "samples")) {
-            if (bd_cfg_int(cx, v, what, 1, 4096, &iv)) p->samples = (int)iv;
-        } else if (!strcmp(k, "discount")) {
-            bd_cfg_num(cx, v, what, BD_R_OC01, &p->discount);
-        } else if (!strcmp(k, "max_step")) {
-            bd_cfg_num(cx, v, what, BD_R_GT0, &p->max_step);
-        } else if (!strcmp(k, "min_change")) {
-            bd_cfg_num(cx, v, what, BD_R_CO01, &p->min_change);
-        } else if (!strcmp(k, "explore_share")) {
-            bd_cfg_num(cx, v, what, BD_R_CO01, &p->explore_share);
-        } else if (!strcmp(k, "mode")) {
-            if (bd_cfg_enum(cx, v, what, MODES, &e)) p->mode = (bd_mode_t)e;
-        } else if (!strcmp(k, "escalate_above")) {
-            bd_cfg_num(cx, v, what, BD_R_GT0, &p->escalate_above);
-        } else if (!strcmp(k, "risk") || !strcmp(k, "kill") || !strcmp(k, "lab")) {
-            nested_apply(cx, v, what, p, k);
-        } else if (!strcmp(k, "channel")) {
-            chlines_t ln = {0, 0, 0};
-            channel_apply(cx, v, what, &p->channel, false, &ln);
-            check_bounds(cx, &p->channel, &ln, bd_cfg_line(pr[i].key), what);
-        } else if (is_portfolio && found && !strcmp(k, "channels")) {
-            found->channels = v;
-            found->channels_key = pr[i].key;
-        } else {
-            bd_cfg_unknown(cx, pr[i].key, k, path, is_portfolio ? PORTFOLIO_KEYS : POLICY_KEYS);
-        }
-    }
-    free(pr);
+    bd_cfg_walk(cx, map, path, &bd_cfg_policy_keys, p, is_portfolio ? BD_KEY_PORTFOLIO : 0, found);
 }
 
 void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, const char *path,
@@ -260,7 +205,7 @@ void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, con
         chlines_t ln = {0, 0, 0};
         char chpath[400];
         bd_cfg_join(chpath, sizeof chpath, cpath, name);
-        channel_apply(cx, pr[i].val, chpath, ch, true, &ln);
+        bd_cfg_walk(cx, pr[i].val, chpath, &bd_cfg_channel_keys, ch, BD_KEY_LISTED, &ln);
         if (snprintf(who, sizeof who, "portfolio '%s': channel '%s'", pc->name, name) < 0) who[0] = 0;
         check_bounds(cx, ch, &ln, ch->line, who);
         if (ch->has_initial && ch->min <= ch->max &&
