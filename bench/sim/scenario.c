@@ -1,7 +1,7 @@
 /* scenario.c: the simulator's scenario file (YAML), loaded with libyaml and
  * checked like the engine config: every error is "file:line: message", the
- * walk never stops at the first one. It reuses the config loader's typed
- * readers (engine/config_int.h) so that both files speak the same way.
+ * walk never stops at the first one. It reads with the config loader's YAML
+ * helpers (budgetd/yaml.h) so that both files speak the same way.
  *
  *   scenario: drift            name (required)
  *   description: text
@@ -16,7 +16,7 @@
  *   operator: {resume_after: 24}
  *   channels:                  hidden truth (required)
  *     search: {rate: 0.05, value: 60, saturation: 3000, arrives: 0}
- *   targets: true              issue 6's regret and recovery targets apply
+ *   targets: true              bench_quality's regret and recovery targets apply
  *   events:
  *     - {cycle: 300, shock: search, factor: 0.5}
  *     - {cycle: 400, broken_tracking: social}
@@ -27,7 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../../engine/config/config_int.h"
+#include "budgetd/config.h"
+#include "budgetd/yaml.h"
 #include "sim.h"
 
 static const char *const TOP_KEYS[] = {"scenario", "description", "cycles", "start", "seed",
@@ -48,11 +49,11 @@ typedef struct {
     yaml_node_t *root;
 } top_t;
 
-static void yaml_err(bd_cfgctx_t *cx, const yaml_parser_t *p)
+static void yaml_err(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
 {
-    bd_cfg_err(cx, (int)p->problem_mark.line + 1, "YAML: %s%s%s",
-               p->problem ? p->problem : "syntax error", p->context ? " " : "",
-               p->context ? p->context : "");
+    bd_yaml_err(cx, (int)p->problem_mark.line + 1, "YAML: %s%s%s",
+                p->problem ? p->problem : "syntax error", p->context ? " " : "",
+                p->context ? p->context : "");
 }
 
 /* Reads a whole file; NULL on error (errno set). */
@@ -80,45 +81,46 @@ static char *read_all(const char *path, size_t *len)
 }
 
 /* The scalar mapping value of a small map with fixed number keys. */
-static void load_numbers(bd_cfgctx_t *cx, yaml_node_t *map, const char *path,
-                         const char *const *keys, double *const *dst, const bd_range_t *rng)
+static void load_numbers(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path,
+                         const char *const *keys, double *const *dst, const bd_yaml_range_t *rng)
 {
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, path, &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, map, path, &n);
     if (!pr) return;
     for (size_t i = 0; i < n; i++) {
         size_t k = 0;
         while (keys[k] && strcmp(keys[k], pr[i].k)) k++;
         if (!keys[k]) {
-            bd_cfg_unknown(cx, pr[i].key, pr[i].k, path, keys);
+            bd_yaml_unknown(cx, pr[i].key, pr[i].k, path, keys);
             continue;
         }
         char what[128];
-        bd_cfg_join(what, sizeof what, path, keys[k]);
-        bd_cfg_num(cx, pr[i].val, what, rng[k], dst[k]);
+        bd_yaml_join(what, sizeof what, path, keys[k]);
+        bd_yaml_num(cx, pr[i].val, what, rng[k], dst[k]);
     }
     free(pr);
 }
 
 /* Loads the engine config: embedded text (prefixed with newlines so that the
  * config loader's line numbers are the scenario's) or a file. */
-static void load_config(bd_cfgctx_t *cx, const top_t *t, const char *dir, sim_scenario_t *sc)
+static void load_config(bd_yaml_ctx_t *cx, const top_t *t, const char *dir, sim_scenario_t *sc)
 {
     if (t->config && t->config_file) {
-        bd_cfg_err(cx, bd_cfg_line(t->config_file), "give either `config` or `config_file`, not both");
+        bd_yaml_err(cx, bd_yaml_line(t->config_file),
+                    "give either `config` or `config_file`, not both");
         return;
     }
     if (!t->config && !t->config_file) {
-        bd_cfg_err(cx, bd_cfg_line(t->root), "missing `config` (embedded YAML) or `config_file`");
+        bd_yaml_err(cx, bd_yaml_line(t->root), "missing `config` (embedded YAML) or `config_file`");
         return;
     }
     char err[4096];
     bd_err_t rc;
     if (t->config) {
-        const char *s = bd_cfg_str(t->config);
+        const char *s = bd_yaml_str(t->config);
         if (!s || t->config->data.scalar.style != YAML_LITERAL_SCALAR_STYLE) {
-            bd_cfg_err(cx, bd_cfg_line(t->config),
-                       "config: expected an embedded YAML block (`config: |`)");
+            bd_yaml_err(cx, bd_yaml_line(t->config),
+                        "config: expected an embedded YAML block (`config: |`)");
             return;
         }
         /* The block's text starts on the line after the `|`. */
@@ -130,9 +132,9 @@ static void load_config(bd_cfgctx_t *cx, const top_t *t, const char *dir, sim_sc
         sc->config_text = bd_xstrdup(s);
         free(text);
     } else {
-        const char *f = bd_cfg_str(t->config_file);
+        const char *f = bd_yaml_str(t->config_file);
         if (!f || !*f) {
-            bd_cfg_err(cx, bd_cfg_line(t->config_file), "config_file: expected a file name");
+            bd_yaml_err(cx, bd_yaml_line(t->config_file), "config_file: expected a file name");
             return;
         }
         char path[4096];
@@ -141,8 +143,8 @@ static void load_config(bd_cfgctx_t *cx, const top_t *t, const char *dir, sim_sc
         size_t len;
         char *text = read_all(path, &len);
         if (!text) {
-            bd_cfg_err(cx, bd_cfg_line(t->config_file), "config_file: cannot read '%s': %s", path,
-                       strerror(errno));
+            bd_yaml_err(cx, bd_yaml_line(t->config_file), "config_file: cannot read '%s': %s", path,
+                        strerror(errno));
             return;
         }
         rc = bd_config_load_string(text, len, path, &sc->cfg, err, sizeof err);
@@ -154,7 +156,7 @@ static void load_config(bd_cfgctx_t *cx, const top_t *t, const char *dir, sim_sc
         size_t nl = strlen(cx->name);
         char *save = NULL;
         for (char *line = strtok_r(err, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            int ln = bd_cfg_line(t->config ? t->config : t->config_file);
+            int ln = bd_yaml_line(t->config ? t->config : t->config_file);
             const char *msg = line;
             if (t->config && !strncmp(line, cx->name, nl) && line[nl] == ':') {
                 /* embedded: the loader's line is the scenario's line */
@@ -165,7 +167,7 @@ static void load_config(bd_cfgctx_t *cx, const top_t *t, const char *dir, sim_sc
                     msg = end[1] == ' ' ? end + 2 : end + 1;
                 }
             }
-            bd_cfg_err(cx, ln, "config: %s", msg);
+            bd_yaml_err(cx, ln, "config: %s", msg);
         }
     }
 }
@@ -177,54 +179,54 @@ static int find_channel(const sim_scenario_t *sc, const char *name)
     return -1;
 }
 
-static void load_channels(bd_cfgctx_t *cx, yaml_node_t *map, sim_scenario_t *sc)
+static void load_channels(bd_yaml_ctx_t *cx, yaml_node_t *map, sim_scenario_t *sc)
 {
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, "channels", &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, map, "channels", &n);
     if (!pr) return;
-    if (n == 0) bd_cfg_err(cx, bd_cfg_line(map), "channels: at least one channel is needed");
+    if (n == 0) bd_yaml_err(cx, bd_yaml_line(map), "channels: at least one channel is needed");
     sc->ch = bd_xcalloc(n ? n : 1, sizeof *sc->ch);
     for (size_t i = 0; i < n; i++) {
         sim_channel_t *c = &sc->ch[sc->n_ch];
         if (!bd_cfg_valid_name(pr[i].k)) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key),
-                       "channels: '%.80s' is not a valid channel name (1-64 of [A-Za-z0-9_.:-])",
-                       pr[i].k);
+            bd_yaml_err(cx, bd_yaml_line(pr[i].key),
+                        "channels: '%.80s' is not a valid channel name (1-64 of [A-Za-z0-9_.:-])",
+                        pr[i].k);
             continue;
         }
         snprintf(c->name, sizeof c->name, "%s", pr[i].k);
-        c->line = bd_cfg_line(pr[i].key);
+        c->line = bd_yaml_line(pr[i].key);
         c->value = 1.0;
         bool has_rate = false, has_k = false;
         char path[128];
-        bd_cfg_join(path, sizeof path, "channels", pr[i].k);
+        bd_yaml_join(path, sizeof path, "channels", pr[i].k);
         size_t m;
-        bd_cfg_pair_t *kv = bd_cfg_pairs(cx, pr[i].val, path, &m);
+        bd_yaml_pair_t *kv = bd_yaml_pairs(cx, pr[i].val, path, &m);
         if (!kv) continue;
         for (size_t j = 0; j < m; j++) {
             char what[192];
-            bd_cfg_join(what, sizeof what, path, kv[j].k);
+            bd_yaml_join(what, sizeof what, path, kv[j].k);
             int64_t iv;
             if (!strcmp(kv[j].k, "rate")) {
                 has_rate = true;
-                bd_cfg_num(cx, kv[j].val, what, BD_R_GT0, &c->rate);
+                bd_yaml_num(cx, kv[j].val, what, BD_YAML_R_GT0, &c->rate);
             } else if (!strcmp(kv[j].k, "value")) {
-                bd_cfg_num(cx, kv[j].val, what, BD_R_GT0, &c->value);
+                bd_yaml_num(cx, kv[j].val, what, BD_YAML_R_GT0, &c->value);
             } else if (!strcmp(kv[j].k, "saturation")) {
                 has_k = true;
-                bd_cfg_num(cx, kv[j].val, what, BD_R_GT0, &c->k);
+                bd_yaml_num(cx, kv[j].val, what, BD_YAML_R_GT0, &c->k);
             } else if (!strcmp(kv[j].k, "arrives")) {
-                if (bd_cfg_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
+                if (bd_yaml_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
                     c->arrives = (int)iv;
                     if (sc->cycles > 0 && iv >= sc->cycles)
-                        bd_cfg_err(cx, bd_cfg_line(kv[j].val),
-                                   "%s: cycle %lld is not before the end (cycles: %d)", what,
-                                   (long long)iv, sc->cycles);
+                        bd_yaml_err(cx, bd_yaml_line(kv[j].val),
+                                    "%s: cycle %lld is not before the end (cycles: %d)", what,
+                                    (long long)iv, sc->cycles);
                 }
-            } else bd_cfg_unknown(cx, kv[j].key, kv[j].k, path, CH_KEYS);
+            } else bd_yaml_unknown(cx, kv[j].key, kv[j].k, path, CH_KEYS);
         }
-        if (!has_rate) bd_cfg_err(cx, c->line, "%s: missing key 'rate'", path);
-        if (!has_k) bd_cfg_err(cx, c->line, "%s: missing key 'saturation'", path);
+        if (!has_rate) bd_yaml_err(cx, c->line, "%s: missing key 'rate'", path);
+        if (!has_k) bd_yaml_err(cx, c->line, "%s: missing key 'saturation'", path);
         free(kv);
         sc->n_ch++;
     }
@@ -232,86 +234,87 @@ static void load_channels(bd_cfgctx_t *cx, yaml_node_t *map, sim_scenario_t *sc)
 }
 
 /* The event kind key present in one event mapping; reports none or several. */
-static void load_event(bd_cfgctx_t *cx, yaml_node_t *map, size_t idx, sim_scenario_t *sc)
+static void load_event(bd_yaml_ctx_t *cx, yaml_node_t *map, size_t idx, sim_scenario_t *sc)
 {
     char path[64];
     snprintf(path, sizeof path, "events[%zu]", idx);
     size_t m;
-    bd_cfg_pair_t *kv = bd_cfg_pairs(cx, map, path, &m);
+    bd_yaml_pair_t *kv = bd_yaml_pairs(cx, map, path, &m);
     if (!kv) return;
-    sim_event_t ev = {.cycle = -1, .ch = -1, .factor = -1, .line = bd_cfg_line(map)};
+    sim_event_t ev = {.cycle = -1, .ch = -1, .factor = -1, .line = bd_yaml_line(map)};
     int kinds = 0;
     yaml_node_t *cycle_node = NULL, *ch_node = NULL, *factor_node = NULL;
     yaml_node_t *ratio_node = NULL, *cycles_node = NULL;
     for (size_t j = 0; j < m; j++) {
         char what[128];
-        bd_cfg_join(what, sizeof what, path, kv[j].k);
+        bd_yaml_join(what, sizeof what, path, kv[j].k);
         int64_t iv;
         const char *k = kv[j].k;
         if (!strcmp(k, "cycle")) {
             cycle_node = kv[j].val;
-            if (bd_cfg_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
+            if (bd_yaml_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
                 ev.cycle = (int)iv;
                 if (sc->cycles > 0 && iv >= sc->cycles)
-                    bd_cfg_err(cx, bd_cfg_line(kv[j].val),
-                               "%s: cycle %lld is not before the end (cycles: %d)", what,
-                               (long long)iv, sc->cycles);
+                    bd_yaml_err(cx, bd_yaml_line(kv[j].val),
+                                "%s: cycle %lld is not before the end (cycles: %d)", what,
+                                (long long)iv, sc->cycles);
             }
         } else if (!strcmp(k, "shock") || !strcmp(k, "broken_tracking") || !strcmp(k, "runaway")) {
             kinds++;
             ev.kind = !strcmp(k, "shock") ? SIM_SHOCK : !strcmp(k, "runaway") ? SIM_RUNAWAY : SIM_BREAK;
             ch_node = kv[j].val;
         } else if (!strcmp(k, "factor")) {
-            if (bd_cfg_num(cx, kv[j].val, what, BD_R_GT0, &ev.factor)) factor_node = kv[j].val;
+            if (bd_yaml_num(cx, kv[j].val, what, BD_YAML_R_GT0, &ev.factor))
+                factor_node = kv[j].val;
         } else if (!strcmp(k, "ratio")) {
-            if (bd_cfg_num(cx, kv[j].val, what, BD_R_GT0, &ev.factor)) ratio_node = kv[j].val;
+            if (bd_yaml_num(cx, kv[j].val, what, BD_YAML_R_GT0, &ev.factor)) ratio_node = kv[j].val;
         } else if (!strcmp(k, "cycles")) {
-            if (bd_cfg_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
+            if (bd_yaml_int(cx, kv[j].val, what, 0, INT_MAX, &iv)) {
                 ev.duration = (int)iv;
                 cycles_node = kv[j].val;
             }
         } else {
-            bd_cfg_unknown(cx, kv[j].key, k, path, EV_KEYS);
+            bd_yaml_unknown(cx, kv[j].key, k, path, EV_KEYS);
         }
     }
     free(kv);
     if (kinds != 1) {
-        bd_cfg_err(cx, ev.line, "%s: give exactly one of shock, broken_tracking, runaway", path);
+        bd_yaml_err(cx, ev.line, "%s: give exactly one of shock, broken_tracking, runaway", path);
         return;
     }
-    if (!cycle_node) bd_cfg_err(cx, ev.line, "%s: missing key 'cycle'", path);
-    const char *name = bd_cfg_str(ch_node);
+    if (!cycle_node) bd_yaml_err(cx, ev.line, "%s: missing key 'cycle'", path);
+    const char *name = bd_yaml_str(ch_node);
     if (!name) {
-        bd_cfg_err(cx, bd_cfg_line(ch_node), "%s: expected a channel name", path);
+        bd_yaml_err(cx, bd_yaml_line(ch_node), "%s: expected a channel name", path);
         return;
     }
     ev.ch = find_channel(sc, name);
     if (ev.ch < 0) {
-        bd_cfg_err(cx, bd_cfg_line(ch_node), "%s: unknown channel '%.80s' (not in `channels`)",
-                   path, name);
+        bd_yaml_err(cx, bd_yaml_line(ch_node), "%s: unknown channel '%.80s' (not in `channels`)",
+                    path, name);
         return;
     }
     if (ev.kind == SIM_SHOCK && !factor_node)
-        bd_cfg_err(cx, ev.line, "%s: a shock needs 'factor'", path);
+        bd_yaml_err(cx, ev.line, "%s: a shock needs 'factor'", path);
     if (ev.kind == SIM_RUNAWAY && !ratio_node)
-        bd_cfg_err(cx, ev.line, "%s: a runaway needs 'ratio'", path);
+        bd_yaml_err(cx, ev.line, "%s: a runaway needs 'ratio'", path);
     if (ev.kind != SIM_SHOCK && factor_node)
-        bd_cfg_err(cx, bd_cfg_line(factor_node), "%s: 'factor' belongs to a shock", path);
+        bd_yaml_err(cx, bd_yaml_line(factor_node), "%s: 'factor' belongs to a shock", path);
     if (ev.kind != SIM_RUNAWAY && (ratio_node || cycles_node))
-        bd_cfg_err(cx, bd_cfg_line(ratio_node ? ratio_node : cycles_node),
-                   "%s: 'ratio' and 'cycles' belong to a runaway", path);
+        bd_yaml_err(cx, bd_yaml_line(ratio_node ? ratio_node : cycles_node),
+                    "%s: 'ratio' and 'cycles' belong to a runaway", path);
     if (ev.cycle < 0) return;
     if (ev.cycle < sc->ch[ev.ch].arrives)
-        bd_cfg_err(cx, ev.line, "%s: channel '%s' arrives at cycle %d, after the event", path,
-                   name, sc->ch[ev.ch].arrives);
+        bd_yaml_err(cx, ev.line, "%s: channel '%s' arrives at cycle %d, after the event", path,
+                    name, sc->ch[ev.ch].arrives);
     sc->ev[sc->n_ev++] = ev;
 }
 
-static void load_events(bd_cfgctx_t *cx, yaml_node_t *seq, sim_scenario_t *sc)
+static void load_events(bd_yaml_ctx_t *cx, yaml_node_t *seq, sim_scenario_t *sc)
 {
-    if (bd_cfg_is_null(seq)) return;
+    if (bd_yaml_is_null(seq)) return;
     if (seq->type != YAML_SEQUENCE_NODE) {
-        bd_cfg_err(cx, bd_cfg_line(seq), "events: expected a list");
+        bd_yaml_err(cx, bd_yaml_line(seq), "events: expected a list");
         return;
     }
     size_t n = (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
@@ -323,14 +326,15 @@ static void load_events(bd_cfgctx_t *cx, yaml_node_t *seq, sim_scenario_t *sc)
 /* Cross-checks between the scenario and its config: the portfolio exists,
  * every configured channel has a truth, arriving channels are unlisted (the
  * engine would allocate to them before they exist), start is aligned. */
-static void check_against_config(bd_cfgctx_t *cx, const top_t *t, sim_scenario_t *sc)
+static void check_against_config(bd_yaml_ctx_t *cx, const top_t *t, sim_scenario_t *sc)
 {
     bd_config_t *cfg = sc->cfg;
     if (t->portfolio && sc->portfolio[0]) {
         sc->pc = bd_config_portfolio(cfg, sc->portfolio);
         if (!sc->pc) {
-            bd_cfg_err(cx, bd_cfg_line(t->portfolio),
-                       "portfolio '%s' is not listed under the config's portfolios", sc->portfolio);
+            bd_yaml_err(cx, bd_yaml_line(t->portfolio),
+                        "portfolio '%s' is not listed under the config's portfolios",
+                        sc->portfolio);
             return;
         }
         sc->pol = &sc->pc->p;
@@ -338,28 +342,29 @@ static void check_against_config(bd_cfgctx_t *cx, const top_t *t, sim_scenario_t
             const bd_channel_cfg_t *cc = &sc->pc->channels[i];
             int ci = find_channel(sc, cc->name);
             if (ci < 0)
-                bd_cfg_err(cx, bd_cfg_line(t->channels ? t->channels : t->root),
-                           "channels: config channel '%s' of portfolio '%s' has no true curve here",
-                           cc->name, sc->portfolio);
+                bd_yaml_err(cx, bd_yaml_line(t->channels ? t->channels : t->root),
+                            "channels: config channel '%s' of portfolio '%s' has no true "
+                            "curve here",
+                            cc->name, sc->portfolio);
             else if (sc->ch[ci].arrives > 0)
-                bd_cfg_err(cx, sc->ch[ci].line,
-                           "channels.%s arrives at cycle %d and must not be listed in the config "
-                           "(the engine would allocate to it before it exists)",
-                           cc->name, sc->ch[ci].arrives);
+                bd_yaml_err(cx, sc->ch[ci].line,
+                            "channels.%s arrives at cycle %d and must not be listed in the config "
+                            "(the engine would allocate to it before it exists)",
+                            cc->name, sc->ch[ci].arrives);
         }
         for (size_t i = 0; i < sc->n_ch; i++)
             sc->ch[i].cfg = bd_config_channel(sc->pc, sc->pol, sc->ch[i].name);
     }
     if (sc->start % cfg->cycle != 0)
-        bd_cfg_err(cx, bd_cfg_line(t->start ? t->start : t->root),
-                   "start %lld is not a multiple of the config's cycle (%lld s)",
-                   (long long)sc->start, (long long)cfg->cycle);
+        bd_yaml_err(cx, bd_yaml_line(t->start ? t->start : t->root),
+                    "start %lld is not a multiple of the config's cycle (%lld s)",
+                    (long long)sc->start, (long long)cfg->cycle);
 }
 
-static void load_root(bd_cfgctx_t *cx, yaml_node_t *root, const char *dir, sim_scenario_t *sc)
+static void load_root(bd_yaml_ctx_t *cx, yaml_node_t *root, const char *dir, sim_scenario_t *sc)
 {
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, root, "scenario file", &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, root, "scenario file", &n);
     if (!pr) return;
     top_t t = {.root = root};
     yaml_node_t *noise = NULL, *drift = NULL, *oper = NULL, *name = NULL;
@@ -369,19 +374,19 @@ static void load_root(bd_cfgctx_t *cx, yaml_node_t *root, const char *dir, sim_s
         yaml_node_t *v = pr[i].val;
         if (!strcmp(k, "scenario")) {
             name = v;
-            bd_cfg_string(cx, v, "scenario", false, &sc->name);
-        } else if (!strcmp(k, "description")) bd_cfg_string(cx, v, "description", true, &sc->description);
+            bd_yaml_string(cx, v, "scenario", false, &sc->name);
+        } else if (!strcmp(k, "description")) bd_yaml_string(cx, v, "description", true, &sc->description);
         else if (!strcmp(k, "cycles")) {
             t.cycles = v;
-            if (bd_cfg_int(cx, v, "cycles", 1, 10000000, &iv)) sc->cycles = (int)iv;
+            if (bd_yaml_int(cx, v, "cycles", 1, 10000000, &iv)) sc->cycles = (int)iv;
         } else if (!strcmp(k, "start")) {
             t.start = v;
-            if (bd_cfg_int(cx, v, "start", 946684800LL, 4102444800LL, &iv)) sc->start = iv;
-        } else if (!strcmp(k, "seed")) bd_cfg_u64(cx, v, "seed", &sc->seed);
+            if (bd_yaml_int(cx, v, "start", 946684800LL, 4102444800LL, &iv)) sc->start = iv;
+        } else if (!strcmp(k, "seed")) bd_yaml_u64(cx, v, "seed", &sc->seed);
         else if (!strcmp(k, "portfolio")) {
             char *s = NULL;
             t.portfolio = v;
-            if (bd_cfg_string(cx, v, "portfolio", false, &s))
+            if (bd_yaml_string(cx, v, "portfolio", false, &s))
                 snprintf(sc->portfolio, sizeof sc->portfolio, "%s", s);
             free(s);
         } else if (!strcmp(k, "config")) t.config = v;
@@ -391,34 +396,34 @@ static void load_root(bd_cfgctx_t *cx, yaml_node_t *root, const char *dir, sim_s
         else if (!strcmp(k, "operator")) oper = v;
         else if (!strcmp(k, "channels")) t.channels = v;
         else if (!strcmp(k, "events")) t.events = v;
-        else if (!strcmp(k, "targets")) bd_cfg_bool(cx, v, "targets", &sc->targets);
-        else bd_cfg_unknown(cx, pr[i].key, k, "scenario file", TOP_KEYS);
+        else if (!strcmp(k, "targets")) bd_yaml_bool(cx, v, "targets", &sc->targets);
+        else bd_yaml_unknown(cx, pr[i].key, k, "scenario file", TOP_KEYS);
     }
     free(pr);
-    int rl = bd_cfg_line(root);
-    if (!name) bd_cfg_err(cx, rl, "missing key 'scenario' (its name)");
-    if (!t.cycles) bd_cfg_err(cx, rl, "missing key 'cycles'");
-    if (!t.portfolio) bd_cfg_err(cx, rl, "missing key 'portfolio'");
-    if (!t.channels) bd_cfg_err(cx, rl, "missing key 'channels'");
+    int rl = bd_yaml_line(root);
+    if (!name) bd_yaml_err(cx, rl, "missing key 'scenario' (its name)");
+    if (!t.cycles) bd_yaml_err(cx, rl, "missing key 'cycles'");
+    if (!t.portfolio) bd_yaml_err(cx, rl, "missing key 'portfolio'");
+    if (!t.channels) bd_yaml_err(cx, rl, "missing key 'channels'");
     if (noise) {
         double *dst[] = {&sc->overdispersion, &sc->value_shape};
-        bd_range_t rg[] = {BD_R_GE0, BD_R_GT0};
+        bd_yaml_range_t rg[] = {BD_YAML_R_GE0, BD_YAML_R_GT0};
         load_numbers(cx, noise, "noise", NOISE_KEYS, dst, rg);
     }
     if (drift) {
         double *dst[] = {&sc->drift_sigma, &sc->drift_revert};
-        bd_range_t rg[] = {BD_R_GE0, BD_R_CO01};
+        bd_yaml_range_t rg[] = {BD_YAML_R_GE0, BD_YAML_R_CO01};
         load_numbers(cx, drift, "drift", DRIFT_KEYS, dst, rg);
     }
     if (oper) {
         size_t m;
-        bd_cfg_pair_t *kv = bd_cfg_pairs(cx, oper, "operator", &m);
+        bd_yaml_pair_t *kv = bd_yaml_pairs(cx, oper, "operator", &m);
         for (size_t j = 0; kv && j < m; j++) {
             if (!strcmp(kv[j].k, "resume_after")) {
-                if (bd_cfg_int(cx, kv[j].val, "operator.resume_after", 0, INT_MAX, &iv))
+                if (bd_yaml_int(cx, kv[j].val, "operator.resume_after", 0, INT_MAX, &iv))
                     sc->resume_after = (int)iv;
             } else {
-                bd_cfg_unknown(cx, kv[j].key, kv[j].k, "operator", OPER_KEYS);
+                bd_yaml_unknown(cx, kv[j].key, kv[j].k, "operator", OPER_KEYS);
             }
         }
         free(kv);
@@ -434,7 +439,7 @@ bd_err_t sim_scenario_load_string(const char *yaml, size_t len, const char *name
 {
     *out = NULL;
     if (errbuf && errlen) errbuf[0] = '\0';
-    bd_cfgctx_t cx;
+    bd_yaml_ctx_t cx;
     memset(&cx, 0, sizeof cx);
     cx.name = name ? name : "scenario";
     sim_scenario_t *sc = bd_xcalloc(1, sizeof *sc);
@@ -452,13 +457,13 @@ bd_err_t sim_scenario_load_string(const char *yaml, size_t len, const char *name
     } else {
         cx.doc = &doc;
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (!root) bd_cfg_err(&cx, 1, "empty scenario file");
+        if (!root) bd_yaml_err(&cx, 1, "empty scenario file");
         else load_root(&cx, root, dir, sc);
         yaml_document_delete(&doc);
     }
     yaml_parser_delete(&parser);
     if (cx.n_errors) {
-        bd_cfg_flush(&cx, errbuf, errlen);
+        bd_yaml_flush(&cx, errbuf, errlen);
         sim_scenario_free(sc);
         return BD_ERR_CONFIG;
     }

@@ -10,29 +10,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "budgetd/event.h"
 #include "config_int.h"
 
 /* kafka.properties: passed to librdkafka verbatim, so values stay the
  * scalar's text ("false", "5000") and librdkafka judges them. */
-static void load_kafka_props(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what,
+static void load_kafka_props(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const char *what,
                              void *base, void *user)
 {
     (void)user;
     bd_config_t *c = base;
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, kv->val, what, &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, kv->val, what, &n);
     if (!pr) return;
     c->kafka.prop_keys = bd_xcalloc(n + 1, sizeof(char *));
     c->kafka.prop_vals = bd_xcalloc(n + 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
-        const char *v = bd_cfg_str(pr[i].val);
+        const char *v = bd_yaml_str(pr[i].val);
         if (!*pr[i].k) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key), "kafka.properties: empty key");
+            bd_yaml_err(cx, bd_yaml_line(pr[i].key), "kafka.properties: empty key");
             continue;
         }
         if (!v) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].val), "kafka.properties.%.80s: expected a scalar",
-                       pr[i].k);
+            bd_yaml_err(cx, bd_yaml_line(pr[i].val), "kafka.properties.%.80s: expected a scalar",
+                        pr[i].k);
             continue;
         }
         c->kafka.prop_keys[c->kafka.n_props] = bd_xstrdup(pr[i].k);
@@ -43,37 +44,39 @@ static void load_kafka_props(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const cha
 }
 
 /* Absent v reads as 1, like an event without v (CONTRACT §1). */
-static bool check_version(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val)
+static bool check_version(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                          const void *val)
 {
     (void)what;
     int64_t iv = *(const int64_t *)val;
     if (iv == 1) return true;
-    bd_cfg_err(cx, bd_cfg_line(v), "unsupported config version v: %lld (this budgetd reads v: 1)",
-               (long long)iv);
+    bd_yaml_err(cx, bd_yaml_line(v), "unsupported config version v: %lld (this budgetd reads v: 1)",
+                (long long)iv);
     return false;
 }
 
-static bool check_redis_url(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val)
+static bool check_redis_url(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                            const void *val)
 {
     const char *s = *(char *const *)val;
     if (!strncmp(s, "redis://", 8) || !strncmp(s, "unix://", 7)) return true;
-    bd_cfg_err(cx, bd_cfg_line(v), "%s: expected redis://HOST[:PORT] or unix:///PATH, got '%.80s'",
-               what, s);
+    bd_yaml_err(cx, bd_yaml_line(v),
+                "%s: expected redis://HOST[:PORT] or unix:///PATH, got '%.80s'", what, s);
     return false;
 }
 
 /* Braces would break the {P} hash tag that keeps a portfolio in one slot. */
-static bool check_redis_prefix(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what,
+static bool check_redis_prefix(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                                const void *val)
 {
     const char *s = *(char *const *)val;
     if (!strpbrk(s, "{} \t")) return true;
-    bd_cfg_err(cx, bd_cfg_line(v), "%s must not contain braces or spaces, got '%.80s'", what, s);
+    bd_yaml_err(cx, bd_yaml_line(v), "%s must not contain braces or spaces, got '%.80s'", what, s);
     return false;
 }
 
 /* `defaults`: the policy every portfolio starts from. */
-static void load_defaults(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what, void *base,
+static void load_defaults(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const char *what, void *base,
                           void *user)
 {
     (void)user;
@@ -89,35 +92,35 @@ static int cmp_portfolio(const void *a, const void *b)
 }
 
 /* Each portfolio = copy of the final defaults + its own keys + its channels. */
-static void load_portfolios(bd_cfgctx_t *cx, const bd_cfg_pair_t *kv, const char *what,
+static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const char *what,
                             void *base, void *user)
 {
     (void)user;
     bd_config_t *c = base;
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, kv->val, what, &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, kv->val, what, &n);
     if (!pr) return;
     c->portfolios = bd_xcalloc(n + 1, sizeof *c->portfolios);
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
         if (!bd_cfg_valid_name(name)) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key),
-                       "portfolios: bad portfolio name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)",
-                       name);
+            bd_yaml_err(cx, bd_yaml_line(pr[i].key),
+                        "portfolios: bad portfolio name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)",
+                        name);
             continue;
         }
         bd_portfolio_cfg_t *pc = &c->portfolios[c->n_portfolios++];
         memcpy(pc->name, name, strlen(name) + 1); /* valid: <= 64 */
-        pc->line = bd_cfg_line(pr[i].key);
+        pc->line = bd_yaml_line(pr[i].key);
         pc->p = c->defaults;
         char path[128];
-        bd_cfg_join(path, sizeof path, "portfolios", name);
+        bd_yaml_join(path, sizeof path, "portfolios", name);
         bd_cfg_found_t found = {NULL, NULL, NULL};
         bd_cfg_policy_apply(cx, pr[i].val, path, &pc->p, true, &found);
         /* An invalid budget was reported where it stands: no second message. */
         if (!found.budget_key && !c->has_default_budget)
-            bd_cfg_err(cx, pc->line, "portfolio '%s': no budget (set %s.budget or defaults.budget)",
-                       name, path);
+            bd_yaml_err(cx, pc->line,
+                        "portfolio '%s': no budget (set %s.budget or defaults.budget)", name, path);
         bd_cfg_portfolio_channels(cx, &found, path, pc);
     }
     free(pr);
@@ -163,16 +166,16 @@ static const bd_cfg_key_t TOP[] = {
 const bd_cfg_section_t bd_cfg_top_keys = {"the top level", TOP, sizeof TOP / sizeof *TOP, true};
 
 /* Reports a libyaml parser error at its problem mark. */
-static void yaml_error(bd_cfgctx_t *cx, const yaml_parser_t *p)
+static void yaml_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
 {
     int line = (int)p->problem_mark.line + 1;
     const char *prob = p->problem ? p->problem : "malformed YAML";
     if (p->error == YAML_MEMORY_ERROR) prob = "out of memory";
     if (p->context)
-        bd_cfg_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
-                   p->context, (int)p->context_mark.line + 1);
+        bd_yaml_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
+                    p->context, (int)p->context_mark.line + 1);
     else
-        bd_cfg_err(cx, line, "YAML syntax error: %s", prob);
+        bd_yaml_err(cx, line, "YAML syntax error: %s", prob);
 }
 
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
@@ -180,7 +183,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
 {
     *out = NULL;
     if (errbuf && errlen) errbuf[0] = '\0';
-    bd_cfgctx_t cx;
+    bd_yaml_ctx_t cx;
     memset(&cx, 0, sizeof cx);
     cx.name = name ? name : "config";
     bd_config_t *c = bd_xcalloc(1, sizeof *c);
@@ -197,7 +200,8 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
         cx.doc = &doc;
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         if (!root)
-            bd_cfg_err(&cx, 1, "empty config (at least `portfolios` or `defaults.budget` is needed)");
+            bd_yaml_err(&cx, 1,
+                        "empty config (at least `portfolios` or `defaults.budget` is needed)");
         else
             bd_cfg_walk(&cx, root, "the top level", &bd_cfg_top_keys, c, 0, NULL);
         /* A second document would be silently ignored: refuse it. */
@@ -206,7 +210,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
             yaml_error(&cx, &parser);
         } else {
             yaml_node_t *r2 = yaml_document_get_root_node(&more);
-            if (r2) bd_cfg_err(&cx, bd_cfg_line(r2), "only one YAML document is allowed");
+            if (r2) bd_yaml_err(&cx, bd_yaml_line(r2), "only one YAML document is allowed");
             yaml_document_delete(&more);
         }
         yaml_document_delete(&doc);
@@ -214,11 +218,11 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     yaml_parser_delete(&parser);
 
     if (cx.n_errors) {
-        bd_cfg_flush(&cx, errbuf, errlen);
+        bd_yaml_flush(&cx, errbuf, errlen);
         bd_config_free(c);
         return BD_ERR_CONFIG;
     }
-    bd_cfg_flush(&cx, NULL, 0);
+    bd_yaml_flush(&cx, NULL, 0);
     *out = c;
     return BD_OK;
 }
@@ -267,6 +271,12 @@ void bd_config_free(bd_config_t *cfg)
     for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
     free(cfg->portfolios);
     free(cfg);
+}
+
+/* One rule for ids: the event decoder's (bd_event_name_valid). */
+bool bd_cfg_valid_name(const char *s)
+{
+    return bd_event_name_valid(s, strlen(s)) != 0;
 }
 
 /* Binary search: portfolios are sorted by name (strcmp order) at load. */

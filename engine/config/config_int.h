@@ -1,102 +1,14 @@
-/* config_int.h: internals shared by the config loader's files (not public).
- *
- * The loader parses the whole file into a libyaml document (every node keeps
- * its source mark) and then walks it against a fixed schema. Errors never stop
- * the walk: each is recorded as "file:line: message" and all are written to
- * the caller's errbuf in line order at the end, so that one `budgetd check`
- * run shows every problem at once. */
+/* config_int.h: internals shared by the config loader's files (not public):
+ * the key tables and their walker, and the portfolio steps of the loader.
+ * The YAML reading helpers they build on are budgetd/yaml.h. */
 #ifndef BUDGETD_CONFIG_INT_H
 #define BUDGETD_CONFIG_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <yaml.h>
 #include "budgetd/config.h"
-
-typedef struct {
-    int line;
-    size_t seq;
-    char *msg;              /* "file:line: message" */
-} bd_cfg_error_t;
-
-/* One load in progress: the document and the errors found so far. */
-typedef struct {
-    const char *name;       /* file name used in messages */
-    yaml_document_t *doc;
-    bd_cfg_error_t *errs;
-    size_t n_errors, cap_errs;
-} bd_cfgctx_t;
-
-/* A mapping entry whose key is a scalar seen for the first time. */
-typedef struct {
-    yaml_node_t *key, *val;
-    const char *k;
-} bd_cfg_pair_t;
-
-/* Value ranges checked by bd_cfg_num: the bound is part of the message. */
-typedef enum {
-    BD_R_ANY = 0,
-    BD_R_GE0,     /* >= 0 */
-    BD_R_GT0,     /* > 0 */
-    BD_R_GE1,     /* >= 1 */
-    BD_R_OC01,    /* (0, 1] */
-    BD_R_CO01,    /* [0, 1) */
-    BD_R_CC01,    /* [0, 1] */
-} bd_range_t;
-
-/* Line (1-based) of a node, 0 for NULL. */
-int bd_cfg_line(const yaml_node_t *n);
-
-/* Records the error "name:line: message". */
-void bd_cfg_err(bd_cfgctx_t *cx, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Writes the recorded errors, sorted by line, one per line into buf (as many
- * whole lines as fit) and releases them. */
-void bd_cfg_flush(bd_cfgctx_t *cx, char *buf, size_t cap);
-
-/* The scalar text of n, or NULL when n is not a scalar. */
-const char *bd_cfg_str(const yaml_node_t *n);
-
-/* True for an empty/"~"/"null" plain scalar (YAML's null). */
-bool bd_cfg_is_null(const yaml_node_t *n);
-
-/* The pairs of mapping n with scalar, unique keys. A null value counts as an
- * empty mapping. Non-scalar and duplicate keys are reported and left out.
- * Returns NULL (reported) when n is not a mapping; otherwise a malloc'd
- * array the caller frees, *n_out entries. */
-bd_cfg_pair_t *bd_cfg_pairs(bd_cfgctx_t *cx, yaml_node_t *n, const char *path, size_t *n_out);
-
-/* Reports key k of path as unknown, suggesting the closest of known
- * (NULL-terminated) when it is within edit distance 2. */
-void bd_cfg_unknown(bd_cfgctx_t *cx, const yaml_node_t *key, const char *k, const char *path,
-                    const char *const *known);
-
-/* The closest entry of known to s (edit distance <= 2), or NULL. */
-const char *bd_cfg_suggest(const char *s, const char *const *known);
-
-/* Typed readers: each parses n, checks it and stores into *out, or reports
- * "what: ..." at n's line and leaves *out alone. They return success. */
-bool bd_cfg_num(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bd_range_t r, double *out);
-bool bd_cfg_int(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, int64_t lo, int64_t hi,
-                int64_t *out);
-bool bd_cfg_u64(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, uint64_t *out);
-bool bd_cfg_bool(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool *out);
-bool bd_cfg_dur(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool positive,
-                int64_t *out);
-/* A string scalar; empty strings are refused unless allow_empty. *out is a
- * new copy (the old value is freed). */
-bool bd_cfg_string(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool allow_empty,
-                   char **out);
-/* One of names (NULL-terminated); *out is its index. */
-bool bd_cfg_enum(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what,
-                 const char *const *names, int *out);
-
-/* dst = a + "." + b, truncated to cap (paths only appear in messages). */
-void bd_cfg_join(char *dst, size_t cap, const char *a, const char *b);
-
-/* CONTRACT §1 identifier: 1-64 of [A-Za-z0-9_.:-]. */
-bool bd_cfg_valid_name(const char *s);
+#include "budgetd/yaml.h"
 
 /* The key tables. Each YAML map of the config is described by a section:
  * one row per key with its type, range, field and built-in value, in the
@@ -132,7 +44,7 @@ struct bd_cfg_key {
     const char *name;
     bd_key_type_t type;
     size_t off, size;          /* the field: offset into the section's struct, size */
-    bd_range_t range;          /* NUM */
+    bd_yaml_range_t range;          /* NUM */
     bool inf_ok;               /* NUM: .inf also accepted (no cap) */
     int64_t lo, hi;            /* INT */
     bool flag;                 /* DUR: must be > 0; STR: may be empty */
@@ -145,11 +57,11 @@ struct bd_cfg_key {
     /* Extra rule once type and range passed: val points at the value read
      * (double, int64_t, uint64_t, bool, int or char *). Reports and returns
      * false to refuse the value. */
-    bool (*check)(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what, const void *val);
+    bool (*check)(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what, const void *val);
     /* Told after the value was read, whether it was accepted (ok) or not. */
-    void (*note)(const bd_cfg_pair_t *pr, bool ok, void *base, void *user);
+    void (*note)(const bd_yaml_pair_t *pr, bool ok, void *base, void *user);
     /* MAP: reads pr->val; what is the key's path for messages. */
-    void (*apply)(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
+    void (*apply)(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
                   void *user);
 };
 
@@ -175,7 +87,7 @@ extern const bd_cfg_section_t bd_cfg_policy_keys, bd_cfg_risk_keys, bd_cfg_kill_
 /* Reads map (at path) against sec into the struct at base. Unknown keys are
  * reported with the closest allowed name; allow holds the BD_KEY_* places
  * this map is in; user goes to the rows' note and apply. */
-void bd_cfg_walk(bd_cfgctx_t *cx, yaml_node_t *map, const char *path,
+void bd_cfg_walk(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path,
                  const bd_cfg_section_t *sec, void *base, unsigned allow, void *user);
 
 /* Writes the built-in value of every row of sec (and its sub-sections) into
@@ -194,12 +106,12 @@ typedef struct {
 
 /* Applies policy map node (defaults or a portfolio) onto p. is_portfolio
  * allows the `channels` key. found may be NULL. */
-void bd_cfg_policy_apply(bd_cfgctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
+void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
                          bool is_portfolio, bd_cfg_found_t *found);
 
 /* Builds the listed channels of pc (whose policy is final) from
  * found->channels and runs the feasibility checks of the portfolio. */
-void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, const char *path,
+void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, const char *path,
                                bd_portfolio_cfg_t *pc);
 
 #endif

@@ -38,7 +38,7 @@ static void store_int(void *field, size_t size, int64_t v)
 
 /* Unknown key k: the suggestion comes from the names allowed here, in row
  * order (the first of equally close names wins). */
-static void report_unknown(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *path,
+static void report_unknown(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *path,
                            const bd_cfg_section_t *sec, unsigned allow)
 {
     const char *known[BD_KEYS_MAX + 1];
@@ -46,20 +46,20 @@ static void report_unknown(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char 
     for (size_t i = 0; i < sec->n && m < BD_KEYS_MAX; i++)
         if (allowed(&sec->keys[i], allow)) known[m++] = sec->keys[i].name;
     known[m] = NULL;
-    bd_cfg_unknown(cx, pr->key, pr->k, path, known);
+    bd_yaml_unknown(cx, pr->key, pr->k, path, known);
 }
 
 /* An uncapped number: .inf as YAML writes it, or inf. */
 static bool is_inf(const yaml_node_t *v)
 {
-    const char *s = bd_cfg_str(v);
+    const char *s = bd_yaml_str(v);
     return s && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
            (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF") || !strcmp(s, "inf"));
 }
 
 /* Reads a scalar row's value, runs its check and stores it. Returns
  * whether the value was accepted. */
-static bool read_scalar(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const yaml_node_t *v,
+static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_node_t *v,
                         const char *what, void *field)
 {
     bool ok = false;
@@ -70,7 +70,7 @@ static bool read_scalar(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const yaml_nod
             d = INFINITY;
             ok = true;
         } else {
-            ok = bd_cfg_num(cx, v, what, row->range, &d);
+            ok = bd_yaml_num(cx, v, what, row->range, &d);
         }
         ok = ok && (!row->check || row->check(cx, v, what, &d));
         if (ok) memcpy(field, &d, sizeof d);
@@ -79,33 +79,35 @@ static bool read_scalar(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const yaml_nod
     case BD_KEY_INT:
     case BD_KEY_DUR: {
         int64_t x = 0;
-        ok = row->type == BD_KEY_INT ? bd_cfg_int(cx, v, what, row->lo, row->hi, &x)
-                                     : bd_cfg_dur(cx, v, what, row->flag, &x);
+        ok = row->type == BD_KEY_INT ? bd_yaml_int(cx, v, what, row->lo, row->hi, &x)
+                                     : bd_yaml_dur(cx, v, what, row->flag, &x);
         ok = ok && (!row->check || row->check(cx, v, what, &x));
         if (ok && field) store_int(field, row->size, x);
         break;
     }
     case BD_KEY_U64: {
         uint64_t x = 0;
-        ok = bd_cfg_u64(cx, v, what, &x) && (!row->check || row->check(cx, v, what, &x));
+        ok = bd_yaml_u64(cx, v, what, &x) && (!row->check || row->check(cx, v, what, &x));
         if (ok) memcpy(field, &x, sizeof x);
         break;
     }
     case BD_KEY_BOOL: {
         bool b = false;
-        ok = bd_cfg_bool(cx, v, what, &b) && (!row->check || row->check(cx, v, what, &b));
+        ok = bd_yaml_bool(cx, v, what, &b) && (!row->check || row->check(cx, v, what, &b));
         if (ok) memcpy(field, &b, sizeof b);
         break;
     }
     case BD_KEY_ENUM: {
         int e = 0;
-        ok = bd_cfg_enum(cx, v, what, row->names, &e) && (!row->check || row->check(cx, v, what, &e));
+        ok = bd_yaml_enum(cx, v, what, row->names, &e) &&
+             (!row->check || row->check(cx, v, what, &e));
         if (ok) store_int(field, row->size, e);
         break;
     }
     case BD_KEY_STR: {
         char *s = NULL;
-        ok = bd_cfg_string(cx, v, what, row->flag, &s) && (!row->check || row->check(cx, v, what, &s));
+        ok = bd_yaml_string(cx, v, what, row->flag, &s) &&
+             (!row->check || row->check(cx, v, what, &s));
         if (ok) {
             free(*(char **)field);
             *(char **)field = s;
@@ -123,13 +125,13 @@ static bool read_scalar(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const yaml_nod
 
 /* Applies one key of the map: reads its value, or walks it when it is a
  * map, then tells the row's note. */
-static void apply_row(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const bd_cfg_pair_t *pr,
+static void apply_row(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const bd_yaml_pair_t *pr,
                       const char *path, const bd_cfg_section_t *sec, void *base, unsigned allow,
                       void *user)
 {
     char what[400];
     if (sec->top) snprintf(what, sizeof what, "%s", pr->k);
-    else bd_cfg_join(what, sizeof what, path, pr->k);
+    else bd_yaml_join(what, sizeof what, path, pr->k);
     void *field = row->off == BD_KEY_NOFIELD ? NULL : (char *)base + row->off;
     bool ok = true;
     if (row->type == BD_KEY_SECTION)
@@ -142,19 +144,19 @@ static void apply_row(bd_cfgctx_t *cx, const bd_cfg_key_t *row, const bd_cfg_pai
 }
 
 /* One pass over the map's pairs (duplicates already reported by
- * bd_cfg_pairs); the top section is gathered first, then applied in row
+ * bd_yaml_pairs); the top section is gathered first, then applied in row
  * order. */
-void bd_cfg_walk(bd_cfgctx_t *cx, yaml_node_t *map, const char *path,
+void bd_cfg_walk(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path,
                  const bd_cfg_section_t *sec, void *base, unsigned allow, void *user)
 {
     size_t n;
-    bd_cfg_pair_t *pr = bd_cfg_pairs(cx, map, path, &n);
+    bd_yaml_pair_t *pr = bd_yaml_pairs(cx, map, path, &n);
     if (!pr) return;
-    const bd_cfg_pair_t *seen[BD_KEYS_MAX] = {NULL};
+    const bd_yaml_pair_t *seen[BD_KEYS_MAX] = {NULL};
     for (size_t i = 0; i < n; i++) {
         const bd_cfg_key_t *row = bd_cfg_key(sec, pr[i].k);
         if (row && !allowed(row, allow) && row->only_msg) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key), "%s: '%s' %s", path, row->name, row->only_msg);
+            bd_yaml_err(cx, bd_yaml_line(pr[i].key), "%s: '%s' %s", path, row->name, row->only_msg);
         } else if (!row || !allowed(row, allow)) {
             report_unknown(cx, &pr[i], path, sec, allow);
         } else if (sec->top) {

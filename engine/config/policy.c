@@ -21,7 +21,8 @@ static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
 /* ENUM rows store an int32_t into the field. */
 _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
                    sizeof(bd_model_kind_t) == sizeof(int32_t) &&
-                   sizeof(bd_mode_t) == sizeof(int32_t) && sizeof(bd_kill_action_t) == sizeof(int32_t),
+                   sizeof(bd_mode_t) == sizeof(int32_t) &&
+                   sizeof(bd_kill_action_t) == sizeof(int32_t),
                "enum fields are stored as 32-bit integers");
 
 /* Lines where a channel's bounds were written; 0 = inherited. */
@@ -30,18 +31,18 @@ typedef struct {
 } chlines_t;
 
 /* Below 1 would trip on a cycle spent exactly to plan. */
-static bool check_overspend(bd_cfgctx_t *cx, const yaml_node_t *v, const char *what,
+static bool check_overspend(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                             const void *val)
 {
     double r = *(const double *)val;
     if (!(r > 0 && r < 1)) return true;
-    bd_cfg_err(cx, bd_cfg_line(v), "%s must be 0 (off) or >= 1, got %s", what, bd_cfg_str(v));
+    bd_yaml_err(cx, bd_yaml_line(v), "%s must be 0 (off) or >= 1, got %s", what, bd_yaml_str(v));
     return false;
 }
 
 /* The portfolio's own `budget` key, valid or not (its absence is what the
  * caller checks). */
-static void note_budget(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+static void note_budget(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
     (void)ok;
     (void)base;
@@ -50,7 +51,7 @@ static void note_budget(const bd_cfg_pair_t *pr, bool ok, void *base, void *user
 }
 
 /* `channels` is read once the portfolio's policy is final. */
-static void note_channels(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
+static void note_channels(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
                           void *user)
 {
     (void)cx;
@@ -63,45 +64,45 @@ static void note_channels(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *
 }
 
 /* Channel rows remember where the bounds were written (user: chlines_t). */
-static void note_min(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+static void note_min(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
     (void)base;
-    if (ok) ((chlines_t *)user)->min = bd_cfg_line(pr->val);
+    if (ok) ((chlines_t *)user)->min = bd_yaml_line(pr->val);
 }
 
 /* A max is remembered even when invalid: it was written there. */
-static void note_max(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+static void note_max(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
     (void)ok;
     (void)base;
-    ((chlines_t *)user)->max = bd_cfg_line(pr->val);
+    ((chlines_t *)user)->max = bd_yaml_line(pr->val);
 }
 
-static void note_initial(const bd_cfg_pair_t *pr, bool ok, void *base, void *user)
+static void note_initial(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
     if (!ok) return;
     ((bd_channel_cfg_t *)base)->has_initial = true;
-    ((chlines_t *)user)->initial = bd_cfg_line(pr->val);
+    ((chlines_t *)user)->initial = bd_yaml_line(pr->val);
 }
 
 /* min <= max of a channel, reported where the later-written bound is. */
-static void check_bounds(bd_cfgctx_t *cx, const bd_channel_cfg_t *ch, const chlines_t *ln,
+static void check_bounds(bd_yaml_ctx_t *cx, const bd_channel_cfg_t *ch, const chlines_t *ln,
                          int fallback, const char *who)
 {
     if (ch->min <= ch->max) return;
     int line = ln->max > ln->min ? ln->max : ln->min;
-    bd_cfg_err(cx, line ? line : fallback, "%s: min %.15g > max %.15g", who, ch->min, ch->max);
+    bd_yaml_err(cx, line ? line : fallback, "%s: min %.15g > max %.15g", who, ch->min, ch->max);
 }
 
 /* `channel` of a policy: the guardrails of channels it does not list. */
-static void policy_channel(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char *what, void *base,
-                           void *user)
+static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what,
+                           void *base, void *user)
 {
     (void)user;
     bd_policy_t *p = base;
     chlines_t ln = {0, 0, 0};
     bd_cfg_walk(cx, pr->val, what, &bd_cfg_channel_keys, &p->channel, 0, &ln);
-    check_bounds(cx, &p->channel, &ln, bd_cfg_line(pr->key), what);
+    check_bounds(cx, &p->channel, &ln, bd_yaml_line(pr->key), what);
 }
 
 #define POL(f) .off = offsetof(bd_policy_t, f), .size = sizeof(((bd_policy_t *)0)->f)
@@ -110,37 +111,38 @@ static void policy_channel(bd_cfgctx_t *cx, const bd_cfg_pair_t *pr, const char 
 /* The policy tables. Built-in values are the ones the docs/CONTRACT.md §5
  * example writes out (lab: configs/example.yaml's); budget has none. */
 static const bd_cfg_key_t RISK[] = {
-    {"roas_floor", BD_KEY_NUM, POL(risk_roas_floor), .range = BD_R_GE0, .dflt = 1.0},
-    {"max_prob", BD_KEY_NUM, POL(risk_max_prob), .range = BD_R_OC01, .dflt = 0.2},
+    {"roas_floor", BD_KEY_NUM, POL(risk_roas_floor), .range = BD_YAML_R_GE0, .dflt = 1.0},
+    {"max_prob", BD_KEY_NUM, POL(risk_max_prob), .range = BD_YAML_R_OC01, .dflt = 0.2},
 };
 const bd_cfg_section_t bd_cfg_risk_keys = {"risk", RISK, sizeof RISK / sizeof *RISK, false};
 
 static const bd_cfg_key_t KILL[] = {
-    {"roas_below", BD_KEY_NUM, POL(kill.roas_below), .range = BD_R_GE0, .dflt = 0.5},
+    {"roas_below", BD_KEY_NUM, POL(kill.roas_below), .range = BD_YAML_R_GE0, .dflt = 0.5},
     {"window", BD_KEY_INT, POL(kill.window), .lo = 1, .hi = 1000000, .dflt = 6},
-    {"overspend_ratio", BD_KEY_NUM, POL(kill.overspend_ratio), .range = BD_R_GE0, .dflt = 1.5,
+    {"overspend_ratio", BD_KEY_NUM, POL(kill.overspend_ratio), .range = BD_YAML_R_GE0, .dflt = 1.5,
      .check = check_overspend},
     {"stale_after", BD_KEY_DUR, POL(kill.stale_after), .dflt = 3 * 3600},
-    {"max_reject_ratio", BD_KEY_NUM, POL(kill.max_reject_ratio), .range = BD_R_CC01, .dflt = 0.2},
+    {"max_reject_ratio", BD_KEY_NUM, POL(kill.max_reject_ratio), .range = BD_YAML_R_CC01,
+     .dflt = 0.2},
     {"action", BD_KEY_ENUM, POL(kill.action), .names = KILL_ACTIONS, .dflt = BD_KILL_FREEZE},
 };
 const bd_cfg_section_t bd_cfg_kill_keys = {"kill", KILL, sizeof KILL / sizeof *KILL, false};
 
 static const bd_cfg_key_t LAB[] = {
-    {"min_conversions", BD_KEY_NUM, POL(lab.min_conversions), .range = BD_R_GE0, .dflt = 30},
-    {"max_rel_width", BD_KEY_NUM, POL(lab.max_rel_width), .range = BD_R_GT0, .dflt = 0.5},
-    {"cap_share", BD_KEY_NUM, POL(lab.cap_share), .range = BD_R_OC01, .dflt = 0.1},
+    {"min_conversions", BD_KEY_NUM, POL(lab.min_conversions), .range = BD_YAML_R_GE0, .dflt = 30},
+    {"max_rel_width", BD_KEY_NUM, POL(lab.max_rel_width), .range = BD_YAML_R_GT0, .dflt = 0.5},
+    {"cap_share", BD_KEY_NUM, POL(lab.cap_share), .range = BD_YAML_R_OC01, .dflt = 0.1},
 };
 const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, false};
 
 /* `initial` only on a listed channel: unlisted ones get the equal split. */
 static const bd_cfg_key_t CHANNEL[] = {
-    {"min", BD_KEY_NUM, CH(min), .range = BD_R_GE0, .dflt = 0, .note = note_min},
+    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .note = note_min},
     /* .inf too, so that a portfolio can lift a cap defaults.channel set */
-    {"max", BD_KEY_NUM, CH(max), .range = BD_R_GE0, .inf_ok = true, .dflt = INFINITY,
+    {"max", BD_KEY_NUM, CH(max), .range = BD_YAML_R_GE0, .inf_ok = true, .dflt = INFINITY,
      .note = note_max},
-    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_R_GT0, .dflt = 1000},
-    {"initial", BD_KEY_NUM, CH(initial), .range = BD_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000},
+    {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
 };
@@ -149,16 +151,16 @@ const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL
 
 /* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
 static const bd_cfg_key_t POLICY[] = {
-    {"budget", BD_KEY_NUM, POL(budget), .range = BD_R_GT0, .dflt = 0, .note = note_budget},
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .note = note_budget},
     {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
-    {"discount", BD_KEY_NUM, POL(discount), .range = BD_R_OC01, .dflt = 0.98},
-    {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_R_GT0, .dflt = 0.25},
-    {"min_change", BD_KEY_NUM, POL(min_change), .range = BD_R_CO01, .dflt = 0.01},
-    {"explore_share", BD_KEY_NUM, POL(explore_share), .range = BD_R_CO01, .dflt = 0.05},
+    {"discount", BD_KEY_NUM, POL(discount), .range = BD_YAML_R_OC01, .dflt = 0.98},
+    {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_YAML_R_GT0, .dflt = 0.25},
+    {"min_change", BD_KEY_NUM, POL(min_change), .range = BD_YAML_R_CO01, .dflt = 0.01},
+    {"explore_share", BD_KEY_NUM, POL(explore_share), .range = BD_YAML_R_CO01, .dflt = 0.05},
     {"mode", BD_KEY_ENUM, POL(mode), .names = MODES, .dflt = BD_MODE_AUTOMATE},
-    {"escalate_above", BD_KEY_NUM, POL(escalate_above), .range = BD_R_GT0, .dflt = 0.3},
+    {"escalate_above", BD_KEY_NUM, POL(escalate_above), .range = BD_YAML_R_GT0, .dflt = 0.3},
     {"risk", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_risk_keys},
     {"kill", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kill_keys},
     {"lab", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lab_keys},
@@ -168,23 +170,23 @@ static const bd_cfg_key_t POLICY[] = {
 const bd_cfg_section_t bd_cfg_policy_keys = {"policy", POLICY, sizeof POLICY / sizeof *POLICY,
                                              false};
 
-void bd_cfg_policy_apply(bd_cfgctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
+void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
                          bool is_portfolio, bd_cfg_found_t *found)
 {
     bd_cfg_walk(cx, map, path, &bd_cfg_policy_keys, p, is_portfolio ? BD_KEY_PORTFOLIO : 0, found);
 }
 
-void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, const char *path,
+void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, const char *path,
                                bd_portfolio_cfg_t *pc)
 {
     yaml_node_t *channels = found->channels;
     const double budget = pc->p.budget;
     size_t n = 0;
-    bd_cfg_pair_t *pr = NULL;
+    bd_yaml_pair_t *pr = NULL;
     char cpath[320], who[200];
     if (channels) {
-        bd_cfg_join(cpath, sizeof cpath, path, "channels");
-        pr = bd_cfg_pairs(cx, channels, cpath, &n);
+        bd_yaml_join(cpath, sizeof cpath, path, "channels");
+        pr = bd_yaml_pairs(cx, channels, cpath, &n);
     }
     pc->channels = bd_xcalloc(n + 1, sizeof *pc->channels);
     double sum_min = 0, sum_init = 0, sum_floor = 0;
@@ -192,8 +194,8 @@ void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, con
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
         if (!bd_cfg_valid_name(name)) {
-            bd_cfg_err(cx, bd_cfg_line(pr[i].key),
-                       "%s: bad channel name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)", cpath, name);
+            bd_yaml_err(cx, bd_yaml_line(pr[i].key),
+                        "%s: bad channel name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)", cpath, name);
             continue;
         }
         bd_channel_cfg_t *ch = &pc->channels[pc->n_channels++];
@@ -201,17 +203,18 @@ void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, con
         memcpy(ch->name, name, strlen(name) + 1); /* valid: <= 64 */
         ch->has_initial = false;
         ch->initial = 0;
-        ch->line = bd_cfg_line(pr[i].key);
+        ch->line = bd_yaml_line(pr[i].key);
         chlines_t ln = {0, 0, 0};
         char chpath[400];
-        bd_cfg_join(chpath, sizeof chpath, cpath, name);
+        bd_yaml_join(chpath, sizeof chpath, cpath, name);
         bd_cfg_walk(cx, pr[i].val, chpath, &bd_cfg_channel_keys, ch, BD_KEY_LISTED, &ln);
-        if (snprintf(who, sizeof who, "portfolio '%s': channel '%s'", pc->name, name) < 0) who[0] = 0;
+        if (snprintf(who, sizeof who, "portfolio '%s': channel '%s'", pc->name, name) < 0)
+            who[0] = 0;
         check_bounds(cx, ch, &ln, ch->line, who);
         if (ch->has_initial && ch->min <= ch->max &&
             (ch->initial < ch->min || ch->initial > ch->max))
-            bd_cfg_err(cx, ln.initial, "%s: initial %.15g outside [%.15g, %.15g]", who,
-                       ch->initial, ch->min, ch->max);
+            bd_yaml_err(cx, ln.initial, "%s: initial %.15g outside [%.15g, %.15g]", who,
+                        ch->initial, ch->min, ch->max);
         sum_min += ch->min;
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
@@ -221,22 +224,22 @@ void bd_cfg_portfolio_channels(bd_cfgctx_t *cx, const bd_cfg_found_t *found, con
     if (!(budget > 0)) return; /* missing budget is reported by the caller */
     /* Report at the portfolio's own budget when it sets one (the number to
      * raise), else at its channels (the numbers to lower). */
-    int at = found->budget_key ? bd_cfg_line(found->budget_key)
-             : found->channels_key ? bd_cfg_line(found->channels_key) : pc->line;
+    int at = found->budget_key ? bd_yaml_line(found->budget_key)
+             : found->channels_key ? bd_yaml_line(found->channels_key) : pc->line;
     bool reported = false;
     if (sum_min > budget) {
-        bd_cfg_err(cx, at, "portfolio '%s': channel mins sum to %.15g > budget %.15g", pc->name,
-                   sum_min, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel mins sum to %.15g > budget %.15g", pc->name,
+                    sum_min, budget);
         reported = true;
     }
     if (sum_init > budget) {
-        bd_cfg_err(cx, at, "portfolio '%s': channel initials sum to %.15g > budget %.15g",
-                   pc->name, sum_init, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel initials sum to %.15g > budget %.15g",
+                    pc->name, sum_init, budget);
         reported = true;
     }
     if (!reported && !all_init && sum_floor > budget)
-        bd_cfg_err(cx, at,
-                   "portfolio '%s': initials plus the mins of channels without initial sum to "
-                   "%.15g > budget %.15g",
-                   pc->name, sum_floor, budget);
+        bd_yaml_err(cx, at,
+                    "portfolio '%s': initials plus the mins of channels without initial sum to "
+                    "%.15g > budget %.15g",
+                    pc->name, sum_floor, budget);
 }

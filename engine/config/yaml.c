@@ -1,6 +1,8 @@
-/* config_util.c: error sink, key checks and typed scalar readers of the
- * config loader. Every reader reports at the line of the node it reads, so a
- * message always points at the text an operator has to change. */
+/* yaml.c: the YAML reading helpers of budgetd/yaml.h: error sink, key
+ * checks and typed scalar readers, shared by the config loader and the
+ * simulator's scenario files. Every reader reports at the line of the node
+ * it reads, so a message always points at the text an operator has to
+ * change. */
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -8,15 +10,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "config_int.h"
+#include "budgetd/common.h"
+#include "budgetd/yaml.h"
 
-int bd_cfg_line(const yaml_node_t *n)
+int bd_yaml_line(const yaml_node_t *n)
 {
     return n ? (int)n->start_mark.line + 1 : 0;
 }
 
-/* Records one error; bd_cfg_flush writes them out in line order. */
-void bd_cfg_err(bd_cfgctx_t *cx, int line, const char *fmt, ...)
+/* Records one error; bd_yaml_flush writes them out in line order. */
+void bd_yaml_err(bd_yaml_ctx_t *cx, int line, const char *fmt, ...)
 {
     char msg[768];
     int off = snprintf(msg, sizeof msg, "%s:%d: ", cx->name, line);
@@ -38,14 +41,14 @@ void bd_cfg_err(bd_cfgctx_t *cx, int line, const char *fmt, ...)
 /* Line order, then the order found: stable, so output is deterministic. */
 static int cmp_err(const void *a, const void *b)
 {
-    const bd_cfg_error_t *x = a, *y = b;
+    const bd_yaml_error_t *x = a, *y = b;
     if (x->line != y->line) return x->line < y->line ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 /* Only whole lines are written once the buffer is non-empty, so a short
  * errbuf never ends in half a message. Frees the recorded errors. */
-void bd_cfg_flush(bd_cfgctx_t *cx, char *buf, size_t cap)
+void bd_yaml_flush(bd_yaml_ctx_t *cx, char *buf, size_t cap)
 {
     if (cx->n_errors) qsort(cx->errs, cx->n_errors, sizeof *cx->errs, cmp_err);
     size_t len = 0;
@@ -71,12 +74,12 @@ void bd_cfg_flush(bd_cfgctx_t *cx, char *buf, size_t cap)
     cx->n_errors = cx->cap_errs = 0;
 }
 
-const char *bd_cfg_str(const yaml_node_t *n)
+const char *bd_yaml_str(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
 }
 
-bool bd_cfg_is_null(const yaml_node_t *n)
+bool bd_yaml_is_null(const yaml_node_t *n)
 {
     if (!n || n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
         return false;
@@ -98,15 +101,15 @@ static const char *kind_of(const yaml_node_t *n)
 
 /* Reports a value of the wrong type, quoting scalars so the operator sees
  * exactly what was read. */
-static void bad_type(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, const char *want)
+static void bad_type(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, const char *want)
 {
-    const char *s = bd_cfg_str(n);
+    const char *s = bd_yaml_str(n);
     if (s && n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        bd_cfg_err(cx, bd_cfg_line(n), "%s: expected %s, got string '%.80s'", what, want, s);
+        bd_yaml_err(cx, bd_yaml_line(n), "%s: expected %s, got string '%.80s'", what, want, s);
     else if (s)
-        bd_cfg_err(cx, bd_cfg_line(n), "%s: expected %s, got '%.80s'", what, want, s);
+        bd_yaml_err(cx, bd_yaml_line(n), "%s: expected %s, got '%.80s'", what, want, s);
     else
-        bd_cfg_err(cx, bd_cfg_line(n), "%s: expected %s, got %s", what, want, kind_of(n));
+        bd_yaml_err(cx, bd_yaml_line(n), "%s: expected %s, got %s", what, want, kind_of(n));
 }
 
 /* Sort record of one key: duplicates are found in O(n log n) because a
@@ -124,26 +127,26 @@ static int cmp_keyidx(const void *a, const void *b)
     return c ? c : (x->i < y->i ? -1 : x->i > y->i);
 }
 
-bd_cfg_pair_t *bd_cfg_pairs(bd_cfgctx_t *cx, yaml_node_t *n, const char *path, size_t *n_out)
+bd_yaml_pair_t *bd_yaml_pairs(bd_yaml_ctx_t *cx, yaml_node_t *n, const char *path, size_t *n_out)
 {
     *n_out = 0;
-    if (bd_cfg_is_null(n)) return bd_xcalloc(1, sizeof(bd_cfg_pair_t));
+    if (bd_yaml_is_null(n)) return bd_xcalloc(1, sizeof(bd_yaml_pair_t));
     if (!n || n->type != YAML_MAPPING_NODE) {
         bad_type(cx, n, path, "a mapping");
         return NULL;
     }
     size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-    bd_cfg_pair_t *all = bd_xcalloc(cnt + 1, sizeof *all);
+    bd_yaml_pair_t *all = bd_xcalloc(cnt + 1, sizeof *all);
     size_t m = 0;
     for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
         yaml_node_t *k = yaml_document_get_node(cx->doc, p->key);
         yaml_node_t *v = yaml_document_get_node(cx->doc, p->value);
-        const char *ks = bd_cfg_str(k);
+        const char *ks = bd_yaml_str(k);
         if (!ks) {
-            bd_cfg_err(cx, bd_cfg_line(k), "%s: keys must be scalars, got %s", path, kind_of(k));
+            bd_yaml_err(cx, bd_yaml_line(k), "%s: keys must be scalars, got %s", path, kind_of(k));
             continue;
         }
-        all[m++] = (bd_cfg_pair_t){k, v, ks};
+        all[m++] = (bd_yaml_pair_t){k, v, ks};
     }
     /* Mark later repeats of a key, then compact keeping source order. */
     keyidx_t *idx = bd_xmalloc((m + 1) * sizeof *idx);
@@ -156,9 +159,9 @@ bd_cfg_pair_t *bd_cfg_pairs(bd_cfgctx_t *cx, yaml_node_t *n, const char *path, s
             head = i;
             continue;
         }
-        const bd_cfg_pair_t *b = &all[idx[i].i];
-        bd_cfg_err(cx, bd_cfg_line(b->key), "duplicate key '%.80s' in %s (first at line %d)",
-                   b->k, path, bd_cfg_line(all[idx[head].i].key));
+        const bd_yaml_pair_t *b = &all[idx[i].i];
+        bd_yaml_err(cx, bd_yaml_line(b->key), "duplicate key '%.80s' in %s (first at line %d)",
+                    b->k, path, bd_yaml_line(all[idx[head].i].key));
         dup[idx[i].i] = true;
     }
     size_t w = 0;
@@ -195,7 +198,7 @@ static int edit_distance(const char *a, const char *b)
 
 /* A suggestion must be close (<= 2 edits) and not a rewrite of the whole
  * word, or "ab" would suggest "v". */
-const char *bd_cfg_suggest(const char *s, const char *const *known)
+const char *bd_yaml_suggest(const char *s, const char *const *known)
 {
     const char *best = NULL;
     int bd = 3;
@@ -211,56 +214,58 @@ const char *bd_cfg_suggest(const char *s, const char *const *known)
     return best;
 }
 
-void bd_cfg_unknown(bd_cfgctx_t *cx, const yaml_node_t *key, const char *k, const char *path,
-                    const char *const *known)
+void bd_yaml_unknown(bd_yaml_ctx_t *cx, const yaml_node_t *key, const char *k, const char *path,
+                     const char *const *known)
 {
-    const char *sug = bd_cfg_suggest(k, known);
+    const char *sug = bd_yaml_suggest(k, known);
     if (sug)
-        bd_cfg_err(cx, bd_cfg_line(key), "unknown key '%.80s' in %s (did you mean '%s'?)", k,
-                   path, sug);
+        bd_yaml_err(cx, bd_yaml_line(key), "unknown key '%.80s' in %s (did you mean '%s'?)", k,
+                    path, sug);
     else
-        bd_cfg_err(cx, bd_cfg_line(key), "unknown key '%.80s' in %s", k, path);
+        bd_yaml_err(cx, bd_yaml_line(key), "unknown key '%.80s' in %s", k, path);
 }
 
 /* A plain scalar, or NULL after reporting the wrong type. Numbers, integers
  * and booleans must be plain: "0.5" in quotes is a string in YAML. */
-static const char *plain(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, const char *want)
+static const char *plain(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what,
+                         const char *want)
 {
-    const char *s = bd_cfg_str(n);
-    if (!s || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || bd_cfg_is_null(n)) {
+    const char *s = bd_yaml_str(n);
+    if (!s || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE || bd_yaml_is_null(n)) {
         bad_type(cx, n, what, want);
         return NULL;
     }
     return s;
 }
 
-static const char *range_text(bd_range_t r)
+static const char *range_text(bd_yaml_range_t r)
 {
     switch (r) {
-    case BD_R_GE0: return ">= 0";
-    case BD_R_GT0: return "> 0";
-    case BD_R_GE1: return ">= 1";
-    case BD_R_OC01: return "in (0, 1]";
-    case BD_R_CO01: return "in [0, 1)";
-    case BD_R_CC01: return "in [0, 1]";
+    case BD_YAML_R_GE0: return ">= 0";
+    case BD_YAML_R_GT0: return "> 0";
+    case BD_YAML_R_GE1: return ">= 1";
+    case BD_YAML_R_OC01: return "in (0, 1]";
+    case BD_YAML_R_CO01: return "in [0, 1)";
+    case BD_YAML_R_CC01: return "in [0, 1]";
     default: return "finite";
     }
 }
 
-static bool in_range(double v, bd_range_t r)
+static bool in_range(double v, bd_yaml_range_t r)
 {
     switch (r) {
-    case BD_R_GE0: return v >= 0;
-    case BD_R_GT0: return v > 0;
-    case BD_R_GE1: return v >= 1;
-    case BD_R_OC01: return v > 0 && v <= 1;
-    case BD_R_CO01: return v >= 0 && v < 1;
-    case BD_R_CC01: return v >= 0 && v <= 1;
+    case BD_YAML_R_GE0: return v >= 0;
+    case BD_YAML_R_GT0: return v > 0;
+    case BD_YAML_R_GE1: return v >= 1;
+    case BD_YAML_R_OC01: return v > 0 && v <= 1;
+    case BD_YAML_R_CO01: return v >= 0 && v < 1;
+    case BD_YAML_R_CC01: return v >= 0 && v <= 1;
     default: return true;
     }
 }
 
-bool bd_cfg_num(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bd_range_t r, double *out)
+bool bd_yaml_num(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bd_yaml_range_t r,
+                 double *out)
 {
     const char *s = plain(cx, n, what, "a number");
     if (!s) return false;
@@ -272,15 +277,15 @@ bool bd_cfg_num(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bd_rang
         return false;
     }
     if (!in_range(v, r)) {
-        bd_cfg_err(cx, bd_cfg_line(n), "%s must be %s, got %s", what, range_text(r), s);
+        bd_yaml_err(cx, bd_yaml_line(n), "%s must be %s, got %s", what, range_text(r), s);
         return false;
     }
     *out = v;
     return true;
 }
 
-bool bd_cfg_int(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, int64_t lo, int64_t hi,
-                int64_t *out)
+bool bd_yaml_int(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, int64_t lo, int64_t hi,
+                 int64_t *out)
 {
     const char *s = plain(cx, n, what, "an integer");
     if (!s) return false;
@@ -293,17 +298,17 @@ bool bd_cfg_int(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, int64_t
     }
     if (v < lo || v > hi) {
         if (hi == INT64_MAX)
-            bd_cfg_err(cx, bd_cfg_line(n), "%s must be >= %lld, got %s", what, (long long)lo, s);
+            bd_yaml_err(cx, bd_yaml_line(n), "%s must be >= %lld, got %s", what, (long long)lo, s);
         else
-            bd_cfg_err(cx, bd_cfg_line(n), "%s must be in %lld..%lld, got %s", what,
-                       (long long)lo, (long long)hi, s);
+            bd_yaml_err(cx, bd_yaml_line(n), "%s must be in %lld..%lld, got %s", what,
+                        (long long)lo, (long long)hi, s);
         return false;
     }
     *out = v;
     return true;
 }
 
-bool bd_cfg_u64(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, uint64_t *out)
+bool bd_yaml_u64(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, uint64_t *out)
 {
     const char *s = plain(cx, n, what, "a non-negative integer");
     if (!s) return false;
@@ -318,7 +323,7 @@ bool bd_cfg_u64(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, uint64_
     return true;
 }
 
-bool bd_cfg_bool(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool *out)
+bool bd_yaml_bool(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bool *out)
 {
     const char *s = plain(cx, n, what, "true or false");
     if (!s) return false;
@@ -331,30 +336,30 @@ bool bd_cfg_bool(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool *
     return true;
 }
 
-bool bd_cfg_dur(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool positive,
-                int64_t *out)
+bool bd_yaml_dur(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bool positive,
+                 int64_t *out)
 {
-    const char *s = bd_cfg_str(n);
-    int64_t v = s && !bd_cfg_is_null(n) ? bd_config_parse_duration(s) : -1;
+    const char *s = bd_yaml_str(n);
+    int64_t v = s && !bd_yaml_is_null(n) ? bd_yaml_parse_duration(s) : -1;
     if (v < 0) {
         bad_type(cx, n, what, "a duration (seconds, or a number with s, m, h or d)");
         return false;
     }
     if (positive && v == 0) {
-        bd_cfg_err(cx, bd_cfg_line(n), "%s must be > 0, got %s", what, s);
+        bd_yaml_err(cx, bd_yaml_line(n), "%s must be > 0, got %s", what, s);
         return false;
     }
     *out = v;
     return true;
 }
 
-bool bd_cfg_string(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool allow_empty,
-                   char **out)
+bool bd_yaml_string(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bool allow_empty,
+                    char **out)
 {
-    const char *s = bd_cfg_str(n);
+    const char *s = bd_yaml_str(n);
     /* A bare `key:` is YAML null; it only stands for "" where "" is allowed. */
     if (!s || (!allow_empty && !*s) ||
-        (bd_cfg_is_null(n) && *s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)) {
+        (bd_yaml_is_null(n) && *s && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE)) {
         bad_type(cx, n, what, allow_empty ? "a string" : "a non-empty string");
         return false;
     }
@@ -363,10 +368,10 @@ bool bd_cfg_string(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what, bool
     return true;
 }
 
-bool bd_cfg_enum(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what,
-                 const char *const *names, int *out)
+bool bd_yaml_enum(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what,
+                  const char *const *names, int *out)
 {
-    const char *s = bd_cfg_str(n);
+    const char *s = bd_yaml_str(n);
     if (s)
         for (int i = 0; names[i]; i++)
             if (!strcmp(s, names[i])) {
@@ -378,37 +383,24 @@ bool bd_cfg_enum(bd_cfgctx_t *cx, const yaml_node_t *n, const char *what,
         if (i) strncat(want, "|", sizeof want - strlen(want) - 1);
         strncat(want, names[i], sizeof want - strlen(want) - 1);
     }
-    const char *sug = s ? bd_cfg_suggest(s, names) : NULL;
+    const char *sug = s ? bd_yaml_suggest(s, names) : NULL;
     if (sug)
-        bd_cfg_err(cx, bd_cfg_line(n), "%s: expected %s, got '%.80s' (did you mean '%s'?)", what,
-                   want, s, sug);
+        bd_yaml_err(cx, bd_yaml_line(n), "%s: expected %s, got '%.80s' (did you mean '%s'?)", what,
+                    want, s, sug);
     else
         bad_type(cx, n, what, want);
     return false;
 }
 
-void bd_cfg_join(char *dst, size_t cap, const char *a, const char *b)
+void bd_yaml_join(char *dst, size_t cap, const char *a, const char *b)
 {
     if (snprintf(dst, cap, "%s.%s", a, b) < 0 && cap) dst[0] = '\0';
-}
-
-bool bd_cfg_valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > BD_NAME_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
 }
 
 /* Hand-parsed rather than strtod so that "1e3", "0x10", "+5", " 5" and
  * "inf" are all refused: a duration is digits, an optional fraction and an
  * optional unit, and must come to a whole number of seconds. */
-int64_t bd_config_parse_duration(const char *s)
+int64_t bd_yaml_parse_duration(const char *s)
 {
     if (!s || *s < '0' || *s > '9') return -1;
     int64_t ip = 0;

@@ -117,8 +117,9 @@ const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char
 const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
                                           const char *name);
 
-/* Parses "90", "90s", "15m", "1h", "2d" into seconds; -1 when invalid. */
-int64_t bd_config_parse_duration(const char *s);
+/* The name rule of portfolio and channel ids (CONTRACT §1): 1-64 of
+ * [A-Za-z0-9_.:-], the rule events are checked with. */
+bool bd_cfg_valid_name(const char *s);
 
 const char *bd_mode_name(bd_mode_t m);
 const char *bd_objective_name(bd_objective_t o);

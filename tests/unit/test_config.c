@@ -1,10 +1,11 @@
-/* test_config.c: config loading (CONTRACT §5): defaults, inheritance,
+/* test_config.c: config loading (docs/CONTRACT.md §5): defaults, inheritance,
  * durations, and every error message with its exact line. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/config.h"
+#include "budgetd/yaml.h"
 
 static char err[8192];
 
@@ -140,29 +141,29 @@ Test(config, top_level_values)
 
 Test(config, durations)
 {
-    cr_assert_eq(bd_config_parse_duration("0"), 0);
-    cr_assert_eq(bd_config_parse_duration("90"), 90);
-    cr_assert_eq(bd_config_parse_duration("90s"), 90);
-    cr_assert_eq(bd_config_parse_duration("15m"), 900);
-    cr_assert_eq(bd_config_parse_duration("1h"), 3600);
-    cr_assert_eq(bd_config_parse_duration("2d"), 172800);
-    cr_assert_eq(bd_config_parse_duration("1.5h"), 5400);
-    cr_assert_eq(bd_config_parse_duration("0.5m"), 30);
-    cr_assert_eq(bd_config_parse_duration("1.5"), -1);  /* not whole seconds */
-    cr_assert_eq(bd_config_parse_duration("1.5s"), -1);
-    cr_assert_eq(bd_config_parse_duration(""), -1);
-    cr_assert_eq(bd_config_parse_duration("h"), -1);
-    cr_assert_eq(bd_config_parse_duration("-5"), -1);
-    cr_assert_eq(bd_config_parse_duration("+5"), -1);
-    cr_assert_eq(bd_config_parse_duration(" 5"), -1);
-    cr_assert_eq(bd_config_parse_duration("5 s"), -1);
-    cr_assert_eq(bd_config_parse_duration("5w"), -1);
-    cr_assert_eq(bd_config_parse_duration("5hh"), -1);
-    cr_assert_eq(bd_config_parse_duration("1e3"), -1);
-    cr_assert_eq(bd_config_parse_duration("1."), -1);
-    cr_assert_eq(bd_config_parse_duration("99999999999999999999"), -1);
-    cr_assert_eq(bd_config_parse_duration("9223372036854775807d"), -1);
-    cr_assert_eq(bd_config_parse_duration(NULL), -1);
+    cr_assert_eq(bd_yaml_parse_duration("0"), 0);
+    cr_assert_eq(bd_yaml_parse_duration("90"), 90);
+    cr_assert_eq(bd_yaml_parse_duration("90s"), 90);
+    cr_assert_eq(bd_yaml_parse_duration("15m"), 900);
+    cr_assert_eq(bd_yaml_parse_duration("1h"), 3600);
+    cr_assert_eq(bd_yaml_parse_duration("2d"), 172800);
+    cr_assert_eq(bd_yaml_parse_duration("1.5h"), 5400);
+    cr_assert_eq(bd_yaml_parse_duration("0.5m"), 30);
+    cr_assert_eq(bd_yaml_parse_duration("1.5"), -1);  /* not whole seconds */
+    cr_assert_eq(bd_yaml_parse_duration("1.5s"), -1);
+    cr_assert_eq(bd_yaml_parse_duration(""), -1);
+    cr_assert_eq(bd_yaml_parse_duration("h"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("-5"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("+5"), -1);
+    cr_assert_eq(bd_yaml_parse_duration(" 5"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("5 s"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("5w"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("5hh"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("1e3"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("1."), -1);
+    cr_assert_eq(bd_yaml_parse_duration("99999999999999999999"), -1);
+    cr_assert_eq(bd_yaml_parse_duration("9223372036854775807d"), -1);
+    cr_assert_eq(bd_yaml_parse_duration(NULL), -1);
 }
 
 Test(config, inheritance_and_override)
