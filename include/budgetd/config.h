@@ -97,12 +97,16 @@ typedef struct {
     size_t n_portfolios;
 } bd_config_t;
 
-/* Loads and validates path. On success *out owns a new config. On failure
- * returns BD_ERR_CONFIG (or BD_ERR_IO) and errbuf holds one
- * "file:line: message" line per error found (as many as fit). */
+/* Loads and validates path. On success returns BD_OK and *out owns a new
+ * config. Otherwise *out is NULL and the code says what failed, so callers
+ * never look at the text: BD_ERR_IO when the file cannot be read (errbuf:
+ * "path: reason"), BD_ERR_CONFIG when it is invalid (errbuf: one
+ * "file:line: message" line per error found, in line order, as many whole
+ * lines as fit). */
 bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_t errlen);
 
-/* Same, from a string; name is used in messages in place of a file name. */
+/* Same, from a string (BD_OK or BD_ERR_CONFIG); name is used in messages in
+ * place of a file name. */
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
                                bd_config_t **out, char *errbuf, size_t errlen);
 

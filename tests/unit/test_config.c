@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "budgetd/config.h"
 #include "budgetd/yaml.h"
 
@@ -344,6 +345,30 @@ Test(config, io_error)
     cr_assert_eq(rc, BD_ERR_IO);
     cr_assert_null(c);
     cr_assert_str_eq(err, "/nonexistent/budgetd.yaml: No such file or directory");
+}
+
+/* Callers tell a file they cannot read from an invalid one by the code. */
+Test(config, load_error_codes)
+{
+    char path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_not_null(f);
+    fputs("v: 1\nseed: -1\n", f);
+    fclose(f);
+    bd_config_t *c = (bd_config_t *)&c;
+    cr_assert_eq(bd_config_load(path, &c, err, sizeof err), BD_ERR_CONFIG);
+    cr_assert_null(c);
+    char want[128];
+    snprintf(want, sizeof want, "%s:2: seed: expected a non-negative integer, got '-1'", path);
+    cr_assert_str_eq(err, want);
+    unlink(path);
+    /* a directory opens but cannot be read */
+    c = (bd_config_t *)&c;
+    cr_assert_eq(bd_config_load("/tmp", &c, err, sizeof err), BD_ERR_IO);
+    cr_assert_null(c);
+    cr_assert_str_eq(err, "/tmp: Is a directory");
 }
 
 Test(config, unknown_key_with_suggestion)
