@@ -1,9 +1,13 @@
-/* config.c: loading the YAML config of CONTRACT §5 and looking things up in it.
+/* config.c: loading the YAML config and looking things up in it. The keys
+ * are listed in docs/CONTRACT.md §5 (configs/example.yaml writes out every
+ * one); their types, ranges and built-in values are the rows of the tables
+ * below (top level, kafka, redis) and in policy.c (everything a portfolio
+ * inherits).
  *
  * libyaml's document API is used rather than libcyaml: libcyaml 1.3 reports
  * no line numbers and cannot load maps keyed by user data (portfolio and
- * channel names). The walk is schema-driven and never stops at the first
- * error, so `budgetd check` lists every problem with its line. */
+ * channel names). The walk (keys.c) is table-driven and never stops at the
+ * first error, so `budgetd check` lists every problem with its line. */
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -43,7 +47,7 @@ static void load_kafka_props(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const 
     free(pr);
 }
 
-/* Absent v reads as 1, like an event without v (CONTRACT §1). */
+/* Absent v reads as 1, like an event without v (docs/CONTRACT.md §1). */
 static bool check_version(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                           const void *val)
 {

@@ -105,7 +105,8 @@ typedef struct {
 } bd_cfg_found_t;
 
 /* Applies policy map node (defaults or a portfolio) onto p. is_portfolio
- * allows the `channels` key. found may be NULL. */
+ * allows the `channels` key; its value is left in found (not walked) for
+ * bd_cfg_portfolio_channels. */
 void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, bd_policy_t *p,
                          bool is_portfolio, bd_cfg_found_t *found);
 

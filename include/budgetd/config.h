@@ -1,4 +1,5 @@
-/* config.h: the guardrail configuration of CONTRACT §5, loaded and validated. */
+/* config.h: the guardrail configuration, loaded and validated. Its keys are
+ * listed in docs/CONTRACT.md §5. */
 #ifndef BUDGETD_CONFIG_H
 #define BUDGETD_CONFIG_H
 
@@ -7,8 +8,9 @@
 #include <stddef.h>
 #include "budgetd/common.h"
 
-/* Built-in values of the top-level keys (CONTRACT §5): the one place they
- * are written. Commands that run without a config (operator commands with
+/* Built-in values of the top-level keys (docs/CONTRACT.md §5): the one
+ * place they are written (the loader's key table refers to them; lateness
+ * is 0). Commands that run without a config (operator commands with
  * --redis) use the same ones. */
 #define BD_DEFAULT_CYCLE 3600
 #define BD_DEFAULT_SEED 42
@@ -121,7 +123,7 @@ const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char
 const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
                                           const char *name);
 
-/* The name rule of portfolio and channel ids (CONTRACT §1): 1-64 of
+/* The name rule of portfolio and channel ids (docs/CONTRACT.md §1): 1-64 of
  * [A-Za-z0-9_.:-], the rule events are checked with. */
 bool bd_cfg_valid_name(const char *s);
 
