@@ -21,8 +21,9 @@ static bool allowed(const bd_cfg_key_t *row, unsigned allow)
     return !row->only || (row->only & allow);
 }
 
-/* Stores an integer into a field of 1, 4 or 8 bytes (bool, int or enum,
- * int64_t); memcpy keeps the store free of type punning. */
+/* Stores an integer into a field of 4 or 8 bytes (int or enum, int64_t);
+ * memcpy keeps the store free of type punning. Any other size is a table
+ * written wrong. */
 static void store_int(void *field, size_t size, int64_t v)
 {
     if (size == sizeof(int64_t)) {
@@ -31,8 +32,7 @@ static void store_int(void *field, size_t size, int64_t v)
         int32_t x = (int32_t)v;
         memcpy(field, &x, sizeof x);
     } else {
-        unsigned char x = (unsigned char)v;
-        memcpy(field, &x, 1);
+        abort();
     }
 }
 
@@ -57,8 +57,8 @@ static bool is_inf(const yaml_node_t *v)
            (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF") || !strcmp(s, "inf"));
 }
 
-/* Reads a scalar row's value, runs its check and stores it. Returns
- * whether the value was accepted. */
+/* Reads a scalar row's value, runs its check and stores it into field
+ * (NULL: checked only). Returns whether the value was accepted. */
 static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_node_t *v,
                         const char *what, void *field)
 {
@@ -73,7 +73,7 @@ static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_n
             ok = bd_yaml_num(cx, v, what, row->range, &d);
         }
         ok = ok && (!row->check || row->check(cx, v, what, &d));
-        if (ok) memcpy(field, &d, sizeof d);
+        if (ok && field) memcpy(field, &d, sizeof d);
         break;
     }
     case BD_KEY_INT:
@@ -88,27 +88,27 @@ static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_n
     case BD_KEY_U64: {
         uint64_t x = 0;
         ok = bd_yaml_u64(cx, v, what, &x) && (!row->check || row->check(cx, v, what, &x));
-        if (ok) memcpy(field, &x, sizeof x);
+        if (ok && field) memcpy(field, &x, sizeof x);
         break;
     }
     case BD_KEY_BOOL: {
         bool b = false;
         ok = bd_yaml_bool(cx, v, what, &b) && (!row->check || row->check(cx, v, what, &b));
-        if (ok) memcpy(field, &b, sizeof b);
+        if (ok && field) memcpy(field, &b, sizeof b);
         break;
     }
     case BD_KEY_ENUM: {
         int e = 0;
         ok = bd_yaml_enum(cx, v, what, row->names, &e) &&
              (!row->check || row->check(cx, v, what, &e));
-        if (ok) store_int(field, row->size, e);
+        if (ok && field) store_int(field, row->size, e);
         break;
     }
     case BD_KEY_STR: {
         char *s = NULL;
         ok = bd_yaml_string(cx, v, what, row->flag, &s) &&
              (!row->check || row->check(cx, v, what, &s));
-        if (ok) {
+        if (ok && field) {
             free(*(char **)field);
             *(char **)field = s;
         } else {

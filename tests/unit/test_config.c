@@ -701,6 +701,36 @@ Test(config_keys, every_documented_key_has_its_row)
     }
 }
 
+/* Every row's field fits its type (the walker stores by type and size),
+ * and every map row says how it is read. */
+Test(config_keys, rows_are_well_formed)
+{
+    for (size_t s = 0; s < N_PLACES; s++) {
+        const bd_cfg_section_t *sec = PLACES[s].sec;
+        for (size_t i = 0; i < sec->n; i++) {
+            const bd_cfg_key_t *r = &sec->keys[i];
+            size_t want = 0;
+            switch (r->type) {
+            case BD_KEY_NUM: want = sizeof(double); break;
+            case BD_KEY_U64: want = sizeof(uint64_t); break;
+            case BD_KEY_DUR: want = sizeof(int64_t); break;
+            case BD_KEY_BOOL: want = sizeof(bool); break;
+            case BD_KEY_STR: want = sizeof(char *); break;
+            case BD_KEY_INT:
+            case BD_KEY_ENUM:
+                if (r->off != BD_KEY_NOFIELD)
+                    cr_assert(r->size == 4 || r->size == 8, "%s.%s", sec->name, r->name);
+                break;
+            case BD_KEY_SECTION: cr_assert_not_null(r->sub, "%s.%s", sec->name, r->name); break;
+            case BD_KEY_MAP: cr_assert_not_null(r->apply, "%s.%s", sec->name, r->name); break;
+            }
+            if (want) cr_assert_eq(r->size, want, "%s.%s", sec->name, r->name);
+            if (r->type == BD_KEY_ENUM) cr_assert_not_null(r->names);
+            if (r->off == BD_KEY_NOFIELD) cr_assert_eq(r->type, BD_KEY_INT);
+        }
+    }
+}
+
 /* The YAML block of docs/CONTRACT.md §5, malloc'd. */
 static char *contract_example(void)
 {
