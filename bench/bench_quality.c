@@ -129,32 +129,66 @@ static void check_replay(const opts_t *o, bool resumed)
            rc == 0 ? "yes" : "NO", o->log);
 }
 
+/* What one replication adds beyond agg_t: second-half numbers of every
+ * policy and the engine's event, fault, cap and lag metrics. */
+#define MAX_WIN 16
+typedef struct {
+    double half[SIM_POL__COUNT];     /* second-half regret */
+    double ret_half[SIM_POL__COUNT]; /* second-half return */
+    double oracle_half;
+    double after;                    /* engine: regret from the first event on */
+    double win[MAX_WIN + 1];         /* engine: regret per window between change points */
+    sim_detect_t det;
+    bool has_flags;
+    double cap_cv, undeliv, slow;
+} run_t;
+
+/* The scenario's change points as window bounds: 0, the points, T. */
+static size_t window_bounds(const sim_scenario_t *sc, int *b)
+{
+    int cp[MAX_WIN];
+    size_t m = sim_change_points(sc, cp, MAX_WIN - 1), w = 0;
+    b[w++] = 0;
+    for (size_t j = 0; j < m; j++)
+        if (cp[j] > 0) b[w++] = cp[j];
+    b[w] = sc->cycles;
+    return w;
+}
+
+/* The engine's per-run metrics of the time-structure block. */
+static void engine_metrics(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res,
+                           run_t *ru)
+{
+    int b[MAX_WIN + 2];
+    size_t w = window_bounds(sc, b);
+    for (size_t j = 0; j < w; j++) ru->win[j] = sim_regret_window(tr, res, b[j], b[j + 1]);
+    ru->after = w > 1 ? sim_regret_window(tr, res, b[1], sc->cycles) : NAN;
+    sim_detection(tr, res, &ru->det);
+    ru->has_flags = res->has_flags;
+    int cap_from = sc->cycles;
+    for (size_t e = 0; e < sc->n_ev; e++)
+        if (sc->ev[e].kind == SIM_CAP && sc->ev[e].cycle < cap_from) cap_from = sc->ev[e].cycle;
+    ru->cap_cv = sim_cap_oscillation(sc, res, tr->T, tr->n);
+    ru->undeliv = sim_undelivered(res, cap_from, tr->T, tr->n);
+    ru->slow = sim_slow_funding(sc, tr, res);
+}
+
 /* One scenario: `runs` replications (different environment and engine
- * seeds), every policy on the same truth within a replication. Returns
- * false on a load or engine error (reported). */
-static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool *log_resumed,
-                         agg_t *out)
+ * seeds), every policy on the same truth within a replication. Fills out
+ * (per policy) and rr (per run). Returns false on an engine error
+ * (reported). */
+static bool play_runs(const char *file, sim_scenario_t *sc, const opts_t *o, int R, bool write_log,
+                      bool *log_resumed, agg_t *out, int *rec_runs, double *ra, run_t *rr)
 {
     char err[8192];
-    sim_scenario_t *sc;
-    if (sim_scenario_load(file, &sc, err, sizeof err) != BD_OK) {
-        fprintf(stderr, "%s\n", err);
-        return false;
-    }
-    int R = o->runs;
     uint64_t seed0 = sc->cfg->seed;
-    double *ra = bd_xcalloc((size_t)R * SIM_POL__COUNT, sizeof(double));
-    int *rec_runs = bd_xcalloc((size_t)R, sizeof(int));
-    memset(out, 0, sizeof(agg_t) * SIM_POL__COUNT);
-    for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
     bool ok = true;
     double dg[SIM_D__COUNT] = {0};
-    printf("\n== scenario %s (%s): %d cycles x %d runs, %zu channels, budget %.0f/cycle\n",
-           sc->name, file, sc->cycles, R, sc->n_ch, sc->pol->budget);
-    if (sc->description) printf("   %s\n", sc->description);
+    int half = sc->cycles / 2;
     for (int r = 0; r < R && ok; r++) {
         sc->cfg->seed = r == 0 ? seed0 : bd_mix64(seed0 + (uint64_t)r);
         sim_truth_t *tr = sim_truth_new(sc, bd_mix64(sc->seed + (uint64_t)r * 0x9e37));
+        for (int t = half; t < tr->T; t++) rr[r].oracle_half += tr->opt_v[t];
         for (int p = 0; p < SIM_POL__COUNT && ok; p++) {
             sim_log_t lg = {0}, *lgp = NULL;
             if (p == SIM_POL_ENGINE && r == 0 && write_log) {
@@ -198,7 +232,12 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
             a->regret += res.regret / R;
             a->regret_after += res.regret_after / R;
             ra[(size_t)r * SIM_POL__COUNT + (size_t)p] = res.regret_after;
-            if (p == SIM_POL_ENGINE) rec_runs[r] = res.recovery;
+            rr[r].half[p] = sim_regret_window(tr, &res, half, tr->T);
+            for (int t = half; t < tr->T; t++) rr[r].ret_half[p] += res.v[t];
+            if (p == SIM_POL_ENGINE) {
+                rec_runs[r] = res.recovery;
+                engine_metrics(sc, tr, &res, &rr[r]);
+            }
             a->overspend += res.overspend / R;
             if (res.recovery == -1 || a->recovery == -1) a->recovery = -1;
             else if (res.recovery > a->recovery) a->recovery = res.recovery;
@@ -219,18 +258,19 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
         }
         out[p].regret_after_sd = sqrt(s2 / (R - 1));
     }
-    free(ra);
     if (o->diag && ok) {
         printf("regret decomposition of budgetd (mean over runs of the per-cycle regret, cycles >= %d):\n",
                SIM_WARMUP);
         for (int v = 0; v < SIM_D__COUNT; v++)
             printf("  %-32s %6.2f%%\n", sim_diag_name((sim_diag_t)v), 100 * dg[v]);
     }
-    if (!ok) {
-        free(rec_runs);
-        sim_scenario_free(sc);
-        return false;
-    }
+    return ok;
+}
+
+/* The table and lines every scenario had before the time-structure block,
+ * and the drift-and-shock targets (`targets: true`). */
+static void print_base(const sim_scenario_t *sc, int R, const agg_t *out, const int *rec_runs)
+{
     printf("%-15s %12s %8s %15s %8s %6s %6s %7s %10s\n", "policy", "return", "regret",
            "regret>20 (sd)", "recover", "viol", "kills", "killed", "overspend");
     for (int p = 0; p < SIM_POL__COUNT; p++) {
@@ -306,9 +346,233 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
         printf("target.sim.%s.zero_violations: %s (%d)\n", sc->name,
                e->violations == 0 ? "PASS" : "MISS", e->violations);
     }
+}
+
+/* Mean, sample sd and max over the runs of policy p's second-half regret. */
+static void half_stats(const run_t *rr, int R, int p, double *mean, double *sd, double *mx)
+{
+    double s = 0, s2 = 0, m = -INFINITY;
+    for (int r = 0; r < R; r++) {
+        double x = rr[r].half[p];
+        s += x;
+        if (x > m) m = x;
+    }
+    *mean = s / R;
+    for (int r = 0; r < R; r++) {
+        double d = rr[r].half[p] - *mean;
+        s2 += d * d;
+    }
+    *sd = R > 1 ? sqrt(s2 / (R - 1)) : 0;
+    *mx = m;
+}
+
+static bool has_fault_events(const sim_scenario_t *sc)
+{
+    for (size_t e = 0; e < sc->n_ev; e++) {
+        sim_event_kind_t k = sc->ev[e].kind;
+        if (k == SIM_BREAK || k == SIM_SILENT || k == SIM_NOCONV || k == SIM_VALUE_ERR) return true;
+    }
+    return false;
+}
+
+/* Summary of the engine's metrics over the runs (see run_t). */
+typedef struct {
+    double half, half_sd, half_max, vs_flat, vs_static, oracle_vs_flat, flat_half;
+    double after, after_max, cap_cv, cap_cv_max, undeliv, slow, slow_min;
+    bool flags;          /* some run's records carried "fault" */
+    sim_detect_t det;    /* summed over runs; worst_* the worst run */
+    double delay_mean;   /* over detected faults of all runs */
+    bool static_ahead;   /* engine's second-half return above the static split's */
+} tsum_t;
+
+static void summarise(int R, const run_t *rr, tsum_t *s)
+{
+    double d, ret[SIM_POL__COUNT] = {0}, oh = 0;
+    memset(s, 0, sizeof *s);
+    half_stats(rr, R, SIM_POL_ENGINE, &s->half, &s->half_sd, &s->half_max);
+    half_stats(rr, R, SIM_POL_FLAT, &s->flat_half, &d, &d);
+    for (int r = 0; r < R; r++) {
+        for (int p = 0; p < SIM_POL__COUNT; p++) ret[p] += rr[r].ret_half[p];
+        oh += rr[r].oracle_half;
+    }
+    s->vs_flat = ret[SIM_POL_ENGINE] / ret[SIM_POL_FLAT];
+    s->vs_static = ret[SIM_POL_ENGINE] / ret[SIM_POL_STATIC];
+    s->oracle_vs_flat = oh / ret[SIM_POL_FLAT];
+    s->static_ahead = ret[SIM_POL_ENGINE] > ret[SIM_POL_STATIC];
+    s->det.worst_delay = s->det.worst_clear = -1;
+    s->after_max = s->cap_cv_max = -INFINITY;
+    s->slow_min = INFINITY;
+    double dsum = 0;
+    for (int r = 0; r < R; r++) {
+        const run_t *u = &rr[r];
+        s->after += u->after / R;
+        if (u->after > s->after_max) s->after_max = u->after;
+        s->cap_cv += u->cap_cv / R;
+        if (u->cap_cv > s->cap_cv_max) s->cap_cv_max = u->cap_cv;
+        s->undeliv += u->undeliv / R;
+        s->slow += u->slow / R;
+        if (u->slow < s->slow_min) s->slow_min = u->slow;
+        s->flags |= u->has_flags;
+        s->det.faults += u->det.faults;
+        s->det.detected += u->det.detected;
+        s->det.false_alarms += u->det.false_alarms;
+        s->det.never_cleared += u->det.never_cleared;
+        dsum += u->det.mean_delay * u->det.detected;
+        if (u->det.worst_delay > s->det.worst_delay) s->det.worst_delay = u->det.worst_delay;
+        if (u->det.worst_clear > s->det.worst_clear) s->det.worst_clear = u->det.worst_clear;
+    }
+    s->delay_mean = s->det.detected ? dsum / s->det.detected : 0;
+}
+
+/* The time-structure block: second-half regret of every policy with its
+ * spread over runs, the ratios to the best flat and the static split, and
+ * the engine's event, fault, cap and lag metrics. */
+static void print_time(const sim_scenario_t *sc, int R, const run_t *rr, const tsum_t *s)
+{
+    const char *nm = sc->name;
+    int half = sc->cycles / 2;
+    double ret[SIM_POL__COUNT] = {0};
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < SIM_POL__COUNT; p++) ret[p] += rr[r].ret_half[p];
+    printf("second half (cycles >= %d), %d runs:\n%-15s %8s %7s %8s %8s %9s\n", half, R, "policy",
+           "regret", "(sd)", "max", "vs flat", "vs static");
+    for (int p = 0; p < SIM_POL__COUNT; p++) {
+        double m, sd, mx;
+        half_stats(rr, R, p, &m, &sd, &mx);
+        printf("%-15s %7.2f%% (%4.2f) %7.2f%% %8.4f %9.4f\n", sim_policy_name((sim_policy_t)p),
+               100 * m, 100 * sd, 100 * mx, ret[p] / ret[SIM_POL_FLAT], ret[p] / ret[SIM_POL_STATIC]);
+    }
+    printf("(vs flat, vs static: second-half return over the best time-invariant split's in"
+           " hindsight, over the static\n initial split's; > 1 = ahead. oracle / best flat split:"
+           " %.4f, what knowing the time structure is worth)\n", s->oracle_vs_flat);
+    printf("sim.%s.budgetd.regret_half: %.4f ratio (mean of %d runs; sd %.4f, max %.4f)\n", nm,
+           s->half, R, s->half_sd, s->half_max);
+    printf("sim.%s.budgetd.vs_flat: %.4f ratio (second-half return / best flat split's)\n", nm, s->vs_flat);
+    printf("sim.%s.budgetd.vs_static: %.4f ratio (second-half return / static split's)\n", nm,
+           s->vs_static);
+    printf("sim.%s.oracle.vs_flat: %.4f ratio\n", nm, s->oracle_vs_flat);
+    int b[MAX_WIN + 2];
+    size_t w = window_bounds(sc, b);
+    if (w > 1) {
+        printf("sim.%s.budgetd.regret_after_event: %.4f ratio (cycles >= %d; mean of %d runs, max %.4f)\n",
+               nm, s->after, b[1], R, s->after_max);
+        printf("sim.%s.budgetd.regret_windows:", nm);
+        for (size_t j = 0; j < w; j++) {
+            double m = 0;
+            for (int r = 0; r < R; r++) m += rr[r].win[j] / R;
+            printf(" [%d,%d) %.2f%%", b[j], b[j + 1], 100 * m);
+        }
+        printf(" (mean of %d runs)\n", R);
+    }
+    if (has_fault_events(sc) || (sc->target_mask & (SIM_T_DETECT_3 | SIM_T_NO_FALSE_ALARM))) {
+        if (!s->flags) {
+            printf("sim.%s.budgetd.detect_delay: n/a (no \"fault\" field in the decision records;"
+                   " %d true faults)\n", nm, s->det.faults);
+            printf("sim.%s.budgetd.false_alarms: n/a (no \"fault\" field in the decision records)\n", nm);
+        } else {
+            if (s->det.worst_delay >= 0)
+                printf("sim.%s.budgetd.detect_delay: worst %d mean %.1f cycles (%d of %d faults flagged,"
+                       " all runs)\n", nm, s->det.worst_delay, s->delay_mean, s->det.detected,
+                       s->det.faults);
+            else
+                printf("sim.%s.budgetd.detect_delay: none flagged (%d true faults, all runs)\n", nm,
+                       s->det.faults);
+            if (s->det.worst_clear >= 0 || s->det.never_cleared)
+                printf("sim.%s.budgetd.clear_delay: worst %d cycles (%d never cleared)\n", nm,
+                       s->det.worst_clear, s->det.never_cleared);
+            printf("sim.%s.budgetd.false_alarms: %d count (all runs)\n", nm, s->det.false_alarms);
+        }
+    }
+    int cch = sim_cap_channel(sc);
+    if (cch >= 0) {
+        printf("sim.%s.budgetd.cap_oscillation: %.3f cv (%s's allocation, second half of the cap;"
+               " mean of %d runs, max %.3f)\n", nm, s->cap_cv, sc->ch[cch].name, R, s->cap_cv_max);
+        printf("sim.%s.budgetd.undelivered: %.4f ratio (allocation not spent because of caps,"
+               " from the first cap on)\n", nm, s->undeliv);
+    }
+    int slow = sim_slow_channel(sc);
+    if (slow >= 0)
+        printf("sim.%s.budgetd.slow_funding: %.3f ratio (%s, mean lag %.1f cycles: second-half"
+               " allocation / oracle's; mean of %d runs, min %.3f)\n", nm, s->slow,
+               sc->ch[slow].name, sc->ch[slow].lag.mean, R, s->slow_min);
+}
+
+/* PASS/FAIL of the scenario's named targets (scenario.c). */
+static void print_targets(const sim_scenario_t *sc, const agg_t *out, const tsum_t *s)
+{
+    const char *nm = sc->name;
+    unsigned m = sc->target_mask;
+#define VERDICT(ok) ((ok) ? "PASS" : "FAIL")
+    if (m & SIM_T_HALF_5PCT)
+        printf("target.sim.%s.half_within_5pct: %s (%.2f%%)\n", nm, VERDICT(s->half <= 0.05), 100 * s->half);
+    if (m & SIM_T_EVENT_5PCT)
+        printf("target.sim.%s.event_within_5pct: %s (%.2f%%)\n", nm, VERDICT(s->after <= 0.05),
+               100 * s->after);
+    if (m & SIM_T_AHEAD_FLAT)
+        printf("target.sim.%s.ahead_of_flat: %s (regret %.2f%% vs flat %.2f%%; return ratio %.4f)\n",
+               nm, VERDICT(s->half <= 0.5 * s->flat_half), 100 * s->half, 100 * s->flat_half,
+               s->vs_flat);
+    if (m & SIM_T_AHEAD_STATIC)
+        printf("target.sim.%s.ahead_of_static: %s (return ratio %.4f)\n", nm, VERDICT(s->static_ahead),
+               s->vs_static);
+    if (m & SIM_T_SLOW_FUNDED)
+        printf("target.sim.%s.slow_funded: %s (%.3f of the oracle's spend)\n", nm,
+               VERDICT(s->slow >= 0.9), s->slow);
+    if (m & SIM_T_SEEDS)
+        printf("target.sim.%s.seeds_5_8: %s (mean %.2f%%, max %.2f%%)\n", nm,
+               VERDICT(s->half <= 0.05 && s->half_max <= 0.08), 100 * s->half, 100 * s->half_max);
+    if (m & SIM_T_DETECT_3) {
+        if (!s->flags)
+            printf("target.sim.%s.detect_within_3: FAIL (n/a: the records carry no fault flag)\n", nm);
+        else
+            printf("target.sim.%s.detect_within_3: %s (worst %d, %d of %d flagged)\n", nm,
+                   VERDICT(s->det.detected == s->det.faults && s->det.worst_delay <= 3),
+                   s->det.worst_delay, s->det.detected, s->det.faults);
+    }
+    if (m & SIM_T_NO_FALSE_ALARM)
+        printf("target.sim.%s.no_false_alarms: %s (%d%s)\n", nm, VERDICT(s->det.false_alarms == 0),
+               s->det.false_alarms, s->flags ? "" : "; the records carry no fault flag");
+    if (m & SIM_T_CAP_SETTLES)
+        printf("target.sim.%s.cap_settles: %s (cv %.3f)\n", nm, VERDICT(s->cap_cv <= 0.1), s->cap_cv);
+    if (m & SIM_T_NO_VIOLATIONS)
+        printf("target.sim.%s.no_violations: %s (%d)\n", nm,
+               VERDICT(out[SIM_POL_ENGINE].violations == 0), out[SIM_POL_ENGINE].violations);
+#undef VERDICT
+}
+
+/* One scenario: load, play, print. Returns false on a load or engine error
+ * (reported). */
+static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool *log_resumed,
+                         agg_t *out)
+{
+    char err[8192];
+    sim_scenario_t *sc;
+    if (sim_scenario_load(file, &sc, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return false;
+    }
+    int R = o->runs > 0 ? o->runs : sc->runs > 0 ? sc->runs : 10;
+    double *ra = bd_xcalloc((size_t)R * SIM_POL__COUNT, sizeof(double));
+    int *rec_runs = bd_xcalloc((size_t)R, sizeof(int));
+    run_t *rr = bd_xcalloc((size_t)R, sizeof *rr);
+    memset(out, 0, sizeof(agg_t) * SIM_POL__COUNT);
+    for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
+    printf("\n== scenario %s (%s): %d cycles x %d runs, %zu channels, budget %.0f/cycle\n",
+           sc->name, file, sc->cycles, R, sc->n_ch, sc->pol->budget);
+    if (sc->description) printf("   %s\n", sc->description);
+    bool ok = play_runs(file, sc, o, R, write_log, log_resumed, out, rec_runs, ra, rr);
+    if (ok) {
+        tsum_t s;
+        print_base(sc, R, out, rec_runs);
+        summarise(R, rr, &s);
+        print_time(sc, R, rr, &s);
+        print_targets(sc, out, &s);
+    }
+    free(ra);
     free(rec_runs);
+    free(rr);
     sim_scenario_free(sc);
-    return true;
+    return ok;
 }
 
 static void run_bandit(const opts_t *o)
@@ -395,7 +659,7 @@ static void run_bandit(const opts_t *o)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.dir = "bench/scenarios", .runs = 10, .threads = 2, .sim = true, .bandit = true};
+    opts_t o = {.dir = "bench/scenarios", .runs = 0, .threads = 2, .sim = true, .bandit = true};
     long np = sysconf(_SC_NPROCESSORS_ONLN);
     if (np > 0 && np < 64) o.threads = (int)np;
     static const struct option lo[] = {
@@ -414,7 +678,10 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd': o.dir = optarg; break;
         case 's': files[nf++] = optarg; break;
-        case 'r': o.runs = atoi(optarg); break;
+        case 'r':
+            o.runs = atoi(optarg);
+            if (o.runs < 1) o.runs = -1;
+            break;
         case 't': o.threads = atoi(optarg); break;
         case 'q': o.quick = true; break;
         case 'l': o.log = optarg; break;
@@ -433,7 +700,7 @@ int main(int argc, char **argv)
         default: usage(); return 2;
         }
     }
-    if (o.runs < 1 || o.threads < 1 || optind != argc) {
+    if (o.runs < 0 || o.threads < 1 || optind != argc) {
         usage();
         return 2;
     }
