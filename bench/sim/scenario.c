@@ -51,7 +51,8 @@
  *                              2x below re-fit and static, recovery), or a list
  *                              of named targets bench_quality checks:
  *       half_within_5pct    second-half regret <= 5% (mean over runs)
- *       event_within_5pct   regret from the first event to the end <= 5%
+ *       event_within_5pct   regret <= 5% in every window between change points
+ *                           (event starts and ends) from the first event on
  *       ahead_of_flat       second-half regret <= half the best flat split's
  *       ahead_of_static     second-half return above the static split's
  *       slow_funded         the slowest-reporting channel's second-half spend

@@ -89,7 +89,8 @@ typedef struct {
 enum {
     SIM_T_BASE = 1 << 0,          /* `targets: true`: regret <= 5%, 2x below re-fit and static */
     SIM_T_HALF_5PCT = 1 << 1,     /* second-half regret <= 5% (mean over runs) */
-    SIM_T_EVENT_5PCT = 1 << 2,    /* regret from the first event on <= 5% */
+    SIM_T_EVENT_5PCT = 1 << 2,    /* every window between change points from the first
+                                   * event on: regret <= 5% (mean over runs) */
     SIM_T_AHEAD_FLAT = 1 << 3,    /* second-half regret <= half the best flat split's */
     SIM_T_AHEAD_STATIC = 1 << 4,  /* second-half return above the static split's */
     SIM_T_SLOW_FUNDED = 1 << 5,   /* slowest-reporting channel gets >= 90% of the oracle's spend */
