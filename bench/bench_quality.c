@@ -139,67 +139,21 @@ static void check_replay(const opts_t *o, bool resumed)
            rc == 0 ? "yes" : "NO", o->log);
 }
 
-/* What one replication adds beyond agg_t: second-half numbers of every
- * policy and the engine's event, fault, cap and lag metrics. */
-#define MAX_WIN 16
-typedef struct {
-    double half[SIM_POL__COUNT];     /* second-half regret */
-    double ret_half[SIM_POL__COUNT]; /* second-half return */
-    double oracle_half;
-    double after;                    /* engine: regret from the first event on */
-    double win[MAX_WIN + 1];         /* engine: regret per window between change points */
-    sim_detect_t det;
-    bool has_flags;
-    double cap_cv, undeliv, slow;
-} run_t;
-
-/* The scenario's change points as window bounds: 0, the points, T. */
-static size_t window_bounds(const sim_scenario_t *sc, int *b)
-{
-    int cp[MAX_WIN];
-    size_t m = sim_change_points(sc, cp, MAX_WIN - 1), w = 0;
-    b[w++] = 0;
-    for (size_t j = 0; j < m; j++)
-        if (cp[j] > 0) b[w++] = cp[j];
-    b[w] = sc->cycles;
-    return w;
-}
-
-/* The engine's per-run metrics of the time-structure block. */
-static void engine_metrics(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res,
-                           run_t *ru)
-{
-    int b[MAX_WIN + 2];
-    size_t w = window_bounds(sc, b);
-    for (size_t j = 0; j < w; j++) ru->win[j] = sim_regret_window(tr, res, b[j], b[j + 1]);
-    ru->after = w > 1 ? sim_regret_window(tr, res, b[1], sc->cycles) : NAN;
-    sim_detection(tr, res, &ru->det);
-    ru->has_flags = res->has_flags;
-    int cap_from = sc->cycles;
-    for (size_t e = 0; e < sc->n_ev; e++)
-        if (sc->ev[e].kind == SIM_CAP && sc->ev[e].cycle < cap_from) cap_from = sc->ev[e].cycle;
-    ru->cap_cv = sim_cap_oscillation(sc, res, tr->T, tr->n);
-    ru->undeliv = sim_undelivered(res, cap_from, tr->T, tr->n);
-    ru->slow = sim_slow_funding(sc, tr, res);
-}
-
 /* One scenario: `runs` replications (different environment and engine
  * seeds), every policy on the same truth within a replication. Fills out
  * (per policy) and rr (per run). Returns false on an engine error
  * (reported). */
 static bool play_runs(FILE *f, const char *file, sim_scenario_t *sc, const opts_t *o, int R,
                       bool write_log, bool *log_resumed, agg_t *out, int *rec_runs, double *ra,
-                      run_t *rr)
+                      sim_runstats_t *rr)
 {
     char err[8192];
     uint64_t seed0 = sc->cfg->seed;
     bool ok = true;
     double dg[SIM_D__COUNT] = {0};
-    int half = sc->cycles / 2;
     for (int r = 0; r < R && ok; r++) {
         sc->cfg->seed = r == 0 ? seed0 : bd_mix64(seed0 + (uint64_t)r);
         sim_truth_t *tr = sim_truth_new(sc, bd_mix64(sc->seed + (uint64_t)r * 0x9e37));
-        for (int t = half; t < tr->T; t++) rr[r].oracle_half += tr->opt_v[t];
         for (int p = 0; p < SIM_POL__COUNT && ok; p++) {
             sim_log_t lg = {0}, *lgp = NULL;
             if (p == SIM_POL_ENGINE && r == 0 && write_log) {
@@ -243,12 +197,8 @@ static bool play_runs(FILE *f, const char *file, sim_scenario_t *sc, const opts_
             a->regret += res.regret / R;
             a->regret_after += res.regret_after / R;
             ra[(size_t)r * SIM_POL__COUNT + (size_t)p] = res.regret_after;
-            rr[r].half[p] = sim_regret_window(tr, &res, half, tr->T);
-            for (int t = half; t < tr->T; t++) rr[r].ret_half[p] += res.v[t];
-            if (p == SIM_POL_ENGINE) {
-                rec_runs[r] = res.recovery;
-                engine_metrics(sc, tr, &res, &rr[r]);
-            }
+            sim_runstats_add(sc, tr, (sim_policy_t)p, &res, &rr[r]);
+            if (p == SIM_POL_ENGINE) rec_runs[r] = res.recovery;
             a->overspend += res.overspend / R;
             if (res.recovery == -1 || a->recovery == -1) a->recovery = -1;
             else if (res.recovery > a->recovery) a->recovery = res.recovery;
@@ -359,24 +309,6 @@ static void print_base(FILE *f, const sim_scenario_t *sc, int R, const agg_t *ou
     }
 }
 
-/* Mean, sample sd and max over the runs of policy p's second-half regret. */
-static void half_stats(const run_t *rr, int R, int p, double *mean, double *sd, double *mx)
-{
-    double s = 0, s2 = 0, m = -INFINITY;
-    for (int r = 0; r < R; r++) {
-        double x = rr[r].half[p];
-        s += x;
-        if (x > m) m = x;
-    }
-    *mean = s / R;
-    for (int r = 0; r < R; r++) {
-        double d = rr[r].half[p] - *mean;
-        s2 += d * d;
-    }
-    *sd = R > 1 ? sqrt(s2 / (R - 1)) : 0;
-    *mx = m;
-}
-
 static bool has_fault_events(const sim_scenario_t *sc)
 {
     for (size_t e = 0; e < sc->n_ev; e++) {
@@ -386,73 +318,10 @@ static bool has_fault_events(const sim_scenario_t *sc)
     return false;
 }
 
-/* Summary of the engine's metrics over the runs (see run_t). */
-typedef struct {
-    double half, half_sd, half_max, vs_flat, vs_static, oracle_vs_flat, flat_half;
-    double after, after_max, cap_cv, cap_cv_max, undeliv, slow, slow_min;
-    double worst_win;    /* worst window from the first event on (mean over runs) */
-    int worst_from, worst_to;
-    bool flags;          /* some run's records carried "fault" */
-    sim_detect_t det;    /* summed over runs; worst_* the worst run */
-    double delay_mean;   /* over detected faults of all runs */
-    bool static_ahead;   /* engine's second-half return above the static split's */
-} tsum_t;
-
-static void summarise(const sim_scenario_t *sc, int R, const run_t *rr, tsum_t *s)
-{
-    double d, ret[SIM_POL__COUNT] = {0}, oh = 0;
-    memset(s, 0, sizeof *s);
-    half_stats(rr, R, SIM_POL_ENGINE, &s->half, &s->half_sd, &s->half_max);
-    half_stats(rr, R, SIM_POL_FLAT, &s->flat_half, &d, &d);
-    for (int r = 0; r < R; r++) {
-        for (int p = 0; p < SIM_POL__COUNT; p++) ret[p] += rr[r].ret_half[p];
-        oh += rr[r].oracle_half;
-    }
-    s->vs_flat = ret[SIM_POL_ENGINE] / ret[SIM_POL_FLAT];
-    s->vs_static = ret[SIM_POL_ENGINE] / ret[SIM_POL_STATIC];
-    s->oracle_vs_flat = oh / ret[SIM_POL_FLAT];
-    s->static_ahead = ret[SIM_POL_ENGINE] > ret[SIM_POL_STATIC];
-    s->det.worst_delay = s->det.worst_clear = -1;
-    s->after_max = s->cap_cv_max = -INFINITY;
-    s->slow_min = INFINITY;
-    double dsum = 0;
-    for (int r = 0; r < R; r++) {
-        const run_t *u = &rr[r];
-        s->after += u->after / R;
-        if (u->after > s->after_max) s->after_max = u->after;
-        s->cap_cv += u->cap_cv / R;
-        if (u->cap_cv > s->cap_cv_max) s->cap_cv_max = u->cap_cv;
-        s->undeliv += u->undeliv / R;
-        s->slow += u->slow / R;
-        if (u->slow < s->slow_min) s->slow_min = u->slow;
-        s->flags |= u->has_flags;
-        s->det.faults += u->det.faults;
-        s->det.detected += u->det.detected;
-        s->det.false_alarms += u->det.false_alarms;
-        s->det.never_cleared += u->det.never_cleared;
-        dsum += u->det.mean_delay * u->det.detected;
-        if (u->det.worst_delay > s->det.worst_delay) s->det.worst_delay = u->det.worst_delay;
-        if (u->det.worst_clear > s->det.worst_clear) s->det.worst_clear = u->det.worst_clear;
-    }
-    s->delay_mean = s->det.detected ? dsum / s->det.detected : 0;
-    int b[MAX_WIN + 2];
-    size_t w = window_bounds(sc, b);
-    s->worst_win = NAN;
-    for (size_t j = 1; j < w; j++) {
-        double m = 0;
-        for (int r = 0; r < R; r++) m += rr[r].win[j] / R;
-        if (!(m <= s->worst_win)) {
-            s->worst_win = m;
-            s->worst_from = b[j];
-            s->worst_to = b[j + 1];
-        }
-    }
-}
-
 /* The time-structure block: second-half regret of every policy with its
  * spread over runs, the ratios to the best flat and the static split, and
  * the engine's event, fault, cap and lag metrics. */
-static void print_time(FILE *f, const sim_scenario_t *sc, int R, const run_t *rr, const tsum_t *s)
+static void print_time(FILE *f, const sim_scenario_t *sc, int R, const sim_runstats_t *rr, const sim_summary_t *s)
 {
     const char *nm = sc->name;
     int half = sc->cycles / 2;
@@ -463,7 +332,7 @@ static void print_time(FILE *f, const sim_scenario_t *sc, int R, const run_t *rr
            "regret", "(sd)", "max", "vs flat", "vs static");
     for (int p = 0; p < SIM_POL__COUNT; p++) {
         double m, sd, mx;
-        half_stats(rr, R, p, &m, &sd, &mx);
+        sim_half_stats(rr, R, p, &m, &sd, &mx);
         fprintf(f, "%-15s %7.2f%% (%4.2f) %7.2f%% %8.4f %9.4f\n", sim_policy_name((sim_policy_t)p),
                100 * m, 100 * sd, 100 * mx, ret[p] / ret[SIM_POL_FLAT], ret[p] / ret[SIM_POL_STATIC]);
     }
@@ -476,8 +345,8 @@ static void print_time(FILE *f, const sim_scenario_t *sc, int R, const run_t *rr
     fprintf(f, "sim.%s.budgetd.vs_static: %.4f ratio (second-half return / static split's)\n", nm,
            s->vs_static);
     fprintf(f, "sim.%s.oracle.vs_flat: %.4f ratio\n", nm, s->oracle_vs_flat);
-    int b[MAX_WIN + 2];
-    size_t w = window_bounds(sc, b);
+    int b[SIM_MAX_WIN + 2];
+    size_t w = sim_window_bounds(sc, b);
     if (w > 1) {
         fprintf(f, "sim.%s.budgetd.regret_after_event: %.4f ratio (cycles >= %d; mean of %d runs, max %.4f)\n",
                nm, s->after, b[1], R, s->after_max);
@@ -524,7 +393,7 @@ static void print_time(FILE *f, const sim_scenario_t *sc, int R, const run_t *rr
 }
 
 /* PASS/FAIL of the scenario's named targets (scenario.c). */
-static void print_targets(FILE *f, const sim_scenario_t *sc, const agg_t *out, const tsum_t *s)
+static void print_targets(FILE *f, const sim_scenario_t *sc, const agg_t *out, const sim_summary_t *s)
 {
     const char *nm = sc->name;
     unsigned m = sc->target_mask;
@@ -579,7 +448,7 @@ static bool run_scenario(FILE *f, const char *file, const opts_t *o, bool write_
     int R = o->runs > 0 ? o->runs : sc->runs > 0 ? sc->runs : 10;
     double *ra = bd_xcalloc((size_t)R * SIM_POL__COUNT, sizeof(double));
     int *rec_runs = bd_xcalloc((size_t)R, sizeof(int));
-    run_t *rr = bd_xcalloc((size_t)R, sizeof *rr);
+    sim_runstats_t *rr = bd_xcalloc((size_t)R, sizeof *rr);
     agg_t out[SIM_POL__COUNT];
     memset(out, 0, sizeof out);
     for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
@@ -588,9 +457,9 @@ static bool run_scenario(FILE *f, const char *file, const opts_t *o, bool write_
     if (sc->description) fprintf(f, "   %s\n", sc->description);
     bool ok = play_runs(f, file, sc, o, R, write_log, log_resumed, out, rec_runs, ra, rr);
     if (ok) {
-        tsum_t s;
+        sim_summary_t s;
         print_base(f, sc, R, out, rec_runs);
-        summarise(sc, R, rr, &s);
+        sim_summarise(sc, R, rr, &s);
         print_time(f, sc, R, rr, &s);
         print_targets(f, sc, out, &s);
     }

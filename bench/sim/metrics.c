@@ -1,9 +1,11 @@
 /* metrics.c: what bench_quality reports of one run beyond total regret:
  * regret over windows (second half, after an event), fault detection
  * against the truth's fault episodes, the settling of a capped channel,
- * undelivered budget, and the funding of a slow-reporting channel. */
+ * undelivered budget, and the funding of a slow-reporting channel; and
+ * their summary over the runs of a scenario. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "sim.h"
 
 double sim_regret_window(const sim_truth_t *tr, const sim_result_t *res, int from, int to)
@@ -161,4 +163,116 @@ double sim_slow_funding(const sim_scenario_t *sc, const sim_truth_t *tr, const s
         o += tr->opt_x[(size_t)t * tr->n + (size_t)slow];
     }
     return o > 0 ? a / o : 0;
+}
+
+/* The scenario's change points as window bounds: 0, the points, T. */
+size_t sim_window_bounds(const sim_scenario_t *sc, int *b)
+{
+    int cp[SIM_MAX_WIN];
+    size_t m = sim_change_points(sc, cp, SIM_MAX_WIN - 1), w = 0;
+    b[w++] = 0;
+    for (size_t j = 0; j < m; j++)
+        if (cp[j] > 0) b[w++] = cp[j];
+    b[w] = sc->cycles;
+    return w;
+}
+
+/* The engine's per-run metrics. */
+static void engine_metrics(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res,
+                           sim_runstats_t *ru)
+{
+    int b[SIM_MAX_WIN + 2];
+    size_t w = sim_window_bounds(sc, b);
+    for (size_t j = 0; j < w; j++) ru->win[j] = sim_regret_window(tr, res, b[j], b[j + 1]);
+    ru->after = w > 1 ? sim_regret_window(tr, res, b[1], sc->cycles) : NAN;
+    sim_detection(tr, res, &ru->det);
+    ru->has_flags = res->has_flags;
+    int cap_from = sc->cycles;
+    for (size_t e = 0; e < sc->n_ev; e++)
+        if (sc->ev[e].kind == SIM_CAP && sc->ev[e].cycle < cap_from) cap_from = sc->ev[e].cycle;
+    ru->cap_cv = sim_cap_oscillation(sc, res, tr->T, tr->n);
+    ru->undeliv = sim_undelivered(res, cap_from, tr->T, tr->n);
+    ru->slow = sim_slow_funding(sc, tr, res);
+}
+
+void sim_runstats_add(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t p,
+                      const sim_result_t *res, sim_runstats_t *ru)
+{
+    int half = tr->T / 2;
+    ru->half[p] = sim_regret_window(tr, res, half, tr->T);
+    ru->ret_half[p] = 0;
+    ru->oracle_half = 0;
+    for (int t = half; t < tr->T; t++) {
+        ru->ret_half[p] += res->v[t];
+        ru->oracle_half += tr->opt_v[t];
+    }
+    if (p == SIM_POL_ENGINE) engine_metrics(sc, tr, res, ru);
+}
+
+void sim_half_stats(const sim_runstats_t *rr, int R, int p, double *mean, double *sd, double *mx)
+{
+    double s = 0, s2 = 0, m = -INFINITY;
+    for (int r = 0; r < R; r++) {
+        double x = rr[r].half[p];
+        s += x;
+        if (x > m) m = x;
+    }
+    *mean = s / R;
+    for (int r = 0; r < R; r++) {
+        double d = rr[r].half[p] - *mean;
+        s2 += d * d;
+    }
+    *sd = R > 1 ? sqrt(s2 / (R - 1)) : 0;
+    *mx = m;
+}
+
+void sim_summarise(const sim_scenario_t *sc, int R, const sim_runstats_t *rr, sim_summary_t *s)
+{
+    double d, ret[SIM_POL__COUNT] = {0}, oh = 0;
+    memset(s, 0, sizeof *s);
+    sim_half_stats(rr, R, SIM_POL_ENGINE, &s->half, &s->half_sd, &s->half_max);
+    sim_half_stats(rr, R, SIM_POL_FLAT, &s->flat_half, &d, &d);
+    for (int r = 0; r < R; r++) {
+        for (int p = 0; p < SIM_POL__COUNT; p++) ret[p] += rr[r].ret_half[p];
+        oh += rr[r].oracle_half;
+    }
+    s->vs_flat = ret[SIM_POL_ENGINE] / ret[SIM_POL_FLAT];
+    s->vs_static = ret[SIM_POL_ENGINE] / ret[SIM_POL_STATIC];
+    s->oracle_vs_flat = oh / ret[SIM_POL_FLAT];
+    s->static_ahead = ret[SIM_POL_ENGINE] > ret[SIM_POL_STATIC];
+    s->det.worst_delay = s->det.worst_clear = -1;
+    s->after_max = s->cap_cv_max = -INFINITY;
+    s->slow_min = INFINITY;
+    double dsum = 0;
+    for (int r = 0; r < R; r++) {
+        const sim_runstats_t *u = &rr[r];
+        s->after += u->after / R;
+        if (u->after > s->after_max) s->after_max = u->after;
+        s->cap_cv += u->cap_cv / R;
+        if (u->cap_cv > s->cap_cv_max) s->cap_cv_max = u->cap_cv;
+        s->undeliv += u->undeliv / R;
+        s->slow += u->slow / R;
+        if (u->slow < s->slow_min) s->slow_min = u->slow;
+        s->flags |= u->has_flags;
+        s->det.faults += u->det.faults;
+        s->det.detected += u->det.detected;
+        s->det.false_alarms += u->det.false_alarms;
+        s->det.never_cleared += u->det.never_cleared;
+        dsum += u->det.mean_delay * u->det.detected;
+        if (u->det.worst_delay > s->det.worst_delay) s->det.worst_delay = u->det.worst_delay;
+        if (u->det.worst_clear > s->det.worst_clear) s->det.worst_clear = u->det.worst_clear;
+    }
+    s->delay_mean = s->det.detected ? dsum / s->det.detected : 0;
+    int b[SIM_MAX_WIN + 2];
+    size_t w = sim_window_bounds(sc, b);
+    s->worst_win = NAN;
+    for (size_t j = 1; j < w; j++) {
+        double m = 0;
+        for (int r = 0; r < R; r++) m += rr[r].win[j] / R;
+        if (!(m <= s->worst_win)) {
+            s->worst_win = m;
+            s->worst_from = b[j];
+            s->worst_to = b[j + 1];
+        }
+    }
 }

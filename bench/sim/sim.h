@@ -341,6 +341,53 @@ double sim_undelivered(const sim_result_t *res, int from, int T, size_t n);
 int sim_slow_channel(const sim_scenario_t *sc);
 double sim_slow_funding(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res);
 
+/* ---- per-run and per-scenario summaries (metrics.c) ------------------------ */
+
+#define SIM_MAX_WIN 16 /* most windows between change points reported */
+
+/* What one replication adds beyond sim_result_t's totals: second-half
+ * numbers of every policy and the engine's event, fault, cap and lag
+ * metrics. Zero-initialise, then sim_runstats_add each policy's result. */
+typedef struct {
+    double half[SIM_POL__COUNT];     /* second-half regret */
+    double ret_half[SIM_POL__COUNT]; /* second-half return */
+    double oracle_half;
+    double after;                    /* engine: regret from the first event on (NAN: no event) */
+    double win[SIM_MAX_WIN + 1];     /* engine: regret per window between change points */
+    sim_detect_t det;
+    bool has_flags;
+    double cap_cv, undeliv, slow;
+} sim_runstats_t;
+
+/* The scenario's change points as window bounds b[0..w] (0, the points,
+ * T); b has room for SIM_MAX_WIN + 2. Returns w, the number of windows. */
+size_t sim_window_bounds(const sim_scenario_t *sc, int *b);
+
+/* Adds policy p's result of one run to ru. */
+void sim_runstats_add(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t p,
+                      const sim_result_t *res, sim_runstats_t *ru);
+
+/* Mean, sample sd and max over R runs of policy p's second-half regret. */
+void sim_half_stats(const sim_runstats_t *rr, int R, int p, double *mean, double *sd, double *mx);
+
+/* The engine's metrics over R runs. */
+typedef struct {
+    double half, half_sd, half_max;  /* second-half regret: mean, sd, worst run */
+    double flat_half;                /* the best flat split's, mean */
+    double vs_flat, vs_static;       /* second-half return / the flat split's, the static's */
+    double oracle_vs_flat;           /* the oracle's second-half return / the flat split's */
+    double after, after_max;         /* regret from the first event on */
+    double worst_win;                /* worst window from the first event on (mean over runs) */
+    int worst_from, worst_to;
+    double cap_cv, cap_cv_max, undeliv, slow, slow_min;
+    bool flags;          /* some run's records carried "fault" */
+    sim_detect_t det;    /* counts summed over runs; worst_* the worst run */
+    double delay_mean;   /* over detected faults of all runs */
+    bool static_ahead;   /* second-half return above the static split's */
+} sim_summary_t;
+
+void sim_summarise(const sim_scenario_t *sc, int R, const sim_runstats_t *rr, sim_summary_t *s);
+
 /* ---- Bernoulli bandit sanity benchmarks (bench/bandit.c) ----------------
  * Thompson sampling through the Beta-Bernoulli model's own draw, observe and
  * discount code (models/beta_bernoulli.c). Jobs run on `threads` threads;
