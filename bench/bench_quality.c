@@ -341,6 +341,9 @@ static void print_time(FILE *f, const sim_scenario_t *sc, int R, const sim_runst
            " %.4f, what knowing the time structure is worth)\n", s->oracle_vs_flat);
     fprintf(f, "sim.%s.budgetd.regret_half: %.4f ratio (mean of %d runs; sd %.4f, max %.4f)\n", nm,
            s->half, R, s->half_sd, s->half_max);
+    fprintf(f, "sim.%s.budgetd.regret_half_runs:", nm);
+    for (int r = 0; r < R; r++) fprintf(f, "%s%.4f", r ? "," : " ", rr[r].half[SIM_POL_ENGINE]);
+    fprintf(f, " ratio (per run)\n");
     fprintf(f, "sim.%s.budgetd.vs_flat: %.4f ratio (second-half return / best flat split's)\n", nm, s->vs_flat);
     fprintf(f, "sim.%s.budgetd.vs_static: %.4f ratio (second-half return / static split's)\n", nm,
            s->vs_static);
