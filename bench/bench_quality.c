@@ -309,6 +309,7 @@ static void print_base(FILE *f, const sim_scenario_t *sc, int R, const agg_t *ou
     }
 }
 
+/* Whether the scenario has a data fault (detection is then reported). */
 static bool has_fault_events(const sim_scenario_t *sc)
 {
     for (size_t e = 0; e < sc->n_ev; e++) {
@@ -491,6 +492,7 @@ typedef struct {
     pthread_cond_t cv;
 } pool_t;
 
+/* A worker of run_all: takes the next scenario until none is left. */
 static void *scenario_worker(void *arg)
 {
     pool_t *pl = arg;
@@ -514,6 +516,8 @@ static void *scenario_worker(void *arg)
     }
 }
 
+/* Runs the n scenarios (see pool_t) and prints them in order; false when
+ * one failed. */
 static bool run_all(const char **files, size_t n, const opts_t *o, bool *resumed)
 {
     pool_t pl = {.files = files, .n = n, .o = o, .resumed = resumed};

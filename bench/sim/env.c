@@ -64,6 +64,7 @@ static double cents(double v) { return round(v * 100.0) / 100.0; }
  * baselines (which are not adapters). */
 static double money(const sim_env_t *env, double v) { return env->cents ? cents(v) : v; }
 
+/* See sim.h; the lag state of each channel is allocated here. */
 sim_env_t *sim_env_new(const sim_scenario_t *sc, const sim_truth_t *tr, bool cents_)
 {
     sim_env_t *env = bd_xcalloc(1, sizeof *env);
@@ -104,6 +105,7 @@ sim_env_t *sim_env_new(const sim_scenario_t *sc, const sim_truth_t *tr, bool cen
     return env;
 }
 
+/* Releases env and its lag state. */
 void sim_env_free(sim_env_t *env)
 {
     if (!env) return;
@@ -156,6 +158,7 @@ static double lognormal_value(const sim_scenario_t *sc, gsl_rng *r, size_t i)
     return gsl_ran_lognormal(r, log(sc->ch[i].value) - 0.5 * sg * sg, sg);
 }
 
+/* A zeroed report appended to this cycle's list (grows it when full). */
 static sim_report_t *push(sim_env_t *env)
 {
     if (env->n_rep == env->cap_rep) {
@@ -280,6 +283,8 @@ static void interval(sim_env_t *env, int t, size_t i, double s, double e)
     if (!(tr->fault[k] & SIM_F_SILENT)) report_piece(env, sl, i, 0);
 }
 
+/* See sim.h: deliver, account, draw, report; the delayed pieces due at t
+ * follow the current intervals' first reports. */
 double sim_env_step(sim_env_t *env, int t, const double *x, double *deliv,
                     const sim_report_t **rep, size_t *n_rep)
 {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "sim.h"
 
+/* See sim.h. */
 double sim_regret_window(const sim_truth_t *tr, const sim_result_t *res, int from, int to)
 {
     double v = 0, o = 0;
@@ -20,12 +21,14 @@ double sim_regret_window(const sim_truth_t *tr, const sim_result_t *res, int fro
     return o > 0 ? 1.0 - v / o : 0;
 }
 
+/* qsort order of ints, ascending. */
 static int cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
     return (x > y) - (x < y);
 }
 
+/* See sim.h: event starts, and the ends of one-off events with a duration. */
 size_t sim_change_points(const sim_scenario_t *sc, int *out, size_t cap)
 {
     size_t m = 0;
@@ -70,6 +73,7 @@ static void detect_episode(const sim_truth_t *tr, const sim_result_t *res, size_
     else if (clear > out->worst_clear) out->worst_clear = clear;
 }
 
+/* See sim.h. */
 void sim_detection(const sim_truth_t *tr, const sim_result_t *res, sim_detect_t *out)
 {
     *out = (sim_detect_t){.worst_delay = -1, .worst_clear = -1};
@@ -105,12 +109,14 @@ static const sim_event_t *first_cap(const sim_scenario_t *sc)
     return NULL;
 }
 
+/* See sim.h. */
 int sim_cap_channel(const sim_scenario_t *sc)
 {
     const sim_event_t *ev = first_cap(sc);
     return ev ? ev->ch : -1;
 }
 
+/* See sim.h. */
 double sim_cap_oscillation(const sim_scenario_t *sc, const sim_result_t *res, int T, size_t n)
 {
     const sim_event_t *ev = first_cap(sc);
@@ -129,6 +135,7 @@ double sim_cap_oscillation(const sim_scenario_t *sc, const sim_result_t *res, in
     return sqrt(var > 0 ? var : 0) / mean;
 }
 
+/* See sim.h. */
 double sim_undelivered(const sim_result_t *res, int from, int T, size_t n)
 {
     double a = 0, d = 0;
@@ -139,6 +146,7 @@ double sim_undelivered(const sim_result_t *res, int from, int T, size_t n)
     return a > 0 ? (a - d) / a : 0;
 }
 
+/* See sim.h. */
 int sim_slow_channel(const sim_scenario_t *sc)
 {
     int slow = -1;
@@ -153,6 +161,7 @@ int sim_slow_channel(const sim_scenario_t *sc)
     return slow;
 }
 
+/* See sim.h. */
 double sim_slow_funding(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res)
 {
     int slow = sim_slow_channel(sc);
@@ -195,6 +204,7 @@ static void engine_metrics(const sim_scenario_t *sc, const sim_truth_t *tr, cons
     ru->slow = sim_slow_funding(sc, tr, res);
 }
 
+/* See sim.h. */
 void sim_runstats_add(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t p,
                       const sim_result_t *res, sim_runstats_t *ru)
 {
@@ -209,6 +219,7 @@ void sim_runstats_add(const sim_scenario_t *sc, const sim_truth_t *tr, sim_polic
     if (p == SIM_POL_ENGINE) engine_metrics(sc, tr, res, ru);
 }
 
+/* See sim.h. */
 void sim_half_stats(const sim_runstats_t *rr, int R, int p, double *mean, double *sd, double *mx)
 {
     double s = 0, s2 = 0, m = -INFINITY;
@@ -226,6 +237,7 @@ void sim_half_stats(const sim_runstats_t *rr, int R, int p, double *mean, double
     *mx = m;
 }
 
+/* See sim.h: means over runs, worst runs, the worst window of the means. */
 void sim_summarise(const sim_scenario_t *sc, int R, const sim_runstats_t *rr, sim_summary_t *s)
 {
     double d, ret[SIM_POL__COUNT] = {0}, oh = 0;

@@ -337,6 +337,8 @@ static void load_lag(bd_cfgctx_t *cx, yaml_node_t *node, const char *path, sim_l
         bd_cfg_err(cx, bd_cfg_line(node), "%s: missing key 'mean'", path);
 }
 
+/* `channels`: the hidden truth per channel; `season` is the top-level
+ * profile a channel without its own takes. */
 static void load_channels(bd_cfgctx_t *cx, yaml_node_t *map, const sim_season_t *season,
                           sim_scenario_t *sc)
 {
@@ -433,6 +435,7 @@ static void check_event_params(bd_cfgctx_t *cx, const char *path, const sim_even
                    path);
 }
 
+/* One entry of `events`: its kind, cycle, channel and parameters. */
 static void load_event(bd_cfgctx_t *cx, yaml_node_t *map, size_t idx, sim_scenario_t *sc)
 {
     char path[64];

@@ -275,6 +275,8 @@ static bd_err_t eng_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     return BD_OK;
 }
 
+/* See sim.h. Parses the record with cJSON (only records that mention
+ * "fault" get here). */
 bool sim_record_faults(const char *json, size_t len, const sim_scenario_t *sc, int64_t c0, int T,
                        unsigned char *flag)
 {

@@ -37,6 +37,7 @@ bool sim_season_normalise(double *v, size_t n)
     return true;
 }
 
+/* See sim.h. */
 void sim_season_cosine(double *v, size_t n, double amplitude, double peak)
 {
     for (size_t i = 0; i < n; i++) v[i] = 1.0 + amplitude * cos(2.0 * M_PI * ((double)i - peak) / (double)n);
@@ -165,6 +166,7 @@ static void apply_events(const sim_scenario_t *sc, sim_truth_t *tr, gsl_rng *cr,
     }
 }
 
+/* See sim.h and the file comment: the truth, the oracle, the flat split. */
 sim_truth_t *sim_truth_new(const sim_scenario_t *sc, uint64_t seed)
 {
     sim_truth_t *tr = bd_xcalloc(1, sizeof *tr);
@@ -253,6 +255,7 @@ sim_truth_t *sim_truth_new(const sim_scenario_t *sc, uint64_t seed)
     return tr;
 }
 
+/* Releases tr. */
 void sim_truth_free(sim_truth_t *tr)
 {
     if (!tr) return;
@@ -287,6 +290,7 @@ typedef struct {
     double cap, a;
 } cap_a_t;
 
+/* qsort order of cap_a_t: by cap, ascending. */
 static int cmp_cap(const void *x, const void *y)
 {
     double a = ((const cap_a_t *)x)->cap, b = ((const cap_a_t *)y)->cap;
@@ -305,11 +309,13 @@ static size_t flat_first_above(const flat_ch_t *f, double x)
     return lo;
 }
 
+/* F'(x): e^{-x/k} times the rate of the cycles whose cap is above x. */
 static double flat_marginal(const flat_ch_t *f, double x)
 {
     return exp(-x / f->k) * f->suf[flat_first_above(f, x)];
 }
 
+/* F(x), the run's return of spending x every cycle. */
 static double flat_value(const flat_ch_t *f, double x)
 {
     double v = 0;
@@ -330,6 +336,8 @@ static double flat_inverse(const flat_ch_t *f, double lo, double hi, double lam)
     return lo;
 }
 
+/* See sim.h: KKT water-filling on the summed curves F_i by bisection on
+ * the multiplier. */
 double sim_flat_split(const sim_scenario_t *sc, const sim_truth_t *tr, double *x)
 {
     size_t n = tr->n, T = (size_t)tr->T;
