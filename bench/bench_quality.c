@@ -1,9 +1,14 @@
-/* bench_quality.c: the decision-quality benchmark of issue 6.
+/* bench_quality.c: the decision-quality benchmark.
  *
  * Part 1 plays every scenario of bench/scenarios/ in the closed-loop
- * simulator: budgetd's own decision path against the oracle and four
+ * simulator: budgetd's own decision path against the oracle and five
  * baselines (static initial split, equal split, weekly re-fit greedy,
- * epsilon-greedy), the same environment and random numbers for all.
+ * epsilon-greedy, the best time-invariant split in hindsight), the same
+ * environment and random numbers for all. Per scenario: total regret, the
+ * second half's regret with its spread over runs, returns relative to the
+ * best flat and the static split, regret per window between events, fault
+ * detection, cap settling and slow-channel funding where they apply, and
+ * PASS/FAIL for the scenario's named targets (bench/sim/scenario.c).
  * Part 2 runs the Bernoulli-bandit sanity benchmarks of the Beta-Bernoulli
  * model (Chapelle & Li 2011 grid; Besson & Kaufmann problems 1 and 2) and
  * prints the published reference numbers next to the measured ones.
@@ -12,6 +17,7 @@
  * this run; nothing is tuned to a target. */
 #include <dirent.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,12 +44,16 @@ static void usage(void)
             "usage: bench_quality [--scenarios DIR] [--scenario FILE]... [--runs N]\n"
             "                     [--only sim|bandit] [--threads N] [--quick]\n"
             "                     [--log PREFIX | --no-log] [--budgetd PATH] [--trace N]\n"
+            "  --runs N       replications per scenario (default: the scenario's `runs`, else 10)\n"
+            "  --threads N    scenarios (and bandit cells) run on N threads; output is\n"
+            "                 the same for any N (default: the CPUs online)\n"
             "  --trace N      print each policy's mean regret (%%) per block of N cycles\n"
             "  --diag         decompose the engine's regret (posterior mean, allocator,\n"
             "                 explore, risk, ramp) and print it per run and on average\n"
             "  --log PREFIX   write PREFIX.events.jsonl (the engine's input, JSON Lines),\n"
             "                 PREFIX.config.yaml and PREFIX.decisions.jsonl for the first\n"
-            "                 scenario's first run, then check `budgetd replay` reproduces\n"
+            "                 scenario's first run (the first without operator resumes),\n"
+            "                 then check `budgetd replay` reproduces\n"
             "                 the decisions byte for byte (budgetd at --budgetd, default\n"
             "                 ../budgetd from this program's directory); default PREFIX:\n"
             "                 sim_first in this program's directory\n");
@@ -130,28 +140,17 @@ static void check_replay(const opts_t *o, bool resumed)
 }
 
 /* One scenario: `runs` replications (different environment and engine
- * seeds), every policy on the same truth within a replication. Returns
- * false on a load or engine error (reported). */
-static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool *log_resumed,
-                         agg_t *out)
+ * seeds), every policy on the same truth within a replication. Fills out
+ * (per policy) and rr (per run). Returns false on an engine error
+ * (reported). */
+static bool play_runs(FILE *f, const char *file, sim_scenario_t *sc, const opts_t *o, int R,
+                      bool write_log, bool *log_resumed, agg_t *out, int *rec_runs, double *ra,
+                      sim_runstats_t *rr)
 {
     char err[8192];
-    sim_scenario_t *sc;
-    if (sim_scenario_load(file, &sc, err, sizeof err) != BD_OK) {
-        fprintf(stderr, "%s\n", err);
-        return false;
-    }
-    int R = o->runs;
     uint64_t seed0 = sc->cfg->seed;
-    double *ra = bd_xcalloc((size_t)R * SIM_POL__COUNT, sizeof(double));
-    int *rec_runs = bd_xcalloc((size_t)R, sizeof(int));
-    memset(out, 0, sizeof(agg_t) * SIM_POL__COUNT);
-    for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
     bool ok = true;
     double dg[SIM_D__COUNT] = {0};
-    printf("\n== scenario %s (%s): %d cycles x %d runs, %zu channels, budget %.0f/cycle\n",
-           sc->name, file, sc->cycles, R, sc->n_ch, sc->pol->budget);
-    if (sc->description) printf("   %s\n", sc->description);
     for (int r = 0; r < R && ok; r++) {
         sc->cfg->seed = r == 0 ? seed0 : bd_mix64(seed0 + (uint64_t)r);
         sim_truth_t *tr = sim_truth_new(sc, bd_mix64(sc->seed + (uint64_t)r * 0x9e37));
@@ -176,28 +175,29 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
             if (lg.events) fclose(lg.events);
             if (lg.decisions) fclose(lg.decisions);
             if (o->trace > 0 && r == 0) {
-                printf("trace %-15s", sim_policy_name((sim_policy_t)p));
+                fprintf(f, "trace %-15s", sim_policy_name((sim_policy_t)p));
                 for (int t0 = 0; t0 < sc->cycles; t0 += o->trace) {
                     double m = 0;
                     int k = 0;
                     for (int t = t0; t < sc->cycles && t < t0 + o->trace; t++, k++) m += res.rho[t];
-                    printf(" %5.1f", 100 * m / k);
+                    fprintf(f, " %5.1f", 100 * m / k);
                 }
-                printf("\n");
+                fprintf(f, "\n");
             }
             if (p == SIM_POL_ENGINE && o->diag && res.diag_n > 0) {
-                printf("diag run %d:", r);
+                fprintf(f, "diag run %d:", r);
                 for (int v = 0; v < SIM_D__COUNT; v++) {
-                    printf(" %.2f", 100 * res.diag[v] / res.diag_n);
+                    fprintf(f, " %.2f", 100 * res.diag[v] / res.diag_n);
                     dg[v] += res.diag[v] / res.diag_n / R;
                 }
-                printf(" (%% regret per variant, %d cycles)\n", res.diag_n);
+                fprintf(f, " (%% regret per variant, %d cycles)\n", res.diag_n);
             }
             agg_t *a = &out[p];
             a->ret += res.ret / R;
             a->regret += res.regret / R;
             a->regret_after += res.regret_after / R;
             ra[(size_t)r * SIM_POL__COUNT + (size_t)p] = res.regret_after;
+            sim_runstats_add(sc, tr, (sim_policy_t)p, &res, &rr[r]);
             if (p == SIM_POL_ENGINE) rec_runs[r] = res.recovery;
             a->overspend += res.overspend / R;
             if (res.recovery == -1 || a->recovery == -1) a->recovery = -1;
@@ -219,19 +219,20 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
         }
         out[p].regret_after_sd = sqrt(s2 / (R - 1));
     }
-    free(ra);
     if (o->diag && ok) {
-        printf("regret decomposition of budgetd (mean over runs of the per-cycle regret, cycles >= %d):\n",
+        fprintf(f, "regret decomposition of budgetd (mean over runs of the per-cycle regret, cycles >= %d):\n",
                SIM_WARMUP);
         for (int v = 0; v < SIM_D__COUNT; v++)
-            printf("  %-32s %6.2f%%\n", sim_diag_name((sim_diag_t)v), 100 * dg[v]);
+            fprintf(f, "  %-32s %6.2f%%\n", sim_diag_name((sim_diag_t)v), 100 * dg[v]);
     }
-    if (!ok) {
-        free(rec_runs);
-        sim_scenario_free(sc);
-        return false;
-    }
-    printf("%-15s %12s %8s %15s %8s %6s %6s %7s %10s\n", "policy", "return", "regret",
+    return ok;
+}
+
+/* The table and lines every scenario had before the time-structure block,
+ * and the drift-and-shock targets (`targets: true`). */
+static void print_base(FILE *f, const sim_scenario_t *sc, int R, const agg_t *out, const int *rec_runs)
+{
+    fprintf(f, "%-15s %12s %8s %15s %8s %6s %6s %7s %10s\n", "policy", "return", "regret",
            "regret>20 (sd)", "recover", "viol", "kills", "killed", "overspend");
     for (int p = 0; p < SIM_POL__COUNT; p++) {
         const agg_t *a = &out[p];
@@ -245,11 +246,11 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
             snprintf(kills, sizeof kills, "n/a");
             snprintf(killed, sizeof killed, "n/a");
         }
-        printf("%-15s %12.0f %7.2f%% %7.2f%% (%4.2f) %8s %6d %6s %7s %10.0f\n",
+        fprintf(f, "%-15s %12.0f %7.2f%% %7.2f%% (%4.2f) %8s %6d %6s %7s %10.0f\n",
                sim_policy_name((sim_policy_t)p), a->ret, 100 * a->regret, 100 * a->regret_after,
                100 * a->regret_after_sd, rec, a->violations, kills, killed, a->overspend);
     }
-    printf("(return: expected %s under the true curves, mean per run; regret = 1 - return/oracle;"
+    fprintf(f, "(return: expected %s under the true curves, mean per run; regret = 1 - return/oracle;"
            " regret>20: cycles >= %d;\n recover: worst cycles after a shock/arrival until %d"
            " cycles in a row are within %.0f%% of the oracle;\n viol: decided allocations breaking"
            " sum<=budget/min/max, all runs; kills: kill-switch trips, all runs; killed: cycles"
@@ -260,24 +261,24 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
     const agg_t *e = &out[SIM_POL_ENGINE];
     char rec[16];
     fmt_recovery(e->recovery, rec, sizeof rec);
-    printf("sim.%s.budgetd.regret: %.4f ratio\n", sc->name, e->regret);
-    printf("sim.%s.budgetd.regret_after20: %.4f ratio\n", sc->name, e->regret_after);
-    printf("sim.%s.budgetd.recovery: %s cycles (worst run)\n", sc->name, rec);
+    fprintf(f, "sim.%s.budgetd.regret: %.4f ratio\n", sc->name, e->regret);
+    fprintf(f, "sim.%s.budgetd.regret_after20: %.4f ratio\n", sc->name, e->regret_after);
+    fprintf(f, "sim.%s.budgetd.recovery: %s cycles (worst run)\n", sc->name, rec);
     if (e->recovery != -2) {
         int within = 0;
-        printf("sim.%s.budgetd.recovery_runs:", sc->name);
+        fprintf(f, "sim.%s.budgetd.recovery_runs:", sc->name);
         for (int r = 0; r < R; r++) {
             char b[16];
             fmt_recovery(rec_runs[r], b, sizeof b);
-            printf("%s%s", r ? "," : " ", b);
+            fprintf(f, "%s%s", r ? "," : " ", b);
             within += rec_runs[r] >= 0 && rec_runs[r] <= 20;
         }
-        printf(" cycles (per run; %d of %d within 20)\n", within, R);
+        fprintf(f, " cycles (per run; %d of %d within 20)\n", within, R);
     }
-    printf("sim.%s.budgetd.violations: %d count\n", sc->name, e->violations);
-    printf("sim.%s.budgetd.kill_trips: %d count\n", sc->name, e->kills);
-    printf("sim.%s.budgetd.held_cycles: %d count\n", sc->name, e->held);
-    printf("sim.%s.budgetd.model_resets: %u count (change-point resets, all channels and runs)\n",
+    fprintf(f, "sim.%s.budgetd.violations: %d count\n", sc->name, e->violations);
+    fprintf(f, "sim.%s.budgetd.kill_trips: %d count\n", sc->name, e->kills);
+    fprintf(f, "sim.%s.budgetd.held_cycles: %d count\n", sc->name, e->held);
+    fprintf(f, "sim.%s.budgetd.model_resets: %u count (change-point resets, all channels and runs)\n",
            sc->name, e->resets);
     const sim_policy_t cmp[] = {SIM_POL_STATIC, SIM_POL_REFIT, SIM_POL_EQUAL, SIM_POL_EGREEDY};
     for (size_t i = 0; i < sizeof cmp / sizeof *cmp; i++) {
@@ -285,30 +286,280 @@ static bool run_scenario(const char *file, const opts_t *o, bool write_log, bool
         const char *nm = cmp[i] == SIM_POL_STATIC ? "static" : cmp[i] == SIM_POL_REFIT ? "refit"
                          : cmp[i] == SIM_POL_EQUAL ? "equal" : "egreedy";
         if (e->regret_after > 0)
-            printf("sim.%s.regret_ratio_%s: %.2f x (baseline regret>20 / budgetd regret>20)\n",
+            fprintf(f, "sim.%s.regret_ratio_%s: %.2f x (baseline regret>20 / budgetd regret>20)\n",
                    sc->name, nm, b->regret_after / e->regret_after);
         else
-            printf("sim.%s.regret_ratio_%s: inf x (budgetd regret>20 <= 0)\n", sc->name, nm);
+            fprintf(f, "sim.%s.regret_ratio_%s: inf x (budgetd regret>20 <= 0)\n", sc->name, nm);
     }
     if (sc->targets) {
         const agg_t *st = &out[SIM_POL_STATIC], *rf = &out[SIM_POL_REFIT];
-        printf("target.sim.%s.regret_after20_le_5pct: %s (%.2f%%)\n", sc->name,
+        fprintf(f, "target.sim.%s.regret_after20_le_5pct: %s (%.2f%%)\n", sc->name,
                e->regret_after <= 0.05 ? "PASS" : "MISS", 100 * e->regret_after);
-        printf("target.sim.%s.2x_below_refit: %s (%.2fx)\n", sc->name,
+        fprintf(f, "target.sim.%s.2x_below_refit: %s (%.2fx)\n", sc->name,
                rf->regret_after >= 2 * e->regret_after ? "PASS" : "MISS",
                e->regret_after > 0 ? rf->regret_after / e->regret_after : INFINITY);
-        printf("target.sim.%s.2x_below_static: %s (%.2fx)\n", sc->name,
+        fprintf(f, "target.sim.%s.2x_below_static: %s (%.2fx)\n", sc->name,
                st->regret_after >= 2 * e->regret_after ? "PASS" : "MISS",
                e->regret_after > 0 ? st->regret_after / e->regret_after : INFINITY);
         if (e->recovery != -2)
-            printf("target.sim.%s.recovery_le_20: %s (%s)\n", sc->name,
+            fprintf(f, "target.sim.%s.recovery_le_20: %s (%s)\n", sc->name,
                    e->recovery >= 0 && e->recovery <= 20 ? "PASS" : "MISS", rec);
-        printf("target.sim.%s.zero_violations: %s (%d)\n", sc->name,
+        fprintf(f, "target.sim.%s.zero_violations: %s (%d)\n", sc->name,
                e->violations == 0 ? "PASS" : "MISS", e->violations);
     }
+}
+
+/* Whether the scenario has a data fault (detection is then reported). */
+static bool has_fault_events(const sim_scenario_t *sc)
+{
+    for (size_t e = 0; e < sc->n_ev; e++) {
+        sim_event_kind_t k = sc->ev[e].kind;
+        if (k == SIM_BREAK || k == SIM_SILENT || k == SIM_NOCONV || k == SIM_VALUE_ERR) return true;
+    }
+    return false;
+}
+
+/* The time-structure block: second-half regret of every policy with its
+ * spread over runs, the ratios to the best flat and the static split, and
+ * the engine's event, fault, cap and lag metrics. */
+static void print_time(FILE *f, const sim_scenario_t *sc, int R, const sim_runstats_t *rr, const sim_summary_t *s)
+{
+    const char *nm = sc->name;
+    int half = sc->cycles / 2;
+    double ret[SIM_POL__COUNT] = {0};
+    for (int r = 0; r < R; r++)
+        for (int p = 0; p < SIM_POL__COUNT; p++) ret[p] += rr[r].ret_half[p];
+    fprintf(f, "second half (cycles >= %d), %d runs:\n%-15s %8s %7s %8s %8s %9s\n", half, R, "policy",
+           "regret", "(sd)", "max", "vs flat", "vs static");
+    for (int p = 0; p < SIM_POL__COUNT; p++) {
+        double m, sd, mx;
+        sim_half_stats(rr, R, p, &m, &sd, &mx);
+        fprintf(f, "%-15s %7.2f%% (%4.2f) %7.2f%% %8.4f %9.4f\n", sim_policy_name((sim_policy_t)p),
+               100 * m, 100 * sd, 100 * mx, ret[p] / ret[SIM_POL_FLAT], ret[p] / ret[SIM_POL_STATIC]);
+    }
+    fprintf(f, "(vs flat, vs static: second-half return over the best time-invariant split's in"
+           " hindsight, over the static\n initial split's; > 1 = ahead. oracle / best flat split:"
+           " %.4f, what knowing the time structure is worth)\n", s->oracle_vs_flat);
+    fprintf(f, "sim.%s.budgetd.regret_half: %.4f ratio (mean of %d runs; sd %.4f, max %.4f)\n", nm,
+           s->half, R, s->half_sd, s->half_max);
+    fprintf(f, "sim.%s.budgetd.regret_half_runs:", nm);
+    for (int r = 0; r < R; r++) fprintf(f, "%s%.4f", r ? "," : " ", rr[r].half[SIM_POL_ENGINE]);
+    fprintf(f, " ratio (per run)\n");
+    fprintf(f, "sim.%s.budgetd.vs_flat: %.4f ratio (second-half return / best flat split's)\n", nm, s->vs_flat);
+    fprintf(f, "sim.%s.budgetd.vs_static: %.4f ratio (second-half return / static split's)\n", nm,
+           s->vs_static);
+    fprintf(f, "sim.%s.oracle.vs_flat: %.4f ratio\n", nm, s->oracle_vs_flat);
+    int b[SIM_MAX_WIN + 2];
+    size_t w = sim_window_bounds(sc, b);
+    if (w > 1) {
+        fprintf(f, "sim.%s.budgetd.regret_after_event: %.4f ratio (cycles >= %d; mean of %d runs, max %.4f)\n",
+               nm, s->after, b[1], R, s->after_max);
+        fprintf(f, "sim.%s.budgetd.regret_windows:", nm);
+        for (size_t j = 0; j < w; j++) {
+            double m = 0;
+            for (int r = 0; r < R; r++) m += rr[r].win[j] / R;
+            fprintf(f, " [%d,%d) %.2f%%", b[j], b[j + 1], 100 * m);
+        }
+        fprintf(f, " (mean of %d runs; worst from the first event on: [%d,%d) %.2f%%)\n", R,
+               s->worst_from, s->worst_to, 100 * s->worst_win);
+    }
+    if (has_fault_events(sc) || (sc->target_mask & (SIM_T_DETECT_3 | SIM_T_NO_FALSE_ALARM))) {
+        if (!s->flags) {
+            fprintf(f, "sim.%s.budgetd.detect_delay: n/a (no \"fault\" field in the decision records;"
+                   " %d true faults)\n", nm, s->det.faults);
+            fprintf(f, "sim.%s.budgetd.false_alarms: n/a (no \"fault\" field in the decision records)\n", nm);
+        } else {
+            if (s->det.worst_delay >= 0)
+                fprintf(f, "sim.%s.budgetd.detect_delay: worst %d mean %.1f cycles (%d of %d faults flagged,"
+                       " all runs)\n", nm, s->det.worst_delay, s->delay_mean, s->det.detected,
+                       s->det.faults);
+            else
+                fprintf(f, "sim.%s.budgetd.detect_delay: none flagged (%d true faults, all runs)\n", nm,
+                       s->det.faults);
+            if (s->det.worst_clear >= 0 || s->det.never_cleared)
+                fprintf(f, "sim.%s.budgetd.clear_delay: worst %d cycles (%d never cleared)\n", nm,
+                       s->det.worst_clear, s->det.never_cleared);
+            fprintf(f, "sim.%s.budgetd.false_alarms: %d count (all runs)\n", nm, s->det.false_alarms);
+        }
+    }
+    int cch = sim_cap_channel(sc);
+    if (cch >= 0) {
+        fprintf(f, "sim.%s.budgetd.cap_oscillation: %.3f cv (%s's allocation, second half of the cap;"
+               " mean of %d runs, max %.3f)\n", nm, s->cap_cv, sc->ch[cch].name, R, s->cap_cv_max);
+        fprintf(f, "sim.%s.budgetd.undelivered: %.4f ratio (allocation not spent because of caps,"
+               " from the first cap on)\n", nm, s->undeliv);
+    }
+    int slow = sim_slow_channel(sc);
+    if (slow >= 0)
+        fprintf(f, "sim.%s.budgetd.slow_funding: %.3f ratio (%s, mean lag %.1f cycles: second-half"
+               " allocation / oracle's; mean of %d runs, min %.3f)\n", nm, s->slow,
+               sc->ch[slow].name, sc->ch[slow].lag.mean, R, s->slow_min);
+}
+
+/* PASS/FAIL of the scenario's named targets (scenario.c). */
+static void print_targets(FILE *f, const sim_scenario_t *sc, const agg_t *out, const sim_summary_t *s)
+{
+    const char *nm = sc->name;
+    unsigned m = sc->target_mask;
+#define VERDICT(ok) ((ok) ? "PASS" : "FAIL")
+    if (m & SIM_T_HALF_5PCT)
+        fprintf(f, "target.sim.%s.half_within_5pct: %s (%.2f%%)\n", nm, VERDICT(s->half <= 0.05), 100 * s->half);
+    if (m & SIM_T_EVENT_5PCT)
+        fprintf(f, "target.sim.%s.event_within_5pct: %s (worst window [%d,%d) %.2f%%)\n", nm,
+               VERDICT(s->worst_win <= 0.05), s->worst_from, s->worst_to, 100 * s->worst_win);
+    if (m & SIM_T_AHEAD_FLAT)
+        fprintf(f, "target.sim.%s.ahead_of_flat: %s (regret %.2f%% vs flat %.2f%%; return ratio %.4f)\n",
+               nm, VERDICT(s->half <= 0.5 * s->flat_half), 100 * s->half, 100 * s->flat_half,
+               s->vs_flat);
+    if (m & SIM_T_AHEAD_STATIC)
+        fprintf(f, "target.sim.%s.ahead_of_static: %s (return ratio %.4f)\n", nm, VERDICT(s->static_ahead),
+               s->vs_static);
+    if (m & SIM_T_SLOW_FUNDED)
+        fprintf(f, "target.sim.%s.slow_funded: %s (%.3f of the oracle's spend)\n", nm,
+               VERDICT(s->slow >= 0.9), s->slow);
+    if (m & SIM_T_SEEDS)
+        fprintf(f, "target.sim.%s.seeds_5_8: %s (mean %.2f%%, max %.2f%%)\n", nm,
+               VERDICT(s->half <= 0.05 && s->half_max <= 0.08), 100 * s->half, 100 * s->half_max);
+    if (m & SIM_T_DETECT_3) {
+        if (!s->flags)
+            fprintf(f, "target.sim.%s.detect_within_3: FAIL (n/a: the records carry no fault flag)\n", nm);
+        else
+            fprintf(f, "target.sim.%s.detect_within_3: %s (worst %d, %d of %d flagged)\n", nm,
+                   VERDICT(s->det.detected == s->det.faults && s->det.worst_delay <= 3),
+                   s->det.worst_delay, s->det.detected, s->det.faults);
+    }
+    if (m & SIM_T_NO_FALSE_ALARM)
+        fprintf(f, "target.sim.%s.no_false_alarms: %s (%d%s)\n", nm, VERDICT(s->det.false_alarms == 0),
+               s->det.false_alarms, s->flags ? "" : "; the records carry no fault flag");
+    if (m & SIM_T_CAP_SETTLES)
+        fprintf(f, "target.sim.%s.cap_settles: %s (cv %.3f)\n", nm, VERDICT(s->cap_cv <= 0.1), s->cap_cv);
+    if (m & SIM_T_NO_VIOLATIONS)
+        fprintf(f, "target.sim.%s.no_violations: %s (%d)\n", nm,
+               VERDICT(out[SIM_POL_ENGINE].violations == 0), out[SIM_POL_ENGINE].violations);
+#undef VERDICT
+}
+
+/* One scenario: load, play, print. Returns false on a load or engine error
+ * (reported). */
+static bool run_scenario(FILE *f, const char *file, const opts_t *o, bool write_log, bool *log_resumed)
+{
+    char err[8192];
+    sim_scenario_t *sc;
+    if (sim_scenario_load(file, &sc, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return false;
+    }
+    int R = o->runs > 0 ? o->runs : sc->runs > 0 ? sc->runs : 10;
+    double *ra = bd_xcalloc((size_t)R * SIM_POL__COUNT, sizeof(double));
+    int *rec_runs = bd_xcalloc((size_t)R, sizeof(int));
+    sim_runstats_t *rr = bd_xcalloc((size_t)R, sizeof *rr);
+    agg_t out[SIM_POL__COUNT];
+    memset(out, 0, sizeof out);
+    for (int p = 0; p < SIM_POL__COUNT; p++) out[p].recovery = -2;
+    fprintf(f, "\n== scenario %s (%s): %d cycles x %d runs, %zu channels, budget %.0f/cycle\n",
+           sc->name, file, sc->cycles, R, sc->n_ch, sc->pol->budget);
+    if (sc->description) fprintf(f, "   %s\n", sc->description);
+    bool ok = play_runs(f, file, sc, o, R, write_log, log_resumed, out, rec_runs, ra, rr);
+    if (ok) {
+        sim_summary_t s;
+        print_base(f, sc, R, out, rec_runs);
+        sim_summarise(sc, R, rr, &s);
+        print_time(f, sc, R, rr, &s);
+        print_targets(f, sc, out, &s);
+    }
+    free(ra);
     free(rec_runs);
+    free(rr);
     sim_scenario_free(sc);
-    return true;
+    return ok;
+}
+
+/* The scenarios on o->threads threads, one scenario per task (each loads
+ * its own copy, so runs share nothing); every scenario's output is
+ * buffered and printed in file order, so the output does not depend on the
+ * thread count. The first scenario without operator resumes (Redis
+ * actions a replay cannot see) writes the --log files. */
+typedef struct {
+    const char **files;
+    size_t n, next;
+    const opts_t *o;
+    size_t log_idx;    /* the scenario that writes the --log files */
+    bool *resumed;
+    char **buf;
+    size_t *len;
+    bool *ok, *done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} pool_t;
+
+/* A worker of run_all: takes the next scenario until none is left. */
+static void *scenario_worker(void *arg)
+{
+    pool_t *pl = arg;
+    for (;;) {
+        pthread_mutex_lock(&pl->mu);
+        size_t i = pl->next++;
+        pthread_mutex_unlock(&pl->mu);
+        if (i >= pl->n) return NULL;
+        char *b = NULL;
+        size_t l = 0;
+        FILE *f = open_memstream(&b, &l);
+        bool ok = f && run_scenario(f, pl->files[i], pl->o, pl->o->log && i == pl->log_idx, pl->resumed);
+        if (f) fclose(f);
+        pthread_mutex_lock(&pl->mu);
+        pl->buf[i] = b;
+        pl->len[i] = l;
+        pl->ok[i] = ok;
+        pl->done[i] = true;
+        pthread_cond_broadcast(&pl->cv);
+        pthread_mutex_unlock(&pl->mu);
+    }
+}
+
+/* Runs the n scenarios (see pool_t) and prints them in order; false when
+ * one failed. */
+static bool run_all(const char **files, size_t n, const opts_t *o, bool *resumed)
+{
+    pool_t pl = {.files = files, .n = n, .o = o, .resumed = resumed};
+    for (size_t i = 0; i < n; i++) {
+        char err[256];
+        sim_scenario_t *sc;
+        if (sim_scenario_load(files[i], &sc, err, sizeof err) != BD_OK) continue;
+        bool resumes = sc->resume_after > 0;
+        sim_scenario_free(sc);
+        if (!resumes) {
+            pl.log_idx = i;
+            break;
+        }
+    }
+    pl.buf = bd_xcalloc(n, sizeof *pl.buf);
+    pl.len = bd_xcalloc(n, sizeof *pl.len);
+    pl.ok = bd_xcalloc(n, sizeof *pl.ok);
+    pl.done = bd_xcalloc(n, sizeof *pl.done);
+    pthread_mutex_init(&pl.mu, NULL);
+    pthread_cond_init(&pl.cv, NULL);
+    size_t nt = (size_t)o->threads < n ? (size_t)o->threads : n;
+    pthread_t *th = bd_xcalloc(nt ? nt : 1, sizeof *th);
+    for (size_t t = 0; t < nt; t++) pthread_create(&th[t], NULL, scenario_worker, &pl);
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        pthread_mutex_lock(&pl.mu);
+        while (!pl.done[i]) pthread_cond_wait(&pl.cv, &pl.mu);
+        pthread_mutex_unlock(&pl.mu);
+        fwrite(pl.buf[i], 1, pl.len[i], stdout);
+        fflush(stdout);
+        free(pl.buf[i]);
+        ok &= pl.ok[i];
+    }
+    for (size_t t = 0; t < nt; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&pl.mu);
+    pthread_cond_destroy(&pl.cv);
+    free(th);
+    free(pl.buf);
+    free(pl.len);
+    free(pl.ok);
+    free(pl.done);
+    return ok;
 }
 
 static void run_bandit(const opts_t *o)
@@ -395,7 +646,7 @@ static void run_bandit(const opts_t *o)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.dir = "bench/scenarios", .runs = 10, .threads = 2, .sim = true, .bandit = true};
+    opts_t o = {.dir = "bench/scenarios", .runs = 0, .threads = 2, .sim = true, .bandit = true};
     long np = sysconf(_SC_NPROCESSORS_ONLN);
     if (np > 0 && np < 64) o.threads = (int)np;
     static const struct option lo[] = {
@@ -414,7 +665,10 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd': o.dir = optarg; break;
         case 's': files[nf++] = optarg; break;
-        case 'r': o.runs = atoi(optarg); break;
+        case 'r':
+            o.runs = atoi(optarg);
+            if (o.runs < 1) o.runs = -1;
+            break;
         case 't': o.threads = atoi(optarg); break;
         case 'q': o.quick = true; break;
         case 'l': o.log = optarg; break;
@@ -433,7 +687,7 @@ int main(int argc, char **argv)
         default: usage(); return 2;
         }
     }
-    if (o.runs < 1 || o.threads < 1 || optind != argc) {
+    if (o.runs < 0 || o.threads < 1 || optind != argc) {
         usage();
         return 2;
     }
@@ -466,10 +720,7 @@ int main(int argc, char **argv)
             }
         }
         bool resumed = false;
-        for (size_t i = 0; i < nf && rc == 0; i++) {
-            agg_t res[SIM_POL__COUNT];
-            if (!run_scenario(files[i], &o, o.log && i == 0, &resumed, res)) rc = 1;
-        }
+        if (rc == 0 && !run_all(files, nf, &o, &resumed)) rc = 1;
         if (rc == 0 && o.log) check_replay(&o, resumed);
         for (size_t i = 0; i < nl; i++) free(listed[i]);
         free(listed);

@@ -1,7 +1,7 @@
-/* sim.c: the closed loop. The truth (drift, shocks, arrivals, broken
- * tracking, runaway spend) is fixed per run; each policy plays it cycle by
- * cycle: the allocation in force -> the environment spends it and draws
- * outcomes -> the policy learns -> the next allocation.
+/* sim.c: the closed loop. The truth (truth.c) is fixed per run; each
+ * policy plays it cycle by cycle through its own environment (env.c): the
+ * allocation in force -> the environment delivers it and draws outcomes ->
+ * the policy learns from the reports due -> the next allocation.
  *
  * The engine policy runs budgetd's own path in-process: events go through
  * bd_engine_apply, a watermark closes the cycle, the sink hands back the
@@ -12,12 +12,16 @@
  * Return is expected return under the true curves at the allocation in
  * force (not the noisy draw), so regret measures decisions, not luck. A
  * runaway adapter's extra spend is counted as overspend, not as return;
- * broken tracking hides conversions from the policy, not from the return. */
+ * data faults hide or corrupt what the policy sees, never the return.
+ * The engine's decision records are read back for "fault" flags
+ * (sim_record_faults), so that a fault detector is measured once the
+ * engine has one. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <cJSON.h>
 #include "budgetd/alloc.h"
 #include "budgetd/waterfill.h"
 #include "budgetd/decide.h"
@@ -32,119 +36,12 @@ const char *sim_policy_name(sim_policy_t p)
     case SIM_POL_EQUAL: return "equal split";
     case SIM_POL_REFIT: return "weekly re-fit";
     case SIM_POL_EGREEDY: return "eps-greedy 0.1";
+    case SIM_POL_FLAT: return "best flat split";
     default: return "?";
     }
 }
 
-/* ---- truth ------------------------------------------------------------ */
-
-sim_truth_t *sim_truth_new(const sim_scenario_t *sc, uint64_t seed)
-{
-    sim_truth_t *tr = bd_xcalloc(1, sizeof *tr);
-    size_t n = sc->n_ch, T = (size_t)sc->cycles, tn = T * n;
-    tr->T = sc->cycles;
-    tr->n = n;
-    tr->seed = seed;
-    tr->curve = bd_xcalloc(tn, sizeof *tr->curve);
-    tr->rate = bd_xcalloc(tn, sizeof(double));
-    tr->present = bd_xcalloc(tn, 1);
-    tr->broken = bd_xcalloc(tn, 1);
-    tr->ratio = bd_xcalloc(tn, sizeof(double));
-    tr->lo = bd_xcalloc(tn, sizeof(double));
-    tr->hi = bd_xcalloc(tn, sizeof(double));
-    tr->opt_x = bd_xcalloc(tn, sizeof(double));
-    tr->opt_v = bd_xcalloc(T, sizeof(double));
-    double *logm = bd_xcalloc(n, sizeof(double)), *shock = bd_xcalloc(n, sizeof(double));
-    unsigned char *broken = bd_xcalloc(n, 1);
-    bd_curve_t *cv = bd_xcalloc(n, sizeof *cv);
-    double *lo = bd_xcalloc(n * 3, sizeof(double)), *hi = lo + n, *x = hi + n;
-    size_t *idx = bd_xcalloc(n, sizeof *idx);
-    for (size_t i = 0; i < n; i++) shock[i] = 1;
-    gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2);
-    gsl_rng_set(r, (unsigned long)bd_mix64(seed ^ 0x7275746873696dULL));
-    bool revenue = sc->pol->objective == BD_OBJ_REVENUE;
-
-    for (size_t t = 0; t < T; t++) {
-        /* Every channel steps every cycle, present or not, so one channel's
-         * path does not depend on when another arrives. */
-        if (t > 0)
-            for (size_t i = 0; i < n; i++)
-                logm[i] = (1.0 - sc->drift_revert) * logm[i] + sc->drift_sigma * gsl_ran_gaussian(r, 1.0);
-        for (size_t e = 0; e < sc->n_ev; e++) {
-            const sim_event_t *ev = &sc->ev[e];
-            if ((size_t)ev->cycle != t) continue;
-            if (ev->kind == SIM_SHOCK) shock[ev->ch] *= ev->factor;
-            if (ev->kind == SIM_BREAK) broken[ev->ch] = 1;
-        }
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            const sim_channel_t *c = &sc->ch[i];
-            size_t k = t * n + i;
-            tr->present[k] = t >= (size_t)c->arrives;
-            tr->rate[k] = c->rate * exp(logm[i]) * shock[i];
-            tr->broken[k] = broken[i];
-            tr->ratio[k] = 1.0;
-            tr->curve[k] = (bd_curve_t){BD_CURVE_EXP, tr->rate[k] * (revenue ? c->value : 1.0), c->k, 0};
-            if (tr->present[k]) {
-                tr->lo[k] = c->cfg->min;
-                tr->hi[k] = c->cfg->max;
-                cv[m] = tr->curve[k];
-                lo[m] = tr->lo[k];
-                hi[m] = tr->hi[k];
-                idx[m++] = i;
-            }
-        }
-        for (size_t e = 0; e < sc->n_ev; e++) {
-            const sim_event_t *ev = &sc->ev[e];
-            if (ev->kind == SIM_RUNAWAY && t >= (size_t)ev->cycle &&
-                (ev->duration == 0 || t < (size_t)(ev->cycle + ev->duration)))
-                tr->ratio[t * n + (size_t)ev->ch] = ev->factor;
-        }
-        tr->opt_v[t] = sim_oracle(cv, lo, hi, m, sc->pol->budget, x);
-        for (size_t j = 0; j < m; j++) tr->opt_x[t * n + idx[j]] = x[j];
-    }
-    gsl_rng_free(r);
-    free(logm);
-    free(shock);
-    free(broken);
-    free(cv);
-    free(lo);
-    free(idx);
-    return tr;
-}
-
-void sim_truth_free(sim_truth_t *tr)
-{
-    if (!tr) return;
-    free(tr->curve);
-    free(tr->rate);
-    free(tr->present);
-    free(tr->broken);
-    free(tr->ratio);
-    free(tr->lo);
-    free(tr->hi);
-    free(tr->opt_x);
-    free(tr->opt_v);
-    free(tr);
-}
-
-/* ---- environment -------------------------------------------------------- */
-
-/* Outcomes of spending s on channel i in cycle t. The generator is seeded
- * per (run, cycle, channel), so all policies share their random numbers
- * (common random numbers: differences come from decisions, not noise). */
-static void env_draw(const sim_scenario_t *sc, const sim_truth_t *tr, gsl_rng *r, int t, size_t i,
-                     double s, double *conv, double *rev)
-{
-    gsl_rng_set(r, (unsigned long)bd_mix64(tr->seed ^ bd_mix64((uint64_t)t * 1000003u + i)));
-    const sim_channel_t *c = &sc->ch[i];
-    double mu = tr->rate[(size_t)t * tr->n + i] * c->k * -expm1(-s / c->k);
-    double od = sc->overdispersion;
-    double mult = od > 0 ? gsl_ran_gamma(r, 1.0 / (od * od), od * od) : 1.0;
-    *conv = s > 0 ? (double)gsl_ran_poisson(r, mu * mult) : 0;
-    double sh = sc->value_shape;
-    *rev = *conv > 0 ? gsl_ran_gamma(r, *conv * sh, c->value / sh) : 0;
-}
+/* ---- bookkeeping ---------------------------------------------------------- */
 
 /* Bound breaks of a decided allocation: spend on an absent channel, below
  * min, above max, or a total above the budget (cent tolerance). */
@@ -164,11 +61,12 @@ static int check_bounds(const sim_truth_t *tr, int t, const double *x, double bu
     return v + (sum > budget + 0.01);
 }
 
-/* Bookkeeping shared by every policy: expected return of the allocation
- * effectively spent (eff), per-cycle regret, overspend. */
-static void account(const sim_truth_t *tr, int t, const double *eff, sim_result_t *res)
+/* Bookkeeping shared by every policy at cycle t: the allocation in force
+ * x, what the channels could spend of it (deliv) and the cycle's expected
+ * return v (sim_env_step); per-cycle regret, overspend. */
+static void account(const sim_truth_t *tr, int t, const double *x, const double *deliv, double v,
+                    sim_result_t *res)
 {
-    double v = sim_value(&tr->curve[(size_t)t * tr->n], eff, tr->n);
     double o = tr->opt_v[t];
     res->ret += v;
     res->oracle += o;
@@ -176,9 +74,15 @@ static void account(const sim_truth_t *tr, int t, const double *eff, sim_result_
         res->ret_after += v;
         res->oracle_after += o;
     }
+    res->v[t] = v;
     res->rho[t] = o > 0 ? (o - v) / o : 0;
-    for (size_t i = 0; i < tr->n; i++)
-        res->overspend += eff[i] * (tr->ratio[(size_t)t * tr->n + i] - 1.0);
+    size_t n = tr->n;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)t * n + i;
+        res->alloc[k] = x[i];
+        res->deliv[k] = deliv[i];
+        res->overspend += deliv[i] * (tr->ratio[k] - 1.0);
+    }
 }
 
 /* Cycles from a disruption (shock or arrival) until the per-cycle regret
@@ -361,6 +265,9 @@ static bd_err_t eng_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     bool k = d->path == BD_PATH_KILLED;
     if (k && !c->killed) c->trips++;
     c->killed = k;
+    if (memmem(json, len, "\"fault\"", 7) &&
+        sim_record_faults(json, len, c->sc, c->c0, c->tr->T, c->res->flag))
+        c->res->has_flags = true;
     if (c->dec) {
         fwrite(json, 1, len, c->dec);
         fputc('\n', c->dec);
@@ -368,19 +275,54 @@ static bd_err_t eng_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     return BD_OK;
 }
 
-/* Feeds one record to the engine (and the log). */
-static bd_err_t eng_feed(bd_engine_t *e, const bd_event_t *ev, FILE *log, char *errbuf, size_t errlen)
+/* See sim.h. Parses the record with cJSON (only records that mention
+ * "fault" get here). */
+bool sim_record_faults(const char *json, size_t len, const sim_scenario_t *sc, int64_t c0, int T,
+                       unsigned char *flag)
 {
-    if (log) {
-        if (ev->kind == BD_EV_WATERMARK)
-            fprintf(log, "{\"portfolio\":\"%s\",\"watermark\":%lld}\n", ev->portfolio, (long long)ev->ts);
-        else
-            fprintf(log,
-                    "{\"v\":1,\"event_id\":\"%s\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
-                    "\"spend\":%.2f,\"conversions\":%.0f,\"revenue\":%.2f}\n",
-                    ev->event_id, (long long)ev->ts, ev->portfolio, ev->channel, ev->spend,
-                    ev->conversions, ev->revenue);
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!root) return false;
+    bool field = false;
+    const cJSON *cy = cJSON_GetObjectItemCaseSensitive(root, "cycle");
+    const cJSON *chs = cJSON_GetObjectItemCaseSensitive(root, "channels");
+    int64_t t = cJSON_IsNumber(cy) ? (int64_t)cy->valuedouble - c0 : -1;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, chs)
+    {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(ch, "fault");
+        if (!f) continue;
+        field = true;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(ch, "channel");
+        int i = cJSON_IsString(name) ? channel_index(sc, name->valuestring) : -1;
+        if (i >= 0 && t >= 0 && t < T && !cJSON_IsNull(f) && !cJSON_IsFalse(f))
+            flag[(size_t)t * sc->n_ch + (size_t)i] = 1;
     }
+    cJSON_Delete(root);
+    return field;
+}
+
+/* Writes one record to the event log (JSON Lines, what `budgetd replay`
+ * reads). rev >= 0: the restatement number, written as "rev" (CONTRACT v2;
+ * today's engine ignores the field). */
+static void log_event(FILE *log, const bd_event_t *ev, bool traffic, int rev)
+{
+    if (ev->kind == BD_EV_WATERMARK) {
+        fprintf(log, "{\"portfolio\":\"%s\",\"watermark\":%lld}\n", ev->portfolio, (long long)ev->ts);
+        return;
+    }
+    fprintf(log, "{\"v\":1,\"event_id\":\"%s\",", ev->event_id);
+    if (rev >= 0) fprintf(log, "\"rev\":%d,", rev);
+    fprintf(log, "\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\",\"spend\":%.2f,",
+            (long long)ev->ts, ev->portfolio, ev->channel, ev->spend);
+    if (traffic) fprintf(log, "\"impressions\":%.0f,\"clicks\":%.0f,", ev->impressions, ev->clicks);
+    fprintf(log, "\"conversions\":%.0f,\"revenue\":%.2f}\n", ev->conversions, ev->revenue);
+}
+
+/* Feeds one record to the engine (and the log). */
+static bd_err_t eng_feed(bd_engine_t *e, const bd_event_t *ev, FILE *log, bool traffic, int rev,
+                         char *errbuf, size_t errlen)
+{
+    if (log) log_event(log, ev, traffic, rev);
     char detail[256];
     bd_err_t err = BD_OK;
     bd_reject_t r = bd_engine_apply(e, ev, detail, sizeof detail, &err);
@@ -400,10 +342,45 @@ static bd_event_t watermark(const sim_scenario_t *sc, int64_t ts)
     return ev;
 }
 
-/* Cents, as an adapter reports them; the same value goes in process and to
- * the log (%.2f of a cent-rounded double parses back to the same double),
- * so `budgetd replay` of the log sees identical inputs. */
-static double cents(double v) { return round(v * 100.0) / 100.0; }
+/* A report as the event a connector sends. Late delivery: the interval's
+ * first report keeps the id sim-<cycle>-<channel>, a later piece is a new
+ * event sim-<cycle>-<channel>-<delay> with the piece's numbers. Restate:
+ * every report of the interval re-sends sim-<cycle>-<channel> with the
+ * totals so far (and "rev" in the log). */
+static bd_event_t report_event(const sim_scenario_t *sc, const sim_report_t *rp)
+{
+    bd_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BD_EV_DATA;
+    ev.ts = sc->start + (int64_t)rp->origin * sc->cfg->cycle;
+    snprintf(ev.portfolio, sizeof ev.portfolio, "%s", sc->portfolio);
+    snprintf(ev.channel, sizeof ev.channel, "%s", sc->ch[rp->ch].name);
+    bool restate = sc->delivery == SIM_DELIVER_RESTATE;
+    if (restate || rp->piece == 0) snprintf(ev.event_id, sizeof ev.event_id, "sim-%d-%zu", rp->origin, rp->ch);
+    else snprintf(ev.event_id, sizeof ev.event_id, "sim-%d-%zu-%d", rp->origin, rp->ch, rp->piece);
+    ev.spend = restate ? rp->c_spend : rp->d_spend;
+    ev.impressions = restate ? rp->c_impressions : rp->d_impressions;
+    ev.clicks = restate ? rp->c_clicks : rp->d_clicks;
+    ev.conversions = restate ? rp->c_conversions : rp->d_conversions;
+    ev.revenue = restate ? rp->c_revenue : rp->d_revenue;
+    return ev;
+}
+
+/* The operator's `budgetd resume` after resume_after killed cycles. */
+static void operator_resume(const sim_scenario_t *sc, bd_engine_t *e, const eng_ctx_t *c, int t,
+                            int *kill_start)
+{
+    if (c->killed && *kill_start < 0) *kill_start = t;
+    if (c->killed && sc->resume_after > 0 && t - *kill_start + 1 >= sc->resume_after) {
+        bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), sc->portfolio, strlen(sc->portfolio));
+        if (p) {
+            p->killed = false;
+            p->kill_reason[0] = '\0';
+        }
+        *kill_start = -1;
+    }
+    if (!c->killed) *kill_start = -1;
+}
 
 static bd_err_t run_engine(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_log_t *log,
                            sim_result_t *res, char *errbuf, size_t errlen)
@@ -413,16 +390,17 @@ static bd_err_t run_engine(const sim_scenario_t *sc, const sim_truth_t *tr, cons
                    .status = BD_STATUS_ACTIVE, .cycle = INT64_MIN,
                    .dec = log ? log->decisions : NULL};
     c.x = bd_xcalloc(n, sizeof(double));
-    double *eff = bd_xcalloc(n, sizeof(double));
+    double *eff = bd_xcalloc(n * 2, sizeof(double)), *deliv = eff + n;
     FILE *evlog = log ? log->events : NULL;
     bd_engine_opts_t o = {.threads = 1, .live = false, .sink = eng_sink, .sink_ctx = &c};
     bd_engine_t *e = bd_engine_new(sc->cfg, &o);
-    gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2);
+    sim_env_t *env = sim_env_new(sc, tr, true);
     int64_t L = sc->cfg->cycle, c0 = sc->start / L;
+    int restate = sc->delivery == SIM_DELIVER_RESTATE ? 0 : -1;
     c.c0 = c0;
     int kill_start = -1;
     bd_event_t wm = watermark(sc, sc->start);
-    bd_err_t rc = eng_feed(e, &wm, evlog, errbuf, errlen);
+    bd_err_t rc = eng_feed(e, &wm, evlog, false, -1, errbuf, errlen);
     for (int t = 0; rc == BD_OK && t < tr->T; t++) {
         if (c.cycle != c0 + t) {
             rc = bd_errf(errbuf, errlen, BD_ERR_INVALID, "engine decided cycle %lld, expected %lld",
@@ -434,43 +412,22 @@ static bd_err_t run_engine(const sim_scenario_t *sc, const sim_truth_t *tr, cons
         if (c.status == BD_STATUS_HELD) res->held_cycles++;
         if (active) res->violations += check_bounds(tr, t, c.x, sc->pol->budget);
         for (size_t i = 0; i < n; i++) eff[i] = active && tr->present[(size_t)t * n + i] ? c.x[i] : 0;
-        account(tr, t, eff, res);
-        for (size_t i = 0; i < n && rc == BD_OK; i++) {
-            size_t k = (size_t)t * n + i;
-            if (!tr->present[k]) continue;
-            double spend = cents(eff[i] * tr->ratio[k]), conv, rev;
-            env_draw(sc, tr, r, t, i, spend, &conv, &rev);
-            if (tr->broken[k]) conv = rev = 0;
-            bd_event_t ev;
-            memset(&ev, 0, sizeof ev);
-            ev.kind = BD_EV_DATA;
-            ev.ts = sc->start + (int64_t)t * L;
-            snprintf(ev.portfolio, sizeof ev.portfolio, "%s", sc->portfolio);
-            snprintf(ev.channel, sizeof ev.channel, "%s", sc->ch[i].name);
-            snprintf(ev.event_id, sizeof ev.event_id, "sim-%d-%zu", t, i);
-            ev.spend = spend;
-            ev.conversions = conv;
-            ev.revenue = cents(rev);
-            rc = eng_feed(e, &ev, evlog, errbuf, errlen);
+        const sim_report_t *rep;
+        size_t nr;
+        double v = sim_env_step(env, t, eff, deliv, &rep, &nr);
+        account(tr, t, eff, deliv, v, res);
+        for (size_t j = 0; j < nr && rc == BD_OK; j++) {
+            bd_event_t ev = report_event(sc, &rep[j]);
+            rc = eng_feed(e, &ev, evlog, sc->traffic, restate < 0 ? -1 : rep[j].rev, errbuf, errlen);
         }
         if (rc != BD_OK) break;
-        /* The operator's `budgetd resume` after resume_after killed cycles. */
-        if (c.killed && kill_start < 0) kill_start = t;
-        if (c.killed && sc->resume_after > 0 && t - kill_start + 1 >= sc->resume_after) {
-            bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), sc->portfolio, strlen(sc->portfolio));
-            if (p) {
-                p->killed = false;
-                p->kill_reason[0] = '\0';
-            }
-            kill_start = -1;
-        }
-        if (!c.killed) kill_start = -1;
+        operator_resume(sc, e, &c, t, &kill_start);
         wm = watermark(sc, sc->start + (int64_t)(t + 1) * L);
-        rc = eng_feed(e, &wm, evlog, errbuf, errlen);
+        rc = eng_feed(e, &wm, evlog, false, -1, errbuf, errlen);
     }
     res->kill_trips = c.trips;
     res->resets = c.resets;
-    gsl_rng_free(r);
+    sim_env_free(env);
     bd_engine_free(e);
     free(c.x);
     free(eff);
@@ -521,38 +478,23 @@ static void fill_present(const sim_scenario_t *sc, const sim_truth_t *tr, int t,
     free(idx);
 }
 
-/* The configured initial split (CONTRACT §5) over the config's channels. */
-static void initial_split(const sim_scenario_t *sc, double *x)
-{
-    size_t n = sc->n_ch, m = 0;
-    const bd_channel_cfg_t **cfg = bd_xcalloc(n, sizeof *cfg);
-    double *y = bd_xcalloc(n, sizeof(double));
-    size_t *idx = bd_xcalloc(n, sizeof *idx);
-    for (size_t i = 0; i < n; i++) {
-        x[i] = 0;
-        if (sc->ch[i].cfg->name[0]) {
-            cfg[m] = sc->ch[i].cfg;
-            idx[m++] = i;
-        }
-    }
-    bd_alloc_initial(sc->pol, cfg, m, y);
-    for (size_t j = 0; j < m; j++) x[idx[j]] = y[j];
-    free(cfg);
-    free(y);
-    free(idx);
-}
-
+/* The baselines learn from the reports as they arrive: the spend of a first
+ * report and the conversions (or revenue) of every piece, the totals of a
+ * restatement taken as its difference to the last (they understand
+ * restatements; only the engine is measured on them). The best flat split
+ * and the static split learn nothing. */
 static void run_baseline(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t pol,
                          sim_result_t *res)
 {
     size_t n = tr->n;
-    double *x = bd_xcalloc(n, sizeof(double));
+    double *x = bd_xcalloc(n * 3 + 1, sizeof(double)), *deliv = x + n, *xf = deliv + n;
     est_t *es = bd_xcalloc(n, sizeof *es);
     bd_curve_t *cv = bd_xcalloc(n, sizeof *cv);
-    gsl_rng *r = gsl_rng_alloc(gsl_rng_taus2), *pr = gsl_rng_alloc(gsl_rng_taus2);
+    gsl_rng *pr = gsl_rng_alloc(gsl_rng_taus2);
     gsl_rng_set(pr, (unsigned long)bd_mix64(tr->seed ^ 0x65707367ULL));
+    sim_env_t *env = sim_env_new(sc, tr, false);
     bool revenue = sc->pol->objective == BD_OBJ_REVENUE;
-    initial_split(sc, x);
+    memcpy(x, pol == SIM_POL_FLAT ? tr->flat_x : tr->init_x, n * sizeof(double));
     for (int t = 0; t < tr->T; t++) {
         if (pol == SIM_POL_EQUAL) {
             /* identical linear-ish curves: water-filling splits equally in the box */
@@ -572,25 +514,28 @@ static void run_baseline(const sim_scenario_t *sc, const sim_truth_t *tr, sim_po
             }
             fill_present(sc, tr, t, cv, x);
         }
-        for (size_t i = 0; i < n; i++)
-            if (!tr->present[(size_t)t * n + i]) x[i] = 0;
-        res->violations += check_bounds(tr, t, x, sc->pol->budget);
-        account(tr, t, x, res);
-        for (size_t i = 0; i < n; i++) {
-            size_t k = (size_t)t * n + i;
-            if (!tr->present[k]) continue;
-            double spend = x[i] * tr->ratio[k], conv, rev;
-            env_draw(sc, tr, r, t, i, spend, &conv, &rev);
-            if (tr->broken[k]) conv = rev = 0;
-            if (spend > 0) {
-                es[i].G += sc->ch[i].cfg->saturation > 0
-                               ? sc->ch[i].cfg->saturation * -expm1(-spend / sc->ch[i].cfg->saturation)
-                               : spend;
-                es[i].Y += revenue ? rev : conv;
-            }
+        double *xt = x;
+        if (pol == SIM_POL_FLAT) {
+            /* the flat split stays; absent channels spend nothing */
+            for (size_t i = 0; i < n; i++) xf[i] = tr->present[(size_t)t * n + i] ? x[i] : 0;
+            xt = xf;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                if (!tr->present[(size_t)t * n + i]) x[i] = 0;
+        }
+        res->violations += check_bounds(tr, t, xt, sc->pol->budget);
+        const sim_report_t *rep;
+        size_t nr;
+        double v = sim_env_step(env, t, xt, deliv, &rep, &nr);
+        account(tr, t, xt, deliv, v, res);
+        for (size_t j = 0; j < nr; j++) {
+            const sim_report_t *rp = &rep[j];
+            double k = sc->ch[rp->ch].cfg->saturation, sp = rp->d_spend;
+            if (sp > 0) es[rp->ch].G += k > 0 ? k * -expm1(-sp / k) : sp;
+            es[rp->ch].Y += revenue ? rp->d_revenue : rp->d_conversions;
         }
     }
-    gsl_rng_free(r);
+    sim_env_free(env);
     gsl_rng_free(pr);
     free(x);
     free(es);
@@ -603,7 +548,12 @@ bd_err_t sim_run(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t p
                  const sim_log_t *log, sim_result_t *res, char *errbuf, size_t errlen)
 {
     memset(res, 0, sizeof *res);
-    res->rho = bd_xcalloc((size_t)tr->T, sizeof(double));
+    size_t T = (size_t)tr->T, tn = T * tr->n;
+    res->rho = bd_xcalloc(T, sizeof(double));
+    res->v = bd_xcalloc(T, sizeof(double));
+    res->alloc = bd_xcalloc(tn ? tn : 1, sizeof(double));
+    res->deliv = bd_xcalloc(tn ? tn : 1, sizeof(double));
+    res->flag = bd_xcalloc(tn ? tn : 1, 1);
     bd_err_t rc = BD_OK;
     if (policy == SIM_POL_ENGINE) rc = run_engine(sc, tr, log, res, errbuf, errlen);
     else run_baseline(sc, tr, policy, res);
@@ -616,5 +566,10 @@ bd_err_t sim_run(const sim_scenario_t *sc, const sim_truth_t *tr, sim_policy_t p
 void sim_result_free(sim_result_t *r)
 {
     free(r->rho);
-    r->rho = NULL;
+    free(r->v);
+    free(r->alloc);
+    free(r->deliv);
+    free(r->flag);
+    r->rho = r->v = r->alloc = r->deliv = NULL;
+    r->flag = NULL;
 }

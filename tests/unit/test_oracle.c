@@ -1,9 +1,13 @@
-/* test_oracle.c: the simulator's oracle (bench/oracle.c) is the exact
+/* test_oracle.c: the simulator's oracle (bench/sim/oracle.c) is the exact
  * maximiser of the true return under box and total: it must match brute
  * force on small cases and satisfy the KKT conditions. The bench sources are
- * not in libbudgetd, so the file under test is compiled in here. */
+ * not in libbudgetd, so the file under test is compiled in here. Suite
+ * `flat`: the best time-invariant split in hindsight (truth.c) is optimal
+ * among flat splits, and the per-cycle oracle beats it when the response
+ * has time structure. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <string.h>
 #include <gsl/gsl_rng.h>
 #include "../../bench/sim/oracle.c"
 
@@ -168,4 +172,106 @@ Test(oracle, value_is_sum_of_curves)
     double x[2] = {100, 0};
     cr_assert_float_eq(sim_value(c, x, 2), 2.0 * 100 * (1 - exp(-1.0)), 1e-9);
     cr_assert_float_eq(sim_oracle(c, NULL, NULL, 0, 100, NULL), 0, 0);
+}
+
+/* ---- the best flat split (bench/sim/truth.c) ----------------------------- */
+
+/* sum over the run of the flat split x's return (caps applied). */
+static double flat_objective(const sim_truth_t *tr, const double *x)
+{
+    double v = 0;
+    for (int t = 0; t < tr->T; t++)
+        for (size_t i = 0; i < tr->n; i++) {
+            size_t k = (size_t)t * tr->n + i;
+            if (!tr->present[k]) continue;
+            double s = x[i] < tr->cap[k] ? x[i] : tr->cap[k];
+            v += bd_curve_value(&tr->curve[k], s);
+        }
+    return v;
+}
+
+/* The flat split is feasible, its value is what it claims, and no move of
+ * money between two channels (within their boxes) improves it. */
+static void check_flat(const sim_scenario_t *sc, const sim_truth_t *tr)
+{
+    size_t n = tr->n;
+    double sum = 0, x[8], y[8];
+    for (size_t i = 0; i < n; i++) {
+        x[i] = tr->flat_x[i];
+        cr_assert_geq(x[i], sc->ch[i].cfg->min - 1e-6);
+        cr_assert_leq(x[i], sc->ch[i].cfg->max + 1e-6);
+        sum += x[i];
+    }
+    cr_assert_float_eq(sum, sc->pol->budget, 1e-6 * sc->pol->budget);
+    double v = flat_objective(tr, x);
+    cr_assert_float_eq(v, tr->flat_v, 1e-9 * v);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            if (i == j) continue;
+            for (double d = 1; d <= 256; d *= 4) {
+                memcpy(y, x, n * sizeof *y);
+                y[i] -= d;
+                y[j] += d;
+                if (y[i] < sc->ch[i].cfg->min || y[j] > sc->ch[j].cfg->max) continue;
+                cr_assert_leq(flat_objective(tr, y), v * (1 + 1e-12), "moving %g from %zu to %zu gains", d,
+                              i, j);
+            }
+        }
+}
+
+Test(flat, best_flat_split_is_optimal)
+{
+    const char *files[] = {"bench/scenarios/daily_weekly.yaml", "bench/scenarios/cap_several.yaml",
+                           "bench/scenarios/drift.yaml"};
+    for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
+        char err[4096];
+        sim_scenario_t *sc;
+        cr_assert_eq(sim_scenario_load(files[f], &sc, err, sizeof err), BD_OK, "%s", err);
+        sim_truth_t *tr = sim_truth_new(sc, 77);
+        check_flat(sc, tr);
+        sim_truth_free(tr);
+        sim_scenario_free(sc);
+    }
+}
+
+/* With day-part seasonality the per-cycle oracle gains clearly over the
+ * best time-invariant split; without any time structure (no drift) the two
+ * coincide. */
+Test(flat, oracle_beats_flat_split_on_diurnal_scenario)
+{
+    char err[4096];
+    sim_scenario_t *sc;
+    cr_assert_eq(sim_scenario_load("bench/scenarios/daily_weekly.yaml", &sc, err, sizeof err), BD_OK, "%s", err);
+    sim_truth_t *tr = sim_truth_new(sc, 77);
+    double o = 0;
+    for (int t = 0; t < tr->T; t++) o += tr->opt_v[t];
+    cr_assert_gt(o, 1.02 * tr->flat_v, "oracle %g vs flat %g", o, tr->flat_v);
+    sim_truth_free(tr);
+    sc->drift_sigma = 0;
+    for (size_t i = 0; i < sc->n_ch; i++) sc->ch[i].season.on = false;
+    tr = sim_truth_new(sc, 77);
+    o = 0;
+    for (int t = 0; t < tr->T; t++) o += tr->opt_v[t];
+    cr_assert_float_eq(o, tr->flat_v, 1e-6 * o, "stationary: flat = oracle");
+    for (size_t i = 0; i < tr->n; i++) cr_assert_float_eq(tr->flat_x[i], tr->opt_x[i], 1e-3);
+    sim_truth_free(tr);
+    sim_scenario_free(sc);
+}
+
+/* With carryover the oracle's return is its allocation played through the
+ * adstock from the initial split: for stationary curves it converges to
+ * the static optimum. */
+Test(flat, carryover_oracle_reaches_static_optimum)
+{
+    char err[4096];
+    sim_scenario_t *sc;
+    cr_assert_eq(sim_scenario_load("bench/scenarios/carryover.yaml", &sc, err, sizeof err), BD_OK, "%s", err);
+    sc->drift_sigma = 0;
+    sim_truth_t *tr = sim_truth_new(sc, 5);
+    double x[8];
+    double v = sim_oracle(&tr->curve[0], &tr->lo[0], &tr->hi[0], tr->n, sc->pol->budget, x);
+    cr_assert_float_eq(tr->opt_v[tr->T - 1], v, 1e-9 * v);
+    cr_assert_lt(tr->opt_v[0], v, "the first cycle's adstock is still the initial split's");
+    sim_truth_free(tr);
+    sim_scenario_free(sc);
 }
