@@ -3,13 +3,14 @@
  * Redis keys of CONTRACT §3 only (never on the daemon directly), so they work
  * whether or not a daemon runs, and `redis-cli` on the same keys is equally
  * valid. Every refusal says why on stderr and exits 1; bad use exits 2. */
-#include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
@@ -34,66 +35,38 @@ static void ops_usage(FILE *f)
           f);
 }
 
-/* Takes the value of option name at argv[*i]: "--name VALUE" or
- * "--name=VALUE". Returns 1 when argv[*i] is that option (value in *out,
- * NULL when missing), 0 when it is another argument. */
-static int ops_opt(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0) return 0;
-    if (a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    if (a[n] != 0) return 0;
-    *out = *i + 1 < argc ? argv[++*i] : NULL;
-    return 1;
-}
-
 /* Parses argv into a. Returns -1 on bad use (message printed), 1 for
  * --help, 0 otherwise. Options may come before or after positionals. */
 static int ops_parse(int argc, char **argv, ops_args_t *a)
 {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'r'},
+        {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
+        {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
-    int opts_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v = NULL, **slot = NULL;
-        if (!opts_done && (!strcmp(arg, "-h") || !strcmp(arg, "--help"))) return 1;
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = 1;
-            continue;
+    bd_opts_t o;
+    bd_opts_init(&o, a->cmd, argc, argv, "c:h", longopts);
+    int ch, rc = 0;
+    while (rc == 0 && (ch = bd_opts_next(&o)) != -1) {
+        switch (ch) {
+        case 'c': a->config = o.arg; break;
+        case 'r': a->url = o.arg; break;
+        case 'p': a->prefix = o.arg; break;
+        case 'R': a->reason = o.arg; break;
+        case 'b': a->by = o.arg; break;
+        case 'h': rc = 1; break;
+        default: rc = -1; break;
         }
-        if (!opts_done && arg[0] == '-' && arg[1]) {
-            if (ops_opt(argc, argv, &i, "-c", &v) || ops_opt(argc, argv, &i, "--config", &v))
-                slot = &a->config;
-            else if (ops_opt(argc, argv, &i, "--redis", &v))
-                slot = &a->url;
-            else if (ops_opt(argc, argv, &i, "--prefix", &v))
-                slot = &a->prefix;
-            else if (ops_opt(argc, argv, &i, "--reason", &v))
-                slot = &a->reason;
-            else if (ops_opt(argc, argv, &i, "--by", &v))
-                slot = &a->by;
-            if (!slot) {
-                fprintf(stderr, "budgetd %s: unknown option '%s'\n", a->cmd, arg);
-                return -1;
-            }
-            if (!v) {
-                fprintf(stderr, "budgetd %s: option '%s' needs a value\n", a->cmd, arg);
-                return -1;
-            }
-            *slot = v;
-            continue;
-        }
-        if (a->npos == 3) {
-            fprintf(stderr, "budgetd %s: too many arguments\n", a->cmd);
-            return -1;
-        }
-        a->pos[a->npos++] = arg;
     }
-    return 0;
+    if (rc == 0 && o.npos > 3) {
+        fprintf(stderr, "budgetd %s: too many arguments\n", a->cmd);
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < o.npos; i++) a->pos[a->npos++] = o.pos[i];
+    bd_opts_free(&o);
+    return rc;
 }
 
 /* Checks the arguments of a->cmd: positional count, options that belong to
@@ -130,10 +103,8 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
     }
     *cycle = -1;
     if (is_approve && a->npos == 2) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(a->pos[1], &end, 10);
-        if (errno || end == a->pos[1] || *end || v < 0) {
+        long long v;
+        if (!bd_opts_parse_ll(a->pos[1], 0, INT64_MAX, &v)) {
             fprintf(stderr, "budgetd approve: CYCLE must be a cycle number, got '%s'\n", a->pos[1]);
             return -1;
         }

@@ -13,7 +13,6 @@
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include <unistd.h>
 #include "budgetd/checkpoint.h"
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
@@ -30,6 +30,9 @@
 #include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
+
+/* --idle-exit accepts 0..RUN_MAX_IDLE_EXIT seconds (a day). */
+#define RUN_MAX_IDLE_EXIT 86400
 
 static volatile sig_atomic_t g_stop, g_reload;
 
@@ -61,6 +64,8 @@ typedef struct {
     bd_publish_t *pub;
     bool event_time;
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
+    int threads;                /* --threads: decide workers */
+    const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
 } daemon_t;
@@ -351,136 +356,183 @@ static void run_usage(FILE *f)
           f);
 }
 
-int bd_cmd_run(int argc, char **argv)
+/* Parses argv into dm's options. Returns -1 to go on, else the exit code
+ * (usage or --help printed). */
+static int run_parse(int argc, char **argv, daemon_t *dm)
 {
-    daemon_t dm = {0};
-    const char *metrics_at = NULL;
-    int threads = 2;
-    static const struct option opts[] = {
+    static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
         {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+    bd_opts_t o;
+    bd_opts_init(&o, "run", argc, argv, "c:t:h", longopts);
+    dm->threads = 2;
+    int ch, rc = -1;
+    while (rc < 0 && (ch = bd_opts_next(&o)) != -1) {
         switch (ch) {
-        case 'c': dm.cfg_path = optarg; break;
-        case 'E': dm.event_time = true; break;
-        case 'I': dm.idle_exit = atoi(optarg); break;
-        case 'M': metrics_at = optarg; break;
-        case 't': threads = atoi(optarg); break;
-        case 'h': run_usage(stdout); return BD_EXIT_OK;
-        default: run_usage(stderr); return BD_EXIT_USAGE;
+        case 'c': dm->cfg_path = o.arg; break;
+        case 'E': dm->event_time = true; break;
+        case 'I':
+            if (!bd_opts_int(&o, 0, RUN_MAX_IDLE_EXIT, &dm->idle_exit)) rc = BD_EXIT_USAGE;
+            break;
+        case 'M': dm->metrics_at = o.arg; break;
+        case 't':
+            if (!bd_opts_int(&o, 1, BD_CMD_MAX_THREADS, &dm->threads)) rc = BD_EXIT_USAGE;
+            break;
+        case 'h': run_usage(stdout); rc = BD_EXIT_OK; break;
+        default: run_usage(stderr); rc = BD_EXIT_USAGE; break;
         }
     }
-    if (!dm.cfg_path || optind != argc || threads < 1) {
+    if (rc < 0 && (!dm->cfg_path || o.npos != 0)) {
         run_usage(stderr);
-        return BD_EXIT_USAGE;
+        rc = BD_EXIT_USAGE;
     }
-    char err[8192];
-    if (bd_config_load(dm.cfg_path, &dm.cfg, err, sizeof(err)) != BD_OK) {
-        fprintf(stderr, "%s\n", err);
-        return BD_EXIT_USAGE;
-    }
-    signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
-    crash_hook_init();
+    bd_opts_free(&o);
+    return rc;
+}
+
+/* Signals: SIGTERM and SIGINT stop, SIGHUP reloads; SIGPIPE is ignored
+ * (hiredis writes with write(2)). */
+static void run_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
 
-    if (metrics_at && !(dm.metrics = bd_metrics_start(metrics_at, err, sizeof(err)))) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_config_free(dm.cfg);
+/* Loads the config and opens everything the daemon runs on: metrics,
+ * Redis (lazily: a Redis that is down is retried, not fatal), Kafka, the
+ * publisher and the engine. Returns BD_EXIT_OK or the exit code of the
+ * failure (message printed). */
+static int run_setup(daemon_t *dm)
+{
+    char err[8192];
+    if (bd_config_load(dm->cfg_path, &dm->cfg, err, sizeof(err)) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
         return BD_EXIT_USAGE;
     }
-    dm.r = bd_redis_open_lazy(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
-                         dm.cfg->redis.stream_maxlen, err, sizeof(err));
-    if (!dm.r) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_metrics_stop(dm.metrics);
-        bd_config_free(dm.cfg);
-        return BD_EXIT_USAGE;
-    }
-    dm.k = bd_kafka_open(dm.cfg, daemon_on_revoke, &dm, err, sizeof(err));
-    if (!dm.k) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_metrics_stop(dm.metrics);
-        bd_redis_close(dm.r);
-        bd_config_free(dm.cfg);
-        return BD_EXIT_USAGE;
-    }
-    dm.pub = bd_publish_new(dm.r, &g_stop);
+    run_signals();
+    crash_hook_init();
+    if (dm->metrics_at && !(dm->metrics = bd_metrics_start(dm->metrics_at, err, sizeof(err))))
+        return bd_opts_fail("run", "%s", err);
+    const bd_config_t *cfg = dm->cfg;
+    dm->r = bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
+                               cfg->redis.stream_maxlen, err, sizeof(err));
+    if (!dm->r) return bd_opts_fail("run", "%s", err);
+    dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
+    if (!dm->k) return bd_opts_fail("run", "%s", err);
+    dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
-    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .prefault = true,
-                           .sink = bd_publish_sink, .sink_ctx = dm.pub};
-    dm.e = bd_engine_new(dm.cfg, &eo);
-    logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
-          dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");
+    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
+                           .sink = bd_publish_sink, .sink_ctx = dm->pub};
+    dm->e = bd_engine_new(cfg, &eo);
+    logf_("running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
+          cfg->redis.prefix, dm->event_time ? ", event time only" : "");
+    return BD_EXIT_OK;
+}
 
+/* One sync: operator kills, cycle closes, decisions written, approvals
+ * (once a second), offsets stored, metrics. False when the decisions could
+ * not be written (stop requested while Redis is down). */
+static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
+{
+    bool ops = now != *last_ops;
+    /* Kills before the closes: none of the decisions made after an
+     * operator's kill is seen publishes an active allocation. */
+    if (ops) daemon_poll_kills(dm);
+    if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
+    bd_engine_flush(dm->e);
+    if (!daemon_write(dm)) return false;
+    if (ops) {
+        daemon_poll_approvals(dm);
+        *last_ops = now;
+    }
+    daemon_store_offsets(dm);
+    daemon_metrics(dm);
+    return true;
+}
+
+/* The main loop: consume, reload on SIGHUP, sync when idle, every second
+ * and every 1000 messages (bounds both latency and the work redone after a
+ * crash). Ends on a signal, --idle-exit, or a write given up. */
+static void run_loop(daemon_t *dm)
+{
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
-    int rc = BD_EXIT_OK;
     unsigned since_sync = 0;
     while (!g_stop) {
         bd_kafka_msg_t m;
-        int got = bd_kafka_poll(dm.k, &m, 100);
+        int got = bd_kafka_poll(dm->k, &m, 100);
         time_t now = time(NULL);
         if (got > 0) {
-            daemon_message(&dm, &m);
-            bd_kafka_msg_done(dm.k, &m);
+            daemon_message(dm, &m);
+            bd_kafka_msg_done(dm->k, &m);
             last_msg = now;
             seen_any = true;
             since_sync++;
         }
         if (g_reload) {
             g_reload = 0;
-            daemon_reload(&dm);
+            daemon_reload(dm);
         }
-        /* Sync (decide, write, store offsets) when idle, every second, and
-         * every 1000 messages: bounds both latency and the work redone after
-         * a crash. */
         if (got == 0 || now != last_sync || since_sync >= 1000) {
             since_sync = 0;
-            bool ops = now != last_ops;
-            /* Kills before the closes: none of the decisions made after an
-             * operator's kill is seen publishes an active allocation. */
-            if (ops) daemon_poll_kills(&dm);
-            if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
-            bd_engine_flush(dm.e);
-            if (!daemon_write(&dm)) break;
-            if (ops) {
-                daemon_poll_approvals(&dm);
-                last_ops = now;
-            }
-            daemon_store_offsets(&dm);
-            daemon_metrics(&dm);
+            if (!daemon_sync(dm, now, &last_ops)) break;
             last_sync = now;
         }
-        if (dm.idle_exit > 0 && seen_any && now - last_msg >= dm.idle_exit) break;
+        if (dm->idle_exit > 0 && seen_any && now - last_msg >= dm->idle_exit) break;
     }
-    /* Graceful stop: finish the batch, checkpoint, commit. */
-    bd_engine_flush(dm.e);
-    if (daemon_write(&dm)) {
-        daemon_store_offsets(&dm);
-        bd_kafka_commit(dm.k);
+}
+
+/* Graceful stop: finish the batch, checkpoint, commit. Returns the exit
+ * code: BD_EXIT_RUNTIME when decisions were left unwritten. */
+static int run_shutdown(daemon_t *dm)
+{
+    int rc = BD_EXIT_OK;
+    bd_engine_flush(dm->e);
+    if (daemon_write(dm)) {
+        daemon_store_offsets(dm);
+        bd_kafka_commit(dm->k);
     } else {
         rc = BD_EXIT_RUNTIME;
         logf_("stopping with decisions not written: offsets not committed, they will be redone");
     }
-    const bd_engine_stats_t *st = bd_engine_stats(dm.e);
+    const bd_engine_stats_t *st = bd_engine_stats(dm->e);
     logf_("stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
-          (unsigned long long)dm.applied, (unsigned long long)dm.skipped,
-          (unsigned long long)dm.dead_lettered, (unsigned long long)st->decisions);
-    bd_kafka_close(dm.k);
-    bd_engine_free(dm.e);
-    bd_redis_close(dm.r);
-    bd_metrics_stop(dm.metrics);
-    bd_publish_free(dm.pub);
-    bd_config_free(dm.cfg);
+          (unsigned long long)dm->applied, (unsigned long long)dm->skipped,
+          (unsigned long long)dm->dead_lettered, (unsigned long long)st->decisions);
+    return rc;
+}
+
+/* Frees whatever dm holds (any part may be missing). Kafka goes first: its
+ * close may still call daemon_on_revoke, which needs the rest. */
+static void run_teardown(daemon_t *dm)
+{
+    bd_kafka_close(dm->k);
+    bd_engine_free(dm->e);
+    bd_redis_close(dm->r);
+    bd_metrics_stop(dm->metrics);
+    bd_publish_free(dm->pub);
+    bd_config_free(dm->cfg);
+}
+
+int bd_cmd_run(int argc, char **argv)
+{
+    daemon_t dm = {0};
+    int rc = run_parse(argc, argv, &dm);
+    if (rc < 0) {
+        rc = run_setup(&dm);
+        if (rc == BD_EXIT_OK) {
+            run_loop(&dm);
+            rc = run_shutdown(&dm);
+        }
+    }
+    run_teardown(&dm);
     return rc;
 }
