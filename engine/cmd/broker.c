@@ -7,6 +7,7 @@
 #include <string.h>
 #include "budgetd/broker.h"
 #include "budgetd/config.h"
+#include "budgetd/log.h"
 #include "opts.h"
 
 struct bd_broker {
@@ -141,8 +142,8 @@ int bd_broker_main(int argc, char **argv)
     }
     printf("bootstrap=%s\n", bd_broker_bootstraps(b));
     fflush(stdout);
-    fprintf(stderr, "budgetd broker: topic %s (%d partitions) and %s-dlq; SIGTERM stops\n", topic, partitions,
-            topic);
+    bd_log(BD_LOG_INFO, "broker: topic %s (%d partitions) and %s-dlq; SIGTERM stops", topic, partitions,
+           topic);
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {}
     bd_broker_stop(b);

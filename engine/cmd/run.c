@@ -12,9 +12,8 @@
  *    messages are flushed to the DLQ before their offset is stored.
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
-#include <errno.h>
+#include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/log.h"
 #include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
@@ -44,9 +44,11 @@ static long g_crash_msg = -1, g_crash_write = -1;
 static void crash_hook_init(void)
 {
     const char *v = getenv("BUDGETD_TEST_CRASH");
+    long long n;
     if (!v) return;
-    if (strncmp(v, "msg:", 4) == 0) g_crash_msg = atol(v + 4);
-    else if (strncmp(v, "write:", 6) == 0) g_crash_write = atol(v + 6);
+    if (strncmp(v, "msg:", 4) == 0 && bd_opts_parse_ll(v + 4, 1, LONG_MAX, &n)) g_crash_msg = (long)n;
+    else if (strncmp(v, "write:", 6) == 0 && bd_opts_parse_ll(v + 6, 1, LONG_MAX, &n)) g_crash_write = (long)n;
+    else bd_log(BD_LOG_WARN, "BUDGETD_TEST_CRASH='%s' is not msg:N or write:N; ignored", v);
 }
 
 static void on_signal(int sig)
@@ -89,22 +91,6 @@ static void daemon_metrics(daemon_t *dm)
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s budgetd: ", ts);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 /* Writes what the engine decided (held and retried while Redis is down);
  * the crash hook sits right after a successful write, before offsets. */
 static bool daemon_write(daemon_t *dm)
@@ -124,10 +110,10 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     if (rc != BD_OK) return rc;
     if (killed && !p->killed) {
         bd_decide_operator_kill(p, reason);
-        logf_("%s: killed by operator (%s)", p->name, reason);
+        bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
     } else if (!killed && p->killed) {
         bd_decide_operator_resume(p);
-        logf_("%s: resumed by operator", p->name);
+        bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
     }
     return BD_OK;
 }
@@ -145,7 +131,7 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
         if (rc == BD_OK) {
             if (blob && len) {
                 if (bd_checkpoint_decode(p, blob, len, err, sizeof(err)) != BD_OK)
-                    logf_("%s: ignoring checkpoint: %s", p->name, err);
+                    bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
                 else
                     p->ckpt_offset = p->offset;
             }
@@ -154,7 +140,7 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
             break;
         }
         int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
+        bd_log(BD_LOG_WARN, "redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         bd_redis_reconnect(dm->r, err, sizeof(err));
@@ -165,7 +151,7 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
     for (unsigned attempt = 0; !g_stop; attempt++) {
         if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) return;
         int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable reading the kill key of %s (%s), retry in %d ms", p->name, err, ms);
+        bd_log(BD_LOG_WARN, "redis unavailable reading the kill key of %s (%s), retry in %d ms", p->name, err, ms);
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
         bd_redis_reconnect(dm->r, err, sizeof(err));
@@ -283,7 +269,7 @@ static void daemon_poll_approvals(daemon_t *dm)
         bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, json, state, slen, err, sizeof(err));
         free(state);
         if (rc == BD_OK) {
-            logf_("%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+            bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
             p->ckpt_offset = p->offset;
             p->first_unsaved = -1;
         } else {
@@ -294,7 +280,7 @@ static void daemon_poll_approvals(daemon_t *dm)
             p->status = old_status;
             if (rc == BD_ERR_STALE) {
                 /* superseded or killed meanwhile: drop the request */
-                logf_("%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+                bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
                 bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
             } else {
                 p->has_proposal = true; /* Redis down: try again next round */
@@ -305,6 +291,19 @@ static void daemon_poll_approvals(daemon_t *dm)
     free(json);
 }
 
+/* Logs head, then each line of text as its own log line (a config's
+ * error list can be longer than one log line holds). */
+static void daemon_log_lines(bd_log_level_t level, const char *head, const char *text)
+{
+    bd_log(level, "%s", head);
+    for (const char *l = text; *l;) {
+        size_t n = strcspn(l, "\n");
+        bd_log(level, "%.*s", (int)n, l);
+        l += n;
+        if (*l) l++;
+    }
+}
+
 /* Config reload on SIGHUP: the new file must load and fit the live state,
  * else the old config stays and the reason is logged. */
 static void daemon_reload(daemon_t *dm)
@@ -312,19 +311,19 @@ static void daemon_reload(daemon_t *dm)
     char err[8192];
     bd_config_t *ncfg;
     if (bd_config_load(dm->cfg_path, &ncfg, err, sizeof(err)) != BD_OK) {
-        logf_("reload refused, keeping the running config:\n%s", err);
+        daemon_log_lines(BD_LOG_WARN, "reload refused, keeping the running config:", err);
         return;
     }
     daemon_write(dm);
     if (bd_engine_reload(dm->e, ncfg, err, sizeof(err)) != BD_OK) {
-        logf_("reload refused, keeping the running config: %s", err);
+        bd_log(BD_LOG_WARN, "reload refused, keeping the running config: %s", err);
         bd_config_free(ncfg);
         return;
     }
     daemon_write(dm); /* decisions flushed by the reload */
     bd_config_free(dm->cfg);
     dm->cfg = ncfg;
-    logf_("config reloaded from %s", dm->cfg_path);
+    bd_log(BD_LOG_INFO, "config reloaded from %s", dm->cfg_path);
 }
 
 /* Called by the Kafka layer before partitions are taken away: everything
@@ -405,6 +404,14 @@ static void run_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+/* A start-up failure of the daemon: logged; exit code 2 (the config or
+ * the command line names something that cannot be used). */
+static int run_fail(const char *err)
+{
+    bd_log(BD_LOG_ERROR, "%s", err);
+    return BD_EXIT_USAGE;
+}
+
 /* Loads the config and opens everything the daemon runs on: metrics,
  * Redis (lazily: a Redis that is down is retried, not fatal), Kafka, the
  * publisher and the engine. Returns BD_EXIT_OK or the exit code of the
@@ -419,20 +426,20 @@ static int run_setup(daemon_t *dm)
     run_signals();
     crash_hook_init();
     if (dm->metrics_at && !(dm->metrics = bd_metrics_start(dm->metrics_at, err, sizeof(err))))
-        return bd_opts_fail("run", "%s", err);
+        return run_fail(err);
     const bd_config_t *cfg = dm->cfg;
     dm->r = bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
                                cfg->redis.stream_maxlen, err, sizeof(err));
-    if (!dm->r) return bd_opts_fail("run", "%s", err);
+    if (!dm->r) return run_fail(err);
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
-    if (!dm->k) return bd_opts_fail("run", "%s", err);
+    if (!dm->k) return run_fail(err);
     dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
     bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
                            .sink = bd_publish_sink, .sink_ctx = dm->pub};
     dm->e = bd_engine_new(cfg, &eo);
-    logf_("running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
+    bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
           cfg->redis.prefix, dm->event_time ? ", event time only" : "");
     return BD_EXIT_OK;
 }
@@ -501,10 +508,10 @@ static int run_shutdown(daemon_t *dm)
         bd_kafka_commit(dm->k);
     } else {
         rc = BD_EXIT_RUNTIME;
-        logf_("stopping with decisions not written: offsets not committed, they will be redone");
+        bd_log(BD_LOG_ERROR, "stopping with decisions not written: offsets not committed, they will be redone");
     }
     const bd_engine_stats_t *st = bd_engine_stats(dm->e);
-    logf_("stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
+    bd_log(BD_LOG_INFO, "stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
           (unsigned long long)dm->applied, (unsigned long long)dm->skipped,
           (unsigned long long)dm->dead_lettered, (unsigned long long)st->decisions);
     return rc;
@@ -527,6 +534,7 @@ int bd_cmd_run(int argc, char **argv)
     daemon_t dm = {0};
     int rc = run_parse(argc, argv, &dm);
     if (rc < 0) {
+        bd_log_set_timestamps(true); /* a daemon's stderr is its log */
         rc = run_setup(&dm);
         if (rc == BD_EXIT_OK) {
             run_loop(&dm);

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <librdkafka/rdkafka.h>
 #include "budgetd/kafka.h"
+#include "budgetd/log.h"
 
 typedef struct {
     bool owned;
@@ -75,7 +76,7 @@ static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (coop) e = rd_kafka_incremental_assign(rk, pl);
         else rd_kafka_assign(rk, pl);
         if (e) {
-            fprintf(stderr, "budgetd: assign: %s\n", rd_kafka_error_string(e));
+            bd_log(BD_LOG_ERROR, "assign: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
         }
         return;
@@ -232,8 +233,8 @@ static void kafka_dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *
     unsigned attempt = (unsigned)(uintptr_t)m->_private;
     k->dlq_failures++;
     if (k->dlq_failures <= 10 || k->dlq_failures % 100 == 0)
-        fprintf(stderr, "budgetd: dead letter not delivered (%s), attempt %u; retrying (%llu failures so far)\n",
-                rd_kafka_err2str(m->err), attempt + 1, (unsigned long long)k->dlq_failures);
+        bd_log(BD_LOG_WARN, "dead letter not delivered (%s), attempt %u; retrying (%llu failures so far)",
+               rd_kafka_err2str(m->err), attempt + 1, (unsigned long long)k->dlq_failures);
     rd_kafka_headers_t *h = NULL;
     rd_kafka_headers_t *copy = rd_kafka_message_headers(m, &h) == 0 ? rd_kafka_headers_copy(h) : NULL;
     dlq_retry_add(k, m->key, m->key_len, m->payload, m->len, copy, attempt + 1);
@@ -297,7 +298,7 @@ int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
     }
     if (msg->err) {
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            fprintf(stderr, "budgetd: kafka: %s\n", rd_kafka_message_errstr(msg));
+            bd_log(BD_LOG_WARN, "kafka: %s", rd_kafka_message_errstr(msg));
         rd_kafka_message_destroy(msg);
         return 0;
     }
@@ -326,8 +327,7 @@ void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *re
         if ((err = dlq_produce(k, m->key, m->key_len, m->payload, m->len, h, 0)) == 0) return;
         if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) rd_kafka_poll(k->dlq, 100);
     }
-    fprintf(stderr, "budgetd: dead letter not produced (%s); holding it for a retry\n",
-            rd_kafka_err2str(err));
+    bd_log(BD_LOG_WARN, "dead letter not produced (%s); holding it for a retry", rd_kafka_err2str(err));
     dlq_retry_add(k, m->key, m->key_len, m->payload, m->len, h, 0);
 }
 
@@ -365,7 +365,7 @@ void bd_kafka_store_offsets(bd_kafka_t *k)
     if (pl->cnt > 0) {
         rd_kafka_resp_err_t err = rd_kafka_offsets_store(k->c, pl);
         if (err && err != RD_KAFKA_RESP_ERR__STATE)
-            fprintf(stderr, "budgetd: offsets store: %s\n", rd_kafka_err2str(err));
+            bd_log(BD_LOG_WARN, "offsets store: %s", rd_kafka_err2str(err));
     }
     rd_kafka_topic_partition_list_destroy(pl);
 }
@@ -374,7 +374,7 @@ void bd_kafka_commit(bd_kafka_t *k)
 {
     rd_kafka_resp_err_t err = rd_kafka_commit(k->c, NULL, 0);
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        fprintf(stderr, "budgetd: commit: %s\n", rd_kafka_err2str(err));
+        bd_log(BD_LOG_WARN, "commit: %s", rd_kafka_err2str(err));
 }
 
 void bd_kafka_close(bd_kafka_t *k)
@@ -390,8 +390,7 @@ void bd_kafka_close(bd_kafka_t *k)
             for (dlq_retry_t *r = k->retry; r; r = r->next) r->due = 0; /* no backoff now */
         size_t left = (size_t)rd_kafka_outq_len(k->dlq) + k->retries;
         if (left)
-            fprintf(stderr, "budgetd: %zu dead letters not delivered; their offsets were not committed\n",
-                    left);
+            bd_log(BD_LOG_ERROR, "%zu dead letters not delivered; their offsets were not committed", left);
         rd_kafka_destroy(k->dlq);
     }
     while (k->retry) {
