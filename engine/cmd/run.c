@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
 #include "cmd.h"
 #include "opts.h"
@@ -118,44 +119,55 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     return BD_OK;
 }
 
+/* One Redis step of a restore: BD_OK, or the error that makes it retry. */
+typedef bd_err_t (*daemon_step_fn)(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
+
+/* Runs step until it succeeds, waiting out a Redis outage on the
+ * BD_BACKOFF_REDIS schedule and reconnecting between attempts; what names
+ * the step in the log. False when a stop was asked first. */
+static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
+{
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    char err[512];
+    while (!g_stop) {
+        if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
+        int ms = bd_backoff_next_ms(&b);
+        bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
+        bd_backoff_sleep_ms(ms);
+        bd_redis_reconnect(dm->r, err, sizeof(err));
+    }
+    return false;
+}
+
+/* Loads p's checkpoint, if it has one. A checkpoint that does not decode
+ * is logged and ignored: p starts afresh. */
+static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int64_t cycle = 0;
+    bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, errlen);
+    if (rc != BD_OK) return rc;
+    if (blob && len) {
+        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK)
+            bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
+        else
+            p->ckpt_offset = p->offset;
+    }
+    free(blob);
+    p->first_unsaved = -1;
+    return BD_OK;
+}
+
 /* Restores p from its checkpoint the first time it is seen in this process
  * (or after its partition came back). Retries while Redis is down. */
 static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
 {
-    char err[512];
-    for (unsigned attempt = 0; !g_stop; attempt++) {
-        void *blob = NULL;
-        size_t len = 0;
-        int64_t cycle = 0;
-        bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, sizeof(err));
-        if (rc == BD_OK) {
-            if (blob && len) {
-                if (bd_checkpoint_decode(p, blob, len, err, sizeof(err)) != BD_OK)
-                    bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
-                else
-                    p->ckpt_offset = p->offset;
-            }
-            free(blob);
-            p->first_unsaved = -1;
-            break;
-        }
-        int ms = bd_redis_backoff_ms(attempt);
-        bd_log(BD_LOG_WARN, "redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
-    /* The kill key is the truth (CONTRACT §3), also for a portfolio killed
-     * or resumed while no daemon owned it: latch or clear it now, before its
-     * first decision here, not a poll later. */
-    for (unsigned attempt = 0; !g_stop; attempt++) {
-        if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) return;
-        int ms = bd_redis_backoff_ms(attempt);
-        bd_log(BD_LOG_WARN, "redis unavailable reading the kill key of %s (%s), retry in %d ms", p->name, err, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
+    if (!daemon_retry(dm, p, "loading", daemon_load)) return;
+    /* The kill key is the truth (docs/CONTRACT.md §3), also for a portfolio
+     * killed or resumed while no daemon owned it: latch or clear it now,
+     * before its first decision here, not a poll later. */
+    daemon_retry(dm, p, "reading the kill key of", daemon_sync_kill);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per

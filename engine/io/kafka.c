@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <librdkafka/rdkafka.h>
+#include "budgetd/backoff.h"
 #include "budgetd/kafka.h"
 #include "budgetd/log.h"
 
@@ -150,6 +151,9 @@ static rd_kafka_conf_t *kafka_conf(const bd_config_t *cfg, bool consumer, char *
     return conf;
 }
 
+/* The schedule of dead letters waiting for another attempt. */
+static const bd_backoff_t dlq_backoff = BD_BACKOFF_DLQ;
+
 static double mono_now(void)
 {
     struct timespec ts;
@@ -157,8 +161,8 @@ static double mono_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Queues a dead letter for another attempt after a backoff (1 s doubling to
- * 60 s): copies key, value and headers, since the failed message is freed
+/* Queues a dead letter for another attempt after a backoff
+ * (BD_BACKOFF_DLQ: 1 s doubling to 60 s): copies key, value and headers, since the failed message is freed
  * when its report returns. */
 static void dlq_retry_add(bd_kafka_t *k, const void *key, size_t key_len, const void *val,
                           size_t val_len, rd_kafka_headers_t *hdrs, unsigned attempt)
@@ -171,7 +175,7 @@ static void dlq_retry_add(bd_kafka_t *k, const void *key, size_t key_len, const 
     r->key_len = key_len, r->val_len = val_len;
     r->hdrs = hdrs;
     r->attempt = attempt;
-    r->due = mono_now() + (attempt < 6 ? (double)(1u << attempt) : 60.0);
+    r->due = mono_now() + bd_backoff_delay_ms(&dlq_backoff, attempt) / 1000.0;
     dlq_retry_t **t = &k->retry;
     while (*t) t = &(*t)->next;
     *t = r;
@@ -212,7 +216,8 @@ static void dlq_retry_run(bd_kafka_t *k)
             continue;
         }
         if (dlq_produce(k, r->key, r->key_len, r->val, r->val_len, r->hdrs, r->attempt) != 0) {
-            r->due = now + 1.0; /* queue full or worse: the list keeps it */
+            /* queue full or worse: the list keeps it, first delay again */
+            r->due = now + bd_backoff_delay_ms(&dlq_backoff, 0) / 1000.0;
             pp = &r->next;
             continue;
         }

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
 #include "budgetd/log.h"
 #include "budgetd/publish.h"
@@ -120,7 +120,8 @@ bool bd_publish_flush(bd_publish_t *pub)
     }
     char err[512];
     bool ok = false;
-    for (unsigned attempt = 0;; attempt++) {
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    for (;;) {
         bd_err_t rc = bd_redis_write_batch(pub->r, w, pub->n, res, err, sizeof(err));
         if (rc == BD_OK) {
             ok = true;
@@ -130,11 +131,10 @@ bool bd_publish_flush(bd_publish_t *pub)
             bd_log(BD_LOG_ERROR, "redis write refused: %s", err);
             break;
         }
-        if (pub->stop && *pub->stop && attempt > 2) break;
-        int ms = bd_redis_backoff_ms(attempt);
+        if (pub->stop && *pub->stop && b.attempt > 2) break;
+        int ms = bd_backoff_next_ms(&b);
         bd_log(BD_LOG_WARN, "redis unavailable (%s): %zu decisions held, retry in %d ms", err, pub->n, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(pub->r, err, sizeof(err));
     }
     if (ok) {

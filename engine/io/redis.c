@@ -361,13 +361,6 @@ int bd_redis_connected(const bd_redis_t *r)
     return r->c != NULL;
 }
 
-int bd_redis_backoff_ms(unsigned attempt)
-{
-    int base = attempt >= 6 ? 5000 : 100 << attempt;
-    if (base > 5000) base = 5000;
-    return base + (int)(bd_mix64(attempt) % (uint64_t)(base / 10 + 1));
-}
-
 /* Connects when there is no connection: every call gets one free retry. */
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
 {

@@ -109,13 +109,10 @@ void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms);
 /* Drops any connection and connects again (AUTH, SELECT, SCRIPT LOAD).
  * Every other call also reconnects once by itself when the connection is
  * gone, so a caller's retry loop is: call, on BD_ERR_REDIS sleep
- * bd_redis_backoff_ms(attempt++) and call again. */
+ * bd_backoff_next_ms() of a BD_BACKOFF_REDIS schedule (backoff.h) and call
+ * again. */
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen);
 int bd_redis_connected(const bd_redis_t *r);
-
-/* Retry delay for attempt 0, 1, ...: 100 ms doubling, capped at 5 s, plus a
- * deterministic jitter of up to 10% that depends on the attempt only. */
-int bd_redis_backoff_ms(unsigned attempt);
 
 /* Writes n decisions, pipelined (all scripts sent, then all replies read).
  * results[i] gets BD_OK, BD_ERR_STALE, BD_REDIS_DUPLICATE, or BD_ERR_REDIS

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <criterion/criterion.h>
+#include "budgetd/backoff.h"
 #include "budgetd/redis.h"
 #include "../support/support.h"
 
@@ -491,9 +492,10 @@ Test(redis, outage_then_restart_retry_succeeds)
     /* the restarted server lost everything (no persistence) and its script
      * cache: the reconnect reloads the script */
     bd_err_t e = BD_ERR_REDIS;
-    for (unsigned attempt = 0; attempt < 5 && e != BD_OK; attempt++) {
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    while (b.attempt < 5 && e != BD_OK) {
         e = bd_redis_write_batch(r, d, 3, res, err, sizeof err);
-        if (e != BD_OK) usleep(1000u * (unsigned)bd_redis_backoff_ms(attempt));
+        if (e != BD_OK) bd_backoff_sleep_ms(bd_backoff_next_ms(&b));
     }
     cr_assert_eq(e, BD_OK, "%s", err);
     for (int i = 0; i < 3; i++) cr_assert_eq(res[i], BD_OK);
@@ -519,23 +521,6 @@ Test(redis, outage_then_restart_retry_succeeds)
     cr_assert_eq(attempts, 2, "the dead connection should fail once, then reconnect");
     cr_assert_str_eq(hget("budgetd:{o}:alloc", "cycle"), "4");
     bd_redis_close(r);
-}
-
-Test(redis, backoff_doubles_and_caps)
-{
-    int prev = 0;
-    for (unsigned a = 0; a < 6; a++) {
-        int ms = bd_redis_backoff_ms(a);
-        int base = 100 << a;
-        cr_assert(ms >= base && ms <= base + base / 10, "attempt %u: %d ms", a, ms);
-        cr_assert_gt(ms, prev);
-        prev = ms;
-    }
-    for (unsigned a = 6; a < 40; a++) {
-        int ms = bd_redis_backoff_ms(a);
-        cr_assert(ms >= 5000 && ms <= 5500, "attempt %u: %d ms", a, ms);
-    }
-    cr_assert_eq(bd_redis_backoff_ms(3), bd_redis_backoff_ms(3));
 }
 
 /* A one-connection TCP proxy in front of redis that cuts the client's
