@@ -133,17 +133,15 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     const char *prefix = a->prefix ? a->prefix : cfg ? cfg->redis.prefix : BD_DEFAULT_PREFIX;
     const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
-    bd_redis_t *r = bd_redis_open(url, prefix, pwenv, maxlen, err, sizeof err);
+    bd_redis_t *r;
+    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     bd_config_free(cfg);
-    if (!r) {
+    if (e != BD_OK) {
         fprintf(stderr, "budgetd %s: %s\n", a->cmd, err);
-        /* A malformed URL, prefix or password is a config error (the
-         * messages of bd_redis_open before it connects: "bad redis ...",
-         * "... is empty", "... is too long"); an
+        /* A malformed URL, prefix or password is a config error; an
          * unreachable or refusing server is a runtime failure. */
-        int bad = !strncmp(err, "bad redis", 9) || strstr(err, "is empty") || strstr(err, "is too long");
-        *exit_code = bad ? BD_EXIT_USAGE : BD_EXIT_RUNTIME;
+        *exit_code = e == BD_ERR_CONFIG ? BD_EXIT_USAGE : BD_EXIT_RUNTIME;
     }
     return r;
 }

@@ -179,9 +179,9 @@ static int replay_setup(replay_t *rp)
         /* Same sink as the daemon: fenced scripts, checkpoints, held while
          * Redis is down. Prefix and password come from the config. */
         const bd_config_t *cfg = rp->cfg;
-        rp->sink.redis = bd_redis_open_lazy(rp->a.redis_url, cfg->redis.prefix, cfg->redis.password_env,
-                                            cfg->redis.stream_maxlen, err, sizeof(err));
-        if (!rp->sink.redis) return bd_opts_fail("replay", "%s", err);
+        if (bd_redis_open_lazy(rp->a.redis_url, cfg->redis.prefix, cfg->redis.password_env,
+                               cfg->redis.stream_maxlen, &rp->sink.redis, err, sizeof(err)) != BD_OK)
+            return bd_opts_fail("replay", "%s", err);
         rp->sink.pub = bd_publish_new(rp->sink.redis, NULL);
     }
     bd_engine_opts_t eo = {.threads = rp->a.threads, .live = false, .sink = replay_sink,

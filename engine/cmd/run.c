@@ -437,12 +437,12 @@ static int run_setup(daemon_t *dm)
     }
     run_signals();
     crash_hook_init();
-    if (dm->metrics_at && !(dm->metrics = bd_metrics_start(dm->metrics_at, err, sizeof(err))))
+    if (dm->metrics_at && bd_metrics_start(dm->metrics_at, &dm->metrics, err, sizeof(err)) != BD_OK)
         return run_fail(err);
     const bd_config_t *cfg = dm->cfg;
-    dm->r = bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
-                               cfg->redis.stream_maxlen, err, sizeof(err));
-    if (!dm->r) return run_fail(err);
+    if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
+                           cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
+        return run_fail(err);
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
     dm->pub = bd_publish_new(dm->r, &g_stop);

@@ -293,52 +293,49 @@ fail:
     return err;
 }
 
-/* Shared by both opens: validates and parses; connects unless lazy. */
-static bd_redis_t *rd_open(const char *url, const char *prefix, const char *password_env,
-                           int stream_maxlen, bool lazy, char *errbuf, size_t errlen)
+/* Shared by both opens: validates and parses (BD_ERR_CONFIG on a bad
+ * prefix, URL or password); connects unless lazy. */
+static bd_err_t rd_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                        bool lazy, bd_redis_t **out, char *errbuf, size_t errlen)
 {
+    *out = NULL;
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
     r->command_ms = 5000;
     r->maxlen = stream_maxlen > 0 ? stream_maxlen : BD_DEFAULT_STREAM_MAXLEN;
     if (!prefix || !*prefix) prefix = BD_DEFAULT_PREFIX;
-    if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ ")) {
-        bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
-                sizeof r->prefix - 1);
-        free(r);
-        return NULL;
-    }
+    bd_err_t e = BD_OK;
+    if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ "))
+        e = bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
+                    sizeof r->prefix - 1);
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
-    if (rd_parse_url(r, url, errbuf, errlen) != BD_OK) {
-        free(r);
-        return NULL;
-    }
+    if (e == BD_OK) e = rd_parse_url(r, url, errbuf, errlen);
     const char *pw = password_env && *password_env ? getenv(password_env) : NULL;
-    if (pw && *pw) {
-        if (strlen(pw) >= sizeof r->pass) {
-            bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis password in $%s is too long", password_env);
-            free(r);
-            return NULL;
-        }
-        snprintf(r->pass, sizeof r->pass, "%s", pw);
+    if (e == BD_OK && pw && *pw) {
+        if (strlen(pw) >= sizeof r->pass)
+            e = bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis password in $%s is too long", password_env);
+        else
+            snprintf(r->pass, sizeof r->pass, "%s", pw);
     }
-    if (!lazy && bd_redis_reconnect(r, errbuf, errlen) != BD_OK) {
+    if (e == BD_OK && !lazy) e = bd_redis_reconnect(r, errbuf, errlen);
+    if (e != BD_OK) {
         bd_redis_close(r);
-        return NULL;
+        return e;
     }
-    return r;
+    *out = r;
+    return BD_OK;
 }
 
-bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
-                          int stream_maxlen, char *errbuf, size_t errlen)
+bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                       bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, false, errbuf, errlen);
+    return rd_open(url, prefix, password_env, stream_maxlen, false, out, errbuf, errlen);
 }
 
-bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
-                               int stream_maxlen, char *errbuf, size_t errlen)
+bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                            bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, true, errbuf, errlen);
+    return rd_open(url, prefix, password_env, stream_maxlen, true, out, errbuf, errlen);
 }
 
 void bd_redis_close(bd_redis_t *r)

@@ -89,17 +89,20 @@ typedef struct {
  * [v6addr]) or unix:///path/to/socket. When password_env names a set
  * environment variable its value is the password (it wins over one in the
  * URL). stream_maxlen <= 0 means BD_DEFAULT_STREAM_MAXLEN. prefix NULL or ""
- * means "budgetd". Returns NULL with errbuf set on a bad URL or when the
- * server cannot be reached or refuses AUTH/SELECT/SCRIPT LOAD. */
-bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
-                          int stream_maxlen, char *errbuf, size_t errlen);
+ * means BD_DEFAULT_PREFIX. On success *out is the new handle and BD_OK is
+ * returned; otherwise *out is NULL, errbuf says why, and the code tells the
+ * kind of failure: BD_ERR_CONFIG for a bad URL, prefix or password (fix the
+ * config), BD_ERR_REDIS when the server cannot be reached or refuses
+ * AUTH/SELECT/SCRIPT LOAD (BD_ERR_NOMEM when hiredis cannot allocate). */
+bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                       bd_redis_t **out, char *errbuf, size_t errlen);
 
 /* As bd_redis_open but without connecting: only the URL, prefix and
- * password are checked (errors are config errors). The first call that
+ * password are checked (so any error is BD_ERR_CONFIG). The first call that
  * needs the server connects. The daemon starts this way so that a Redis
  * that is down at start is retried with backoff, not fatal. */
-bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
-                               int stream_maxlen, char *errbuf, size_t errlen);
+bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                            bd_redis_t **out, char *errbuf, size_t errlen);
 void bd_redis_close(bd_redis_t *r);
 
 /* Connect and command timeouts in milliseconds (default 2000 and 5000). A
