@@ -273,6 +273,37 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
     return BD_EXIT_OK;
 }
 
+/* The channel rows of a status block: the allocation in force beside the
+ * proposal (when there is one), then the totals. Both channel lists are
+ * sorted by name: merge them into rows. */
+static void ops_status_channels(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr)
+{
+    printf("  %-24s %14s", "channel", "alloc");
+    if (pr->present) printf(" %14s", "proposal");
+    printf("\n");
+    size_t i = 0, j = 0;
+    double ta = 0, tp = 0;
+    while (i < al->n_ch || j < pr->n_ch) {
+        int c = i == al->n_ch ? 1 : j == pr->n_ch ? -1 : strcmp(al->ch[i].name, pr->ch[j].name);
+        const char *name = c <= 0 ? al->ch[i].name : pr->ch[j].name;
+        char va[32] = "-", vp[32] = "-";
+        if (c <= 0) {
+            snprintf(va, sizeof va, "%.2f", al->ch[i].spend);
+            ta += al->ch[i++].spend;
+        }
+        if (c >= 0) {
+            snprintf(vp, sizeof vp, "%.2f", pr->ch[j].spend);
+            tp += pr->ch[j++].spend;
+        }
+        printf("  %-24s %14s", name, va);
+        if (pr->present) printf(" %14s", vp);
+        printf("\n");
+    }
+    printf("  %-24s %14.2f", "total", ta);
+    if (pr->present) printf(" %14.2f", tp);
+    printf("\n");
+}
+
 /* One portfolio's block of the status table. Returns 1 when p is unknown
  * (no alloc, fence, proposal or kill), -1 on a Redis error, 0 otherwise. */
 static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen)
@@ -318,33 +349,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
-    if (al.n_ch || pr.n_ch) {
-        /* Both channel lists are sorted by name: merge them into rows. */
-        printf("  %-24s %14s", "channel", "alloc");
-        if (pr.present) printf(" %14s", "proposal");
-        printf("\n");
-        size_t i = 0, j = 0;
-        double ta = 0, tp = 0;
-        while (i < al.n_ch || j < pr.n_ch) {
-            int c = i == al.n_ch ? 1 : j == pr.n_ch ? -1 : strcmp(al.ch[i].name, pr.ch[j].name);
-            const char *name = c <= 0 ? al.ch[i].name : pr.ch[j].name;
-            char va[32] = "-", vp[32] = "-";
-            if (c <= 0) {
-                snprintf(va, sizeof va, "%.2f", al.ch[i].spend);
-                ta += al.ch[i++].spend;
-            }
-            if (c >= 0) {
-                snprintf(vp, sizeof vp, "%.2f", pr.ch[j].spend);
-                tp += pr.ch[j++].spend;
-            }
-            printf("  %-24s %14s", name, va);
-            if (pr.present) printf(" %14s", vp);
-            printf("\n");
-        }
-        printf("  %-24s %14.2f", "total", ta);
-        if (pr.present) printf(" %14.2f", tp);
-        printf("\n");
-    }
+    if (al.n_ch || pr.n_ch) ops_status_channels(&al, &pr);
     bd_redis_alloc_free(&al);
     bd_redis_alloc_free(&pr);
     return 0;

@@ -247,6 +247,46 @@ static void daemon_poll_kills(daemon_t *dm)
     }
 }
 
+/* Applies p's approved proposal of cycle through the approval script. The
+ * checkpoint written with it must already hold the approved allocation, so
+ * the allocation changes first and is rolled back when Redis refuses. */
+static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
+{
+    char err[512];
+    bd_decide_approval_record(p, (int64_t)time(NULL), json, cap);
+    double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
+    for (size_t c = 0; c < p->n; c++) {
+        old[2 * c] = p->ch[c].x;
+        old[2 * c + 1] = p->ch[c].safe;
+    }
+    bd_status_t old_status = p->status;
+    bd_decide_apply_proposal(p);
+    size_t scap = 0;
+    unsigned char *state = NULL;
+    size_t slen = bd_checkpoint_encode(p, &state, &scap);
+    bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, *json, state, slen, err, sizeof(err));
+    free(state);
+    if (rc == BD_OK) {
+        bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+        p->ckpt_offset = p->offset;
+        p->first_unsaved = -1;
+    } else {
+        for (size_t c = 0; c < p->n; c++) {
+            p->ch[c].x = old[2 * c];
+            p->ch[c].safe = old[2 * c + 1];
+        }
+        p->status = old_status;
+        if (rc == BD_ERR_STALE) {
+            /* superseded or killed meanwhile: drop the request */
+            bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+            bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
+        } else {
+            p->has_proposal = true; /* Redis down: try again next round */
+        }
+    }
+    free(old);
+}
+
 /* Operator approvals, polled after the sync's decisions are written (no
  * close job queued, Redis holds every decision made): an approve naming the
  * pending proposal's cycle applies it through the approval script. */
@@ -263,42 +303,8 @@ static void daemon_poll_approvals(daemon_t *dm)
         if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
         int present = 0;
         int64_t cycle = 0;
-        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) return;
-        if (!present || cycle != p->proposal_cycle) continue;
-        bd_decide_approval_record(p, (int64_t)time(NULL), &json, &cap);
-        /* The checkpoint written with the approval must already hold the
-         * approved allocation; keep the old one to roll back a refusal. */
-        double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
-        for (size_t c = 0; c < p->n; c++) {
-            old[2 * c] = p->ch[c].x;
-            old[2 * c + 1] = p->ch[c].safe;
-        }
-        bd_status_t old_status = p->status;
-        bd_decide_apply_proposal(p);
-        size_t scap = 0;
-        unsigned char *state = NULL;
-        size_t slen = bd_checkpoint_encode(p, &state, &scap);
-        bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, json, state, slen, err, sizeof(err));
-        free(state);
-        if (rc == BD_OK) {
-            bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
-            p->ckpt_offset = p->offset;
-            p->first_unsaved = -1;
-        } else {
-            for (size_t c = 0; c < p->n; c++) {
-                p->ch[c].x = old[2 * c];
-                p->ch[c].safe = old[2 * c + 1];
-            }
-            p->status = old_status;
-            if (rc == BD_ERR_STALE) {
-                /* superseded or killed meanwhile: drop the request */
-                bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
-                bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
-            } else {
-                p->has_proposal = true; /* Redis down: try again next round */
-            }
-        }
-        free(old);
+        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) break;
+        if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
     }
     free(json);
 }
