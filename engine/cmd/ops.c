@@ -1,8 +1,9 @@
-/* ops.c: the operator commands of CONTRACT §4: `budgetd kill P --reason
- * TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act on the
- * Redis keys of CONTRACT §3 only (never on the daemon directly), so they work
- * whether or not a daemon runs, and `redis-cli` on the same keys is equally
- * valid. Every refusal says why on stderr and exits 1; bad use exits 2. */
+/* ops.c: the operator commands of docs/CONTRACT.md §4: `budgetd kill P
+ * --reason TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act
+ * on the Redis keys of docs/CONTRACT.md §3 only (never on the daemon
+ * directly), so they work whether or not a daemon runs, and `redis-cli` on
+ * the same keys is equally valid. Every refusal says why on stderr and
+ * exits 1; bad use exits 2. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,7 +71,8 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
 }
 
 /* Checks the arguments of a->cmd: positional count, options that belong to
- * it, names in the CONTRACT §1 charset. Returns 0 or -1 (message printed). */
+ * it, names in the docs/CONTRACT.md §1 charset. Returns 0 or -1 (message
+ * printed). */
 static int ops_validate(const ops_args_t *a, int64_t *cycle)
 {
     const char *c = a->cmd;

@@ -1,6 +1,7 @@
 /* replay.c: `budgetd replay`: the live engine over JSON Lines logs in event
- * time. Decisions are buffered and written sorted by (cycle, portfolio), the
- * order CONTRACT §4 promises, whatever the interleaving of the input. */
+ * time. Decisions are buffered and written sorted by (cycle, portfolio),
+ * the order docs/CONTRACT.md §4 promises, whatever the interleaving of the
+ * input. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
-/* daemon.c: `budgetd run`: Kafka in, Redis out (DESIGN "Exactly-once
- * effect").
+/* run.c: `budgetd run`, the daemon: Kafka in, Redis out, with exactly-once
+ * effect (docs/ARCHITECTURE.md "Exactly-once", docs/DECISIONS.md
+ * "Exactly-once on the live path").
  *
  * Invariants that make a crash at any point lose and double-count nothing:
  *  - a portfolio's checkpoint (state + the offset of the last message of its

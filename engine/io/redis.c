@@ -1,6 +1,6 @@
-/* redis.c: the Redis decision sink (CONTRACT §3): one fenced Lua script per
- * decision, pipelined per batch, and the connection it runs on. The reads
- * and operator keys are in redis_keys.c, the approval script in
+/* redis.c: the Redis decision sink (docs/CONTRACT.md §3): one fenced Lua
+ * script per decision, pipelined per batch, and the connection it runs on.
+ * The reads and operator keys are in redis_keys.c, the approval script in
  * redis_approve.c. See redis.h for the key layout. */
 #include <ctype.h>
 #include <math.h>
@@ -93,8 +93,8 @@ static struct timeval rd_tv(int ms)
     return tv;
 }
 
-/* Names become part of keys and of the {P} hash tag: CONTRACT §1 charset
- * only, so no name can contain '}' or glob characters. */
+/* Names become part of keys and of the {P} hash tag: the docs/CONTRACT.md
+ * §1 charset only, so no name can contain '}' or glob characters. */
 int bd_rd_name_ok(const char *s)
 {
     if (!s) return 0;

@@ -1,4 +1,4 @@
-/* redis.h: the Redis decision sink and operator keys (CONTRACT §3).
+/* redis.h: the Redis decision sink and operator keys (docs/CONTRACT.md §3).
  *
  * Keys of portfolio P under prefix PFX (all carry the hash tag {P}, so one
  * portfolio lives in one Redis Cluster slot):
