@@ -10,6 +10,10 @@
 #include "budgetd/log.h"
 #include "opts.h"
 
+/* The dead-letter topic created beside topic T is T + this suffix, so the
+ * defaults pair up: BD_DEFAULT_TOPIC gets BD_DEFAULT_DLQ_TOPIC. */
+#define BROKER_DLQ_SUFFIX "-dlq"
+
 struct bd_broker {
     rd_kafka_t *rk;                /* owns the mock cluster's lifetime */
     rd_kafka_mock_cluster_t *mock;
@@ -49,7 +53,7 @@ bd_broker_t *bd_broker_start(int partitions, const char *topic, char *errbuf, si
         return NULL;
     }
     char dlq[256];
-    snprintf(dlq, sizeof dlq, "%s-dlq", topic);
+    snprintf(dlq, sizeof dlq, "%s" BROKER_DLQ_SUFFIX, topic);
     rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mock, topic, partitions, 1);
     if (!e) e = rd_kafka_mock_topic_create(mock, dlq, 1, 1);
     if (e) {
@@ -142,8 +146,8 @@ int bd_broker_main(int argc, char **argv)
     }
     printf("bootstrap=%s\n", bd_broker_bootstraps(b));
     fflush(stdout);
-    bd_log(BD_LOG_INFO, "broker: topic %s (%d partitions) and %s-dlq; SIGTERM stops", topic, partitions,
-           topic);
+    bd_log(BD_LOG_INFO, "broker: topic %s (%d partitions) and %s" BROKER_DLQ_SUFFIX "; SIGTERM stops", topic,
+           partitions, topic);
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {}
     bd_broker_stop(b);

@@ -32,7 +32,7 @@ static void ops_usage(FILE *f)
           "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
           "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
-          "                from $BUDGETD_REDIS_PASSWORD); overrides the config's url\n",
+          "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
           f);
 }
 

@@ -17,6 +17,7 @@
 #include "budgetd/logread.h"
 
 #define WI_MAXCH 64
+#define WI_DEFAULT_DIR "whatif-out" /* -o DIR */
 
 /* One allocation in force after a decision. */
 typedef struct {
@@ -211,7 +212,7 @@ static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const ch
 static void whatif_usage(FILE *f)
 {
     fputs("usage: budgetd whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
-          "  replays LOG under both configs; writes DIR/summary.md (default whatif-out)\n"
+          "  replays LOG under both configs; writes DIR/summary.md (default " WI_DEFAULT_DIR ")\n"
           "  and, with gnuplot installed, DIR/<portfolio>.png\n", f);
 }
 
@@ -237,7 +238,7 @@ static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_args_t *a)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    *a = (wi_args_t){.dir = "whatif-out"};
+    *a = (wi_args_t){.dir = WI_DEFAULT_DIR};
     bd_opts_init(o, "whatif", argc, argv, "c:o:h", longopts);
     int nc = 0, ch;
     while ((ch = bd_opts_next(o)) != -1) {
