@@ -88,6 +88,7 @@ void bd_broker_stop(bd_broker_t *b)
     free(b);
 }
 
+/* The usage line, to stdout for --help, stderr for bad use. */
 static void broker_usage(FILE *f)
 {
     fputs("usage: budgetd broker [--topic T] [--partitions N]\n", f);
@@ -124,6 +125,7 @@ static int broker_parse(int argc, char **argv, const char **topic, int *partitio
     return rc;
 }
 
+/* See broker.h. */
 int bd_broker_main(int argc, char **argv)
 {
     const char *topic = BD_DEFAULT_TOPIC;

@@ -7,6 +7,7 @@
 #include "opts.h"
 #include "budgetd/config.h"
 
+/* The usage line, to stdout for --help, stderr for bad use. */
 static void check_usage(FILE *f)
 {
     fputs("usage: budgetd check -c CONFIG [-c CONFIG...]\n", f);
@@ -26,6 +27,7 @@ static bool check_one(const char *path)
     return true;
 }
 
+/* The command: every -c in turn; exit 2 when any of them fails. */
 int bd_cmd_check(int argc, char **argv)
 {
     static const struct option longopts[] = {

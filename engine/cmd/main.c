@@ -6,6 +6,7 @@
 #include "cmd.h"
 #include "budgetd/common.h"
 
+/* The list of commands (stdout for help, stderr for bad use). */
 static void usage(FILE *f)
 {
     fputs("usage: budgetd COMMAND [ARGS]\n"
@@ -34,6 +35,7 @@ static const struct {
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
 };
 
+/* Runs the command argv[1] names on the rest of argv. */
 int main(int argc, char **argv)
 {
     if (argc < 2) {

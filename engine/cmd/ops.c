@@ -24,6 +24,7 @@ typedef struct {
     int npos;
 } ops_args_t;
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void ops_usage(FILE *f)
 {
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
@@ -384,6 +385,7 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     return code;
 }
 
+/* The four operator commands: parse, validate, open Redis, act. */
 int bd_cmd_ops(int argc, char **argv)
 {
     ops_args_t a;

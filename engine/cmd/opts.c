@@ -12,6 +12,7 @@
 #include "budgetd/common.h"
 #include "opts.h"
 
+/* See opts.h: resets getopt for a parse of argv from its start. */
 void bd_opts_init(bd_opts_t *o, const char *cmd, int argc, char **argv, const char *shortopts,
                   const struct option *longopts)
 {
@@ -40,6 +41,7 @@ static void opts_bad_name(bd_opts_t *o, int at)
         snprintf(o->name, sizeof o->name, "-%c", optopt ? optopt : '?');
 }
 
+/* See opts.h. Positional arguments are collected here, never returned. */
 int bd_opts_next(bd_opts_t *o)
 {
     for (;;) {
@@ -73,6 +75,7 @@ int bd_opts_next(bd_opts_t *o)
     }
 }
 
+/* See opts.h: strtoll, whole string, range checked. */
 bool bd_opts_parse_ll(const char *text, long long min, long long max, long long *out)
 {
     if (!text || !*text || isspace((unsigned char)*text)) return false;
@@ -84,6 +87,7 @@ bool bd_opts_parse_ll(const char *text, long long min, long long max, long long 
     return true;
 }
 
+/* See opts.h: bd_opts_parse_ll on the current value, the refusal printed. */
 bool bd_opts_int(const bd_opts_t *o, int min, int max, int *out)
 {
     long long v;
@@ -96,6 +100,7 @@ bool bd_opts_int(const bd_opts_t *o, int min, int max, int *out)
     return true;
 }
 
+/* See opts.h: one line "budgetd CMD: message" on stderr. */
 int bd_opts_fail(const char *cmd, const char *fmt, ...)
 {
     char msg[1024];
@@ -107,6 +112,7 @@ int bd_opts_fail(const char *cmd, const char *fmt, ...)
     return BD_EXIT_USAGE;
 }
 
+/* Frees the positional list (the strings are argv's). */
 void bd_opts_free(bd_opts_t *o)
 {
     free(o->pos);

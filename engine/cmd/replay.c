@@ -62,6 +62,7 @@ static int rec_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void replay_usage(FILE *f)
 {
     fputs("usage: budgetd replay -c CONFIG LOG... [-o OUT] [--redis URL] [--threads N]\n"
@@ -241,6 +242,7 @@ static int replay_finish(replay_t *rp, int rc)
     return rc;
 }
 
+/* The command: parse, set up, feed the logs, write the sorted records. */
 int bd_cmd_replay(int argc, char **argv)
 {
     bd_opts_t o;

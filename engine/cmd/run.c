@@ -43,6 +43,8 @@ static volatile sig_atomic_t g_stop, g_reload;
  * crash tests hit exact points of the exactly-once protocol. */
 static long g_crash_msg = -1, g_crash_write = -1;
 
+/* Reads the hook from the environment; a malformed value is logged and
+ * leaves the hook off. */
 static void crash_hook_init(void)
 {
     const char *v = getenv("BUDGETD_TEST_CRASH");
@@ -53,6 +55,7 @@ static void crash_hook_init(void)
     else bd_log(BD_LOG_WARN, "BUDGETD_TEST_CRASH='%s' is not msg:N or write:N; ignored", v);
 }
 
+/* SIGHUP asks for a reload, anything else for a stop; the main loop acts. */
 static void on_signal(int sig)
 {
     if (sig == SIGHUP) g_reload = 1;
@@ -363,6 +366,7 @@ static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
     }
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
@@ -548,6 +552,7 @@ static void run_teardown(daemon_t *dm)
     bd_config_free(dm->cfg);
 }
 
+/* The command: parse, set up, loop until stopped, shut down cleanly. */
 int bd_cmd_run(int argc, char **argv)
 {
     daemon_t dm = {0};

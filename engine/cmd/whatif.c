@@ -209,6 +209,7 @@ static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const ch
     return rc == 0 && stat(png, &st) == 0 && st.st_size > 0 ? 0 : -1;
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void whatif_usage(FILE *f)
 {
     fputs("usage: budgetd whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
@@ -382,6 +383,7 @@ static void wi_teardown(wi_t *w)
     bd_config_free(w->fitcfg);
 }
 
+/* The command: parse, load, replay three times, write the report. */
 int bd_cmd_whatif(int argc, char **argv)
 {
     bd_opts_t o;

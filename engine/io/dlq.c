@@ -41,6 +41,7 @@ struct bd_dlq {
 /* The schedule of dead letters waiting for another attempt. */
 static const bd_backoff_t dlq_backoff = BD_BACKOFF_DLQ;
 
+/* Monotonic seconds: retry due times must not jump with the wall clock. */
 static double mono_now(void)
 {
     struct timespec ts;
@@ -131,6 +132,7 @@ static void dlq_report(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque
     dlq_retry_add(d, m->key, m->key_len, m->payload, m->len, copy, attempt + 1);
 }
 
+/* See dlq.h: the delivery reports come back to this d (the conf opaque). */
 bd_dlq_t *bd_dlq_open(rd_kafka_conf_t *conf, const char *topic, char *errbuf, size_t errlen)
 {
     bd_dlq_t *d = bd_xcalloc(1, sizeof(*d));
@@ -147,6 +149,8 @@ bd_dlq_t *bd_dlq_open(rd_kafka_conf_t *conf, const char *topic, char *errbuf, si
     return d;
 }
 
+/* See dlq.h. Headers go to librdkafka with a produced message, to the retry
+ * list otherwise. */
 void bd_dlq_send(bd_dlq_t *d, const void *key, size_t key_len, const void *val, size_t val_len,
                  const char *reason, const char *detail)
 {
@@ -164,6 +168,7 @@ void bd_dlq_send(bd_dlq_t *d, const void *key, size_t key_len, const void *val, 
     dlq_retry_add(d, key, key_len, val, val_len, h, 0);
 }
 
+/* See dlq.h. */
 void bd_dlq_poll(bd_dlq_t *d)
 {
     if (d->dirty || ++d->polls >= DLQ_POLL_EVERY) {
@@ -173,11 +178,13 @@ void bd_dlq_poll(bd_dlq_t *d)
     }
 }
 
+/* See dlq.h. */
 void bd_dlq_idle(bd_dlq_t *d)
 {
     d->dirty = true;
 }
 
+/* See dlq.h: retries due are produced first, then the producer flushed. */
 bool bd_dlq_flush(bd_dlq_t *d, int timeout_ms)
 {
     if (d->retry) dlq_retry_run(d);
@@ -186,12 +193,14 @@ bool bd_dlq_flush(bd_dlq_t *d, int timeout_ms)
     return rd_kafka_outq_len(d->rk) == 0 && !d->retry;
 }
 
+/* See dlq.h: unacked = in the producer's queue + in the retry list. */
 void bd_dlq_stats(const bd_dlq_t *d, uint64_t *failures, uint64_t *unacked)
 {
     *failures = d->failures;
     *unacked = (uint64_t)rd_kafka_outq_len(d->rk) + d->retries;
 }
 
+/* See dlq.h. */
 void bd_dlq_close(bd_dlq_t *d)
 {
     if (!d) return;
