@@ -1,12 +1,18 @@
 /* broker.c: the embedded Kafka (librdkafka mock cluster) behind
  * `budgetd broker`, and the same cluster for integration tests. */
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/broker.h"
+#include "budgetd/config.h"
+#include "budgetd/log.h"
+#include "opts.h"
+
+/* The dead-letter topic created beside topic T is T + this suffix, so the
+ * defaults pair up: BD_DEFAULT_TOPIC gets BD_DEFAULT_DLQ_TOPIC. */
+#define BROKER_DLQ_SUFFIX "-dlq"
 
 struct bd_broker {
     rd_kafka_t *rk;                /* owns the mock cluster's lifetime */
@@ -16,7 +22,7 @@ struct bd_broker {
 
 bd_broker_t *bd_broker_start(int partitions, const char *topic, char *errbuf, size_t errlen)
 {
-    if (!topic || !*topic) topic = BD_BROKER_TOPIC;
+    if (!topic || !*topic) topic = BD_DEFAULT_TOPIC;
     if (partitions < 1 || partitions > BD_BROKER_MAX_PARTITIONS) {
         bd_errf(errbuf, errlen, BD_ERR_USAGE, "partitions must be 1..%d, not %d", BD_BROKER_MAX_PARTITIONS,
                 partitions);
@@ -47,7 +53,7 @@ bd_broker_t *bd_broker_start(int partitions, const char *topic, char *errbuf, si
         return NULL;
     }
     char dlq[256];
-    snprintf(dlq, sizeof dlq, "%s-dlq", topic);
+    snprintf(dlq, sizeof dlq, "%s" BROKER_DLQ_SUFFIX, topic);
     rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mock, topic, partitions, 1);
     if (!e) e = rd_kafka_mock_topic_create(mock, dlq, 1, 1);
     if (e) {
@@ -82,49 +88,50 @@ void bd_broker_stop(bd_broker_t *b)
     free(b);
 }
 
-static int broker_usage(const char *msg)
+/* The usage line, to stdout for --help, stderr for bad use. */
+static void broker_usage(FILE *f)
 {
-    if (msg) fprintf(stderr, "budgetd broker: %s\n", msg);
-    fputs("usage: budgetd broker [--topic T] [--partitions N]\n", stderr);
-    return BD_EXIT_USAGE;
+    fputs("usage: budgetd broker [--topic T] [--partitions N]\n", f);
 }
 
-/* Takes the value of --name V or --name=V; returns NULL when absent. */
-static const char *opt_value(int argc, char **argv, int *i, const char *name)
+/* Parses argv into *topic and *partitions. Returns -1 to go on, else the
+ * exit code (usage or --help printed). */
+static int broker_parse(int argc, char **argv, const char **topic, int *partitions)
 {
-    size_t n = strlen(name);
-    if (strncmp(argv[*i], name, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != 0) return NULL;
-    if (*i + 1 >= argc) return "";
-    return argv[++*i];
-}
-
-int bd_broker_main(int argc, char **argv)
-{
-    const char *topic = BD_BROKER_TOPIC;
-    int partitions = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            fputs("usage: budgetd broker [--topic T] [--partitions N]\n", stdout);
-            return BD_EXIT_OK;
-        } else if ((v = opt_value(argc, argv, &i, "--topic")) != NULL) {
-            if (!*v) return broker_usage("--topic needs a name");
-            topic = v;
-        } else if ((v = opt_value(argc, argv, &i, "--partitions")) != NULL) {
-            char *end;
-            errno = 0;
-            long p = strtol(v, &end, 10);
-            if (!*v || *end || errno || p < 1 || p > BD_BROKER_MAX_PARTITIONS)
-                return broker_usage("--partitions needs a number 1..1024");
-            partitions = (int)p;
-        } else {
-            char msg[300];
-            snprintf(msg, sizeof msg, "unknown argument '%s'", argv[i]);
-            return broker_usage(msg);
+    static const struct option longopts[] = {
+        {"topic", required_argument, NULL, 'T'}, {"partitions", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    bd_opts_t o;
+    bd_opts_init(&o, "broker", argc, argv, "h", longopts);
+    int ch, rc = -1;
+    while (rc < 0 && (ch = bd_opts_next(&o)) != -1) {
+        switch (ch) {
+        case 'T':
+            if (!*o.arg) rc = bd_opts_fail("broker", "--topic needs a name");
+            *topic = o.arg;
+            break;
+        case 'P':
+            if (!bd_opts_int(&o, 1, BD_BROKER_MAX_PARTITIONS, partitions)) rc = BD_EXIT_USAGE;
+            break;
+        case 'h': broker_usage(stdout); rc = BD_EXIT_OK; break;
+        default: broker_usage(stderr); rc = BD_EXIT_USAGE; break;
         }
     }
+    if (rc < 0 && o.npos > 0) {
+        rc = bd_opts_fail("broker", "unknown argument '%s'", o.pos[0]);
+        broker_usage(stderr);
+    }
+    bd_opts_free(&o);
+    return rc;
+}
+
+/* See broker.h. */
+int bd_broker_main(int argc, char **argv)
+{
+    const char *topic = BD_DEFAULT_TOPIC;
+    int partitions = 1;
+    int rc = broker_parse(argc, argv, &topic, &partitions);
+    if (rc >= 0) return rc;
     /* Block before the cluster's threads exist: they inherit the mask, so
      * the signals can only be taken by sigwait below. */
     sigset_t set, old;
@@ -141,8 +148,8 @@ int bd_broker_main(int argc, char **argv)
     }
     printf("bootstrap=%s\n", bd_broker_bootstraps(b));
     fflush(stdout);
-    fprintf(stderr, "budgetd broker: topic %s (%d partitions) and %s-dlq; SIGTERM stops\n", topic, partitions,
-            topic);
+    bd_log(BD_LOG_INFO, "broker: topic %s (%d partitions) and %s" BROKER_DLQ_SUFFIX "; SIGTERM stops", topic,
+           partitions, topic);
     int sig = 0;
     while (sigwait(&set, &sig) != 0) {}
     bd_broker_stop(b);

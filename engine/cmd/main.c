@@ -1,10 +1,12 @@
-/* main.c: command dispatch (CONTRACT §4). */
+/* main.c: command dispatch (docs/CONTRACT.md §4): the first argument names
+ * the command, which parses the rest itself (opts.h). */
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/broker.h"
 #include "cmd.h"
 #include "budgetd/common.h"
 
+/* The list of commands (stdout for help, stderr for bad use). */
 static void usage(FILE *f)
 {
     fputs("usage: budgetd COMMAND [ARGS]\n"
@@ -12,7 +14,8 @@ static void usage(FILE *f)
           "  replay -c CONFIG LOG... [-o OUT] [--redis URL]\n"
           "                                 the engine over JSON Lines logs in event time\n"
           "                                 (LOG or OUT \"-\": stdin, stdout)\n"
-          "  check -c CONFIG                validate a config (exit 2 on errors)\n"
+          "  check -c CONFIG [-c CONFIG...]\n"
+          "                                 validate configs (exit 2 on errors)\n"
           "  whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
           "                                 rehearse a guardrail change: both configs side by side\n"
           "  broker [--topic T] [--partitions N]\n"
@@ -22,6 +25,17 @@ static void usage(FILE *f)
           f);
 }
 
+/* Every command: its name and the function that runs it on argv + 1. */
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"replay", bd_cmd_replay}, {"check", bd_cmd_check},   {"run", bd_cmd_run},
+    {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
+    {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
+};
+
+/* Runs the command argv[1] names on the rest of argv. */
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -29,14 +43,8 @@ int main(int argc, char **argv)
         return BD_EXIT_USAGE;
     }
     const char *cmd = argv[1];
-    if (strcmp(cmd, "replay") == 0) return bd_cmd_replay(argc - 1, argv + 1);
-    if (strcmp(cmd, "check") == 0) return bd_cmd_check(argc - 1, argv + 1);
-    if (strcmp(cmd, "run") == 0) return bd_cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "whatif") == 0) return bd_cmd_whatif(argc - 1, argv + 1);
-    if (strcmp(cmd, "broker") == 0) return bd_broker_main(argc - 1, argv + 1);
-    if (strcmp(cmd, "kill") == 0 || strcmp(cmd, "resume") == 0 || strcmp(cmd, "approve") == 0 ||
-        strcmp(cmd, "status") == 0)
-        return bd_cmd_ops(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(cmd, commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return BD_EXIT_OK;

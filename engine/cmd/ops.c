@@ -1,15 +1,17 @@
-/* ops.c: the operator commands of CONTRACT §4: `budgetd kill P --reason
- * TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act on the
- * Redis keys of CONTRACT §3 only (never on the daemon directly), so they work
- * whether or not a daemon runs, and `redis-cli` on the same keys is equally
- * valid. Every refusal says why on stderr and exits 1; bad use exits 2. */
-#include <errno.h>
+/* ops.c: the operator commands of docs/CONTRACT.md §4: `budgetd kill P
+ * --reason TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act
+ * on the Redis keys of docs/CONTRACT.md §3 only (never on the daemon
+ * directly), so they work whether or not a daemon runs, and `redis-cli` on
+ * the same keys is equally valid. Every refusal says why on stderr and
+ * exits 1; bad use exits 2. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
@@ -22,6 +24,7 @@ typedef struct {
     int npos;
 } ops_args_t;
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void ops_usage(FILE *f)
 {
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
@@ -30,74 +33,47 @@ static void ops_usage(FILE *f)
           "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
           "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
-          "                from $BUDGETD_REDIS_PASSWORD); overrides the config's url\n",
+          "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
           f);
-}
-
-/* Takes the value of option name at argv[*i]: "--name VALUE" or
- * "--name=VALUE". Returns 1 when argv[*i] is that option (value in *out,
- * NULL when missing), 0 when it is another argument. */
-static int ops_opt(int argc, char **argv, int *i, const char *name, const char **out)
-{
-    size_t n = strlen(name);
-    const char *a = argv[*i];
-    if (strncmp(a, name, n) != 0) return 0;
-    if (a[n] == '=') {
-        *out = a + n + 1;
-        return 1;
-    }
-    if (a[n] != 0) return 0;
-    *out = *i + 1 < argc ? argv[++*i] : NULL;
-    return 1;
 }
 
 /* Parses argv into a. Returns -1 on bad use (message printed), 1 for
  * --help, 0 otherwise. Options may come before or after positionals. */
 static int ops_parse(int argc, char **argv, ops_args_t *a)
 {
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'r'},
+        {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
+        {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
-    int opts_done = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i], *v = NULL, **slot = NULL;
-        if (!opts_done && (!strcmp(arg, "-h") || !strcmp(arg, "--help"))) return 1;
-        if (!opts_done && !strcmp(arg, "--")) {
-            opts_done = 1;
-            continue;
+    bd_opts_t o;
+    bd_opts_init(&o, a->cmd, argc, argv, "c:h", longopts);
+    int ch, rc = 0;
+    while (rc == 0 && (ch = bd_opts_next(&o)) != -1) {
+        switch (ch) {
+        case 'c': a->config = o.arg; break;
+        case 'r': a->url = o.arg; break;
+        case 'p': a->prefix = o.arg; break;
+        case 'R': a->reason = o.arg; break;
+        case 'b': a->by = o.arg; break;
+        case 'h': rc = 1; break;
+        default: rc = -1; break;
         }
-        if (!opts_done && arg[0] == '-' && arg[1]) {
-            if (ops_opt(argc, argv, &i, "-c", &v) || ops_opt(argc, argv, &i, "--config", &v))
-                slot = &a->config;
-            else if (ops_opt(argc, argv, &i, "--redis", &v))
-                slot = &a->url;
-            else if (ops_opt(argc, argv, &i, "--prefix", &v))
-                slot = &a->prefix;
-            else if (ops_opt(argc, argv, &i, "--reason", &v))
-                slot = &a->reason;
-            else if (ops_opt(argc, argv, &i, "--by", &v))
-                slot = &a->by;
-            if (!slot) {
-                fprintf(stderr, "budgetd %s: unknown option '%s'\n", a->cmd, arg);
-                return -1;
-            }
-            if (!v) {
-                fprintf(stderr, "budgetd %s: option '%s' needs a value\n", a->cmd, arg);
-                return -1;
-            }
-            *slot = v;
-            continue;
-        }
-        if (a->npos == 3) {
-            fprintf(stderr, "budgetd %s: too many arguments\n", a->cmd);
-            return -1;
-        }
-        a->pos[a->npos++] = arg;
     }
-    return 0;
+    if (rc == 0 && o.npos > 3) {
+        fprintf(stderr, "budgetd %s: too many arguments\n", a->cmd);
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < o.npos; i++) a->pos[a->npos++] = o.pos[i];
+    bd_opts_free(&o);
+    return rc;
 }
 
 /* Checks the arguments of a->cmd: positional count, options that belong to
- * it, names in the CONTRACT §1 charset. Returns 0 or -1 (message printed). */
+ * it, names in the docs/CONTRACT.md §1 charset. Returns 0 or -1 (message
+ * printed). */
 static int ops_validate(const ops_args_t *a, int64_t *cycle)
 {
     const char *c = a->cmd;
@@ -130,10 +106,8 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
     }
     *cycle = -1;
     if (is_approve && a->npos == 2) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(a->pos[1], &end, 10);
-        if (errno || end == a->pos[1] || *end || v < 0) {
+        long long v;
+        if (!bd_opts_parse_ll(a->pos[1], 0, INT64_MAX, &v)) {
             fprintf(stderr, "budgetd approve: CYCLE must be a cycle number, got '%s'\n", a->pos[1]);
             return -1;
         }
@@ -162,17 +136,15 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     const char *prefix = a->prefix ? a->prefix : cfg ? cfg->redis.prefix : BD_DEFAULT_PREFIX;
     const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
-    bd_redis_t *r = bd_redis_open(url, prefix, pwenv, maxlen, err, sizeof err);
+    bd_redis_t *r;
+    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     bd_config_free(cfg);
-    if (!r) {
+    if (e != BD_OK) {
         fprintf(stderr, "budgetd %s: %s\n", a->cmd, err);
-        /* A malformed URL, prefix or password is a config error (the
-         * messages of bd_redis_open before it connects: "bad redis ...",
-         * "... is empty", "... is too long"); an
+        /* A malformed URL, prefix or password is a config error; an
          * unreachable or refusing server is a runtime failure. */
-        int bad = !strncmp(err, "bad redis", 9) || strstr(err, "is empty") || strstr(err, "is too long");
-        *exit_code = bad ? BD_EXIT_USAGE : BD_EXIT_RUNTIME;
+        *exit_code = e == BD_ERR_CONFIG ? BD_EXIT_USAGE : BD_EXIT_RUNTIME;
     }
     return r;
 }
@@ -304,6 +276,37 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
     return BD_EXIT_OK;
 }
 
+/* The channel rows of a status block: the allocation in force beside the
+ * proposal (when there is one), then the totals. Both channel lists are
+ * sorted by name: merge them into rows. */
+static void ops_status_channels(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr)
+{
+    printf("  %-24s %14s", "channel", "alloc");
+    if (pr->present) printf(" %14s", "proposal");
+    printf("\n");
+    size_t i = 0, j = 0;
+    double ta = 0, tp = 0;
+    while (i < al->n_ch || j < pr->n_ch) {
+        int c = i == al->n_ch ? 1 : j == pr->n_ch ? -1 : strcmp(al->ch[i].name, pr->ch[j].name);
+        const char *name = c <= 0 ? al->ch[i].name : pr->ch[j].name;
+        char va[32] = "-", vp[32] = "-";
+        if (c <= 0) {
+            snprintf(va, sizeof va, "%.2f", al->ch[i].spend);
+            ta += al->ch[i++].spend;
+        }
+        if (c >= 0) {
+            snprintf(vp, sizeof vp, "%.2f", pr->ch[j].spend);
+            tp += pr->ch[j++].spend;
+        }
+        printf("  %-24s %14s", name, va);
+        if (pr->present) printf(" %14s", vp);
+        printf("\n");
+    }
+    printf("  %-24s %14.2f", "total", ta);
+    if (pr->present) printf(" %14.2f", tp);
+    printf("\n");
+}
+
 /* One portfolio's block of the status table. Returns 1 when p is unknown
  * (no alloc, fence, proposal or kill), -1 on a Redis error, 0 otherwise. */
 static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen)
@@ -349,33 +352,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
-    if (al.n_ch || pr.n_ch) {
-        /* Both channel lists are sorted by name: merge them into rows. */
-        printf("  %-24s %14s", "channel", "alloc");
-        if (pr.present) printf(" %14s", "proposal");
-        printf("\n");
-        size_t i = 0, j = 0;
-        double ta = 0, tp = 0;
-        while (i < al.n_ch || j < pr.n_ch) {
-            int c = i == al.n_ch ? 1 : j == pr.n_ch ? -1 : strcmp(al.ch[i].name, pr.ch[j].name);
-            const char *name = c <= 0 ? al.ch[i].name : pr.ch[j].name;
-            char va[32] = "-", vp[32] = "-";
-            if (c <= 0) {
-                snprintf(va, sizeof va, "%.2f", al.ch[i].spend);
-                ta += al.ch[i++].spend;
-            }
-            if (c >= 0) {
-                snprintf(vp, sizeof vp, "%.2f", pr.ch[j].spend);
-                tp += pr.ch[j++].spend;
-            }
-            printf("  %-24s %14s", name, va);
-            if (pr.present) printf(" %14s", vp);
-            printf("\n");
-        }
-        printf("  %-24s %14.2f", "total", ta);
-        if (pr.present) printf(" %14.2f", tp);
-        printf("\n");
-    }
+    if (al.n_ch || pr.n_ch) ops_status_channels(&al, &pr);
     bd_redis_alloc_free(&al);
     bd_redis_alloc_free(&pr);
     return 0;
@@ -408,6 +385,7 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     return code;
 }
 
+/* The four operator commands: parse, validate, open Redis, act. */
 int bd_cmd_ops(int argc, char **argv)
 {
     ops_args_t a;

@@ -1,13 +1,15 @@
 /* replay.c: `budgetd replay`: the live engine over JSON Lines logs in event
- * time. Decisions are buffered and written sorted by (cycle, portfolio), the
- * order CONTRACT §4 promises, whatever the interleaving of the input. */
+ * time. Decisions are buffered and written sorted by (cycle, portfolio),
+ * the order docs/CONTRACT.md §4 promises, whatever the interleaving of the
+ * input. */
 #include <errno.h>
-#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"
@@ -60,6 +62,7 @@ static int rec_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void replay_usage(FILE *f)
 {
     fputs("usage: budgetd replay -c CONFIG LOG... [-o OUT] [--redis URL] [--threads N]\n"
@@ -91,115 +94,165 @@ static void replay_summary(const bd_engine_stats_t *st)
                 (unsigned long long)st->verify_failures);
 }
 
-int bd_cmd_replay(int argc, char **argv)
+/* What the command line asks for. logs point into argv. */
+typedef struct {
+    const char *cfg_path, *out_path, *redis_url;
+    int threads;
+    const char **logs;
+    int nlogs;
+} replay_args_t;
+
+/* One run of the command: everything set up, used and torn down. */
+typedef struct {
+    replay_args_t a;
+    bd_config_t *cfg;
+    bd_logread_t **logs;   /* a.nlogs readers */
+    FILE *out;
+    replay_sink_t sink;
+    bd_engine_t *e;
+} replay_t;
+
+/* Parses argv into a (o keeps the positional list a->logs points to).
+ * Returns -1 to go on, else the exit code (usage or --help printed). */
+static int replay_parse(int argc, char **argv, bd_opts_t *o, replay_args_t *a)
 {
-    const char *cfg_path = NULL, *out_path = NULL, *redis_url = NULL;
-    int threads = 1;
-    static const struct option opts[] = {
+    static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"output", required_argument, NULL, 'o'},
         {"redis", required_argument, NULL, 'r'}, {"threads", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    *a = (replay_args_t){.threads = 1};
+    bd_opts_init(o, "replay", argc, argv, "c:o:t:h", longopts);
     int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:o:t:h", opts, NULL)) != -1) {
+    while ((ch = bd_opts_next(o)) != -1) {
         switch (ch) {
-        case 'c': cfg_path = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'r': redis_url = optarg; break;
-        case 't': threads = atoi(optarg); break;
+        case 'c': a->cfg_path = o->arg; break;
+        case 'o': a->out_path = o->arg; break;
+        case 'r': a->redis_url = o->arg; break;
+        case 't':
+            if (!bd_opts_int(o, 1, BD_CMD_MAX_THREADS, &a->threads)) return BD_EXIT_USAGE;
+            break;
         case 'h': replay_usage(stdout); return BD_EXIT_OK;
         default: replay_usage(stderr); return BD_EXIT_USAGE;
         }
     }
-    if (!cfg_path || optind >= argc || threads < 1) {
+    a->logs = o->pos;
+    a->nlogs = o->npos;
+    if (!a->cfg_path || a->nlogs == 0) {
         replay_usage(stderr);
         return BD_EXIT_USAGE;
     }
+    /* -o -: stdout, as LOG - is stdin */
+    if (a->out_path && strcmp(a->out_path, "-") == 0) a->out_path = NULL;
+    return -1;
+}
+
+/* Frees whatever rp holds (any part may be missing). */
+static void replay_teardown(replay_t *rp)
+{
+    bd_engine_free(rp->e);
+    for (int k = 0; rp->logs && k < rp->a.nlogs; k++) bd_logread_close(rp->logs[k]);
+    free(rp->logs);
+    if (rp->out && rp->out != stdout) fclose(rp->out);
+    bd_publish_free(rp->sink.pub);
+    bd_redis_close(rp->sink.redis);
+    free(rp->sink.recs);
+    free(rp->sink.arena);
+    bd_config_free(rp->cfg);
+}
+
+/* Loads the config, opens every log and the output (a missing file is a
+ * usage error before any output), and, with --redis, the live sink.
+ * Returns BD_EXIT_OK or the exit code of the failure (message printed). */
+static int replay_setup(replay_t *rp)
+{
     char err[8192];
-    bd_config_t *cfg;
-    if (bd_config_load(cfg_path, &cfg, err, sizeof(err)) != BD_OK) {
+    if (bd_config_load(rp->a.cfg_path, &rp->cfg, err, sizeof(err)) != BD_OK) {
         fprintf(stderr, "%s\n", err);
         return BD_EXIT_USAGE;
     }
-    /* Open every log first: a missing file is a usage error before any output. */
-    int nlogs = argc - optind;
-    bd_logread_t **logs = bd_xcalloc((size_t)nlogs, sizeof(*logs));
-    for (int i = 0; i < nlogs; i++) {
-        if (bd_logread_open(argv[optind + i], &logs[i], err, sizeof(err)) != BD_OK) {
-            fprintf(stderr, "budgetd replay: %s\n", err);
-            for (int k = 0; k < i; k++) bd_logread_close(logs[k]);
-            free(logs);
-            bd_config_free(cfg);
-            return BD_EXIT_USAGE;
-        }
-    }
-    FILE *out = stdout;
-    if (out_path && strcmp(out_path, "-") == 0) out_path = NULL; /* -o -: stdout, as LOG - is stdin */
-    if (out_path && !(out = fopen(out_path, "w"))) {
-        fprintf(stderr, "budgetd replay: %s: %s\n", out_path, strerror(errno));
-        for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);
-        free(logs);
-        bd_config_free(cfg);
-        return BD_EXIT_USAGE;
-    }
-
-    replay_sink_t sink = {0};
-    bd_engine_opts_t eo = {.threads = threads, .live = false, .sink = replay_sink, .sink_ctx = &sink};
-    if (redis_url) {
+    rp->logs = bd_xcalloc((size_t)rp->a.nlogs, sizeof(*rp->logs));
+    for (int i = 0; i < rp->a.nlogs; i++)
+        if (bd_logread_open(rp->a.logs[i], &rp->logs[i], err, sizeof(err)) != BD_OK)
+            return bd_opts_fail("replay", "%s", err);
+    rp->out = stdout;
+    if (rp->a.out_path && !(rp->out = fopen(rp->a.out_path, "w")))
+        return bd_opts_fail("replay", "%s: %s", rp->a.out_path, strerror(errno));
+    if (rp->a.redis_url) {
         /* Same sink as the daemon: fenced scripts, checkpoints, held while
          * Redis is down. Prefix and password come from the config. */
-        sink.redis = bd_redis_open_lazy(redis_url, cfg->redis.prefix, cfg->redis.password_env,
-                                        cfg->redis.stream_maxlen, err, sizeof(err));
-        if (!sink.redis) {
-            fprintf(stderr, "budgetd replay: %s\n", err);
-            for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);
-            free(logs);
-            bd_config_free(cfg);
-            if (out != stdout) fclose(out);
-            return BD_EXIT_USAGE;
-        }
-        sink.pub = bd_publish_new(sink.redis, NULL);
+        const bd_config_t *cfg = rp->cfg;
+        if (bd_redis_open_lazy(rp->a.redis_url, cfg->redis.prefix, cfg->redis.password_env,
+                               cfg->redis.stream_maxlen, &rp->sink.redis, err, sizeof(err)) != BD_OK)
+            return bd_opts_fail("replay", "%s", err);
+        rp->sink.pub = bd_publish_new(rp->sink.redis, NULL);
     }
-    bd_engine_t *e = bd_engine_new(cfg, &eo);
+    bd_engine_opts_t eo = {.threads = rp->a.threads, .live = false, .sink = replay_sink,
+                           .sink_ctx = &rp->sink};
+    rp->e = bd_engine_new(rp->cfg, &eo);
+    return BD_EXIT_OK;
+}
+
+/* Feeds every log through the engine in order, publishing as it goes with
+ * --redis. Returns BD_EXIT_OK or BD_EXIT_RUNTIME (read or publish failed). */
+static int replay_loop(replay_t *rp)
+{
     int progress = isatty(STDERR_FILENO);
     int rc = BD_EXIT_OK;
-    char detail[256];
-    for (int i = 0; i < nlogs && rc == BD_EXIT_OK; i++) {
+    char err[8192], detail[256];
+    bd_publish_t *pub = rp->sink.pub;
+    for (int i = 0; i < rp->a.nlogs && rc == BD_EXIT_OK; i++) {
         const char *line;
         size_t len;
         int got;
-        while ((got = bd_logread_next(logs[i], &line, &len, err, sizeof(err))) == 1) {
+        while ((got = bd_logread_next(rp->logs[i], &line, &len, err, sizeof(err))) == 1) {
             if (len == 0) continue; /* blank lines are not events */
             bd_err_t serr;
-            bd_engine_ingest(e, line, len, detail, sizeof(detail), &serr);
-            if (sink.pub && bd_publish_pending(sink.pub) >= 1024 && !bd_publish_flush(sink.pub))
-                rc = BD_EXIT_RUNTIME;
-            if (progress && (bd_engine_stats(e)->lines & 0xfffff) == 0)
-                fprintf(stderr, "\rreplay: %s: %llu lines", argv[optind + i],
-                        (unsigned long long)bd_engine_stats(e)->lines);
+            bd_engine_ingest(rp->e, line, len, detail, sizeof(detail), &serr);
+            if (pub && bd_publish_pending(pub) >= 1024 && !bd_publish_flush(pub)) rc = BD_EXIT_RUNTIME;
+            if (progress && (bd_engine_stats(rp->e)->lines & 0xfffff) == 0)
+                fprintf(stderr, "\rreplay: %s: %llu lines", rp->a.logs[i],
+                        (unsigned long long)bd_engine_stats(rp->e)->lines);
         }
         if (got < 0) {
             fprintf(stderr, "budgetd replay: %s\n", err);
             rc = BD_EXIT_RUNTIME;
         }
     }
-    bd_engine_flush(e);
-    if (sink.pub && !bd_publish_flush(sink.pub)) rc = BD_EXIT_RUNTIME;
+    bd_engine_flush(rp->e);
+    if (pub && !bd_publish_flush(pub)) rc = BD_EXIT_RUNTIME;
     if (progress) fputs("\r\033[K", stderr);
-    if (sink.n) qsort(sink.recs, sink.n, sizeof(*sink.recs), rec_cmp);
-    for (size_t i = 0; i < sink.n; i++) fwrite(sink.arena + sink.recs[i].off, 1, sink.recs[i].len, out);
-    if (fflush(out) != 0 || (out != stdout && fclose(out) != 0)) {
+    return rc;
+}
+
+/* Writes the records sorted by (cycle, portfolio), then the summary.
+ * Returns rc, or BD_EXIT_RUNTIME when the output could not be written. */
+static int replay_finish(replay_t *rp, int rc)
+{
+    replay_sink_t *s = &rp->sink;
+    if (s->n) qsort(s->recs, s->n, sizeof(*s->recs), rec_cmp);
+    for (size_t i = 0; i < s->n; i++) fwrite(s->arena + s->recs[i].off, 1, s->recs[i].len, rp->out);
+    bool ok = fflush(rp->out) == 0;
+    if (rp->out != stdout && fclose(rp->out) != 0) ok = false;
+    rp->out = NULL;
+    if (!ok) {
         fprintf(stderr, "budgetd replay: write: %s\n", strerror(errno));
         rc = BD_EXIT_RUNTIME;
     }
-    replay_summary(bd_engine_stats(e));
-    bd_engine_free(e);
-    for (int k = 0; k < nlogs; k++) bd_logread_close(logs[k]);
-    free(logs);
-    bd_publish_free(sink.pub);
-    bd_redis_close(sink.redis);
-    free(sink.recs);
-    free(sink.arena);
-    bd_config_free(cfg);
+    replay_summary(bd_engine_stats(rp->e));
+    return rc;
+}
+
+/* The command: parse, set up, feed the logs, write the sorted records. */
+int bd_cmd_replay(int argc, char **argv)
+{
+    bd_opts_t o;
+    replay_t rp = {0};
+    int rc = replay_parse(argc, argv, &o, &rp.a);
+    if (rc < 0) {
+        rc = replay_setup(&rp);
+        if (rc == BD_EXIT_OK) rc = replay_finish(&rp, replay_loop(&rp));
+    }
+    replay_teardown(&rp);
+    bd_opts_free(&o);
     return rc;
 }

@@ -1,5 +1,6 @@
-/* daemon.c: `budgetd run`: Kafka in, Redis out (DESIGN "Exactly-once
- * effect").
+/* run.c: `budgetd run`, the daemon: Kafka in, Redis out, with exactly-once
+ * effect (docs/ARCHITECTURE.md "Exactly-once", docs/DECISIONS.md
+ * "Exactly-once on the live path").
  *
  * Invariants that make a crash at any point lose and double-count nothing:
  *  - a portfolio's checkpoint (state + the offset of the last message of its
@@ -12,24 +13,28 @@
  *    messages are flushed to the DLQ before their offset is stored.
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
-#include <errno.h>
-#include <getopt.h>
+#include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/log.h"
 #include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
+
+/* --idle-exit accepts 0..RUN_MAX_IDLE_EXIT seconds (a day). */
+#define RUN_MAX_IDLE_EXIT 86400
 
 static volatile sig_atomic_t g_stop, g_reload;
 
@@ -38,14 +43,19 @@ static volatile sig_atomic_t g_stop, g_reload;
  * crash tests hit exact points of the exactly-once protocol. */
 static long g_crash_msg = -1, g_crash_write = -1;
 
+/* Reads the hook from the environment; a malformed value is logged and
+ * leaves the hook off. */
 static void crash_hook_init(void)
 {
     const char *v = getenv("BUDGETD_TEST_CRASH");
+    long long n;
     if (!v) return;
-    if (strncmp(v, "msg:", 4) == 0) g_crash_msg = atol(v + 4);
-    else if (strncmp(v, "write:", 6) == 0) g_crash_write = atol(v + 6);
+    if (strncmp(v, "msg:", 4) == 0 && bd_opts_parse_ll(v + 4, 1, LONG_MAX, &n)) g_crash_msg = (long)n;
+    else if (strncmp(v, "write:", 6) == 0 && bd_opts_parse_ll(v + 6, 1, LONG_MAX, &n)) g_crash_write = (long)n;
+    else bd_log(BD_LOG_WARN, "BUDGETD_TEST_CRASH='%s' is not msg:N or write:N; ignored", v);
 }
 
+/* SIGHUP asks for a reload, anything else for a stop; the main loop acts. */
 static void on_signal(int sig)
 {
     if (sig == SIGHUP) g_reload = 1;
@@ -61,6 +71,8 @@ typedef struct {
     bd_publish_t *pub;
     bool event_time;
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
+    int threads;                /* --threads: decide workers */
+    const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
 } daemon_t;
@@ -84,22 +96,6 @@ static void daemon_metrics(daemon_t *dm)
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    char ts[32];
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "%s budgetd: ", ts);
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 /* Writes what the engine decided (held and retried while Redis is down);
  * the crash hook sits right after a successful write, before offsets. */
 static bool daemon_write(daemon_t *dm)
@@ -119,11 +115,51 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     if (rc != BD_OK) return rc;
     if (killed && !p->killed) {
         bd_decide_operator_kill(p, reason);
-        logf_("%s: killed by operator (%s)", p->name, reason);
+        bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
     } else if (!killed && p->killed) {
         bd_decide_operator_resume(p);
-        logf_("%s: resumed by operator", p->name);
+        bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
     }
+    return BD_OK;
+}
+
+/* One Redis step of a restore: BD_OK, or the error that makes it retry. */
+typedef bd_err_t (*daemon_step_fn)(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
+
+/* Runs step until it succeeds, waiting out a Redis outage on the
+ * BD_BACKOFF_REDIS schedule and reconnecting between attempts; what names
+ * the step in the log. False when a stop was asked first. */
+static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
+{
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    char err[512];
+    while (!g_stop) {
+        if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
+        int ms = bd_backoff_next_ms(&b);
+        bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
+        bd_backoff_sleep_ms(ms);
+        bd_redis_reconnect(dm->r, err, sizeof(err));
+    }
+    return false;
+}
+
+/* Loads p's checkpoint, if it has one. A checkpoint that does not decode
+ * is logged and ignored: p starts afresh. */
+static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    void *blob = NULL;
+    size_t len = 0;
+    int64_t cycle = 0;
+    bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, errlen);
+    if (rc != BD_OK) return rc;
+    if (blob && len) {
+        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK)
+            bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
+        else
+            p->ckpt_offset = p->offset;
+    }
+    free(blob);
+    p->first_unsaved = -1;
     return BD_OK;
 }
 
@@ -131,40 +167,11 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
  * (or after its partition came back). Retries while Redis is down. */
 static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
 {
-    char err[512];
-    for (unsigned attempt = 0; !g_stop; attempt++) {
-        void *blob = NULL;
-        size_t len = 0;
-        int64_t cycle = 0;
-        bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, sizeof(err));
-        if (rc == BD_OK) {
-            if (blob && len) {
-                if (bd_checkpoint_decode(p, blob, len, err, sizeof(err)) != BD_OK)
-                    logf_("%s: ignoring checkpoint: %s", p->name, err);
-                else
-                    p->ckpt_offset = p->offset;
-            }
-            free(blob);
-            p->first_unsaved = -1;
-            break;
-        }
-        int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable loading %s (%s), retry in %d ms", p->name, err, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
-    /* The kill key is the truth (CONTRACT §3), also for a portfolio killed
-     * or resumed while no daemon owned it: latch or clear it now, before its
-     * first decision here, not a poll later. */
-    for (unsigned attempt = 0; !g_stop; attempt++) {
-        if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) return;
-        int ms = bd_redis_backoff_ms(attempt);
-        logf_("redis unavailable reading the kill key of %s (%s), retry in %d ms", p->name, err, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        bd_redis_reconnect(dm->r, err, sizeof(err));
-    }
+    if (!daemon_retry(dm, p, "loading", daemon_load)) return;
+    /* The kill key is the truth (docs/CONTRACT.md §3), also for a portfolio
+     * killed or resumed while no daemon owned it: latch or clear it now,
+     * before its first decision here, not a poll later. */
+    daemon_retry(dm, p, "reading the kill key of", daemon_sync_kill);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per
@@ -244,6 +251,46 @@ static void daemon_poll_kills(daemon_t *dm)
     }
 }
 
+/* Applies p's approved proposal of cycle through the approval script. The
+ * checkpoint written with it must already hold the approved allocation, so
+ * the allocation changes first and is rolled back when Redis refuses. */
+static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
+{
+    char err[512];
+    bd_decide_approval_record(p, (int64_t)time(NULL), json, cap);
+    double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
+    for (size_t c = 0; c < p->n; c++) {
+        old[2 * c] = p->ch[c].x;
+        old[2 * c + 1] = p->ch[c].safe;
+    }
+    bd_status_t old_status = p->status;
+    bd_decide_apply_proposal(p);
+    size_t scap = 0;
+    unsigned char *state = NULL;
+    size_t slen = bd_checkpoint_encode(p, &state, &scap);
+    bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, *json, state, slen, err, sizeof(err));
+    free(state);
+    if (rc == BD_OK) {
+        bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+        p->ckpt_offset = p->offset;
+        p->first_unsaved = -1;
+    } else {
+        for (size_t c = 0; c < p->n; c++) {
+            p->ch[c].x = old[2 * c];
+            p->ch[c].safe = old[2 * c + 1];
+        }
+        p->status = old_status;
+        if (rc == BD_ERR_STALE) {
+            /* superseded or killed meanwhile: drop the request */
+            bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+            bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
+        } else {
+            p->has_proposal = true; /* Redis down: try again next round */
+        }
+    }
+    free(old);
+}
+
 /* Operator approvals, polled after the sync's decisions are written (no
  * close job queued, Redis holds every decision made): an approve naming the
  * pending proposal's cycle applies it through the approval script. */
@@ -260,44 +307,23 @@ static void daemon_poll_approvals(daemon_t *dm)
         if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
         int present = 0;
         int64_t cycle = 0;
-        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) return;
-        if (!present || cycle != p->proposal_cycle) continue;
-        bd_decide_approval_record(p, (int64_t)time(NULL), &json, &cap);
-        /* The checkpoint written with the approval must already hold the
-         * approved allocation; keep the old one to roll back a refusal. */
-        double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
-        for (size_t c = 0; c < p->n; c++) {
-            old[2 * c] = p->ch[c].x;
-            old[2 * c + 1] = p->ch[c].safe;
-        }
-        bd_status_t old_status = p->status;
-        bd_decide_apply_proposal(p);
-        size_t scap = 0;
-        unsigned char *state = NULL;
-        size_t slen = bd_checkpoint_encode(p, &state, &scap);
-        bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, json, state, slen, err, sizeof(err));
-        free(state);
-        if (rc == BD_OK) {
-            logf_("%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
-            p->ckpt_offset = p->offset;
-            p->first_unsaved = -1;
-        } else {
-            for (size_t c = 0; c < p->n; c++) {
-                p->ch[c].x = old[2 * c];
-                p->ch[c].safe = old[2 * c + 1];
-            }
-            p->status = old_status;
-            if (rc == BD_ERR_STALE) {
-                /* superseded or killed meanwhile: drop the request */
-                logf_("%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
-                bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
-            } else {
-                p->has_proposal = true; /* Redis down: try again next round */
-            }
-        }
-        free(old);
+        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) break;
+        if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
     }
     free(json);
+}
+
+/* Logs head, then each line of text as its own log line (a config's
+ * error list can be longer than one log line holds). */
+static void daemon_log_lines(bd_log_level_t level, const char *head, const char *text)
+{
+    bd_log(level, "%s", head);
+    for (const char *l = text; *l;) {
+        size_t n = strcspn(l, "\n");
+        bd_log(level, "%.*s", (int)n, l);
+        l += n;
+        if (*l) l++;
+    }
 }
 
 /* Config reload on SIGHUP: the new file must load and fit the live state,
@@ -307,19 +333,19 @@ static void daemon_reload(daemon_t *dm)
     char err[8192];
     bd_config_t *ncfg;
     if (bd_config_load(dm->cfg_path, &ncfg, err, sizeof(err)) != BD_OK) {
-        logf_("reload refused, keeping the running config:\n%s", err);
+        daemon_log_lines(BD_LOG_WARN, "reload refused, keeping the running config:", err);
         return;
     }
     daemon_write(dm);
     if (bd_engine_reload(dm->e, ncfg, err, sizeof(err)) != BD_OK) {
-        logf_("reload refused, keeping the running config: %s", err);
+        bd_log(BD_LOG_WARN, "reload refused, keeping the running config: %s", err);
         bd_config_free(ncfg);
         return;
     }
     daemon_write(dm); /* decisions flushed by the reload */
     bd_config_free(dm->cfg);
     dm->cfg = ncfg;
-    logf_("config reloaded from %s", dm->cfg_path);
+    bd_log(BD_LOG_INFO, "config reloaded from %s", dm->cfg_path);
 }
 
 /* Called by the Kafka layer before partitions are taken away: everything
@@ -340,6 +366,7 @@ static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
     }
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
@@ -351,136 +378,193 @@ static void run_usage(FILE *f)
           f);
 }
 
-int bd_cmd_run(int argc, char **argv)
+/* Parses argv into dm's options. Returns -1 to go on, else the exit code
+ * (usage or --help printed). */
+static int run_parse(int argc, char **argv, daemon_t *dm)
 {
-    daemon_t dm = {0};
-    const char *metrics_at = NULL;
-    int threads = 2;
-    static const struct option opts[] = {
+    static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
         {"metrics", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+    bd_opts_t o;
+    bd_opts_init(&o, "run", argc, argv, "c:t:h", longopts);
+    dm->threads = 2;
+    int ch, rc = -1;
+    while (rc < 0 && (ch = bd_opts_next(&o)) != -1) {
         switch (ch) {
-        case 'c': dm.cfg_path = optarg; break;
-        case 'E': dm.event_time = true; break;
-        case 'I': dm.idle_exit = atoi(optarg); break;
-        case 'M': metrics_at = optarg; break;
-        case 't': threads = atoi(optarg); break;
-        case 'h': run_usage(stdout); return BD_EXIT_OK;
-        default: run_usage(stderr); return BD_EXIT_USAGE;
+        case 'c': dm->cfg_path = o.arg; break;
+        case 'E': dm->event_time = true; break;
+        case 'I':
+            if (!bd_opts_int(&o, 0, RUN_MAX_IDLE_EXIT, &dm->idle_exit)) rc = BD_EXIT_USAGE;
+            break;
+        case 'M': dm->metrics_at = o.arg; break;
+        case 't':
+            if (!bd_opts_int(&o, 1, BD_CMD_MAX_THREADS, &dm->threads)) rc = BD_EXIT_USAGE;
+            break;
+        case 'h': run_usage(stdout); rc = BD_EXIT_OK; break;
+        default: run_usage(stderr); rc = BD_EXIT_USAGE; break;
         }
     }
-    if (!dm.cfg_path || optind != argc || threads < 1) {
+    if (rc < 0 && (!dm->cfg_path || o.npos != 0)) {
         run_usage(stderr);
-        return BD_EXIT_USAGE;
+        rc = BD_EXIT_USAGE;
     }
-    char err[8192];
-    if (bd_config_load(dm.cfg_path, &dm.cfg, err, sizeof(err)) != BD_OK) {
-        fprintf(stderr, "%s\n", err);
-        return BD_EXIT_USAGE;
-    }
-    signal(SIGPIPE, SIG_IGN); /* hiredis writes with write(2) */
-    crash_hook_init();
+    bd_opts_free(&o);
+    return rc;
+}
+
+/* Signals: SIGTERM and SIGINT stop, SIGHUP reloads; SIGPIPE is ignored
+ * (hiredis writes with write(2)). */
+static void run_signals(void)
+{
+    signal(SIGPIPE, SIG_IGN);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+}
 
-    if (metrics_at && !(dm.metrics = bd_metrics_start(metrics_at, err, sizeof(err)))) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_config_free(dm.cfg);
+/* A start-up failure of the daemon: logged; exit code 2 (the config or
+ * the command line names something that cannot be used). */
+static int run_fail(const char *err)
+{
+    bd_log(BD_LOG_ERROR, "%s", err);
+    return BD_EXIT_USAGE;
+}
+
+/* Loads the config and opens everything the daemon runs on: metrics,
+ * Redis (lazily: a Redis that is down is retried, not fatal), Kafka, the
+ * publisher and the engine. Returns BD_EXIT_OK or the exit code of the
+ * failure (message printed). */
+static int run_setup(daemon_t *dm)
+{
+    char err[8192];
+    if (bd_config_load(dm->cfg_path, &dm->cfg, err, sizeof(err)) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
         return BD_EXIT_USAGE;
     }
-    dm.r = bd_redis_open_lazy(dm.cfg->redis.url, dm.cfg->redis.prefix, dm.cfg->redis.password_env,
-                         dm.cfg->redis.stream_maxlen, err, sizeof(err));
-    if (!dm.r) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_metrics_stop(dm.metrics);
-        bd_config_free(dm.cfg);
-        return BD_EXIT_USAGE;
-    }
-    dm.k = bd_kafka_open(dm.cfg, daemon_on_revoke, &dm, err, sizeof(err));
-    if (!dm.k) {
-        fprintf(stderr, "budgetd run: %s\n", err);
-        bd_metrics_stop(dm.metrics);
-        bd_redis_close(dm.r);
-        bd_config_free(dm.cfg);
-        return BD_EXIT_USAGE;
-    }
-    dm.pub = bd_publish_new(dm.r, &g_stop);
+    run_signals();
+    crash_hook_init();
+    if (dm->metrics_at && bd_metrics_start(dm->metrics_at, &dm->metrics, err, sizeof(err)) != BD_OK)
+        return run_fail(err);
+    const bd_config_t *cfg = dm->cfg;
+    if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
+                           cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
+        return run_fail(err);
+    dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
+    if (!dm->k) return run_fail(err);
+    dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
-    bd_engine_opts_t eo = {.threads = threads, .live = !dm.event_time, .prefault = true,
-                           .sink = bd_publish_sink, .sink_ctx = dm.pub};
-    dm.e = bd_engine_new(dm.cfg, &eo);
-    logf_("running: topic %s, group %s, redis prefix %s%s", dm.cfg->kafka.topic,
-          dm.cfg->kafka.group, dm.cfg->redis.prefix, dm.event_time ? ", event time only" : "");
+    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
+                           .sink = bd_publish_sink, .sink_ctx = dm->pub};
+    dm->e = bd_engine_new(cfg, &eo);
+    bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
+          cfg->redis.prefix, dm->event_time ? ", event time only" : "");
+    return BD_EXIT_OK;
+}
 
+/* One sync: operator kills, cycle closes, decisions written, approvals
+ * (once a second), offsets stored, metrics. False when the decisions could
+ * not be written (stop requested while Redis is down). */
+static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
+{
+    bool ops = now != *last_ops;
+    /* Kills before the closes: none of the decisions made after an
+     * operator's kill is seen publishes an active allocation. */
+    if (ops) daemon_poll_kills(dm);
+    if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
+    bd_engine_flush(dm->e);
+    if (!daemon_write(dm)) return false;
+    if (ops) {
+        daemon_poll_approvals(dm);
+        *last_ops = now;
+    }
+    daemon_store_offsets(dm);
+    daemon_metrics(dm);
+    return true;
+}
+
+/* The main loop: consume, reload on SIGHUP, sync when idle, every second
+ * and every 1000 messages (bounds both latency and the work redone after a
+ * crash). Ends on a signal, --idle-exit, or a write given up. */
+static void run_loop(daemon_t *dm)
+{
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
-    int rc = BD_EXIT_OK;
     unsigned since_sync = 0;
     while (!g_stop) {
         bd_kafka_msg_t m;
-        int got = bd_kafka_poll(dm.k, &m, 100);
+        int got = bd_kafka_poll(dm->k, &m, 100);
         time_t now = time(NULL);
         if (got > 0) {
-            daemon_message(&dm, &m);
-            bd_kafka_msg_done(dm.k, &m);
+            daemon_message(dm, &m);
+            bd_kafka_msg_done(dm->k, &m);
             last_msg = now;
             seen_any = true;
             since_sync++;
         }
         if (g_reload) {
             g_reload = 0;
-            daemon_reload(&dm);
+            daemon_reload(dm);
         }
-        /* Sync (decide, write, store offsets) when idle, every second, and
-         * every 1000 messages: bounds both latency and the work redone after
-         * a crash. */
         if (got == 0 || now != last_sync || since_sync >= 1000) {
             since_sync = 0;
-            bool ops = now != last_ops;
-            /* Kills before the closes: none of the decisions made after an
-             * operator's kill is seen publishes an active allocation. */
-            if (ops) daemon_poll_kills(&dm);
-            if (!dm.event_time) bd_engine_tick(dm.e, (int64_t)now);
-            bd_engine_flush(dm.e);
-            if (!daemon_write(&dm)) break;
-            if (ops) {
-                daemon_poll_approvals(&dm);
-                last_ops = now;
-            }
-            daemon_store_offsets(&dm);
-            daemon_metrics(&dm);
+            if (!daemon_sync(dm, now, &last_ops)) break;
             last_sync = now;
         }
-        if (dm.idle_exit > 0 && seen_any && now - last_msg >= dm.idle_exit) break;
+        if (dm->idle_exit > 0 && seen_any && now - last_msg >= dm->idle_exit) break;
     }
-    /* Graceful stop: finish the batch, checkpoint, commit. */
-    bd_engine_flush(dm.e);
-    if (daemon_write(&dm)) {
-        daemon_store_offsets(&dm);
-        bd_kafka_commit(dm.k);
+}
+
+/* Graceful stop: finish the batch, checkpoint, commit. Returns the exit
+ * code: BD_EXIT_RUNTIME when decisions were left unwritten. */
+static int run_shutdown(daemon_t *dm)
+{
+    int rc = BD_EXIT_OK;
+    bd_engine_flush(dm->e);
+    if (daemon_write(dm)) {
+        daemon_store_offsets(dm);
+        bd_kafka_commit(dm->k);
     } else {
         rc = BD_EXIT_RUNTIME;
-        logf_("stopping with decisions not written: offsets not committed, they will be redone");
+        bd_log(BD_LOG_ERROR, "stopping with decisions not written: offsets not committed, they will be redone");
     }
-    const bd_engine_stats_t *st = bd_engine_stats(dm.e);
-    logf_("stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
-          (unsigned long long)dm.applied, (unsigned long long)dm.skipped,
-          (unsigned long long)dm.dead_lettered, (unsigned long long)st->decisions);
-    bd_kafka_close(dm.k);
-    bd_engine_free(dm.e);
-    bd_redis_close(dm.r);
-    bd_metrics_stop(dm.metrics);
-    bd_publish_free(dm.pub);
-    bd_config_free(dm.cfg);
+    const bd_engine_stats_t *st = bd_engine_stats(dm->e);
+    bd_log(BD_LOG_INFO, "stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
+          (unsigned long long)dm->applied, (unsigned long long)dm->skipped,
+          (unsigned long long)dm->dead_lettered, (unsigned long long)st->decisions);
+    return rc;
+}
+
+/* Frees whatever dm holds (any part may be missing). Kafka goes first: its
+ * close may still call daemon_on_revoke, which needs the rest. */
+static void run_teardown(daemon_t *dm)
+{
+    bd_kafka_close(dm->k);
+    bd_engine_free(dm->e);
+    bd_redis_close(dm->r);
+    bd_metrics_stop(dm->metrics);
+    bd_publish_free(dm->pub);
+    bd_config_free(dm->cfg);
+}
+
+/* The command: parse, set up, loop until stopped, shut down cleanly. */
+int bd_cmd_run(int argc, char **argv)
+{
+    daemon_t dm = {0};
+    int rc = run_parse(argc, argv, &dm);
+    if (rc < 0) {
+        bd_log_set_timestamps(true); /* a daemon's stderr is its log */
+        rc = run_setup(&dm);
+        if (rc == BD_EXIT_OK) {
+            run_loop(&dm);
+            rc = run_shutdown(&dm);
+        }
+    }
+    run_teardown(&dm);
     return rc;
 }

@@ -5,18 +5,19 @@
  * (a model estimate, labelled as such). Writes summary.md and, when gnuplot
  * is installed, one PNG per portfolio of the allocation over time. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include "cmd.h"
+#include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"
 
 #define WI_MAXCH 64
+#define WI_DEFAULT_DIR "whatif-out" /* -o DIR */
 
 /* One allocation in force after a decision. */
 typedef struct {
@@ -95,7 +96,7 @@ static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
 
 /* Replays every log through an engine on cfg; the sink sees each decision.
  * Returns the engine (caller frees) so the fit pass can read its models. */
-static bd_engine_t *wi_replay(const bd_config_t *cfg, char **logs, int nlogs, bd_sink_fn sink,
+static bd_engine_t *wi_replay(const bd_config_t *cfg, const char **logs, int nlogs, bd_sink_fn sink,
                               void *ctx, char *err, size_t errlen)
 {
     bd_engine_opts_t eo = {.threads = 2, .sink = sink, .sink_ctx = ctx};
@@ -208,106 +209,154 @@ static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const ch
     return rc == 0 && stat(png, &st) == 0 && st.st_size > 0 ? 0 : -1;
 }
 
+/* The usage text, to stdout for --help, stderr for bad use. */
 static void whatif_usage(FILE *f)
 {
     fputs("usage: budgetd whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
-          "  replays LOG under both configs; writes DIR/summary.md (default whatif-out)\n"
+          "  replays LOG under both configs; writes DIR/summary.md (default " WI_DEFAULT_DIR ")\n"
           "  and, with gnuplot installed, DIR/<portfolio>.png\n", f);
 }
 
-int bd_cmd_whatif(int argc, char **argv)
+/* What the command line asks for. Strings point into argv. */
+typedef struct {
+    const char *cfgp[2], *dir;
+    const char **logs;
+    int nlogs;
+} wi_args_t;
+
+/* One run: the two configs and the fit config (A without forgetting), the
+ * decisions each side kept in force, and the three engines. */
+typedef struct {
+    bd_config_t *cfg[2], *fitcfg;
+    wi_run_t run[2];
+    bd_engine_t *e[3];
+} wi_t;
+
+/* Parses argv into a (o keeps the positional list a->logs points to).
+ * Returns -1 to go on, else the exit code (usage or --help printed). */
+static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_args_t *a)
 {
-    const char *cfgp[2] = {NULL, NULL}, *dir = "whatif-out";
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    *a = (wi_args_t){.dir = WI_DEFAULT_DIR};
+    bd_opts_init(o, "whatif", argc, argv, "c:o:h", longopts);
     int nc = 0, ch;
-    optind = 1;
-    while ((ch = getopt(argc, argv, "c:o:h")) != -1) {
-        if (ch == 'c' && nc < 2) cfgp[nc++] = optarg;
-        else if (ch == 'o') dir = optarg;
-        else if (ch == 'h') { whatif_usage(stdout); return BD_EXIT_OK; }
-        else { whatif_usage(stderr); return BD_EXIT_USAGE; }
+    while ((ch = bd_opts_next(o)) != -1) {
+        switch (ch) {
+        case 'c':
+            if (nc == 2) {
+                bd_opts_fail("whatif", "-c given more than twice: compare exactly two configs");
+                return BD_EXIT_USAGE;
+            }
+            a->cfgp[nc++] = o->arg;
+            break;
+        case 'o': a->dir = o->arg; break;
+        case 'h': whatif_usage(stdout); return BD_EXIT_OK;
+        default: whatif_usage(stderr); return BD_EXIT_USAGE;
+        }
     }
-    if (nc != 2 || optind >= argc) {
+    a->logs = o->pos;
+    a->nlogs = o->npos;
+    if (nc != 2 || a->nlogs == 0) {
         whatif_usage(stderr);
         return BD_EXIT_USAGE;
     }
+    return -1;
+}
+
+/* Loads both configs and the fit config, checks that every log opens and
+ * creates the output directory. Returns BD_EXIT_OK or the exit code of the
+ * failure (message printed). */
+static int wi_setup(const wi_args_t *a, wi_t *w)
+{
     char err[8192];
-    bd_config_t *cfg[2] = {NULL, NULL}, *fitcfg = NULL;
     for (int i = 0; i < 2; i++)
-        if (bd_config_load(cfgp[i], &cfg[i], err, sizeof(err)) != BD_OK) {
+        if (bd_config_load(a->cfgp[i], &w->cfg[i], err, sizeof(err)) != BD_OK) {
             fprintf(stderr, "%s\n", err);
-            bd_config_free(cfg[0]);
             return BD_EXIT_USAGE;
         }
-    bd_config_load(cfgp[0], &fitcfg, err, sizeof(err));
-    wi_fit_policy(&fitcfg->defaults);
-    for (size_t i = 0; i < fitcfg->n_portfolios; i++) wi_fit_policy(&fitcfg->portfolios[i].p);
-    for (int i = optind; i < argc; i++) {
+    bd_config_load(a->cfgp[0], &w->fitcfg, err, sizeof(err)); /* loaded once already */
+    wi_fit_policy(&w->fitcfg->defaults);
+    for (size_t i = 0; i < w->fitcfg->n_portfolios; i++) wi_fit_policy(&w->fitcfg->portfolios[i].p);
+    for (int i = 0; i < a->nlogs; i++) {
         bd_logread_t *lr;
-        if (bd_logread_open(argv[i], &lr, err, sizeof(err)) != BD_OK) {
-            fprintf(stderr, "budgetd whatif: %s\n", err);
-            bd_config_free(cfg[0]);
-            bd_config_free(cfg[1]);
-            bd_config_free(fitcfg);
-            return BD_EXIT_USAGE;
-        }
+        if (bd_logread_open(a->logs[i], &lr, err, sizeof(err)) != BD_OK)
+            return bd_opts_fail("whatif", "%s", err);
         bd_logread_close(lr);
     }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-        fprintf(stderr, "budgetd whatif: %s: %s\n", dir, strerror(errno));
-        return BD_EXIT_USAGE;
-    }
-    wi_run_t run[2] = {{0}, {0}};
-    bd_engine_t *e[3] = {NULL, NULL, NULL};
+    if (mkdir(a->dir, 0755) != 0 && errno != EEXIST)
+        return bd_opts_fail("whatif", "%s: %s", a->dir, strerror(errno));
+    return BD_EXIT_OK;
+}
+
+/* Replays the logs under A and B (recording decisions) and under the fit
+ * config. Returns BD_EXIT_OK or BD_EXIT_RUNTIME (message printed). */
+static int wi_replay_all(const wi_args_t *a, wi_t *w)
+{
+    char err[8192];
     for (int i = 0; i < 2; i++)
-        e[i] = wi_replay(cfg[i], argv + optind, argc - optind, wi_sink, &run[i], err, sizeof(err));
-    e[2] = wi_replay(fitcfg, argv + optind, argc - optind, NULL, NULL, err, sizeof(err));
-    if (!e[0] || !e[1] || !e[2]) {
+        w->e[i] = wi_replay(w->cfg[i], a->logs, a->nlogs, wi_sink, &w->run[i], err, sizeof(err));
+    w->e[2] = wi_replay(w->fitcfg, a->logs, a->nlogs, NULL, NULL, err, sizeof(err));
+    if (!w->e[0] || !w->e[1] || !w->e[2]) {
         fprintf(stderr, "budgetd whatif: %s\n", err);
         return BD_EXIT_RUNTIME;
     }
+    return BD_EXIT_OK;
+}
 
+/* One portfolio's section of summary.md: A (and B when it decided for the
+ * portfolio too) side by side. */
+static void wi_section(FILE *md, const wi_pf_t *a, const wi_pf_t *b, const bd_portfolio_t *fp)
+{
+    const bd_model_ops_t *ops = bd_model_get(fp ? fp->pol->model : BD_MODEL_POISSON_SAT);
+    double ra = wi_return(a, fp, ops), rb = b ? wi_return(b, fp, ops) : 0;
+    fprintf(md, "\n## %s\n\n", a->name);
+    fprintf(md, "| | A | B |\n|---|---|---|\n");
+    fprintf(md, "| decisions | %zu | %zu |\n", a->n, b ? b->n : 0);
+    fprintf(md, "| applied / proposed / held | %u / %u / %u | %u / %u / %u |\n", a->applied,
+            a->proposed, a->held, b ? b->applied : 0, b ? b->proposed : 0, b ? b->held : 0);
+    fprintf(md, "| kill-switch | %s | %s |\n", a->kills ? a->kill_reason : "no trip",
+            b && b->kills ? b->kill_reason : "no trip");
+    fprintf(md, "| estimated return (model) | %.2f | %.2f (%+.2f%%) |\n", ra, rb,
+            ra > 0 ? 100.0 * (rb - ra) / ra : 0);
+    fprintf(md, "\n| channel | mean spend A | mean spend B | moved | bound A | bound B |\n"
+                "|---|---|---|---|---|---|\n");
+    for (int k = 0; k < a->nch; k++) {
+        double sa = wi_mean_spend(a, a->ch[k]), sb = wi_mean_spend(b, a->ch[k]);
+        fprintf(md, "| %s | %.2f | %.2f | %+.2f | ", a->ch[k], sa, sb, sb - sa);
+        wi_bounds(md, a, a->ch[k]);
+        fputs(" | ", md);
+        wi_bounds(md, b, a->ch[k]);
+        fputs(" |\n", md);
+    }
+}
+
+/* Writes DIR/summary.md (and the plots), then echoes it to stdout for the
+ * terminal. Returns BD_EXIT_OK or BD_EXIT_RUNTIME. */
+static int wi_report(const wi_args_t *a, wi_t *w)
+{
     char path[512];
-    snprintf(path, sizeof(path), "%s/summary.md", dir);
+    snprintf(path, sizeof(path), "%s/summary.md", a->dir);
     FILE *md = fopen(path, "w");
     if (!md) {
         fprintf(stderr, "budgetd whatif: %s: %s\n", path, strerror(errno));
         return BD_EXIT_RUNTIME;
     }
-    fprintf(md, "# budgetd what-if\n\nA = `%s`, B = `%s`, log:", cfgp[0], cfgp[1]);
-    for (int i = optind; i < argc; i++) fprintf(md, " `%s`", argv[i]);
+    fprintf(md, "# budgetd what-if\n\nA = `%s`, B = `%s`, log:", a->cfgp[0], a->cfgp[1]);
+    for (int i = 0; i < a->nlogs; i++) fprintf(md, " `%s`", a->logs[i]);
     fprintf(md, "\n\nReturn is a **model estimate**: each channel's response curve is fitted on "
                 "the whole log (posterior mean, no forgetting) and applied to the allocation each "
                 "config kept in force. The log's reported spend followed the policy that ran "
                 "when it was recorded, so under another config the overspend trigger compares "
                 "that spend with allocations it never received: read its trips with that in mind.\n");
     int plots = 0;
-    bd_ptable_t *fit = bd_engine_table(e[2]);
-    for (size_t i = 0; i < run[0].n; i++) {
-        const wi_pf_t *a = &run[0].pf[i], *b = wi_get(&run[1], a->name);
-        const bd_portfolio_t *fp = bd_ptable_find(fit, a->name, strlen(a->name));
-        const bd_model_ops_t *ops = bd_model_get(fp ? fp->pol->model : BD_MODEL_POISSON_SAT);
-        double ra = wi_return(a, fp, ops), rb = b ? wi_return(b, fp, ops) : 0;
-        fprintf(md, "\n## %s\n\n", a->name);
-        fprintf(md, "| | A | B |\n|---|---|---|\n");
-        fprintf(md, "| decisions | %zu | %zu |\n", a->n, b ? b->n : 0);
-        fprintf(md, "| applied / proposed / held | %u / %u / %u | %u / %u / %u |\n", a->applied,
-                a->proposed, a->held, b ? b->applied : 0, b ? b->proposed : 0, b ? b->held : 0);
-        fprintf(md, "| kill-switch | %s | %s |\n", a->kills ? a->kill_reason : "no trip",
-                b && b->kills ? b->kill_reason : "no trip");
-        fprintf(md, "| estimated return (model) | %.2f | %.2f (%+.2f%%) |\n", ra, rb,
-                ra > 0 ? 100.0 * (rb - ra) / ra : 0);
-        fprintf(md, "\n| channel | mean spend A | mean spend B | moved | bound A | bound B |\n"
-                    "|---|---|---|---|---|---|\n");
-        for (int k = 0; k < a->nch; k++) {
-            double sa = wi_mean_spend(a, a->ch[k]), sb = wi_mean_spend(b, a->ch[k]);
-            fprintf(md, "| %s | %.2f | %.2f | %+.2f | ", a->ch[k], sa, sb, sb - sa);
-            wi_bounds(md, a, a->ch[k]);
-            fputs(" | ", md);
-            wi_bounds(md, b, a->ch[k]);
-            fputs(" |\n", md);
-        }
-        if (wi_plot(dir, a, b, cfgp[0], cfgp[1]) == 0) {
-            fprintf(md, "\n![%s](%s.png)\n", a->name, a->name);
+    bd_ptable_t *fit = bd_engine_table(w->e[2]);
+    for (size_t i = 0; i < w->run[0].n; i++) {
+        const wi_pf_t *pa = &w->run[0].pf[i], *pb = wi_get(&w->run[1], pa->name);
+        wi_section(md, pa, pb, bd_ptable_find(fit, pa->name, strlen(pa->name)));
+        if (wi_plot(a->dir, pa, pb, a->cfgp[0], a->cfgp[1]) == 0) {
+            fprintf(md, "\n![%s](%s.png)\n", pa->name, pa->name);
             plots++;
         }
     }
@@ -319,12 +368,34 @@ int bd_cmd_whatif(int argc, char **argv)
     while (in && (got = fread(buf, 1, sizeof(buf), in)) > 0) fwrite(buf, 1, got, stdout);
     if (in) fclose(in);
     fprintf(stderr, "whatif: wrote %s%s\n", path, plots ? " and PNG plots" : " (gnuplot not found: no plots)");
-    for (int i = 0; i < 3; i++) bd_engine_free(e[i]);
-    for (int i = 0; i < 2; i++) {
-        for (size_t k = 0; k < run[i].n; k++) free(run[i].pf[k].steps);
-        free(run[i].pf);
-        bd_config_free(cfg[i]);
-    }
-    bd_config_free(fitcfg);
     return BD_EXIT_OK;
+}
+
+/* Frees whatever w holds (any part may be missing). */
+static void wi_teardown(wi_t *w)
+{
+    for (int i = 0; i < 3; i++) bd_engine_free(w->e[i]);
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < w->run[i].n; k++) free(w->run[i].pf[k].steps);
+        free(w->run[i].pf);
+        bd_config_free(w->cfg[i]);
+    }
+    bd_config_free(w->fitcfg);
+}
+
+/* The command: parse, load, replay three times, write the report. */
+int bd_cmd_whatif(int argc, char **argv)
+{
+    bd_opts_t o;
+    wi_args_t a;
+    wi_t w = {0};
+    int rc = wi_parse(argc, argv, &o, &a);
+    if (rc < 0) {
+        rc = wi_setup(&a, &w);
+        if (rc == BD_EXIT_OK) rc = wi_replay_all(&a, &w);
+        if (rc == BD_EXIT_OK) rc = wi_report(&a, &w);
+    }
+    wi_teardown(&w);
+    bd_opts_free(&o);
+    return rc;
 }

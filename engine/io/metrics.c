@@ -45,8 +45,9 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *c, cons
     return ret;
 }
 
-bd_metrics_t *bd_metrics_start(const char *listen, char *errbuf, size_t errlen)
+bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, size_t errlen)
 {
+    *out = NULL;
     char host[64] = "127.0.0.1";
     const char *colon = strrchr(listen, ':');
     const char *port_s = colon ? colon + 1 : listen;
@@ -63,8 +64,8 @@ bd_metrics_t *bd_metrics_start(const char *listen, char *errbuf, size_t errlen)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     if (*port_s == '\0' || *end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
-        bd_errf(errbuf, errlen, BD_ERR_USAGE, "--metrics %s: expected HOST:PORT with an IPv4 host", listen);
-        return NULL;
+        return bd_errf(errbuf, errlen, BD_ERR_USAGE, "--metrics %s: expected HOST:PORT with an IPv4 host",
+                       listen);
     }
     bd_metrics_t *m = bd_xcalloc(1, sizeof(*m));
     pthread_mutex_init(&m->mu, NULL);
@@ -72,12 +73,12 @@ bd_metrics_t *bd_metrics_start(const char *listen, char *errbuf, size_t errlen)
                             metrics_handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                             MHD_OPTION_END);
     if (!m->d) {
-        bd_errf(errbuf, errlen, BD_ERR_IO, "--metrics %s: cannot listen", listen);
         pthread_mutex_destroy(&m->mu);
         free(m);
-        return NULL;
+        return bd_errf(errbuf, errlen, BD_ERR_IO, "--metrics %s: cannot listen", listen);
     }
-    return m;
+    *out = m;
+    return BD_OK;
 }
 
 typedef struct {

@@ -1,11 +1,11 @@
 /* publish.c: queue of decisions for Redis (see publish.h). Copies, because
  * the engine reuses its record and channel buffers at the next flush. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
+#include "budgetd/log.h"
 #include "budgetd/publish.h"
 
 typedef struct {
@@ -103,17 +103,6 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     return BD_OK;
 }
 
-static void publish_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void publish_log(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("budgetd: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 bool bd_publish_flush(bd_publish_t *pub)
 {
     if (pub->n == 0) return true;
@@ -131,21 +120,21 @@ bool bd_publish_flush(bd_publish_t *pub)
     }
     char err[512];
     bool ok = false;
-    for (unsigned attempt = 0;; attempt++) {
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    for (;;) {
         bd_err_t rc = bd_redis_write_batch(pub->r, w, pub->n, res, err, sizeof(err));
         if (rc == BD_OK) {
             ok = true;
             break;
         }
         if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
-            publish_log("redis write refused: %s", err);
+            bd_log(BD_LOG_ERROR, "redis write refused: %s", err);
             break;
         }
-        if (pub->stop && *pub->stop && attempt > 2) break;
-        int ms = bd_redis_backoff_ms(attempt);
-        publish_log("redis unavailable (%s): %zu decisions held, retry in %d ms", err, pub->n, ms);
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+        if (pub->stop && *pub->stop && b.attempt > 2) break;
+        int ms = bd_backoff_next_ms(&b);
+        bd_log(BD_LOG_WARN, "redis unavailable (%s): %zu decisions held, retry in %d ms", err, pub->n, ms);
+        bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(pub->r, err, sizeof(err));
     }
     if (ok) {
@@ -153,8 +142,8 @@ bool bd_publish_flush(bd_publish_t *pub)
         for (size_t i = 0; i < pub->n; i++) {
             pending_t *q = &pub->q[i];
             if (res[i] == BD_ERR_STALE)
-                publish_log("portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                            q->portfolio, (long long)q->cycle);
+                bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                       q->portfolio, (long long)q->cycle);
             q->p->ckpt_offset = q->offset;
             /* Nothing was applied between queueing and now (one thread). */
             q->p->first_unsaved = -1;

@@ -1,6 +1,6 @@
-/* redis.c: the Redis decision sink (CONTRACT §3): one fenced Lua script per
- * decision, pipelined per batch, and the connection it runs on. The reads
- * and operator keys are in redis_keys.c, the approval script in
+/* redis.c: the Redis decision sink (docs/CONTRACT.md §3): one fenced Lua
+ * script per decision, pipelined per batch, and the connection it runs on.
+ * The reads and operator keys are in redis_keys.c, the approval script in
  * redis_approve.c. See redis.h for the key layout. */
 #include <ctype.h>
 #include <math.h>
@@ -15,6 +15,7 @@
 
 #define RD_NKEYS 6
 #define RD_FIXED_ARGV 15 /* ARGV[1..15] before the channel pairs */
+#define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
@@ -92,8 +93,8 @@ static struct timeval rd_tv(int ms)
     return tv;
 }
 
-/* Names become part of keys and of the {P} hash tag: CONTRACT §1 charset
- * only, so no name can contain '}' or glob characters. */
+/* Names become part of keys and of the {P} hash tag: the docs/CONTRACT.md
+ * §1 charset only, so no name can contain '}' or glob characters. */
 int bd_rd_name_ok(const char *s)
 {
     if (!s) return 0;
@@ -128,6 +129,48 @@ static int rd_pct_decode(char *dst, size_t cap, const char *src, size_t n)
     }
     dst[o] = 0;
     return 0;
+}
+
+/* Parses the authority's host[:port] (host may be [v6addr]) between p and
+ * end into r; the port defaults to RD_DEFAULT_PORT. */
+static bd_err_t rd_parse_hostport(bd_redis_t *r, const char *p, const char *end, char *errbuf, size_t errlen)
+{
+    const char *hend;
+    const char *portp = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unclosed '[' in host");
+        p++;
+        hend = rb;
+        if (rb + 1 < end) {
+            if (rb[1] != ':') return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: junk after ']'");
+            portp = rb + 2;
+        }
+    } else {
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        hend = colon ? colon : end;
+        if (colon) portp = colon + 1;
+    }
+    size_t hlen = (size_t)(hend - p);
+    if (hlen == 0) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: missing host");
+    if (hlen >= sizeof r->host) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: host too long");
+    memcpy(r->host, p, hlen);
+    r->host[hlen] = 0;
+    r->port = RD_DEFAULT_PORT;
+    if (portp) {
+        long port = 0;
+        const char *q = portp;
+        if (q == end) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: empty port");
+        for (; q < end; q++) {
+            if (!isdigit((unsigned char)*q) || port > 65535)
+                return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
+        r->port = (int)port;
+    }
+    return BD_OK;
 }
 
 /* Parses the URL into r. Error texts never repeat the URL: it may hold a
@@ -167,41 +210,8 @@ static bd_err_t rd_parse_url(bd_redis_t *r, const char *url, char *errbuf, size_
             return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: password too long");
         p = at + 1;
     }
-    const char *hend;
-    const char *portp = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unclosed '[' in host");
-        p++;
-        hend = rb;
-        if (rb + 1 < end) {
-            if (rb[1] != ':') return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: junk after ']'");
-            portp = rb + 2;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        hend = colon ? colon : end;
-        if (colon) portp = colon + 1;
-    }
-    size_t hlen = (size_t)(hend - p);
-    if (hlen == 0) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: missing host");
-    if (hlen >= sizeof r->host) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: host too long");
-    memcpy(r->host, p, hlen);
-    r->host[hlen] = 0;
-    r->port = 6379;
-    if (portp) {
-        long port = 0;
-        const char *q = portp;
-        if (q == end) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: empty port");
-        for (; q < end; q++) {
-            if (!isdigit((unsigned char)*q) || port > 65535)
-                return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
-            port = port * 10 + (*q - '0');
-        }
-        if (port < 1 || port > 65535)
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
-        r->port = (int)port;
-    }
+    bd_err_t rc = rd_parse_hostport(r, p, end, errbuf, errlen);
+    if (rc != BD_OK) return rc;
     r->db = 0;
     if (*end == '/' && end[1]) {
         char *e;
@@ -293,52 +303,49 @@ fail:
     return err;
 }
 
-/* Shared by both opens: validates and parses; connects unless lazy. */
-static bd_redis_t *rd_open(const char *url, const char *prefix, const char *password_env,
-                           int stream_maxlen, bool lazy, char *errbuf, size_t errlen)
+/* Shared by both opens: validates and parses (BD_ERR_CONFIG on a bad
+ * prefix, URL or password); connects unless lazy. */
+static bd_err_t rd_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                        bool lazy, bd_redis_t **out, char *errbuf, size_t errlen)
 {
+    *out = NULL;
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
     r->command_ms = 5000;
     r->maxlen = stream_maxlen > 0 ? stream_maxlen : BD_DEFAULT_STREAM_MAXLEN;
     if (!prefix || !*prefix) prefix = BD_DEFAULT_PREFIX;
-    if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ ")) {
-        bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
-                sizeof r->prefix - 1);
-        free(r);
-        return NULL;
-    }
+    bd_err_t e = BD_OK;
+    if (strlen(prefix) >= sizeof r->prefix || strpbrk(prefix, "{}*?[]\\ "))
+        e = bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
+                    sizeof r->prefix - 1);
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
-    if (rd_parse_url(r, url, errbuf, errlen) != BD_OK) {
-        free(r);
-        return NULL;
-    }
+    if (e == BD_OK) e = rd_parse_url(r, url, errbuf, errlen);
     const char *pw = password_env && *password_env ? getenv(password_env) : NULL;
-    if (pw && *pw) {
-        if (strlen(pw) >= sizeof r->pass) {
-            bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis password in $%s is too long", password_env);
-            free(r);
-            return NULL;
-        }
-        snprintf(r->pass, sizeof r->pass, "%s", pw);
+    if (e == BD_OK && pw && *pw) {
+        if (strlen(pw) >= sizeof r->pass)
+            e = bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis password in $%s is too long", password_env);
+        else
+            snprintf(r->pass, sizeof r->pass, "%s", pw);
     }
-    if (!lazy && bd_redis_reconnect(r, errbuf, errlen) != BD_OK) {
+    if (e == BD_OK && !lazy) e = bd_redis_reconnect(r, errbuf, errlen);
+    if (e != BD_OK) {
         bd_redis_close(r);
-        return NULL;
+        return e;
     }
-    return r;
+    *out = r;
+    return BD_OK;
 }
 
-bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
-                          int stream_maxlen, char *errbuf, size_t errlen)
+bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                       bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, false, errbuf, errlen);
+    return rd_open(url, prefix, password_env, stream_maxlen, false, out, errbuf, errlen);
 }
 
-bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
-                               int stream_maxlen, char *errbuf, size_t errlen)
+bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                            bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, true, errbuf, errlen);
+    return rd_open(url, prefix, password_env, stream_maxlen, true, out, errbuf, errlen);
 }
 
 void bd_redis_close(bd_redis_t *r)
@@ -359,13 +366,6 @@ void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms)
 int bd_redis_connected(const bd_redis_t *r)
 {
     return r->c != NULL;
-}
-
-int bd_redis_backoff_ms(unsigned attempt)
-{
-    int base = attempt >= 6 ? 5000 : 100 << attempt;
-    if (base > 5000) base = 5000;
-    return base + (int)(bd_mix64(attempt) % (uint64_t)(base / 10 + 1));
 }
 
 /* Connects when there is no connection: every call gets one free retry. */
@@ -494,6 +494,37 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
     return BD_ERR_REDIS;
 }
 
+/* NOSCRIPT means the script cache was flushed while the pipeline ran: the
+ * items it refused (marked in resend) are a suffix, so resending them in
+ * order keeps the per-portfolio cycle order; EVAL puts the script back in
+ * the cache. New refusals count in *failed, the first one's text going to
+ * msg when it is the batch's first. BD_ERR_REDIS when the connection is
+ * lost (then dropped). */
+static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, const char *resend,
+                          int *results, size_t *failed, char *msg, size_t msglen, char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!resend[i]) continue;
+        rd_args_t a;
+        rd_build(r, &d[i], 1, &a);
+        redisReply *rep = redisCommandArgv(r->c, a.argc, a.argv, a.lens);
+        rd_args_free(&a);
+        if (!rep) {
+            bd_err_t e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s",
+                                 r->c->errstr[0] ? r->c->errstr : "connection lost");
+            bd_rd_drop(r);
+            return e;
+        }
+        int ns;
+        char m[256];
+        results[i] = rd_result(rep, &ns, m, sizeof m);
+        freeReplyObject(rep);
+        if (results[i] == BD_ERR_REDIS && (*failed)++ == 0)
+            snprintf(msg, msglen, "decision %zu (%s): %s", i, d[i].portfolio, m);
+    }
+    return BD_OK;
+}
+
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
                               char *errbuf, size_t errlen)
 {
@@ -540,30 +571,9 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
                      (long long)d[i].cycle, m);
         }
     }
-    /* NOSCRIPT means the script cache was flushed while the pipeline ran:
-     * the refused items are a suffix, resending them in order keeps the
-     * per-portfolio cycle order. EVAL puts the script back in the cache. */
-    for (size_t i = 0; i < n && noscripts; i++) {
-        if (!resend[i]) continue;
-        rd_args_t a;
-        rd_build(r, &d[i], 1, &a);
-        redisReply *rep = redisCommandArgv(r->c, a.argc, a.argv, a.lens);
-        rd_args_free(&a);
-        if (!rep) {
-            e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis write: %s",
-                        r->c->errstr[0] ? r->c->errstr : "connection lost");
-            bd_rd_drop(r);
-            free(resend);
-            return e;
-        }
-        int ns;
-        char m[256];
-        results[i] = rd_result(rep, &ns, m, sizeof m);
-        freeReplyObject(rep);
-        if (results[i] == BD_ERR_REDIS && failed++ == 0)
-            snprintf(msg, sizeof msg, "decision %zu (%s): %s", i, d[i].portfolio, m);
-    }
+    if (noscripts) e = rd_resend(r, d, n, resend, results, &failed, msg, sizeof msg, errbuf, errlen);
     free(resend);
+    if (e != BD_OK) return e;
     if (failed)
         return bd_errf(errbuf, errlen, BD_ERR_REDIS, "%zu of %zu decisions refused; first: %s", failed, n, msg);
     return BD_OK;

@@ -1,4 +1,4 @@
-/* redis_approve.c: the approval path of CONTRACT §3 and the reads the
+/* redis_approve.c: the approval path of docs/CONTRACT.md §3 and the reads the
  * operator commands need. An operator names the cycle of a pending proposal
  * in PFX:{P}:approve; the live daemon then applies the proposal with one
  * server-side script that re-checks everything, so an approval that arrives

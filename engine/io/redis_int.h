@@ -24,17 +24,17 @@ struct bd_redis {
     char sha[48];        /* SHA-1 of the write script as the server reported it */
 };
 
-/* 1 when s is a CONTRACT §1 name (1-64 of [A-Za-z0-9_.:-]): such a name can
- * be put inside a {P} hash tag and a SCAN pattern as is. */
+/* 1 when s is a docs/CONTRACT.md §1 name (1-64 of [A-Za-z0-9_.:-]): such a
+ * name can be put inside a {P} hash tag and a SCAN pattern as is. */
 int bd_rd_name_ok(const char *s);
 
 /* out (RD_KEY_MAX bytes) = "PFX:{portfolio}:what". */
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what);
 
-/* Connects when there is no connection: every call gets one free retry. */
 /* Frees the connection after an error: its state is unknown. */
 void bd_rd_drop(bd_redis_t *r);
 
+/* Connects when there is no connection: every call gets one free retry. */
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen);
 
 /* Runs one command (connecting first when needed). NULL with *err and

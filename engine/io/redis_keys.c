@@ -1,5 +1,5 @@
-/* redis_keys.c: reads and operator keys on the decision keys of CONTRACT
- * §3: the checkpoint read used on resume, alloc/proposal reads for
+/* redis_keys.c: reads and operator keys on the decision keys of
+ * docs/CONTRACT.md §3: the checkpoint read used on resume, alloc/proposal reads for
  * `status`, kill and approve keys, and the portfolio listing. */
 #include <ctype.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* broker.h: an embedded Kafka for demos and tests (CONTRACT §4
+/* broker.h: an embedded Kafka for demos and tests (docs/CONTRACT.md §4
  * `budgetd broker`), built on librdkafka's mock cluster. Not a real broker:
  * one node, in memory, each partition keeps about 5 MiB / 100k message sets,
  * and the first consumer-group join takes about 3 s. */
@@ -11,10 +11,9 @@
 
 typedef struct bd_broker bd_broker_t;
 
-#define BD_BROKER_TOPIC "channel-events"
 #define BD_BROKER_MAX_PARTITIONS 1024
 
-/* Starts a one-node mock cluster and creates topic (NULL: channel-events)
+/* Starts a one-node mock cluster and creates topic (NULL: BD_DEFAULT_TOPIC)
  * with `partitions` partitions and "<topic>-dlq" with one. Other topics are
  * auto-created on first use. Returns NULL with errbuf set on failure or
  * when partitions is outside 1..BD_BROKER_MAX_PARTITIONS. */

@@ -1,5 +1,6 @@
 /* kafka.h: the live source: a librdkafka consumer in the configured group
- * (cooperative-sticky, offsets stored by hand) and the dead-letter producer. */
+ * (cooperative-sticky, offsets stored by hand, engine/io/kafka.c) and its
+ * dead-letter queue (a producer of its own, engine/io/dlq.c). */
 #ifndef BUDGETD_KAFKA_H
 #define BUDGETD_KAFKA_H
 
@@ -30,10 +31,10 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
 void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);
 /* Forwards m unchanged to the DLQ topic with headers budgetd-reason and
- * budgetd-detail (CONTRACT §1). A dead letter the producer cannot deliver
- * (a full queue, a permanent error, message.timeout.ms) is logged and
- * produced again after a backoff (1 s doubling to 60 s), until the broker
- * acknowledges it. */
+ * budgetd-detail (docs/CONTRACT.md §1). A dead letter the producer cannot
+ * deliver (a full queue, a permanent error, message.timeout.ms) is logged
+ * and produced again after a backoff (BD_BACKOFF_DLQ: 1 s doubling to
+ * 60 s), until the broker acknowledges it. */
 void bd_kafka_dead_letter(bd_kafka_t *k, const bd_kafka_msg_t *m, const char *reason,
                           const char *detail);
 /* Waits up to timeout_ms until every dead letter is acknowledged by the

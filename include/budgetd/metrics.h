@@ -11,8 +11,9 @@
 typedef struct bd_metrics bd_metrics_t;
 
 /* Listens on "HOST:PORT" (HOST an IPv4 address; ":PORT" or "PORT" means
- * 127.0.0.1). Returns NULL with errbuf set when it cannot listen. */
-bd_metrics_t *bd_metrics_start(const char *listen, char *errbuf, size_t errlen);
+ * 127.0.0.1) and sets *out. Otherwise *out is NULL, errbuf says why and the
+ * code is BD_ERR_USAGE (not HOST:PORT) or BD_ERR_IO (cannot listen). */
+bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, size_t errlen);
 
 /* The daemon's own counters, beside the engine's. */
 typedef struct {

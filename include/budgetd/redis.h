@@ -1,4 +1,4 @@
-/* redis.h: the Redis decision sink and operator keys (CONTRACT §3).
+/* redis.h: the Redis decision sink and operator keys (docs/CONTRACT.md §3).
  *
  * Keys of portfolio P under prefix PFX (all carry the hash tag {P}, so one
  * portfolio lives in one Redis Cluster slot):
@@ -89,17 +89,20 @@ typedef struct {
  * [v6addr]) or unix:///path/to/socket. When password_env names a set
  * environment variable its value is the password (it wins over one in the
  * URL). stream_maxlen <= 0 means BD_DEFAULT_STREAM_MAXLEN. prefix NULL or ""
- * means "budgetd". Returns NULL with errbuf set on a bad URL or when the
- * server cannot be reached or refuses AUTH/SELECT/SCRIPT LOAD. */
-bd_redis_t *bd_redis_open(const char *url, const char *prefix, const char *password_env,
-                          int stream_maxlen, char *errbuf, size_t errlen);
+ * means BD_DEFAULT_PREFIX. On success *out is the new handle and BD_OK is
+ * returned; otherwise *out is NULL, errbuf says why, and the code tells the
+ * kind of failure: BD_ERR_CONFIG for a bad URL, prefix or password (fix the
+ * config), BD_ERR_REDIS when the server cannot be reached or refuses
+ * AUTH/SELECT/SCRIPT LOAD (BD_ERR_NOMEM when hiredis cannot allocate). */
+bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                       bd_redis_t **out, char *errbuf, size_t errlen);
 
 /* As bd_redis_open but without connecting: only the URL, prefix and
- * password are checked (errors are config errors). The first call that
+ * password are checked (so any error is BD_ERR_CONFIG). The first call that
  * needs the server connects. The daemon starts this way so that a Redis
  * that is down at start is retried with backoff, not fatal. */
-bd_redis_t *bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env,
-                               int stream_maxlen, char *errbuf, size_t errlen);
+bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
+                            bd_redis_t **out, char *errbuf, size_t errlen);
 void bd_redis_close(bd_redis_t *r);
 
 /* Connect and command timeouts in milliseconds (default 2000 and 5000). A
@@ -109,13 +112,10 @@ void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms);
 /* Drops any connection and connects again (AUTH, SELECT, SCRIPT LOAD).
  * Every other call also reconnects once by itself when the connection is
  * gone, so a caller's retry loop is: call, on BD_ERR_REDIS sleep
- * bd_redis_backoff_ms(attempt++) and call again. */
+ * bd_backoff_next_ms() of a BD_BACKOFF_REDIS schedule (backoff.h) and call
+ * again. */
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen);
 int bd_redis_connected(const bd_redis_t *r);
-
-/* Retry delay for attempt 0, 1, ...: 100 ms doubling, capped at 5 s, plus a
- * deterministic jitter of up to 10% that depends on the attempt only. */
-int bd_redis_backoff_ms(unsigned attempt);
 
 /* Writes n decisions, pipelined (all scripts sent, then all replies read).
  * results[i] gets BD_OK, BD_ERR_STALE, BD_REDIS_DUPLICATE, or BD_ERR_REDIS

@@ -26,8 +26,7 @@ static void setup(void)
     cr_assert_not_null(srv, "redis-server did not start");
     rc = bd_test_redis_connect(srv);
     cr_assert_not_null(rc);
-    r = bd_redis_open(srv->url, NULL, NULL, 0, err, sizeof err);
-    cr_assert_not_null(r, "open: %s", err);
+    cr_assert_eq(bd_redis_open(srv->url, NULL, NULL, 0, &r, err, sizeof err), BD_OK, "open: %s", err);
 }
 
 static void teardown(void)
@@ -262,6 +261,8 @@ Test(ops, usage_and_config_errors_exit_2)
     cr_assert_not_null(strstr(errout, "-c CONFIG or --redis URL"), "%s", errout);
     cr_assert_eq(run("status", "-", "-c", "/nonexistent/budgetd.yaml", NULL), 2);
     cr_assert_eq(run("status", "-", "--redis", "http://x", NULL), 2);
+    cr_assert_eq(run("status", "--prefix", "bad{prefix", NULL), 2, "a bad prefix is a config error: %s", errout);
+    cr_assert_not_null(strstr(errout, "bad redis prefix"), "%s", errout);
     cr_assert_eq(run("status", "-h", NULL), 0);
     cr_assert_not_null(strstr(out, "usage: budgetd kill"), "%s", out);
     cr_assert_eq(exists("budgetd:{acme-us}:kill"), 0);
@@ -293,8 +294,8 @@ Test(ops, resume_clears_the_kill_once)
 
 Test(ops, config_gives_url_and_prefix)
 {
-    bd_redis_t *rp = bd_redis_open(srv->url, "ops", NULL, 0, err, sizeof err);
-    cr_assert_not_null(rp, "%s", err);
+    bd_redis_t *rp;
+    cr_assert_eq(bd_redis_open(srv->url, "ops", NULL, 0, &rp, err, sizeof err), BD_OK, "%s", err);
     bd_redis_decision_t d = {.portfolio = "acme-us", .cycle = 2, .mode = "automate", .status = "active",
                              .decided_at = 1700000002, .apply = 1, .ch = ALLOC, .n_ch = 3,
                              .record_json = "{}"};

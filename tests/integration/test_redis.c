@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <criterion/criterion.h>
+#include "budgetd/backoff.h"
 #include "budgetd/redis.h"
 #include "../support/support.h"
 
@@ -59,9 +60,20 @@ static int write1(bd_redis_t *r, bd_redis_decision_t d)
     return res;
 }
 
+/* bd_redis_open as the handle (NULL on failure, errbuf in err) with its
+ * code in *code (when code is not NULL); a handle comes with BD_OK only. */
+static bd_redis_t *ropen(const char *url, const char *prefix, const char *pwenv, int maxlen, bd_err_t *code)
+{
+    bd_redis_t *r = NULL;
+    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
+    cr_assert((e == BD_OK) == (r != NULL), "code %d with handle %p", e, (void *)r);
+    if (code) *code = e;
+    return r;
+}
+
 static bd_redis_t *open_default(void)
 {
-    bd_redis_t *r = bd_redis_open(srv->url, NULL, NULL, 0, err, sizeof err);
+    bd_redis_t *r = ropen(srv->url, NULL, NULL, 0, NULL);
     cr_assert_not_null(r, "open: %s", err);
     return r;
 }
@@ -256,7 +268,7 @@ Test(redis, proposal_written_then_deleted)
 
 Test(redis, stream_trimmed_approximately)
 {
-    bd_redis_t *r = bd_redis_open(srv->url, "pfx", NULL, 10, err, sizeof err);
+    bd_redis_t *r = ropen(srv->url, "pfx", NULL, 10, NULL);
     cr_assert_not_null(r, "%s", err);
     enum { N = 500, B = 50 };
     for (int b = 0; b < N / B; b++) {
@@ -368,16 +380,19 @@ Test(redis, auth_from_password_env)
     bd_test_redis_t *s = bd_test_redis_start_auth("s3cret-pw");
     cr_assert_not_null(s);
     unsetenv("BD_TEST_REDIS_PW");
-    bd_redis_t *r = bd_redis_open(s->url, NULL, "BD_TEST_REDIS_PW", 0, err, sizeof err);
+    bd_err_t code;
+    bd_redis_t *r = ropen(s->url, NULL, "BD_TEST_REDIS_PW", 0, &code);
     cr_assert_null(r);
+    cr_assert_eq(code, BD_ERR_REDIS, "a refused AUTH is the server's answer, not a config error");
     cr_assert(strstr(err, "NOAUTH") != NULL, "%s", err);
     setenv("BD_TEST_REDIS_PW", "wrong", 1);
-    r = bd_redis_open(s->url, NULL, "BD_TEST_REDIS_PW", 0, err, sizeof err);
+    r = ropen(s->url, NULL, "BD_TEST_REDIS_PW", 0, &code);
     cr_assert_null(r);
+    cr_assert_eq(code, BD_ERR_REDIS);
     cr_assert(strstr(err, "AUTH") != NULL, "%s", err);
     cr_assert(strstr(err, "wrong") == NULL, "password leaked into error: %s", err);
     setenv("BD_TEST_REDIS_PW", "s3cret-pw", 1);
-    r = bd_redis_open(s->url, NULL, "BD_TEST_REDIS_PW", 0, err, sizeof err);
+    r = ropen(s->url, NULL, "BD_TEST_REDIS_PW", 0, NULL);
     cr_assert_not_null(r, "%s", err);
     int res = write1(r, dec("p", 1));
     cr_assert_eq(res, BD_OK);
@@ -386,7 +401,7 @@ Test(redis, auth_from_password_env)
     unsetenv("BD_TEST_REDIS_PW");
     char url[128];
     snprintf(url, sizeof url, "redis://:s3cret-pw@127.0.0.1:%d/2", s->port);
-    r = bd_redis_open(url, NULL, "BD_TEST_REDIS_PW", 0, err, sizeof err);
+    r = ropen(url, NULL, "BD_TEST_REDIS_PW", 0, NULL);
     cr_assert_not_null(r, "%s", err);
     cr_assert_eq(write1(r, dec("p", 1)), BD_OK); /* db 2: a fresh keyspace */
     bd_redis_close(r);
@@ -395,7 +410,7 @@ Test(redis, auth_from_password_env)
 
 Test(redis, unix_socket_url)
 {
-    bd_redis_t *r = bd_redis_open(srv->unix_url, NULL, NULL, 0, err, sizeof err);
+    bd_redis_t *r = ropen(srv->unix_url, NULL, NULL, 0, NULL);
     cr_assert_not_null(r, "%s", err);
     cr_assert_eq(write1(r, dec("u", 3)), BD_OK);
     cr_assert_str_eq(hget("budgetd:{u}:alloc", "cycle"), "3");
@@ -404,29 +419,43 @@ Test(redis, unix_socket_url)
 
 Test(redis, bad_urls_and_bad_input)
 {
-    static const struct { const char *url, *want; } cases[] = {
-        {"http://127.0.0.1:6379", "expected redis://"},
-        {"", "empty"},
-        {"redis://127.0.0.1:99999", "port"},
-        {"redis://127.0.0.1:12ab", "port"},
-        {"redis://:6379", "missing host"},
-        {"redis://127.0.0.1:6379/x", "database"},
-        {"redis://127.0.0.1:6379?db=1", "query"},
-        {"rediss://127.0.0.1:6379", "TLS"},
-        {"unix://relative/sock", "absolute"},
-        {"unix:///nonexistent/dir/redis.sock", "cannot connect"},
+    static const struct { const char *url, *want; bd_err_t code; } cases[] = {
+        {"http://127.0.0.1:6379", "expected redis://", BD_ERR_CONFIG},
+        {"", "empty", BD_ERR_CONFIG},
+        {"redis://127.0.0.1:99999", "port", BD_ERR_CONFIG},
+        {"redis://127.0.0.1:12ab", "port", BD_ERR_CONFIG},
+        {"redis://:6379", "missing host", BD_ERR_CONFIG},
+        {"redis://127.0.0.1:6379/x", "database", BD_ERR_CONFIG},
+        {"redis://127.0.0.1:6379?db=1", "query", BD_ERR_CONFIG},
+        {"rediss://127.0.0.1:6379", "TLS", BD_ERR_CONFIG},
+        {"unix://relative/sock", "absolute", BD_ERR_CONFIG},
+        {"unix:///nonexistent/dir/redis.sock", "cannot connect", BD_ERR_REDIS},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         err[0] = 0;
-        bd_redis_t *r = bd_redis_open(cases[i].url, NULL, NULL, 0, err, sizeof err);
+        bd_err_t code;
+        bd_redis_t *r = ropen(cases[i].url, NULL, NULL, 0, &code);
         cr_assert_null(r, "%s opened", cases[i].url);
+        cr_assert_eq(code, cases[i].code, "%s: code %d", cases[i].url, code);
         cr_assert(strstr(err, cases[i].want) != NULL, "%s: '%s' lacks '%s'", cases[i].url, err, cases[i].want);
     }
     char url[64];
     snprintf(url, sizeof url, "redis://u:hunter2@127.0.0.1:%d", bd_test_free_port());
-    cr_assert_null(bd_redis_open(url, NULL, NULL, 0, err, sizeof err));
+    bd_err_t code;
+    cr_assert_null(ropen(url, NULL, NULL, 0, &code));
+    cr_assert_eq(code, BD_ERR_REDIS, "nothing listens: unreachable, not a bad config");
     cr_assert(strstr(err, "cannot connect") && !strstr(err, "hunter2"), "%s", err);
-    cr_assert_null(bd_redis_open(srv->url, "bad{prefix", NULL, 0, err, sizeof err));
+    cr_assert_null(ropen(srv->url, "bad{prefix", NULL, 0, &code));
+    cr_assert_eq(code, BD_ERR_CONFIG);
+    /* lazy: the same URL opens (nothing is contacted), a bad one does not */
+    bd_redis_t *lz = NULL;
+    cr_assert_eq(bd_redis_open_lazy(url, NULL, NULL, 0, &lz, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_not_null(lz);
+    cr_assert_not(bd_redis_connected(lz));
+    bd_redis_close(lz);
+    lz = (bd_redis_t *)&code;
+    cr_assert_eq(bd_redis_open_lazy("http://x", NULL, NULL, 0, &lz, err, sizeof err), BD_ERR_CONFIG);
+    cr_assert_null(lz);
 
     bd_redis_t *r = open_default();
     bd_redis_decision_t d[2] = {dec("ok", 1), dec("b}ad", 1)};
@@ -491,9 +520,10 @@ Test(redis, outage_then_restart_retry_succeeds)
     /* the restarted server lost everything (no persistence) and its script
      * cache: the reconnect reloads the script */
     bd_err_t e = BD_ERR_REDIS;
-    for (unsigned attempt = 0; attempt < 5 && e != BD_OK; attempt++) {
+    bd_backoff_t b = BD_BACKOFF_REDIS;
+    while (b.attempt < 5 && e != BD_OK) {
         e = bd_redis_write_batch(r, d, 3, res, err, sizeof err);
-        if (e != BD_OK) usleep(1000u * (unsigned)bd_redis_backoff_ms(attempt));
+        if (e != BD_OK) bd_backoff_sleep_ms(bd_backoff_next_ms(&b));
     }
     cr_assert_eq(e, BD_OK, "%s", err);
     for (int i = 0; i < 3; i++) cr_assert_eq(res[i], BD_OK);
@@ -519,23 +549,6 @@ Test(redis, outage_then_restart_retry_succeeds)
     cr_assert_eq(attempts, 2, "the dead connection should fail once, then reconnect");
     cr_assert_str_eq(hget("budgetd:{o}:alloc", "cycle"), "4");
     bd_redis_close(r);
-}
-
-Test(redis, backoff_doubles_and_caps)
-{
-    int prev = 0;
-    for (unsigned a = 0; a < 6; a++) {
-        int ms = bd_redis_backoff_ms(a);
-        int base = 100 << a;
-        cr_assert(ms >= base && ms <= base + base / 10, "attempt %u: %d ms", a, ms);
-        cr_assert_gt(ms, prev);
-        prev = ms;
-    }
-    for (unsigned a = 6; a < 40; a++) {
-        int ms = bd_redis_backoff_ms(a);
-        cr_assert(ms >= 5000 && ms <= 5500, "attempt %u: %d ms", a, ms);
-    }
-    cr_assert_eq(bd_redis_backoff_ms(3), bd_redis_backoff_ms(3));
 }
 
 /* A one-connection TCP proxy in front of redis that cuts the client's
@@ -619,7 +632,7 @@ Test(redis, connection_lost_mid_batch_leaves_whole_decisions_only)
 
     char url[64];
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", p.port);
-    bd_redis_t *r = bd_redis_open(url, NULL, NULL, 0, err, sizeof err);
+    bd_redis_t *r = ropen(url, NULL, NULL, 0, NULL);
     cr_assert_not_null(r, "%s", err);
     enum { N = 10 };
     bd_redis_decision_t d[N];
