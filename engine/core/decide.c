@@ -9,6 +9,7 @@
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
 #include "budgetd/decide.h"
+#include "budgetd/stats.h"
 #include "budgetd/verify.h"
 
 uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle)
@@ -131,14 +132,8 @@ static void decide_roas_stats(bd_portfolio_t *p, const bd_model_ops_t *ops, gsl_
     for (size_t i = 0; i < n; i++) {
         double *r = roas + i * S, sum = 0;
         for (int s = 0; s < S; s++) sum += r[s];
-        /* insertion sort: S is small */
-        for (int a = 1; a < S; a++)
-            for (int b = a; b > 0 && r[b - 1] > r[b]; b--) {
-                double t = r[b]; r[b] = r[b - 1]; r[b - 1] = t;
-            }
         dch[i].mean_roas = sum / S;
-        dch[i].roas_lo = r[(int)(0.05 * (S - 1))];
-        dch[i].roas_hi = r[(int)ceil(0.95 * (S - 1))];
+        bd_stats_quantiles_90(r, S, &dch[i].roas_lo, &dch[i].roas_hi);
         dch[i].bound = BD_BOUND_NONE;
     }
     *p_below = total > 0 ? (double)below / S : 0;
