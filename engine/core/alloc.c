@@ -264,13 +264,11 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->order = (size_t *)(void *)p;
 }
 
-/* ROAS of one draw at spend x (currency): f(x)/x, or the first-unit return
- * at x = 0 (for POWER, whose f'(0) is infinite, the return of one cent). */
+/* ROAS of one draw at spend x (currency) given fx = f(x): f(x)/x, or the
+ * ROAS at zero spend of model.h. */
 static double draw_roas(const bd_curve_t *c, double x, double fx)
 {
-    if (x > 0) return fx / x;
-    if (c->kind == BD_CURVE_EXP) return c->a;
-    return bd_curve_value(c, 0.01) / 0.01;
+    return x > 0 ? fx / x : bd_curve_roas_zero(c);
 }
 
 /* Which bound holds channel i at xc cents (1 cent tolerance). */

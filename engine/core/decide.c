@@ -125,7 +125,7 @@ static void decide_roas_stats(bd_portfolio_t *p, const bd_model_ops_t *ops, gsl_
             ops->sample(&p->ch[i].model, &p->ch[i].prior, rng, &c);
             double v = bd_curve_value(&c, x[i]);
             ret += v;
-            roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_marginal(&c, 1e-9 * (p->pol->budget + 1));
+            roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_roas_zero(&c);
         }
         if (total > 0 && ret < p->pol->risk_roas_floor * total) below++;
     }

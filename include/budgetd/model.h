@@ -23,6 +23,11 @@ typedef struct {
 
 double bd_curve_value(const bd_curve_t *c, double x);
 double bd_curve_marginal(const bd_curve_t *c, double x);
+/* ROAS of a curve at zero spend (where f(x)/x is 0/0): the return per unit
+ * of the first cent, a for EXP, f(0.01)/0.01 for POWER. The one definition
+ * behind a record's mean_roas/roas_lo/roas_hi of a channel at 0, on every
+ * path (allocator, initial split, kill action). */
+double bd_curve_roas_zero(const bd_curve_t *c);
 /* The x >= 0 where f'(x) = lambda (lambda > 0); 0 when f'(0) <= lambda. */
 double bd_curve_inv_marginal(const bd_curve_t *c, double lambda);
 
