@@ -19,15 +19,28 @@
 #define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
 #define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
 
+/* The one spelling of each bound (the record's "bound" field, what-if
+ * tables), indexed by bd_bound_t. */
+static const char *const bound_names[BD_BOUND__COUNT] = {
+    [BD_BOUND_NONE] = "none", [BD_BOUND_MIN] = "min", [BD_BOUND_MAX] = "max",
+    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk",
+};
+
+/* Name of b from the table; "none" for a value outside the enum. */
 const char *bd_bound_name(bd_bound_t b)
 {
-    switch (b) {
-    case BD_BOUND_MIN: return "min";
-    case BD_BOUND_MAX: return "max";
-    case BD_BOUND_RAMP: return "ramp";
-    case BD_BOUND_RISK: return "risk";
-    default: return "none";
-    }
+    return (unsigned)b < BD_BOUND__COUNT ? bound_names[b] : bound_names[BD_BOUND_NONE];
+}
+
+/* Inverse of bd_bound_name over the same table. */
+bool bd_bound_from_name(const char *name, bd_bound_t *out)
+{
+    for (unsigned b = 0; name && b < BD_BOUND__COUNT; b++)
+        if (strcmp(name, bound_names[b]) == 0) {
+            *out = (bd_bound_t)b;
+            return true;
+        }
+    return false;
 }
 
 /* Lower bounds round up and upper bounds down, so the cent box lies inside
