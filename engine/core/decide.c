@@ -9,6 +9,7 @@
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
 #include "budgetd/decide.h"
+#include "budgetd/killswitch.h"
 #include "budgetd/stats.h"
 #include "budgetd/verify.h"
 
@@ -16,13 +17,6 @@ uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle)
 {
     uint64_t h = bd_hash64(portfolio, strlen(portfolio), seed);
     return bd_mix64(h ^ bd_mix64((uint64_t)cycle));
-}
-
-/* The objective value of an aggregate: what the kill-switch and the record
- * call "return". */
-static double agg_value(const bd_agg_t *a, bd_objective_t obj)
-{
-    return obj == BD_OBJ_REVENUE ? a->revenue : a->conversions;
 }
 
 /* Model update of a closed cycle: each channel that reported in the cycle
@@ -44,67 +38,6 @@ static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
         ops->discount(&c->model, &c->prior, p->pol->discount);
         ops->observe(&c->model, &c->prior, &agg[i]);
     }
-}
-
-/* Kill-switch triggers of DESIGN "Verification, kill-switch, autonomy" that
- * the closed cycle can tell: trailing ROAS, runaway spend, stale data,
- * rejected-event ratio. Writes the reason and returns true on a trip. */
-static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, const bool *corrupt,
-                              char *reason, size_t rlen)
-{
-    bd_portfolio_t *p = job->p;
-    const bd_policy_t *pol = p->pol;
-    int64_t cycle_len = job->cfg->cycle;
-    int64_t closed_end = job->cycle * cycle_len; /* end of the closed cycle */
-
-    /* Always on, whatever the config: numbers no channel can produce. */
-    for (size_t i = 0; i < p->n; i++) {
-        if (!corrupt[i]) continue;
-        double v;
-        const char *what = bd_agg_implausible(&agg[i], &v);
-        snprintf(reason, rlen, "implausible data: channel '%s' reported %s %g (above %g)",
-                 p->ch[i].name, what, v, BD_AGG_IMPLAUSIBLE);
-        return true;
-    }
-    if (pol->kill.overspend_ratio > 0) {
-        for (size_t i = 0; i < p->n; i++) {
-            double allowed = p->ch[i].x * pol->kill.overspend_ratio;
-            double slack = 0.01 * pol->budget; /* a channel at 0 may report cents */
-            if (agg[i].spend > allowed + (p->ch[i].x > 0 ? 0 : slack) && agg[i].spend > 0) {
-                snprintf(reason, rlen, "overspend: channel '%s' reported %.2f, allocation %.2f x %.2f",
-                         p->ch[i].name, agg[i].spend, p->ch[i].x, pol->kill.overspend_ratio);
-                return true;
-            }
-        }
-    }
-    if (pol->kill.stale_after > 0 && job->last_event_ts != INT64_MIN &&
-        closed_end - job->last_event_ts > pol->kill.stale_after) {
-        snprintf(reason, rlen, "stale: no events for %llds (stale_after %llds)",
-                 (long long)(closed_end - job->last_event_ts), (long long)pol->kill.stale_after);
-        return true;
-    }
-    uint64_t seen = job->events + job->rejected;
-    if (pol->kill.max_reject_ratio < 1 && seen >= 10 &&
-        (double)job->rejected > pol->kill.max_reject_ratio * (double)seen) {
-        snprintf(reason, rlen, "rejects: %llu of %llu events rejected (max ratio %.2f)",
-                 (unsigned long long)job->rejected, (unsigned long long)seen,
-                 pol->kill.max_reject_ratio);
-        return true;
-    }
-    int w = pol->kill.window;
-    if (pol->kill.roas_below > 0 && w > 0 && p->hist_n >= (uint64_t)w) {
-        double spend = 0, value = 0;
-        for (int k = 0; k < w; k++) {
-            spend += p->hist[k].spend;
-            value += p->hist[k].value;
-        }
-        if (spend > 0.01 * pol->budget && value / spend < pol->kill.roas_below) {
-            snprintf(reason, rlen, "roas: %.4f over the last %d cycles, below %.4f",
-                     value / spend, w, pol->kill.roas_below);
-            return true;
-        }
-    }
-    return false;
 }
 
 /* Posterior ROAS summaries at x from S draws, for paths that do not run the
@@ -138,23 +71,6 @@ static void decide_roas_stats(bd_portfolio_t *p, const bd_model_ops_t *ops, gsl_
     }
     *p_below = total > 0 ? (double)below / S : 0;
     free(roas);
-}
-
-/* The kill action's allocation: freeze keeps what is in force, fallback the
- * configured initial split, zero nothing. */
-static void decide_kill_alloc(bd_portfolio_t *p, const bd_channel_cfg_t **cfgs, double *x)
-{
-    switch (p->pol->kill.action) {
-    case BD_KILL_FREEZE:
-        for (size_t i = 0; i < p->n; i++) x[i] = p->ch[i].x;
-        break;
-    case BD_KILL_FALLBACK:
-        bd_alloc_initial(p->pol, cfgs, p->n, x);
-        break;
-    case BD_KILL_ZERO:
-        for (size_t i = 0; i < p->n; i++) x[i] = 0;
-        break;
-    }
 }
 
 /* delegate: may the engine apply x on its own? Every channel's change must
@@ -219,7 +135,7 @@ void bd_decide_run(bd_decide_job_t *job)
         if (p->killed) {
             /* Killed before its first decision (an operator's kill key found
              * at first sight): the initial split is what freeze keeps. */
-            decide_kill_alloc(p, cfgs, x);
+            bd_killswitch_action_alloc(p, cfgs, x);
             for (size_t i = 0; i < n; i++) p->ch[i].x = x[i];
             d->path = BD_PATH_KILLED;
             d->status = BD_STATUS_KILLED;
@@ -235,23 +151,13 @@ void bd_decide_run(bd_decide_job_t *job)
             corrupt[i] = bd_agg_implausible(&job->agg[i], &v) != NULL;
         }
         decide_update_models(p, ops, job->agg, corrupt);
-        bd_cycle_hist_t h = {0, 0};
-        for (size_t i = 0; i < n; i++) {
-            if (corrupt[i]) continue; /* kept out of the kill window too */
-            h.spend += job->agg[i].spend;
-            h.value += agg_value(&job->agg[i], pol->objective);
-        }
-        int w = pol->kill.window > 0 ? pol->kill.window : 1;
-        p->hist[p->hist_n % (uint64_t)w] = h;
-        p->hist_n++;
-        char reason[sizeof(p->kill_reason)];
-        if (!p->killed && decide_kill_check(job, job->agg, corrupt, reason, sizeof(reason))) {
-            p->killed = true;
-            snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
-            d->tripped = true;
-        }
+        bd_killswitch_cycle_t kc = {
+            .agg = job->agg, .corrupt = corrupt, .closed_end = job->cycle * job->cfg->cycle,
+            .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
+        };
+        d->tripped = bd_killswitch_close_cycle(p, &kc);
         if (p->killed) {
-            decide_kill_alloc(p, cfgs, x);
+            bd_killswitch_action_alloc(p, cfgs, x);
             decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
             d->path = BD_PATH_KILLED;
             d->status = BD_STATUS_KILLED;
@@ -394,17 +300,4 @@ void bd_decide_apply_proposal(bd_portfolio_t *p)
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = p->ch[i].proposed;
     p->has_proposal = false;
     p->status = BD_STATUS_ACTIVE;
-}
-
-void bd_decide_operator_kill(bd_portfolio_t *p, const char *reason)
-{
-    p->killed = true;
-    snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason ? reason : "");
-}
-
-void bd_decide_operator_resume(bd_portfolio_t *p)
-{
-    p->killed = false;
-    p->kill_reason[0] = '\0';
-    p->hist_n = 0;
 }

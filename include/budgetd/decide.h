@@ -44,14 +44,6 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
  * killed portfolio (an approval never revives one). */
 void bd_decide_apply_proposal(bd_portfolio_t *p);
 
-/* An operator's kill (PFX:{P}:kill seen by the daemon): latches p with the
- * reason "operator: <reason>"; its next decision is the kill action's. */
-void bd_decide_operator_kill(bd_portfolio_t *p, const char *reason);
-/* An operator's resume (the kill key cleared): unlatches p; the trailing
- * ROAS window restarts so the cycles before the kill cannot re-trip it. The
- * next decision starts from the kill action's allocation. */
-void bd_decide_operator_resume(bd_portfolio_t *p);
-
 /* The per-portfolio RNG seed for a cycle: a function of (seed, portfolio,
  * cycle) only, so results do not depend on thread timing. */
 uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle);
