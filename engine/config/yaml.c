@@ -392,18 +392,8 @@ void bd_cfg_join(char *dst, size_t cap, const char *a, const char *b)
     if (snprintf(dst, cap, "%s.%s", a, b) < 0 && cap) dst[0] = '\0';
 }
 
-bool bd_cfg_valid_name(const char *s)
-{
-    size_t n = strlen(s);
-    if (n < 1 || n > BD_NAME_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
+/* The name rule of common.h (kept as the config layer's spelling). */
+bool bd_cfg_valid_name(const char *s) { return bd_name_valid(s, strlen(s)); }
 
 /* Hand-parsed rather than strtod so that "1e3", "0x10", "+5", " 5" and
  * "inf" are all refused: a duration is digits, an optional fraction and an

@@ -225,21 +225,6 @@ typedef struct {
     size_t len;
 } jv_t;
 
-/* Which bytes may appear in a portfolio or channel name: [A-Za-z0-9_.:-]. */
-static const unsigned char name_ok[256] = {
-    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
 /* ---- helpers -------------------------------------------------------------*/
 
 /* Writes the human detail (if the caller wants it) and returns the reason, so
@@ -309,7 +294,7 @@ static bd_reject_t check_name(const jv_t *it, const char *name, char *dst, int s
         if (n == BD_NAME_MAX)
             return rej(detail, dlen, BD_REJ_BAD_ID, "field '%s' is longer than %d chars", name,
                        BD_NAME_MAX);
-        if (!name_ok[s[n]])
+        if (!bd_name_char_ok(s[n]))
             return rej(detail, dlen, BD_REJ_BAD_ID,
                        "field '%s' has byte 0x%02x at %zu (allowed: A-Z a-z 0-9 _ . : -)", name,
                        s[n], n);
@@ -678,15 +663,6 @@ const char *bd_reject_name(bd_reject_t r)
     return "unknown";
 }
 
-/* Name rule of CONTRACT §1, shared with the config loader. */
-int bd_event_name_valid(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > BD_NAME_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!name_ok[(unsigned char)s[i]]) return 0;
-    return 1;
-}
-
 /* Best-effort portfolio of a rejected line, so the per-portfolio reject
  * ratio (a kill-switch trigger) sees malformed events too. Rare path: a
  * second parse is cheaper than threading partial results out of decode. */
@@ -696,7 +672,7 @@ void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outl
     cJSON *root = cJSON_ParseWithLength(buf, len);
     if (!root) return;
     const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "portfolio");
-    if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
+    if (cJSON_IsString(pf) && bd_name_valid(pf->valuestring, strlen(pf->valuestring)))
         snprintf(out, outlen, "%s", pf->valuestring);
     cJSON_Delete(root);
 }

@@ -2,6 +2,7 @@
 #ifndef BUDGETD_COMMON_H
 #define BUDGETD_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,15 @@
 #define BD_NAME_MAX 64
 #define BD_ID_MAX 128
 #define BD_ERRBUF 1024 /* default size of an errbuf; callers may pass more */
+
+/* The name rule of CONTRACT §1 for portfolio and channel ids, the one copy
+ * every layer uses (events, config, Redis keys, operator commands): 1 to
+ * BD_NAME_MAX bytes of [A-Za-z0-9_.:-]. By byte value, so it does not
+ * depend on the locale. bd_name_chars[c] is 1 for an allowed byte. */
+extern const unsigned char bd_name_chars[256];
+static inline bool bd_name_char_ok(unsigned char c) { return bd_name_chars[c] != 0; }
+/* True when s[0..len) is a valid name (s may hold NULs: they are refused). */
+bool bd_name_valid(const char *s, size_t len);
 
 /* Return codes. Detail always goes to the caller's errbuf. */
 typedef enum {

@@ -75,7 +75,4 @@ const char *bd_reject_name(bd_reject_t r);
  * out: rejected events still count against their portfolio's reject ratio. */
 void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen);
 
-/* True when s is a valid portfolio/channel name: 1-64 of [A-Za-z0-9_.:-]. */
-int bd_event_name_valid(const char *s, size_t len);
-
 #endif
