@@ -1,6 +1,7 @@
 /* alloc.c: one decision = Thompson-sampling water-filling under guardrails.
  *
- * Order of a decision (DESIGN "Allocation", rules in alloc.h):
+ * Order of a decision (rules in alloc.h; its place in the data path:
+ * docs/ARCHITECTURE.md):
  *   draws -> lab gate -> caps and total -> box (ramp or config) ->
  *   factory (average of S water-fills of total - explore) -> lab (explore
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.

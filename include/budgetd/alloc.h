@@ -1,4 +1,5 @@
-/* alloc.h: Thompson-sampling allocation under guardrails (DESIGN "Allocation"). */
+/* alloc.h: Thompson-sampling allocation under guardrails (its stage in the
+ * data path: docs/ARCHITECTURE.md). */
 #ifndef BUDGETD_ALLOC_H
 #define BUDGETD_ALLOC_H
 

@@ -1,5 +1,5 @@
 /* decide.h: one portfolio's decision when a cycle closes: model update,
- * allocation, verification, kill-switch and autonomy gate. A job touches
+ * kill-switch, allocation and verification, autonomy gate. A job touches
  * only its own portfolio, so jobs of different portfolios run in parallel. */
 #ifndef BUDGETD_DECIDE_H
 #define BUDGETD_DECIDE_H
@@ -33,6 +33,7 @@ typedef struct {
 
 /* Runs the job; fills d and json. */
 void bd_decide_run(bd_decide_job_t *job);
+/* Frees what the job owns (agg, json, the record's channel scratch). */
 void bd_decide_job_free(bd_decide_job_t *job);
 
 /* An operator approved p's pending proposal: builds the record of that

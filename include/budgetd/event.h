@@ -46,7 +46,7 @@ typedef struct {
  * ev is unspecified. Stateless: the "ahead of newest ts" and unknown-portfolio
  * checks need engine state and are done by the engine. The order of checks
  * (which fixes the reason when several apply), the duplicate-key rule (last
- * wins) and null handling (null = absent) are documented in engine/event.c. */
+ * wins) and null handling (null = absent) are documented in engine/core/event.c. */
 bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev,
                             char *detail, size_t detail_len);
 

@@ -15,7 +15,7 @@ typedef struct {
     const bd_channel_cfg_t *cfg;  /* listed config or the policy default */
     bd_prior_t prior;
     bd_model_state_t model;
-    double x;                     /* allocation in force (cents) */
+    double x;                     /* allocation in force (currency, whole cents) */
     double safe;                  /* last allocation that met the risk bound */
     double proposed;              /* pending proposal, valid when p->has_proposal */
     bool promoted;                /* lab gate passed (sticky) */
