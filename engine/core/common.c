@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/common.h"
+#include "budgetd/log.h"
 
 /* Writes the message into errbuf (if any) and hands the code back so callers
  * can `return bd_errf(...)` in one line. */
@@ -64,9 +65,10 @@ uint64_t bd_hash64(const void *data, size_t len, uint64_t seed)
     return bd_mix64(h);
 }
 
-static void bd_oom(size_t n)
+/* Logs the failed request and aborts (common.h). */
+void bd_oom(size_t n)
 {
-    fprintf(stderr, "budgetd: out of memory (%zu bytes)\n", n);
+    bd_log(BD_LOG_ERROR, "out of memory (%zu bytes)", n);
     abort();
 }
 

@@ -47,7 +47,10 @@ bd_err_t bd_errf(char *errbuf, size_t errlen, bd_err_t code, const char *fmt, ..
 uint64_t bd_hash64(const void *data, size_t len, uint64_t seed);
 uint64_t bd_mix64(uint64_t x);
 
-/* Allocation helpers that abort on OOM: budgetd never runs half-allocated. */
+/* Allocation helpers that abort on OOM: budgetd never runs half-allocated.
+ * bd_oom logs the size that could not be had (bd_log, error) and aborts;
+ * other allocators (mmap) call it too. */
+_Noreturn void bd_oom(size_t n);
 void *bd_xmalloc(size_t n);
 void *bd_xcalloc(size_t n, size_t size);
 void *bd_xrealloc(void *p, size_t n);
