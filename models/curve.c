@@ -17,9 +17,9 @@ double bd_curve_marginal(const bd_curve_t *c, double x)
     return c->a * c->b * pow(x, c->b - 1);
 }
 
-/* ROAS at zero spend: what the first cent returns per unit. EXP: f'(0) = a
- * exactly. POWER: f'(0) is infinite, so the return of one cent,
- * f(0.01) / 0.01, finite and the limit a spend of a cent can reach. */
+/* ROAS at zero spend: what the first cent returns per unit of spend. EXP:
+ * f'(0) = a exactly. POWER: f'(0) is infinite, so the return of one cent,
+ * f(0.01) / 0.01: finite, and no spend is smaller than a cent. */
 double bd_curve_roas_zero(const bd_curve_t *c)
 {
     if (c->kind == BD_CURVE_EXP) return c->a;

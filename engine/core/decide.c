@@ -13,6 +13,8 @@
 #include "budgetd/stats.h"
 #include "budgetd/verify.h"
 
+/* The seed hashed with the portfolio's name, mixed with the cycle: a
+ * function of (seed, portfolio, cycle) only (decide.h). */
 uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle)
 {
     uint64_t h = bd_hash64(portfolio, strlen(portfolio), seed);
