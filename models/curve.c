@@ -17,6 +17,15 @@ double bd_curve_marginal(const bd_curve_t *c, double x)
     return c->a * c->b * pow(x, c->b - 1);
 }
 
+/* ROAS at zero spend: what the first cent returns per unit of spend. EXP:
+ * f'(0) = a exactly. POWER: f'(0) is infinite, so the return of one cent,
+ * f(0.01) / 0.01: finite, and no spend is smaller than a cent. */
+double bd_curve_roas_zero(const bd_curve_t *c)
+{
+    if (c->kind == BD_CURVE_EXP) return c->a;
+    return bd_curve_value(c, 0.01) / 0.01;
+}
+
 /* Solves f'(x) = lambda. Both forms are strictly decreasing in x, so the
  * inverse is unique; 0 when even the first unit earns less than lambda. */
 double bd_curve_inv_marginal(const bd_curve_t *c, double lambda)

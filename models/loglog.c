@@ -1,5 +1,5 @@
 /* loglog.c: constant-elasticity response, log y = alpha + beta log x + e,
- * with a Normal-Inverse-Gamma prior (DESIGN "Models", model 2).
+ * with a Normal-Inverse-Gamma prior (the second model; config `model: loglog`).
  *
  * y is the objective of one cycle (revenue or conversions), x the spend. The
  * regressor is centred, u = log(x / saturation), so theta1 is the log

@@ -1,5 +1,6 @@
 /* poisson_sat.c: Poisson conversions with exponential saturation, learned
- * over a grid of saturation spends (the default model, DESIGN "Models").
+ * over a grid of saturation spends (the default model; why it forgets as it
+ * does: docs/DECISIONS.md "Forgetting" and "Saturation scoring").
  *
  * Likelihood: conversions y ~ Poisson(lambda * g_k(x)), g_k(x) = k(1-e^{-x/k}).
  * For each grid point k_j the rate has a conjugate Gamma posterior and a log

@@ -87,7 +87,7 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
         fprintf(stderr, "budgetd %s: unexpected argument '%s'\n", c, a->pos[max]);
         return -1;
     }
-    if (a->npos > 0 && !bd_event_name_valid(a->pos[0], strlen(a->pos[0]))) {
+    if (a->npos > 0 && !bd_name_valid(a->pos[0], strlen(a->pos[0]))) {
         fprintf(stderr, "budgetd %s: '%s' is not a portfolio name (1-64 of A-Z a-z 0-9 _ . : -)\n", c,
                 a->pos[0]);
         return -1;

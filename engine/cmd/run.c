@@ -29,6 +29,7 @@
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
 #include "budgetd/log.h"
+#include "budgetd/killswitch.h"
 #include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
@@ -114,10 +115,10 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     bd_err_t rc = bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, errlen);
     if (rc != BD_OK) return rc;
     if (killed && !p->killed) {
-        bd_decide_operator_kill(p, reason);
+        bd_killswitch_operator_kill(p, reason);
         bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
     } else if (!killed && p->killed) {
-        bd_decide_operator_resume(p);
+        bd_killswitch_operator_resume(p);
         bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
     }
     return BD_OK;

@@ -277,10 +277,10 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg);
 }
 
-/* One rule for ids: the event decoder's (bd_event_name_valid). */
+/* One rule for ids: bd_name_valid (common.h), as the event decoder and the Redis keys use. */
 bool bd_cfg_valid_name(const char *s)
 {
-    return bd_event_name_valid(s, strlen(s)) != 0;
+    return bd_name_valid(s, strlen(s)) != 0;
 }
 
 /* Binary search: portfolios are sorted by name (strcmp order) at load. */

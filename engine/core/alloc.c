@@ -1,6 +1,7 @@
 /* alloc.c: one decision = Thompson-sampling water-filling under guardrails.
  *
- * Order of a decision (DESIGN "Allocation", rules in alloc.h):
+ * Order of a decision (rules in alloc.h; its place in the data path:
+ * docs/ARCHITECTURE.md):
  *   draws -> lab gate -> caps and total -> box (ramp or config) ->
  *   factory (average of S water-fills of total - explore) -> lab (explore
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
@@ -13,20 +14,34 @@
 #include <string.h>
 #include "budgetd/alloc.h"
 #include "budgetd/common.h"
+#include "budgetd/stats.h"
 #include "budgetd/waterfill.h"
 
 #define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
 #define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
 
+/* The one spelling of each bound (the record's "bound" field, what-if
+ * tables), indexed by bd_bound_t. */
+static const char *const bound_names[BD_BOUND__COUNT] = {
+    [BD_BOUND_NONE] = "none", [BD_BOUND_MIN] = "min", [BD_BOUND_MAX] = "max",
+    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk",
+};
+
+/* Name of b from the table; "none" for a value outside the enum. */
 const char *bd_bound_name(bd_bound_t b)
 {
-    switch (b) {
-    case BD_BOUND_MIN: return "min";
-    case BD_BOUND_MAX: return "max";
-    case BD_BOUND_RAMP: return "ramp";
-    case BD_BOUND_RISK: return "risk";
-    default: return "none";
-    }
+    return (unsigned)b < BD_BOUND__COUNT ? bound_names[b] : bound_names[BD_BOUND_NONE];
+}
+
+/* Inverse of bd_bound_name over the same table. */
+bool bd_bound_from_name(const char *name, bd_bound_t *out)
+{
+    for (unsigned b = 0; name && b < BD_BOUND__COUNT; b++)
+        if (strcmp(name, bound_names[b]) == 0) {
+            *out = (bd_bound_t)b;
+            return true;
+        }
+    return false;
 }
 
 /* Lower bounds round up and upper bounds down, so the cent box lies inside
@@ -125,94 +140,6 @@ static void level_fill(const double *base, const double *lo, const double *hi, s
         xr[i] = th * fmin(fmax(base[i] + mb, lo[i]), hi[i]) +
                 (1 - th) * fmin(fmax(base[i] + ma, lo[i]), hi[i]);
     round_cents(xr, lo, hi, n, total, out, key, order);
-}
-
-/* k-th smallest of a[0..n) (0-based), reordering a: Hoare quickselect with a
- * median-of-3 pivot, O(n) expected, deterministic. */
-static double select_k(double *a, size_t n, size_t k)
-{
-    ptrdiff_t l = 0, r = (ptrdiff_t)n - 1, kk = (ptrdiff_t)k;
-    while (l < r) {
-        double x = a[l], y = a[l + (r - l) / 2], z = a[r], piv;
-        if ((x <= y && y <= z) || (z <= y && y <= x)) piv = y;
-        else if ((y <= x && x <= z) || (z <= x && x <= y)) piv = x;
-        else piv = z;
-        ptrdiff_t i = l, j = r;
-        while (i <= j) {
-            while (a[i] < piv) i++;
-            while (a[j] > piv) j--;
-            if (i <= j) {
-                double t = a[i]; a[i] = a[j]; a[j] = t;
-                i++; j--;
-            }
-        }
-        if (kk <= j) r = j;
-        else if (kk >= i) l = i;
-        else break;
-    }
-    return a[kk];
-}
-
-/* Quantile (linear interpolation between order statistics, "type 7"). */
-static double quantile(double *a, size_t n, double p)
-{
-    double h = (double)(n - 1) * p;
-    size_t k = (size_t)h;
-    double lo = select_k(a, n, k);
-    if (k + 1 >= n) return lo;
-    double hi = INFINITY; /* after select_k everything past k is >= a[k] */
-    for (size_t j = k + 1; j < n; j++) if (a[j] < hi) hi = a[j];
-    return lo + (h - (double)k) * (hi - lo);
-}
-
-#define QBUF 16
-/* Inserts v into the ascending buffer buf of at most m entries (have so
- * far), keeping the m smallest. */
-static inline void keep_smallest(double *buf, size_t *have, size_t m, double v)
-{
-    if (*have == m) {
-        if (!(v < buf[m - 1])) return;
-        (*have)--;
-    }
-    size_t p = *have;
-    while (p > 0 && buf[p - 1] > v) { buf[p] = buf[p - 1]; p--; }
-    buf[p] = v;
-    (*have)++;
-}
-
-/* The m1 (<= QBUF) smallest of a[0..n) ascending into lo, and the m2
- * smallest of -a[0..n) ascending into hi, in one pass over a; one
- * mostly-predictable comparison per element and buffer. */
-static void extremes_m(const double *a, size_t n, size_t m1, double *lo, size_t m2, double *hi)
-{
-    size_t h1 = 0, h2 = 0;
-    for (size_t j = 0; j < n; j++) {
-        keep_smallest(lo, &h1, m1, a[j]);
-        keep_smallest(hi, &h2, m2, -a[j]);
-    }
-}
-
-/* The 5% and 95% quantiles (type 7) of a[0..n). For the usual sample
- * counts only a handful of order statistics at each end matter, so they are
- * kept in a small buffer; otherwise quickselect. Same values either way. */
-static void quantiles_90(double *a, size_t n, double *q05, double *q95)
-{
-    double h1 = (double)(n - 1) * 0.05, h2 = (double)(n - 1) * 0.95;
-    size_t k1 = (size_t)h1, k2 = (size_t)h2;
-    size_t m1 = k1 + 2 <= n ? k1 + 2 : n, m2 = n - k2;
-    if (m1 > QBUF || m2 > QBUF) {
-        *q05 = quantile(a, n, 0.05);
-        *q95 = quantile(a, n, 0.95);
-        return;
-    }
-    double buf[QBUF] = {0}, top[QBUF] = {0}, lo, hi; /* zeroed: -O1 cannot see extremes_m fills them */
-    extremes_m(a, n, m1, buf, m2, top);
-    lo = buf[k1];
-    hi = k1 + 1 < n ? buf[k1 + 1] : lo;
-    *q05 = lo + (h1 - (double)k1) * (hi - lo);
-    lo = -top[n - 1 - k2]; /* top[r] = -(r-th largest) */
-    hi = k2 + 1 < n ? -top[n - 2 - k2] : lo;
-    *q95 = lo + (h2 - (double)k2) * (hi - lo);
 }
 
 /* Memo of -expm1(-x/k) for one channel at a fixed x, keyed by k: an EXP
@@ -323,7 +250,7 @@ static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *dra
     mean /= (double)S;
     if (!(mean > 0)) return false;
     double lo, hi;
-    quantiles_90(q, S, &lo, &hi);
+    bd_stats_quantiles_90(q, S, &lo, &hi);
     return (hi - lo) / mean <= pol->lab.max_rel_width;
 }
 
@@ -351,13 +278,11 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->order = (size_t *)(void *)p;
 }
 
-/* ROAS of one draw at spend x (currency): f(x)/x, or the first-unit return
- * at x = 0 (for POWER, whose f'(0) is infinite, the return of one cent). */
+/* ROAS of one draw at spend x (currency) given fx = f(x): f(x)/x, or the
+ * ROAS at zero spend of model.h. */
 static double draw_roas(const bd_curve_t *c, double x, double fx)
 {
-    if (x > 0) return fx / x;
-    if (c->kind == BD_CURVE_EXP) return c->a;
-    return bd_curve_value(c, 0.01) / 0.01;
+    return x > 0 ? fx / x : bd_curve_roas_zero(c);
 }
 
 /* Which bound holds channel i at xc cents (1 cent tolerance). */
@@ -521,7 +446,7 @@ static void channel_stats(const bd_curve_t *draws, size_t S, size_t n, ws_t *w,
             m += w->q[s];
         }
         out->mean_roas[i] = m / (double)S;
-        quantiles_90(w->q, S, &out->roas_lo[i], &out->roas_hi[i]);
+        bd_stats_quantiles_90(w->q, S, &out->roas_lo[i], &out->roas_hi[i]);
     }
 }
 

@@ -118,116 +118,172 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
     r->off += n;
 }
 
-bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
-                              size_t errlen)
+/* Magic, byte order, version and name: is this p's checkpoint at all? */
+static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, char *errbuf, size_t errlen)
 {
-    rd_t r = {blob, len, 0, 0};
     char magic[4];
     uint32_t endian;
-    rd_bytes(&r, magic, 4);
-    rd_bytes(&r, &endian, 4);
-    if (r.bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
+    rd_bytes(r, magic, 4);
+    rd_bytes(r, &endian, 4);
+    if (r->bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
-    uint64_t ver = rd_u64(&r);
+    uint64_t ver = rd_u64(r);
     if (ver != CK_VERSION)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
                        p->name, (unsigned long long)ver);
     char name[BD_NAME_MAX + 1];
-    rd_str(&r, name, sizeof(name));
-    if (r.bad || strcmp(name, p->name) != 0)
+    rd_str(r, name, sizeof(name));
+    if (r->bad || strcmp(name, p->name) != 0)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", p->name, name);
-    /* Decode into a scratch copy first: p changes only when all of it reads. */
-    bd_portfolio_t t = *p;
-    t.ch = NULL;
-    t.n = t.cap = 0;
-    t.agg = NULL;
-    uint64_t model = rd_u64(&r);
-    uint64_t nslots = rd_u64(&r);
-    t.open = rd_i64(&r);
-    t.newest_ts = rd_i64(&r);
-    t.watermark = rd_i64(&r);
-    t.last_event_ts = rd_i64(&r);
-    t.late = rd_u64(&r);
-    t.rejected = rd_u64(&r);
-    t.alloc_cycle = rd_i64(&r);
-    t.version = rd_u64(&r);
-    uint64_t status = rd_u64(&r);
-    t.status = status <= BD_STATUS_KILLED ? (bd_status_t)status : BD_STATUS_HELD;
-    t.killed = rd_u64(&r) != 0;
-    rd_str(&r, t.kill_reason, sizeof(t.kill_reason));
-    t.has_proposal = rd_u64(&r) != 0;
-    t.proposal_cycle = rd_i64(&r);
-    uint64_t win = rd_u64(&r);
-    uint64_t hist_n = rd_u64(&r);
-    if (r.bad || win > 100000 || nslots < 1 || nslots > 100000)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
-    bd_cycle_hist_t *hist = bd_xcalloc((size_t)win, sizeof(*hist));
-    for (uint64_t k = 0; k < win; k++) {
-        hist[k].spend = rd_f64(&r);
-        hist[k].value = rd_f64(&r);
+    return BD_OK;
+}
+
+/* One saved channel, read before the portfolio is touched. */
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    double x, safe, proposed;
+    bool promoted;
+    bd_model_state_t m;
+} ck_channel_t;
+
+/* Everything a blob holds after its header, read and bounds-checked
+ * before anything is committed to the portfolio. */
+typedef struct {
+    bd_portfolio_t t;           /* the portfolio's scalar fields */
+    uint64_t model, nslots, win, hist_n, n;
+    bd_cycle_hist_t *hist;      /* win entries */
+    uint64_t *slot_events;      /* nslots entries */
+    ck_channel_t *ch;           /* n entries */
+    bd_agg_t *agg;              /* nslots x n, slot-major */
+} ck_blob_t;
+
+static void ck_blob_free(ck_blob_t *b)
+{
+    free(b->hist);
+    free(b->slot_events);
+    free(b->ch);
+    free(b->agg);
+}
+
+/* The portfolio's scalar fields into b->t (a copy of p: p is not touched),
+ * with the sizes of what follows. */
+static void ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
+{
+    bd_portfolio_t *t = &b->t;
+    *t = *p;
+    t->ch = NULL;
+    t->n = t->cap = 0;
+    t->agg = NULL;
+    b->model = rd_u64(r);
+    b->nslots = rd_u64(r);
+    t->open = rd_i64(r);
+    t->newest_ts = rd_i64(r);
+    t->watermark = rd_i64(r);
+    t->last_event_ts = rd_i64(r);
+    t->late = rd_u64(r);
+    t->rejected = rd_u64(r);
+    t->alloc_cycle = rd_i64(r);
+    t->version = rd_u64(r);
+    uint64_t status = rd_u64(r);
+    t->status = status <= BD_STATUS_KILLED ? (bd_status_t)status : BD_STATUS_HELD;
+    t->killed = rd_u64(r) != 0;
+    rd_str(r, t->kill_reason, sizeof(t->kill_reason));
+    t->has_proposal = rd_u64(r) != 0;
+    t->proposal_cycle = rd_i64(r);
+    b->win = rd_u64(r);
+    b->hist_n = rd_u64(r);
+}
+
+/* Kill window, offsets, per-slot event counts and the channel count;
+ * false when a size is out of range or the blob ends early. */
+static bool ck_read_rings(rd_t *r, ck_blob_t *b)
+{
+    if (r->bad || b->win > 100000 || b->nslots < 1 || b->nslots > 100000) return false;
+    b->hist = bd_xcalloc((size_t)b->win, sizeof(*b->hist));
+    for (uint64_t k = 0; k < b->win; k++) {
+        b->hist[k].spend = rd_f64(r);
+        b->hist[k].value = rd_f64(r);
     }
-    t.offset = rd_i64(&r);
-    t.partition = (int32_t)rd_i64(&r);
-    uint64_t *slot_events = bd_xcalloc((size_t)nslots, sizeof(uint64_t));
-    for (uint64_t s = 0; s < nslots; s++) slot_events[s] = rd_u64(&r);
-    uint64_t n = rd_u64(&r);
-    if (r.bad || n > 100000) {
-        free(hist);
-        free(slot_events);
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+    b->t.offset = rd_i64(r);
+    b->t.partition = (int32_t)rd_i64(r);
+    b->slot_events = bd_xcalloc((size_t)b->nslots, sizeof(uint64_t));
+    for (uint64_t s = 0; s < b->nslots; s++) b->slot_events[s] = rd_u64(r);
+    b->n = rd_u64(r);
+    return !r->bad && b->n <= 100000;
+}
+
+/* The channels, each with its open-cycle aggregates; false unless they
+ * read completely and end the blob exactly. */
+static bool ck_read_channels(rd_t *r, ck_blob_t *b)
+{
+    uint64_t n = b->n;
+    b->agg = bd_xcalloc((size_t)(n ? n : 1) * b->nslots, sizeof(bd_agg_t));
+    b->ch = bd_xcalloc((size_t)(n ? n : 1), sizeof(*b->ch));
+    for (uint64_t i = 0; i < n && !r->bad; i++) {
+        ck_channel_t *c = &b->ch[i];
+        rd_str(r, c->name, sizeof(c->name));
+        c->x = rd_f64(r);
+        c->safe = rd_f64(r);
+        c->proposed = rd_f64(r);
+        c->promoted = rd_u64(r) != 0;
+        rd_bytes(r, &c->m, sizeof(c->m));
+        for (uint64_t s = 0; s < b->nslots; s++) rd_bytes(r, &b->agg[s * n + i], sizeof(bd_agg_t));
     }
-    /* Channels are re-registered through the table so they bind to the
-     * current config; the saved fields then overwrite the fresh ones. */
-    bd_agg_t *saved_agg = bd_xcalloc((size_t)(n ? n : 1) * nslots, sizeof(bd_agg_t));
-    typedef struct { char name[BD_NAME_MAX + 1]; double x, safe, proposed; bool promoted; bd_model_state_t m; } saved_t;
-    saved_t *sv = bd_xcalloc((size_t)(n ? n : 1), sizeof(*sv));
-    for (uint64_t i = 0; i < n && !r.bad; i++) {
-        rd_str(&r, sv[i].name, sizeof(sv[i].name));
-        sv[i].x = rd_f64(&r);
-        sv[i].safe = rd_f64(&r);
-        sv[i].proposed = rd_f64(&r);
-        sv[i].promoted = rd_u64(&r) != 0;
-        rd_bytes(&r, &sv[i].m, sizeof(sv[i].m));
-        for (uint64_t s = 0; s < nslots; s++) rd_bytes(&r, &saved_agg[s * n + i], sizeof(bd_agg_t));
-    }
-    if (r.bad || r.off != r.len) {
-        free(hist);
-        free(slot_events);
-        free(saved_agg);
-        free(sv);
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
-    }
-    /* Commit: everything read. */
+    return !r->bad && r->off == r->len;
+}
+
+/* Commit: p takes the blob's state. The kill window and the slot ring
+ * follow the current config (a changed window restarts, a changed slot
+ * count drops the open aggregates); channels are re-registered through
+ * the table so they bind to the current config, then take their saved
+ * fields; a model of another kind than configured keeps the prior. */
+static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
+{
     int win_now = p->pol->kill.window > 0 ? p->pol->kill.window : 1;
     free(p->ch);
     free(p->agg);
     free(p->hist);
     free(p->slot_events);
-    *p = t;
+    *p = b->t;
     p->ch = NULL;
     p->agg = NULL;
     p->n = p->cap = 0;
     p->hist = bd_xcalloc((size_t)win_now, sizeof(*p->hist));
-    for (uint64_t k = 0; k < win && k < (uint64_t)win_now; k++) p->hist[k] = hist[k];
-    p->hist_n = (uint64_t)win_now == win ? hist_n : 0; /* window changed: restart it */
+    for (uint64_t k = 0; k < b->win && k < (uint64_t)win_now; k++) p->hist[k] = b->hist[k];
+    p->hist_n = (uint64_t)win_now == b->win ? b->hist_n : 0; /* window changed: restart it */
     p->slot_events = bd_xcalloc((size_t)p->nslots, sizeof(uint64_t));
-    bool same_slots = nslots == (uint64_t)p->nslots;
-    for (uint64_t s = 0; s < nslots && same_slots; s++) p->slot_events[s] = slot_events[s];
-    for (uint64_t i = 0; i < n; i++) {
-        int ci = bd_portfolio_channel(p, sv[i].name);
+    bool same_slots = b->nslots == (uint64_t)p->nslots;
+    for (uint64_t s = 0; s < b->nslots && same_slots; s++) p->slot_events[s] = b->slot_events[s];
+    for (uint64_t i = 0; i < b->n; i++) {
+        const ck_channel_t *sv = &b->ch[i];
+        int ci = bd_portfolio_channel(p, sv->name);
         if (ci < 0) continue;
         bd_channel_t *c = &p->ch[ci];
-        c->x = sv[i].x;
-        c->safe = sv[i].safe;
-        c->proposed = sv[i].proposed;
-        c->promoted = sv[i].promoted;
-        if (model == (uint64_t)p->pol->model) c->model = sv[i].m;
-        for (uint64_t s = 0; s < nslots && same_slots; s++)
-            p->agg[s * p->cap + (size_t)ci] = saved_agg[s * n + i];
+        c->x = sv->x;
+        c->safe = sv->safe;
+        c->proposed = sv->proposed;
+        c->promoted = sv->promoted;
+        if (b->model == (uint64_t)p->pol->model) c->model = sv->m;
+        for (uint64_t s = 0; s < b->nslots && same_slots; s++)
+            p->agg[s * p->cap + (size_t)ci] = b->agg[s * b->n + i];
     }
-    free(hist);
-    free(slot_events);
-    free(saved_agg);
-    free(sv);
+}
+
+/* Reads all of the blob first (header, scalars, rings, channels), and
+ * commits only when every part is valid. */
+bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
+                              size_t errlen)
+{
+    rd_t r = {blob, len, 0, 0};
+    bd_err_t rc = ck_read_header(&r, p, errbuf, errlen);
+    if (rc != BD_OK) return rc;
+    ck_blob_t b = {0};
+    ck_read_scalars(&r, p, &b);
+    if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b)) {
+        ck_blob_free(&b);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+    }
+    ck_commit(p, &b);
+    ck_blob_free(&b);
     return BD_OK;
 }

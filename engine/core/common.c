@@ -1,9 +1,11 @@
-/* common.c: error formatting, stable hashing and checked allocation. */
+/* common.c: error formatting, the name rule, stable hashing and checked
+ * allocation. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/common.h"
+#include "budgetd/log.h"
 
 /* Writes the message into errbuf (if any) and hands the code back so callers
  * can `return bd_errf(...)` in one line. */
@@ -16,6 +18,30 @@ bd_err_t bd_errf(char *errbuf, size_t errlen, bd_err_t code, const char *fmt, ..
         va_end(ap);
     }
     return code;
+}
+
+/* Allowed bytes of a name (common.h): [A-Za-z0-9_.:-]. */
+const unsigned char bd_name_chars[256] = {
+    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
+    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
+    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
+    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
+    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+/* The name rule of common.h: length first, then every byte. */
+bool bd_name_valid(const char *s, size_t len)
+{
+    if (!s || len == 0 || len > BD_NAME_MAX) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!bd_name_char_ok((unsigned char)s[i])) return false;
+    return true;
 }
 
 /* splitmix64 finaliser: spreads every input bit over the output. */
@@ -39,9 +65,10 @@ uint64_t bd_hash64(const void *data, size_t len, uint64_t seed)
     return bd_mix64(h);
 }
 
-static void bd_oom(size_t n)
+/* Logs the failed request and aborts (common.h). */
+void bd_oom(size_t n)
 {
-    fprintf(stderr, "budgetd: out of memory (%zu bytes)\n", n);
+    bd_log(BD_LOG_ERROR, "out of memory (%zu bytes)", n);
     abort();
 }
 

@@ -1,5 +1,5 @@
 /* decide.c: what happens to one portfolio when one of its cycles closes
- * (DESIGN data path, from "model update" to "autonomy gate"). Touches only
+ * (docs/ARCHITECTURE.md, from "model update" to "autonomy gate"). Touches only
  * the job's portfolio: the engine runs jobs of distinct portfolios on worker
  * threads and emits their records in queue order. */
 #include <math.h>
@@ -9,157 +9,16 @@
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
 #include "budgetd/decide.h"
+#include "budgetd/killswitch.h"
+#include "budgetd/stats.h"
 #include "budgetd/verify.h"
 
+/* The seed hashed with the portfolio's name, mixed with the cycle: a
+ * function of (seed, portfolio, cycle) only (decide.h). */
 uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle)
 {
     uint64_t h = bd_hash64(portfolio, strlen(portfolio), seed);
     return bd_mix64(h ^ bd_mix64((uint64_t)cycle));
-}
-
-/* The objective value of an aggregate: what the kill-switch and the record
- * call "return". */
-static double agg_value(const bd_agg_t *a, bd_objective_t obj)
-{
-    return obj == BD_OBJ_REVENUE ? a->revenue : a->conversions;
-}
-
-/* Model update of a closed cycle: each channel that reported in the cycle
- * forgets (discount toward the prior), then observes its aggregate. A
- * channel without events keeps its posterior: silence (a paused channel, a
- * connector outage) is not evidence that the channel changed, and the stale
- * trigger watches it. Forgetting every channel every cycle instead made
- * unobserved channels drift back to the prior and be re-explored for
- * nothing: on the Besson-Kaufmann bandit problems it lost to plain Thompson
- * sampling on P2 (439 vs 392 regret), while forgetting on observation wins
- * on both (see docs/DECISIONS.md). */
-static void decide_update_models(bd_portfolio_t *p, const bd_model_ops_t *ops,
-                                 const bd_agg_t *agg, const bool *corrupt)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        bd_channel_t *c = &p->ch[i];
-        if (agg[i].events == 0) continue;
-        if (corrupt[i]) continue; /* never shown to a model; the kill check trips */
-        ops->discount(&c->model, &c->prior, p->pol->discount);
-        ops->observe(&c->model, &c->prior, &agg[i]);
-    }
-}
-
-/* Kill-switch triggers of DESIGN "Verification, kill-switch, autonomy" that
- * the closed cycle can tell: trailing ROAS, runaway spend, stale data,
- * rejected-event ratio. Writes the reason and returns true on a trip. */
-static bool decide_kill_check(bd_decide_job_t *job, const bd_agg_t *agg, const bool *corrupt,
-                              char *reason, size_t rlen)
-{
-    bd_portfolio_t *p = job->p;
-    const bd_policy_t *pol = p->pol;
-    int64_t cycle_len = job->cfg->cycle;
-    int64_t closed_end = job->cycle * cycle_len; /* end of the closed cycle */
-
-    /* Always on, whatever the config: numbers no channel can produce. */
-    for (size_t i = 0; i < p->n; i++) {
-        if (!corrupt[i]) continue;
-        double v;
-        const char *what = bd_agg_implausible(&agg[i], &v);
-        snprintf(reason, rlen, "implausible data: channel '%s' reported %s %g (above %g)",
-                 p->ch[i].name, what, v, BD_AGG_IMPLAUSIBLE);
-        return true;
-    }
-    if (pol->kill.overspend_ratio > 0) {
-        for (size_t i = 0; i < p->n; i++) {
-            double allowed = p->ch[i].x * pol->kill.overspend_ratio;
-            double slack = 0.01 * pol->budget; /* a channel at 0 may report cents */
-            if (agg[i].spend > allowed + (p->ch[i].x > 0 ? 0 : slack) && agg[i].spend > 0) {
-                snprintf(reason, rlen, "overspend: channel '%s' reported %.2f, allocation %.2f x %.2f",
-                         p->ch[i].name, agg[i].spend, p->ch[i].x, pol->kill.overspend_ratio);
-                return true;
-            }
-        }
-    }
-    if (pol->kill.stale_after > 0 && job->last_event_ts != INT64_MIN &&
-        closed_end - job->last_event_ts > pol->kill.stale_after) {
-        snprintf(reason, rlen, "stale: no events for %llds (stale_after %llds)",
-                 (long long)(closed_end - job->last_event_ts), (long long)pol->kill.stale_after);
-        return true;
-    }
-    uint64_t seen = job->events + job->rejected;
-    if (pol->kill.max_reject_ratio < 1 && seen >= 10 &&
-        (double)job->rejected > pol->kill.max_reject_ratio * (double)seen) {
-        snprintf(reason, rlen, "rejects: %llu of %llu events rejected (max ratio %.2f)",
-                 (unsigned long long)job->rejected, (unsigned long long)seen,
-                 pol->kill.max_reject_ratio);
-        return true;
-    }
-    int w = pol->kill.window;
-    if (pol->kill.roas_below > 0 && w > 0 && p->hist_n >= (uint64_t)w) {
-        double spend = 0, value = 0;
-        for (int k = 0; k < w; k++) {
-            spend += p->hist[k].spend;
-            value += p->hist[k].value;
-        }
-        if (spend > 0.01 * pol->budget && value / spend < pol->kill.roas_below) {
-            snprintf(reason, rlen, "roas: %.4f over the last %d cycles, below %.4f",
-                     value / spend, w, pol->kill.roas_below);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Posterior ROAS summaries at x from S draws, for paths that do not run the
- * allocator (initial split, kill action). */
-static void decide_roas_stats(bd_portfolio_t *p, const bd_model_ops_t *ops, gsl_rng *rng,
-                              const double *x, bd_decision_channel_t *dch, double *p_below)
-{
-    enum { S = 64 };
-    size_t n = p->n;
-    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1));
-    int below = 0;
-    double total = 0;
-    for (size_t i = 0; i < n; i++) total += x[i];
-    for (int s = 0; s < S; s++) {
-        double ret = 0;
-        for (size_t i = 0; i < n; i++) {
-            bd_curve_t c;
-            ops->sample(&p->ch[i].model, &p->ch[i].prior, rng, &c);
-            double v = bd_curve_value(&c, x[i]);
-            ret += v;
-            roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_marginal(&c, 1e-9 * (p->pol->budget + 1));
-        }
-        if (total > 0 && ret < p->pol->risk_roas_floor * total) below++;
-    }
-    for (size_t i = 0; i < n; i++) {
-        double *r = roas + i * S, sum = 0;
-        for (int s = 0; s < S; s++) sum += r[s];
-        /* insertion sort: S is small */
-        for (int a = 1; a < S; a++)
-            for (int b = a; b > 0 && r[b - 1] > r[b]; b--) {
-                double t = r[b]; r[b] = r[b - 1]; r[b - 1] = t;
-            }
-        dch[i].mean_roas = sum / S;
-        dch[i].roas_lo = r[(int)(0.05 * (S - 1))];
-        dch[i].roas_hi = r[(int)ceil(0.95 * (S - 1))];
-        dch[i].bound = BD_BOUND_NONE;
-    }
-    *p_below = total > 0 ? (double)below / S : 0;
-    free(roas);
-}
-
-/* The kill action's allocation: freeze keeps what is in force, fallback the
- * configured initial split, zero nothing. */
-static void decide_kill_alloc(bd_portfolio_t *p, const bd_channel_cfg_t **cfgs, double *x)
-{
-    switch (p->pol->kill.action) {
-    case BD_KILL_FREEZE:
-        for (size_t i = 0; i < p->n; i++) x[i] = p->ch[i].x;
-        break;
-    case BD_KILL_FALLBACK:
-        bd_alloc_initial(p->pol, cfgs, p->n, x);
-        break;
-    case BD_KILL_ZERO:
-        for (size_t i = 0; i < p->n; i++) x[i] = 0;
-        break;
-    }
 }
 
 /* delegate: may the engine apply x on its own? Every channel's change must
@@ -173,14 +32,25 @@ static bool decide_within_escalation(const bd_portfolio_t *p, const double *x)
     return true;
 }
 
-void bd_decide_run(bd_decide_job_t *job)
+/* One run of a job: what its stages share. Arrays have p->n entries. */
+typedef struct {
+    bd_decide_job_t *job;
+    bd_portfolio_t *p;
+    bd_decision_t *d;
+    const bd_model_ops_t *ops;
+    gsl_rng *rng;                  /* seeded from (seed, portfolio, cycle) */
+    const bd_channel_cfg_t **cfgs; /* each channel's config */
+    double *prev;                  /* the allocation in force when the cycle closed */
+    double *x;                     /* the decision's allocation */
+    bool *corrupt;                 /* the closed cycle's aggregate is implausible */
+} run_t;
+
+/* Stage 0: the record's header from the job, the RNG, the scratch. */
+static void decide_begin(bd_decide_job_t *job, run_t *r)
 {
     bd_portfolio_t *p = job->p;
-    const bd_policy_t *pol = p->pol;
-    const bd_model_ops_t *ops = bd_model_get(pol->model);
-    size_t n = p->n;
+    size_t n = p->n, n1 = n ? n : 1;
     bd_decision_t *d = &job->d;
-
     if (job->dch_cap < n) {
         job->dch = bd_xrealloc(job->dch, n * sizeof(*job->dch));
         job->dch_cap = n;
@@ -190,8 +60,8 @@ void bd_decide_run(bd_decide_job_t *job)
     job->verify_failed = false;
     d->portfolio = p->name;
     d->cycle = job->cycle;
-    d->mode = pol->mode;
-    d->budget = pol->budget;
+    d->mode = p->pol->mode;
+    d->budget = p->pol->budget;
     d->n = n;
     d->ch = job->dch;
     d->events = job->events;
@@ -199,164 +69,287 @@ void bd_decide_run(bd_decide_job_t *job)
     d->rejected = job->rejected;
     d->decided_at = job->decided_at;
 
-    gsl_rng *rng = gsl_rng_alloc(gsl_rng_taus2);
-    gsl_rng_set(rng, (unsigned long)bd_decide_seed(job->cfg->seed, p->name, job->cycle));
-
-    const bd_channel_cfg_t **cfgs = bd_xmalloc(sizeof(*cfgs) * (n ? n : 1));
-    double *prev = bd_xmalloc(sizeof(double) * (n ? n : 1) * 5);
-    double *x = prev + n, *safe = x + n, *mean = safe + n, *lo = mean + n;
-    bool *prom = bd_xcalloc(n ? n : 1, sizeof(bool) * 3);
-    bool *prom_out = prom + n;
-    bd_bound_t *bound = bd_xcalloc(n ? n : 1, sizeof(*bound));
-    double *hi = bd_xmalloc(sizeof(double) * (n ? n : 1));
+    *r = (run_t){.job = job, .p = p, .d = d, .ops = bd_model_get(p->pol->model)};
+    r->rng = gsl_rng_alloc(gsl_rng_taus2);
+    gsl_rng_set(r->rng, (unsigned long)bd_decide_seed(job->cfg->seed, p->name, job->cycle));
+    r->cfgs = bd_xmalloc(sizeof(*r->cfgs) * n1);
+    r->prev = bd_xmalloc(sizeof(double) * n1 * 2);
+    r->x = r->prev + n;
+    r->corrupt = bd_xcalloc(n1, sizeof(bool));
     for (size_t i = 0; i < n; i++) {
-        cfgs[i] = p->ch[i].cfg;
-        prev[i] = p->ch[i].x;
+        r->cfgs[i] = p->ch[i].cfg;
+        r->prev[i] = p->ch[i].x;
+    }
+}
+
+/* Releases what decide_begin allocated. */
+static void decide_end(run_t *r)
+{
+    gsl_rng_free(r->rng);
+    free(r->cfgs);
+    free(r->prev);
+    free(r->corrupt);
+}
+
+/* Posterior ROAS summaries at r->x from S draws, for the paths that do not
+ * run the allocator (initial split, kill action): the same definitions as
+ * the allocator's (bd_curve_roas_zero at zero spend, bd_stats_quantiles_90). */
+static void decide_roas_stats(run_t *r)
+{
+    enum { S = 64 };
+    const bd_portfolio_t *p = r->p;
+    const double *x = r->x;
+    bd_decision_channel_t *dch = r->d->ch;
+    size_t n = p->n;
+    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1));
+    int below = 0;
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += x[i];
+    for (int s = 0; s < S; s++) {
+        double ret = 0;
+        for (size_t i = 0; i < n; i++) {
+            bd_curve_t c;
+            r->ops->sample(&p->ch[i].model, &p->ch[i].prior, r->rng, &c);
+            double v = bd_curve_value(&c, x[i]);
+            ret += v;
+            roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_roas_zero(&c);
+        }
+        if (total > 0 && ret < p->pol->risk_roas_floor * total) below++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double *q = roas + i * S, sum = 0;
+        for (int s = 0; s < S; s++) sum += q[s];
+        dch[i].mean_roas = sum / S;
+        bd_stats_quantiles_90(q, S, &dch[i].roas_lo, &dch[i].roas_hi);
+        dch[i].bound = BD_BOUND_NONE;
+    }
+    r->d->p_below_floor = total > 0 ? (double)below / S : 0;
+    free(roas);
+}
+
+/* Kill action: a latched portfolio spends what its action says
+ * (killswitch.h), at once and without a proposal. */
+static void decide_kill_action(run_t *r)
+{
+    bd_portfolio_t *p = r->p;
+    bd_killswitch_action_alloc(p, r->cfgs, r->x);
+    for (size_t i = 0; i < p->n; i++) p->ch[i].x = r->x[i];
+    r->d->path = BD_PATH_KILLED;
+    r->d->status = BD_STATUS_KILLED;
+    r->d->kill_reason = p->kill_reason;
+    p->has_proposal = false;
+}
+
+/* First sight of the portfolio: the configured split, in force at once. */
+static void decide_initial(run_t *r)
+{
+    bd_portfolio_t *p = r->p;
+    bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
+    for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
+    r->d->path = BD_PATH_INITIAL;
+    r->d->status = BD_STATUS_ACTIVE;
+    /* Killed before its first decision (an operator's kill key found at
+     * first sight): the initial split is what freeze keeps. */
+    if (p->killed) decide_kill_action(r);
+    decide_roas_stats(r);
+}
+
+/* Stage 1, model update of a closed cycle: each channel that reported in
+ * the cycle forgets (discount toward the prior), then observes its
+ * aggregate. A channel without events keeps its posterior: silence (a
+ * paused channel, a connector outage) is not evidence that the channel
+ * changed, and the stale trigger watches it. Forgetting every channel
+ * every cycle instead made unobserved channels drift back to the prior
+ * and be re-explored for nothing (docs/DECISIONS.md "Forgetting"). An
+ * aggregate holding numbers no channel can produce (model.h) is never
+ * shown to a model; r->corrupt marks it for the kill-switch, which trips. */
+static void decide_update_models(run_t *r)
+{
+    bd_portfolio_t *p = r->p;
+    const bd_agg_t *agg = r->job->agg;
+    for (size_t i = 0; i < p->n; i++) {
+        double v;
+        r->corrupt[i] = bd_agg_implausible(&agg[i], &v) != NULL;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        bd_channel_t *c = &p->ch[i];
+        if (agg[i].events == 0 || r->corrupt[i]) continue;
+        r->ops->discount(&c->model, &c->prior, p->pol->discount);
+        r->ops->observe(&c->model, &c->prior, &agg[i]);
+    }
+}
+
+/* Stage 2, kill-switch: the closed cycle goes to the trailing window and
+ * the triggers (killswitch.h); the record says whether it tripped. */
+static void decide_kill_switch(run_t *r)
+{
+    const bd_decide_job_t *job = r->job;
+    bd_killswitch_cycle_t kc = {
+        .agg = job->agg, .corrupt = r->corrupt, .closed_end = job->cycle * job->cfg->cycle,
+        .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
+    };
+    r->d->tripped = bd_killswitch_close_cycle(r->p, &kc);
+}
+
+/* What the allocator and the verifier made of the cycle (stage 3). */
+typedef struct {
+    bd_err_t rc;          /* BD_OK, or the allocator's or verifier's refusal */
+    char err[256];        /* the refusal's text */
+    bool kept, risk_held; /* as bd_alloc_output_t */
+    bool *promoted;       /* lab gate state after the decision (p->n entries, owned) */
+} alloc_result_t;
+
+/* Stage 3, allocate and verify: the allocator's allocation into r->x, then
+ * (unless it kept the allocation in force) the independent re-check. The
+ * record gets the allocator's statistics and bounds whatever the outcome. */
+static void decide_allocate(run_t *r, alloc_result_t *res)
+{
+    bd_portfolio_t *p = r->p;
+    const bd_policy_t *pol = p->pol;
+    size_t n = p->n, n1 = n ? n : 1;
+    double *safe = bd_xmalloc(sizeof(double) * n1 * 3);
+    double *mean = safe + n, *lo = mean + n;
+    double *hi = bd_xmalloc(sizeof(double) * n1);
+    bool *prom = bd_xcalloc(n1, sizeof(bool));
+    bd_bound_t *bound = bd_xcalloc(n1, sizeof(*bound));
+    bd_model_state_t *st = bd_xmalloc(sizeof(*st) * n1);
+    bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * n1);
+    res->promoted = bd_xcalloc(n1, sizeof(bool));
+    for (size_t i = 0; i < n; i++) {
         safe[i] = p->ch[i].safe;
         prom[i] = p->ch[i].promoted;
+        st[i] = p->ch[i].model;
+        pr[i] = p->ch[i].prior;
     }
+    bd_alloc_input_t in = {
+        .n = n, .pol = pol, .cfg = r->cfgs, .ops = r->ops, .states = st, .priors = pr,
+        .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng,
+    };
+    bd_alloc_output_t out = {
+        .x = r->x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
+        .promoted = res->promoted,
+    };
+    res->rc = bd_alloc_decide(&in, &out, res->err, sizeof(res->err));
+    if (res->rc == BD_OK && !out.kept) {
+        bd_verify_input_t vin = {
+            .n = n, .pol = pol, .cfg = r->cfgs, .x = r->x, .prev = r->prev,
+            .promoted = res->promoted, .draws = out.draws, .n_draws = out.n_draws,
+            .risk_held = out.risk_held,
+        };
+        res->rc = bd_verify_allocation(&vin, res->err, sizeof(res->err));
+    }
+    for (size_t i = 0; i < n; i++) {
+        r->d->ch[i].mean_roas = mean[i];
+        r->d->ch[i].roas_lo = lo[i];
+        r->d->ch[i].roas_hi = hi[i];
+        r->d->ch[i].bound = bound[i];
+    }
+    r->d->p_below_floor = out.p_below_floor;
+    res->kept = out.kept;
+    res->risk_held = out.risk_held;
+    bd_alloc_output_free(&out);
+    free(safe);
+    free(hi);
+    free(prom);
+    free(bound);
+    free(st);
+    free(pr);
+}
 
-    if (job->initial) {
-        bd_alloc_initial(pol, cfgs, n, x);
-        for (size_t i = 0; i < n; i++) p->ch[i].x = p->ch[i].safe = x[i];
-        d->path = BD_PATH_INITIAL;
-        d->status = BD_STATUS_ACTIVE;
-        if (p->killed) {
-            /* Killed before its first decision (an operator's kill key found
-             * at first sight): the initial split is what freeze keeps. */
-            decide_kill_alloc(p, cfgs, x);
-            for (size_t i = 0; i < n; i++) p->ch[i].x = x[i];
-            d->path = BD_PATH_KILLED;
-            d->status = BD_STATUS_KILLED;
-            d->kill_reason = p->kill_reason;
-            p->has_proposal = false;
-        }
-        decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
+/* Held (its note already in job->note): nothing new is published and the
+ * allocation in force stays. */
+static void decide_hold(run_t *r)
+{
+    r->d->note = r->job->note;
+    r->d->path = BD_PATH_HELD;
+    r->d->status = BD_STATUS_HELD;
+    r->p->has_proposal = false;
+    memcpy(r->x, r->prev, sizeof(double) * r->p->n);
+}
+
+/* Stage 4, autonomy gate: what becomes of the allocation. Refused by the
+ * allocator or the verifier, or risk held: held. Kept by min_change: kept.
+ * Otherwise automate applies it, delegate applies it when every change is
+ * within escalate_above (else escalates), assist and collaborate propose
+ * it. The lab gate's promotions stick either way. */
+static void decide_gate(run_t *r, const alloc_result_t *res)
+{
+    bd_portfolio_t *p = r->p;
+    const bd_policy_t *pol = p->pol;
+    bd_decide_job_t *job = r->job;
+    size_t n = p->n;
+    r->d->status = BD_STATUS_ACTIVE;
+    if (res->rc != BD_OK) {
+        job->verify_failed = true;
+        snprintf(job->note, sizeof(job->note), "verify: %.200s", res->err);
+        decide_hold(r);
+    } else if (res->risk_held) {
+        snprintf(job->note, sizeof(job->note),
+                 "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f",
+                 pol->risk_roas_floor, pol->risk_max_prob);
+        decide_hold(r);
+    } else if (res->kept) {
+        r->d->path = BD_PATH_KEPT;
+        p->has_proposal = false;
+    } else if (pol->mode == BD_MODE_AUTOMATE ||
+               (pol->mode == BD_MODE_DELEGATE && decide_within_escalation(p, r->x))) {
+        r->d->path = BD_PATH_APPLIED;
+        for (size_t i = 0; i < n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
+        p->has_proposal = false;
     } else {
-        /* aggregates holding numbers no channel can produce (model.h) */
-        bool *corrupt = prom_out + n;
-        for (size_t i = 0; i < n; i++) {
-            double v;
-            corrupt[i] = bd_agg_implausible(&job->agg[i], &v) != NULL;
-        }
-        decide_update_models(p, ops, job->agg, corrupt);
-        bd_cycle_hist_t h = {0, 0};
-        for (size_t i = 0; i < n; i++) {
-            if (corrupt[i]) continue; /* kept out of the kill window too */
-            h.spend += job->agg[i].spend;
-            h.value += agg_value(&job->agg[i], pol->objective);
-        }
-        int w = pol->kill.window > 0 ? pol->kill.window : 1;
-        p->hist[p->hist_n % (uint64_t)w] = h;
-        p->hist_n++;
-        char reason[sizeof(p->kill_reason)];
-        if (!p->killed && decide_kill_check(job, job->agg, corrupt, reason, sizeof(reason))) {
-            p->killed = true;
-            snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
-            d->tripped = true;
-        }
-        if (p->killed) {
-            decide_kill_alloc(p, cfgs, x);
-            decide_roas_stats(p, ops, rng, x, d->ch, &d->p_below_floor);
-            d->path = BD_PATH_KILLED;
-            d->status = BD_STATUS_KILLED;
-            d->kill_reason = p->kill_reason;
-            p->has_proposal = false;
-            for (size_t i = 0; i < n; i++) p->ch[i].x = x[i];
-        } else {
-            bd_alloc_input_t in = {
-                .n = n, .pol = pol, .cfg = cfgs, .ops = ops,
-                .states = NULL, .priors = NULL, .prev = prev, .safe = safe,
-                .promoted = prom, .rng = rng,
-            };
-            bd_model_state_t *st = bd_xmalloc(sizeof(*st) * (n ? n : 1));
-            bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * (n ? n : 1));
-            for (size_t i = 0; i < n; i++) {
-                st[i] = p->ch[i].model;
-                pr[i] = p->ch[i].prior;
-            }
-            in.states = st;
-            in.priors = pr;
-            bd_alloc_output_t out = {
-                .x = x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
-                .promoted = prom_out,
-            };
-            char err[256];
-            bd_err_t rc = bd_alloc_decide(&in, &out, err, sizeof(err));
-            if (rc == BD_OK) {
-                bd_verify_input_t vin = {
-                    .n = n, .pol = pol, .cfg = cfgs, .x = x, .prev = prev, .promoted = prom_out,
-                    .draws = out.draws, .n_draws = out.n_draws, .risk_held = out.risk_held,
-                };
-                if (!out.kept) rc = bd_verify_allocation(&vin, err, sizeof(err));
-            }
-            for (size_t i = 0; i < n; i++) {
-                d->ch[i].mean_roas = mean[i];
-                d->ch[i].roas_lo = lo[i];
-                d->ch[i].roas_hi = hi[i];
-                d->ch[i].bound = bound[i];
-            }
-            d->p_below_floor = out.p_below_floor;
-            d->status = BD_STATUS_ACTIVE;
-            if (rc != BD_OK) {
-                /* Refused by the allocator or the verifier: nothing new is
-                 * published; the allocation in force is held. */
-                job->verify_failed = true;
-                snprintf(job->note, sizeof(job->note), "verify: %.200s", err);
-                d->note = job->note;
-                d->path = BD_PATH_HELD;
-                d->status = BD_STATUS_HELD;
-                p->has_proposal = false;
-                memcpy(x, prev, sizeof(double) * n);
-            } else if (out.risk_held) {
-                snprintf(job->note, sizeof(job->note),
-                         "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f",
-                         pol->risk_roas_floor, pol->risk_max_prob);
-                d->note = job->note;
-                d->path = BD_PATH_HELD;
-                d->status = BD_STATUS_HELD;
-                p->has_proposal = false;
-                memcpy(x, prev, sizeof(double) * n);
-            } else if (out.kept) {
-                d->path = BD_PATH_KEPT;
-                p->has_proposal = false;
-            } else if (pol->mode == BD_MODE_AUTOMATE ||
-                       (pol->mode == BD_MODE_DELEGATE && decide_within_escalation(p, x))) {
-                d->path = BD_PATH_APPLIED;
-                for (size_t i = 0; i < n; i++) {
-                    p->ch[i].x = x[i];
-                    p->ch[i].safe = x[i];
-                }
-                p->has_proposal = false;
-            } else {
-                d->path = pol->mode == BD_MODE_DELEGATE ? BD_PATH_ESCALATED : BD_PATH_PROPOSED;
-                for (size_t i = 0; i < n; i++) p->ch[i].proposed = x[i];
-                p->has_proposal = true;
-                p->proposal_cycle = job->cycle;
-            }
-            for (size_t i = 0; i < n; i++) p->ch[i].promoted = prom_out[i];
-            bd_alloc_output_free(&out);
-            free(st);
-            free(pr);
-        }
+        r->d->path = pol->mode == BD_MODE_DELEGATE ? BD_PATH_ESCALATED : BD_PATH_PROPOSED;
+        for (size_t i = 0; i < n; i++) p->ch[i].proposed = r->x[i];
+        p->has_proposal = true;
+        p->proposal_cycle = job->cycle;
     }
+    for (size_t i = 0; i < n; i++) p->ch[i].promoted = res->promoted[i];
+}
+
+/* Stage 5, record: the portfolio's status and the record's channels,
+ * total and JSON. */
+static void decide_record(run_t *r)
+{
+    bd_portfolio_t *p = r->p;
+    bd_decision_t *d = r->d;
+    bd_decide_job_t *job = r->job;
     p->status = d->status;
     p->alloc_cycle = job->cycle;
     double total = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->n; i++) {
         d->ch[i].channel = p->ch[i].name;
-        d->ch[i].prev = job->initial ? 0 : prev[i];
-        d->ch[i].spend = x[i];
-        total += x[i];
+        d->ch[i].prev = job->initial ? 0 : r->prev[i];
+        d->ch[i].spend = r->x[i];
+        total += r->x[i];
     }
     d->total = total;
     job->json_len = bd_record_json(d, &job->json, &job->json_cap);
-    gsl_rng_free(rng);
-    free(cfgs);
-    free(prev);
-    free(prom);
-    free(bound);
-    free(hi);
+}
+
+/* The data path of a closed cycle, stage by stage (docs/ARCHITECTURE.md):
+ * first sight publishes the initial split; otherwise model update, then
+ * the kill-switch, then for a latched portfolio the kill action, else
+ * allocate + verify and the autonomy gate; the record last. */
+void bd_decide_run(bd_decide_job_t *job)
+{
+    run_t r;
+    decide_begin(job, &r);
+    if (job->initial) {
+        decide_initial(&r);
+    } else {
+        decide_update_models(&r);
+        decide_kill_switch(&r);
+        if (r.p->killed) {
+            decide_kill_action(&r);
+            decide_roas_stats(&r);
+        } else {
+            alloc_result_t res;
+            decide_allocate(&r, &res);
+            decide_gate(&r, &res);
+            free(res.promoted);
+        }
+    }
+    decide_record(&r);
+    decide_end(&r);
 }
 
 void bd_decide_job_free(bd_decide_job_t *job)
@@ -399,17 +392,4 @@ void bd_decide_apply_proposal(bd_portfolio_t *p)
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = p->ch[i].proposed;
     p->has_proposal = false;
     p->status = BD_STATUS_ACTIVE;
-}
-
-void bd_decide_operator_kill(bd_portfolio_t *p, const char *reason)
-{
-    p->killed = true;
-    snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason ? reason : "");
-}
-
-void bd_decide_operator_resume(bd_portfolio_t *p)
-{
-    p->killed = false;
-    p->kill_reason[0] = '\0';
-    p->hist_n = 0;
 }

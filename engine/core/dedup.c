@@ -9,7 +9,6 @@
  * A ring entry whose key was removed from tab early (looked up after it had
  * expired) stays in the ring as a dead entry (h2 == 0) until it reaches the
  * front; live keys always have h2's low bit set. */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -55,10 +54,7 @@ static void *big_alloc(size_t n)
     if (n < HUGE_MIN) return bd_xcalloc(1, n);
     size_t len = (n + HUGE_MIN - 1) & ~(HUGE_MIN - 1);
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        fprintf(stderr, "budgetd: out of memory (%zu bytes)\n", len);
-        abort();
-    }
+    if (p == MAP_FAILED) bd_oom(len);
 #ifdef MADV_HUGEPAGE
     madvise(p, len, MADV_HUGEPAGE);
 #endif

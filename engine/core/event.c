@@ -8,9 +8,9 @@
  *      truncate "ab\u0000cd" to "ab")                          -> bad_json
  *   2. cJSON parse failure, anything but whitespace after the value, or a
  *      top-level value that is not an object                    -> bad_json
- *      (the flat-object fast path below reads the common shape without
- *      cJSON and gives exactly cJSON's members; anything it does not take,
- *      errors included, goes through cJSON)
+ *      (the flat-object fast path, event_fast.c, reads the common shape
+ *      without cJSON and gives exactly cJSON's members; anything it does
+ *      not take, errors included, goes through cJSON)
  *   3. one walk over the members collects the known keys. Duplicate keys:
  *      the LAST occurrence wins (like JavaScript's JSON.parse; note that
  *      cJSON_GetObjectItem would return the first). A JSON null counts as
@@ -44,6 +44,7 @@
 #include <string.h>
 #include <cJSON.h>
 #include "budgetd/event.h"
+#include "event_int.h"
 
 /* ---- parse arena ---------------------------------------------------------*/
 
@@ -180,66 +181,6 @@ static size_t raw_scan(const unsigned char *s, size_t len)
     return len;
 }
 
-/* ---- field table ---------------------------------------------------------*/
-
-enum {
-    F_V, F_TS, F_PORTFOLIO, F_CHANNEL, F_EVENT_ID, F_WATERMARK,
-    F_SPEND, F_IMPRESSIONS, F_CLICKS, F_CONVERSIONS, F_REVENUE, F__N
-};
-
-/* Maps a member key of n bytes to its field, or -1 for unknown keys.
- * Switches on the first byte so that an unknown key costs one comparison
- * at most; the fixed-size memcmps are inlined by the compiler. */
-static int field_of(const char *k, size_t n)
-{
-#define KEY_IS(w) (n == sizeof(w) - 1 && memcmp(k, w, sizeof(w) - 1) == 0)
-    switch (n ? k[0] : '\0') {
-    case 'v': return n == 1 ? F_V : -1;
-    case 't': return KEY_IS("ts") ? F_TS : -1;
-    case 'p': return KEY_IS("portfolio") ? F_PORTFOLIO : -1;
-    case 'c':
-        if (KEY_IS("channel")) return F_CHANNEL;
-        if (KEY_IS("conversions")) return F_CONVERSIONS;
-        if (KEY_IS("clicks")) return F_CLICKS;
-        return -1;
-    case 'e': return KEY_IS("event_id") ? F_EVENT_ID : -1;
-    case 'w': return KEY_IS("watermark") ? F_WATERMARK : -1;
-    case 's': return KEY_IS("spend") ? F_SPEND : -1;
-    case 'i': return KEY_IS("impressions") ? F_IMPRESSIONS : -1;
-    case 'r': return KEY_IS("revenue") ? F_REVENUE : -1;
-    default: return -1;
-    }
-#undef KEY_IS
-}
-
-/* A member value as the checks see it, whichever parser read it. A string
- * is its decoded bytes, never holding a NUL (raw_scan rejects raw NULs and
- * "\u0000"); true, false, arrays and objects are JV_OTHER; null never gets
- * here (it counts as absent). */
-typedef enum { JV_NUM, JV_STR, JV_OTHER } jv_type_t;
-
-typedef struct {
-    jv_type_t type;
-    double num;
-    const char *str;
-    size_t len;
-} jv_t;
-
-/* Which bytes may appear in a portfolio or channel name: [A-Za-z0-9_.:-]. */
-static const unsigned char name_ok[256] = {
-    ['-'] = 1, ['.'] = 1, [':'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
-
 /* ---- helpers -------------------------------------------------------------*/
 
 /* Writes the human detail (if the caller wants it) and returns the reason, so
@@ -271,10 +212,10 @@ static int to_int64(double d, int64_t *out)
 
 /* Validates an event-time integer field (ts or watermark): integer, in int64
  * and not before BD_TS_MIN. */
-static bd_reject_t check_time(const jv_t *it, const char *name, int64_t *out,
+static bd_reject_t check_time(const bd_jv_t *it, const char *name, int64_t *out,
                               char *detail, size_t dlen)
 {
-    if (it->type != JV_NUM)
+    if (it->type != BD_JV_NUM)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be an integer", name);
     switch (to_int64(it->num, out)) {
     case 1:
@@ -292,11 +233,11 @@ static bd_reject_t check_time(const jv_t *it, const char *name, int64_t *out,
 
 /* Validates and copies a portfolio/channel name; "*" passes when star is
  * set. Length and characters are checked in one pass (no strlen). */
-static bd_reject_t check_name(const jv_t *it, const char *name, char *dst, int star,
+static bd_reject_t check_name(const bd_jv_t *it, const char *name, char *dst, int star,
                               char *detail, size_t dlen)
 {
     if (!it) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
-    if (it->type != JV_STR)
+    if (it->type != BD_JV_STR)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a string", name);
     const unsigned char *s = (const unsigned char *)it->str;
     if (star && it->len == 1 && s[0] == '*') {
@@ -309,7 +250,7 @@ static bd_reject_t check_name(const jv_t *it, const char *name, char *dst, int s
         if (n == BD_NAME_MAX)
             return rej(detail, dlen, BD_REJ_BAD_ID, "field '%s' is longer than %d chars", name,
                        BD_NAME_MAX);
-        if (!name_ok[s[n]])
+        if (!bd_name_char_ok(s[n]))
             return rej(detail, dlen, BD_REJ_BAD_ID,
                        "field '%s' has byte 0x%02x at %zu (allowed: A-Z a-z 0-9 _ . : -)", name,
                        s[n], n);
@@ -322,11 +263,11 @@ static bd_reject_t check_name(const jv_t *it, const char *name, char *dst, int s
 
 /* Validates and copies the optional event_id: 1-128 printable ASCII bytes
  * without spaces (0x21-0x7e). */
-static bd_reject_t check_event_id(const jv_t *it, char *dst, char *detail, size_t dlen)
+static bd_reject_t check_event_id(const bd_jv_t *it, char *dst, char *detail, size_t dlen)
 {
     dst[0] = '\0';
     if (!it) return BD_REJ_NONE;
-    if (it->type != JV_STR)
+    if (it->type != BD_JV_STR)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'event_id' must be a string");
     const unsigned char *s = (const unsigned char *)it->str;
     size_t n = 0;
@@ -347,7 +288,7 @@ static bd_reject_t check_event_id(const jv_t *it, char *dst, char *detail, size_
 
 /* Validates one of the numbers: finite and >= 0. Absent is missing_field when
  * required, else 0. */
-static bd_reject_t check_num(const jv_t *it, const char *name, int required, double *out,
+static bd_reject_t check_num(const bd_jv_t *it, const char *name, int required, double *out,
                              char *detail, size_t dlen)
 {
     if (!it) {
@@ -355,7 +296,7 @@ static bd_reject_t check_num(const jv_t *it, const char *name, int required, dou
         if (required) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field '%s' is missing", name);
         return BD_REJ_NONE;
     }
-    if (it->type != JV_NUM)
+    if (it->type != BD_JV_NUM)
         return rej(detail, dlen, BD_REJ_BAD_TYPE, "field '%s' must be a number", name);
     double d = it->num;
     if (d - d != 0.0) /* inf (cJSON never yields nan) */
@@ -367,199 +308,54 @@ static bd_reject_t check_num(const jv_t *it, const char *name, int required, dou
 }
 
 /* Field checks after parsing, in the documented order. */
-static bd_reject_t check_fields(const jv_t *const f[F__N], bd_event_t *ev, char *detail,
+static bd_reject_t check_fields(const bd_jv_t *const f[BD_EVF__N], bd_event_t *ev, char *detail,
                                 size_t dlen)
 {
     bd_reject_t r;
-    if (f[F_V]) {
+    if (f[BD_EVF_V]) {
         int64_t v = 0;
-        if (f[F_V]->type != JV_NUM)
+        if (f[BD_EVF_V]->type != BD_JV_NUM)
             return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' must be an integer");
-        int k = to_int64(f[F_V]->num, &v);
+        int k = to_int64(f[BD_EVF_V]->num, &v);
         if (k == 1)
             return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' is %.17g (must be an integer)",
-                       f[F_V]->num);
+                       f[BD_EVF_V]->num);
         if (k == 2 || v != 1)
             return rej(detail, dlen, BD_REJ_BAD_VERSION, "field 'v' is %g (supported: 1)",
-                       f[F_V]->num);
+                       f[BD_EVF_V]->num);
     }
-    int wm = f[F_WATERMARK] && !f[F_CHANNEL];
-    if ((r = check_name(f[F_PORTFOLIO], "portfolio", ev->portfolio, wm, detail, dlen))) return r;
+    int wm = f[BD_EVF_WATERMARK] && !f[BD_EVF_CHANNEL];
+    if ((r = check_name(f[BD_EVF_PORTFOLIO], "portfolio", ev->portfolio, wm, detail, dlen))) return r;
     ev->channel[0] = '\0';
     ev->spend = ev->impressions = ev->clicks = ev->conversions = ev->revenue = 0.0;
     if (wm) {
         ev->kind = BD_EV_WATERMARK;
-        if ((r = check_time(f[F_WATERMARK], "watermark", &ev->ts, detail, dlen))) return r;
-        return check_event_id(f[F_EVENT_ID], ev->event_id, detail, dlen);
+        if ((r = check_time(f[BD_EVF_WATERMARK], "watermark", &ev->ts, detail, dlen))) return r;
+        return check_event_id(f[BD_EVF_EVENT_ID], ev->event_id, detail, dlen);
     }
     ev->kind = BD_EV_DATA;
-    if (!f[F_TS]) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field 'ts' is missing");
-    if ((r = check_time(f[F_TS], "ts", &ev->ts, detail, dlen))) return r;
-    if ((r = check_name(f[F_CHANNEL], "channel", ev->channel, 0, detail, dlen))) return r;
-    if ((r = check_event_id(f[F_EVENT_ID], ev->event_id, detail, dlen))) return r;
-    if ((r = check_num(f[F_SPEND], "spend", 1, &ev->spend, detail, dlen))) return r;
-    if ((r = check_num(f[F_CONVERSIONS], "conversions", 1, &ev->conversions, detail, dlen)))
+    if (!f[BD_EVF_TS]) return rej(detail, dlen, BD_REJ_MISSING_FIELD, "field 'ts' is missing");
+    if ((r = check_time(f[BD_EVF_TS], "ts", &ev->ts, detail, dlen))) return r;
+    if ((r = check_name(f[BD_EVF_CHANNEL], "channel", ev->channel, 0, detail, dlen))) return r;
+    if ((r = check_event_id(f[BD_EVF_EVENT_ID], ev->event_id, detail, dlen))) return r;
+    if ((r = check_num(f[BD_EVF_SPEND], "spend", 1, &ev->spend, detail, dlen))) return r;
+    if ((r = check_num(f[BD_EVF_CONVERSIONS], "conversions", 1, &ev->conversions, detail, dlen)))
         return r;
-    if ((r = check_num(f[F_IMPRESSIONS], "impressions", 0, &ev->impressions, detail, dlen)))
+    if ((r = check_num(f[BD_EVF_IMPRESSIONS], "impressions", 0, &ev->impressions, detail, dlen)))
         return r;
-    if ((r = check_num(f[F_CLICKS], "clicks", 0, &ev->clicks, detail, dlen))) return r;
-    return check_num(f[F_REVENUE], "revenue", 0, &ev->revenue, detail, dlen);
-}
-
-/* ---- public API ----------------------------------------------------------*/
-
-/* ---- flat-object fast path ----------------------------------------------*/
-
-/* The powers of ten that are exact doubles. */
-static const double pow10_exact[23] = {
-    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-};
-
-#define IS_DIGIT(c) ((unsigned char)((c) - '0') < 10)
-
-/* Skips JSON whitespace (raw_scan has left no other byte below 0x20). */
-static inline const char *flat_ws(const char *p, const char *e)
-{
-    while (p < e && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')) p++;
-    return p;
-}
-
-/* A string at p (its opening quote) without escapes: its bytes in s/n and
- * the position after the closing quote, or NULL (escape or unterminated). */
-static inline const char *flat_string(const char *p, const char *e, const char **s, size_t *n)
-{
-    const char *q = ++p;
-    while (q < e && *q != '"') {
-        if (*q == '\\') return NULL;
-        q++;
-    }
-    if (q >= e) return NULL;
-    *s = p;
-    *n = (size_t)(q - p);
-    return q + 1;
-}
-
-/* A number at p in JSON's strict grammar whose value is exact in one IEEE
- * operation (Clinger's fast path: a mantissa <= 2^53 times or divided by an
- * exact power of ten <= 1e22), so that the result is the correctly rounded
- * value strtod (and so cJSON) gives. Returns the position after it, or NULL
- * for everything else (leading zeros, 20+ digits, big exponents, tokens of
- * 64+ chars, which cJSON cuts at 63), which cJSON then decides. */
-static const char *flat_number(const char *p, const char *e, double *out)
-{
-    const char *s = p;
-    bool neg = *p == '-';
-    uint64_t m = 0;
-    int nd = 0, ex = 0;
-    if (neg && ++p >= e) return NULL;
-    if (*p == '0') {
-        p++;
-    } else if (IS_DIGIT(*p)) {
-        for (; p < e && IS_DIGIT(*p); p++) {
-            if (++nd > 19) return NULL;
-            m = m * 10 + (uint64_t)(*p - '0');
-        }
-    } else {
-        return NULL;
-    }
-    if (p < e && IS_DIGIT(*p)) return NULL; /* "01" */
-    if (p < e && *p == '.') {
-        if (++p >= e || !IS_DIGIT(*p)) return NULL;
-        for (; p < e && IS_DIGIT(*p); p++, ex--) {
-            if (++nd > 19) return NULL;
-            m = m * 10 + (uint64_t)(*p - '0');
-        }
-    }
-    if (p < e && (*p == 'e' || *p == 'E')) {
-        bool eneg = false;
-        if (++p < e && (*p == '+' || *p == '-')) eneg = *p++ == '-';
-        if (p >= e || !IS_DIGIT(*p)) return NULL;
-        int x = 0;
-        for (; p < e && IS_DIGIT(*p); p++)
-            if (x < 100000) x = x * 10 + (*p - '0');
-        ex += eneg ? -x : x;
-    }
-    if (p - s > 63) return NULL;
-    double d = 0.0;
-    if (m != 0) {
-        if (m > (1ULL << 53) || ex < -22 || ex > 22) return NULL;
-        d = ex < 0 ? (double)m / pow10_exact[-ex] : (double)m * pow10_exact[ex];
-    }
-    *out = neg ? -d : d;
-    return p;
-}
-
-/* Steps 2-3 for the shape nearly every event has: one flat object whose
- * values are strings without escapes, numbers flat_number takes, true,
- * false or null. Fills vals/f exactly as the walk over cJSON's tree would
- * (same keys, last wins, null absent, same doubles) without building a
- * tree: cJSON spends most of its time in strtod and allocation. Returns 0
- * on anything else (escapes, nesting, other numbers, any syntax error), and
- * the caller falls back to cJSON, which then also words the error. A
- * differential test holds the two paths to the same results. */
-static int flat_parse(const char *buf, size_t len, jv_t vals[F__N], const jv_t *f[F__N])
-{
-    const char *p = flat_ws(buf, buf + len), *e = buf + len;
-    if (p >= e || *p != '{') return 0;
-    p = flat_ws(p + 1, e);
-    if (p < e && *p == '}') return flat_ws(p + 1, e) == e;
-    for (;;) {
-        const char *k;
-        size_t kn;
-        if (p >= e || *p != '"' || !(p = flat_string(p, e, &k, &kn))) return 0;
-        p = flat_ws(p, e);
-        if (p >= e || *p != ':') return 0;
-        p = flat_ws(p + 1, e);
-        if (p >= e) return 0;
-        jv_t v = {JV_OTHER, 0.0, NULL, 0};
-        bool null = false;
-        switch (*p) {
-        case '"':
-            if (!(p = flat_string(p, e, &v.str, &v.len))) return 0;
-            v.type = JV_STR;
-            break;
-        case 'n':
-            if (e - p < 4 || memcmp(p, "null", 4) != 0) return 0;
-            p += 4, null = true;
-            break;
-        case 't':
-            if (e - p < 4 || memcmp(p, "true", 4) != 0) return 0;
-            p += 4;
-            break;
-        case 'f':
-            if (e - p < 5 || memcmp(p, "false", 5) != 0) return 0;
-            p += 5;
-            break;
-        default:
-            if (!(p = flat_number(p, e, &v.num))) return 0;
-            v.type = JV_NUM;
-            break;
-        }
-        int fk = field_of(k, kn);
-        if (fk >= 0) {
-            vals[fk] = v;
-            f[fk] = null ? NULL : &vals[fk]; /* last wins */
-        }
-        p = flat_ws(p, e);
-        if (p < e && *p == ',') {
-            p = flat_ws(p + 1, e);
-            continue;
-        }
-        if (p < e && *p == '}') return flat_ws(p + 1, e) == e;
-        return 0;
-    }
+    if ((r = check_num(f[BD_EVF_CLICKS], "clicks", 0, &ev->clicks, detail, dlen))) return r;
+    return check_num(f[BD_EVF_REVENUE], "revenue", 0, &ev->revenue, detail, dlen);
 }
 
 /* ---- decoding ------------------------------------------------------------*/
 
 /* A cJSON member as a checked value (null is handled by the caller). */
-static jv_t jv_of(const cJSON *it)
+static bd_jv_t jv_of(const cJSON *it)
 {
     switch (it->type & 0xFF) {
-    case cJSON_Number: return (jv_t){JV_NUM, it->valuedouble, NULL, 0};
-    case cJSON_String: return (jv_t){JV_STR, 0.0, it->valuestring, strlen(it->valuestring)};
-    default: return (jv_t){JV_OTHER, 0.0, NULL, 0};
+    case cJSON_Number: return (bd_jv_t){BD_JV_NUM, it->valuedouble, NULL, 0};
+    case cJSON_String: return (bd_jv_t){BD_JV_STR, 0.0, it->valuestring, strlen(it->valuestring)};
+    default: return (bd_jv_t){BD_JV_OTHER, 0.0, NULL, 0};
     }
 }
 
@@ -589,10 +385,10 @@ static bd_reject_t decode_cjson(const char *buf, size_t len, bd_event_t *ev, cha
     } else if ((root->type & 0xFF) != cJSON_Object) {
         r = rej(detail, detail_len, BD_REJ_BAD_JSON, "top-level value is not an object");
     } else {
-        jv_t vals[F__N];
-        const jv_t *f[F__N] = {0};
+        bd_jv_t vals[BD_EVF__N];
+        const bd_jv_t *f[BD_EVF__N] = {0};
         for (const cJSON *it = root->child; it; it = it->next) {
-            int k = it->string ? field_of(it->string, strlen(it->string)) : -1;
+            int k = it->string ? bd_event_field_of(it->string, strlen(it->string)) : -1;
             if (k < 0) continue;
             bool null = (it->type & 0xFF) == cJSON_NULL;
             if (!null) vals[k] = jv_of(it);
@@ -621,9 +417,9 @@ static bd_reject_t decode(const char *buf, size_t len, bd_event_t *ev, char *det
                        bad);
         return rej(detail, detail_len, BD_REJ_BAD_JSON, "invalid UTF-8 at byte %zu", bad);
     }
-    jv_t vals[F__N];
-    const jv_t *f[F__N] = {0};
-    if (fast && flat_parse(buf, len, vals, f)) {
+    bd_jv_t vals[BD_EVF__N];
+    const bd_jv_t *f[BD_EVF__N] = {0};
+    if (fast && bd_event_flat_parse(buf, len, vals, f)) {
         t_fast++;
         bd_reject_t r = check_fields(f, ev, detail, detail_len);
         if (r == BD_REJ_NONE && ready) ready(ctx, ev);
@@ -678,15 +474,6 @@ const char *bd_reject_name(bd_reject_t r)
     return "unknown";
 }
 
-/* Name rule of CONTRACT §1, shared with the config loader. */
-int bd_event_name_valid(const char *s, size_t len)
-{
-    if (!s || len == 0 || len > BD_NAME_MAX) return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!name_ok[(unsigned char)s[i]]) return 0;
-    return 1;
-}
-
 /* Best-effort portfolio of a rejected line, so the per-portfolio reject
  * ratio (a kill-switch trigger) sees malformed events too. Rare path: a
  * second parse is cheaper than threading partial results out of decode. */
@@ -696,7 +483,7 @@ void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outl
     cJSON *root = cJSON_ParseWithLength(buf, len);
     if (!root) return;
     const cJSON *pf = cJSON_GetObjectItemCaseSensitive(root, "portfolio");
-    if (cJSON_IsString(pf) && bd_event_name_valid(pf->valuestring, strlen(pf->valuestring)))
+    if (cJSON_IsString(pf) && bd_name_valid(pf->valuestring, strlen(pf->valuestring)))
         snprintf(out, outlen, "%s", pf->valuestring);
     cJSON_Delete(root);
 }

@@ -122,7 +122,7 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
 {
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->ch[i].name, name) == 0) return (int)i;
-    if (!bd_event_name_valid(name, strlen(name))) return -1;
+    if (!bd_name_valid(name, strlen(name))) return -1;
     if (p->n == p->cap) {
         /* Channels are added rarely and their states are large: grow by an
          * eighth (at least one), so a portfolio wastes little room. */

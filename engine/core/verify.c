@@ -66,15 +66,10 @@ static double v_cap(const bd_verify_input_t *in, size_t i, bool *is_lab_cap)
 static double v_ceil_c(double v) { return ceil(v * 100 - 1e-6); }
 static double v_floor_c(double v) { return isinf(v) ? v : floor(v * 100 + 1e-6); }
 
-bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t errlen)
+/* Every spend finite, >= 0 and a whole number of cents. */
+static bd_err_t v_check_values(const bd_verify_input_t *in, char *errbuf, size_t errlen)
 {
-    if (!in || !in->pol) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no input");
-    if (in->n == 0) return BD_OK;
-    if (!in->x || !in->cfg) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no allocation");
-    const bd_policy_t *pol = in->pol;
-    size_t n = in->n;
-
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < in->n; i++) {
         double x = in->x[i];
         const char *nm = in->cfg[i]->name;
         if (!isfinite(x))
@@ -85,9 +80,15 @@ bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t 
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': spend %.6f not whole cents",
                            nm, x);
     }
+    return BD_OK;
+}
 
-    double capsum_c = 0;
-    for (size_t i = 0; i < n; i++) {
+/* Every spend within [min_i, cap_i]; the caps' sum in cents into *capsum_c. */
+static bd_err_t v_check_box(const bd_verify_input_t *in, double *capsum_c, char *errbuf,
+                            size_t errlen)
+{
+    *capsum_c = 0;
+    for (size_t i = 0; i < in->n; i++) {
         double x = in->x[i], mn = in->cfg[i]->min;
         bool lab;
         double cap = v_cap(in, i, &lab);
@@ -97,74 +98,109 @@ bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t 
         if (x > cap + V_EPS)
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': %.2f above %s %.2f", nm, x,
                            lab ? "lab cap" : "max", cap);
-        capsum_c += v_floor_c(cap);
+        *capsum_c += v_floor_c(cap);
     }
+    return BD_OK;
+}
 
-    double budget_c = floor(pol->budget * 100 + 0.5);
+/* The ramp box of channel i around prev p, in cents, into [*lo, *hi]. */
+static void v_ramp_box(const bd_verify_input_t *in, size_t i, double p, double *lo, double *hi)
+{
+    const bd_policy_t *pol = in->pol;
+    double step = pol->max_step * p;
+    if (step < 0.01 * pol->budget) step = 0.01 * pol->budget;
+    bool lab;
+    double cap_c = v_floor_c(v_cap(in, i, &lab)), min_c = v_ceil_c(in->cfg[i]->min);
+    if (min_c < 0) min_c = 0;
+    double down = v_ceil_c(p - step), up = v_floor_c(p + step);
+    *lo = down > min_c ? down : min_c;
+    *hi = up < cap_c ? up : cap_c;
+    if (*lo > *hi) {
+        if (down > cap_c) *lo = *hi = cap_c;
+        else *lo = *hi = min_c;
+    }
+}
+
+/* Ramp: every spend within its ramp box, when there is an allocation in
+ * force and every channel's ramp box together can hold the total. */
+static bd_err_t v_check_ramp(const bd_verify_input_t *in, double total_c, char *errbuf,
+                             size_t errlen)
+{
+    if (!in->prev) return BD_OK;
+    double lo_sum = 0, hi_sum = 0, lo, hi;
+    for (size_t i = 0; i < in->n; i++)
+        if (!isfinite(in->prev[i])) return BD_OK;
+    for (size_t i = 0; i < in->n; i++) {
+        v_ramp_box(in, i, in->prev[i], &lo, &hi);
+        lo_sum += lo;
+        hi_sum += hi;
+    }
+    if (!(lo_sum <= total_c && total_c <= hi_sum)) return BD_OK;
+    for (size_t i = 0; i < in->n; i++) {
+        v_ramp_box(in, i, in->prev[i], &lo, &hi);
+        double xc = rint(in->x[i] * 100);
+        if (xc < lo || xc > hi)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                           "channel '%s': %.2f outside ramp [%.2f, %.2f] from %.2f",
+                           in->cfg[i]->name, in->x[i], lo / 100, hi / 100, in->prev[i]);
+    }
+    return BD_OK;
+}
+
+/* Risk: unless the allocator held for risk, the share of draws whose
+ * portfolio return at x is below floor * total is at most max_prob. */
+static bd_err_t v_check_risk(const bd_verify_input_t *in, double total_c, char *errbuf,
+                             size_t errlen)
+{
+    const bd_policy_t *pol = in->pol;
+    size_t n = in->n;
+    if (in->risk_held || !in->draws || in->n_draws == 0 || !(pol->risk_max_prob < 1)) return BD_OK;
+    double floor_total = pol->risk_roas_floor * total_c / 100;
+    size_t S = in->n_draws, below = 0;
+    double ret[V_RET_CHUNK];
+    /* Draw-major sums in chunks of draws, channel by channel inside a
+     * chunk so that one cache of saturation factors serves a channel:
+     * each ret[] still adds the channels in index order. */
+    for (size_t s0 = 0; s0 < S; s0 += V_RET_CHUNK) {
+        size_t m = S - s0 < V_RET_CHUNK ? S - s0 : V_RET_CHUNK;
+        for (size_t s = 0; s < m; s++) ret[s] = 0;
+        for (size_t i = 0; i < n; i++) {
+            v_sat_cache_t sc;
+            v_sat_reset(&sc);
+            for (size_t s = 0; s < m; s++)
+                ret[s] += v_response_cached(&sc, &in->draws[(s0 + s) * n + i], in->x[i]);
+        }
+        for (size_t s = 0; s < m; s++) below += ret[s] < floor_total;
+    }
+    double p = (double)below / (double)in->n_draws;
+    if (p > pol->risk_max_prob)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "risk: P(ROAS < %.2f) = %.3f above max %.3f",
+                       pol->risk_roas_floor, p, pol->risk_max_prob);
+    return BD_OK;
+}
+
+/* The checks in a fixed order (values, box, total, ramp, risk); the first
+ * violation is the answer. */
+bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t errlen)
+{
+    if (!in || !in->pol) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no input");
+    if (in->n == 0) return BD_OK;
+    if (!in->x || !in->cfg) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no allocation");
+    double capsum_c;
+    bd_err_t rc = v_check_values(in, errbuf, errlen);
+    if (rc == BD_OK) rc = v_check_box(in, &capsum_c, errbuf, errlen);
+    if (rc != BD_OK) return rc;
+
+    /* Total: min(budget, sum of caps), to half a cent. */
+    double budget_c = floor(in->pol->budget * 100 + 0.5);
     double total_c = budget_c < capsum_c ? budget_c : capsum_c;
     double sum = 0;
-    for (size_t i = 0; i < n; i++) sum += in->x[i];
+    for (size_t i = 0; i < in->n; i++) sum += in->x[i];
     if (fabs(sum - total_c / 100) > 0.005 + 1e-9)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f differs from total %.2f", sum,
                        total_c / 100);
 
-    /* Ramp: only when every channel's ramp box together can hold the total. */
-    if (in->prev) {
-        double lo_sum = 0, hi_sum = 0;
-        bool usable = true;
-        for (size_t i = 0; i < n; i++)
-            if (!isfinite(in->prev[i])) usable = false;
-        for (size_t pass = 0; usable && pass < 2; pass++) {
-            for (size_t i = 0; i < n; i++) {
-                double p = in->prev[i], step = pol->max_step * p;
-                if (step < 0.01 * pol->budget) step = 0.01 * pol->budget;
-                bool lab;
-                double cap_c = v_floor_c(v_cap(in, i, &lab)), min_c = v_ceil_c(in->cfg[i]->min);
-                if (min_c < 0) min_c = 0;
-                double down = v_ceil_c(p - step), up = v_floor_c(p + step);
-                double lo = down > min_c ? down : min_c, hi = up < cap_c ? up : cap_c;
-                if (lo > hi) {
-                    if (down > cap_c) lo = hi = cap_c;
-                    else lo = hi = min_c;
-                }
-                if (pass == 0) {
-                    lo_sum += lo;
-                    hi_sum += hi;
-                    continue;
-                }
-                double xc = rint(in->x[i] * 100);
-                if (xc < lo || xc > hi)
-                    return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                                   "channel '%s': %.2f outside ramp [%.2f, %.2f] from %.2f",
-                                   in->cfg[i]->name, in->x[i], lo / 100, hi / 100, p);
-            }
-            if (pass == 0 && !(lo_sum <= total_c && total_c <= hi_sum)) break;
-        }
-    }
-
-    if (!in->risk_held && in->draws && in->n_draws > 0 && pol->risk_max_prob < 1) {
-        double floor_total = pol->risk_roas_floor * total_c / 100;
-        size_t S = in->n_draws, below = 0;
-        double ret[V_RET_CHUNK];
-        /* Draw-major sums in chunks of draws, channel by channel inside a
-         * chunk so that one cache of saturation factors serves a channel:
-         * each ret[] still adds the channels in index order. */
-        for (size_t s0 = 0; s0 < S; s0 += V_RET_CHUNK) {
-            size_t m = S - s0 < V_RET_CHUNK ? S - s0 : V_RET_CHUNK;
-            for (size_t s = 0; s < m; s++) ret[s] = 0;
-            for (size_t i = 0; i < n; i++) {
-                v_sat_cache_t sc;
-                v_sat_reset(&sc);
-                for (size_t s = 0; s < m; s++)
-                    ret[s] += v_response_cached(&sc, &in->draws[(s0 + s) * n + i], in->x[i]);
-            }
-            for (size_t s = 0; s < m; s++) below += ret[s] < floor_total;
-        }
-        double p = (double)below / (double)in->n_draws;
-        if (p > pol->risk_max_prob)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                           "risk: P(ROAS < %.2f) = %.3f above max %.3f", pol->risk_roas_floor, p,
-                           pol->risk_max_prob);
-    }
-    return BD_OK;
+    rc = v_check_ramp(in, total_c, errbuf, errlen);
+    if (rc == BD_OK) rc = v_check_risk(in, total_c, errbuf, errlen);
+    return rc;
 }

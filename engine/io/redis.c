@@ -94,18 +94,9 @@ static struct timeval rd_tv(int ms)
 }
 
 /* Names become part of keys and of the {P} hash tag: the docs/CONTRACT.md
- * §1 charset only, so no name can contain '}' or glob characters. */
-int bd_rd_name_ok(const char *s)
-{
-    if (!s) return 0;
-    size_t n = strlen(s);
-    if (n == 0 || n > BD_NAME_MAX) return 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && c != '_' && c != '.' && c != ':' && c != '-') return 0;
-    }
-    return 1;
-}
+ * §1 charset only (bd_name_valid, common.h), so no name can contain '}' or
+ * glob characters. */
+int bd_rd_name_ok(const char *s) { return s && bd_name_valid(s, strlen(s)); }
 
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what)
 {

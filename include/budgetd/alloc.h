@@ -1,4 +1,5 @@
-/* alloc.h: Thompson-sampling allocation under guardrails (DESIGN "Allocation"). */
+/* alloc.h: Thompson-sampling allocation under guardrails (its stage in the
+ * data path: docs/ARCHITECTURE.md). */
 #ifndef BUDGETD_ALLOC_H
 #define BUDGETD_ALLOC_H
 
@@ -9,9 +10,15 @@
 
 /* Which guardrail bound a channel's spend (record field "bound"). */
 typedef enum {
-    BD_BOUND_NONE = 0, BD_BOUND_MIN, BD_BOUND_MAX, BD_BOUND_RAMP, BD_BOUND_RISK
+    BD_BOUND_NONE = 0, BD_BOUND_MIN, BD_BOUND_MAX, BD_BOUND_RAMP, BD_BOUND_RISK,
+    BD_BOUND__COUNT /* number of bounds, for tables indexed by bd_bound_t */
 } bd_bound_t;
+/* The bound's name in records and reports: "none", "min", "max", "ramp",
+ * "risk" (one table in alloc.c; "none" for an out-of-range value). */
 const char *bd_bound_name(bd_bound_t b);
+/* The bound called name into *out; false (out untouched) for any other
+ * string or NULL. */
+bool bd_bound_from_name(const char *name, bd_bound_t *out);
 
 /* Guardrail rules: the spec that alloc.c implements and verify.c re-checks
  * independently. B = pol->budget, prev = allocation in force.

@@ -1,6 +1,6 @@
 /* checkpoint.h: a portfolio's whole engine state as one opaque blob, written
- * to PFX:{P}:state in the same atomic script as its decision (DESIGN
- * "Exactly-once effect"). */
+ * to PFX:{P}:state in the same atomic script as its decision
+ * (docs/DECISIONS.md "Exactly-once on the live path"). */
 #ifndef BUDGETD_CHECKPOINT_H
 #define BUDGETD_CHECKPOINT_H
 

@@ -2,6 +2,7 @@
 #ifndef BUDGETD_COMMON_H
 #define BUDGETD_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,6 +10,15 @@
 #define BD_NAME_MAX 64
 #define BD_ID_MAX 128
 #define BD_ERRBUF 1024 /* default size of an errbuf; callers may pass more */
+
+/* The name rule of CONTRACT §1 for portfolio and channel ids, the one copy
+ * every layer uses (events, config, Redis keys, operator commands): 1 to
+ * BD_NAME_MAX bytes of [A-Za-z0-9_.:-]. By byte value, so it does not
+ * depend on the locale. bd_name_chars[c] is 1 for an allowed byte. */
+extern const unsigned char bd_name_chars[256];
+static inline bool bd_name_char_ok(unsigned char c) { return bd_name_chars[c] != 0; }
+/* True when s[0..len) is a valid name (s may hold NULs: they are refused). */
+bool bd_name_valid(const char *s, size_t len);
 
 /* Return codes. Detail always goes to the caller's errbuf. */
 typedef enum {
@@ -37,7 +47,10 @@ bd_err_t bd_errf(char *errbuf, size_t errlen, bd_err_t code, const char *fmt, ..
 uint64_t bd_hash64(const void *data, size_t len, uint64_t seed);
 uint64_t bd_mix64(uint64_t x);
 
-/* Allocation helpers that abort on OOM: budgetd never runs half-allocated. */
+/* Allocation helpers that abort on OOM: budgetd never runs half-allocated.
+ * bd_oom logs the size that could not be had (bd_log, error) and aborts;
+ * other allocators (mmap) call it too. */
+_Noreturn void bd_oom(size_t n);
 void *bd_xmalloc(size_t n);
 void *bd_xcalloc(size_t n, size_t size);
 void *bd_xrealloc(void *p, size_t n);

@@ -1,5 +1,5 @@
 /* decide.h: one portfolio's decision when a cycle closes: model update,
- * allocation, verification, kill-switch and autonomy gate. A job touches
+ * kill-switch, allocation and verification, autonomy gate. A job touches
  * only its own portfolio, so jobs of different portfolios run in parallel. */
 #ifndef BUDGETD_DECIDE_H
 #define BUDGETD_DECIDE_H
@@ -33,6 +33,7 @@ typedef struct {
 
 /* Runs the job; fills d and json. */
 void bd_decide_run(bd_decide_job_t *job);
+/* Frees what the job owns (agg, json, the record's channel scratch). */
 void bd_decide_job_free(bd_decide_job_t *job);
 
 /* An operator approved p's pending proposal: builds the record of that
@@ -43,14 +44,6 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
 /* Makes the pending proposal the allocation in force; does nothing for a
  * killed portfolio (an approval never revives one). */
 void bd_decide_apply_proposal(bd_portfolio_t *p);
-
-/* An operator's kill (PFX:{P}:kill seen by the daemon): latches p with the
- * reason "operator: <reason>"; its next decision is the kill action's. */
-void bd_decide_operator_kill(bd_portfolio_t *p, const char *reason);
-/* An operator's resume (the kill key cleared): unlatches p; the trailing
- * ROAS window restarts so the cycles before the kill cannot re-trip it. The
- * next decision starts from the kill action's allocation. */
-void bd_decide_operator_resume(bd_portfolio_t *p);
 
 /* The per-portfolio RNG seed for a cycle: a function of (seed, portfolio,
  * cycle) only, so results do not depend on thread timing. */

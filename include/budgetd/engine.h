@@ -1,6 +1,6 @@
-/* engine.h: the data path of DESIGN.md from a decoded event to a decision.
- * Sources (file, Kafka, simulator) feed it; sinks (file, Redis) take its
- * decisions. The same code runs live and in replay. */
+/* engine.h: the data path of docs/ARCHITECTURE.md from a decoded event to a
+ * decision. Sources (file, Kafka, simulator) feed it; sinks (file, Redis)
+ * take its decisions. The same code runs live and in replay. */
 #ifndef BUDGETD_ENGINE_H
 #define BUDGETD_ENGINE_H
 

@@ -46,7 +46,7 @@ typedef struct {
  * ev is unspecified. Stateless: the "ahead of newest ts" and unknown-portfolio
  * checks need engine state and are done by the engine. The order of checks
  * (which fixes the reason when several apply), the duplicate-key rule (last
- * wins) and null handling (null = absent) are documented in engine/event.c. */
+ * wins) and null handling (null = absent) are documented in engine/core/event.c. */
 bd_reject_t bd_event_decode(const char *buf, size_t len, bd_event_t *ev,
                             char *detail, size_t detail_len);
 
@@ -74,8 +74,5 @@ const char *bd_reject_name(bd_reject_t r);
 /* The "portfolio" of a rejected line when it has a valid one, else "" in
  * out: rejected events still count against their portfolio's reject ratio. */
 void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen);
-
-/* True when s is a valid portfolio/channel name: 1-64 of [A-Za-z0-9_.:-]. */
-int bd_event_name_valid(const char *s, size_t len);
 
 #endif

@@ -23,6 +23,11 @@ typedef struct {
 
 double bd_curve_value(const bd_curve_t *c, double x);
 double bd_curve_marginal(const bd_curve_t *c, double x);
+/* ROAS of a curve at zero spend (where f(x)/x is 0/0): the return per unit
+ * of the first cent, a for EXP, f(0.01)/0.01 for POWER. The one definition
+ * behind a record's mean_roas/roas_lo/roas_hi of a channel at 0, on every
+ * path (allocator, initial split, kill action). */
+double bd_curve_roas_zero(const bd_curve_t *c);
 /* The x >= 0 where f'(x) = lambda (lambda > 0); 0 when f'(0) <= lambda. */
 double bd_curve_inv_marginal(const bd_curve_t *c, double lambda);
 
@@ -36,7 +41,7 @@ typedef struct {
  * counts). CONTRACT §1 accepts any finite number >= 0, so such an event is
  * accepted; but an aggregate holding one is corrupt data, never shown to a
  * model (a single 1e308 would keep a posterior absurd for thousands of
- * cycles), and it trips the kill-switch (decide.c). */
+ * cycles), and it trips the kill-switch (killswitch.c). */
 #define BD_AGG_IMPLAUSIBLE 1e15
 
 /* The first number of a above BD_AGG_IMPLAUSIBLE (or not finite: sums can
@@ -64,8 +69,10 @@ typedef struct bd_model_ops {
     /* Sets the state to the prior. */
     void (*init)(bd_model_state_t *st, const bd_prior_t *pr);
     /* Forgets: statistics *= gamma, then blends toward the prior so that a
-     * channel is never certain forever. Called for every channel every cycle,
-     * before observe. */
+     * channel is never certain forever. Called once per closed cycle for each
+     * channel that reported in it, just before observe (decide.c); a silent
+     * channel is not discounted and keeps its posterior (docs/DECISIONS.md
+     * "Forgetting"). */
     void (*discount)(bd_model_state_t *st, const bd_prior_t *pr, double gamma);
     /* Adds one cycle's aggregate (also a single late event). Also runs the
      * change-point check: outcomes very unlikely under the posterior for

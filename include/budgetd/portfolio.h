@@ -15,7 +15,7 @@ typedef struct {
     const bd_channel_cfg_t *cfg;  /* listed config or the policy default */
     bd_prior_t prior;
     bd_model_state_t model;
-    double x;                     /* allocation in force (cents) */
+    double x;                     /* allocation in force (currency, whole cents) */
     double safe;                  /* last allocation that met the risk bound */
     double proposed;              /* pending proposal, valid when p->has_proposal */
     bool promoted;                /* lab gate passed (sticky) */
@@ -46,11 +46,13 @@ typedef struct bd_portfolio {
     int64_t alloc_cycle;          /* cycle of the allocation in force */
     uint64_t version;
     bd_status_t status;
-    bool killed;                  /* latched until an operator resumes */
+    bool killed;                  /* kill-switch latch, until an operator resumes: set and
+                                   * cleared by killswitch.c only (checkpoint.c saves and
+                                   * restores it) */
     char kill_reason[160];
     bool has_proposal;
     int64_t proposal_cycle;
-    bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles */
+    bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles (killswitch.c) */
     uint64_t hist_n;
     int64_t offset;               /* live: last applied Kafka offset of its partition (-1 none) */
     int32_t partition;            /* live: the partition its events come from (-1 unknown) */

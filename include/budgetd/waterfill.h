@@ -1,4 +1,4 @@
-/* waterfill.h: the exact concave allocator (DESIGN "Allocation"): maximise
+/* waterfill.h: the exact concave allocator under alloc.c: maximise
  * sum f_i(x_i) over a box with a fixed total. Pure numerics on response
  * curves; the guardrails around it live in alloc.h. */
 #ifndef BUDGETD_WATERFILL_H

@@ -420,6 +420,22 @@ Test(alloc, bound_names)
     cr_assert_str_eq(bd_bound_name(BD_BOUND_MAX), "max");
     cr_assert_str_eq(bd_bound_name(BD_BOUND_RAMP), "ramp");
     cr_assert_str_eq(bd_bound_name(BD_BOUND_RISK), "risk");
+    cr_assert_str_eq(bd_bound_name(BD_BOUND__COUNT), "none");
+}
+
+/* Every name reads back to its bound; anything else is refused. */
+Test(alloc, bound_from_name_round_trips)
+{
+    for (int b = 0; b < BD_BOUND__COUNT; b++) {
+        bd_bound_t got = BD_BOUND__COUNT;
+        cr_assert(bd_bound_from_name(bd_bound_name((bd_bound_t)b), &got));
+        cr_assert_eq(got, (bd_bound_t)b);
+    }
+    bd_bound_t keep = BD_BOUND_MAX;
+    cr_assert_not(bd_bound_from_name("Min", &keep));
+    cr_assert_not(bd_bound_from_name("", &keep));
+    cr_assert_not(bd_bound_from_name(NULL, &keep));
+    cr_assert_eq(keep, BD_BOUND_MAX);
 }
 
 /* --- initial split */

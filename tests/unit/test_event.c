@@ -598,18 +598,34 @@ Test(event, concurrent_decodes_use_their_own_arena)
 
 Test(event, name_valid)
 {
-    cr_assert(bd_event_name_valid("acme-us", 7));
-    cr_assert(bd_event_name_valid("a", 1));
-    cr_assert(bd_event_name_valid("A.b:c_d-9", 9));
-    cr_assert_not(bd_event_name_valid("", 0));
-    cr_assert_not(bd_event_name_valid(NULL, 3));
-    cr_assert_not(bd_event_name_valid("a b", 3));
-    cr_assert_not(bd_event_name_valid("*", 1));
-    cr_assert_not(bd_event_name_valid("a\0b", 3));
+    cr_assert(bd_name_valid("acme-us", 7));
+    cr_assert(bd_name_valid("a", 1));
+    cr_assert(bd_name_valid("A.b:c_d-9", 9));
+    cr_assert_not(bd_name_valid("", 0));
+    cr_assert_not(bd_name_valid(NULL, 3));
+    cr_assert_not(bd_name_valid("a b", 3));
+    cr_assert_not(bd_name_valid("*", 1));
+    cr_assert_not(bd_name_valid("a\0b", 3));
     char name[80];
     make_name(name, 65);
-    cr_assert(bd_event_name_valid(name, 64));
-    cr_assert_not(bd_event_name_valid(name, 65));
+    cr_assert(bd_name_valid(name, 64));
+    cr_assert_not(bd_name_valid(name, 65));
     /* only len bytes are examined */
-    cr_assert(bd_event_name_valid("ab cd", 2));
+    cr_assert(bd_name_valid("ab cd", 2));
+}
+
+/* The name rule is by byte value: exactly the 66 bytes of [A-Za-z0-9_.:-],
+ * none of the bytes >= 0x80 that a locale's isalnum may accept. */
+Test(event, name_rule_is_byte_exact)
+{
+    int allowed = 0;
+    for (int c = 0; c < 256; c++) {
+        bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '.' || c == ':' || c == '-';
+        char s[2] = {(char)c, 0};
+        cr_assert_eq(bd_name_char_ok((unsigned char)c), want, "byte 0x%02x", c);
+        cr_assert_eq(bd_name_valid(s, 1), want, "byte 0x%02x", c);
+        allowed += want;
+    }
+    cr_assert_eq(allowed, 66);
 }

@@ -12,6 +12,7 @@
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
+#include "budgetd/killswitch.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)  /* its cycle number */
@@ -425,7 +426,7 @@ Test(trigger, operator_kill_and_resume)
     }
     bd_portfolio_t *p = pf_of(&env, "acme");
     cr_assert(p->has_proposal);
-    bd_decide_operator_kill(p, "budget freeze by finance");
+    bd_killswitch_operator_kill(p, "budget freeze by finance");
     cr_assert(p->killed);
     /* an approval of the pending proposal cannot sneak an allocation in */
     double before = alloc_of(&env, "acme", "search");
@@ -437,7 +438,7 @@ Test(trigger, operator_kill_and_resume)
     }
     assert_killed_from(env.cap, "acme", C0 + 4, "operator: budget freeze by finance", false);
     cr_assert_not(p->has_proposal, "a killed portfolio keeps no proposal");
-    bd_decide_operator_resume(p);
+    bd_killswitch_operator_resume(p);
     cr_assert_not(p->killed);
     cycle_data(&env, "acme", 6, 1, 1, 4, 0.5, 2);
     close_cycle(&env, "acme", 6);
@@ -455,7 +456,7 @@ Test(trigger, killed_before_first_sight)
     env_t env;
     env_new(&env, &(cfgopt_t){.kill = {.action = "zero"}});
     bd_portfolio_t *p = pf_of(&env, "acme"); /* created, not started */
-    bd_decide_operator_kill(p, "not yet");
+    bd_killswitch_operator_kill(p, "not yet");
     cycle_data(&env, "acme", 0, 1, 1, 2, 2, 1);
     close_cycle(&env, "acme", 0);
     cr_assert_eq(env.cap->n, 2);
@@ -707,8 +708,8 @@ Test(property, never_active_while_killed, .timeout = 60)
                     for (int b = 0; b < 6; b++) bad_event(&env, pf, k);
                 bd_portfolio_t *p = pf_of(&env, pf);
                 int op = rand_r(&seed) % 100;
-                if (op < 2) bd_decide_operator_kill(p, "random drill");
-                else if (op < 12 && p->killed) bd_decide_operator_resume(p);
+                if (op < 2) bd_killswitch_operator_kill(p, "random drill");
+                else if (op < 12 && p->killed) bd_killswitch_operator_resume(p);
                 else if (op < 30 && p->has_proposal) bd_decide_apply_proposal(p);
                 bool was_killed = p->killed;
                 int before = env.cap->n;

@@ -71,3 +71,17 @@ Test(model, every_model_gives_finite_curves_and_is_pod)
     gsl_rng_free(r1);
     gsl_rng_free(r2);
 }
+
+/* ROAS at zero spend: f'(0) for EXP, the first cent's return for POWER
+ * (finite although f'(0) is not), and the limit of f(x)/x from above. */
+Test(model, curve_roas_at_zero_spend)
+{
+    bd_curve_t e = {BD_CURVE_EXP, 2.5, 300, 0};
+    cr_assert_eq(bd_curve_roas_zero(&e), 2.5);
+    cr_assert_float_eq(bd_curve_value(&e, 1e-6) / 1e-6, 2.5, 1e-6);
+    bd_curve_t pw = {BD_CURVE_POWER, 3, 0, 0.5};
+    double r = bd_curve_roas_zero(&pw);
+    cr_assert(isfinite(r));
+    cr_assert_float_eq(r, 3 * pow(0.01, -0.5), 1e-9, "%g", r);
+    cr_assert_float_eq(r, bd_curve_value(&pw, 0.01) / 0.01, 1e-12);
+}

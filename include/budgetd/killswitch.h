@@ -1,0 +1,71 @@
+/* killswitch.h: the kill-switch of one portfolio, in one module: its
+ * triggers, its latch, the operator's kill and resume, and the kill action's
+ * allocation. decide.c asks it, once per closed cycle, whether the portfolio
+ * is (now) killed and what a killed portfolio spends.
+ *
+ * The latch is p->killed with p->kill_reason (portfolio.h). Only this module
+ * sets or clears them; checkpoint.c saves and restores them as they are.
+ * Inside the engine the latch is authoritative: a decision reads nothing
+ * else to know whether it is a kill.
+ *
+ * Other parts mirror the latch outside the engine (docs/ARCHITECTURE.md,
+ * docs/DECISIONS.md "Kill actions"):
+ *  - the Redis kill key PFX:{P}:kill (CONTRACT §3), the operators' side
+ *    and the truth across processes. The tripping decision (record field
+ *    `tripped`) creates it (by=engine) in its own write script
+ *    (engine/io/redis.c); operators create and clear it (`budgetd kill`,
+ *    `budgetd resume`, redis-cli). The daemon (engine/cmd/run.c) reads it
+ *    at restore and before cycles close and mirrors it into the latch
+ *    through bd_killswitch_operator_kill / bd_killswitch_operator_resume.
+ *  - the write script's status override: while the kill key exists it
+ *    stores and announces `killed` instead of `active`, so Redis never
+ *    shows an active allocation for a killed portfolio, even before the
+ *    daemon's next read of the key. */
+#ifndef BUDGETD_KILLSWITCH_H
+#define BUDGETD_KILLSWITCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "budgetd/config.h"
+#include "budgetd/model.h"
+#include "budgetd/portfolio.h"
+
+/* What the triggers see of one closed cycle of p. */
+typedef struct {
+    const bd_agg_t *agg;     /* the cycle's aggregates, p->n entries */
+    const bool *corrupt;     /* per channel: agg holds implausible numbers (model.h) */
+    int64_t closed_end;      /* event time at which the closed cycle ends */
+    int64_t last_event_ts;   /* p's newest event time; INT64_MIN: none yet */
+    uint64_t events;         /* events accepted since the last decision */
+    uint64_t rejected;       /* events rejected since the last decision */
+} bd_killswitch_cycle_t;
+
+/* One closed cycle: adds its spend and objective value to the trailing
+ * window (corrupt channels left out), then, unless p is already latched,
+ * runs the triggers and latches p on the first that fires. Returns true
+ * when this cycle tripped the latch (the record's `tripped`). */
+bool bd_killswitch_close_cycle(bd_portfolio_t *p, const bd_killswitch_cycle_t *c);
+
+/* The triggers alone, in their fixed order: implausible data (always on),
+ * overspend, stale data, rejected-event ratio, trailing ROAS over the
+ * window. On a trip writes the reason and returns true. Reads p, changes
+ * nothing. */
+bool bd_killswitch_check(const bd_portfolio_t *p, const bd_killswitch_cycle_t *c, char *reason,
+                         size_t rlen);
+
+/* The kill action's allocation of p into x (p->n entries): freeze keeps
+ * the allocation in force, fallback the configured initial split (cfgs:
+ * each channel's config), zero nothing. */
+void bd_killswitch_action_alloc(const bd_portfolio_t *p, const bd_channel_cfg_t *const *cfgs,
+                                double *x);
+
+/* An operator's kill (PFX:{P}:kill seen by the daemon): latches p with the
+ * reason "operator: <reason>"; its next decision is the kill action's. */
+void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason);
+/* An operator's resume (the kill key cleared): unlatches p; the trailing
+ * ROAS window restarts so the cycles before the kill cannot re-trip it. The
+ * next decision starts from the kill action's allocation. */
+void bd_killswitch_operator_resume(bd_portfolio_t *p);
+
+#endif
