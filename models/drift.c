@@ -1,0 +1,50 @@
+/* drift.c: discount chosen by one-step predictive likelihood (drift.h). */
+#include <math.h>
+#include <string.h>
+#include <gsl/gsl_sf_gamma.h>
+#include "budgetd/drift.h"
+
+static const double cand[BD_DRIFT_K] = {0.80, 0.90, 0.95, 0.98, 0.99, 0.995};
+
+double bd_drift_candidate(int i) { return cand[i]; }
+
+void bd_drift_init(bd_drift_t *d, double a0, double b0)
+{
+    memset(d, 0, sizeof *d);
+    for (int i = 0; i < BD_DRIFT_K; i++) {
+        d->a[i] = (float)a0;
+        d->b[i] = (float)b0;
+    }
+}
+
+/* log NB(y; shape r, mean mu) without the y-only term -lgamma(y+1), which
+ * is the same for every candidate. */
+static double nb_logpdf(double y, double r, double mu)
+{
+    double l = r * log(r / (r + mu));
+    if (y > 0) l += gsl_sf_lngamma(r + y) - gsl_sf_lngamma(r) + y * log(mu / (r + mu));
+    return l;
+}
+
+void bd_drift_observe(bd_drift_t *d, double a0, double b0, double y, double q)
+{
+    if (!(q > 0) || !(y >= 0) || !isfinite(y) || !isfinite(q)) return;
+    for (int i = 0; i < BD_DRIFT_K; i++) {
+        double a = d->a[i], b = d->b[i];
+        double mu = a / b * q;
+        double r = a < BD_DRIFT_MAX_SHAPE ? a : BD_DRIFT_MAX_SHAPE;
+        double ll = mu > 0 ? nb_logpdf(y, r, mu) : 0;
+        d->score[i] = (float)(BD_DRIFT_SCORE_FORGET * d->score[i] + ll);
+        double g = cand[i];
+        d->a[i] = (float)(g * a + (1 - g) * a0 + y);
+        d->b[i] = (float)(g * b + (1 - g) * b0 + q);
+    }
+}
+
+double bd_drift_discount(const bd_drift_t *d)
+{
+    int best = BD_DRIFT_K - 1;
+    for (int i = BD_DRIFT_K - 2; i >= 0; i--)
+        if (d->score[i] > d->score[best]) best = i;
+    return cand[best];
+}

@@ -1,0 +1,136 @@
+/* season.c: learned day-part and weekday multipliers (season.h). */
+#include <math.h>
+#include <string.h>
+#include "budgetd/season.h"
+
+static const int part_lo[2] = {0, BD_SEASON_HOURS};
+static const int part_nb[2] = {BD_SEASON_HOURS, BD_SEASON_DAYS};
+static const double part_forget[2] = {BD_SEASON_FORGET_D, BD_SEASON_FORGET_W};
+
+void bd_season_init(bd_season_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->disp = 1.0f;
+}
+
+/* 1970-01-01 was a Thursday: day 0 has dow 3 (Monday = 0). */
+void bd_season_bucket(int64_t t, int *hour, int *dow)
+{
+    int64_t day = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+    int64_t sec = t - day * 86400;
+    *hour = (int)(sec / 3600);
+    *dow = (int)(((day + 3) % 7 + 7) % 7);
+}
+
+bd_season_cfg_t bd_season_effective(bd_season_cfg_t cfg, int64_t cycle_len)
+{
+    if (cycle_len >= 86400) cfg.daily = BD_SEASON_OFF;
+    if (cycle_len >= 7 * 86400) cfg.weekly = BD_SEASON_OFF;
+    return cfg;
+}
+
+/* The normalised factor of bucket b (within part) from statistics s, the
+ * prior mean being prior[b] (NULL: 1). Exposure-weighted mean 1 over the
+ * part's buckets; 1 when the part has seen nothing. */
+static double part_factor(const bd_season_t *s, int part, int b, const double *prior)
+{
+    int lo = part_lo[part], nb = part_nb[part];
+    double esum = 0, osum = 0, psum = 0;
+    for (int i = 0; i < nb; i++) {
+        esum += s->e[lo + i];
+        osum += s->o[lo + i];
+        psum += prior ? prior[i] : 1.0;
+    }
+    if (!(s->en[part] > 0) || !(esum > 0)) return prior ? prior[b] : 1.0;
+    double kap = BD_SEASON_PRIOR_OBS * esum / s->en[part];
+    if (kap < BD_SEASON_PRIOR_UNITS) kap = BD_SEASON_PRIOR_UNITS;
+    double pi = prior ? prior[b] : 1.0;
+    double r = (s->o[lo + b] + kap * pi) / (s->e[lo + b] + kap);
+    double norm = (osum + kap * psum) / (esum + nb * kap);
+    return norm > 0 ? r / norm : 1.0;
+}
+
+/* Every bucket's prior mean for part from the pooled statistics. */
+static const double *pool_prior(const bd_season_t *pool, int part, double *buf)
+{
+    if (!pool) return NULL;
+    for (int b = 0; b < part_nb[part]; b++) buf[b] = part_factor(pool, part, b, NULL);
+    return buf;
+}
+
+/* Weight of a part: 0 off, 1 on, the logistic evidence gate in auto. */
+static double part_weight(const bd_season_t *s, bd_season_mode_t m, int part)
+{
+    if (m == BD_SEASON_OFF) return 0;
+    if (m == BD_SEASON_ON) return 1;
+    return 1.0 / (1.0 + exp(-((double)s->score[part] - BD_SEASON_GATE)));
+}
+
+void bd_season_weights(const bd_season_t *s, bd_season_cfg_t cfg, double *wd, double *ww)
+{
+    *wd = part_weight(s, cfg.daily, 0);
+    *ww = part_weight(s, cfg.weekly, 1);
+}
+
+double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg,
+                        int hour, int dow)
+{
+    double buf[BD_SEASON_HOURS], f = 1.0;
+    const bd_season_mode_t mode[2] = {cfg.daily, cfg.weekly};
+    const int b[2] = {hour, dow};
+    for (int part = 0; part < 2; part++) {
+        double w = part_weight(s, mode[part], part);
+        if (w <= 0) continue;
+        double fp = part_factor(s, part, b[part], pool_prior(pool, part, buf));
+        if (fp > 0) f *= exp(w * log(fp));
+    }
+    return f;
+}
+
+void bd_season_observe(bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg, int hour,
+                       int dow, double y, double m)
+{
+    if (!(m > 0) || !(y >= 0) || !isfinite(y) || !isfinite(m)) return;
+    const bd_season_mode_t mode[2] = {cfg.daily, cfg.weekly};
+    const int b[2] = {hour, dow};
+    double f[2], buf[BD_SEASON_HOURS];
+    for (int part = 0; part < 2; part++)
+        f[part] = mode[part] == BD_SEASON_OFF ? 1.0
+                                              : part_factor(s, part, b[part], pool_prior(pool, part, buf));
+    /* evidence: the part's predicted factor against flat, the other part as
+     * it stands (quasi-Poisson log-likelihood ratio) */
+    double disp = s->disp >= 1 ? s->disp : 1.0;
+    for (int part = 0; part < 2; part++) {
+        if (mode[part] == BD_SEASON_OFF) continue;
+        double mo = m * f[1 - part];
+        double ll = (y > 0 ? y * log(f[part]) : 0) - mo * (f[part] - 1.0);
+        s->score[part] = (float)(BD_SEASON_SCORE_FORGET * s->score[part] + ll / disp);
+    }
+    double mu = m * f[0] * f[1];
+    double pearson = (y - mu) * (y - mu) / mu;
+    double nd = 0.98 * disp + 0.02 * pearson;
+    s->disp = (float)(nd < 1 ? 1 : nd > 1e4 ? 1e4 : nd);
+    /* statistics: each part against m times the other part's factor */
+    for (int part = 0; part < 2; part++) {
+        if (mode[part] == BD_SEASON_OFF) continue;
+        int lo = part_lo[part];
+        float g = (float)part_forget[part];
+        for (int i = 0; i < part_nb[part]; i++) {
+            s->o[lo + i] *= g;
+            s->e[lo + i] *= g;
+        }
+        s->en[part] = g * s->en[part] + 1.0f;
+        s->o[lo + b[part]] += (float)y;
+        s->e[lo + b[part]] += (float)(m * f[1 - part]);
+    }
+}
+
+void bd_season_add(bd_season_t *dst, const bd_season_t *src)
+{
+    for (int i = 0; i < BD_SEASON_BUCKETS; i++) {
+        dst->o[i] += src->o[i];
+        dst->e[i] += src->e[i];
+    }
+    dst->en[0] += src->en[0];
+    dst->en[1] += src->en[1];
+}
