@@ -46,5 +46,19 @@ double bd_drift_discount(const bd_drift_t *d)
     int best = BD_DRIFT_K - 1;
     for (int i = BD_DRIFT_K - 2; i >= 0; i--)
         if (d->score[i] > d->score[best]) best = i;
+    /* Occam: the longest memory whose score is within BD_DRIFT_MARGIN of the
+     * best; a shorter memory must earn its noise */
+    for (int i = BD_DRIFT_K - 1; i > best; i--)
+        if (d->score[i] >= d->score[best] - BD_DRIFT_MARGIN) return cand[i];
     return cand[best];
+}
+
+void bd_drift_add(bd_drift_t *d, double a0, double dy, double dq)
+{
+    if (!isfinite(dy) || !isfinite(dq)) return;
+    for (int i = 0; i < BD_DRIFT_K; i++) {
+        double a = d->a[i] + dy;
+        d->a[i] = (float)(a > 0.5 * a0 ? a : 0.5 * a0);
+        if (dq > 0) d->b[i] += (float)dq;
+    }
 }

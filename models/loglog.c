@@ -129,12 +129,15 @@ static double ll_tail(const bd_loglog_state_t *s, double u, double z)
  * keeps 20% of the evidence (a reset) and then folds in the held cycles and
  * itself, which belong to the new regime. An ordinary cycle ends the streak
  * and folds in the held ones as ordinary data. */
-static void ll_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
+static void ll_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg,
+                       const bd_obs_t *o)
 {
     bd_loglog_state_t *s = ls(st);
     double x = agg->spend;
     double y = pr->objective == BD_OBJ_REVENUE ? agg->revenue : agg->conversions;
     if (!(x > 0 && y > 0 && isfinite(x) && isfinite(y))) return;
+    double mult = o ? o->mult : 1.0;
+    if (mult > 0 && isfinite(mult)) y /= mult; /* the season's and the reports' share taken out */
     double u = log(x) - s->logc, z = log(y);
     double conv = agg->conversions > 0 && isfinite(agg->conversions) ? agg->conversions : 0;
     if (ll_tail(s, u, z) < BD_LL_CP_P) {
@@ -190,11 +193,23 @@ static double ll_evidence(const bd_model_state_t *st) { return cls(st)->conv; }
 
 static uint32_t ll_resets(const bd_model_state_t *st) { return cls(st)->resets; }
 
+/* The objective at x on the posterior-mean curve. */
+static double ll_expect(const bd_model_state_t *st, const bd_prior_t *pr, double x)
+{
+    bd_curve_t c;
+    ll_mean(st, pr, &c);
+    return bd_curve_value(&c, x);
+}
+
 const bd_model_ops_t bd_model_loglog_ops = {
     .name = "loglog",
     .init = ll_init,
     .discount = ll_discount,
     .observe = ll_observe,
+    .credit = NULL,  /* a log-log regression has no exposure apart from units */
+    .expect = ll_expect,
+    .forget_rate = NULL,
+    .units = BD_UNITS_OBJECTIVE,
     .sample = ll_sample,
     .mean = ll_mean,
     .evidence = ll_evidence,

@@ -38,3 +38,10 @@ const char *bd_agg_implausible(const bd_agg_t *a, double *v)
         }
     return NULL;
 }
+
+/* See model.h: counts for count models, the objective's value otherwise. */
+double bd_agg_units(const bd_agg_t *a, bd_units_t units, bd_objective_t obj)
+{
+    if (units == BD_UNITS_CONVERSIONS || obj == BD_OBJ_CONVERSIONS) return a->conversions;
+    return a->revenue;
+}

@@ -8,6 +8,7 @@
 #define BUDGETD_MODEL_INTERNAL_H
 
 #include <stdint.h>
+#include "budgetd/drift.h"
 #include "budgetd/model.h"
 
 /* ---- poisson_sat ------------------------------------------------------ */
@@ -15,7 +16,7 @@
 #define BD_PSAT_KMAX 7            /* saturation grid: sat * 2^(j-3), j=0..6 */
 #define BD_PSAT_PRIOR_CONV 2.0    /* prior pseudo-conversions on lambda */
 #define BD_PSAT_VALUE_SHAPE0 3.0  /* prior shape of phi = 1/value (>2: finite var) */
-#define BD_PSAT_KPRIOR_DECAY 0.35 /* log prior weight lost per doubling off centre */
+#define BD_PSAT_KPRIOR_DECAY 1.0 /* log prior weight lost per doubling off centre */
 #define BD_PSAT_K_FORGET 0.1       /* k log-likelihoods forget at gamma^0.1 (~500 cycles at 0.98): saturation is structural, rates move; sim shock recovery 167 -> 9 cycles */
 #define BD_PSAT_K_LOCAL 5.0        /* k is scored against a local rate level that forgets at gamma^5 (~10 cycles at 0.98): see observe */
 #define BD_PSAT_CP_P 0.05         /* two-sided predictive tail that counts as a surprise (3 in a row: ~1e-4 false alarms per cycle) */
@@ -44,6 +45,8 @@ typedef struct {
     double logprior[BD_PSAT_KMAX];
     double loglik[BD_PSAT_KMAX];  /* discounted log marginal likelihood, max 0 */
     double lalpha[BD_PSAT_KMAX], lbeta[BD_PSAT_KMAX]; /* local rate level (k scoring only) */
+    bd_drift_t drift;             /* discount: auto (shadow levels, drift.h) */
+    double last_gamma;            /* the discount the last discount call applied */
     /* caches */
     double w[BD_PSAT_KMAX];       /* normalised posterior weights of k */
     double vscale;                /* 1/vrate */

@@ -88,6 +88,8 @@ static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
         s->lalpha[j] = s->alpha0;
         s->lbeta[j] = s->beta0;
     }
+    bd_drift_init(&s->drift, s->alpha0, s->beta0);
+    s->last_gamma = 1.0;
     bd_psat_refresh(s);
 }
 
@@ -101,6 +103,8 @@ static void psat_discount(bd_model_state_t *st, const bd_prior_t *pr, double gam
 {
     (void)pr;
     bd_psat_state_t *s = ps(st);
+    if (gamma == BD_DISCOUNT_AUTO) gamma = bd_drift_discount(&s->drift);
+    s->last_gamma = gamma;
     if (!(gamma >= 0 && gamma < 1)) return; /* 1 (or nonsense): no forgetting */
     double c = 1.0 - gamma;
     double kgamma = pow(gamma, BD_PSAT_K_FORGET), lg = pow(gamma, BD_PSAT_K_LOCAL), lc = 1.0 - lg;
@@ -198,16 +202,30 @@ static void psat_reset(bd_psat_state_t *s)
  * this is the exact marginal likelihood of the static model.
  * Spend 0 (e.g. a late conversion-only event) carries no information on k
  * and is not checked. */
-static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
+static void psat_add_units(bd_psat_state_t *s, const bd_agg_t *agg);
+
+static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg,
+                         const bd_obs_t *o)
 {
     (void)pr;
     bd_psat_state_t *s = ps(st);
     double x = agg->spend > 0 && isfinite(agg->spend) ? agg->spend : 0;
+    double mult = o ? o->mult : 1.0, kw = o ? o->k_learn : 1.0;
+    if (!(mult > 0) || !isfinite(mult)) mult = 1.0;
+    if (!(kw >= 0 && kw <= 1)) kw = 1.0;
+    if (x <= 0) { /* units only: late reports, possibly lowering earlier ones */
+        psat_add_units(s, agg);
+        return;
+    }
     double y = agg->conversions > 0 && isfinite(agg->conversions) ? agg->conversions : 0;
     double rev = agg->revenue > 0 && isfinite(agg->revenue) ? agg->revenue : 0;
-    if (x > 0) {
-        double g[BD_PSAT_KMAX];
-        for (uint32_t j = 0; j < s->n; j++) g[j] = sat_g(s->k[j], x);
+    {
+        double g[BD_PSAT_KMAX], q = 0;
+        for (uint32_t j = 0; j < s->n; j++) {
+            g[j] = mult * sat_g(s->k[j], x);
+            q += s->w[j] * g[j];
+        }
+        bd_drift_observe(&s->drift, s->alpha0, s->beta0, y, q);
         if (psat_surprise(s, g, y)) {
             if (++s->streak >= BD_PSAT_CP_RUN) psat_reset(s);
         } else {
@@ -227,7 +245,7 @@ static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_ag
                 lgy = lngam_ratio(a, y);
                 alast = a;
             }
-            s->loglik[j] += lgy + a * log(b / (b + g[j])) + (y > 0 ? y * log(g[j] / (b + g[j])) : 0);
+            s->loglik[j] += kw * (lgy + a * log(b / (b + g[j])) + (y > 0 ? y * log(g[j] / (b + g[j])) : 0));
             s->alpha[j] += y;
             s->beta[j] += g[j];
             s->lalpha[j] += y;
@@ -236,16 +254,60 @@ static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_ag
         }
         /* shifting by the max keeps the numbers bounded; weights unchanged */
         for (uint32_t j = 0; j < s->n; j++) s->loglik[j] -= mx;
-    } else {
-        for (uint32_t j = 0; j < s->n; j++) {
-            s->alpha[j] += y;
-            s->lalpha[j] += y;
-        }
     }
     s->vshape += y;
     s->vrate += rev;
     bd_psat_refresh(s);
 }
+
+/* Units without exposure (observe with zero spend): a late report adds its
+ * conversions and revenue; a restatement that lowered them subtracts, but a
+ * statistic never falls below half its prior (the data part it lowers was
+ * discounted meanwhile, so an exact subtraction is not possible anyway). */
+static void psat_add_units(bd_psat_state_t *s, const bd_agg_t *agg)
+{
+    double y = isfinite(agg->conversions) ? agg->conversions : 0;
+    double rev = isfinite(agg->revenue) ? agg->revenue : 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        s->alpha[j] = fmax(s->alpha[j] + y, 0.5 * s->alpha0);
+        s->lalpha[j] = fmax(s->lalpha[j] + y, 0.5 * s->alpha0);
+    }
+    s->vshape = fmax(s->vshape + y, s->vshape0);
+    s->vrate = fmax(s->vrate + rev, 0.5 * s->vrate0);
+    bd_drift_add(&s->drift, s->alpha0, y, 0);
+    bd_psat_refresh(s);
+}
+
+/* Exposure that matured (model.h credit): every grid point's rate sees
+ * mult * g_k(x) more exposure, the local level and the shadows too. */
+static void psat_credit(bd_model_state_t *st, const bd_prior_t *pr, double x, double mult)
+{
+    (void)pr;
+    bd_psat_state_t *s = ps(st);
+    if (!(x > 0) || !(mult > 0) || !isfinite(x) || !isfinite(mult)) return;
+    double q = 0;
+    for (uint32_t j = 0; j < s->n; j++) {
+        double g = mult * sat_g(s->k[j], x);
+        s->beta[j] += g;
+        s->lbeta[j] += g;
+        q += s->w[j] * g;
+    }
+    bd_drift_add(&s->drift, s->alpha0, 0, q);
+}
+
+/* Expected conversions at x under the posterior mean of each grid point,
+ * mixed by the weights of k. */
+static double psat_expect(const bd_model_state_t *st, const bd_prior_t *pr, double x)
+{
+    (void)pr;
+    const bd_psat_state_t *s = cps(st);
+    if (!(x > 0)) return 0;
+    double m = 0;
+    for (uint32_t j = 0; j < s->n; j++) m += s->w[j] * s->alpha[j] / s->beta[j] * sat_g(s->k[j], x);
+    return m;
+}
+
+static double psat_forget_rate(const bd_model_state_t *st) { return cps(st)->last_gamma; }
 
 /* One Thompson draw: k by its weight (one uniform against the running sum
  * of the weights; the last point takes what rounding leaves), then
@@ -302,6 +364,10 @@ const bd_model_ops_t bd_model_poisson_sat_ops = {
     .init = psat_init,
     .discount = psat_discount,
     .observe = psat_observe,
+    .credit = psat_credit,
+    .expect = psat_expect,
+    .forget_rate = psat_forget_rate,
+    .units = BD_UNITS_CONVERSIONS,
     .sample = psat_sample,
     .mean = psat_mean,
     .evidence = psat_evidence,

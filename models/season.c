@@ -24,8 +24,8 @@ void bd_season_bucket(int64_t t, int *hour, int *dow)
 
 bd_season_cfg_t bd_season_effective(bd_season_cfg_t cfg, int64_t cycle_len)
 {
-    if (cycle_len >= 86400) cfg.daily = BD_SEASON_OFF;
-    if (cycle_len >= 7 * 86400) cfg.weekly = BD_SEASON_OFF;
+    if (cycle_len >= 86400) cfg.daily = BD_AUTO_OFF;
+    if (cycle_len >= 7 * 86400) cfg.weekly = BD_AUTO_OFF;
     return cfg;
 }
 
@@ -59,11 +59,16 @@ static const double *pool_prior(const bd_season_t *pool, int part, double *buf)
 }
 
 /* Weight of a part: 0 off, 1 on, the logistic evidence gate in auto. */
-static double part_weight(const bd_season_t *s, bd_season_mode_t m, int part)
+static double part_weight(const bd_season_t *s, bd_auto_t m, int part)
 {
-    if (m == BD_SEASON_OFF) return 0;
-    if (m == BD_SEASON_ON) return 1;
-    return 1.0 / (1.0 + exp(-((double)s->score[part] - BD_SEASON_GATE)));
+    if (m == BD_AUTO_OFF) return 0;
+    if (m == BD_AUTO_ON) return 1;
+    /* logistic in the evidence, shifted to be exactly 0 without any: no
+     * profile at all until the data favour one */
+    double sc = s->score[part];
+    if (!(sc > 0)) return 0;
+    double g0 = 1.0 / (1.0 + exp(BD_SEASON_GATE));
+    return (1.0 / (1.0 + exp(-(sc - BD_SEASON_GATE))) - g0) / (1.0 - g0);
 }
 
 void bd_season_weights(const bd_season_t *s, bd_season_cfg_t cfg, double *wd, double *ww)
@@ -76,7 +81,7 @@ double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season
                         int hour, int dow)
 {
     double buf[BD_SEASON_HOURS], f = 1.0;
-    const bd_season_mode_t mode[2] = {cfg.daily, cfg.weekly};
+    const bd_auto_t mode[2] = {cfg.daily, cfg.weekly};
     const int b[2] = {hour, dow};
     for (int part = 0; part < 2; part++) {
         double w = part_weight(s, mode[part], part);
@@ -91,17 +96,17 @@ void bd_season_observe(bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t 
                        int dow, double y, double m)
 {
     if (!(m > 0) || !(y >= 0) || !isfinite(y) || !isfinite(m)) return;
-    const bd_season_mode_t mode[2] = {cfg.daily, cfg.weekly};
+    const bd_auto_t mode[2] = {cfg.daily, cfg.weekly};
     const int b[2] = {hour, dow};
     double f[2], buf[BD_SEASON_HOURS];
     for (int part = 0; part < 2; part++)
-        f[part] = mode[part] == BD_SEASON_OFF ? 1.0
+        f[part] = mode[part] == BD_AUTO_OFF ? 1.0
                                               : part_factor(s, part, b[part], pool_prior(pool, part, buf));
     /* evidence: the part's predicted factor against flat, the other part as
      * it stands (quasi-Poisson log-likelihood ratio) */
     double disp = s->disp >= 1 ? s->disp : 1.0;
     for (int part = 0; part < 2; part++) {
-        if (mode[part] == BD_SEASON_OFF) continue;
+        if (mode[part] == BD_AUTO_OFF) continue;
         double mo = m * f[1 - part];
         double ll = (y > 0 ? y * log(f[part]) : 0) - mo * (f[part] - 1.0);
         s->score[part] = (float)(BD_SEASON_SCORE_FORGET * s->score[part] + ll / disp);
@@ -112,7 +117,7 @@ void bd_season_observe(bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t 
     s->disp = (float)(nd < 1 ? 1 : nd > 1e4 ? 1e4 : nd);
     /* statistics: each part against m times the other part's factor */
     for (int part = 0; part < 2; part++) {
-        if (mode[part] == BD_SEASON_OFF) continue;
+        if (mode[part] == BD_AUTO_OFF) continue;
         int lo = part_lo[part];
         float g = (float)part_forget[part];
         for (int i = 0; i < part_nb[part]; i++) {

@@ -122,9 +122,11 @@ void bd_bb_observe_trials(bd_model_state_t *st, double successes, double trials)
 
 /* Trials are clicks and successes conversions; an aggregate without clicks
  * still informs the curve's spend and value ratios. */
-static void bb_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg)
+static void bb_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg,
+                       const bd_obs_t *o)
 {
     (void)pr;
+    (void)o; /* a success rate per click: no exposure to scale */
     bd_bb_state_t *s = bb(st);
     double x = agg->spend > 0 && isfinite(agg->spend) ? agg->spend : 0;
     double n = agg->clicks > 0 && isfinite(agg->clicks) ? agg->clicks : 0;

@@ -184,12 +184,15 @@ static void eng_diag(eng_ctx_t *c, bd_portfolio_t *p, const bd_decision_t *d)
     bd_prior_t *pr = bd_xcalloc(m, sizeof *pr);
     bool *prom = bd_xcalloc(m * 2, sizeof(bool));
     bd_bound_t *bound = bd_xcalloc(m, sizeof *bound);
+    double *seas = bd_xcalloc(m, sizeof *seas);
     for (size_t j = 0; j < m; j++) {
         map[j] = channel_index(c->sc, p->ch[j].name);
         size_t k = (size_t)t * tr->n + (size_t)(map[j] < 0 ? 0 : map[j]);
         lo[j] = map[j] >= 0 && tr->present[k] ? tr->lo[k] : 0;
         hi[j] = map[j] >= 0 && tr->present[k] ? tr->hi[k] : 0;
         ops->mean(&p->ch[j].model, &p->ch[j].prior, &cv[j]);
+        if (d->show_season) cv[j].a *= d->ch[j].season; /* the engine's view of this interval */
+        seas[j] = d->show_season ? d->ch[j].season : 1.0;
         bd_curve_t truth = map[j] >= 0 ? tr->curve[k] : cv[j];
         mk[j] = cv[j];
         mk[j].k = truth.k;
@@ -216,7 +219,8 @@ static void eng_diag(eng_ctx_t *c, bd_portfolio_t *p, const bd_decision_t *d)
         if (v < 1) pol.explore_share = 0;
         gsl_rng_set(r, (unsigned long)bd_decide_seed(c->sc->cfg->seed, p->name, d->cycle));
         bd_alloc_input_t in = {.n = m, .pol = &pol, .cfg = cfg, .ops = ops, .states = st,
-                               .priors = pr, .prev = NULL, .safe = safe, .promoted = prom, .rng = r};
+                               .priors = pr, .prev = NULL, .safe = safe, .promoted = prom, .rng = r,
+                               .mult = seas};
         bd_alloc_output_t out = {.x = x, .bound = bound, .mean_roas = mr, .roas_lo = rl,
                                  .roas_hi = rh, .promoted = prom + m};
         char err[256];
@@ -244,6 +248,7 @@ static void eng_diag(eng_ctx_t *c, bd_portfolio_t *p, const bd_decision_t *d)
     free(pr);
     free(prom);
     free(bound);
+    free(seas);
 }
 
 /* The engine's sink: what an adapter reads from Redis, in process. */

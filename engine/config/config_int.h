@@ -46,6 +46,8 @@ struct bd_cfg_key {
     size_t off, size;          /* the field: offset into the section's struct, size */
     bd_yaml_range_t range;          /* NUM */
     bool inf_ok;               /* NUM: .inf also accepted (no cap) */
+    bool auto_ok;              /* NUM: `auto` also accepted, stored as auto_val */
+    double auto_val;
     int64_t lo, hi;            /* INT */
     bool flag;                 /* DUR: must be > 0; STR: may be empty */
     const char *const *names;  /* ENUM, NULL-terminated */
@@ -82,7 +84,7 @@ struct bd_cfg_section {
 /* The tables (config.c: top, kafka, redis; policy.c: the rest). */
 extern const bd_cfg_section_t bd_cfg_top_keys, bd_cfg_kafka_keys, bd_cfg_redis_keys;
 extern const bd_cfg_section_t bd_cfg_policy_keys, bd_cfg_risk_keys, bd_cfg_kill_keys,
-    bd_cfg_lab_keys, bd_cfg_channel_keys;
+    bd_cfg_lab_keys, bd_cfg_channel_keys, bd_cfg_season_keys, bd_cfg_lag_keys;
 
 /* Reads map (at path) against sec into the struct at base. Unknown keys are
  * reported with the closest allowed name; allow holds the BD_KEY_* places

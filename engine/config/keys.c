@@ -57,6 +57,13 @@ static bool is_inf(const yaml_node_t *v)
            (!strcmp(s, ".inf") || !strcmp(s, ".Inf") || !strcmp(s, ".INF") || !strcmp(s, "inf"));
 }
 
+/* The plain word `auto` (a number key that may be learned instead). */
+static bool is_auto(const yaml_node_t *v)
+{
+    const char *s = bd_yaml_str(v);
+    return s && v->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && !strcmp(s, "auto");
+}
+
 /* Reads a scalar row's value, runs its check and stores it into field
  * (NULL: checked only). Returns whether the value was accepted. */
 static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_node_t *v,
@@ -68,6 +75,9 @@ static bool read_scalar(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const yaml_n
         double d = 0;
         if (row->inf_ok && is_inf(v)) {
             d = INFINITY;
+            ok = true;
+        } else if (row->auto_ok && is_auto(v)) {
+            d = row->auto_val;
             ok = true;
         } else {
             ok = bd_yaml_num(cx, v, what, row->range, &d);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "budgetd/model.h"
 #include "config_int.h"
 
 /* Order must match the enums of config.h. */
@@ -17,6 +18,8 @@ static const char *const OBJECTIVES[] = {"revenue", "conversions", NULL};
 static const char *const MODELS[] = {"poisson_sat", "loglog", NULL};
 static const char *const MODES[] = {"assist", "collaborate", "delegate", "automate", NULL};
 static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
+static const char *const AUTO3[] = {"off", "auto", "on", NULL};
+static const char *const AUTO2[] = {"off", "auto", NULL};
 
 /* ENUM rows store an int32_t into the field. */
 _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
@@ -128,6 +131,19 @@ static const bd_cfg_key_t KILL[] = {
 };
 const bd_cfg_section_t bd_cfg_kill_keys = {"kill", KILL, sizeof KILL / sizeof *KILL, false};
 
+static const bd_cfg_key_t SEASON[] = {
+    {"daily", BD_KEY_ENUM, POL(season.daily), .names = AUTO3, .dflt = BD_AUTO_AUTO},
+    {"weekly", BD_KEY_ENUM, POL(season.weekly), .names = AUTO3, .dflt = BD_AUTO_AUTO},
+};
+const bd_cfg_section_t bd_cfg_season_keys = {"seasonality", SEASON, sizeof SEASON / sizeof *SEASON,
+                                             false};
+
+static const bd_cfg_key_t LAG[] = {
+    {"model", BD_KEY_ENUM, POL(lag.model), .names = AUTO2, .dflt = BD_AUTO_AUTO},
+    {"horizon", BD_KEY_DUR, POL(lag.horizon), .flag = true, .dflt = 7 * 86400},
+};
+const bd_cfg_section_t bd_cfg_lag_keys = {"lag", LAG, sizeof LAG / sizeof *LAG, false};
+
 static const bd_cfg_key_t LAB[] = {
     {"min_conversions", BD_KEY_NUM, POL(lab.min_conversions), .range = BD_YAML_R_GE0, .dflt = 30},
     {"max_rel_width", BD_KEY_NUM, POL(lab.max_rel_width), .range = BD_YAML_R_GT0, .dflt = 0.5},
@@ -155,7 +171,8 @@ static const bd_cfg_key_t POLICY[] = {
     {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
-    {"discount", BD_KEY_NUM, POL(discount), .range = BD_YAML_R_OC01, .dflt = 0.98},
+    {"discount", BD_KEY_NUM, POL(discount), .range = BD_YAML_R_OC01, .auto_ok = true,
+     .auto_val = BD_DISCOUNT_AUTO, .dflt = 0.98},
     {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_YAML_R_GT0, .dflt = 0.25},
     {"min_change", BD_KEY_NUM, POL(min_change), .range = BD_YAML_R_CO01, .dflt = 0.01},
     {"explore_share", BD_KEY_NUM, POL(explore_share), .range = BD_YAML_R_CO01, .dflt = 0.05},
@@ -164,6 +181,8 @@ static const bd_cfg_key_t POLICY[] = {
     {"risk", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_risk_keys},
     {"kill", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kill_keys},
     {"lab", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lab_keys},
+    {"seasonality", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_season_keys},
+    {"lag", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lag_keys},
     {"channel", BD_KEY_MAP, POL(channel), .sub = &bd_cfg_channel_keys, .apply = policy_channel},
     {"channels", BD_KEY_MAP, .only = BD_KEY_PORTFOLIO, .apply = note_channels},
 };

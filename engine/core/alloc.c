@@ -473,8 +473,10 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     out->n_draws = S;
     bd_curve_t *draws = out->draws;
     for (size_t s = 0; s < S; s++)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
             in->ops->sample(&in->states[i], &in->priors[i], in->rng, &draws[s * n + i]);
+            if (in->mult) draws[s * n + i].a *= in->mult[i];
+        }
 
     ws_t w;
     ws_init(&w, n, S);

@@ -7,8 +7,12 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 3u /* 2: kill window holds spend and value only; 3: poisson_sat
-                           * keeps short-memory grid statistics (lalpha, lbeta) */
+#define CK_VERSION 4u /* 2: kill window holds spend and value only; 3: poisson_sat
+                           * keeps short-memory grid statistics (lalpha, lbeta);
+                           * 4: time structure (per channel seasonal profile and
+                           * lag statistics, the queue of late reports), model
+                           * state 608 bytes (poisson_sat's drift shadows) */
+#define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
 
 typedef struct {
     unsigned char **buf;
@@ -81,7 +85,17 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
         wr_f64(&w, c->proposed);
         wr_u64(&w, c->promoted);
         wr_bytes(&w, &c->model, sizeof(c->model));
+        wr_bytes(&w, &c->season, sizeof(c->season));
+        wr_bytes(&w, &c->lag, sizeof(c->lag));
         for (int s = 0; s < p->nslots; s++) wr_bytes(&w, &p->agg[(size_t)s * p->cap + i], sizeof(bd_agg_t));
+    }
+    wr_u64(&w, p->n_late);
+    for (size_t k = 0; k < p->n_late; k++) {
+        const bd_late_t *l = &p->late_q[k];
+        wr_u64(&w, l->ch);
+        wr_i64(&w, l->cycle);
+        wr_i64(&w, l->age);
+        wr_bytes(&w, &l->d, sizeof(l->d));
     }
     return w.len;
 }
@@ -118,8 +132,10 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
     r->off += n;
 }
 
-/* Magic, byte order, version and name: is this p's checkpoint at all? */
-static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, char *errbuf, size_t errlen)
+/* Magic, byte order, version and name: is this p's checkpoint at all?
+ * *ver: the blob's version (3 or CK_VERSION). */
+static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_out, char *errbuf,
+                               size_t errlen)
 {
     char magic[4];
     uint32_t endian;
@@ -128,7 +144,8 @@ static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, char *errbuf, s
     if (r->bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
     uint64_t ver = rd_u64(r);
-    if (ver != CK_VERSION)
+    *ver_out = ver;
+    if (ver != CK_VERSION && ver != 3)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
                        p->name, (unsigned long long)ver);
     char name[BD_NAME_MAX + 1];
@@ -144,6 +161,8 @@ typedef struct {
     double x, safe, proposed;
     bool promoted;
     bd_model_state_t m;
+    bd_season_t season;
+    bd_lag_t lag;
 } ck_channel_t;
 
 /* Everything a blob holds after its header, read and bounds-checked
@@ -155,6 +174,9 @@ typedef struct {
     uint64_t *slot_events;      /* nslots entries */
     ck_channel_t *ch;           /* n entries */
     bd_agg_t *agg;              /* nslots x n, slot-major */
+    uint64_t ver;               /* 3: models, profiles and lag start from the prior */
+    bd_late_t *late;            /* n_late queued late reports */
+    uint64_t n_late;
 } ck_blob_t;
 
 static void ck_blob_free(ck_blob_t *b)
@@ -163,6 +185,7 @@ static void ck_blob_free(ck_blob_t *b)
     free(b->slot_events);
     free(b->ch);
     free(b->agg);
+    free(b->late);
 }
 
 /* The portfolio's scalar fields into b->t (a copy of p: p is not touched),
@@ -226,8 +249,29 @@ static bool ck_read_channels(rd_t *r, ck_blob_t *b)
         c->safe = rd_f64(r);
         c->proposed = rd_f64(r);
         c->promoted = rd_u64(r) != 0;
-        rd_bytes(r, &c->m, sizeof(c->m));
+        if (b->ver == 3) {
+            unsigned char old[CK_V3_MODEL_BYTES];
+            rd_bytes(r, old, sizeof old);
+        } else {
+            rd_bytes(r, &c->m, sizeof(c->m));
+            rd_bytes(r, &c->season, sizeof(c->season));
+            rd_bytes(r, &c->lag, sizeof(c->lag));
+        }
         for (uint64_t s = 0; s < b->nslots; s++) rd_bytes(r, &b->agg[s * n + i], sizeof(bd_agg_t));
+    }
+    if (b->ver != 3 && !r->bad) {
+        b->n_late = rd_u64(r);
+        if (r->bad || b->n_late > (r->len - r->off) / 24) return false;
+        b->late = bd_xcalloc((size_t)(b->n_late ? b->n_late : 1), sizeof(*b->late));
+        for (uint64_t k = 0; k < b->n_late && !r->bad; k++) {
+            bd_late_t *l = &b->late[k];
+            uint64_t ch = rd_u64(r);
+            l->ch = ch < n ? (uint32_t)ch : 0;
+            if (ch >= n) r->bad = 1;
+            l->cycle = rd_i64(r);
+            l->age = rd_i64(r);
+            rd_bytes(r, &l->d, sizeof(l->d));
+        }
     }
     return !r->bad && r->off == r->len;
 }
@@ -244,6 +288,7 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
     free(p->agg);
     free(p->hist);
     free(p->slot_events);
+    free(p->late_q);
     *p = b->t;
     p->ch = NULL;
     p->agg = NULL;
@@ -253,6 +298,7 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
     p->hist_n = (uint64_t)win_now == b->win ? b->hist_n : 0; /* window changed: restart it */
     p->slot_events = bd_xcalloc((size_t)p->nslots, sizeof(uint64_t));
     bool same_slots = b->nslots == (uint64_t)p->nslots;
+    int *chmap = bd_xcalloc((size_t)(b->n ? b->n : 1), sizeof(int));
     for (uint64_t s = 0; s < b->nslots && same_slots; s++) p->slot_events[s] = b->slot_events[s];
     for (uint64_t i = 0; i < b->n; i++) {
         const ck_channel_t *sv = &b->ch[i];
@@ -263,10 +309,30 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
         c->safe = sv->safe;
         c->proposed = sv->proposed;
         c->promoted = sv->promoted;
-        if (b->model == (uint64_t)p->pol->model) c->model = sv->m;
+        if (b->ver != 3 && b->model == (uint64_t)p->pol->model) {
+            c->model = sv->m;
+            c->season = sv->season;
+            c->lag = sv->lag;
+        }
+        chmap[i] = ci;
         for (uint64_t s = 0; s < b->nslots && same_slots; s++)
             p->agg[s * p->cap + (size_t)ci] = b->agg[s * b->n + i];
     }
+    /* the queued late reports, each to its channel's index here */
+    p->late_q = NULL;
+    p->n_late = p->late_cap = 0;
+    for (uint64_t k = 0; k < b->n_late; k++) {
+        const bd_late_t *l = &b->late[k];
+        if (l->ch >= b->n || chmap[l->ch] < 0) continue;
+        bd_late_t q = *l;
+        q.ch = (uint32_t)chmap[l->ch];
+        if (p->n_late == p->late_cap) {
+            p->late_cap = p->late_cap ? 2 * p->late_cap : 16;
+            p->late_q = bd_xrealloc(p->late_q, p->late_cap * sizeof(*p->late_q));
+        }
+        p->late_q[p->n_late++] = q;
+    }
+    free(chmap);
 }
 
 /* Reads all of the blob first (header, scalars, rings, channels), and
@@ -275,9 +341,11 @@ bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, c
                               size_t errlen)
 {
     rd_t r = {blob, len, 0, 0};
-    bd_err_t rc = ck_read_header(&r, p, errbuf, errlen);
+    uint64_t ver = 0;
+    bd_err_t rc = ck_read_header(&r, p, &ver, errbuf, errlen);
     if (rc != BD_OK) return rc;
     ck_blob_t b = {0};
+    b.ver = ver;
     ck_read_scalars(&r, p, &b);
     if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b)) {
         ck_blob_free(&b);

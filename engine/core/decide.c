@@ -43,7 +43,13 @@ typedef struct {
     double *prev;                  /* the allocation in force when the cycle closed */
     double *x;                     /* the decision's allocation */
     bool *corrupt;                 /* the closed cycle's aggregate is implausible */
+    double *expected;              /* closed interval: season factor x reporting share */
+    double *mult;                  /* the decided interval's seasonal factor */
+    bd_season_cfg_t season;        /* the policy's seasonality for this cycle length */
+    int64_t horizon;               /* lag horizon in cycles, 0: lag model off */
 } run_t;
+
+static void decide_season_next(run_t *r);
 
 /* Stage 0: the record's header from the job, the RNG, the scratch. */
 static void decide_begin(bd_decide_job_t *job, run_t *r)
@@ -76,6 +82,15 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     r->prev = bd_xmalloc(sizeof(double) * n1 * 2);
     r->x = r->prev + n;
     r->corrupt = bd_xcalloc(n1, sizeof(bool));
+    r->expected = bd_xmalloc(sizeof(double) * n1 * 2);
+    r->mult = r->expected + n1;
+    for (size_t i = 0; i < n1; i++) r->expected[i] = r->mult[i] = 1.0;
+    int64_t L = job->cfg->cycle;
+    r->season = bd_season_effective(
+        (bd_season_cfg_t){p->pol->season.daily, p->pol->season.weekly}, L);
+    r->horizon = p->pol->lag.model == BD_AUTO_OFF ? 0 : (p->pol->lag.horizon + L - 1) / L;
+    d->show_season = r->season.daily != BD_AUTO_OFF || r->season.weekly != BD_AUTO_OFF;
+    d->show_discount = p->pol->discount == BD_DISCOUNT_AUTO && r->ops && r->ops->forget_rate;
     for (size_t i = 0; i < n; i++) {
         r->cfgs[i] = p->ch[i].cfg;
         r->prev[i] = p->ch[i].x;
@@ -89,6 +104,7 @@ static void decide_end(run_t *r)
     free(r->cfgs);
     free(r->prev);
     free(r->corrupt);
+    free(r->expected);
 }
 
 /* Posterior ROAS summaries at r->x from S draws, for the paths that do not
@@ -110,6 +126,7 @@ static void decide_roas_stats(run_t *r)
         for (size_t i = 0; i < n; i++) {
             bd_curve_t c;
             r->ops->sample(&p->ch[i].model, &p->ch[i].prior, r->rng, &c);
+            c.a *= r->mult[i];
             double v = bd_curve_value(&c, x[i]);
             ret += v;
             roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_roas_zero(&c);
@@ -144,6 +161,7 @@ static void decide_kill_action(run_t *r)
 static void decide_initial(run_t *r)
 {
     bd_portfolio_t *p = r->p;
+    decide_season_next(r);
     bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
     r->d->path = BD_PATH_INITIAL;
@@ -154,29 +172,136 @@ static void decide_initial(run_t *r)
     decide_roas_stats(r);
 }
 
-/* Stage 1, model update of a closed cycle: each channel that reported in
- * the cycle forgets (discount toward the prior), then observes its
- * aggregate. A channel without events keeps its posterior: silence (a
- * paused channel, a connector outage) is not evidence that the channel
- * changed, and the stale trigger watches it. Forgetting every channel
- * every cycle instead made unobserved channels drift back to the prior
- * and be re-explored for nothing (docs/DECISIONS.md "Forgetting"). An
- * aggregate holding numbers no channel can produce (model.h) is never
- * shown to a model; r->corrupt marks it for the kill-switch, which trips. */
+/* Whether the policy has a seasonal profile at all. */
+static bool d_season_on(const run_t *r)
+{
+    return r->season.daily != BD_AUTO_OFF || r->season.weekly != BD_AUTO_OFF;
+}
+
+static void decide_season_pool(const bd_portfolio_t *p, bd_season_t *pool);
+static double decide_season_at(const run_t *r, const bd_channel_t *c, const bd_season_t *pool,
+                               int64_t t);
+
+/* The decided interval's seasonal factor per channel (r->mult), which the
+ * allocator's draws and the record's ROAS use, and the record's fields of
+ * the time structure. */
+static void decide_season_next(run_t *r)
+{
+    bd_portfolio_t *p = r->p;
+    bd_season_t pool;
+    if (d_season_on(r)) decide_season_pool(p, &pool);
+    for (size_t i = 0; i < p->n; i++) {
+        r->mult[i] = d_season_on(r) ? decide_season_at(r, &p->ch[i], &pool, r->job->cycle * r->job->cfg->cycle) : 1.0;
+        r->d->ch[i].season = r->mult[i];
+        r->d->ch[i].discount = r->ops->forget_rate ? r->ops->forget_rate(&p->ch[i].model) : p->pol->discount;
+    }
+}
+
+/* The portfolio's channels' seasonal statistics summed: the prior of each
+ * channel's profile (partial pooling, season.h). */
+static void decide_season_pool(const bd_portfolio_t *p, bd_season_t *pool)
+{
+    bd_season_init(pool);
+    for (size_t i = 0; i < p->n; i++) bd_season_add(pool, &p->ch[i].season);
+}
+
+/* Seasonal factor of channel c for the interval starting at t. */
+static double decide_season_at(const run_t *r, const bd_channel_t *c, const bd_season_t *pool,
+                               int64_t t)
+{
+    if (r->season.daily == BD_AUTO_OFF && r->season.weekly == BD_AUTO_OFF) return 1.0;
+    int hour, dow;
+    bd_season_bucket(t, &hour, &dow);
+    return bd_season_factor(&c->season, pool, r->season, hour, dow);
+}
+
+/* A late report (portfolio.h bd_late_t) reaches its channel: its units go
+ * to the lag distribution at its age and to the model without exposure
+ * (the exposure of its interval matures through the lag credits); spend
+ * it carries is exposure its interval had not reported, credited at once
+ * with the share of units reported by its age. A model without exposure
+ * credits (loglog) observes the report as a point of its own. Implausible
+ * numbers are never shown to a model. */
+static void decide_apply_late(run_t *r, const bd_late_t *it, const bd_season_t *pool)
+{
+    bd_portfolio_t *p = r->p;
+    double v;
+    if (it->ch >= p->n || bd_agg_implausible(&it->d, &v)) return;
+    bd_channel_t *c = &p->ch[it->ch];
+    if (!r->ops->credit) {
+        r->ops->observe(&c->model, &c->prior, &it->d, NULL);
+        return;
+    }
+    if (r->horizon > 0)
+        bd_lag_report(&c->lag, it->age, bd_agg_units(&it->d, r->ops->units, p->pol->objective));
+    bd_agg_t units = it->d;
+    units.spend = 0;
+    r->ops->observe(&c->model, &c->prior, &units, NULL);
+    if (it->d.spend > 0) {
+        double s = decide_season_at(r, c, pool, it->cycle * r->job->cfg->cycle);
+        double f = bd_lag_completeness(&c->lag, it->age, r->horizon);
+        r->ops->credit(&c->model, &c->prior, it->d.spend, s * f);
+    }
+}
+
+/* The pending exposure of channel c's recent intervals matures by a cycle
+ * (lag.h); the closed interval (spend x, seasonal factor s) joins it. */
+static void decide_lag_step(run_t *r, bd_channel_t *c, double x, double s)
+{
+    if (r->horizon <= 0) return;
+    bd_lag_credit_t cr[BD_LAG_BINS];
+    int k = bd_lag_step(&c->lag, r->horizon, x, s, cr);
+    for (int j = 0; j < k && r->ops->credit; j++)
+        r->ops->credit(&c->model, &c->prior, cr[j].x, cr[j].mult);
+}
+
+/* Stage 1, model update of a closed cycle (docs/TIME.md). First the late
+ * reports queued since the last close, each to its own interval; then per
+ * channel the pending exposure matures by a cycle; then each channel that
+ * reported in the cycle forgets (discount toward the prior) and observes
+ * its aggregate with its exposure scaled by the interval's seasonal factor
+ * and by the share of units reported on time, and its seasonal profile and
+ * lag distribution learn from it. A channel without events keeps its
+ * posterior: silence (a paused channel, a connector outage) is not
+ * evidence that the channel changed, and the stale trigger watches it
+ * (docs/DECISIONS.md "Forgetting"). An aggregate holding numbers no channel
+ * can produce (model.h) is never shown to a model; r->corrupt marks it for
+ * the kill-switch, which trips. Last, the decided interval's seasonal
+ * factors. */
 static void decide_update_models(run_t *r)
 {
     bd_portfolio_t *p = r->p;
-    const bd_agg_t *agg = r->job->agg;
+    const bd_decide_job_t *job = r->job;
+    const bd_agg_t *agg = job->agg;
+    int64_t L = job->cfg->cycle, closed_start = (job->cycle - 1) * L;
+    int hour, dow;
+    bd_season_bucket(closed_start, &hour, &dow);
+    bd_season_t pool;
+    decide_season_pool(p, &pool);
     for (size_t i = 0; i < p->n; i++) {
         double v;
         r->corrupt[i] = bd_agg_implausible(&agg[i], &v) != NULL;
     }
+    for (size_t k = 0; k < job->n_late_items; k++) decide_apply_late(r, &job->late_items[k], &pool);
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
-        if (agg[i].events == 0 || r->corrupt[i]) continue;
+        bool obs = agg[i].events > 0 && !r->corrupt[i];
+        double f0 = bd_lag_completeness(&c->lag, 0, r->horizon);
+        double s = decide_season_at(r, c, &pool, closed_start);
+        r->expected[i] = f0 * s;
+        decide_lag_step(r, c, obs ? agg[i].spend : 0, s);
+        if (!obs) continue;
         r->ops->discount(&c->model, &c->prior, p->pol->discount);
-        r->ops->observe(&c->model, &c->prior, &agg[i]);
+        double m = r->ops->expect ? r->ops->expect(&c->model, &c->prior, agg[i].spend) * f0 : 0;
+        double wd, ww;
+        bd_season_weights(&c->season, r->season, &wd, &ww);
+        bd_obs_t o = {.mult = f0 * s, .k_learn = 1.0 - (wd > ww ? wd : ww)};
+        r->ops->observe(&c->model, &c->prior, &agg[i], &o);
+        double u = bd_agg_units(&agg[i], r->ops->units, p->pol->objective);
+        if (d_season_on(r)) bd_season_observe(&c->season, &pool, r->season, hour, dow, u, m);
+        if (r->horizon > 0) bd_lag_report(&c->lag, 0, u);
     }
+    decide_season_next(r);
 }
 
 /* Stage 2, kill-switch: the closed cycle goes to the trailing window and
@@ -187,6 +312,7 @@ static void decide_kill_switch(run_t *r)
     bd_killswitch_cycle_t kc = {
         .agg = job->agg, .corrupt = r->corrupt, .closed_end = job->cycle * job->cfg->cycle,
         .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
+        .expected = r->expected,
     };
     r->d->tripped = bd_killswitch_close_cycle(r->p, &kc);
 }
@@ -223,7 +349,7 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
     }
     bd_alloc_input_t in = {
         .n = n, .pol = pol, .cfg = r->cfgs, .ops = r->ops, .states = st, .priors = pr,
-        .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng,
+        .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = r->mult,
     };
     bd_alloc_output_t out = {
         .x = r->x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
@@ -284,10 +410,19 @@ static void decide_gate(run_t *r, const alloc_result_t *res)
         snprintf(job->note, sizeof(job->note), "verify: %.200s", res->err);
         decide_hold(r);
     } else if (res->risk_held) {
+        /* The posterior cannot rule out a low return even at the safe
+         * allocation (wide posteriors: few conversions, a new season). The
+         * allocation in force stays in force and active: stopping the spend
+         * would stop the evidence that narrows the posterior, a hold that
+         * never lifts. Realized returns are the kill-switch's to judge. */
         snprintf(job->note, sizeof(job->note),
-                 "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f",
+                 "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f; the allocation "
+                 "in force stays",
                  pol->risk_roas_floor, pol->risk_max_prob);
-        decide_hold(r);
+        r->d->note = job->note;
+        r->d->path = BD_PATH_HELD;
+        p->has_proposal = false;
+        for (size_t i = 0; i < n; i++) p->ch[i].x = r->x[i];
     } else if (res->kept) {
         r->d->path = BD_PATH_KEPT;
         p->has_proposal = false;
@@ -354,6 +489,8 @@ void bd_decide_run(bd_decide_job_t *job)
 
 void bd_decide_job_free(bd_decide_job_t *job)
 {
+    free(job->late_items);
+    job->late_items = NULL;
     free(job->agg);
     free(job->json);
     free(job->dch);

@@ -126,6 +126,7 @@ static bd_decide_job_t *engine_job(bd_engine_t *e, bd_portfolio_t *p)
     j->cfg = e->cfg;
     j->p = p;
     j->events = j->late = j->rejected = 0;
+    j->n_late_items = 0;
     j->last_event_ts = p->last_event_ts;
     p->pending = true;
     return j;
@@ -156,6 +157,15 @@ static void engine_close_cycle(bd_engine_t *e, bd_portfolio_t *p)
     j->late = p->late;
     j->rejected = p->rejected;
     p->late = p->rejected = 0;
+    /* the late reports since the last close go with it (swap: no copy) */
+    bd_late_t *q = j->late_items;
+    size_t qcap = j->late_items_cap;
+    j->late_items = p->late_q;
+    j->n_late_items = p->n_late;
+    j->late_items_cap = p->late_cap;
+    p->late_q = q;
+    p->late_cap = qcap;
+    p->n_late = 0;
     j->cycle = c + 1;
     j->initial = false;
     j->decided_at = engine_now(e, (c + 1) * e->cfg->cycle);
@@ -285,12 +295,10 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
     bd_agg_t one = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue, 1};
     int64_t c = floor_div(ev->ts, e->cfg->cycle);
     if (c < p->open) {
-        /* Late: its cycle was decided already. The model still learns from
-         * it (counted as late); it never reopens the decision. */
-        if (p->pending) bd_engine_flush(e);
-        const bd_model_ops_t *ops = bd_model_get(p->pol->model);
-        double v;
-        if (!bd_agg_implausible(&one, &v)) ops->observe(&p->ch[ci].model, &p->ch[ci].prior, &one);
+        /* Late: its cycle was decided already. It never reopens the
+         * decision; the next close applies it to its own interval (lag.h),
+         * so nothing here waits for the decisions in flight. */
+        bd_portfolio_late(p, ci, c, &one);
         p->late++;
         e->stats.late++;
     } else {

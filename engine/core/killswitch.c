@@ -1,6 +1,7 @@
 /* killswitch.c: triggers, latch, operator kill/resume and the kill action
  * (killswitch.h). No I/O: the Redis kill key and the write script's status
  * override mirror the latch from engine/io and engine/cmd. */
+#include <math.h>
 #include <stdio.h>
 #include "budgetd/alloc.h"
 #include "budgetd/killswitch.h"
@@ -104,7 +105,9 @@ static void window_push(bd_portfolio_t *p, const bd_killswitch_cycle_t *c)
     for (size_t i = 0; i < p->n; i++) {
         if (c->corrupt[i]) continue;
         h.spend += c->agg[i].spend;
-        h.value += agg_value(&c->agg[i], p->pol->objective);
+        double v = agg_value(&c->agg[i], p->pol->objective);
+        double e = c->expected ? c->expected[i] : 1.0;
+        h.value += e > 0 && isfinite(e) ? v / e : v;
     }
     int w = p->pol->kill.window > 0 ? p->pol->kill.window : 1;
     p->hist[p->hist_n % (uint64_t)w] = h;

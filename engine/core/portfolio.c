@@ -29,6 +29,7 @@ static void portfolio_free(bd_portfolio_t *p)
     free(p->agg);
     free(p->slot_events);
     free(p->hist);
+    free(p->late_q);
     free(p);
 }
 
@@ -143,6 +144,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     channel_prior(p, c->cfg, &c->prior);
     const bd_model_ops_t *ops = bd_model_get(p->pol->model);
     if (ops) ops->init(&c->model, &c->prior);
+    bd_season_init(&c->season);
+    bd_lag_init(&c->lag);
     return (int)p->n++;
 }
 
@@ -172,4 +175,13 @@ void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const 
         p->ch[i].cfg = bd_config_channel(pc, pol, p->ch[i].name);
         channel_prior(p, p->ch[i].cfg, &p->ch[i].prior);
     }
+}
+
+void bd_portfolio_late(bd_portfolio_t *p, int ch, int64_t cycle, const bd_agg_t *d)
+{
+    if (p->n_late == p->late_cap) {
+        p->late_cap = p->late_cap ? p->late_cap * 2 : 16;
+        p->late_q = bd_xrealloc(p->late_q, p->late_cap * sizeof(*p->late_q));
+    }
+    p->late_q[p->n_late++] = (bd_late_t){(uint32_t)ch, cycle, p->open - cycle, *d};
 }

@@ -188,7 +188,16 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
         out_num(&o, 4, c->roas_hi);
         out_lit(&o, ",\"bound\":\"");
         out_lit(&o, bd_bound_name(c->bound));
-        out_lit(&o, "\"}");
+        out_lit(&o, "\"");
+        if (d->show_season) {
+            out_lit(&o, ",\"season\":");
+            out_num(&o, 4, c->season);
+        }
+        if (d->show_discount) {
+            out_lit(&o, ",\"discount\":");
+            out_num(&o, 4, c->discount);
+        }
+        out_lit(&o, "}");
     }
     out_lit(&o, "],\"risk\":{\"p_below_floor\":");
     out_num(&o, 4, d->p_below_floor);

@@ -56,6 +56,8 @@ typedef struct {
                                          * projected into the box. NULL: prev is used */
     const bool *promoted;               /* lab channels already past the gate */
     gsl_rng *rng;                       /* seeded per (seed, portfolio, cycle) by the caller */
+    const double *mult;                 /* per channel response multiplier of the interval
+                                         * decided for (its seasonal factor); NULL: 1 */
 } bd_alloc_input_t;
 
 /* One decision's output; the caller allocates the arrays (n entries). */

@@ -27,6 +27,8 @@
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
 typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_action_t;
+/* A learned time structure: off, on when the data support it, or always on. */
+typedef enum { BD_AUTO_OFF = 0, BD_AUTO_AUTO, BD_AUTO_ON } bd_auto_t;
 typedef enum { BD_MODEL_POISSON_SAT = 0, BD_MODEL_LOGLOG, BD_MODEL_BETA_BERNOULLI } bd_model_kind_t;
 
 /* Per-channel guardrails. max is INFINITY when uncapped. */
@@ -46,7 +48,15 @@ typedef struct {
     bd_objective_t objective;
     bd_model_kind_t model;
     int samples;                 /* posterior draws per decision, 1..4096 */
-    double discount;             /* per-cycle forgetting factor in (0,1] */
+    double discount;             /* per-cycle forgetting factor in (0,1], or
+                                  * BD_DISCOUNT_AUTO (model.h): learned per channel */
+    struct {                     /* seasonality: learned hour-of-day and weekday profiles */
+        bd_auto_t daily, weekly;
+    } season;
+    struct {                     /* conversion reporting lag (late reports, restatements) */
+        bd_auto_t model;         /* auto: learned from late reports; off: reports are final */
+        int64_t horizon;         /* seconds after which an interval is final */
+    } lag;
     double max_step;             /* ramp: fraction of current spend per cycle */
     double min_change;           /* hysteresis on total relative change */
     double explore_share;        /* in [0,1) */

@@ -20,6 +20,8 @@ typedef struct {
     int64_t decided_at;
     int64_t last_event_ts;  /* snapshot: ingest may move it while the job runs */
     size_t agg_cap;
+    bd_late_t *late_items;  /* late reports the close applies (owned; swapped with the portfolio's queue) */
+    size_t n_late_items, late_items_cap;
     /* output */
     bd_decision_t d;
     char *json;

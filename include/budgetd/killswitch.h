@@ -39,6 +39,12 @@ typedef struct {
     int64_t last_event_ts;   /* p's newest event time; INT64_MIN: none yet */
     uint64_t events;         /* events accepted since the last decision */
     uint64_t rejected;       /* events rejected since the last decision */
+    const double *expected;  /* per channel, or NULL (1): the share of the interval's
+                              * final, season-average value that the reports so far
+                              * stand for (season factor x reporting completeness);
+                              * the trailing ROAS counts value / expected, so that
+                              * neither a slow-reporting channel nor a predictable
+                              * night trough reads as a loss */
 } bd_killswitch_cycle_t;
 
 /* One closed cycle: adds its spend and objective value to the trailing

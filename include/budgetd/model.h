@@ -57,12 +57,37 @@ typedef struct {
     double value_prior; /* prior mean revenue per conversion */
 } bd_prior_t;
 
-#define BD_MODEL_STATE_BYTES 520 /* the largest model (poisson_sat, 7-point k grid) exactly */
+#define BD_MODEL_STATE_BYTES 608 /* the largest model (poisson_sat: 7-point k grid and the drift shadows) */
+
+/* `discount: auto`: the model chooses its own forgetting rate from its data
+ * (drift.h); a model that cannot forgets at BD_DISCOUNT_AUTO_FALLBACK. */
+#define BD_DISCOUNT_AUTO (-1.0)
+#define BD_DISCOUNT_AUTO_FALLBACK 0.98
+
+/* What a model observes: conversions (counts) or the objective's value. The
+ * seasonal profile and the lag distribution are learned in these units. */
+typedef enum { BD_UNITS_CONVERSIONS = 0, BD_UNITS_OBJECTIVE } bd_units_t;
+
+/* The units of an aggregate a model of kind units observes. */
+double bd_agg_units(const bd_agg_t *a, bd_units_t units, bd_objective_t obj);
 /* Opaque per-channel state; models cast it to their own struct (static
  * asserted to fit). POD: the engine checkpoints it by copying bytes. */
 typedef struct {
     _Alignas(8) unsigned char bytes[BD_MODEL_STATE_BYTES];
 } bd_model_state_t;
+
+/* How an aggregate is observed.
+ *  mult:    > 0, multiplies the interval's exposure: its seasonal factor
+ *           times the share of its units reported so far (lag.h), so that
+ *           the response is learned free of both (default 1);
+ *  k_learn: in [0,1], the weight of the observation in the saturation
+ *           likelihood (default 1). Where a seasonal profile is in use,
+ *           spend follows the hour and saturation and season are not
+ *           separately identified in the closed loop: decide.c lowers it by
+ *           the profile's weight (docs/DECISIONS.md "Time structure"). */
+typedef struct {
+    double mult, k_learn;
+} bd_obs_t;
 
 typedef struct bd_model_ops {
     const char *name;
@@ -72,12 +97,28 @@ typedef struct bd_model_ops {
      * channel is never certain forever. Called once per closed cycle for each
      * channel that reported in it, just before observe (decide.c); a silent
      * channel is not discounted and keeps its posterior (docs/DECISIONS.md
-     * "Forgetting"). */
+     * "Forgetting"). gamma BD_DISCOUNT_AUTO: the model's own choice. */
     void (*discount)(bd_model_state_t *st, const bd_prior_t *pr, double gamma);
-    /* Adds one cycle's aggregate (also a single late event). Also runs the
+    /* Adds one closed interval's aggregate (o: how; NULL = bd_obs_t
+     * defaults). An aggregate with zero spend adds its units only (late
+     * reports of an interval observed earlier; negative units lower what an
+     * earlier report added, never below the prior). Also runs the
      * change-point check: outcomes very unlikely under the posterior for
      * several consecutive updates partly reset the state toward the prior. */
-    void (*observe)(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg);
+    void (*observe)(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg,
+                    const bd_obs_t *o);
+    /* Exposure that matured: spend x of an interval observed earlier, times
+     * mult (the reporting share that arrived since, times its seasonal
+     * factor). NULL: the model does not take exposure apart from units. */
+    void (*credit)(bd_model_state_t *st, const bd_prior_t *pr, double x, double mult);
+    /* Expected units (see units) at spend x under the posterior mean, with
+     * no multiplier: the flat prediction the seasonal profile is scored
+     * against. */
+    double (*expect)(const bd_model_state_t *st, const bd_prior_t *pr, double x);
+    /* The discount the last discount call applied (auto: the choice), for
+     * the record; NULL when the model has no choice to report. */
+    double (*forget_rate)(const bd_model_state_t *st);
+    bd_units_t units;
     /* One posterior draw of the response curve (Thompson sampling). */
     void (*sample)(const bd_model_state_t *st, const bd_prior_t *pr, gsl_rng *rng,
                    bd_curve_t *out);

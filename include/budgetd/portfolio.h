@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include "budgetd/config.h"
 #include "budgetd/record.h"
+#include "budgetd/lag.h"
 #include "budgetd/model.h"
+#include "budgetd/season.h"
 
 typedef struct {
     char name[BD_NAME_MAX + 1];
@@ -19,7 +21,21 @@ typedef struct {
     double safe;                  /* last allocation that met the risk bound */
     double proposed;              /* pending proposal, valid when p->has_proposal */
     bool promoted;                /* lab gate passed (sticky) */
+    bd_season_t season;           /* learned hour-of-day and weekday profile */
+    bd_lag_t lag;                 /* reporting lag and the exposure still pending */
 } bd_channel_t;
+
+/* A late report: an event for an interval already closed, or the change a
+ * restatement made to one. Queued on the portfolio as it arrives and applied
+ * by the next cycle close's model update, so that a late event never waits
+ * for (or stalls) the decisions in flight, and replay and live apply it at
+ * the same point of the data. age: cycles between the interval's close and
+ * the close that applies it (>= 1). */
+typedef struct {
+    uint32_t ch;
+    int64_t cycle, age;
+    bd_agg_t d;
+} bd_late_t;
 
 /* Realized spend and objective of one closed cycle (kill-switch window). */
 typedef struct {
@@ -59,6 +75,8 @@ typedef struct bd_portfolio {
     int64_t ckpt_offset;          /* live: offset covered by the checkpoint in Redis */
     int64_t first_unsaved;        /* live: first offset applied since the checkpoint (-1 none) */
     bool pending;                 /* a close job is queued (engine.c) */
+    bd_late_t *late_q;            /* late reports since the last close, in arrival order */
+    size_t n_late, late_cap;
 } bd_portfolio_t;
 
 typedef struct bd_ptable bd_ptable_t;
@@ -81,6 +99,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
  * and priors follow the new config; model states, allocation and open
  * aggregates are kept. The kill window restarts if its length changed. */
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
+/* Queues a late report for channel ch of closed cycle (< p->open). */
+void bd_portfolio_late(bd_portfolio_t *p, int ch, int64_t cycle, const bd_agg_t *d);
 /* Ring slot of cycle c (cycles may be negative: the remainder is folded). */
 size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c);
 /* Aggregates of cycle c (must be within the open window). */

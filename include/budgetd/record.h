@@ -26,6 +26,8 @@ typedef struct {
     double spend, prev;
     double mean_roas, roas_lo, roas_hi;
     bd_bound_t bound;
+    double season;               /* seasonal multiplier used for the interval decided */
+    double discount;             /* forgetting rate the channel's model applied last */
 } bd_decision_channel_t;
 
 typedef struct {
@@ -47,6 +49,8 @@ typedef struct {
     uint64_t events, late, rejected;
     int64_t decided_at;          /* event time in replay, wall clock live */
     const char *note;            /* optional human text (verifier failure, ...) */
+    bool show_season;            /* the record carries each channel's `season` */
+    bool show_discount;          /* ... and `discount` (discount: auto) */
 } bd_decision_t;
 
 const char *bd_status_name(bd_status_t s);

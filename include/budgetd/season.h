@@ -14,13 +14,15 @@
  * Whether a profile is used at all is decided by its prequential evidence:
  * each observation scores the factor predicted *before* it against the flat
  * prediction (Poisson log-likelihood ratio over the running dispersion), and
- * the discounted score gates the profile smoothly (auto); a stationary
- * channel's score drifts negative, so no phantom seasonality is applied.
+ * the discounted score gates the profile smoothly (auto: weight 0 while the
+ * score is <= 0, half at BD_SEASON_GATE nats); a stationary channel's score
+ * drifts negative, so no phantom seasonality is applied.
  * Pure, POD, no allocation; checkpointed by copying bytes. */
 #ifndef BUDGETD_SEASON_H
 #define BUDGETD_SEASON_H
 
 #include <stdint.h>
+#include "budgetd/config.h"
 
 #define BD_SEASON_HOURS 24
 #define BD_SEASON_DAYS 7
@@ -32,7 +34,6 @@
 #define BD_SEASON_SCORE_FORGET 0.995 /* evidence memory (~200 cycles) */
 #define BD_SEASON_GATE 4.0       /* auto: evidence (nats) at which a profile is half on */
 
-typedef enum { BD_SEASON_OFF = 0, BD_SEASON_AUTO, BD_SEASON_ON } bd_season_mode_t;
 
 /* One channel's statistics. o/e: discounted observed and flat-expected units
  * per bucket (hours 0-23, then days Monday=24 .. Sunday=30); en: discounted
@@ -48,7 +49,7 @@ typedef struct {
 
 /* What a decision or an update needs to know of the config. */
 typedef struct {
-    bd_season_mode_t daily, weekly;
+    bd_auto_t daily, weekly;
 } bd_season_cfg_t;
 
 void bd_season_init(bd_season_t *s);

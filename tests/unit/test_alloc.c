@@ -70,7 +70,7 @@ static bd_err_t fx_run(fx_t *f, bool use_prev, unsigned long seed)
 {
     gsl_rng_set(f->rng, seed);
     bd_alloc_input_t in = {f->n, &f->pol, f->cfgp, &tm_ops, f->st, f->pr,
-                           use_prev ? f->prev : NULL, use_prev ? f->safe : NULL, f->promoted, f->rng};
+                           use_prev ? f->prev : NULL, use_prev ? f->safe : NULL, f->promoted, f->rng, NULL};
     f->out.x = f->x;
     f->out.bound = f->bound;
     f->out.mean_roas = f->mean;

@@ -149,7 +149,7 @@ Test(alloc_property, random_decisions_pass_the_verifier, .timeout = 120)
         for (int cyc = 0; cyc < cycles; cyc++) {
             gsl_rng_set(draw, (unsigned long)t * 7 + (unsigned long)cyc);
             bd_alloc_input_t in = {n, &c.pol, c.cfgp, &tm_ops, c.st, c.pr,
-                                   have_prev ? prev : NULL, safe, c.promoted, draw};
+                                   have_prev ? prev : NULL, safe, c.promoted, draw, NULL};
             bd_err_t rc = bd_alloc_decide(&in, &res.out, err, sizeof err);
             cr_assert_eq(rc, BD_OK, "case %d/%d: %s", t, cyc, err);
             decisions++;

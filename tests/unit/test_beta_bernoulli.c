@@ -151,7 +151,7 @@ Test(beta_bernoulli, curve_from_clicks_and_value)
     ops->init(&st, &pr);
     for (int i = 0; i < 200; i++) {
         bd_agg_t agg = {.spend = 1000, .clicks = 500, .conversions = 25, .revenue = 25 * 80, .events = 1};
-        ops->observe(&st, &pr, &agg);
+        ops->observe(&st, &pr, &agg, NULL);
     }
     bd_curve_t m;
     ops->mean(&st, &pr, &m);
@@ -173,7 +173,7 @@ Test(beta_bernoulli, curve_from_clicks_and_value)
     /* without clicks there is no Bernoulli evidence */
     ops->init(&st, &pr);
     bd_agg_t noclk = {.spend = 100, .conversions = 3, .revenue = 90, .events = 1};
-    ops->observe(&st, &pr, &noclk);
+    ops->observe(&st, &pr, &noclk, NULL);
     cr_assert_float_eq(ops->evidence(&st), 0, 1e-12);
 }
 

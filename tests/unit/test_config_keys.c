@@ -53,6 +53,9 @@ static const place_t PLACES[] = {
     {&bd_cfg_risk_keys, "v: 1\ndefaults:\n  risk:\n    %s: %s\n", 4, "defaults.risk"},
     {&bd_cfg_kill_keys, "v: 1\ndefaults:\n  kill:\n    %s: %s\n", 4, "defaults.kill"},
     {&bd_cfg_lab_keys, "v: 1\ndefaults:\n  lab:\n    %s: %s\n", 4, "defaults.lab"},
+    {&bd_cfg_season_keys, "v: 1\ndefaults:\n  seasonality:\n    %s: %s\n", 4,
+     "defaults.seasonality"},
+    {&bd_cfg_lag_keys, "v: 1\ndefaults:\n  lag:\n    %s: %s\n", 4, "defaults.lag"},
     {&bd_cfg_channel_keys,
      "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      s:\n        %s: %s\n", 7,
      "portfolios.p.channels.s"},
@@ -92,12 +95,14 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen"}},
         {&bd_cfg_policy_keys,
          {"budget", "objective", "model", "samples", "discount", "max_step", "min_change",
-          "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "channel",
-          "channels"}},
+          "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "seasonality", "lag",
+          "channel", "channels"}},
         {&bd_cfg_risk_keys, {"roas_floor", "max_prob"}},
         {&bd_cfg_kill_keys,
          {"roas_below", "window", "overspend_ratio", "stale_after", "max_reject_ratio", "action"}},
         {&bd_cfg_lab_keys, {"min_conversions", "max_rel_width", "cap_share"}},
+        {&bd_cfg_season_keys, {"daily", "weekly"}},
+        {&bd_cfg_lag_keys, {"model", "horizon"}},
         {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab"}},
     };
     for (size_t s = 0; s < sizeof want / sizeof *want; s++) {
@@ -297,6 +302,7 @@ static const struct {
     const char *key, *bound, *out[2], *in[2];
 } BOUNDS[] = {
     {&bd_cfg_top_keys, "cycle", "> 0", {"0"}, {"1"}},
+    {&bd_cfg_lag_keys, "horizon", "> 0", {"0"}, {"1"}},
     {&bd_cfg_redis_keys, "stream_maxlen", "in 1..100000000", {"0", "100000001"},
      {"1", "100000000"}},
     {&bd_cfg_policy_keys, "budget", "> 0", {"0"}, {"0.001"}},

@@ -46,7 +46,7 @@ Test(model, every_model_gives_finite_curves_and_is_pod)
                 bd_agg_t a = {.spend = 500 + 100 * t, .conversions = 10 + t,
                               .revenue = 800 + 90 * t, .events = 3};
                 m->discount(&st, &pr, 0.98);
-                m->observe(&st, &pr, &a);
+                m->observe(&st, &pr, &a, NULL);
             }
             bd_model_state_t copy;
             memcpy(&copy, &st, sizeof st);

@@ -71,7 +71,7 @@ Test(loglog, conjugate_update_equals_closed_form)
     double us[5], zs[5];
     for (int i = 0; i < 7; i++) {
         bd_agg_t a = agg(xs[i], ys[i], 10);
-        M->observe(&st, &pr, &a);
+        M->observe(&st, &pr, &a, NULL);
         if (i < 5) {
             us[i] = log(xs[i] / 2000);
             zs[i] = log(ys[i]);
@@ -108,7 +108,7 @@ Test(loglog, recovers_known_elasticity)
             double y = A * pow(x, beta) * exp(gsl_ran_gaussian(R, 0.1));
             bd_agg_t a = agg(x, y, y / 40);
             M->discount(&st, &pr, 0.99);
-            M->observe(&st, &pr, &a);
+            M->observe(&st, &pr, &a, NULL);
         }
         cr_assert_eq(M->resets(&st), 0, "stationary: no reset");
         bd_loglog_state_t *s = S(&st);
@@ -148,7 +148,7 @@ Test(loglog, sample_moments_match_posterior)
     double ys[] = {3000, 7000, 4500, 6500, 2900, 8000};
     for (int i = 0; i < 6; i++) {
         bd_agg_t a = agg(xs[i], ys[i], 1);
-        M->observe(&st, &pr, &a);
+        M->observe(&st, &pr, &a, NULL);
     }
     bd_loglog_state_t *s = S(&st);
     cr_assert_gt(s->a, 4.0, "4th moment of s2 finite: sample variance converges");
@@ -180,7 +180,7 @@ Test(loglog, discount_blends_toward_prior)
     M->init(&p0st, &pr);
     for (int i = 0; i < 8; i++) {
         bd_agg_t a = agg(500 + 400 * i, 1500 + 700 * i, 20);
-        M->observe(&st, &pr, &a);
+        M->observe(&st, &pr, &a, NULL);
     }
     bd_loglog_state_t before = *S(&st), *s = S(&st), *p0 = S(&p0st);
     double g = 0.9;
@@ -211,7 +211,7 @@ static uint32_t run_channel(uint64_t seed, int cycles, int change, double drop, 
         double y = 90 * sqrt(x) * exp(gsl_ran_gaussian(R, 0.1)) * (t >= change ? drop : 1);
         bd_agg_t a = agg(x, y, y / 40);
         M->discount(&st, &pr, 0.98);
-        M->observe(&st, &pr, &a);
+        M->observe(&st, &pr, &a, NULL);
         if (*first < 0 && M->resets(&st)) *first = t;
     }
     return M->resets(&st);
@@ -238,7 +238,7 @@ Test(loglog, skips_unusable_cycles)
     M->init(&st, &pr);
     bd_model_state_t before = st;
     bd_agg_t bad[] = {agg(0, 100, 1), agg(100, 0, 0), agg(-5, 10, 1), agg(NAN, 10, 1)};
-    for (int i = 0; i < 4; i++) M->observe(&st, &pr, &bad[i]);
+    for (int i = 0; i < 4; i++) M->observe(&st, &pr, &bad[i], NULL);
     cr_assert_eq(memcmp(&before, &st, sizeof st), 0, "unusable cycles change nothing");
     /* conversions objective regresses conversions, not revenue */
     pr.objective = BD_OBJ_CONVERSIONS;
@@ -246,7 +246,7 @@ Test(loglog, skips_unusable_cycles)
     M->init(&st, &pr);
     before = st;
     bd_agg_t a = agg(1000, 0, 25);
-    M->observe(&st, &pr, &a);
+    M->observe(&st, &pr, &a, NULL);
     cr_assert_eq(S(&st)->streak, 0, "an ordinary cycle");
     near(S(&st)->h[0], S(&before)->h[0] + log(25), 1e-14, "z = log conversions");
 }
@@ -260,20 +260,20 @@ Test(loglog, surprising_cycle_is_held_then_folded_in)
     M->init(&st, &pr);
     for (int i = 0; i < 40; i++) { /* settle: ROAS 3 at 2000, noise-free-ish */
         bd_agg_t a = agg(2000, 6000 * (i % 2 ? 1.02 : 0.98), 100);
-        M->observe(&st, &pr, &a);
+        M->observe(&st, &pr, &a, NULL);
     }
     bd_loglog_state_t *s = S(&st);
     cr_assert_eq(s->streak, 0);
     bd_loglog_state_t settled = *s;
     bd_agg_t odd = agg(2000, 600, 10), ok = agg(2000, 6000, 100);
-    M->observe(&st, &pr, &odd);
+    M->observe(&st, &pr, &odd, NULL);
     cr_assert_eq(s->streak, 1, "held back");
     cr_assert_eq(memcmp(s->P, settled.P, sizeof s->P), 0, "not yet in the statistics");
     cr_assert_eq(s->q, settled.q);
     M->discount(&st, &pr, 0.5);
     near(s->pend[0][2], 0.5, 1e-15, "held cycle ages");
     double h0 = s->h[0];
-    M->observe(&st, &pr, &ok);
+    M->observe(&st, &pr, &ok, NULL);
     cr_assert_eq(s->streak, 0);
     cr_assert_eq(M->resets(&st), 0);
     near(s->h[0], h0 + 0.5 * log(600) + log(6000), 1e-12, "held cycle folded in at weight 0.5");

@@ -22,7 +22,7 @@ TestSuite(season, .init = setup, .fini = teardown);
 TestSuite(lag, .init = setup, .fini = teardown);
 TestSuite(drift, .init = setup, .fini = teardown);
 
-static const bd_season_cfg_t AUTO = {BD_SEASON_AUTO, BD_SEASON_AUTO};
+static const bd_season_cfg_t AUTO = {BD_AUTO_AUTO, BD_AUTO_AUTO};
 
 Test(season, buckets_are_utc_hour_and_weekday)
 {
@@ -40,12 +40,12 @@ Test(season, buckets_are_utc_hour_and_weekday)
 
 Test(season, a_cycle_as_long_as_the_period_has_no_profile)
 {
-    bd_season_cfg_t on = {BD_SEASON_ON, BD_SEASON_ON};
+    bd_season_cfg_t on = {BD_AUTO_ON, BD_AUTO_ON};
     bd_season_cfg_t e = bd_season_effective(on, 86400);
-    cr_assert_eq(e.daily, BD_SEASON_OFF);
-    cr_assert_eq(e.weekly, BD_SEASON_ON);
+    cr_assert_eq(e.daily, BD_AUTO_OFF);
+    cr_assert_eq(e.weekly, BD_AUTO_ON);
     e = bd_season_effective(on, 3600);
-    cr_assert_eq(e.daily, BD_SEASON_ON);
+    cr_assert_eq(e.daily, BD_AUTO_ON);
 }
 
 /* Feeds T hourly observations with truth m * prof(t) (Poisson). */
@@ -86,7 +86,7 @@ Test(season, diurnal_profile_is_learned_and_switched_on)
     cr_assert_gt(wd, 0.99, "daily weight %g", wd);
     for (int h = 0; h < 24; h++) {
         double want = 1 + 0.5 * sin(2 * M_PI * h / 24.0);
-        double f = bd_season_factor(&s, NULL, (bd_season_cfg_t){BD_SEASON_AUTO, BD_SEASON_OFF}, h, 0);
+        double f = bd_season_factor(&s, NULL, (bd_season_cfg_t){BD_AUTO_AUTO, BD_AUTO_OFF}, h, 0);
         cr_assert(fabs(f / want - 1) < 0.1, "hour %d factor %g want %g", h, f, want);
     }
 }
@@ -110,7 +110,7 @@ Test(season, off_is_exactly_one_and_on_skips_the_gate)
 {
     bd_season_t s;
     bd_season_init(&s);
-    bd_season_cfg_t off = {BD_SEASON_OFF, BD_SEASON_OFF}, on = {BD_SEASON_ON, BD_SEASON_OFF};
+    bd_season_cfg_t off = {BD_AUTO_OFF, BD_AUTO_OFF}, on = {BD_AUTO_ON, BD_AUTO_OFF};
     feed(&s, on, 200, 40, 0.5, 0);
     cr_assert_eq(bd_season_factor(&s, NULL, off, 6, 0), 1.0);
     double f6 = bd_season_factor(&s, NULL, on, 6, 0);
@@ -127,7 +127,7 @@ Test(season, sparse_channel_borrows_the_pooled_shape)
     bd_season_init(&pool);
     bd_season_add(&pool, &big);
     bd_season_add(&pool, &small);
-    bd_season_cfg_t on = {BD_SEASON_ON, BD_SEASON_OFF};
+    bd_season_cfg_t on = {BD_AUTO_ON, BD_AUTO_OFF};
     double err_alone = 0, err_pooled = 0;
     for (int h = 0; h < 24; h++) {
         double want = 1 + 0.5 * sin(2 * M_PI * h / 24.0);
