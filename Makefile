@@ -15,7 +15,7 @@ CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion
 
-LAYERS    := core io config cmd
+LAYERS    := base core io config cmd
 LIB_SRC   := $(filter-out engine/cmd/main.c,$(foreach l,$(LAYERS),$(wildcard engine/$(l)/*.c))) $(wildcard models/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUP_SRC   := $(wildcard tests/support/*.c)

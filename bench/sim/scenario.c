@@ -350,7 +350,7 @@ static void load_channels(bd_yaml_ctx_t *cx, yaml_node_t *map, const sim_season_
     sc->ch = bd_xcalloc(n ? n : 1, sizeof *sc->ch);
     for (size_t i = 0; i < n; i++) {
         sim_channel_t *c = &sc->ch[sc->n_ch];
-        if (!bd_cfg_valid_name(pr[i].k)) {
+        if (!bd_name_valid(pr[i].k, strlen(pr[i].k))) {
             bd_yaml_err(cx, bd_yaml_line(pr[i].key),
                        "channels: '%.80s' is not a valid channel name (1-64 of [A-Za-z0-9_.:-])",
                        pr[i].k);

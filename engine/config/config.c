@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "budgetd/event.h"
 #include "config_int.h"
 
 /* kafka.properties: passed to librdkafka verbatim, so values stay the
@@ -107,7 +106,7 @@ static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const c
     c->portfolios = bd_xcalloc(n + 1, sizeof *c->portfolios);
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
-        if (!bd_cfg_valid_name(name)) {
+        if (!bd_name_valid(name, strlen(name))) {
             bd_yaml_err(cx, bd_yaml_line(pr[i].key),
                         "portfolios: bad portfolio name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)",
                         name);
@@ -275,12 +274,6 @@ void bd_config_free(bd_config_t *cfg)
     for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
     free(cfg->portfolios);
     free(cfg);
-}
-
-/* One rule for ids: bd_name_valid (common.h), as the event decoder and the Redis keys use. */
-bool bd_cfg_valid_name(const char *s)
-{
-    return bd_name_valid(s, strlen(s)) != 0;
 }
 
 /* Binary search: portfolios are sorted by name (strcmp order) at load. */

@@ -212,7 +212,7 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
     bool all_init = true;
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
-        if (!bd_cfg_valid_name(name)) {
+        if (!bd_name_valid(name, strlen(name))) {
             bd_yaml_err(cx, bd_yaml_line(pr[i].key),
                         "%s: bad channel name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -)", cpath, name);
             continue;

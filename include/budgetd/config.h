@@ -133,10 +133,6 @@ const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char
 const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
                                           const char *name);
 
-/* The name rule of portfolio and channel ids (docs/CONTRACT.md §1): 1-64 of
- * [A-Za-z0-9_.:-], the rule events are checked with. */
-bool bd_cfg_valid_name(const char *s);
-
 const char *bd_mode_name(bd_mode_t m);
 const char *bd_objective_name(bd_objective_t o);
 const char *bd_kill_action_name(bd_kill_action_t a);
