@@ -29,10 +29,11 @@ bd_season_cfg_t bd_season_effective(bd_season_cfg_t cfg, int64_t cycle_len)
     return cfg;
 }
 
-/* The normalised factor of bucket b (within part) from statistics s, the
- * prior mean being prior[b] (NULL: 1). Exposure-weighted mean 1 over the
- * part's buckets; 1 when the part has seen nothing. */
-static double part_factor(const bd_season_t *s, int part, int b, const double *prior)
+/* Every bucket's normalised factor of one part from statistics s, the
+ * prior mean of bucket b being prior[b] (NULL: 1), into out. Exposure-
+ * weighted mean 1 over the part's buckets; the prior itself when the part
+ * has seen nothing. */
+static void part_factors(const bd_season_t *s, int part, const double *prior, double *out)
 {
     int lo = part_lo[part], nb = part_nb[part];
     double esum = 0, osum = 0, psum = 0;
@@ -41,21 +42,18 @@ static double part_factor(const bd_season_t *s, int part, int b, const double *p
         osum += s->o[lo + i];
         psum += prior ? prior[i] : 1.0;
     }
-    if (!(s->en[part] > 0) || !(esum > 0)) return prior ? prior[b] : 1.0;
+    if (!(s->en[part] > 0) || !(esum > 0)) {
+        for (int b = 0; b < nb; b++) out[b] = prior ? prior[b] : 1.0;
+        return;
+    }
     double kap = BD_SEASON_PRIOR_OBS * esum / s->en[part];
     if (kap < BD_SEASON_PRIOR_UNITS) kap = BD_SEASON_PRIOR_UNITS;
-    double pi = prior ? prior[b] : 1.0;
-    double r = (s->o[lo + b] + kap * pi) / (s->e[lo + b] + kap);
     double norm = (osum + kap * psum) / (esum + nb * kap);
-    return norm > 0 ? r / norm : 1.0;
-}
-
-/* Every bucket's prior mean for part from the pooled statistics. */
-static const double *pool_prior(const bd_season_t *pool, int part, double *buf)
-{
-    if (!pool) return NULL;
-    for (int b = 0; b < part_nb[part]; b++) buf[b] = part_factor(pool, part, b, NULL);
-    return buf;
+    for (int b = 0; b < nb; b++) {
+        double pi = prior ? prior[b] : 1.0;
+        double r = (s->o[lo + b] + kap * pi) / (s->e[lo + b] + kap);
+        out[b] = norm > 0 ? r / norm : 1.0;
+    }
 }
 
 /* Weight of a part: 0 off, 1 on, the logistic evidence gate in auto. */
@@ -77,31 +75,43 @@ void bd_season_weights(const bd_season_t *s, bd_season_cfg_t cfg, double *wd, do
     *ww = part_weight(s, cfg.weekly, 1);
 }
 
-double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg,
-                        int hour, int dow)
+void bd_season_profile(const bd_season_t *s, const bd_season_profile_t *pool, bd_season_cfg_t cfg,
+                       bd_season_profile_t *out)
 {
-    double buf[BD_SEASON_HOURS], f = 1.0;
-    const bd_auto_t mode[2] = {cfg.daily, cfg.weekly};
-    const int b[2] = {hour, dow};
-    for (int part = 0; part < 2; part++) {
-        double w = part_weight(s, mode[part], part);
-        if (w <= 0) continue;
-        double fp = part_factor(s, part, b[part], pool_prior(pool, part, buf));
-        if (fp > 0) f *= exp(w * log(fp));
-    }
+    part_factors(s, 0, pool ? pool->d : NULL, out->d);
+    part_factors(s, 1, pool ? pool->w : NULL, out->w);
+    bd_season_weights(s, cfg, &out->wd, &out->ww);
+    if (cfg.daily == BD_AUTO_OFF)
+        for (int b = 0; b < BD_SEASON_HOURS; b++) out->d[b] = 1.0;
+    if (cfg.weekly == BD_AUTO_OFF)
+        for (int b = 0; b < BD_SEASON_DAYS; b++) out->w[b] = 1.0;
+}
+
+double bd_season_apply(const bd_season_profile_t *pr, int hour, int dow)
+{
+    double f = 1.0;
+    if (pr->wd > 0 && pr->d[hour] > 0) f *= exp(pr->wd * log(pr->d[hour]));
+    if (pr->ww > 0 && pr->w[dow] > 0) f *= exp(pr->ww * log(pr->w[dow]));
     return f;
 }
 
-void bd_season_observe(bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg, int hour,
-                       int dow, double y, double m)
+double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg,
+                        int hour, int dow)
+{
+    bd_season_profile_t pp, cp;
+    if (pool) bd_season_profile(pool, NULL, cfg, &pp);
+    bd_season_profile(s, pool ? &pp : NULL, cfg, &cp);
+    return bd_season_apply(&cp, hour, dow);
+}
+
+void bd_season_observe(bd_season_t *s, const bd_season_profile_t *prof, bd_season_cfg_t cfg,
+                       int hour, int dow, double y, double m)
 {
     if (!(m > 0) || !(y >= 0) || !isfinite(y) || !isfinite(m)) return;
     const bd_auto_t mode[2] = {cfg.daily, cfg.weekly};
     const int b[2] = {hour, dow};
-    double f[2], buf[BD_SEASON_HOURS];
-    for (int part = 0; part < 2; part++)
-        f[part] = mode[part] == BD_AUTO_OFF ? 1.0
-                                              : part_factor(s, part, b[part], pool_prior(pool, part, buf));
+    /* the raw factors predicted before this observation (1 for a part that is off) */
+    double f[2] = {prof->d[hour], prof->w[dow]};
     /* evidence: the part's predicted factor against flat, the other part as
      * it stands (quasi-Poisson log-likelihood ratio) */
     double disp = s->disp >= 1 ? s->disp : 1.0;

@@ -178,9 +178,8 @@ static bool d_season_on(const run_t *r)
     return r->season.daily != BD_AUTO_OFF || r->season.weekly != BD_AUTO_OFF;
 }
 
-static void decide_season_pool(const bd_portfolio_t *p, bd_season_t *pool);
-static double decide_season_at(const run_t *r, const bd_channel_t *c, const bd_season_t *pool,
-                               int64_t t);
+static void decide_season_profiles(const run_t *r, bd_season_profile_t *prof);
+static double decide_season_at(const run_t *r, const bd_season_profile_t *prof, int64_t t);
 
 /* Cycles of seasonal factors a decision averages over: the ramp lets a
  * channel move max_step of its spend per cycle, so an allocation made for
@@ -202,36 +201,43 @@ static int decide_season_horizon(const bd_policy_t *pol)
 static void decide_season_next(run_t *r)
 {
     bd_portfolio_t *p = r->p;
-    bd_season_t pool;
     int H = decide_season_horizon(p->pol);
     int64_t L = r->job->cfg->cycle;
-    if (d_season_on(r)) decide_season_pool(p, &pool);
+    bd_season_profile_t *prof = bd_xmalloc(sizeof(*prof) * (p->n ? p->n : 1));
+    if (d_season_on(r)) decide_season_profiles(r, prof);
     for (size_t i = 0; i < p->n; i++) {
         double acc = 0;
         for (int h = 0; h < H && d_season_on(r); h++)
-            acc += decide_season_at(r, &p->ch[i], &pool, (r->job->cycle + h) * L);
+            acc += decide_season_at(r, &prof[i], (r->job->cycle + h) * L);
         r->mult[i] = d_season_on(r) ? acc / H : 1.0;
         r->d->ch[i].season = r->mult[i];
         r->d->ch[i].discount = r->ops->forget_rate ? r->ops->forget_rate(&p->ch[i].model) : p->pol->discount;
     }
+    free(prof);
 }
 
-/* The portfolio's channels' seasonal statistics summed: the prior of each
- * channel's profile (partial pooling, season.h). */
-static void decide_season_pool(const bd_portfolio_t *p, bd_season_t *pool)
+/* Every channel's seasonal profile as it stands (prof: p->n entries), each
+ * with the portfolio's pooled profile as its prior (partial pooling,
+ * season.h). */
+static void decide_season_profiles(const run_t *r, bd_season_profile_t *prof)
 {
-    bd_season_init(pool);
-    for (size_t i = 0; i < p->n; i++) bd_season_add(pool, &p->ch[i].season);
+    const bd_portfolio_t *p = r->p;
+    bd_season_t pool;
+    bd_season_profile_t pp;
+    bd_season_init(&pool);
+    for (size_t i = 0; i < p->n; i++) bd_season_add(&pool, &p->ch[i].season);
+    bd_season_profile(&pool, NULL, r->season, &pp);
+    for (size_t i = 0; i < p->n; i++) bd_season_profile(&p->ch[i].season, &pp, r->season, &prof[i]);
 }
 
-/* Seasonal factor of channel c for the interval starting at t. */
-static double decide_season_at(const run_t *r, const bd_channel_t *c, const bd_season_t *pool,
-                               int64_t t)
+/* A channel's seasonal factor (its profile prof) for the interval starting
+ * at t; 1 when the policy has no seasonality. */
+static double decide_season_at(const run_t *r, const bd_season_profile_t *prof, int64_t t)
 {
-    if (r->season.daily == BD_AUTO_OFF && r->season.weekly == BD_AUTO_OFF) return 1.0;
+    if (!d_season_on(r)) return 1.0;
     int hour, dow;
     bd_season_bucket(t, &hour, &dow);
-    return bd_season_factor(&c->season, pool, r->season, hour, dow);
+    return bd_season_apply(prof, hour, dow);
 }
 
 /* A late report (portfolio.h bd_late_t) reaches its channel: its units go
@@ -241,7 +247,7 @@ static double decide_season_at(const run_t *r, const bd_channel_t *c, const bd_s
  * with the share of units reported by its age. A model without exposure
  * credits (loglog) observes the report as a point of its own. Implausible
  * numbers are never shown to a model. */
-static void decide_apply_late(run_t *r, const bd_late_t *it, const bd_season_t *pool)
+static void decide_apply_late(run_t *r, const bd_late_t *it, const bd_season_profile_t *prof)
 {
     bd_portfolio_t *p = r->p;
     double v;
@@ -257,7 +263,7 @@ static void decide_apply_late(run_t *r, const bd_late_t *it, const bd_season_t *
     units.spend = 0;
     r->ops->observe(&c->model, &c->prior, &units, NULL);
     if (it->d.spend > 0) {
-        double s = decide_season_at(r, c, pool, it->cycle * r->job->cfg->cycle);
+        double s = decide_season_at(r, &prof[it->ch], it->cycle * r->job->cfg->cycle);
         double f = bd_lag_completeness(&c->lag, it->age, r->horizon);
         r->ops->credit(&c->model, &c->prior, it->d.spend, s * f);
     }
@@ -295,18 +301,18 @@ static void decide_update_models(run_t *r)
     int64_t L = job->cfg->cycle, closed_start = (job->cycle - 1) * L;
     int hour, dow;
     bd_season_bucket(closed_start, &hour, &dow);
-    bd_season_t pool;
-    decide_season_pool(p, &pool);
+    bd_season_profile_t *prof = bd_xmalloc(sizeof(*prof) * (p->n ? p->n : 1));
+    if (d_season_on(r)) decide_season_profiles(r, prof);
     for (size_t i = 0; i < p->n; i++) {
         double v;
         r->corrupt[i] = bd_agg_implausible(&agg[i], &v) != NULL;
     }
-    for (size_t k = 0; k < job->n_late_items; k++) decide_apply_late(r, &job->late_items[k], &pool);
+    for (size_t k = 0; k < job->n_late_items; k++) decide_apply_late(r, &job->late_items[k], prof);
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
         bool obs = agg[i].events > 0 && !r->corrupt[i];
         double f0 = bd_lag_completeness(&c->lag, 0, r->horizon);
-        double s = decide_season_at(r, c, &pool, closed_start);
+        double s = decide_season_at(r, &prof[i], closed_start);
         r->expected[i] = f0 * s;
         decide_lag_step(r, c, obs ? agg[i].spend : 0, s);
         if (!obs) continue;
@@ -317,9 +323,10 @@ static void decide_update_models(run_t *r)
         bd_obs_t o = {.mult = f0 * s, .k_learn = 1.0 - (wd > ww ? wd : ww)};
         r->ops->observe(&c->model, &c->prior, &agg[i], &o);
         double u = bd_agg_units(&agg[i], r->ops->units, p->pol->objective);
-        if (d_season_on(r)) bd_season_observe(&c->season, &pool, r->season, hour, dow, u, m);
+        if (d_season_on(r)) bd_season_observe(&c->season, &prof[i], r->season, hour, dow, u, m);
         if (r->horizon > 0) bd_lag_report(&c->lag, 0, u);
     }
+    free(prof);
     decide_season_next(r);
 }
 

@@ -61,11 +61,27 @@ void bd_season_bucket(int64_t t, int *hour, int *dow);
  * cycle must be shorter than the period (auto and on both need it). */
 bd_season_cfg_t bd_season_effective(bd_season_cfg_t cfg, int64_t cycle_len);
 
-/* The multiplier for an interval starting at hour/dow: each part's
- * normalised factor raised to its weight (on: 1, off: 0, auto: the
- * evidence gate). pool, when not NULL, holds the portfolio's summed
- * statistics: the prior of a bucket is then the pooled factor instead of 1
- * (partial pooling across the portfolio's channels). */
+/* A channel's profile as a decision uses it: every bucket's normalised
+ * factor (1 for a part that is off) and each part's weight (on: 1, off: 0,
+ * auto: the evidence gate). Computed once per channel and decision. */
+typedef struct {
+    double d[BD_SEASON_HOURS], w[BD_SEASON_DAYS];
+    double wd, ww;
+} bd_season_profile_t;
+
+/* s's profile; pool, when not NULL, is the portfolio's pooled profile
+ * (bd_season_profile of the channels' summed statistics, pool NULL): a
+ * bucket's prior is then the pooled factor instead of 1 (partial pooling
+ * across the portfolio's channels). */
+void bd_season_profile(const bd_season_t *s, const bd_season_profile_t *pool, bd_season_cfg_t cfg,
+                       bd_season_profile_t *out);
+
+/* The multiplier for an interval starting at hour/dow: each part's factor
+ * raised to its weight. */
+double bd_season_apply(const bd_season_profile_t *pr, int hour, int dow);
+
+/* bd_season_apply of s's profile, pooled with the profile of pool's
+ * statistics (NULL: none): one-off use and tests. */
 double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg,
                         int hour, int dow);
 
@@ -73,12 +89,13 @@ double bd_season_factor(const bd_season_t *s, const bd_season_t *pool, bd_season
 void bd_season_weights(const bd_season_t *s, bd_season_cfg_t cfg, double *wd, double *ww);
 
 /* One closed interval: y observed units, m the units the flat model
- * expected (before this update, reporting completeness applied). Scores the
- * predicted factors against flat, then updates both parts (each against m
- * times the other part's current factor: backfitting). m <= 0 or a part that
- * is off changes nothing of that part. */
-void bd_season_observe(bd_season_t *s, const bd_season_t *pool, bd_season_cfg_t cfg, int hour,
-                       int dow, double y, double m);
+ * expected (before this update, reporting completeness applied); prof is
+ * s's profile before this observation (the raw factors it predicted).
+ * Scores the predicted factors against flat, then updates both parts (each
+ * against m times the other part's current factor: backfitting). m <= 0 or
+ * a part that is off changes nothing of that part. */
+void bd_season_observe(bd_season_t *s, const bd_season_profile_t *prof, bd_season_cfg_t cfg,
+                       int hour, int dow, double y, double m);
 
 /* dst += src (pooling across channels). */
 void bd_season_add(bd_season_t *dst, const bd_season_t *src);

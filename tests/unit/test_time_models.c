@@ -57,7 +57,9 @@ static void feed(bd_season_t *s, bd_season_cfg_t cfg, int T, double m, double am
         bd_season_bucket(ts, &h, &d);
         double truth = m * (1 + amp_d * sin(2 * M_PI * h / 24.0)) * (1 + amp_w * (d >= 5 ? -1 : 0.4));
         double y = gsl_ran_poisson(R, truth);
-        bd_season_observe(s, NULL, cfg, h, d, y, m);
+        bd_season_profile_t prof;
+        bd_season_profile(s, NULL, cfg, &prof);
+        bd_season_observe(s, &prof, cfg, h, d, y, m);
     }
 }
 
