@@ -11,7 +11,7 @@
 #include <criterion/criterion.h>
 #include "cmd/cmd.h"
 #include "budgetd/redis.h"
-#include "../support/support.h"
+#include "support.h"
 
 static bd_test_redis_t *srv;
 static redisContext *rc; /* raw connection for checks */

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
-#include "../../models/model_internal.h"
+#include "models/model_internal.h"
 
 static const bd_model_ops_t *M;
 static gsl_rng *R;

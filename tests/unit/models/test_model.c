@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include <gsl/gsl_rng.h>
-#include "../../models/model_internal.h"
+#include "models/model_internal.h"
 
 Test(model, registry_names)
 {

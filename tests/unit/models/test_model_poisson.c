@@ -5,7 +5,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sf_gamma.h>
-#include "../../models/model_internal.h"
+#include "models/model_internal.h"
 
 static const bd_model_ops_t *M;
 static gsl_rng *R;
