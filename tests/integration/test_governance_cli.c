@@ -6,43 +6,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <cJSON.h>
 #include "budgetd/config.h"
+#include "fixtures.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)  /* its cycle number */
 
 /* ---- replay rehearsal --------------------------------------------------- */
 
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b && *b ? b : "build/budgetd";
-}
-
 /* `budgetd replay` on a historical log shows when and why the kill-switch
  * would have tripped: the first killed record is the cycle after the
  * runaway spend, with the reason, and every later record stays killed. */
 Test(replay, rehearsal_shows_when_and_why)
 {
-    char dir[] = "/tmp/bdgov-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char cfgp[128], logp[128], outp[128], cmd[512];
-    snprintf(cfgp, sizeof(cfgp), "%s/cfg.yaml", dir);
-    snprintf(logp, sizeof(logp), "%s/log.jsonl", dir);
-    snprintf(outp, sizeof(outp), "%s/out.jsonl", dir);
-    FILE *f = fopen(cfgp, "w");
-    cr_assert_not_null(f);
-    fputs("v: 1\ncycle: 1h\nseed: 3\ndefaults:\n  budget: 1000\n  samples: 16\n  mode: assist\n  risk: {max_prob: 1}\n"
-          "  kill: {roas_below: 0, overspend_ratio: 1.5, stale_after: 0, max_reject_ratio: 1,\n"
-          "         action: zero}\n"
-          "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
-          "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n",
-          f);
-    fclose(f);
-    f = fopen(logp, "w");
+    char dir[64], cfgp[128], logp[128], outp[128];
+    bd_test_tmpdir(dir, sizeof dir, "bdgov");
+    bd_test_path(cfgp, sizeof cfgp, dir, "cfg.yaml");
+    bd_test_path(logp, sizeof logp, dir, "log.jsonl");
+    bd_test_path(outp, sizeof outp, dir, "out.jsonl");
+    bd_test_write_file(cfgp,
+                       "v: 1\ncycle: 1h\nseed: 3\ndefaults:\n  budget: 1000\n  samples: 16\n  mode: assist\n"
+                       "  risk: {max_prob: 1}\n"
+                       "  kill: {roas_below: 0, overspend_ratio: 1.5, stale_after: 0, max_reject_ratio: 1,\n"
+                       "         action: zero}\n"
+                       "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
+                       "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n");
+    FILE *f = fopen(logp, "w");
     cr_assert_not_null(f);
     for (int k = 0; k < 8; k++) {
         /* assist: the initial 1500/1500 stays in force; cycle 4's search
@@ -58,9 +48,8 @@ Test(replay, rehearsal_shows_when_and_why)
         fprintf(f, "{\"portfolio\":\"acme\",\"watermark\":%lld}\n", T0 + 3600LL * (k + 1));
     }
     fclose(f);
-    snprintf(cmd, sizeof(cmd), "%s replay -c %s %s -o %s 2>/dev/null", bin(), cfgp, logp, outp);
-    int st = system(cmd);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d", cmd, st);
+    int st = bd_test_sh("%s replay -c %s %s -o %s 2>/dev/null", bd_test_budgetd_bin(), cfgp, logp, outp);
+    cr_assert_eq(st, 0, "replay: exit status %d", st);
     f = fopen(outp, "r");
     cr_assert_not_null(f);
     char buf[8192];
@@ -89,8 +78,7 @@ Test(replay, rehearsal_shows_when_and_why)
     fclose(f);
     cr_assert_eq(n, 9, "initial + 8 closes, got %d", n);
     cr_assert_eq(first_cycle, C0 + 5, "tripped at cycle %lld", first_cycle);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    cr_assert_eq(system(cmd), 0);
+    bd_test_rmdir(dir);
 }
 
 /* ---- example configs ---------------------------------------------------- */

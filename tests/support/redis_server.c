@@ -17,7 +17,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <criterion/criterion.h>
-#include "support.h"
+#include "redis_server.h"
 
 static void sleep_ms(int ms)
 {
@@ -224,4 +224,47 @@ redisReply *bd_test_redis_cmd(redisContext *c, const char *fmt, ...)
     va_end(ap);
     cr_assert_not_null(r, "redis command '%s' failed: %s", fmt, c->errstr);
     return r;
+}
+
+redisContext *bd_test_redis_up(bd_test_redis_t **srv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    *srv = bd_test_redis_start();
+    cr_assert_not_null(*srv, "redis-server did not start");
+    redisContext *c = bd_test_redis_connect(*srv);
+    cr_assert_not_null(c, "no connection to the test redis-server");
+    return c;
+}
+
+void bd_test_redis_down(bd_test_redis_t **srv, redisContext **rc)
+{
+    if (*rc) redisFree(*rc);
+    *rc = NULL;
+    bd_test_redis_stop(*srv);
+    *srv = NULL;
+}
+
+const char *bd_test_redis_hget(redisContext *c, const char *key, const char *field)
+{
+    static char buf[1024];
+    redisReply *x = bd_test_redis_cmd(c, "HGET %s %s", key, field);
+    cr_assert_neq(x->type, REDIS_REPLY_ERROR, "HGET %s %s: %s", key, field, x->str);
+    int nil = x->type != REDIS_REPLY_STRING;
+    if (!nil) snprintf(buf, sizeof buf, "%s", x->str);
+    freeReplyObject(x);
+    return nil ? NULL : buf;
+}
+
+long long bd_test_redis_int(redisContext *c, const char *fmt, ...)
+{
+    cr_assert_not_null(c, "no redis connection");
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *x = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    cr_assert_not_null(x, "redis command '%s' failed: %s", fmt, c->errstr);
+    cr_assert_eq(x->type, REDIS_REPLY_INTEGER, "%s: %s", fmt, x->type == REDIS_REPLY_ERROR ? x->str : "not an integer");
+    long long v = x->integer;
+    freeReplyObject(x);
+    return v;
 }

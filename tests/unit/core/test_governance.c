@@ -13,6 +13,7 @@
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/killswitch.h"
+#include "fixtures.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)  /* its cycle number */
@@ -171,25 +172,12 @@ static void env_free(env_t *env)
     free(env->cap);
 }
 
-static bd_reject_t line(env_t *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bd_reject_t line(env_t *env, const char *fmt, ...)
-{
-    char buf[512], detail[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    bd_err_t err;
-    bd_reject_t r = bd_engine_ingest(env->e, buf, strlen(buf), detail, sizeof(detail), &err);
-    cr_assert_eq(err, BD_OK);
-    return r;
-}
 
 /* One event of pf/ch in cycle k (C0 + k). */
 static void event(env_t *env, const char *pf, int k, const char *ch, double spend, double revenue)
 {
     unsigned long id = env->id++;
-    cr_assert_eq(line(env,
+    cr_assert_eq(bd_test_ingestf(env->e,
                       "{\"event_id\":\"e%lu\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
                       "\"spend\":%.2f,\"conversions\":%.3f,\"revenue\":%.2f}",
                       id, T0 + 3600LL * k + 10 + (long long)(id % 3000), pf, ch, spend, revenue / 50,
@@ -200,7 +188,7 @@ static void event(env_t *env, const char *pf, int k, const char *ch, double spen
 /* A line the decoder rejects (negative spend) that names pf. */
 static void bad_event(env_t *env, const char *pf, int k)
 {
-    cr_assert_neq(line(env,
+    cr_assert_neq(bd_test_ingestf(env->e,
                        "{\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"search\",\"spend\":-1,"
                        "\"conversions\":0}",
                        T0 + 3600LL * k + 20, pf),
@@ -210,7 +198,7 @@ static void bad_event(env_t *env, const char *pf, int k)
 /* Closes cycle k of pf (watermark at its end) and runs the decision. */
 static void close_cycle(env_t *env, const char *pf, int k)
 {
-    cr_assert_eq(line(env, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + 3600LL * (k + 1)),
+    cr_assert_eq(bd_test_ingestf(env->e, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + 3600LL * (k + 1)),
                  BD_REJ_NONE);
     cr_assert_eq(bd_engine_flush(env->e), BD_OK);
 }
@@ -367,7 +355,7 @@ Test(trigger, implausible_data)
     bd_model_state_t before = p->ch[si].model;
     for (int k = 2; k < 6; k++) {
         if (k == 2)
-            cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+            cr_assert_eq(bd_test_ingestf(env.e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
                                     "\"spend\":100,\"conversions\":1e308,\"revenue\":5}",
                               T0 + 3600LL * k + 5),
                          BD_REJ_NONE);
@@ -385,7 +373,7 @@ Test(trigger, implausible_data)
     assert_never_killed(env.cap, "ctrl");
     /* late (cycle 0 is long closed): accepted, counted late, not observed */
     before = p->ch[si].model;
-    cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+    cr_assert_eq(bd_test_ingestf(env.e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
                             "\"spend\":100,\"conversions\":1,\"revenue\":2e300}",
                       T0 + 20),
                  BD_REJ_NONE);
