@@ -3,6 +3,7 @@
  * order, garbage-only logs, gzip and stdin input, and the committed sample
  * log being exactly what its generator writes. */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,7 +126,33 @@ Test(replay, sample_log_is_what_the_generator_writes)
                  "bench/data/sample.jsonl.gz is stale: regenerate it (README)");
 }
 
-/* whatif: both configs side by side, a markdown summary and PNG plots. */
+/* How often a summary cell such as "max 121, ramp 5" says the ramp bound
+ * (0 when it does not). */
+static int ramp_count(const char *cell)
+{
+    const char *r = strstr(cell, "ramp ");
+    return r ? atoi(r + 5) : 0;
+}
+
+/* True when some channel row of the summary binds the ramp more often under
+ * B than under A (rows: | ch | spend A | spend B | moved | bound A | bound B |). */
+static bool b_binds_ramp_more_somewhere(char *md)
+{
+    for (char *l = strtok(md, "\n"); l; l = strtok(NULL, "\n")) {
+        char *cell[8];
+        int n = 0;
+        for (char *c = strchr(l, '|'); c && n < 8; c = strchr(c + 1, '|')) cell[n++] = c + 1;
+        if (n != 7 || l[0] != '|') continue;
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%.*s", (int)(cell[5] - cell[4]), cell[4]);
+        snprintf(b, sizeof b, "%.*s", (int)(cell[6] - cell[5]), cell[5]);
+        if (ramp_count(b) > ramp_count(a)) return true;
+    }
+    return false;
+}
+
+/* whatif: both configs side by side (named A and B), a markdown summary
+ * and PNG plots. */
 Test(replay, whatif_reports_both_configs)
 {
     cr_assert_eq(bd_test_sh("sed 's/  max_step: 0.25/  max_step: 0.10/' configs/sample.yaml > %s/b.yaml", g_dir), 0);
@@ -134,12 +161,16 @@ Test(replay, whatif_reports_both_configs)
                             bin, g_dir, g_dir, g_dir),
                  0);
     char *md = slurp("wi/summary.md", NULL);
+    char names[256];
+    snprintf(names, sizeof names, "A = `configs/sample.yaml`, B = `%s/b.yaml`", g_dir);
+    cr_assert(strstr(md, names), "configs not named: %s", md);
     cr_assert(strstr(md, "## acme-us") && strstr(md, "## initech-fr"), "%s", md);
+    cr_assert(strstr(md, "| | A | B |"), "%s", md);
     cr_assert(strstr(md, "model estimate"));
     cr_assert(strstr(md, "| search |"));
     cr_assert(strstr(md, "estimated return (model)"));
     /* max_step 0.10 must bind the ramp more often than 0.25 somewhere */
-    cr_assert(strstr(md, "ramp"), "%s", md);
+    cr_assert(b_binds_ramp_more_somewhere(md), "no channel binds the ramp more often under B");
     free(md);
     cr_assert_eq(bd_test_sh("test -s %s/wi/acme-us.png", g_dir), 0, "no plot (gnuplot is installed by setup.sh)");
     cr_assert_eq(bd_test_sh("%s whatif -c configs/sample.yaml " LOG " 2>/dev/null", bin), 2);

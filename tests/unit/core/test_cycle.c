@@ -156,6 +156,18 @@ Test(cycle, rejects_change_no_state)
     cr_assert_eq(cap.n, 2); /* acme initial, other initial: nothing closed */
     cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_TS_OUT_OF_RANGE], 2);
     cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_NEGATIVE_VALUE], 1);
+    /* acme is what its one accepted event made it (the reject counters
+     * aside): clock, watermark, open cycle and aggregates untouched */
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "acme", 4);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->newest_ts, T0 + 10);
+    cr_assert_eq(p->watermark, INT64_MIN);
+    cr_assert_eq(p->open, T0 / 3600);
+    size_t si = 0;
+    while (si < p->n && strcmp(p->ch[si].name, "search") != 0) si++;
+    cr_assert_lt(si, p->n);
+    const bd_agg_t *a = &bd_portfolio_slot(p, T0 / 3600)[si];
+    cr_assert(a->spend == 100 && a->events == 1, "search: spend %g in %u events", a->spend, a->events);
     bd_engine_free(e);
     bd_config_free(cfg);
 }
