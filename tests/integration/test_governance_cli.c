@@ -1,19 +1,15 @@
 /* Governance from the command line: the replay CLI as a rehearsal of when
- * and why a log would have tripped the kill-switch, and the example configs
- * (every one loads and passes `budgetd check`). */
+ * and why a log would have tripped the kill-switch. (That every example
+ * config loads is checked in tests/unit/config/test_config.c.) */
 #include <criterion/criterion.h>
-#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cJSON.h>
-#include "budgetd/config.h"
 #include "fixtures.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)  /* its cycle number */
-
-/* ---- replay rehearsal --------------------------------------------------- */
 
 /* `budgetd replay` on a historical log shows when and why the kill-switch
  * would have tripped: the first killed record is the cycle after the
@@ -79,33 +75,4 @@ Test(replay, rehearsal_shows_when_and_why)
     cr_assert_eq(n, 9, "initial + 8 closes, got %d", n);
     cr_assert_eq(first_cycle, C0 + 5, "tripped at cycle %lld", first_cycle);
     bd_test_rmdir(dir);
-}
-
-/* ---- example configs ---------------------------------------------------- */
-
-/* Every configs/ *.yaml loads clean; each mode example runs its mode. */
-Test(configs, all_examples_load)
-{
-    glob_t g;
-    cr_assert_eq(glob("configs/*.yaml", 0, NULL, &g), 0, "no configs/*.yaml (run from the repo root)");
-    int modes_seen = 0;
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        char err[8192];
-        bd_config_t *c = NULL;
-        cr_assert_eq(bd_config_load(g.gl_pathv[i], &c, err, sizeof(err)), BD_OK, "%s: %s", g.gl_pathv[i], err);
-        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
-        if (!strncmp(base, "mode-", 5)) {
-            char want[32];
-            snprintf(want, sizeof(want), "%.*s", (int)(strlen(base) - 10), base + 5);
-            cr_assert_str_eq(bd_mode_name(c->defaults.mode), want, "%s: defaults.mode", base);
-            cr_assert_gt(c->n_portfolios, 0);
-            for (size_t k = 0; k < c->n_portfolios; k++)
-                cr_assert_str_eq(bd_mode_name(c->portfolios[k].p.mode), want, "%s: portfolio %s", base,
-                                 c->portfolios[k].name);
-            modes_seen++;
-        }
-        bd_config_free(c);
-    }
-    globfree(&g);
-    cr_assert_eq(modes_seen, 4, "configs/mode-{assist,collaborate,delegate,automate}.yaml");
 }

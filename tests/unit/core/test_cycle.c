@@ -1,4 +1,4 @@
-/* Cycle closing in event time (CONTRACT §2): first sight, watermarks,
+/* Cycle closing in event time (docs/CONTRACT.md §2): first sight, watermarks,
  * lateness, late events, out-of-order input, dedup, and thread-count
  * independence of the output. */
 #include <criterion/criterion.h>

@@ -1,4 +1,4 @@
-/* test_event.c: decoding and validation of channel events (CONTRACT §1). */
+/* test_event.c: decoding and validation of channel events (docs/CONTRACT.md §1). */
 #include <criterion/criterion.h>
 #include <cJSON.h>
 #include <pthread.h>

@@ -1,7 +1,8 @@
-/* Governance in replay (DESIGN "Verification, kill-switch, autonomy"): one
- * test per kill-switch trigger, per kill action and per autonomy mode, the
- * latch, and a random long-run property (no active record for a killed
- * portfolio); the CLI side is in test_governance_cli.c. The engine runs
+/* Governance in replay (docs/DECISIONS.md "Kill actions", "Implausible
+ * numbers trip the kill"; modes in docs/CONTRACT.md §3): one test per
+ * kill-switch trigger, per kill action and per autonomy mode, the latch,
+ * and a random long-run property (no active record for a killed
+ * portfolio); the CLI side is in tests/integration/test_governance_cli.c. The engine runs
  * in-process with a capturing sink; cycles are closed with watermarks. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -39,8 +40,9 @@ static bd_err_t cap_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     cap_t *c = ctx;
     cJSON *j = cJSON_ParseWithLength(json, len);
     cr_assert_not_null(j, "record is not JSON: %.*s", (int)len, json);
-    /* The invariant of issue 5: no active record for a killed portfolio,
-     * and status killed <=> a kill reason <=> path killed. */
+    /* The kill invariant (docs/DECISIONS.md "Kill actions"): no active
+     * record for a killed portfolio, and status killed <=> a kill reason
+     * <=> path killed. */
     const char *st = cJSON_GetObjectItem(j, "status")->valuestring;
     const char *path = cJSON_GetObjectItem(j, "path")->valuestring;
     bool has_reason = !cJSON_IsNull(cJSON_GetObjectItem(j, "kill"));
@@ -335,7 +337,7 @@ Test(trigger, stale_data)
     env_free(&env);
 }
 
-/* A finite but impossible number (CONTRACT §1 accepts it) trips the kill at
+/* A finite but impossible number (docs/CONTRACT.md §1 accepts it) trips the kill at
  * the cycle's close whatever the config, and never reaches the model: the
  * channel's posterior is bit for bit what it was before that cycle, and a
  * late event of the same kind is not observed either. */
