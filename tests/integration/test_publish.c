@@ -86,6 +86,8 @@ static bd_err_t capture_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *
     return bd_publish_sink(env->pub, p, d, json, len);
 }
 
+/* A redis-server, a handle with short timeouts, the publisher (with a
+ * stop flag the tests can raise) and an engine whose sink feeds it. */
 static void setup(void)
 {
     memset(&g, 0, sizeof g);
@@ -101,6 +103,7 @@ static void setup(void)
     g.e = bd_engine_new(g.cfg, &o);
 }
 
+/* Frees everything setup made and the copied records. */
 static void teardown(void)
 {
     bd_engine_free(g.e);
@@ -205,6 +208,8 @@ static void assert_stream_is_the_records(const char *pf)
 
 /* ---- the queue while Redis is down ------------------------------------------- */
 
+/* bd_publish_flush on its own thread (it blocks while Redis is down);
+ * returns non-NULL when the batch was written. */
 static void *flush_thread(void *arg)
 {
     (void)arg;

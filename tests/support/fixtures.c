@@ -60,6 +60,7 @@ pid_t bd_test_budgetd_start(const char *const *args, const char *envkv, const ch
     return pid;
 }
 
+/* Polls every 100 ms so that a hung daemon fails the test, not the run. */
 int bd_test_budgetd_wait(pid_t pid, const char *what, int timeout_s)
 {
     int st = 0;
@@ -76,26 +77,36 @@ int bd_test_budgetd_wait(pid_t pid, const char *what, int timeout_s)
 
 /* ---- shell commands, files, temp dirs ------------------------------------ */
 
+/* The printf-built command line into cmd (cap bytes); one too long for it
+ * fails the test rather than run cut short. */
+static void format_cmd(char *cmd, size_t cap, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(cmd, cap, fmt, ap);
+    cr_assert(n >= 0 && (size_t)n < cap, "command too long: %.80s...", cmd);
+}
+
+/* A wait status as an exit code: 128 when the command did not exit. */
+static int exit_code(int st) { return WIFEXITED(st) ? WEXITSTATUS(st) : 128; }
+
+/* system(3) of the formatted line. */
 int bd_test_sh(const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    format_cmd(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    cr_assert(n >= 0 && (size_t)n < sizeof cmd, "command too long: %.80s...", cmd);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return exit_code(system(cmd));
 }
 
+/* popen(3) of the formatted line, its stdout read into out. */
 int bd_test_capture(char *out, size_t cap, const char *fmt, ...)
 {
     char cmd[4096];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    format_cmd(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
-    cr_assert(n >= 0 && (size_t)n < sizeof cmd, "command too long: %.80s...", cmd);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p, "popen %s: %s", cmd, strerror(errno));
     size_t got = fread(out, 1, cap - 1, p);
@@ -103,10 +114,10 @@ int bd_test_capture(char *out, size_t cap, const char *fmt, ...)
     /* read the rest so that the command never blocks on a full pipe */
     char sink[4096];
     while (fread(sink, 1, sizeof sink, p) > 0) {}
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return exit_code(pclose(p));
 }
 
+/* Reads the file whole (binary safe), NUL-terminated. */
 char *bd_test_slurp(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -124,6 +135,7 @@ char *bd_test_slurp(const char *path, size_t *len)
     return buf;
 }
 
+/* fprintf into a fresh file, checked down to the close. */
 void bd_test_write_file(const char *path, const char *fmt, ...)
 {
     FILE *f = fopen(path, "wb");
@@ -136,6 +148,7 @@ void bd_test_write_file(const char *path, const char *fmt, ...)
     cr_assert_eq(fclose(f), 0, "%s: %s", path, strerror(errno));
 }
 
+/* mkdtemp(3) under /tmp. */
 void bd_test_tmpdir(char *dir, size_t cap, const char *prefix)
 {
     int n = snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
@@ -143,6 +156,7 @@ void bd_test_tmpdir(char *dir, size_t cap, const char *prefix)
     cr_assert_not_null(mkdtemp(dir), "mkdtemp %s: %s", dir, strerror(errno));
 }
 
+/* rm -rf: a test's cleanup, so its failure is not the test's. */
 void bd_test_rmdir(const char *dir)
 {
     if (!dir || !dir[0]) return;
@@ -151,6 +165,7 @@ void bd_test_rmdir(const char *dir)
     if (system(cmd) != 0) { /* best effort */ }
 }
 
+/* dir/name, refusing to cut it short. */
 char *bd_test_path(char *dst, size_t cap, const char *dir, const char *name)
 {
     int n = snprintf(dst, cap, "%s/%s", dir, name);
@@ -160,6 +175,7 @@ char *bd_test_path(char *dst, size_t cap, const char *dir, const char *name)
 
 /* ---- config and engine --------------------------------------------------- */
 
+/* bd_config_load_string under "t.yaml", the code checked against the result. */
 bd_config_t *bd_test_config(const char *yaml, char *err, size_t errlen)
 {
     bd_config_t *c = NULL;
@@ -173,6 +189,7 @@ bd_config_t *bd_test_config(const char *yaml, char *err, size_t errlen)
     return c;
 }
 
+/* Every occurrence of line in text, accepted only between line breaks. */
 bool bd_test_has_line(const char *text, const char *line)
 {
     size_t n = strlen(line);
@@ -181,6 +198,7 @@ bool bd_test_has_line(const char *text, const char *line)
     return false;
 }
 
+/* bd_engine_ingest of the formatted line. */
 bd_reject_t bd_test_ingestf(bd_engine_t *e, const char *fmt, ...)
 {
     char line[1024], detail[256];
@@ -197,6 +215,7 @@ bd_reject_t bd_test_ingestf(bd_engine_t *e, const char *fmt, ...)
 
 /* ---- numbers -------------------------------------------------------------- */
 
+/* Relative closeness with an absolute floor of rel near zero. */
 void bd_test_near(double got, double want, double rel, const char *what)
 {
     cr_assert(fabs(got - want) <= rel * fmax(1.0, fabs(want)), "%s: got %.15g want %.15g", what, got,
@@ -205,6 +224,7 @@ void bd_test_near(double got, double want, double rel, const char *what)
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
+/* HTTP/1.0 so that the server closes: read until EOF. */
 int bd_test_http_get(int port, const char *path, char *out, size_t outlen)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -229,6 +249,7 @@ int bd_test_http_get(int port, const char *path, char *out, size_t outlen)
     return (int)got;
 }
 
+/* Polls /metrics until every wanted string shows up or tries run out. */
 bool bd_test_metrics_wait(int port, char *body, size_t cap, int tries, const char *const *want)
 {
     body[0] = '\0';

@@ -41,6 +41,7 @@ static const char *CFG = "v: 1\ncycle: 1h\n"
 static bd_config_t *g_cfg;
 static bd_ptable_t *g_t;
 
+/* The config of every test; a table for the portfolios it builds. */
 static void setup(void)
 {
     char err[2048];
@@ -49,6 +50,7 @@ static void setup(void)
     g_t = bd_ptable_new();
 }
 
+/* Frees what setup made (the table frees its portfolios). */
 static void teardown(void)
 {
     bd_ptable_free(g_t);
@@ -135,6 +137,7 @@ typedef struct {
     bd_channel_t ch[8];
 } snap_t;
 
+/* Takes the snapshot of p into s (s->blob is malloc'd). */
 static void snap_take(const bd_portfolio_t *p, snap_t *s)
 {
     memcpy(&s->shallow, p, sizeof *p);
@@ -193,6 +196,7 @@ static size_t find_text(const unsigned char *blob, size_t len, const char *text)
     return at;
 }
 
+/* The 8-byte integer at `at` of blob. */
 static uint64_t get_u64(const unsigned char *blob, size_t at)
 {
     uint64_t v;

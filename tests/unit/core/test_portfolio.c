@@ -26,6 +26,7 @@ static const char *CFG = "v: 1\ncycle: 1h\n"
                          "      search: {min: 100, saturation: 2000}\n"
                          "      social: {min: 50}\n";
 
+/* Loads CFG: the policies every test binds its portfolios to. */
 static void setup(void)
 {
     char err[2048];
@@ -33,6 +34,7 @@ static void setup(void)
     cr_assert_not_null(g_cfg, "%s", err);
 }
 
+/* Frees the config (each test frees its own table first). */
 static void teardown(void) { bd_config_free(g_cfg); }
 
 TestSuite(portfolio, .init = setup, .fini = teardown);
