@@ -2,8 +2,12 @@
 # (core, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
 # the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
 # forms libbdsim.a for the benchmarks and the tests that use it; each
-# tests/*/test_*.c and bench/bench_*.c is its own program. BUILD selects the output tree so that the
-# sanitizer build never mixes objects with the normal one.
+# tests/unit/<module>/test_*.c, tests/integration/test_*.c and
+# bench/bench_*.c is its own program, built at the same path under
+# $(BUILD) (tests/unit/core/test_alloc.c -> $(BUILD)/tests/unit/core/test_alloc).
+# tests/support/*.c (shared fixtures) is linked into every test program.
+# BUILD selects the output tree so that the sanitizer build never mixes
+# objects with the normal one.
 
 BUILD    ?= build
 CC       ?= cc
@@ -20,9 +24,12 @@ LIB_SRC   := $(filter-out engine/cmd/main.c,$(foreach l,$(LAYERS),$(wildcard eng
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUP_SRC   := $(wildcard tests/support/*.c)
 SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+# unit tests by module (core, models, config, io, sim), mirroring the
+# source layers; integration tests run the binary or need redis/Kafka
+UNIT_SRC  := $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
 TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%)
+TEST_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_PROG:= $(wildcard bench/bench_*.c bench/gen_*.c)
 BENCH_LIB := $(filter-out $(BENCH_PROG),$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB:%.c=$(BUILD)/obj/%.o)
@@ -32,6 +39,9 @@ BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(BENCH_PROG))
 
 .PHONY: all setup test test-only sanitize demo bench bench-quality clean
 .DELETE_ON_ERROR:
+# keep the test objects (make would delete them as intermediates and
+# rebuild them on the next change of a shared header)
+.SECONDARY: $(TEST_OBJ)
 
 all: $(BUILD)/budgetd $(TEST_BIN) $(BENCH_BIN)
 
@@ -54,6 +64,10 @@ $(BUILD)/libbdsim.a: $(SIM_OBJ)
 $(BUILD)/budgetd: $(BUILD)/obj/engine/cmd/main.o $(BUILD)/libbudgetd.a
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# Tests may include private headers and sources by their path from the
+# repository root (models/model_internal.h, bench/sim/oracle.c).
+$(BUILD)/obj/tests/%.o: CPPFLAGS += -I.
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(SUP_OBJ) $(BUILD)/libbdsim.a $(BUILD)/libbudgetd.a
 	@mkdir -p $(dir $@)

@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Runs every Criterion test program under BUILD/tests (unit first, then
+# Runs every Criterion test program (unit tests by module first, then
 # integration) and prints one closing line "N passed, N failed" over all of
-# them. Exit status is non-zero when any program fails.
+# them. The list comes from the sources (tests/unit/**/test_*.c,
+# tests/integration/test_*.c), not from what lies in BUILD: a program that
+# was not built counts as a failure, and a stale binary whose source is gone
+# is never run. Run from the repository root. Exit status is non-zero when
+# any program fails.
 set -u
 build=${1:-build}
 export BUDGETD_BIN=${BUDGETD_BIN:-$build/budgetd}
-pass=0; fail=0; bad=()
-for t in $(ls "$build"/tests/unit/test_* "$build"/tests/integration/test_* 2>/dev/null | grep -v '\.d$'); do
-  [ -x "$t" ] || continue
+if [ ! -d tests/unit ] || [ ! -d tests/integration ]; then
+  echo "run-tests.sh: run from the repository root (no tests/unit here)" >&2
+  exit 2
+fi
+progs=$( { find tests/unit -name 'test_*.c' | sort; find tests/integration -name 'test_*.c' | sort; } )
+pass=0; fail=0; nprog=0; bad=()
+for src in $progs; do
+  t="$build/${src%.c}"
+  nprog=$((nprog + 1))
   echo "== $t"
+  if [ ! -x "$t" ]; then
+    echo "not built: $t (from $src)"
+    bad+=("$t"); fail=$((fail + 1))
+    continue
+  fi
   out=$("$t" --jobs 2 2>&1); rc=$?
   printf '%s\n' "$out" | tail -n 40
   line=$(printf '%s\n' "$out" | grep -a 'Synthesis:' | tail -n 1)
@@ -23,5 +38,6 @@ for t in $(ls "$build"/tests/unit/test_* "$build"/tests/integration/test_* 2>/de
   fi
 done
 [ ${#bad[@]} -gt 0 ] && echo "failed programs: ${bad[*]}"
+echo "programs: $nprog"
 echo "tests: $pass passed, $fail failed"
 [ ${#bad[@]} -eq 0 ] && [ $fail -eq 0 ]

@@ -7,55 +7,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b && *b ? b : "build/budgetd";
-}
+#include "fixtures.h"
 
 static char g_dir[64];
-static char g_out[16384], g_err[16384];
+static char *g_out, *g_err; /* the last run's stdout and stderr */
 
-static void setup(void)
-{
-    snprintf(g_dir, sizeof(g_dir), "/tmp/bdcli-XXXXXX");
-    cr_assert(mkdtemp(g_dir));
-}
+static void setup(void) { bd_test_tmpdir(g_dir, sizeof g_dir, "bdcli"); }
 
 static void teardown(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-static void slurp(const char *name, char *buf, size_t cap)
-{
-    char path[128];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
-    FILE *f = fopen(path, "r");
-    cr_assert(f, "%s", path);
-    buf[fread(buf, 1, cap - 1, f)] = '\0';
-    fclose(f);
+    free(g_out);
+    free(g_err);
+    g_out = g_err = NULL;
+    bd_test_rmdir(g_dir);
 }
 
 /* Runs `budgetd ARGS` (a shell word list) with stdin from /dev/null;
  * stdout and stderr land in g_out and g_err. Returns the exit status. */
 static int budgetd(const char *fmt, ...)
 {
-    char args[1024], cmd[2048];
+    char args[1024], p[128];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s </dev/null >%s/out 2>%s/err", bin(), args, g_dir, g_dir);
-    int st = system(cmd);
-    slurp("out", g_out, sizeof g_out);
-    slurp("err", g_err, sizeof g_err);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    int st = bd_test_sh("%s %s </dev/null >%s/out 2>%s/err", bd_test_budgetd_bin(), args, g_dir, g_dir);
+    free(g_out);
+    free(g_err);
+    g_out = bd_test_slurp(bd_test_path(p, sizeof p, g_dir, "out"), NULL);
+    g_err = bd_test_slurp(bd_test_path(p, sizeof p, g_dir, "err"), NULL);
+    return st;
 }
 
 /* Asserts exit 2 and a message that names both the option and the value. */
@@ -144,11 +125,7 @@ Test(cli, check_validates_every_config)
     cr_assert(strstr(g_out, "configs/sample.yaml: ok"), "%s", g_out);
     cr_assert(strstr(g_out, "configs/minimal.yaml: ok"), "%s", g_out);
     char bad[128];
-    snprintf(bad, sizeof bad, "%s/bad.yaml", g_dir);
-    FILE *f = fopen(bad, "w");
-    cr_assert(f);
-    fputs("cycle: 3600\nmaxstep: 1\n", f);
-    fclose(f);
+    bd_test_write_file(bd_test_path(bad, sizeof bad, g_dir, "bad.yaml"), "cycle: 3600\nmaxstep: 1\n");
     cr_assert_eq(budgetd("check -c configs/sample.yaml -c %s -c configs/minimal.yaml", bad), 2);
     cr_assert(strstr(g_out, "configs/sample.yaml: ok"), "%s", g_out);
     cr_assert(strstr(g_out, "configs/minimal.yaml: ok"), "%s", g_out);

@@ -4,27 +4,14 @@
  * refactor keeps them byte-identical; a change of behaviour updates the
  * hashes in a commit that says why (tests/data/golden/cases.sh). */
 #include <criterion/criterion.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b ? b : "build/budgetd";
-}
+#include "fixtures.h"
 
 /* Runs cases.sh with threads and compares its lines with hashes.txt. */
 static void check_golden(int threads)
 {
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd),
-             "tests/data/golden/cases.sh %s %d | diff tests/data/golden/hashes.txt - >&2", bin(),
-             threads);
-    int st = system(cmd);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "golden outputs differ with --threads %d (diff above: < stored, > now)", threads);
+    cr_assert_eq(bd_test_sh("tests/data/golden/cases.sh %s %d | diff tests/data/golden/hashes.txt - >&2",
+                            bd_test_budgetd_bin(), threads),
+                 0, "golden outputs differ with --threads %d (diff above: < stored, > now)", threads);
 }
 
 TestSuite(golden, .timeout = 300);

@@ -9,29 +9,22 @@
  *    late approval of a superseded cycle refused;
  *  - an engine trip (overspend) writes the kill key with by=engine. */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include "budgetd/broker.h"
-#include "support.h"
+#include "fixtures.h"
+#include "redis_server.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)
 #define WAIT_S 40       /* liveness bound for one decision to show up */
-
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b && *b ? b : "build/budgetd";
-}
 
 typedef struct {
     bd_broker_t *broker;
@@ -49,20 +42,14 @@ typedef struct {
 static void env_start(env_t *env)
 {
     memset(env, 0, sizeof(*env));
-    signal(SIGPIPE, SIG_IGN);
     char err[512];
     env->broker = bd_broker_start(1, "channel-events", err, sizeof(err));
     cr_assert(env->broker, "broker: %s", err);
-    env->redis = bd_test_redis_start();
-    cr_assert(env->redis);
-    env->rc = bd_test_redis_connect(env->redis);
-    cr_assert(env->rc);
-    snprintf(env->dir, sizeof(env->dir), "/tmp/bdgovlive-XXXXXX");
-    cr_assert(mkdtemp(env->dir));
-    snprintf(env->cfg, sizeof(env->cfg), "%s/cfg.yaml", env->dir);
-    FILE *f = fopen(env->cfg, "w");
-    cr_assert(f);
-    fprintf(f,
+    env->rc = bd_test_redis_up(&env->redis);
+    bd_test_tmpdir(env->dir, sizeof(env->dir), "bdgovlive");
+    bd_test_path(env->cfg, sizeof(env->cfg), env->dir, "cfg.yaml");
+    bd_test_write_file(
+            env->cfg,
             "v: 1\ncycle: 1h\nlateness: 0\nseed: 5\n"
             "kafka:\n  brokers: %s\n  topic: channel-events\n  group: budgetd-gov\n"
             "  dlq_topic: channel-events-dlq\n  properties: {session.timeout.ms: 6000}\n"
@@ -82,7 +69,6 @@ static void env_start(env_t *env)
             "    kill: {overspend_ratio: 1.5, action: zero}\n    channels:\n"
             "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n",
             bd_broker_bootstraps(env->broker), env->redis->url);
-    fclose(f);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env->broker), err, sizeof(err));
     rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
@@ -115,49 +101,33 @@ static void env_stop(env_t *env)
     daemon_stop(env);
     rd_kafka_flush(env->prod, 5000);
     rd_kafka_destroy(env->prod);
-    redisFree(env->rc);
-    bd_test_redis_stop(env->redis);
+    bd_test_redis_down(&env->redis, &env->rc);
     bd_broker_stop(env->broker);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", env->dir);
-    if (system(cmd) != 0) { /* best effort */ }
+    bd_test_rmdir(env->dir);
 }
 
 /* `budgetd run --event-time --idle-exit 60` in the background; its stderr
- * goes to DIR/daemon-N.log (shown when BUDGETD_TEST_VERBOSE is set). */
+ * goes to DIR/daemon-N.log (to the terminal when BUDGETD_TEST_VERBOSE is
+ * set). */
 static void daemon_start(env_t *env)
 {
-    char log[160];
-    snprintf(log, sizeof(log), "%s/daemon-%d.log", env->dir, env->starts++);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        if (!getenv("BUDGETD_TEST_VERBOSE")) {
-            int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) dup2(fd, STDERR_FILENO);
-        }
-        execl(bin(), bin(), "run", "-c", env->cfg, "--event-time", "--idle-exit", "60", (char *)NULL);
-        _exit(127);
-    }
-    env->daemon = pid;
+    char log[160], name[32];
+    snprintf(name, sizeof(name), "daemon-%d.log", env->starts++);
+    bd_test_path(log, sizeof(log), env->dir, name);
+    const char *args[] = {"run", "-c", env->cfg, "--event-time", "--idle-exit", "60", NULL};
+    env->daemon = bd_test_budgetd_start(args, NULL, getenv("BUDGETD_TEST_VERBOSE") ? NULL : log);
 }
 
 /* Runs `budgetd ARGS --redis URL` and captures stdout+stderr into out.
  * Returns the exit code. */
 static int cli(env_t *env, char *out, size_t outlen, const char *fmt, ...)
 {
-    char args[512], cmd[1024];
+    char args[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof(args), fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof(cmd), "%s %s --redis %s 2>&1", bin(), args, env->redis->url);
-    FILE *p = popen(cmd, "r");
-    cr_assert(p);
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = '\0';
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    return bd_test_capture(out, outlen, "%s %s --redis %s 2>&1", bd_test_budgetd_bin(), args, env->redis->url);
 }
 
 static void produce(env_t *env, const char *key, const char *fmt, ...)
@@ -220,24 +190,22 @@ static const char *jreason(const cJSON *j)
     return cJSON_IsObject(k) ? jstr(k, "reason") : NULL;
 }
 
-/* HGET budgetd:{pf}:what field into a static buffer ("" when absent). */
+/* HGET budgetd:{pf}:what field into one of four rotating buffers ("" when
+ * absent). */
 static const char *hget(env_t *env, const char *pf, const char *what, const char *field)
 {
     static char buf[4][512];
     static int slot;
-    char *b = buf[slot++ % 4];
-    redisReply *x = bd_test_redis_cmd(env->rc, "HGET budgetd:{%s}:%s %s", pf, what, field);
-    snprintf(b, 512, "%s", x->type == REDIS_REPLY_STRING ? x->str : "");
-    freeReplyObject(x);
+    char *b = buf[slot++ % 4], key[160];
+    snprintf(key, sizeof(key), "budgetd:{%s}:%s", pf, what);
+    const char *v = bd_test_redis_hget(env->rc, key, field);
+    snprintf(b, 512, "%s", v ? v : "");
     return b;
 }
 
 static long long key_exists(env_t *env, const char *pf, const char *what)
 {
-    redisReply *x = bd_test_redis_cmd(env->rc, "EXISTS budgetd:{%s}:%s", pf, what);
-    long long v = x->integer;
-    freeReplyObject(x);
-    return v;
+    return bd_test_redis_int(env->rc, "EXISTS budgetd:{%s}:%s", pf, what);
 }
 
 /* The daemon polls the operator keys once per second: give it two. */

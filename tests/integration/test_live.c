@@ -4,32 +4,21 @@
  * config, also when the daemon is SIGKILLed at several points, when Redis
  * goes away mid-run, and malformed messages must land in the DLQ. */
 #include <criterion/criterion.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include "budgetd/broker.h"
 #include "budgetd/logread.h"
-#include "support.h"
+#include "fixtures.h"
+#include "redis_server.h"
 
 #define LOG "bench/data/sample.jsonl.gz"
-
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b ? b : "build/budgetd";
-}
 
 typedef struct {
     bd_broker_t *broker;
@@ -45,10 +34,9 @@ static void env_start(env_t *env, int partitions)
     cr_assert(env->broker, "broker: %s", err);
     env->redis = bd_test_redis_start();
     cr_assert(env->redis);
-    snprintf(env->dir, sizeof(env->dir), "/tmp/bdlive-XXXXXX");
-    cr_assert(mkdtemp(env->dir));
-    snprintf(env->cfg, sizeof(env->cfg), "%s/cfg.yaml", env->dir);
-    snprintf(env->replay_out, sizeof(env->replay_out), "%s/replay.jsonl", env->dir);
+    bd_test_tmpdir(env->dir, sizeof(env->dir), "bdlive");
+    bd_test_path(env->cfg, sizeof(env->cfg), env->dir, "cfg.yaml");
+    bd_test_path(env->replay_out, sizeof(env->replay_out), env->dir, "replay.jsonl");
     FILE *in = fopen("configs/sample.yaml", "r");
     cr_assert(in);
     FILE *out = fopen(env->cfg, "w");
@@ -73,9 +61,7 @@ static void env_stop(env_t *env)
 {
     bd_test_redis_stop(env->redis);
     bd_broker_stop(env->broker);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", env->dir);
-    if (system(cmd) != 0) { /* best effort */ }
+    bd_test_rmdir(env->dir);
 }
 
 /* Produces every line of path, keyed by its portfolio (garbage keyed "?"). */
@@ -120,47 +106,28 @@ static size_t produce_file(const char *bootstrap, const char *path, const char *
     return n;
 }
 
-/* Starts build/budgetd with args (optional env "K=V"); returns its pid. */
+/* Starts budgetd with args (optional env "K=V"); its stderr goes to
+ * $BUDGETD_TEST_LOG when set (see bd_test_budgetd_start). */
 static pid_t start_bin(const char *const *args, const char *envkv)
 {
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        if (envkv) putenv((char *)envkv);
-        int devnull = open("/dev/null", O_WRONLY);
-        const char *logto = getenv("BUDGETD_TEST_LOG");
-        int logfd = logto ? open(logto, O_WRONLY | O_CREAT | O_APPEND, 0644) : -1;
-        if (logfd >= 0) dup2(logfd, STDERR_FILENO);
-        else if (!getenv("BUDGETD_TEST_VERBOSE")) dup2(devnull, STDERR_FILENO);
-        char *argv[16];
-        int i = 0;
-        argv[i++] = (char *)bin();
-        for (; args[i - 1]; i++) argv[i] = (char *)args[i - 1];
-        argv[i] = NULL;
-        execv(bin(), argv);
-        _exit(127);
-    }
-    return pid;
+    return bd_test_budgetd_start(args, envkv, getenv("BUDGETD_TEST_LOG"));
 }
 
-/* Waits for pid; returns its exit status (128+signal when killed). */
-static int wait_bin(pid_t pid, const char *what, int timeout_s)
-{
-    int st = 0;
-    for (int t = 0; t < timeout_s * 10; t++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        usleep(100000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    cr_assert_fail("budgetd %s did not finish in %ds", what, timeout_s);
-    return -1;
-}
-
+/* Runs budgetd with args to its end; returns its exit status. */
 static int run_bin(const char *const *args, const char *envkv, int timeout_s)
 {
-    return wait_bin(start_bin(args, envkv), args[0], timeout_s);
+    return bd_test_budgetd_wait(start_bin(args, envkv), args[0], timeout_s);
+}
+
+/* Splits the sample log: its first `head` lines into dir/part1.jsonl, the
+ * rest into dir/part2.jsonl (paths into part1 and part2, 160 bytes). */
+static void split_sample(const env_t *env, int head, char *part1, char *part2)
+{
+    bd_test_path(part1, 160, env->dir, "part1.jsonl");
+    bd_test_path(part2, 160, env->dir, "part2.jsonl");
+    cr_assert_eq(bd_test_sh("zcat %s | head -n %d > %s && zcat %s | tail -n +%d > %s", LOG, head, part1, LOG,
+                            head + 1, part2),
+                 0);
 }
 
 static int run_daemon(env_t *env, const char *crash)
@@ -175,9 +142,47 @@ static void run_replay(env_t *env)
     cr_assert_eq(run_bin(args, NULL, 120), 0);
 }
 
+/* Asserts that hash (alloc or proposal) of pf holds what record json says:
+ * its cycle, status and decided_at, and exactly its channels, each spend
+ * as "%.2f". */
+static void assert_hash_is_record(redisContext *c, const char *pf, const char *hash, const char *json)
+{
+    cJSON *j = cJSON_Parse(json);
+    cr_assert_not_null(j);
+    char key[128], f[96];
+    snprintf(key, sizeof(key), "budgetd:{%s}:%s", pf, hash);
+    const char *meta[] = {"cycle", "status", "decided_at"};
+    for (int m = 0; m < 3; m++) {
+        const cJSON *v = cJSON_GetObjectItem(j, meta[m]);
+        char want[64];
+        if (cJSON_IsString(v)) snprintf(want, sizeof(want), "%s", v->valuestring);
+        else snprintf(want, sizeof(want), "%lld", (long long)v->valuedouble);
+        const char *got = bd_test_redis_hget(c, key, meta[m]);
+        cr_assert_not_null(got, "%s has no %s", key, meta[m]);
+        cr_assert_str_eq(got, want, "%s %s", key, meta[m]);
+    }
+    int n = 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItem(j, "channels"))
+    {
+        char want[64];
+        snprintf(f, sizeof(f), "ch:%s", cJSON_GetObjectItem(ch, "channel")->valuestring);
+        snprintf(want, sizeof(want), "%.2f", cJSON_GetObjectItem(ch, "spend")->valuedouble);
+        const char *got = bd_test_redis_hget(c, key, f);
+        cr_assert_not_null(got, "%s has no %s", key, f);
+        cr_assert_str_eq(got, want, "%s %s", key, f);
+        n++;
+    }
+    /* the meta fields are cycle, version, mode, status, decided_at */
+    cr_assert_eq(bd_test_redis_int(c, "HLEN %s", key), n + 5, "%s: other channels than the record's", key);
+    cJSON_Delete(j);
+}
+
 /* Every portfolio's decision stream in Redis equals the replay's records of
- * that portfolio, in order, byte for byte; the alloc hash holds the last
- * applied allocation. */
+ * that portfolio, in order, byte for byte; its alloc hash holds the last
+ * record that replaced it (every path but proposed and escalated), with a
+ * version counting those records once each; its proposal hash exists only
+ * when the last record is a proposal, and then holds it. */
 static void assert_redis_matches_replay(env_t *env)
 {
     FILE *f = fopen(env->replay_out, "r");
@@ -188,6 +193,8 @@ static void assert_redis_matches_replay(env_t *env)
     const char *pfs[] = {"acme-us", "acme-de", "globex-uk", "initech-fr"};
     size_t idx[4] = {0, 0, 0, 0};
     redisReply *streams[4];
+    char *in_force[4] = {NULL}, *last[4] = {NULL};
+    long long applies[4] = {0};
     for (int k = 0; k < 4; k++) {
         streams[k] = bd_test_redis_cmd(c, "XRANGE budgetd:{%s}:decisions - +", pfs[k]);
         cr_assert_eq(streams[k]->type, REDIS_REPLY_ARRAY);
@@ -209,36 +216,34 @@ static void assert_redis_matches_replay(env_t *env)
         if (strcmp(fields->element[1]->str, line) != 0)
             fprintf(stderr, "redis:  %s\nreplay: %s\n", fields->element[1]->str, line);
         cr_assert_str_eq(fields->element[1]->str, line, "%s decision %zu differs", pfs[k], idx[k]);
+        free(last[k]);
+        last[k] = strdup(line);
+        if (!strstr(line, "\"path\":\"proposed\"") && !strstr(line, "\"path\":\"escalated\"")) {
+            free(in_force[k]);
+            in_force[k] = strdup(line);
+            applies[k]++;
+        }
         total++;
     }
     for (int k = 0; k < 4; k++) {
         cr_assert_eq(idx[k], streams[k]->elements, "%s: %zu extra decisions in Redis", pfs[k],
                      streams[k]->elements - idx[k]);
         freeReplyObject(streams[k]);
+        cr_assert_not_null(in_force[k], "%s: no initial record", pfs[k]);
+        assert_hash_is_record(c, pfs[k], "alloc", in_force[k]);
+        char key[96];
+        snprintf(key, sizeof(key), "budgetd:{%s}:alloc", pfs[k]);
+        cr_assert_eq(atoll(bd_test_redis_hget(c, key, "version")), applies[k], "%s: alloc version", pfs[k]);
+        bool proposal = strcmp(last[k], in_force[k]) != 0; /* the last record is a proposal */
+        cr_assert_eq(bd_test_redis_int(c, "EXISTS budgetd:{%s}:proposal", pfs[k]), proposal ? 1 : 0,
+                     "%s: proposal hash", pfs[k]);
+        if (proposal) assert_hash_is_record(c, pfs[k], "proposal", last[k]);
+        free(in_force[k]);
+        free(last[k]);
     }
     fclose(f);
     cr_assert_gt(total, 400);
-    /* the alloc hash of acme-us (automate) equals the last applied record */
-    redisReply *a = bd_test_redis_cmd(c, "HGET budgetd:{acme-us}:alloc status");
-    cr_assert_eq(a->type, REDIS_REPLY_STRING);
-    freeReplyObject(a);
     redisFree(c);
-}
-
-static int http_get(int port, const char *path, char *out, size_t outlen);
-
-/* Polls /metrics every 100 ms, up to tries times, until the body holds
- * every string of want (NULL-terminated); the last body stays in body. */
-static bool metrics_wait(int port, char *body, size_t cap, int tries, const char *const *want)
-{
-    for (int i = 0; i < tries; i++) {
-        usleep(100000);
-        if (http_get(port, "/metrics", body, cap) <= 0) continue;
-        bool all = true;
-        for (const char *const *w = want; *w && all; w++) all = strstr(body, *w) != NULL;
-        if (all) return true;
-    }
-    return false;
 }
 
 /* True when the DLQ topic holds a message whose value is want_value and
@@ -301,13 +306,9 @@ Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
     env_t env;
     env_start(&env, 1);
     char path[160];
-    snprintf(path, sizeof(path), "%s/small.jsonl", env.dir);
-    FILE *f = fopen(path, "w");
-    cr_assert(f);
-    fputs("{\"ts\":1767225600,\"portfolio\":\"acme-us\",\"channel\":\"search\",\"spend\":10,"
-          "\"conversions\":1}\n{\"portfolio\":\"acme-us\",\"watermark\":1767229200}\n",
-          f);
-    fclose(f);
+    bd_test_write_file(bd_test_path(path, sizeof(path), env.dir, "small.jsonl"),
+                       "{\"ts\":1767225600,\"portfolio\":\"acme-us\",\"channel\":\"search\",\"spend\":10,"
+                       "\"conversions\":1}\n{\"portfolio\":\"acme-us\",\"watermark\":1767229200}\n");
     produce_file(bd_broker_bootstraps(env.broker), path, "{\"ts\":\"soon\"}");
     /* ApiKey 0 = Produce: only the daemon's DLQ producer produces from now */
     rd_kafka_mock_push_request_errors(bd_broker_mock(env.broker), 0, 2,
@@ -323,9 +324,9 @@ Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
     static const char *const want[] = {"budgetd_dead_letter_failures_total 2\n",
                                        "budgetd_dead_letters_unacked 0\n",
                                        "budgetd_dead_letters_total 1\n", NULL};
-    bool ok = metrics_wait(port, body, sizeof(body), 150, want);
+    bool ok = bd_test_metrics_wait(port, body, sizeof(body), 150, want);
     cr_assert(ok, "metrics never showed 2 failures and 0 unacknowledged:\n%s", body);
-    cr_assert_eq(wait_bin(pid, "run", 60), 0);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 60), 0);
     cr_assert(dlq_has(&env, "missing_field", "{\"ts\":\"soon\"}"),
               "the dead letter was lost after the DLQ refused it");
     env_stop(&env);
@@ -361,7 +362,7 @@ Test(live, redis_outage_holds_decisions, .timeout = 300)
     pid_t pid = start_bin(args, NULL);
     sleep(6);
     cr_assert_eq(bd_test_redis_restart(env.redis), 0);
-    cr_assert_eq(wait_bin(pid, "run", 180), 0);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
     env_stop(&env);
@@ -393,7 +394,7 @@ Test(live, broker_faults_same_decisions, .timeout = 300)
     rd_kafka_mock_broker_set_down(mc, 1);
     sleep(2);
     rd_kafka_mock_broker_set_up(mc, 1);
-    cr_assert_eq(wait_bin(pid, "run", 240), 0);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 240), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
     env_stop(&env);
@@ -421,18 +422,12 @@ Test(live, sighup_reload_bad_refused_good_applied, .timeout = 180)
 {
     env_t env;
     env_start(&env, 1);
-    char part1[160], part2[160], logf[160], cmd[768];
-    snprintf(part1, sizeof(part1), "%s/part1.jsonl", env.dir);
-    snprintf(part2, sizeof(part2), "%s/part2.jsonl", env.dir);
-    snprintf(logf, sizeof(logf), "%s/run.log", env.dir);
-    snprintf(cmd, sizeof(cmd), "zcat %s | head -n 3000 > %s && zcat %s | tail -n +3001 > %s", LOG, part1,
-             LOG, part2);
-    cr_assert_eq(system(cmd), 0);
+    char part1[160], part2[160], logf[160];
+    split_sample(&env, 3000, part1, part2);
+    bd_test_path(logf, sizeof(logf), env.dir, "run.log");
     produce_file(bd_broker_bootstraps(env.broker), part1, NULL);
-    char envlog[200];
-    snprintf(envlog, sizeof(envlog), "BUDGETD_TEST_LOG=%s", logf);
     const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "20", NULL};
-    pid_t pid = start_bin(args, envlog);
+    pid_t pid = bd_test_budgetd_start(args, NULL, logf);
     /* wait until part 1 is decided (the group join alone takes ~3 s) */
     redisContext *w = bd_test_redis_connect(env.redis);
     for (int i = 0; i < 300; i++) {
@@ -445,23 +440,21 @@ Test(live, sighup_reload_bad_refused_good_applied, .timeout = 180)
     redisFree(w);
     sleep(1);
     /* a broken config: refused, the daemon keeps running */
-    snprintf(cmd, sizeof(cmd), "cp %s %s.good && echo 'bogus_key: 1' >> %s", env.cfg, env.cfg, env.cfg);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(bd_test_sh("cp %s %s.good && echo 'bogus_key: 1' >> %s", env.cfg, env.cfg, env.cfg), 0);
     kill(pid, SIGHUP);
     sleep(2);
     cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "daemon died on a bad reload");
     /* a good one: acme-us budget 10000 -> 12000 */
-    snprintf(cmd, sizeof(cmd), "sed 's/^    budget: 10000$/    budget: 12000/' %s.good > %s", env.cfg, env.cfg);
-    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(bd_test_sh("sed 's/^    budget: 10000$/    budget: 12000/' %s.good > %s", env.cfg, env.cfg), 0);
     kill(pid, SIGHUP);
     sleep(2);
     produce_file(bd_broker_bootstraps(env.broker), part2, NULL);
-    cr_assert_eq(wait_bin(pid, "run", 120), 0);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 120), 0);
 
-    snprintf(cmd, sizeof(cmd), "grep -q \"reload refused, keeping the running config\" %s && "
-                               "grep -q \"unknown key 'bogus_key'\" %s && grep -q \"config reloaded\" %s",
-             logf, logf, logf);
-    cr_assert_eq(system(cmd), 0, "expected log lines missing (see the daemon log)");
+    cr_assert_eq(bd_test_sh("grep -q \"reload refused, keeping the running config\" %s && "
+                            "grep -q \"unknown key 'bogus_key'\" %s && grep -q \"config reloaded\" %s",
+                            logf, logf, logf),
+                 0, "expected log lines missing (see the daemon log)");
     redisContext *c = bd_test_redis_connect(env.redis);
     redisReply *first = bd_test_redis_cmd(c, "XRANGE budgetd:{acme-us}:decisions - + COUNT 1");
     redisReply *last = bd_test_redis_cmd(c, "XREVRANGE budgetd:{acme-us}:decisions + - COUNT 1");
@@ -483,12 +476,8 @@ Test(live, rebalance_to_a_second_daemon, .timeout = 240)
 {
     env_t env;
     env_start(&env, 2);
-    char part1[160], part2[160], cmd[768];
-    snprintf(part1, sizeof(part1), "%s/part1.jsonl", env.dir);
-    snprintf(part2, sizeof(part2), "%s/part2.jsonl", env.dir);
-    snprintf(cmd, sizeof(cmd), "zcat %s | head -n 2500 > %s && zcat %s | tail -n +2501 > %s", LOG, part1,
-             LOG, part2);
-    cr_assert_eq(system(cmd), 0);
+    char part1[160], part2[160];
+    split_sample(&env, 2500, part1, part2);
     produce_file(bd_broker_bootstraps(env.broker), part1, NULL);
     const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "15", NULL};
     pid_t a = start_bin(args, NULL);
@@ -496,32 +485,11 @@ Test(live, rebalance_to_a_second_daemon, .timeout = 240)
     pid_t b = start_bin(args, NULL);
     sleep(6); /* b joins: one partition moves */
     produce_file(bd_broker_bootstraps(env.broker), part2, NULL);
-    cr_assert_eq(wait_bin(a, "run a", 120), 0);
-    cr_assert_eq(wait_bin(b, "run b", 120), 0);
+    cr_assert_eq(bd_test_budgetd_wait(a, "run a", 120), 0);
+    cr_assert_eq(bd_test_budgetd_wait(b, "run b", 120), 0);
     run_replay(&env);
     assert_redis_matches_replay(&env);
     env_stop(&env);
-}
-
-/* Reads http://127.0.0.1:port/metrics with a plain socket. */
-static int http_get(int port, const char *path, char *out, size_t outlen)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        close(fd);
-        return -1;
-    }
-    char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) { close(fd); return -1; }
-    size_t got = 0;
-    ssize_t r;
-    while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0) got += (size_t)r;
-    out[got] = '\0';
-    close(fd);
-    return (int)got;
 }
 
 /* --metrics serves Prometheus counters that follow the run. */
@@ -538,13 +506,13 @@ Test(live, metrics_endpoint_counts_the_run, .timeout = 120)
     static char body[1 << 16];
     static const char *const want[] = {"budgetd_decisions_total 676",
                                        "budgetd_events_rejected_total{reason=\"missing_field\"} 15", NULL};
-    bool ok = metrics_wait(port, body, sizeof(body), 100, want);
+    bool ok = bd_test_metrics_wait(port, body, sizeof(body), 100, want);
     cr_assert(ok, "metrics never showed the whole run:\n%s", body);
     cr_assert(strstr(body, "200 OK"));
     cr_assert(strstr(body, "budgetd_portfolios 4"));
     cr_assert(strstr(body, "# TYPE budgetd_events_accepted_total counter"));
-    cr_assert_gt(http_get(port, "/nope", body, sizeof(body)), 0);
+    cr_assert_gt(bd_test_http_get(port, "/nope", body, sizeof(body)), 0);
     cr_assert(strstr(body, "404"));
-    cr_assert_eq(wait_bin(pid, "run", 60), 0);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 60), 0);
     env_stop(&env);
 }

@@ -1,7 +1,6 @@
 /* test_ops.c: the operator commands (kill, resume, approve, status) and the
  * approval apply script against a real redis-server. The commands run
  * in-process through bd_cmd_ops with stdout and stderr captured. */
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +10,7 @@
 #include <criterion/criterion.h>
 #include "cmd/cmd.h"
 #include "budgetd/redis.h"
-#include "../support/support.h"
+#include "redis_server.h"
 
 static bd_test_redis_t *srv;
 static redisContext *rc; /* raw connection for checks */
@@ -21,11 +20,7 @@ static char out[16384], errout[16384];
 
 static void setup(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    srv = bd_test_redis_start();
-    cr_assert_not_null(srv, "redis-server did not start");
-    rc = bd_test_redis_connect(srv);
-    cr_assert_not_null(rc);
+    rc = bd_test_redis_up(&srv);
     cr_assert_eq(bd_redis_open(srv->url, NULL, NULL, 0, &r, err, sizeof err), BD_OK, "open: %s", err);
 }
 
@@ -33,10 +28,7 @@ static void teardown(void)
 {
     bd_redis_close(r);
     r = NULL;
-    if (rc) redisFree(rc);
-    rc = NULL;
-    bd_test_redis_stop(srv);
-    srv = NULL;
+    bd_test_redis_down(&srv, &rc);
 }
 
 TestSuite(ops, .init = setup, .fini = teardown, .timeout = 60);
@@ -107,15 +99,7 @@ static int run(const char *cmd, ...)
     return code;
 }
 
-static char *hget(const char *key, const char *field)
-{
-    static char buf[512];
-    redisReply *x = bd_test_redis_cmd(rc, "HGET %s %s", key, field);
-    int nil = x->type != REDIS_REPLY_STRING;
-    if (!nil) snprintf(buf, sizeof buf, "%s", x->str);
-    freeReplyObject(x);
-    return nil ? NULL : buf;
-}
+static const char *hget(const char *key, const char *field) { return bd_test_redis_hget(rc, key, field); }
 
 static char *get(const char *key)
 {
@@ -127,13 +111,7 @@ static char *get(const char *key)
     return nil ? NULL : buf;
 }
 
-static long long exists(const char *key)
-{
-    redisReply *x = bd_test_redis_cmd(rc, "EXISTS %s", key);
-    long long v = x->integer;
-    freeReplyObject(x);
-    return v;
-}
+static long long exists(const char *key) { return bd_test_redis_int(rc, "EXISTS %s", key); }
 
 /* A connection subscribed to budgetd:notify. */
 static redisContext *subscribe(void)

@@ -2,7 +2,6 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,28 +12,15 @@
 #include <criterion/criterion.h>
 #include "budgetd/backoff.h"
 #include "budgetd/redis.h"
-#include "../support/support.h"
+#include "redis_server.h"
 
 static bd_test_redis_t *srv;
 static redisContext *rc; /* raw connection for checks */
 static char err[BD_ERRBUF];
 
-static void setup(void)
-{
-    signal(SIGPIPE, SIG_IGN);
-    srv = bd_test_redis_start();
-    cr_assert_not_null(srv, "redis-server did not start");
-    rc = bd_test_redis_connect(srv);
-    cr_assert_not_null(rc);
-}
+static void setup(void) { rc = bd_test_redis_up(&srv); }
 
-static void teardown(void)
-{
-    if (rc) redisFree(rc);
-    rc = NULL;
-    bd_test_redis_stop(srv);
-    srv = NULL;
-}
+static void teardown(void) { bd_test_redis_down(&srv, &rc); }
 
 TestSuite(redis, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -78,25 +64,10 @@ static bd_redis_t *open_default(void)
     return r;
 }
 
-static char *hget(const char *key, const char *field)
-{
-    static char buf[256];
-    redisReply *x = bd_test_redis_cmd(rc, "HGET %s %s", key, field);
-    if (x->type == REDIS_REPLY_STRING) snprintf(buf, sizeof buf, "%s", x->str);
-    else buf[0] = 0;
-    int nil = x->type == REDIS_REPLY_NIL;
-    freeReplyObject(x);
-    return nil ? NULL : buf;
-}
+static const char *hget(const char *key, const char *field) { return bd_test_redis_hget(rc, key, field); }
 
-static long long intcmd(const char *fmt, const char *key)
-{
-    redisReply *x = bd_test_redis_cmd(rc, fmt, key);
-    cr_assert_eq(x->type, REDIS_REPLY_INTEGER, "%s: %s", fmt, x->type == REDIS_REPLY_ERROR ? x->str : "?");
-    long long v = x->integer;
-    freeReplyObject(x);
-    return v;
-}
+/* A command on key (fmt has one %s) whose reply is an integer. */
+static long long intcmd(const char *fmt, const char *key) { return bd_test_redis_int(rc, fmt, key); }
 
 Test(redis, write_then_read_back_every_key)
 {

@@ -3,74 +3,48 @@
  * order, garbage-only logs, gzip and stdin input, and the committed sample
  * log being exactly what its generator writes. */
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
+#include "fixtures.h"
 
-static const char *bin(void)
-{
-    const char *b = getenv("BUDGETD_BIN");
-    return b ? b : "build/budgetd";
-}
+#define LOG "bench/data/sample.jsonl.gz"
 
 static char g_dir[64];
 
-static void setup(void)
+static void setup(void) { bd_test_tmpdir(g_dir, sizeof g_dir, "bdreplay"); }
+
+static void teardown(void) { bd_test_rmdir(g_dir); }
+
+/* g_dir/name, in one of four rotating buffers. */
+static const char *in_dir(const char *name)
 {
-    snprintf(g_dir, sizeof(g_dir), "/tmp/bdreplay-XXXXXX");
-    cr_assert(mkdtemp(g_dir));
+    static char buf[4][160];
+    static int slot;
+    char *b = buf[slot++ % 4];
+    return bd_test_path(b, sizeof buf[0], g_dir, name);
 }
 
-static void teardown(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
-    if (system(cmd) != 0) { /* best effort */ }
-}
-
-/* Runs a shell command line; returns its exit status. */
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "%s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = (size_t)n;
-    return buf;
-}
+/* The whole file g_dir/name (caller frees); *len when not NULL. */
+static char *slurp(const char *name, size_t *len) { return bd_test_slurp(in_dir(name), len); }
 
 TestSuite(replay, .init = setup, .fini = teardown, .timeout = 120);
 
 Test(replay, byte_identical_whatever_the_thread_count)
 {
-    cr_assert_eq(sh("%s replay -c configs/sample.yaml bench/data/sample.jsonl.gz -o %s/a 2>/dev/null",
-                    bin(), g_dir), 0);
-    cr_assert_eq(sh("%s replay -c configs/sample.yaml bench/data/sample.jsonl.gz -o %s/b --threads 2 2>/dev/null",
-                    bin(), g_dir), 0);
-    cr_assert_eq(sh("zcat bench/data/sample.jsonl.gz | %s replay -c configs/sample.yaml - --threads 4 -o - > %s/c 2>/dev/null",
-                    bin(), g_dir), 0);
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml " LOG " -o %s/a 2>/dev/null", bin, g_dir), 0);
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml " LOG " -o %s/b --threads 2 2>/dev/null", bin, g_dir),
+                 0);
+    cr_assert_eq(bd_test_sh("zcat " LOG " | %s replay -c configs/sample.yaml - --threads 4 -o - > %s/c 2>/dev/null",
+                            bin, g_dir),
+                 0);
     size_t la, lb, lc;
-    char *a = slurp(strcat(strcpy((char[128]){0}, g_dir), "/a"), &la);
-    char *b = slurp(strcat(strcpy((char[128]){0}, g_dir), "/b"), &lb);
-    char *c = slurp(strcat(strcpy((char[128]){0}, g_dir), "/c"), &lc);
+    char *a = slurp("a", &la);
+    char *b = slurp("b", &lb);
+    char *c = slurp("c", &lc);
     cr_assert_gt(la, 10000);
     cr_assert(la == lb && memcmp(a, b, la) == 0, "threads 1 and 2 differ");
     cr_assert(la == lc && memcmp(a, c, la) == 0, "gzip file and plain stdin (-o - to stdout) differ");
@@ -100,16 +74,16 @@ Test(replay, byte_identical_whatever_the_thread_count)
 
 Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 {
-    FILE *f = fopen(strcat(strcpy((char[128]){0}, g_dir), "/g.jsonl"), "w");
-    fputs("not json\n{\"ts\":1}\n[1,2]\n{\"portfolio\":\"acme-us\",\"ts\":1767225600,\"channel\":\"x\","
-          "\"spend\":-1,\"conversions\":0}\n\xff\xfe\n", f);
-    fclose(f);
-    cr_assert_eq(sh("%s replay -c configs/sample.yaml %s/g.jsonl -o %s/out 2>%s/err", bin(), g_dir,
-                    g_dir, g_dir), 0);
+    bd_test_write_file(in_dir("g.jsonl"), "%s",
+                       "not json\n{\"ts\":1}\n[1,2]\n{\"portfolio\":\"acme-us\",\"ts\":1767225600,"
+                       "\"channel\":\"x\",\"spend\":-1,\"conversions\":0}\n\xff\xfe\n");
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml %s/g.jsonl -o %s/out 2>%s/err", bd_test_budgetd_bin(),
+                            g_dir, g_dir, g_dir),
+                 0);
     size_t len;
-    char *out = slurp(strcat(strcpy((char[128]){0}, g_dir), "/out"), &len);
+    char *out = slurp("out", &len);
     cr_assert_eq(len, 0, "no decisions from garbage");
-    char *err = slurp(strcat(strcpy((char[128]){0}, g_dir), "/err"), NULL);
+    char *err = slurp("err", NULL);
     cr_assert(strstr(err, "5 lines, 0 accepted"), "%s", err);
     cr_assert(strstr(err, "5 rejected"), "%s", err);
     cr_assert(strstr(err, "bad_json 3"), "%s", err);
@@ -120,51 +94,84 @@ Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 
 Test(replay, missing_file_or_bad_config_exit_2)
 {
-    cr_assert_eq(sh("%s replay -c configs/sample.yaml /nonexistent.jsonl -o %s/o 2>%s/e", bin(), g_dir, g_dir), 2);
-    char *err = slurp(strcat(strcpy((char[128]){0}, g_dir), "/e"), NULL);
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml /nonexistent.jsonl -o %s/o 2>%s/e", bin, g_dir, g_dir),
+                 2);
+    char *err = slurp("e", NULL);
     cr_assert(strstr(err, "/nonexistent.jsonl: No such file or directory"), "%s", err);
     free(err);
-    FILE *f = fopen(strcat(strcpy((char[128]){0}, g_dir), "/bad.yaml"), "w");
-    fputs("v: 1\ncycle: 1h\ndefaults:\n  budget: 100\n  maxstep: 0.1\n", f);
-    fclose(f);
-    cr_assert_eq(sh("%s replay -c %s/bad.yaml bench/data/sample.jsonl.gz 2>%s/e >/dev/null", bin(), g_dir, g_dir), 2);
-    err = slurp(strcat(strcpy((char[128]){0}, g_dir), "/e"), NULL);
+    bd_test_write_file(in_dir("bad.yaml"), "v: 1\ncycle: 1h\ndefaults:\n  budget: 100\n  maxstep: 0.1\n");
+    cr_assert_eq(bd_test_sh("%s replay -c %s/bad.yaml " LOG " 2>%s/e >/dev/null", bin, g_dir, g_dir), 2);
+    err = slurp("e", NULL);
     cr_assert(strstr(err, "bad.yaml:5: unknown key 'maxstep'"), "%s", err);
     free(err);
-    cr_assert_eq(sh("%s check -c %s/bad.yaml 2>/dev/null", bin(), g_dir), 2);
-    cr_assert_eq(sh("%s check -c configs/sample.yaml >/dev/null", bin()), 0);
-    cr_assert_eq(sh("%s replay 2>/dev/null", bin()), 2);
-    cr_assert_eq(sh("%s nosuchcommand 2>/dev/null", bin()), 2);
+    cr_assert_eq(bd_test_sh("%s check -c %s/bad.yaml 2>/dev/null", bin, g_dir), 2);
+    cr_assert_eq(bd_test_sh("%s check -c configs/sample.yaml >/dev/null", bin), 0);
+    cr_assert_eq(bd_test_sh("%s replay 2>/dev/null", bin), 2);
+    cr_assert_eq(bd_test_sh("%s nosuchcommand 2>/dev/null", bin), 2);
 }
 
 /* The bundled sample is reproducible from its documented generator. */
 Test(replay, sample_log_is_what_the_generator_writes)
 {
-    const char *gen = getenv("BUDGETD_BIN");
+    /* the generator is built beside the binary: BUILD/bench/gen_events */
     char genpath[256];
-    snprintf(genpath, sizeof(genpath), "%s", gen ? gen : "build/budgetd");
+    snprintf(genpath, sizeof(genpath), "%s", bd_test_budgetd_bin());
     char *slash = strrchr(genpath, '/');
     cr_assert(slash);
-    strcpy(slash + 1, "bench/gen_events");
-    cr_assert_eq(sh("%s -n 168 --dirty > %s/gen.jsonl && zcat bench/data/sample.jsonl.gz | cmp -s - %s/gen.jsonl",
-                    genpath, g_dir, g_dir), 0,
+    snprintf(slash + 1, sizeof(genpath) - (size_t)(slash + 1 - genpath), "bench/gen_events");
+    cr_assert_eq(bd_test_sh("%s -n 168 --dirty > %s/gen.jsonl && zcat " LOG " | cmp -s - %s/gen.jsonl", genpath,
+                            g_dir, g_dir),
+                 0,
                  "bench/data/sample.jsonl.gz is stale: regenerate it (README)");
 }
 
-/* whatif: both configs side by side, a markdown summary and PNG plots. */
+/* How often a summary cell such as "max 121, ramp 5" says the ramp bound
+ * (0 when it does not). */
+static int ramp_count(const char *cell)
+{
+    const char *r = strstr(cell, "ramp ");
+    return r ? atoi(r + 5) : 0;
+}
+
+/* True when some channel row of the summary binds the ramp more often under
+ * B than under A (rows: | ch | spend A | spend B | moved | bound A | bound B |). */
+static bool b_binds_ramp_more_somewhere(char *md)
+{
+    for (char *l = strtok(md, "\n"); l; l = strtok(NULL, "\n")) {
+        char *cell[8];
+        int n = 0;
+        for (char *c = strchr(l, '|'); c && n < 8; c = strchr(c + 1, '|')) cell[n++] = c + 1;
+        if (n != 7 || l[0] != '|') continue;
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%.*s", (int)(cell[5] - cell[4]), cell[4]);
+        snprintf(b, sizeof b, "%.*s", (int)(cell[6] - cell[5]), cell[5]);
+        if (ramp_count(b) > ramp_count(a)) return true;
+    }
+    return false;
+}
+
+/* whatif: both configs side by side (named A and B), a markdown summary
+ * and PNG plots. */
 Test(replay, whatif_reports_both_configs)
 {
-    cr_assert_eq(sh("sed 's/  max_step: 0.25/  max_step: 0.10/' configs/sample.yaml > %s/b.yaml", g_dir), 0);
-    cr_assert_eq(sh("%s whatif -c configs/sample.yaml -c %s/b.yaml bench/data/sample.jsonl.gz -o %s/wi "
-                    ">%s/out 2>/dev/null", bin(), g_dir, g_dir, g_dir), 0);
-    char *md = slurp(strcat(strcpy((char[160]){0}, g_dir), "/wi/summary.md"), NULL);
+    cr_assert_eq(bd_test_sh("sed 's/  max_step: 0.25/  max_step: 0.10/' configs/sample.yaml > %s/b.yaml", g_dir), 0);
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s whatif -c configs/sample.yaml -c %s/b.yaml " LOG " -o %s/wi >%s/out 2>/dev/null",
+                            bin, g_dir, g_dir, g_dir),
+                 0);
+    char *md = slurp("wi/summary.md", NULL);
+    char names[256];
+    snprintf(names, sizeof names, "A = `configs/sample.yaml`, B = `%s/b.yaml`", g_dir);
+    cr_assert(strstr(md, names), "configs not named: %s", md);
     cr_assert(strstr(md, "## acme-us") && strstr(md, "## initech-fr"), "%s", md);
+    cr_assert(strstr(md, "| | A | B |"), "%s", md);
     cr_assert(strstr(md, "model estimate"));
     cr_assert(strstr(md, "| search |"));
     cr_assert(strstr(md, "estimated return (model)"));
     /* max_step 0.10 must bind the ramp more often than 0.25 somewhere */
-    cr_assert(strstr(md, "ramp"), "%s", md);
+    cr_assert(b_binds_ramp_more_somewhere(md), "no channel binds the ramp more often under B");
     free(md);
-    cr_assert_eq(sh("test -s %s/wi/acme-us.png", g_dir), 0, "no plot (gnuplot is installed by setup.sh)");
-    cr_assert_eq(sh("%s whatif -c configs/sample.yaml bench/data/sample.jsonl.gz 2>/dev/null", bin()), 2);
+    cr_assert_eq(bd_test_sh("test -s %s/wi/acme-us.png", g_dir), 0, "no plot (gnuplot is installed by setup.sh)");
+    cr_assert_eq(bd_test_sh("%s whatif -c configs/sample.yaml " LOG " 2>/dev/null", bin), 2);
 }

@@ -17,8 +17,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <criterion/criterion.h>
-#include "support.h"
+#include "redis_server.h"
 
+/* Sleeps ms milliseconds, resuming after signals. */
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -107,6 +108,7 @@ static int wait_ready(bd_test_redis_t *t)
     return -1;
 }
 
+/* SIGTERM, then SIGKILL after 5 s: an outage that keeps port and dir. */
 void bd_test_redis_halt(bd_test_redis_t *t)
 {
     if (!t || t->pid <= 0) return;
@@ -123,6 +125,7 @@ void bd_test_redis_halt(bd_test_redis_t *t)
     t->pid = 0;
 }
 
+/* Same port and dir; a few tries, 100 ms apart, before it gives up. */
 int bd_test_redis_restart(bd_test_redis_t *t)
 {
     bd_test_redis_halt(t);
@@ -153,6 +156,7 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+/* A temp dir, a free port (retried: another process may take it first). */
 bd_test_redis_t *bd_test_redis_start_auth(const char *password)
 {
     bd_test_redis_t *t = calloc(1, sizeof *t);
@@ -180,11 +184,13 @@ bd_test_redis_t *bd_test_redis_start_auth(const char *password)
     return NULL;
 }
 
+/* Without a password. */
 bd_test_redis_t *bd_test_redis_start(void)
 {
     return bd_test_redis_start_auth(NULL);
 }
 
+/* Halts the server and removes its dir. */
 void bd_test_redis_stop(bd_test_redis_t *t)
 {
     if (!t) return;
@@ -193,6 +199,7 @@ void bd_test_redis_stop(bd_test_redis_t *t)
     free(t);
 }
 
+/* TCP with timeouts, AUTH when the server has a password. */
 redisContext *bd_test_redis_connect(const bd_test_redis_t *t)
 {
     struct timeval tv = {2, 0};
@@ -215,13 +222,66 @@ redisContext *bd_test_redis_connect(const bd_test_redis_t *t)
     return c;
 }
 
-redisReply *bd_test_redis_cmd(redisContext *c, const char *fmt, ...)
+/* redisvCommand that fails the test when there is no reply. */
+static redisReply *vcmd(redisContext *c, const char *fmt, va_list ap)
 {
     cr_assert_not_null(c, "no redis connection");
-    va_list ap;
-    va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
     cr_assert_not_null(r, "redis command '%s' failed: %s", fmt, c->errstr);
     return r;
+}
+
+/* A command whose missing reply fails the test. */
+redisReply *bd_test_redis_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = vcmd(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Start and connect, both asserted. */
+redisContext *bd_test_redis_up(bd_test_redis_t **srv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    *srv = bd_test_redis_start();
+    cr_assert_not_null(*srv, "redis-server did not start");
+    redisContext *c = bd_test_redis_connect(*srv);
+    cr_assert_not_null(c, "no connection to the test redis-server");
+    return c;
+}
+
+/* Disconnect and stop; NULLs both so a second call is harmless. */
+void bd_test_redis_down(bd_test_redis_t **srv, redisContext **rc)
+{
+    if (*rc) redisFree(*rc);
+    *rc = NULL;
+    bd_test_redis_stop(*srv);
+    *srv = NULL;
+}
+
+/* HGET into a static buffer. */
+const char *bd_test_redis_hget(redisContext *c, const char *key, const char *field)
+{
+    static char buf[1024];
+    redisReply *x = bd_test_redis_cmd(c, "HGET %s %s", key, field);
+    cr_assert_neq(x->type, REDIS_REPLY_ERROR, "HGET %s %s: %s", key, field, x->str);
+    int nil = x->type != REDIS_REPLY_STRING;
+    if (!nil) snprintf(buf, sizeof buf, "%s", x->str);
+    freeReplyObject(x);
+    return nil ? NULL : buf;
+}
+
+/* A command whose reply must be an integer. */
+long long bd_test_redis_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *x = vcmd(c, fmt, ap);
+    va_end(ap);
+    cr_assert_eq(x->type, REDIS_REPLY_INTEGER, "%s: %s", fmt, x->type == REDIS_REPLY_ERROR ? x->str : "not an integer");
+    long long v = x->integer;
+    freeReplyObject(x);
+    return v;
 }

@@ -1,37 +1,22 @@
 /* test_config.c: config loading (docs/CONTRACT.md §5): defaults, inheritance,
  * durations, and every error message with its exact line. */
 #include <criterion/criterion.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 #include "budgetd/config.h"
 #include "budgetd/yaml.h"
+#include "fixtures.h"
 
 static char err[8192];
 
-/* Loads yaml under the name "t.yaml"; NULL on failure (err holds why). */
-static bd_config_t *load(const char *yaml)
-{
-    bd_config_t *c = NULL;
-    bd_err_t rc = bd_config_load_string(yaml, strlen(yaml), "t.yaml", &c, err, sizeof err);
-    if (rc != BD_OK) {
-        cr_assert_eq(rc, BD_ERR_CONFIG);
-        cr_assert_null(c);
-        return NULL;
-    }
-    cr_assert_not_null(c);
-    return c;
-}
+/* Loads yaml as "t.yaml"; NULL when refused (err holds why). */
+static bd_config_t *load(const char *yaml) { return bd_test_config(yaml, err, sizeof err); }
 
-/* True when errbuf holds exactly this line. */
-static bool has_line(const char *line)
-{
-    size_t n = strlen(line);
-    for (const char *p = err; (p = strstr(p, line)); p++)
-        if ((p == err || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0')) return true;
-    return false;
-}
+/* True when err holds exactly this line. */
+static bool has_line(const char *line) { return bd_test_has_line(err, line); }
 
 static int count_lines(void)
 {
@@ -616,4 +601,32 @@ Test(config, small_errbuf_keeps_whole_lines)
     rc = bd_config_load_string(y, strlen(y), "t.yaml", &c, NULL, 0);
     cr_assert_eq(rc, BD_ERR_CONFIG);
     cr_assert_null(c);
+}
+
+/* ---- example configs (configs/) ------------------------------------------ */
+
+/* Every configs/ *.yaml loads clean; each mode example runs its mode. */
+Test(configs, all_examples_load)
+{
+    glob_t g;
+    cr_assert_eq(glob("configs/*.yaml", 0, NULL, &g), 0, "no configs/*.yaml (run from the repo root)");
+    int modes_seen = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        bd_config_t *c = NULL;
+        cr_assert_eq(bd_config_load(g.gl_pathv[i], &c, err, sizeof(err)), BD_OK, "%s: %s", g.gl_pathv[i], err);
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+        if (!strncmp(base, "mode-", 5)) {
+            char want[32];
+            snprintf(want, sizeof(want), "%.*s", (int)(strlen(base) - 10), base + 5);
+            cr_assert_str_eq(bd_mode_name(c->defaults.mode), want, "%s: defaults.mode", base);
+            cr_assert_gt(c->n_portfolios, 0);
+            for (size_t k = 0; k < c->n_portfolios; k++)
+                cr_assert_str_eq(bd_mode_name(c->portfolios[k].p.mode), want, "%s: portfolio %s", base,
+                                 c->portfolios[k].name);
+            modes_seen++;
+        }
+        bd_config_free(c);
+    }
+    globfree(&g);
+    cr_assert_eq(modes_seen, 4, "configs/mode-{assist,collaborate,delegate,automate}.yaml");
 }

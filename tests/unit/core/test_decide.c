@@ -124,7 +124,7 @@ Test(decide, stationary_channel_keeps_its_share)
     cr_assert_eq(tr.resets[0] + tr.resets[1] + tr.resets[2], 0, "false change-points");
 }
 
-/* The forgetting rule (DESIGN "Non-stationarity", pinned here): a channel
+/* The forgetting rule (docs/DECISIONS.md "Forgetting", pinned here): a channel
  * forgets only in the cycles it reports in. Channel c goes silent for five
  * cycles: its posterior stays bit for bit what it was, while a and b, still
  * reporting, keep discounting and observing. */

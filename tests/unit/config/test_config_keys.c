@@ -9,31 +9,15 @@
 #include "budgetd/config.h"
 #include "budgetd/yaml.h"
 #include "config/config_int.h"
+#include "fixtures.h"
 
 static char err[8192];
 
-/* Loads yaml under the name "t.yaml"; NULL on failure (err holds why). */
-static bd_config_t *load(const char *yaml)
-{
-    bd_config_t *c = NULL;
-    bd_err_t rc = bd_config_load_string(yaml, strlen(yaml), "t.yaml", &c, err, sizeof err);
-    if (rc != BD_OK) {
-        cr_assert_eq(rc, BD_ERR_CONFIG);
-        cr_assert_null(c);
-        return NULL;
-    }
-    cr_assert_not_null(c);
-    return c;
-}
+/* Loads yaml as "t.yaml"; NULL when refused (err holds why). */
+static bd_config_t *load(const char *yaml) { return bd_test_config(yaml, err, sizeof err); }
 
 /* True when err holds exactly this line. */
-static bool has_line(const char *line)
-{
-    size_t n = strlen(line);
-    for (const char *p = err; (p = strstr(p, line)); p++)
-        if ((p == err || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0')) return true;
-    return false;
-}
+static bool has_line(const char *line) { return bd_test_has_line(err, line); }
 
 /* Where a section's keys are written in a test file: printf template with
  * the key and its value, the line the key lands on, and the path messages

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include "../../bench/sim/scenario.c"
+#include "bench/sim/scenario.c"
 
 #define CONFIG                        \
     "config: |\n"                     \

@@ -1,7 +1,8 @@
-/* Governance in replay (DESIGN "Verification, kill-switch, autonomy"): one
- * test per kill-switch trigger, per kill action and per autonomy mode, the
- * latch, and a random long-run property (no active record for a killed
- * portfolio); the CLI side is in test_governance_cli.c. The engine runs
+/* Governance in replay (docs/DECISIONS.md "Kill actions", "Implausible
+ * numbers trip the kill"; modes in docs/CONTRACT.md §3): one test per
+ * kill-switch trigger, per kill action and per autonomy mode, the latch,
+ * and a random long-run property (no active record for a killed
+ * portfolio); the CLI side is in tests/integration/test_governance_cli.c. The engine runs
  * in-process with a capturing sink; cycles are closed with watermarks. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include "budgetd/decide.h"
 #include "budgetd/engine.h"
 #include "budgetd/killswitch.h"
+#include "fixtures.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 #define C0 (T0 / 3600)  /* its cycle number */
@@ -38,8 +40,9 @@ static bd_err_t cap_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     cap_t *c = ctx;
     cJSON *j = cJSON_ParseWithLength(json, len);
     cr_assert_not_null(j, "record is not JSON: %.*s", (int)len, json);
-    /* The invariant of issue 5: no active record for a killed portfolio,
-     * and status killed <=> a kill reason <=> path killed. */
+    /* The kill invariant (docs/DECISIONS.md "Kill actions"): no active
+     * record for a killed portfolio, and status killed <=> a kill reason
+     * <=> path killed. */
     const char *st = cJSON_GetObjectItem(j, "status")->valuestring;
     const char *path = cJSON_GetObjectItem(j, "path")->valuestring;
     bool has_reason = !cJSON_IsNull(cJSON_GetObjectItem(j, "kill"));
@@ -171,25 +174,12 @@ static void env_free(env_t *env)
     free(env->cap);
 }
 
-static bd_reject_t line(env_t *env, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static bd_reject_t line(env_t *env, const char *fmt, ...)
-{
-    char buf[512], detail[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    bd_err_t err;
-    bd_reject_t r = bd_engine_ingest(env->e, buf, strlen(buf), detail, sizeof(detail), &err);
-    cr_assert_eq(err, BD_OK);
-    return r;
-}
 
 /* One event of pf/ch in cycle k (C0 + k). */
 static void event(env_t *env, const char *pf, int k, const char *ch, double spend, double revenue)
 {
     unsigned long id = env->id++;
-    cr_assert_eq(line(env,
+    cr_assert_eq(bd_test_ingestf(env->e,
                       "{\"event_id\":\"e%lu\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
                       "\"spend\":%.2f,\"conversions\":%.3f,\"revenue\":%.2f}",
                       id, T0 + 3600LL * k + 10 + (long long)(id % 3000), pf, ch, spend, revenue / 50,
@@ -200,7 +190,7 @@ static void event(env_t *env, const char *pf, int k, const char *ch, double spen
 /* A line the decoder rejects (negative spend) that names pf. */
 static void bad_event(env_t *env, const char *pf, int k)
 {
-    cr_assert_neq(line(env,
+    cr_assert_neq(bd_test_ingestf(env->e,
                        "{\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"search\",\"spend\":-1,"
                        "\"conversions\":0}",
                        T0 + 3600LL * k + 20, pf),
@@ -210,7 +200,7 @@ static void bad_event(env_t *env, const char *pf, int k)
 /* Closes cycle k of pf (watermark at its end) and runs the decision. */
 static void close_cycle(env_t *env, const char *pf, int k)
 {
-    cr_assert_eq(line(env, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + 3600LL * (k + 1)),
+    cr_assert_eq(bd_test_ingestf(env->e, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + 3600LL * (k + 1)),
                  BD_REJ_NONE);
     cr_assert_eq(bd_engine_flush(env->e), BD_OK);
 }
@@ -347,7 +337,7 @@ Test(trigger, stale_data)
     env_free(&env);
 }
 
-/* A finite but impossible number (CONTRACT §1 accepts it) trips the kill at
+/* A finite but impossible number (docs/CONTRACT.md §1 accepts it) trips the kill at
  * the cycle's close whatever the config, and never reaches the model: the
  * channel's posterior is bit for bit what it was before that cycle, and a
  * late event of the same kind is not observed either. */
@@ -367,7 +357,7 @@ Test(trigger, implausible_data)
     bd_model_state_t before = p->ch[si].model;
     for (int k = 2; k < 6; k++) {
         if (k == 2)
-            cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+            cr_assert_eq(bd_test_ingestf(env.e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
                                     "\"spend\":100,\"conversions\":1e308,\"revenue\":5}",
                               T0 + 3600LL * k + 5),
                          BD_REJ_NONE);
@@ -385,7 +375,7 @@ Test(trigger, implausible_data)
     assert_never_killed(env.cap, "ctrl");
     /* late (cycle 0 is long closed): accepted, counted late, not observed */
     before = p->ch[si].model;
-    cr_assert_eq(line(&env, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
+    cr_assert_eq(bd_test_ingestf(env.e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\","
                             "\"spend\":100,\"conversions\":1,\"revenue\":2e300}",
                       T0 + 20),
                  BD_REJ_NONE);

@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 #include <gsl/gsl_rng.h>
-#include "../../bench/sim/oracle.c"
+#include "bench/sim/oracle.c"
 
 static bd_curve_t ex(double a, double k) { return (bd_curve_t){BD_CURVE_EXP, a, k, 0}; }
 

@@ -1,4 +1,4 @@
-/* test_event.c: decoding and validation of channel events (CONTRACT §1). */
+/* test_event.c: decoding and validation of channel events (docs/CONTRACT.md §1). */
 #include <criterion/criterion.h>
 #include <cJSON.h>
 #include <pthread.h>
@@ -618,14 +618,11 @@ Test(event, name_valid)
  * none of the bytes >= 0x80 that a locale's isalnum may accept. */
 Test(event, name_rule_is_byte_exact)
 {
-    int allowed = 0;
     for (int c = 0; c < 256; c++) {
         bool want = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == ':' || c == '-';
         char s[2] = {(char)c, 0};
         cr_assert_eq(bd_name_char_ok((unsigned char)c), want, "byte 0x%02x", c);
         cr_assert_eq(bd_name_valid(s, 1), want, "byte 0x%02x", c);
-        allowed += want;
     }
-    cr_assert_eq(allowed, 66);
 }

@@ -1,4 +1,4 @@
-/* Cycle closing in event time (CONTRACT §2): first sight, watermarks,
+/* Cycle closing in event time (docs/CONTRACT.md §2): first sight, watermarks,
  * lateness, late events, out-of-order input, dedup, and thread-count
  * independence of the output. */
 #include <criterion/criterion.h>
@@ -6,6 +6,7 @@
 #include <string.h>
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
+#include "fixtures.h"
 
 #define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
 
@@ -45,27 +46,14 @@ static const char *CFG =
     "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
     "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n";
 
+/* CFG with the given lateness. */
 static bd_config_t *load(const char *lateness)
 {
     char y[1024], err[4096];
     snprintf(y, sizeof(y), CFG, lateness);
-    bd_config_t *cfg = NULL;
-    bd_err_t rc = bd_config_load_string(y, strlen(y), "test.yaml", &cfg, err, sizeof(err));
-    cr_assert_eq(rc, BD_OK, "config: %s", err);
+    bd_config_t *cfg = bd_test_config(y, err, sizeof(err));
+    cr_assert_not_null(cfg, "config: %s", err);
     return cfg;
-}
-
-static bd_reject_t feed(bd_engine_t *e, const char *fmt, ...)
-{
-    char line[512], detail[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    bd_err_t err;
-    bd_reject_t r = bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &err);
-    cr_assert_eq(err, BD_OK);
-    return r;
 }
 
 static const char *EV = "{\"event_id\":\"%s\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
@@ -77,7 +65,7 @@ Test(cycle, first_event_publishes_initial_split_for_its_cycle)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    cr_assert_eq(feed(e, EV, "a", T0 + 7200 + 5, "acme", "search", 10.0, 1.0, 20.0), BD_REJ_NONE);
+    cr_assert_eq(bd_test_ingestf(e, EV, "a", T0 + 7200 + 5, "acme", "search", 10.0, 1.0, 20.0), BD_REJ_NONE);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 1);
     cr_assert_eq(cap.cycles[0], T0 / 3600 + 2);
@@ -95,22 +83,22 @@ Test(cycle, watermark_closes_cycle_and_counts_its_events)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
-    feed(e, EV, "b", T0 + 20, "acme", "social", 100.0, 1.0, 100.0);
-    feed(e, EV, "c", T0 + 5, "acme", "social", 50.0, 0.0, 0.0); /* out of order, same cycle */
+    bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "b", T0 + 20, "acme", "social", 100.0, 1.0, 100.0);
+    bd_test_ingestf(e, EV, "c", T0 + 5, "acme", "social", 50.0, 0.0, 0.0); /* out of order, same cycle */
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 1);
     /* a watermark below the cycle end closes nothing */
-    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3599);
+    bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3599);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 1);
-    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
+    bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 2);
     cr_assert_eq(cap.cycles[1], T0 / 3600 + 1);
     cr_assert_eq(cap.events[1], 3);
     /* a watermark two cycles on closes both, in order */
-    feed(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + 3 * 3600);
+    bd_test_ingestf(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + 3 * 3600);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 4);
     cr_assert_eq(cap.cycles[2], T0 / 3600 + 2);
@@ -126,20 +114,20 @@ Test(cycle, newest_ts_minus_lateness_closes)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
     /* next cycle's event within lateness: cycle T0 stays open */
-    feed(e, EV, "b", T0 + 3600 + 599, "acme", "search", 100.0, 2.0, 300.0);
-    feed(e, EV, "c", T0 + 3000, "acme", "social", 100.0, 2.0, 300.0); /* still on time */
+    bd_test_ingestf(e, EV, "b", T0 + 3600 + 599, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "c", T0 + 3000, "acme", "social", 100.0, 2.0, 300.0); /* still on time */
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 1);
-    feed(e, EV, "d", T0 + 3600 + 600, "acme", "search", 1.0, 0.0, 0.0);
+    bd_test_ingestf(e, EV, "d", T0 + 3600 + 600, "acme", "search", 1.0, 0.0, 0.0);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 2);
     cr_assert_eq(cap.events[1], 2, "events of the closed cycle: %llu", (unsigned long long)cap.events[1]);
     /* now an event for the closed cycle is late: counted, no new decision */
-    cr_assert_eq(feed(e, EV, "e", T0 + 100, "acme", "social", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    cr_assert_eq(bd_test_ingestf(e, EV, "e", T0 + 100, "acme", "social", 1.0, 0.0, 0.0), BD_REJ_NONE);
     cr_assert_eq(bd_engine_stats(e)->late, 1);
-    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 7200);
+    bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 7200);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 3);
     cr_assert_eq(cap.late[2], 1);
@@ -154,20 +142,32 @@ Test(cycle, rejects_change_no_state)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
     /* more than a day past the newest ts */
-    cr_assert_eq(feed(e, EV, "b", T0 + 10 + 86401, "acme", "search", 1.0, 0.0, 0.0),
+    cr_assert_eq(bd_test_ingestf(e, EV, "b", T0 + 10 + 86401, "acme", "search", 1.0, 0.0, 0.0),
                  BD_REJ_TS_OUT_OF_RANGE);
-    cr_assert_eq(feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 10 + 86401),
+    cr_assert_eq(bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 10 + 86401),
                  BD_REJ_TS_OUT_OF_RANGE);
     /* exactly a day is fine */
-    cr_assert_eq(feed(e, EV, "c", T0 + 10 + 86400, "other", "x", 1.0, 0.0, 0.0), BD_REJ_NONE);
-    cr_assert_eq(feed(e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\",\"spend\":-1,"
+    cr_assert_eq(bd_test_ingestf(e, EV, "c", T0 + 10 + 86400, "other", "x", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    cr_assert_eq(bd_test_ingestf(e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\",\"spend\":-1,"
                          "\"conversions\":0}", T0 + 20), BD_REJ_NEGATIVE_VALUE);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 2); /* acme initial, other initial: nothing closed */
     cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_TS_OUT_OF_RANGE], 2);
     cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_NEGATIVE_VALUE], 1);
+    /* acme is what its one accepted event made it (the reject counters
+     * aside): clock, watermark, open cycle and aggregates untouched */
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "acme", 4);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->newest_ts, T0 + 10);
+    cr_assert_eq(p->watermark, INT64_MIN);
+    cr_assert_eq(p->open, T0 / 3600);
+    size_t si = 0;
+    while (si < p->n && strcmp(p->ch[si].name, "search") != 0) si++;
+    cr_assert_lt(si, p->n);
+    const bd_agg_t *a = &bd_portfolio_slot(p, T0 / 3600)[si];
+    cr_assert(a->spend == 100 && a->events == 1, "search: spend %g in %u events", a->spend, a->events);
     bd_engine_free(e);
     bd_config_free(cfg);
 }
@@ -181,9 +181,9 @@ Test(cycle, unknown_portfolio_without_default_budget)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    cr_assert_eq(feed(e, EV, "a", T0, "nobody", "search", 1.0, 0.0, 0.0), BD_REJ_UNKNOWN_PORTFOLIO);
-    cr_assert_eq(feed(e, "{\"portfolio\":\"nobody\",\"watermark\":%lld}", T0), BD_REJ_UNKNOWN_PORTFOLIO);
-    cr_assert_eq(feed(e, EV, "b", T0, "acme", "search", 1.0, 0.0, 0.0), BD_REJ_NONE);
+    cr_assert_eq(bd_test_ingestf(e, EV, "a", T0, "nobody", "search", 1.0, 0.0, 0.0), BD_REJ_UNKNOWN_PORTFOLIO);
+    cr_assert_eq(bd_test_ingestf(e, "{\"portfolio\":\"nobody\",\"watermark\":%lld}", T0), BD_REJ_UNKNOWN_PORTFOLIO);
+    cr_assert_eq(bd_test_ingestf(e, EV, "b", T0, "acme", "search", 1.0, 0.0, 0.0), BD_REJ_NONE);
     bd_engine_flush(e);
     cr_assert_eq(cap.n, 1);
     cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 1);
@@ -197,10 +197,10 @@ Test(cycle, duplicate_event_id_counted_once)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    feed(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
-    feed(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
-    feed(e, EV, "other", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
-    feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
+    bd_test_ingestf(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "dup", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "other", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
     bd_engine_flush(e);
     cr_assert_eq(bd_engine_stats(e)->duplicates, 1);
     cr_assert_eq(cap.events[1], 2);
@@ -221,10 +221,10 @@ static void run_many(int threads, cap_t *cap)
             snprintf(pf, sizeof(pf), "p%02d", p);
             snprintf(id, sizeof(id), "a%d-%d", c, p);
             snprintf(id2, sizeof(id2), "b%d-%d", c, p);
-            feed(e, EV, id, T0 + c * 3600 + p, pf, "a", 100.0 + p, (double)(p % 7), 50.0 * (p % 5));
-            feed(e, EV, id2, T0 + c * 3600 + p, pf, "b", 80.0, (double)(p % 3), 30.0 * (p % 4));
+            bd_test_ingestf(e, EV, id, T0 + c * 3600 + p, pf, "a", 100.0 + p, (double)(p % 7), 50.0 * (p % 5));
+            bd_test_ingestf(e, EV, id2, T0 + c * 3600 + p, pf, "b", 80.0, (double)(p % 3), 30.0 * (p % 4));
         }
-        feed(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + (c + 1) * 3600);
+        bd_test_ingestf(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + (c + 1) * 3600);
     }
     bd_engine_flush(e);
     bd_engine_free(e);
@@ -252,7 +252,7 @@ Test(cycle, wall_clock_closes_quiet_portfolio)
     cap_t cap = {0};
     bd_engine_opts_t o = {.threads = 1, .live = true, .sink = cap_sink, .sink_ctx = &cap};
     bd_engine_t *e = bd_engine_new(cfg, &o);
-    feed(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
+    bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0);
     cr_assert_eq(bd_engine_tick(e, T0 + 3600 + 599), BD_OK);
     cr_assert_eq(cap.n, 1); /* only the initial split */
     cr_assert_eq(bd_engine_tick(e, T0 + 3600 + 600), BD_OK);

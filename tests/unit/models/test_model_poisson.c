@@ -5,7 +5,8 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <gsl/gsl_sf_gamma.h>
-#include "../../models/model_internal.h"
+#include "models/model_internal.h"
+#include "fixtures.h"
 
 static const bd_model_ops_t *M;
 static gsl_rng *R;
@@ -38,13 +39,6 @@ static bd_agg_t agg(double spend, double conv, double rev)
 
 static double g_of(double k, double x) { return k * (1 - exp(-x / k)); }
 
-/* Relative closeness with an absolute floor. */
-static void near(double got, double want, double rel, const char *what)
-{
-    cr_assert(fabs(got - want) <= rel * fmax(1.0, fabs(want)), "%s: got %.15g want %.15g", what,
-              got, want);
-}
-
 Test(poisson_sat, prior_matches_config)
 {
     bd_model_state_t st;
@@ -54,23 +48,23 @@ Test(poisson_sat, prior_matches_config)
     cr_assert_eq(s->n, BD_PSAT_KMAX);
     double wsum = 0;
     for (uint32_t j = 0; j < s->n; j++) {
-        near(s->k[j], 1000 * pow(2, (int)j - 3), 1e-15, "grid k");
+        bd_test_near(s->k[j], 1000 * pow(2, (int)j - 3), 1e-15, "grid k");
         wsum += s->w[j];
         if (j != 3) cr_assert_lt(s->w[j], s->w[3], "prior weight peaks at the configured saturation");
     }
-    near(wsum, 1, 1e-12, "weights sum");
+    bd_test_near(wsum, 1, 1e-12, "weights sum");
     bd_curve_t c;
     M->mean(&st, &pr, &c);
     cr_assert_eq(c.kind, BD_CURVE_EXP);
-    near(c.a, 2.0, 1e-12, "revenue prior mean of a = roas_prior");
-    near(s->vrate / (s->vshape - 1), 50.0, 1e-12, "prior mean value");
-    near(c.k, 1000, 1e-12, "symmetric prior: geometric mean k = saturation");
+    bd_test_near(c.a, 2.0, 1e-12, "revenue prior mean of a = roas_prior");
+    bd_test_near(s->vrate / (s->vshape - 1), 50.0, 1e-12, "prior mean value");
+    bd_test_near(c.k, 1000, 1e-12, "symmetric prior: geometric mean k = saturation");
 
     pr = prior(BD_OBJ_CONVERSIONS);
     pr.roas_prior = 0.03;
     M->init(&st, &pr);
     M->mean(&st, &pr, &c);
-    near(c.a, 0.03, 1e-12, "conversions prior mean of a = roas_prior");
+    bd_test_near(c.a, 0.03, 1e-12, "conversions prior mean of a = roas_prior");
     cr_assert_float_eq(M->evidence(&st), 0, 1e-15);
     cr_assert_eq(M->resets(&st), 0);
 }
@@ -103,10 +97,10 @@ Test(poisson_sat, conjugate_update_equals_closed_form)
             sg += g;
             if (ys[i] > 0) sylg += ys[i] * log(g);
         }
-        near(s->alpha[j], a0 + sy, 1e-12, "alpha = a0 + sum y");
-        near(s->beta[j], b0 + sg, 1e-12, "beta = b0 + sum g_k(x)");
-        near(s->lalpha[j], s->alpha[j], 1e-12, "no discount: local level = posterior");
-        near(s->lbeta[j], s->beta[j], 1e-12, "no discount: local level = posterior");
+        bd_test_near(s->alpha[j], a0 + sy, 1e-12, "alpha = a0 + sum y");
+        bd_test_near(s->beta[j], b0 + sg, 1e-12, "beta = b0 + sum g_k(x)");
+        bd_test_near(s->lalpha[j], s->alpha[j], 1e-12, "no discount: local level = posterior");
+        bd_test_near(s->lbeta[j], s->beta[j], 1e-12, "no discount: local level = posterior");
         /* Poisson-Gamma evidence up to k-independent terms */
         lw[j] = s->logprior[j] + gsl_sf_lngamma(a0 + sy) - gsl_sf_lngamma(a0) + a0 * log(b0) -
                 (a0 + sy) * log(b0 + sg) + sylg;
@@ -114,10 +108,10 @@ Test(poisson_sat, conjugate_update_equals_closed_form)
     }
     double tot = 0;
     for (uint32_t j = 0; j < s->n; j++) tot += exp(lw[j] - mx);
-    for (uint32_t j = 0; j < s->n; j++) near(s->w[j], exp(lw[j] - mx) / tot, 1e-9, "weight");
-    near(s->vshape, vs0 + sy, 1e-12, "value shape += conversions");
-    near(s->vrate, vr0 + sr, 1e-12, "value rate += revenue");
-    near(M->evidence(&st), sy, 1e-12, "evidence = conversions seen");
+    for (uint32_t j = 0; j < s->n; j++) bd_test_near(s->w[j], exp(lw[j] - mx) / tot, 1e-9, "weight");
+    bd_test_near(s->vshape, vs0 + sy, 1e-12, "value shape += conversions");
+    bd_test_near(s->vrate, vr0 + sr, 1e-12, "value rate += revenue");
+    bd_test_near(M->evidence(&st), sy, 1e-12, "evidence = conversions seen");
 }
 
 /* With a single grid point the model is plain Gamma-Poisson: mean lambda =
@@ -143,8 +137,8 @@ Test(poisson_sat, single_k_posterior_mean)
     double want = (s->alpha0 + sy) / (s->beta0 + sg);
     bd_curve_t c;
     M->mean(&st, &pr, &c);
-    near(c.a, want, 1e-12, "posterior mean lambda");
-    near(c.k, 800, 1e-12, "k");
+    bd_test_near(c.a, want, 1e-12, "posterior mean lambda");
+    bd_test_near(c.k, 800, 1e-12, "k");
     double var = (s->alpha0 + sy) / pow(s->beta0 + sg, 2), sum = 0;
     int n = 100000;
     for (int i = 0; i < n; i++) {
@@ -211,28 +205,28 @@ Test(poisson_sat, discount_blends_toward_prior)
     M->discount(&st, &pr, gm);
     double lw[BD_PSAT_KMAX], mx = -INFINITY, tot = 0;
     for (uint32_t j = 0; j < s->n; j++) {
-        near(s->alpha[j], gm * before.alpha[j] + (1 - gm) * p0->alpha[j], 1e-14, "alpha");
-        near(s->beta[j], gm * before.beta[j] + (1 - gm) * p0->beta[j], 1e-14, "beta");
-        near(s->loglik[j], pow(gm, BD_PSAT_K_FORGET) * before.loglik[j], 1e-14, "loglik");
+        bd_test_near(s->alpha[j], gm * before.alpha[j] + (1 - gm) * p0->alpha[j], 1e-14, "alpha");
+        bd_test_near(s->beta[j], gm * before.beta[j] + (1 - gm) * p0->beta[j], 1e-14, "beta");
+        bd_test_near(s->loglik[j], pow(gm, BD_PSAT_K_FORGET) * before.loglik[j], 1e-14, "loglik");
         double lg = pow(gm, BD_PSAT_K_LOCAL);
-        near(s->lalpha[j], lg * before.lalpha[j] + (1 - lg) * p0->alpha[j], 1e-14, "local alpha");
-        near(s->lbeta[j], lg * before.lbeta[j] + (1 - lg) * p0->beta[j], 1e-14, "local beta");
+        bd_test_near(s->lalpha[j], lg * before.lalpha[j] + (1 - lg) * p0->alpha[j], 1e-14, "local alpha");
+        bd_test_near(s->lbeta[j], lg * before.lbeta[j] + (1 - lg) * p0->beta[j], 1e-14, "local beta");
         lw[j] = s->logprior[j] + pow(gm, BD_PSAT_K_FORGET) * before.loglik[j];
         mx = fmax(mx, lw[j]);
     }
     for (uint32_t j = 0; j < s->n; j++) tot += exp(lw[j] - mx);
-    for (uint32_t j = 0; j < s->n; j++) near(s->w[j], exp(lw[j] - mx) / tot, 1e-12, "weights");
-    near(s->vshape, gm * before.vshape + (1 - gm) * p0->vshape, 1e-14, "vshape");
-    near(s->vrate, gm * before.vrate + (1 - gm) * p0->vrate, 1e-14, "vrate");
-    near(M->evidence(&st), gm * ev, 1e-12, "evidence decays by gamma");
+    for (uint32_t j = 0; j < s->n; j++) bd_test_near(s->w[j], exp(lw[j] - mx) / tot, 1e-12, "weights");
+    bd_test_near(s->vshape, gm * before.vshape + (1 - gm) * p0->vshape, 1e-14, "vshape");
+    bd_test_near(s->vrate, gm * before.vrate + (1 - gm) * p0->vrate, 1e-14, "vrate");
+    bd_test_near(M->evidence(&st), gm * ev, 1e-12, "evidence decays by gamma");
 
     for (int i = 0; i < 30000; i++) M->discount(&st, &pr, 0.98); /* k forgets at 0.98^0.1 */
     for (uint32_t j = 0; j < s->n; j++) {
-        near(s->alpha[j], p0->alpha[j], 1e-9, "alpha -> prior");
-        near(s->beta[j], p0->beta[j], 1e-9, "beta -> prior");
-        near(s->w[j], p0->w[j], 1e-9, "weights -> prior");
+        bd_test_near(s->alpha[j], p0->alpha[j], 1e-9, "alpha -> prior");
+        bd_test_near(s->beta[j], p0->beta[j], 1e-9, "beta -> prior");
+        bd_test_near(s->w[j], p0->w[j], 1e-9, "weights -> prior");
     }
-    near(s->vrate, p0->vrate, 1e-9, "vrate -> prior");
+    bd_test_near(s->vrate, p0->vrate, 1e-9, "vrate -> prior");
     /* gamma = 1 forgets nothing */
     bd_psat_state_t keep = *s;
     M->discount(&st, &pr, 1.0);
@@ -276,11 +270,11 @@ Test(poisson_sat, k_score_uses_capped_local_level)
         double g = g_of(s->k[j], x), g3 = g_of(s->k[3], x);
         double want = nb_score(before.lalpha[j], before.lbeta[j], g, y) -
                       nb_score(before.lalpha[3], before.lbeta[3], g3, y);
-        near((s->loglik[j] - s->loglik[3]) - (before.loglik[j] - before.loglik[3]), want, 1e-9,
+        bd_test_near((s->loglik[j] - s->loglik[3]) - (before.loglik[j] - before.loglik[3]), want, 1e-9,
              "k score increment");
-        near(s->alpha[j], before.alpha[j] + y, 1e-12, "alpha += y");
-        near(s->lalpha[j], before.lalpha[j] + y, 1e-12, "local alpha += y");
-        near(s->lbeta[j], before.lbeta[j] + g, 1e-12, "local beta += g");
+        bd_test_near(s->alpha[j], before.alpha[j] + y, 1e-12, "alpha += y");
+        bd_test_near(s->lalpha[j], before.lalpha[j] + y, 1e-12, "local alpha += y");
+        bd_test_near(s->lbeta[j], before.lbeta[j] + g, 1e-12, "local beta += g");
     }
 }
 
@@ -351,7 +345,7 @@ Test(poisson_sat, sample_mean_matches_posterior)
         double mean_a = m * ev, var_a = m2 * ev2 - mean_a * mean_a;
         bd_curve_t c;
         M->mean(&st, &pr, &c);
-        near(c.a, mean_a, 1e-12, "mean() a");
+        bd_test_near(c.a, mean_a, 1e-12, "mean() a");
         int n = 200000, cnt[BD_PSAT_KMAX] = {0};
         double sum = 0;
         for (int i = 0; i < n; i++) {
@@ -439,7 +433,7 @@ Test(poisson_sat, zero_spend_and_zero_conversions_stay_finite)
     double b3 = s->beta[3], a3 = s->alpha[3];
     bd_agg_t late = agg(0, 2, 90); /* a late conversion-only event */
     M->observe(&st, &pr, &late, NULL);
-    near(s->alpha[3], a3 + 2, 1e-15, "alpha += y at zero spend");
+    bd_test_near(s->alpha[3], a3 + 2, 1e-15, "alpha += y at zero spend");
     cr_assert_eq(s->beta[3], b3, "beta unchanged at zero spend");
     cr_assert_eq(s->streak, 0);
     for (int i = 0; i < 50; i++) {

@@ -1,8 +1,8 @@
-/* support.h: helpers shared by the test programs. A real redis-server per
- * test: started on a free port in its own temp dir, killed with the test
- * process even when the test crashes (PR_SET_PDEATHSIG). */
-#ifndef BUDGETD_TEST_SUPPORT_H
-#define BUDGETD_TEST_SUPPORT_H
+/* redis_server.h: a real redis-server per test, started on a free port in
+ * its own temp dir and killed with the test process even when the test
+ * crashes (PR_SET_PDEATHSIG), with the checks tests make on its keys. */
+#ifndef BUDGETD_TEST_REDIS_SERVER_H
+#define BUDGETD_TEST_REDIS_SERVER_H
 
 #include <sys/types.h>
 #include <hiredis/hiredis.h>
@@ -36,6 +36,21 @@ redisContext *bd_test_redis_connect(const bd_test_redis_t *t);
 /* Runs a command (redisCommand format) and returns the reply; aborts the
  * test (cr_assert) when the connection fails. Free with freeReplyObject. */
 redisReply *bd_test_redis_cmd(redisContext *c, const char *fmt, ...);
+
+/* A suite's .init: ignores SIGPIPE (a halted server must not kill the
+ * test), starts a server into *srv and returns a raw connection to it for
+ * checks; either failing fails the test. */
+redisContext *bd_test_redis_up(bd_test_redis_t **srv);
+/* A suite's .fini: frees the connection and stops the server (both may be
+ * NULL), then clears both. */
+void bd_test_redis_down(bd_test_redis_t **srv, redisContext **rc);
+
+/* HGET key field into a buffer of its own (valid until the next call):
+ * NULL when the field or key does not exist. An error reply fails the test. */
+const char *bd_test_redis_hget(redisContext *c, const char *key, const char *field);
+/* A command (redisCommand format) whose reply is an integer (EXISTS, XLEN,
+ * HLEN, ...); any other reply fails the test. */
+long long bd_test_redis_int(redisContext *c, const char *fmt, ...);
 
 /* Any free TCP port on 127.0.0.1 (bind port 0, read it, close). */
 int bd_test_free_port(void);

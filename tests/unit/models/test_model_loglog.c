@@ -4,7 +4,8 @@
 #include <string.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
-#include "../../models/model_internal.h"
+#include "models/model_internal.h"
+#include "fixtures.h"
 
 static const bd_model_ops_t *M;
 static gsl_rng *R;
@@ -35,12 +36,6 @@ static bd_agg_t agg(double spend, double revenue, double conv)
     return a;
 }
 
-static void near(double got, double want, double rel, const char *what)
-{
-    cr_assert(fabs(got - want) <= rel * fmax(1.0, fabs(want)), "%s: got %.15g want %.15g", what,
-              got, want);
-}
-
 Test(loglog, prior_mean_roas_at_saturation)
 {
     bd_model_state_t st;
@@ -49,8 +44,8 @@ Test(loglog, prior_mean_roas_at_saturation)
     bd_curve_t c;
     M->mean(&st, &pr, &c);
     cr_assert_eq(c.kind, BD_CURVE_POWER);
-    near(c.b, 0.5, 1e-12, "prior elasticity");
-    near(bd_curve_value(&c, 2000) / 2000, 3.0, 1e-12, "prior ROAS at saturation");
+    bd_test_near(c.b, 0.5, 1e-12, "prior elasticity");
+    bd_test_near(bd_curve_value(&c, 2000) / 2000, 3.0, 1e-12, "prior ROAS at saturation");
     cr_assert_float_eq(M->evidence(&st), 0, 1e-15);
 }
 
@@ -81,15 +76,15 @@ Test(loglog, conjugate_update_equals_closed_form)
     }
     double det = A[0] * A[2] - A[1] * A[1];
     double m[2] = {(A[2] * v[0] - A[1] * v[1]) / det, (A[0] * v[1] - A[1] * v[0]) / det};
-    near(s->m[0], m[0], 1e-10, "m1");
-    near(s->m[1], m[1], 1e-10, "m2");
-    near(s->a, a0 + 2.5, 1e-14, "a = a0 + n/2");
+    bd_test_near(s->m[0], m[0], 1e-10, "m1");
+    bd_test_near(s->m[1], m[1], 1e-10, "m2");
+    bd_test_near(s->a, a0 + 2.5, 1e-14, "a = a0 + n/2");
     double rss = 0;
     for (int i = 0; i < 5; i++) rss += pow(zs[i] - m[0] - m[1] * us[i], 2);
     double d0 = m[0] - m0[0], d1 = m[1] - m0[1];
     double quad = P0[0] * d0 * d0 + 2 * P0[1] * d0 * d1 + P0[2] * d1 * d1;
-    near(s->b, b0 + 0.5 * (rss + quad), 1e-9, "b = b0 + (rss + prior quad)/2");
-    near(M->evidence(&st), 50, 1e-12, "evidence: conversions of used cycles only");
+    bd_test_near(s->b, b0 + 0.5 * (rss + quad), 1e-9, "b = b0 + (rss + prior quad)/2");
+    bd_test_near(M->evidence(&st), 50, 1e-12, "evidence: conversions of used cycles only");
 }
 
 /* Data from a known elasticity: the posterior mean recovers it, the mean
@@ -115,7 +110,7 @@ Test(loglog, recovers_known_elasticity)
         cr_assert(fabs(s->m[1] - beta) < 0.03, "beta %g: estimated %g", beta, s->m[1]);
         bd_curve_t c;
         M->mean(&st, &pr, &c);
-        near(c.b, s->m[1], 1e-15, "mean curve elasticity");
+        bd_test_near(c.b, s->m[1], 1e-15, "mean curve elasticity");
         for (double x = 500; x <= 8000; x *= 2) {
             double want = A * pow(x, beta) * exp(0.005); /* lognormal mean */
             cr_assert(fabs(bd_curve_value(&c, x) / want - 1) < 0.05, "beta %g x %g: %g vs %g",
@@ -185,16 +180,16 @@ Test(loglog, discount_blends_toward_prior)
     bd_loglog_state_t before = *S(&st), *s = S(&st), *p0 = S(&p0st);
     double g = 0.9;
     M->discount(&st, &pr, g);
-    for (int i = 0; i < 3; i++) near(s->P[i], g * before.P[i] + (1 - g) * p0->P[i], 1e-14, "P");
-    for (int i = 0; i < 2; i++) near(s->h[i], g * before.h[i] + (1 - g) * p0->h[i], 1e-14, "h");
-    near(s->a, g * before.a + (1 - g) * p0->a, 1e-14, "a");
-    near(s->q, g * before.q + (1 - g) * p0->q, 1e-14, "q");
-    near(M->evidence(&st), g * 160, 1e-12, "evidence");
+    for (int i = 0; i < 3; i++) bd_test_near(s->P[i], g * before.P[i] + (1 - g) * p0->P[i], 1e-14, "P");
+    for (int i = 0; i < 2; i++) bd_test_near(s->h[i], g * before.h[i] + (1 - g) * p0->h[i], 1e-14, "h");
+    bd_test_near(s->a, g * before.a + (1 - g) * p0->a, 1e-14, "a");
+    bd_test_near(s->q, g * before.q + (1 - g) * p0->q, 1e-14, "q");
+    bd_test_near(M->evidence(&st), g * 160, 1e-12, "evidence");
     for (int i = 0; i < 3000; i++) M->discount(&st, &pr, 0.98);
-    near(s->m[0], p0->m[0], 1e-8, "m1 -> prior");
-    near(s->m[1], p0->m[1], 1e-8, "m2 -> prior");
-    near(s->a, p0->a, 1e-8, "a -> prior");
-    near(s->b, p0->b, 1e-8, "b -> prior");
+    bd_test_near(s->m[0], p0->m[0], 1e-8, "m1 -> prior");
+    bd_test_near(s->m[1], p0->m[1], 1e-8, "m2 -> prior");
+    bd_test_near(s->a, p0->a, 1e-8, "a -> prior");
+    bd_test_near(s->b, p0->b, 1e-8, "b -> prior");
 }
 
 /* Level of a channel with elasticity 0.5 and 10% noise; the level drops by
@@ -248,7 +243,7 @@ Test(loglog, skips_unusable_cycles)
     bd_agg_t a = agg(1000, 0, 25);
     M->observe(&st, &pr, &a, NULL);
     cr_assert_eq(S(&st)->streak, 0, "an ordinary cycle");
-    near(S(&st)->h[0], S(&before)->h[0] + log(25), 1e-14, "z = log conversions");
+    bd_test_near(S(&st)->h[0], S(&before)->h[0] + log(25), 1e-14, "z = log conversions");
 }
 
 /* A surprising cycle is held back, aged by the discount, and folded in with
@@ -271,10 +266,10 @@ Test(loglog, surprising_cycle_is_held_then_folded_in)
     cr_assert_eq(memcmp(s->P, settled.P, sizeof s->P), 0, "not yet in the statistics");
     cr_assert_eq(s->q, settled.q);
     M->discount(&st, &pr, 0.5);
-    near(s->pend[0][2], 0.5, 1e-15, "held cycle ages");
+    bd_test_near(s->pend[0][2], 0.5, 1e-15, "held cycle ages");
     double h0 = s->h[0];
     M->observe(&st, &pr, &ok, NULL);
     cr_assert_eq(s->streak, 0);
     cr_assert_eq(M->resets(&st), 0);
-    near(s->h[0], h0 + 0.5 * log(600) + log(6000), 1e-12, "held cycle folded in at weight 0.5");
+    bd_test_near(s->h[0], h0 + 0.5 * log(600) + log(6000), 1e-12, "held cycle folded in at weight 0.5");
 }
