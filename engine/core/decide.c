@@ -335,7 +335,7 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
     size_t n = p->n, n1 = n ? n : 1;
     double *safe = bd_xmalloc(sizeof(double) * n1 * 3);
     double *mean = safe + n, *lo = mean + n;
-    double *hi = bd_xmalloc(sizeof(double) * n1);
+    double *hi = bd_xmalloc(sizeof(double) * n1 * 2), *pin = hi + n1;
     bool *prom = bd_xcalloc(n1, sizeof(bool));
     bd_bound_t *bound = bd_xcalloc(n1, sizeof(*bound));
     bd_model_state_t *st = bd_xmalloc(sizeof(*st) * n1);
@@ -346,10 +346,12 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
         prom[i] = p->ch[i].promoted;
         st[i] = p->ch[i].model;
         pr[i] = p->ch[i].prior;
+        pin[i] = bd_channel_pin(&p->ch[i]);
     }
     bd_alloc_input_t in = {
         .n = n, .pol = pol, .cfg = r->cfgs, .ops = r->ops, .states = st, .priors = pr,
         .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = r->mult,
+        .pin = pin,
     };
     bd_alloc_output_t out = {
         .x = r->x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
@@ -360,7 +362,7 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
         bd_verify_input_t vin = {
             .n = n, .pol = pol, .cfg = r->cfgs, .x = r->x, .prev = r->prev,
             .promoted = res->promoted, .draws = out.draws, .n_draws = out.n_draws,
-            .risk_held = out.risk_held,
+            .risk_held = out.risk_held, .pin = pin,
         };
         res->rc = bd_verify_allocation(&vin, res->err, sizeof(res->err));
     }
