@@ -146,6 +146,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     if (ops) ops->init(&c->model, &c->prior);
     bd_season_init(&c->season);
     bd_lag_init(&c->lag);
+    bd_delivery_init(&c->dlv);
+    bd_fault_init(&c->fault);
     c->pin = NAN;
     return (int)p->n++;
 }

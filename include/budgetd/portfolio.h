@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "budgetd/config.h"
+#include "budgetd/delivery.h"
+#include "budgetd/fault.h"
 #include "budgetd/record.h"
 #include "budgetd/lag.h"
 #include "budgetd/model.h"
@@ -23,6 +25,8 @@ typedef struct {
     bool promoted;                /* lab gate passed (sticky) */
     bd_season_t season;           /* learned hour-of-day and weekday profile */
     bd_lag_t lag;                 /* reporting lag and the exposure still pending */
+    bd_delivery_t dlv;            /* v2: delivered share and learned delivery cap */
+    bd_fault_t fault;             /* v2: data-fault detector and the fault in force */
     double pin;                   /* v2 run-time pin (PFX:{P}:pin, set by the daemon; not
                                    * checkpointed: the daemon reads the key at restore);
                                    * NAN: none */
