@@ -31,7 +31,7 @@ typedef struct {
     int nch;
     wi_step_t *steps;
     size_t n, cap;
-    unsigned bound[WI_MAXCH][5];  /* decisions a bound bound, per bd_bound_t */
+    unsigned bound[WI_MAXCH][BD_BOUND__COUNT]; /* decisions a bound bound, per bd_bound_t */
     unsigned kills, applied, proposed, held;
     char kill_reason[160];
 } wi_pf_t;
@@ -82,7 +82,8 @@ static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
         int k = wi_channel(w, p->ch[i].name);
         if (k < 0) continue;
         s->x[k] = d->status == BD_STATUS_ACTIVE ? p->ch[i].x : 0; /* adapters stop otherwise */
-        if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < 5) w->bound[k][d->ch[i].bound]++;
+        if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < BD_BOUND__COUNT)
+            w->bound[k][d->ch[i].bound]++;
     }
     if (d->path == BD_PATH_KILLED && w->kills == 0 && d->kill_reason)
         snprintf(w->kill_reason, sizeof(w->kill_reason), "cycle %lld: %s", (long long)d->cycle,
@@ -164,14 +165,16 @@ static const wi_pf_t *wi_get(const wi_run_t *r, const char *name)
     return NULL;
 }
 
+/* "name count, ..." of the bounds that held channel ch, by the one table of
+ * bound names (alloc.h), "-" when none. */
 static void wi_bounds(FILE *f, const wi_pf_t *w, const char *ch)
 {
-    static const char *names[] = {"none", "min", "max", "ramp", "risk"};
     int printed = 0;
     for (int k = 0; w && k < w->nch; k++) {
         if (strcmp(w->ch[k], ch) != 0) continue;
-        for (int b = 1; b < 5; b++)
-            if (w->bound[k][b]) fprintf(f, "%s%s %u", printed++ ? ", " : "", names[b], w->bound[k][b]);
+        for (int b = 1; b < BD_BOUND__COUNT; b++)
+            if (w->bound[k][b])
+                fprintf(f, "%s%s %u", printed++ ? ", " : "", bd_bound_name((bd_bound_t)b), w->bound[k][b]);
     }
     if (!printed) fputs("-", f);
 }
