@@ -268,17 +268,28 @@ static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_args_t *a)
     return -1;
 }
 
-/* Loads both configs and the fit config, checks that every log opens and
- * creates the output directory. Returns BD_EXIT_OK or the exit code of the
- * failure (message printed). */
+/* Delivery caps off in every policy of cfg: a log's reported spend
+ * followed the allocations of the policy it was recorded under, so a
+ * replay under another config would learn those allocations as caps. */
+static void wi_no_caps(bd_config_t *cfg)
+{
+    cfg->defaults.delivery.caps = BD_AUTO_OFF;
+    for (size_t i = 0; i < cfg->n_portfolios; i++) cfg->portfolios[i].p.delivery.caps = BD_AUTO_OFF;
+}
+
+/* Loads both configs (delivery caps off) and the fit config, checks that
+ * every log opens and creates the output directory. Returns BD_EXIT_OK or
+ * the exit code of the failure (message printed). */
 static int wi_setup(const wi_args_t *a, wi_t *w)
 {
     char err[8192];
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (bd_config_load(a->cfgp[i], &w->cfg[i], err, sizeof(err)) != BD_OK) {
             fprintf(stderr, "%s\n", err);
             return BD_EXIT_USAGE;
         }
+        wi_no_caps(w->cfg[i]);
+    }
     bd_config_load(a->cfgp[0], &w->fitcfg, err, sizeof(err)); /* loaded once already */
     wi_fit_policy(&w->fitcfg->defaults);
     for (size_t i = 0; i < w->fitcfg->n_portfolios; i++) wi_fit_policy(&w->fitcfg->portfolios[i].p);
@@ -352,7 +363,8 @@ static int wi_report(const wi_args_t *a, wi_t *w)
                 "the whole log (posterior mean, no forgetting) and applied to the allocation each "
                 "config kept in force. The log's reported spend followed the policy that ran "
                 "when it was recorded, so under another config the overspend trigger compares "
-                "that spend with allocations it never received: read its trips with that in mind.\n");
+                "that spend with allocations it never received: read its trips with that in mind. "
+                "For the same reason delivery caps are not learned here.\n");
     int plots = 0;
     bd_ptable_t *fit = bd_engine_table(w->e[2]);
     for (size_t i = 0; i < w->run[0].n; i++) {
