@@ -359,64 +359,6 @@ bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *con
     return BD_OK;
 }
 
-/* Caps, total and box of the guardrail rules into w (pins included); ramp
- * tells whether the ramp box is in force. Fails on infeasible guardrails
- * or pins. */
-static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
-                          double *total_c, double *budget_c, bool *ramp, char *errbuf,
-                          size_t errlen)
-{
-    const bd_policy_t *pol = in->pol;
-    size_t n = in->n;
-    double B = pol->budget, sumcap = 0, summin = 0;
-    if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
-    for (size_t i = 0; i < n; i++) {
-        double pc = pin_cents(in->pin, i);
-        w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
-        chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
-        if (!(w->min_c[i] <= w->cap_c[i]))
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
-                           in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
-        sumcap += w->cap_c[i];
-        summin += w->min_c[i];
-    }
-    *budget_c = floor(B * 100 + 0.5);
-    *total_c = fmin(*budget_c, sumcap);
-    if (summin > *total_c)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
-                       summin / 100, *total_c / 100);
-    if (in->pin) {
-        bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
-        if (rc != BD_OK) return rc;
-    }
-    *ramp = false;
-    if (in->prev) {
-        double slo = 0, shi = 0;
-        bool ok = true;
-        for (size_t i = 0; i < n && ok; i++) {
-            double p = in->prev[i];
-            if (!isfinite(p)) { ok = false; break; }
-            double step = fmax(pol->max_step * p, 0.01 * B);
-            double rl = lo_cents(p - step), rh = hi_cents(p + step);
-            double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
-            if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
-            if (w->kind[i] == K_PIN) l = h = pin_cents(in->pin, i);
-            w->lo_c[i] = l;
-            w->hi_c[i] = h;
-            slo += l;
-            shi += h;
-        }
-        *ramp = ok && slo <= *total_c && *total_c <= shi;
-    }
-    if (!*ramp)
-        for (size_t i = 0; i < n; i++) {
-            bool pinned = w->kind[i] == K_PIN;
-            w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
-            w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
-        }
-    return BD_OK;
-}
-
 /* Fault holds (soft, alloc.h): each held channel fixed at its hold clipped
  * to its box; all of them dropped again when the box then cannot hold the
  * total. xs and xr keep the box meanwhile (free until the factory). */
@@ -484,6 +426,66 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
         }
         m = left;
     }
+}
+
+/* Caps, total and box of the guardrail rules into w (pins included), then
+ * the soft bounds (fault holds, delivery caps); ramp tells whether the
+ * ramp box is in force. Fails on infeasible guardrails or pins. */
+static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
+                          double *total_c, double *budget_c, bool *ramp, char *errbuf,
+                          size_t errlen)
+{
+    const bd_policy_t *pol = in->pol;
+    size_t n = in->n;
+    double B = pol->budget, sumcap = 0, summin = 0;
+    if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
+    for (size_t i = 0; i < n; i++) {
+        double pc = pin_cents(in->pin, i);
+        w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
+        chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
+        if (!(w->min_c[i] <= w->cap_c[i]))
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
+                           in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
+        sumcap += w->cap_c[i];
+        summin += w->min_c[i];
+    }
+    *budget_c = floor(B * 100 + 0.5);
+    *total_c = fmin(*budget_c, sumcap);
+    if (summin > *total_c)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
+                       summin / 100, *total_c / 100);
+    if (in->pin) {
+        bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
+        if (rc != BD_OK) return rc;
+    }
+    *ramp = false;
+    if (in->prev) {
+        double slo = 0, shi = 0;
+        bool ok = true;
+        for (size_t i = 0; i < n && ok; i++) {
+            double p = in->prev[i];
+            if (!isfinite(p)) { ok = false; break; }
+            double step = fmax(pol->max_step * p, 0.01 * B);
+            double rl = lo_cents(p - step), rh = hi_cents(p + step);
+            double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
+            if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
+            if (w->kind[i] == K_PIN) l = h = pin_cents(in->pin, i);
+            w->lo_c[i] = l;
+            w->hi_c[i] = h;
+            slo += l;
+            shi += h;
+        }
+        *ramp = ok && slo <= *total_c && *total_c <= shi;
+    }
+    if (!*ramp)
+        for (size_t i = 0; i < n; i++) {
+            bool pinned = w->kind[i] == K_PIN;
+            w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
+            w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
+        }
+    apply_holds(in, w, *total_c);
+    apply_dcaps(in, w, *total_c);
+    return BD_OK;
 }
 
 /* prev as cents when it is a valid allocation under the box and total. */
@@ -630,8 +632,6 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     bool ramp = false;
     bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, errbuf, errlen);
     if (rc != BD_OK) { free(w.block); return rc; }
-    apply_holds(in, &w, total_c);
-    apply_dcaps(in, &w, total_c);
     out->total = total_c / 100;
     out->capped = total_c < budget_c;
 
