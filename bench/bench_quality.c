@@ -363,7 +363,10 @@ static void print_time(FILE *f, const sim_scenario_t *sc, int R, const sim_runst
         fprintf(f, " (mean of %d runs; worst from the first event on: [%d,%d) %.2f%%)\n", R,
                s->worst_from, s->worst_to, 100 * s->worst_win);
     }
-    if (has_fault_events(sc) || (sc->target_mask & (SIM_T_DETECT_3 | SIM_T_NO_FALSE_ALARM))) {
+    /* also wherever the records carry the field: false alarms on scenarios
+     * without a fault */
+    if (has_fault_events(sc) || (sc->target_mask & (SIM_T_DETECT_3 | SIM_T_NO_FALSE_ALARM)) ||
+        s->flags) {
         if (!s->flags) {
             fprintf(f, "sim.%s.budgetd.detect_delay: n/a (no \"fault\" field in the decision records;"
                    " %d true faults)\n", nm, s->det.faults);

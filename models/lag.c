@@ -85,3 +85,9 @@ int bd_lag_step(bd_lag_t *l, int64_t horizon, double x, double s, bd_lag_credit_
     for (int b = 0; b < BD_LAG_BINS; b++) l->n[b] *= (float)BD_LAG_FORGET;
     return nout;
 }
+
+void bd_lag_forget_pending(bd_lag_t *l)
+{
+    memset(l->x, 0, sizeof l->x);
+    memset(l->sx, 0, sizeof l->sx);
+}

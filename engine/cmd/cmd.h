@@ -9,7 +9,7 @@
 int bd_cmd_replay(int argc, char **argv);
 int bd_cmd_check(int argc, char **argv);
 int bd_cmd_run(int argc, char **argv);
-int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status */
+int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status, pin */
 int bd_cmd_whatif(int argc, char **argv);
 
 #endif

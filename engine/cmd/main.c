@@ -20,7 +20,8 @@ static void usage(FILE *f)
           "                                 rehearse a guardrail change: both configs side by side\n"
           "  broker [--topic T] [--partitions N]\n"
           "                                 embedded Kafka (librdkafka mock cluster)\n"
-          "  kill P --reason TEXT | resume P | approve P [CYCLE] | status [P]\n"
+          "  kill P --reason TEXT | resume P [--channel C] | approve P [CYCLE] | status [P]\n"
+          "  pin P C AMOUNT | pin P C --clear\n"
           "                                 operator actions on Redis\n",
           f);
 }
@@ -33,6 +34,7 @@ static const struct {
     {"replay", bd_cmd_replay}, {"check", bd_cmd_check},   {"run", bd_cmd_run},
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
+    {"pin", bd_cmd_ops},
 };
 
 /* Runs the command argv[1] names on the rest of argv. */

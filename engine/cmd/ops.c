@@ -1,5 +1,6 @@
 /* ops.c: the operator commands of docs/CONTRACT.md §4: `budgetd kill P
- * --reason TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`. They act
+ * --reason TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`, and of
+ * §7 (v2): `pin P C AMOUNT`, `pin P C --clear`, `resume P --channel C`. They act
  * on the Redis keys of docs/CONTRACT.md §3 only (never on the daemon
  * directly), so they work whether or not a daemon runs, and `redis-cli` on
  * the same keys is equally valid. Every refusal says why on stderr and
@@ -12,6 +13,8 @@
 #include <time.h>
 #include "cmd.h"
 #include "opts.h"
+#include <math.h>
+#include "budgetd/alloc.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
@@ -20,6 +23,8 @@
 typedef struct {
     const char *cmd;
     const char *config, *url, *prefix, *reason, *by;
+    const char *channel;   /* resume --channel C (v2) */
+    int clear;             /* pin --clear (v2) */
     const char *pos[3];
     int npos;
 } ops_args_t;
@@ -28,10 +33,14 @@ typedef struct {
 static void ops_usage(FILE *f)
 {
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd resume P                        (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd resume P [--channel C]          (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd pin P C AMOUNT | pin P C --clear  -c CONFIG [--redis URL] [--prefix PFX]\n"
           "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
+          "                (pin: required, its bounds are checked against the config)\n"
+          "  --channel C   resume: clear channel C's data fault instead of a kill\n"
+          "  --clear       pin: remove C's run-time pin (a config pin applies again)\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
           "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
           f);
@@ -45,6 +54,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'r'},
         {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
         {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
+        {"channel", required_argument, NULL, 'C'}, {"clear", no_argument, NULL, 'X'},
         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
@@ -58,6 +68,8 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         case 'p': a->prefix = o.arg; break;
         case 'R': a->reason = o.arg; break;
         case 'b': a->by = o.arg; break;
+        case 'C': a->channel = o.arg; break;
+        case 'X': a->clear = 1; break;
         case 'h': rc = 1; break;
         default: rc = -1; break;
         }
@@ -78,9 +90,14 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
 {
     const char *c = a->cmd;
     int is_kill = !strcmp(c, "kill"), is_status = !strcmp(c, "status"), is_approve = !strcmp(c, "approve");
-    int min = is_status ? 0 : 1, max = is_approve ? 2 : 1;
+    int is_pin = !strcmp(c, "pin");
+    int min = is_status ? 0 : is_pin ? 2 : 1, max = is_approve ? 2 : is_pin ? (a->clear ? 2 : 3) : 1;
     if (a->npos < min) {
-        fprintf(stderr, "budgetd %s: missing portfolio\n", c);
+        fprintf(stderr, "budgetd %s: missing %s\n", c, a->npos == 0 ? "portfolio" : "channel");
+        return -1;
+    }
+    if (is_pin && !a->clear && a->npos < 3) {
+        fprintf(stderr, "budgetd pin: missing AMOUNT (or --clear)\n");
         return -1;
     }
     if (a->npos > max) {
@@ -90,6 +107,23 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
     if (a->npos > 0 && !bd_name_valid(a->pos[0], strlen(a->pos[0]))) {
         fprintf(stderr, "budgetd %s: '%s' is not a portfolio name (1-64 of A-Z a-z 0-9 _ . : -)\n", c,
                 a->pos[0]);
+        return -1;
+    }
+    const char *chan = is_pin && a->npos > 1 ? a->pos[1] : a->channel;
+    if (chan && !bd_name_valid(chan, strlen(chan))) {
+        fprintf(stderr, "budgetd %s: '%s' is not a channel name (1-64 of A-Z a-z 0-9 _ . : -)\n", c, chan);
+        return -1;
+    }
+    if (a->channel && strcmp(c, "resume") != 0) {
+        fprintf(stderr, "budgetd %s: --channel belongs to resume\n", c);
+        return -1;
+    }
+    if (a->clear && !is_pin) {
+        fprintf(stderr, "budgetd %s: --clear belongs to pin\n", c);
+        return -1;
+    }
+    if (is_pin && !a->config) {
+        fprintf(stderr, "budgetd pin: -c CONFIG is required: a pin is checked against the portfolio's bounds\n");
         return -1;
     }
     if (is_kill && (!a->reason || !*a->reason)) {
@@ -122,9 +156,11 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
 
 /* Opens Redis from the config and/or --redis/--prefix. Returns NULL with
  * *exit_code set: 2 for a bad config or URL, 1 when the server cannot be
- * reached. */
-static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix_len, int *exit_code)
+ * reached. cfg_out (may be NULL) keeps the loaded config (NULL without -c). */
+static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix_len, int *exit_code,
+                            bd_config_t **cfg_out)
 {
+    if (cfg_out) *cfg_out = NULL;
     char err[8192];
     bd_config_t *cfg = NULL;
     if (a->config && bd_config_load(a->config, &cfg, err, sizeof err) != BD_OK) {
@@ -139,7 +175,8 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     bd_redis_t *r;
     bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
-    bd_config_free(cfg);
+    if (cfg_out && e == BD_OK) *cfg_out = cfg;
+    else bd_config_free(cfg);
     if (e != BD_OK) {
         fprintf(stderr, "budgetd %s: %s\n", a->cmd, err);
         /* A malformed URL, prefix or password is a config error; an
@@ -200,10 +237,57 @@ static int ops_kill(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     return BD_EXIT_OK;
 }
 
+/* The data fault `faults` (the alloc meta field, "<ch>:<kind>,...") names
+ * for channel c, copied into kind; false when none. */
+static bool ops_fault_of(const char *faults, const char *c, char *kind, size_t klen)
+{
+    size_t cl = strlen(c);
+    for (const char *f = faults; *f;) {
+        size_t n = strcspn(f, ",");
+        const char *colon = memchr(f, ':', n);
+        if (colon && (size_t)(colon - f) == cl && !strncmp(f, c, cl)) {
+            snprintf(kind, klen, "%.*s", (int)(n - cl - 1), colon + 1);
+            return true;
+        }
+        f += n;
+        if (*f) f++;
+    }
+    return false;
+}
+
+/* resume P --channel C (v2): asks the daemon to clear C's data fault. The
+ * fault must be in force (the alloc meta field `faults` names it). */
+static int ops_resume_channel(bd_redis_t *r, const ops_args_t *a, const char *prefix)
+{
+    char err[BD_ERRBUF], kind[64];
+    const char *p = a->pos[0], *c = a->channel;
+    bd_redis_alloc_t al;
+    if (bd_redis_get_alloc(r, p, 0, &al, err, sizeof err) != BD_OK) return ops_fail("resume", err);
+    bool present = al.present, faulted = ops_fault_of(al.faults, c, kind, sizeof kind);
+    char faults[sizeof al.faults];
+    snprintf(faults, sizeof faults, "%s", al.faults);
+    bd_redis_alloc_free(&al);
+    if (!present) return ops_unknown("resume", p, prefix);
+    if (!faulted) {
+        fprintf(stderr, "budgetd resume: channel '%s' of %s has no data fault (faults in force: %s): nothing to resume\n",
+                c, p, faults[0] ? faults : "none");
+        return BD_EXIT_RUNTIME;
+    }
+    const char *by = getenv("USER");
+    if (!by || !*by) by = "operator";
+    if (bd_redis_request_resume(r, p, c, by, (int64_t)time(NULL), err, sizeof err) != BD_OK)
+        return ops_fail("resume", err);
+    printf("resume of %s channel %s requested: the daemon clears its %s fault at its next poll and\n"
+           "  learns from its reports again (the cycles of the fault stay unlearned)\n",
+           p, c, kind);
+    return BD_EXIT_OK;
+}
+
 static int ops_resume(bd_redis_t *r, const ops_args_t *a, const char *prefix)
 {
     char err[BD_ERRBUF];
     const char *p = a->pos[0];
+    if (a->channel) return ops_resume_channel(r, a, prefix);
     bd_redis_kill_t old;
     int known;
     int64_t cycle, version;
@@ -274,6 +358,110 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
     printf("approved %s cycle %lld: the live daemon applies the proposal at its next poll\n", p,
            (long long)pending);
     return BD_EXIT_OK;
+}
+
+/* The channels of portfolio p a pin is checked with: those the config
+ * lists, those in the allocation in force, and c; each with its config
+ * (listed, else the policy's default) and its pin in force (Redis over
+ * config) into pins, c's set to want (NAN: none). Returns how many. */
+static size_t ops_pin_channels(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
+                               const bd_redis_alloc_t *al, const bd_redis_chan_t *rp, size_t nrp,
+                               const char *c, double want, const char ***names,
+                               const bd_channel_cfg_t ***cfgs, double **pins)
+{
+    size_t listed = pc ? pc->n_channels : 0, cap = listed + al->n_ch + 1, n = 0;
+    const char **cand = bd_xcalloc(cap, sizeof *cand);
+    for (size_t k = 0; k < listed; k++) cand[k] = pc->channels[k].name;
+    for (size_t k = 0; k < al->n_ch; k++) cand[listed + k] = al->ch[k].name;
+    cand[cap - 1] = c;
+    *names = bd_xcalloc(cap, sizeof **names);
+    *cfgs = bd_xcalloc(cap, sizeof **cfgs);
+    *pins = bd_xcalloc(cap, sizeof **pins);
+    for (size_t k = 0; k < cap; k++) {
+        size_t j = 0;
+        while (j < n && strcmp((*names)[j], cand[k])) j++;
+        if (j < n) continue; /* listed and in force: once */
+        (*names)[n] = cand[k];
+        (*cfgs)[n] = bd_config_channel(pc, pol, cand[k]);
+        double v = (*cfgs)[n]->has_pin ? (*cfgs)[n]->pin : NAN;
+        for (size_t q = 0; q < nrp; q++)
+            if (!strcmp(rp[q].name, cand[k])) v = rp[q].spend;
+        (*pins)[n++] = !strcmp(cand[k], c) ? want : v;
+    }
+    free(cand);
+    return n;
+}
+
+/* pin P C AMOUNT | pin P C --clear (v2): checks the pins that would be in
+ * force against the config's bounds (bd_alloc_check_pins, the allocator's
+ * own rule; unpromoted lab channels count with their lab cap), then sets or
+ * removes C's field of PFX:{P}:pin. An infeasible pin changes nothing. */
+static int ops_pin(bd_redis_t *r, const ops_args_t *a, const bd_config_t *cfg, const char *prefix)
+{
+    char err[BD_ERRBUF], msg[512];
+    const char *p = a->pos[0], *c = a->pos[1];
+    double amount = NAN;
+    if (!a->clear) {
+        char *end;
+        amount = strtod(a->pos[2], &end);
+        if (end == a->pos[2] || *end || !isfinite(amount) || amount < 0) {
+            fprintf(stderr, "budgetd pin: AMOUNT must be a number >= 0, got '%s'\n", a->pos[2]);
+            return BD_EXIT_USAGE;
+        }
+        amount = rint(amount * 100) / 100;
+    }
+    const bd_portfolio_cfg_t *pc = bd_config_portfolio(cfg, p);
+    if (!pc && !cfg->has_default_budget) {
+        fprintf(stderr, "budgetd pin: portfolio '%s' is not in %s (and it has no defaults.budget)\n", p,
+                cfg->path);
+        return BD_EXIT_RUNTIME;
+    }
+    const bd_policy_t *pol = pc ? &pc->p : &cfg->defaults;
+    bd_redis_alloc_t al;
+    bd_redis_chan_t *rp = NULL;
+    size_t nrp = 0;
+    if (bd_redis_get_alloc(r, p, 0, &al, err, sizeof err) != BD_OK) return ops_fail("pin", err);
+    if (bd_redis_get_pins(r, p, &rp, &nrp, err, sizeof err) != BD_OK) {
+        bd_redis_alloc_free(&al);
+        return ops_fail("pin", err);
+    }
+    bool had = false;
+    for (size_t q = 0; q < nrp; q++) had |= !strcmp(rp[q].name, c);
+    const bd_channel_cfg_t *own = bd_config_channel(pc, pol, c);
+    double want = a->clear ? (own->has_pin ? own->pin : NAN) : amount;
+    const char **names;
+    const bd_channel_cfg_t **cfgs;
+    double *pins;
+    size_t n = ops_pin_channels(pc, pol, &al, rp, nrp, c, want, &names, &cfgs, &pins);
+    bd_err_t rc = bd_alloc_check_pins(pol, cfgs, n, pins, NULL, msg, sizeof msg);
+    free(names);
+    free(cfgs);
+    free(pins);
+    free(rp);
+    bd_redis_alloc_free(&al);
+    int code = BD_EXIT_OK;
+    if (a->clear && !had) {
+        fprintf(stderr, "budgetd pin: channel '%s' of %s has no run-time pin: nothing to clear\n", c, p);
+        code = BD_EXIT_RUNTIME;
+    } else if (rc != BD_OK && a->clear) {
+        fprintf(stderr, "budgetd pin: refused: without its run-time pin, channel '%s' of %s falls back to "
+                        "its config pin and the pins become infeasible: %s; nothing changed\n", c, p, msg);
+        code = BD_EXIT_RUNTIME;
+    } else if (rc != BD_OK) {
+        fprintf(stderr, "budgetd pin: refused: pinning channel '%s' of %s at %.2f is infeasible with its "
+                        "budget and bounds: %s; nothing changed\n", c, p, amount, msg);
+        code = BD_EXIT_RUNTIME;
+    } else if (a->clear) {
+        int existed;
+        if (bd_redis_clear_pin(r, p, c, &existed, err, sizeof err) != BD_OK) return ops_fail("pin", err);
+        if (isnan(want)) printf("cleared the pin of %s channel %s: the engine allocates it again\n", p, c);
+        else printf("cleared the run-time pin of %s channel %s: its config pin %.2f applies again\n", p, c, want);
+    } else {
+        if (bd_redis_set_pin(r, p, c, amount, err, sizeof err) != BD_OK) return ops_fail("pin", err);
+        printf("pinned %s channel %s at %.2f: every decision from the daemon's next poll on gives it\n"
+               "  exactly that and optimises the rest around it (prefix %s)\n", p, c, amount, prefix);
+    }
+    return code;
 }
 
 /* The channel rows of a status block: the allocation in force beside the
@@ -352,6 +540,14 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
+    if (al.faults[0])
+        printf("  data faults (held, not learned): %s (budgetd resume %s --channel C)\n", al.faults, p);
+    bd_redis_chan_t *pins = NULL;
+    size_t npins = 0;
+    if (bd_redis_get_pins(r, p, &pins, &npins, err, errlen) == BD_OK)
+        for (size_t q = 0; q < npins; q++)
+            printf("  pinned at run time: %s %.2f\n", pins[q].name, pins[q].spend);
+    free(pins);
     if (al.n_ch || pr.n_ch) ops_status_channels(&al, &pr);
     bd_redis_alloc_free(&al);
     bd_redis_alloc_free(&pr);
@@ -385,7 +581,7 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     return code;
 }
 
-/* The four operator commands: parse, validate, open Redis, act. */
+/* The operator commands: parse, validate, open Redis, act. */
 int bd_cmd_ops(int argc, char **argv)
 {
     ops_args_t a;
@@ -395,7 +591,7 @@ int bd_cmd_ops(int argc, char **argv)
         return rc > 0 ? BD_EXIT_OK : BD_EXIT_USAGE;
     }
     if (strcmp(a.cmd, "kill") && strcmp(a.cmd, "resume") && strcmp(a.cmd, "approve") &&
-        strcmp(a.cmd, "status")) {
+        strcmp(a.cmd, "status") && strcmp(a.cmd, "pin")) {
         fprintf(stderr, "budgetd: '%s' is not an operator command\n", a.cmd);
         ops_usage(stderr);
         return BD_EXIT_USAGE;
@@ -410,7 +606,8 @@ int bd_cmd_ops(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int code;
     char prefix[128];
-    bd_redis_t *r = ops_open(&a, prefix, sizeof prefix, &code);
+    bd_config_t *cfg = NULL;
+    bd_redis_t *r = ops_open(&a, prefix, sizeof prefix, &code, &cfg);
     if (!r) return code;
     if (!strcmp(a.cmd, "kill"))
         code = ops_kill(r, &a, prefix);
@@ -418,9 +615,12 @@ int bd_cmd_ops(int argc, char **argv)
         code = ops_resume(r, &a, prefix);
     else if (!strcmp(a.cmd, "approve"))
         code = ops_approve(r, &a, cycle, prefix);
+    else if (!strcmp(a.cmd, "pin"))
+        code = ops_pin(r, &a, cfg, prefix);
     else
         code = ops_status(r, &a, prefix);
     bd_redis_close(r);
+    bd_config_free(cfg);
     fflush(stdout);
     return code;
 }

@@ -14,6 +14,7 @@
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,12 @@ static void daemon_metrics(daemon_t *dm)
         const bd_portfolio_t *p = bd_ptable_at(t, i);
         md.killed += p->killed;
         md.proposals += p->has_proposal;
+        for (size_t c = 0; c < p->n; c++) {
+            const bd_channel_t *ch = &p->ch[c];
+            if (ch->fault.kind < BD_FAULT__COUNT) md.faults[ch->fault.kind]++;
+            md.capped += ch->dlv.capped != 0;
+            md.pinned += isfinite(bd_channel_pin(ch));
+        }
     }
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
@@ -122,6 +129,74 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
         bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
     }
     return BD_OK;
+}
+
+/* Follows p's run-time pins (PFX:{P}:pin, docs/CONTRACT.md §7): a channel
+ * of p named in the hash is pinned to its amount, any other has none (its
+ * config pin applies). A channel not seen yet gets its pin at the first
+ * poll after it appears. */
+static bd_err_t daemon_sync_pins(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    bd_redis_chan_t *pins;
+    size_t n;
+    bd_err_t rc = bd_redis_get_pins(dm->r, p->name, &pins, &n, err, errlen);
+    if (rc != BD_OK) return rc;
+    for (size_t i = 0; i < p->n; i++) {
+        bd_channel_t *c = &p->ch[i];
+        double v = NAN;
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(pins[k].name, c->name)) v = pins[k].spend;
+        if (isnan(v) && !isnan(c->pin))
+            bd_log(BD_LOG_INFO, "%s: channel %s: run-time pin cleared", p->name, c->name);
+        else if (!isnan(v) && !(v == c->pin))
+            bd_log(BD_LOG_INFO, "%s: channel %s pinned at %.2f by operator", p->name, c->name, v);
+        c->pin = v;
+    }
+    free(pins);
+    return BD_OK;
+}
+
+/* Takes p's requests to clear a channel's data fault (PFX:{P}:resume,
+ * `budgetd resume P --channel C`): the fault ends and the channel learns
+ * again from the cycle now open (fault.h: an operator's clear). */
+static bd_err_t daemon_sync_resumes(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    char **names;
+    size_t n;
+    bd_err_t rc = bd_redis_take_resumes(dm->r, p->name, &names, &n, err, errlen);
+    if (rc != BD_OK) return rc;
+    for (size_t k = 0; k < n; k++) {
+        int ci = -1;
+        for (size_t i = 0; i < p->n && ci < 0; i++)
+            if (!strcmp(p->ch[i].name, names[k])) ci = (int)i;
+        const char *kind = ci < 0 ? NULL : bd_fault_name((bd_fault_kind_t)p->ch[ci].fault.kind);
+        if (!kind) {
+            bd_log(BD_LOG_INFO, "%s: channel %s: resume requested, but it has no data fault", p->name,
+                   names[k]);
+            continue;
+        }
+        bd_fault_operator_clear(&p->ch[ci].fault, p->open);
+        bd_log(BD_LOG_INFO, "%s: channel %s: %s fault cleared by operator; learning again", p->name,
+               names[k], kind);
+    }
+    bd_redis_names_free(names, n);
+    return BD_OK;
+}
+
+/* Pins and fault clears of every started portfolio, polled with the kill
+ * keys (before the cycle closes of a sync run). */
+static void daemon_poll_limits(daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->open == INT64_MIN || p->partition < 0) continue;
+        if (daemon_sync_pins(dm, p, err, sizeof(err)) != BD_OK ||
+            daemon_sync_resumes(dm, p, err, sizeof(err)) != BD_OK)
+            return; /* Redis down: next round */
+    }
 }
 
 /* One Redis step of a restore: BD_OK, or the error that makes it retry. */
@@ -173,6 +248,7 @@ static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
      * killed or resumed while no daemon owned it: latch or clear it now,
      * before its first decision here, not a poll later. */
     daemon_retry(dm, p, "reading the kill key of", daemon_sync_kill);
+    daemon_retry(dm, p, "reading the pins of", daemon_sync_pins);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per
@@ -477,6 +553,7 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
     /* Kills before the closes: none of the decisions made after an
      * operator's kill is seen publishes an active allocation. */
     if (ops) daemon_poll_kills(dm);
+    if (ops) daemon_poll_limits(dm);
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;

@@ -82,7 +82,8 @@ static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
         int k = wi_channel(w, p->ch[i].name);
         if (k < 0) continue;
         s->x[k] = d->status == BD_STATUS_ACTIVE ? p->ch[i].x : 0; /* adapters stop otherwise */
-        if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < BD_BOUND__COUNT) w->bound[k][d->ch[i].bound]++;
+        if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < BD_BOUND__COUNT)
+            w->bound[k][d->ch[i].bound]++;
     }
     if (d->path == BD_PATH_KILLED && w->kills == 0 && d->kill_reason)
         snprintf(w->kill_reason, sizeof(w->kill_reason), "cycle %lld: %s", (long long)d->cycle,
@@ -164,13 +165,14 @@ static const wi_pf_t *wi_get(const wi_run_t *r, const char *name)
     return NULL;
 }
 
-/* "ramp 161, max 3": how often each bound bound the channel ("-": none). */
+/* "name count, ..." of the bounds that held channel ch, by the one table of
+ * bound names (alloc.h), "-" when none. */
 static void wi_bounds(FILE *f, const wi_pf_t *w, const char *ch)
 {
     int printed = 0;
     for (int k = 0; w && k < w->nch; k++) {
         if (strcmp(w->ch[k], ch) != 0) continue;
-        for (int b = BD_BOUND_NONE + 1; b < BD_BOUND__COUNT; b++)
+        for (int b = 1; b < BD_BOUND__COUNT; b++)
             if (w->bound[k][b])
                 fprintf(f, "%s%s %u", printed++ ? ", " : "", bd_bound_name((bd_bound_t)b), w->bound[k][b]);
     }
@@ -266,17 +268,28 @@ static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_args_t *a)
     return -1;
 }
 
-/* Loads both configs and the fit config, checks that every log opens and
- * creates the output directory. Returns BD_EXIT_OK or the exit code of the
- * failure (message printed). */
+/* Delivery caps off in every policy of cfg: a log's reported spend
+ * followed the allocations of the policy it was recorded under, so a
+ * replay under another config would learn those allocations as caps. */
+static void wi_no_caps(bd_config_t *cfg)
+{
+    cfg->defaults.delivery.caps = BD_AUTO_OFF;
+    for (size_t i = 0; i < cfg->n_portfolios; i++) cfg->portfolios[i].p.delivery.caps = BD_AUTO_OFF;
+}
+
+/* Loads both configs (delivery caps off) and the fit config, checks that
+ * every log opens and creates the output directory. Returns BD_EXIT_OK or
+ * the exit code of the failure (message printed). */
 static int wi_setup(const wi_args_t *a, wi_t *w)
 {
     char err[8192];
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (bd_config_load(a->cfgp[i], &w->cfg[i], err, sizeof(err)) != BD_OK) {
             fprintf(stderr, "%s\n", err);
             return BD_EXIT_USAGE;
         }
+        wi_no_caps(w->cfg[i]);
+    }
     bd_config_load(a->cfgp[0], &w->fitcfg, err, sizeof(err)); /* loaded once already */
     wi_fit_policy(&w->fitcfg->defaults);
     for (size_t i = 0; i < w->fitcfg->n_portfolios; i++) wi_fit_policy(&w->fitcfg->portfolios[i].p);
@@ -350,7 +363,8 @@ static int wi_report(const wi_args_t *a, wi_t *w)
                 "the whole log (posterior mean, no forgetting) and applied to the allocation each "
                 "config kept in force. The log's reported spend followed the policy that ran "
                 "when it was recorded, so under another config the overspend trigger compares "
-                "that spend with allocations it never received: read its trips with that in mind.\n");
+                "that spend with allocations it never received: read its trips with that in mind. "
+                "For the same reason delivery caps are not learned here.\n");
     int plots = 0;
     bd_ptable_t *fit = bd_engine_table(w->e[2]);
     for (size_t i = 0; i < w->run[0].n; i++) {

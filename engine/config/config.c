@@ -322,6 +322,21 @@ const char *bd_objective_name(bd_objective_t o)
     return "?";
 }
 
+/* The one spelling of each named data fault: the `faults` config keys, the
+ * record's `fault` values, the `alloc` meta field. */
+const char *bd_fault_name(bd_fault_kind_t k)
+{
+    switch (k) {
+    case BD_FAULT_TRACKING: return "tracking";
+    case BD_FAULT_SILENT: return "silent";
+    case BD_FAULT_NO_CONVERSIONS: return "no_conversions";
+    case BD_FAULT_VALUE_JUMP: return "value_jump";
+    case BD_FAULT_NONE:
+    case BD_FAULT__COUNT: break;
+    }
+    return NULL;
+}
+
 const char *bd_kill_action_name(bd_kill_action_t a)
 {
     switch (a) {

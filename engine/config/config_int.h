@@ -84,7 +84,8 @@ struct bd_cfg_section {
 /* The tables (config.c: top, kafka, redis; policy.c: the rest). */
 extern const bd_cfg_section_t bd_cfg_top_keys, bd_cfg_kafka_keys, bd_cfg_redis_keys;
 extern const bd_cfg_section_t bd_cfg_policy_keys, bd_cfg_risk_keys, bd_cfg_kill_keys,
-    bd_cfg_lab_keys, bd_cfg_channel_keys, bd_cfg_season_keys, bd_cfg_lag_keys;
+    bd_cfg_lab_keys, bd_cfg_channel_keys, bd_cfg_season_keys, bd_cfg_lag_keys,
+    bd_cfg_delivery_keys, bd_cfg_faults_keys;
 
 /* Reads map (at path) against sec into the struct at base. Unknown keys are
  * reported with the closest allowed name; allow holds the BD_KEY_* places

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "budgetd/alloc.h"
 #include "budgetd/model.h"
 #include "config_int.h"
 
@@ -20,17 +21,20 @@ static const char *const MODES[] = {"assist", "collaborate", "delegate", "automa
 static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
 static const char *const AUTO3[] = {"off", "auto", "on", NULL};
 static const char *const AUTO2[] = {"off", "auto", NULL};
+static const char *const FAULT_ACTIONS[] = {"off", "hold", "kill", NULL};
 
 /* ENUM rows store an int32_t into the field. */
 _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
                    sizeof(bd_model_kind_t) == sizeof(int32_t) &&
                    sizeof(bd_mode_t) == sizeof(int32_t) &&
-                   sizeof(bd_kill_action_t) == sizeof(int32_t),
+                   sizeof(bd_kill_action_t) == sizeof(int32_t) &&
+                   sizeof(bd_auto_t) == sizeof(int32_t) &&
+                   sizeof(bd_fault_action_t) == sizeof(int32_t),
                "enum fields are stored as 32-bit integers");
 
 /* Lines where a channel's bounds were written; 0 = inherited. */
 typedef struct {
-    int min, max, initial;
+    int min, max, initial, pin;
 } chlines_t;
 
 /* Below 1 would trip on a cycle spent exactly to plan. */
@@ -88,6 +92,14 @@ static void note_initial(const bd_yaml_pair_t *pr, bool ok, void *base, void *us
     ((chlines_t *)user)->initial = bd_yaml_line(pr->val);
 }
 
+/* A channel's `pin` (v2): remembered with its line like `initial`. */
+static void note_pin(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
+{
+    if (!ok) return;
+    ((bd_channel_cfg_t *)base)->has_pin = true;
+    ((chlines_t *)user)->pin = bd_yaml_line(pr->val);
+}
+
 /* min <= max of a channel, reported where the later-written bound is. */
 static void check_bounds(bd_yaml_ctx_t *cx, const bd_channel_cfg_t *ch, const chlines_t *ln,
                          int fallback, const char *who)
@@ -103,7 +115,7 @@ static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const ch
 {
     (void)user;
     bd_policy_t *p = base;
-    chlines_t ln = {0, 0, 0};
+    chlines_t ln = {0, 0, 0, 0};
     bd_cfg_walk(cx, pr->val, what, &bd_cfg_channel_keys, &p->channel, 0, &ln);
     check_bounds(cx, &p->channel, &ln, bd_yaml_line(pr->key), what);
 }
@@ -144,6 +156,29 @@ static const bd_cfg_key_t LAG[] = {
 };
 const bd_cfg_section_t bd_cfg_lag_keys = {"lag", LAG, sizeof LAG / sizeof *LAG, false};
 
+/* v2: delivery limits (engine/core/delivery.c). */
+static const bd_cfg_key_t DELIVERY[] = {
+    {"caps", BD_KEY_ENUM, POL(delivery.caps), .names = AUTO2, .dflt = BD_AUTO_AUTO},
+    {"tolerance", BD_KEY_NUM, POL(delivery.tolerance), .range = BD_YAML_R_CO01, .dflt = 0.1},
+};
+const bd_cfg_section_t bd_cfg_delivery_keys = {"delivery", DELIVERY,
+                                               sizeof DELIVERY / sizeof *DELIVERY, false};
+
+/* v2: what each named data fault does (engine/core/fault.c); the keys are
+ * bd_fault_name's. */
+static const bd_cfg_key_t FAULTS[] = {
+    {"tracking", BD_KEY_ENUM, POL(faults[BD_FAULT_TRACKING]), .names = FAULT_ACTIONS,
+     .dflt = BD_FAULT_ACT_HOLD},
+    {"silent", BD_KEY_ENUM, POL(faults[BD_FAULT_SILENT]), .names = FAULT_ACTIONS,
+     .dflt = BD_FAULT_ACT_HOLD},
+    {"no_conversions", BD_KEY_ENUM, POL(faults[BD_FAULT_NO_CONVERSIONS]), .names = FAULT_ACTIONS,
+     .dflt = BD_FAULT_ACT_HOLD},
+    {"value_jump", BD_KEY_ENUM, POL(faults[BD_FAULT_VALUE_JUMP]), .names = FAULT_ACTIONS,
+     .dflt = BD_FAULT_ACT_HOLD},
+};
+const bd_cfg_section_t bd_cfg_faults_keys = {"faults", FAULTS, sizeof FAULTS / sizeof *FAULTS,
+                                             false};
+
 static const bd_cfg_key_t LAB[] = {
     {"min_conversions", BD_KEY_NUM, POL(lab.min_conversions), .range = BD_YAML_R_GE0, .dflt = 30},
     {"max_rel_width", BD_KEY_NUM, POL(lab.max_rel_width), .range = BD_YAML_R_GT0, .dflt = 0.5},
@@ -161,6 +196,8 @@ static const bd_cfg_key_t CHANNEL[] = {
     {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
+    {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+     .only_msg = "is only allowed on a listed channel (under channels)", .note = note_pin},
 };
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
                                               false};
@@ -183,6 +220,8 @@ static const bd_cfg_key_t POLICY[] = {
     {"lab", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lab_keys},
     {"seasonality", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_season_keys},
     {"lag", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_lag_keys},
+    {"delivery", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_delivery_keys},
+    {"faults", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_faults_keys},
     {"channel", BD_KEY_MAP, POL(channel), .sub = &bd_cfg_channel_keys, .apply = policy_channel},
     {"channels", BD_KEY_MAP, .only = BD_KEY_PORTFOLIO, .apply = note_channels},
 };
@@ -193,6 +232,34 @@ void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, 
                          bool is_portfolio, bd_cfg_found_t *found)
 {
     bd_cfg_walk(cx, map, path, &bd_cfg_policy_keys, p, is_portfolio ? BD_KEY_PORTFOLIO : 0, found);
+}
+
+/* Pins (v2) together: feasible with the budget and the other channels'
+ * bounds by the allocator's own rule (bd_alloc_check_pins), reported at
+ * the first pin's line; a pin outside its own bounds is reported per
+ * channel by the caller. */
+static void config_check_pins(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc)
+{
+    size_t n = pc->n_channels;
+    int line = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bd_channel_cfg_t *c = &pc->channels[i];
+        if (!c->has_pin) continue;
+        if (c->pin < c->min || c->pin > c->max) return; /* reported per channel */
+        if (!line) line = c->line;
+    }
+    if (!line) return;
+    const bd_channel_cfg_t **cfg = bd_xcalloc(n, sizeof *cfg);
+    double *pin = bd_xcalloc(n, sizeof *pin);
+    for (size_t i = 0; i < n; i++) {
+        cfg[i] = &pc->channels[i];
+        pin[i] = cfg[i]->has_pin ? cfg[i]->pin : NAN;
+    }
+    char msg[256];
+    if (bd_alloc_check_pins(&pc->p, cfg, n, pin, NULL, msg, sizeof msg) != BD_OK)
+        bd_yaml_err(cx, line, "portfolio '%s': infeasible pins: %s", pc->name, msg);
+    free(cfg);
+    free(pin);
 }
 
 void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, const char *path,
@@ -222,8 +289,10 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         memcpy(ch->name, name, strlen(name) + 1); /* valid: <= 64 */
         ch->has_initial = false;
         ch->initial = 0;
+        ch->has_pin = false;
+        ch->pin = 0;
         ch->line = bd_yaml_line(pr[i].key);
-        chlines_t ln = {0, 0, 0};
+        chlines_t ln = {0, 0, 0, 0};
         char chpath[400];
         bd_yaml_join(chpath, sizeof chpath, cpath, name);
         bd_cfg_walk(cx, pr[i].val, chpath, &bd_cfg_channel_keys, ch, BD_KEY_LISTED, &ln);
@@ -234,6 +303,9 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
             (ch->initial < ch->min || ch->initial > ch->max))
             bd_yaml_err(cx, ln.initial, "%s: initial %.15g outside [%.15g, %.15g]", who,
                         ch->initial, ch->min, ch->max);
+        if (ch->has_pin && ch->min <= ch->max && (ch->pin < ch->min || ch->pin > ch->max))
+            bd_yaml_err(cx, ln.pin, "%s: pin %.15g outside [%.15g, %.15g]", who, ch->pin, ch->min,
+                        ch->max);
         sum_min += ch->min;
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
@@ -261,4 +333,5 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
                     "portfolio '%s': initials plus the mins of channels without initial sum to "
                     "%.15g > budget %.15g",
                     pc->name, sum_floor, budget);
+    if (!reported) config_check_pins(cx, pc);
 }

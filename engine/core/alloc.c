@@ -2,8 +2,8 @@
  *
  * Order of a decision (rules in alloc.h; its place in the data path:
  * docs/ARCHITECTURE.md):
- *   draws -> lab gate -> caps and total -> box (ramp or config) ->
- *   factory (average of S water-fills of total - explore) -> lab (explore
+ *   draws -> lab gate -> caps and total -> box (ramp or config, pins) ->
+ *   fault holds -> delivery caps -> factory (average of S water-fills of total - explore) -> lab (explore
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
  * All guardrail arithmetic is in whole cents held in doubles (exact below
  * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
@@ -24,7 +24,8 @@
  * tables), indexed by bd_bound_t. */
 static const char *const bound_names[BD_BOUND__COUNT] = {
     [BD_BOUND_NONE] = "none", [BD_BOUND_MIN] = "min", [BD_BOUND_MAX] = "max",
-    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk",
+    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk", [BD_BOUND_DELIVERY] = "delivery",
+    [BD_BOUND_PIN] = "pin", [BD_BOUND_FAULT] = "fault",
 };
 
 /* Name of b from the table; "none" for a value outside the enum. */
@@ -49,7 +50,8 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out)
 static double lo_cents(double v) { return ceil(v * 100 - CENT_EPS); }
 static double hi_cents(double v) { return isinf(v) ? v : floor(v * 100 + CENT_EPS); }
 
-/* cap_i of the guardrail rules: a lab channel is held small until promoted. */
+/* cap_i of the guardrail rules: a lab channel is held small until promoted;
+ * a pinned one is not (a pin supersedes the lab cap). */
 static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted)
 {
     if (!c->lab || promoted) return c->max;
@@ -254,10 +256,13 @@ static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *dra
     return (hi - lo) / mean <= pol->lab.max_rel_width;
 }
 
+/* What holds a channel besides the rules' box (ws_t.kind, in doubles). */
+enum { K_FREE = 0, K_PIN, K_HOLD, K_DLV };
+
 /* Per-decision scratch, one allocation. */
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
-    double *cur, *key, *w, *moved, *wf, *v, *q, *tot;
+    double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot;
     size_t *order;
     void *block;
 } ws_t;
@@ -268,9 +273,9 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
-                      &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved};
+                      &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved,
+                      &w->kind};
     for (size_t j = 0; j < sizeof arr / sizeof arr[0]; j++, p += n) *arr[j] = p;
-    p += n; /* spare */
     w->wf = p; p += BD_WATERFILL_SCRATCH(n);
     w->v = p; p += S * n;
     w->q = p; p += S;
@@ -285,11 +290,16 @@ static double draw_roas(const bd_curve_t *c, double x, double fx)
     return x > 0 ? fx / x : bd_curve_roas_zero(c);
 }
 
-/* Which bound holds channel i at xc cents (1 cent tolerance). */
+/* Which bound holds channel i at xc cents (1 cent tolerance): a pin or a
+ * fault hold first (nothing else can move them), then the risk move, the
+ * learned delivery cap, and the rules' bounds. */
 static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
 {
     double x = w->fin[i];
+    if (w->kind[i] == K_PIN) return BD_BOUND_PIN;
+    if (w->kind[i] == K_HOLD) return BD_BOUND_FAULT;
     if (risk) return BD_BOUND_RISK;
+    if (w->kind[i] == K_DLV && x >= w->hi_c[i] - 1) return BD_BOUND_DELIVERY;
     if (isfinite(w->cap_c[i]) && x >= w->cap_c[i] - 1) return BD_BOUND_MAX;
     if (x <= w->min_c[i] + 1) return BD_BOUND_MIN;
     if (ramp && (x <= w->lo_c[i] + 1 || (isfinite(w->hi_c[i]) && x >= w->hi_c[i] - 1)))
@@ -297,8 +307,130 @@ static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
     return BD_BOUND_NONE;
 }
 
-/* Caps, total and box of the guardrail rules into w; ramp tells whether the
- * ramp box is in force. Fails on infeasible guardrails. */
+/* Channel i's pin in cents, NAN when it has none. */
+static double pin_cents(const double *pin, size_t i)
+{
+    return pin && isfinite(pin[i]) ? rint(pin[i] * 100) : NAN;
+}
+
+/* min_c and cap_c of channel c under the rules (a pinned channel's cap is
+ * its max). */
+static void chan_box_c(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted,
+                       bool pinned, double *min_c, double *cap_c)
+{
+    *min_c = fmax(lo_cents(c->min), 0);
+    *cap_c = hi_cents(pinned ? c->max : chan_cap(pol, c, promoted));
+}
+
+/* The pin rule of alloc.h, in cents. */
+bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
+                             const double *pin, const bool *promoted, char *errbuf, size_t errlen)
+{
+    double sumcap = 0, pins = 0, mins = 0, caps = 0;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        double pc = pin_cents(pin, i), mn, cp;
+        chan_box_c(pol, cfg[i], promoted && promoted[i], isfinite(pc), &mn, &cp);
+        sumcap += cp;
+        if (!isfinite(pc)) {
+            mins += mn;
+            caps += cp;
+            continue;
+        }
+        any = true;
+        if (pc < mn)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f below min %.2f",
+                           cfg[i]->name, pc / 100, mn / 100);
+        if (pc > cp)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f above max %.2f",
+                           cfg[i]->name, pc / 100, cp / 100);
+        pins += pc;
+    }
+    if (!any) return BD_OK;
+    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
+    if (pins + mins > total)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                       "pins %.2f plus the other channels' mins %.2f exceed the total %.2f",
+                       pins / 100, mins / 100, total / 100);
+    if (pins + caps < total)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                       "pins %.2f plus the other channels' caps %.2f fall short of the total %.2f",
+                       pins / 100, caps / 100, total / 100);
+    return BD_OK;
+}
+
+/* Fault holds (soft, alloc.h): each held channel fixed at its hold clipped
+ * to its box; all of them dropped again when the box then cannot hold the
+ * total. xs and xr keep the box meanwhile (free until the factory). */
+static void apply_holds(const bd_alloc_input_t *in, ws_t *w, double total_c)
+{
+    if (!in->hold) return;
+    size_t n = in->n;
+    double slo = 0, shi = 0;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        w->xs[i] = w->lo_c[i];
+        w->xr[i] = w->hi_c[i];
+        if (w->kind[i] == K_FREE && isfinite(in->hold[i])) {
+            double h = fmin(fmax(rint(in->hold[i] * 100), w->lo_c[i]), w->hi_c[i]);
+            w->lo_c[i] = w->hi_c[i] = h;
+            w->kind[i] = K_HOLD;
+            any = true;
+        }
+        slo += w->lo_c[i];
+        shi += w->hi_c[i];
+    }
+    if (!any || (slo <= total_c && total_c <= shi)) return;
+    for (size_t i = 0; i < n; i++)
+        if (w->kind[i] == K_HOLD) {
+            w->lo_c[i] = w->xs[i];
+            w->hi_c[i] = w->xr[i];
+            w->kind[i] = K_FREE;
+        }
+}
+
+/* Delivery caps (soft, alloc.h): the upper end of each capped channel that
+ * nothing else fixes comes down to max(lo, cap), never below the ramp's low
+ * end; while the ends then sum below the total, the lowered ones are raised
+ * back toward their box in equal shares (index order, whole cents). key
+ * keeps each box's upper end meanwhile. */
+static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
+{
+    if (!in->dcap) return;
+    size_t n = in->n, m = 0;
+    double shi = 0;
+    for (size_t i = 0; i < n; i++) {
+        w->key[i] = w->hi_c[i];
+        double dc = in->dcap[i];
+        if (w->kind[i] == K_FREE && dc >= 0 && dc < INFINITY) {
+            double d = fmax(w->lo_c[i], hi_cents(dc));
+            if (d < w->hi_c[i]) {
+                w->hi_c[i] = d;
+                w->kind[i] = K_DLV;
+                m++;
+            }
+        }
+        shi += w->hi_c[i];
+    }
+    double miss = total_c - shi;
+    while (miss > 0 && m > 0) {
+        double share = ceil(miss / (double)m);
+        size_t left = 0;
+        for (size_t i = 0; i < n && miss > 0; i++) {
+            if (w->kind[i] != K_DLV || !(w->hi_c[i] < w->key[i])) continue;
+            double add = fmin(fmin(share, miss), w->key[i] - w->hi_c[i]);
+            w->hi_c[i] += add;
+            miss -= add;
+            if (w->hi_c[i] < w->key[i]) left++;
+            else w->kind[i] = K_FREE; /* back at its box: the cap does not bind */
+        }
+        m = left;
+    }
+}
+
+/* Caps, total and box of the guardrail rules into w (pins included), then
+ * the soft bounds (fault holds, delivery caps); ramp tells whether the
+ * ramp box is in force. Fails on infeasible guardrails or pins. */
 static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
                           double *total_c, double *budget_c, bool *ramp, char *errbuf,
                           size_t errlen)
@@ -308,9 +440,9 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     double B = pol->budget, sumcap = 0, summin = 0;
     if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
     for (size_t i = 0; i < n; i++) {
-        w->min_c[i] = lo_cents(in->cfg[i]->min);
-        if (w->min_c[i] < 0) w->min_c[i] = 0;
-        w->cap_c[i] = hi_cents(chan_cap(pol, in->cfg[i], promoted[i]));
+        double pc = pin_cents(in->pin, i);
+        w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
+        chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
         if (!(w->min_c[i] <= w->cap_c[i]))
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
                            in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
@@ -322,6 +454,10 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     if (summin > *total_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
                        summin / 100, *total_c / 100);
+    if (in->pin) {
+        bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
+        if (rc != BD_OK) return rc;
+    }
     *ramp = false;
     if (in->prev) {
         double slo = 0, shi = 0;
@@ -333,6 +469,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             double rl = lo_cents(p - step), rh = hi_cents(p + step);
             double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
             if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
+            if (w->kind[i] == K_PIN) l = h = pin_cents(in->pin, i);
             w->lo_c[i] = l;
             w->hi_c[i] = h;
             slo += l;
@@ -341,7 +478,13 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         *ramp = ok && slo <= *total_c && *total_c <= shi;
     }
     if (!*ramp)
-        for (size_t i = 0; i < n; i++) { w->lo_c[i] = w->min_c[i]; w->hi_c[i] = w->cap_c[i]; }
+        for (size_t i = 0; i < n; i++) {
+            bool pinned = w->kind[i] == K_PIN;
+            w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
+            w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
+        }
+    apply_holds(in, w, *total_c);
+    apply_dcaps(in, w, *total_c);
     return BD_OK;
 }
 
@@ -541,6 +684,10 @@ void bd_alloc_output_free(bd_alloc_output_t *out)
     out->n_draws = 0;
 }
 
+/* A channel whose amount is given (initial or pin): set first, adjusted
+ * last by the initial split. */
+static bool fixed_first(const bd_channel_cfg_t *c) { return c->has_initial || c->has_pin; }
+
 /* CONTRACT §5 initial split: `initial` where given (clipped to its bounds),
  * the rest water-levelled equally within [min, cap]; whatever the others
  * cannot take (or must give back) shifts the `initial` channels evenly. */
@@ -554,24 +701,27 @@ void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg
     size_t *order = (size_t *)(void *)(blk + 9 * n);
     double sumcap = 0;
     for (size_t i = 0; i < n; i++) {
+        bool pinned = cfg[i]->has_pin;
         lo[i] = fmax(lo_cents(cfg[i]->min), 0);
-        hi[i] = fmax(hi_cents(chan_cap(pol, cfg[i], false)), lo[i]);
+        hi[i] = fmax(hi_cents(pinned ? cfg[i]->max : chan_cap(pol, cfg[i], false)), lo[i]);
         sumcap += hi[i];
+        if (pinned) lo[i] = hi[i] = fmin(fmax(rint(cfg[i]->pin * 100), lo[i]), hi[i]);
     }
     double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
     for (size_t i = 0; i < n; i++) {
         xc[i] = 0;
-        if (cfg[i]->has_initial) {
+        if (cfg[i]->has_pin) xc[i] = lo[i];
+        else if (cfg[i]->has_initial)
             xc[i] = fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
-        }
     }
-    /* pass 0: the rest share what the initial channels leave; pass 1: the
-     * initial channels absorb any difference around their values. */
+    /* pass 0: the rest share what the initial (and pinned) channels leave;
+     * pass 1: the initial channels absorb any difference around their
+     * values (a pinned one cannot: its box is its pin). */
     for (int pass = 0; pass < 2; pass++) {
         size_t m = 0;
         double have = 0, target;
         for (size_t i = 0; i < n; i++) {
-            if (cfg[i]->has_initial != (pass == 1)) { have += xc[i]; continue; }
+            if (fixed_first(cfg[i]) != (pass == 1)) { have += xc[i]; continue; }
             slo[m] = lo[i];
             shi[m] = hi[i];
             sb[m] = pass ? xc[i] : 0;
@@ -581,7 +731,7 @@ void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg
         target = total - have;
         level_fill(sb, slo, shi, m, target, so, xr, key, order);
         for (size_t i = 0, j = 0; i < n; i++)
-            if (cfg[i]->has_initial == (pass == 1)) xc[i] = so[j++];
+            if (fixed_first(cfg[i]) == (pass == 1)) xc[i] = so[j++];
     }
     for (size_t i = 0; i < n; i++) x[i] = xc[i] / 100;
     free(blk);

@@ -7,11 +7,13 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 4u /* 2: kill window holds spend and value only; 3: poisson_sat
+#define CK_VERSION 5u /* 2: kill window holds spend and value only; 3: poisson_sat
                            * keeps short-memory grid statistics (lalpha, lbeta);
                            * 4: time structure (per channel seasonal profile and
                            * lag statistics, the queue of late reports), model
-                           * state 608 bytes (poisson_sat's drift shadows) */
+                           * state 608 bytes (poisson_sat's drift shadows);
+                           * 5: per channel delivery and data-fault state (a v4
+                           * blob starts them from their initial values) */
 #define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
 
 typedef struct {
@@ -87,6 +89,8 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
         wr_bytes(&w, &c->model, sizeof(c->model));
         wr_bytes(&w, &c->season, sizeof(c->season));
         wr_bytes(&w, &c->lag, sizeof(c->lag));
+        wr_bytes(&w, &c->dlv, sizeof(c->dlv));
+        wr_bytes(&w, &c->fault, sizeof(c->fault));
         for (int s = 0; s < p->nslots; s++) wr_bytes(&w, &p->agg[(size_t)s * p->cap + i], sizeof(bd_agg_t));
     }
     wr_u64(&w, p->n_late);
@@ -133,7 +137,7 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
 }
 
 /* Magic, byte order, version and name: is this p's checkpoint at all?
- * *ver: the blob's version (3 or CK_VERSION). */
+ * *ver: the blob's version (3, 4 or CK_VERSION). */
 static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_out, char *errbuf,
                                size_t errlen)
 {
@@ -145,7 +149,7 @@ static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_o
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
     uint64_t ver = rd_u64(r);
     *ver_out = ver;
-    if (ver != CK_VERSION && ver != 3)
+    if (ver != CK_VERSION && ver != 4 && ver != 3)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
                        p->name, (unsigned long long)ver);
     char name[BD_NAME_MAX + 1];
@@ -163,6 +167,8 @@ typedef struct {
     bd_model_state_t m;
     bd_season_t season;
     bd_lag_t lag;
+    bd_delivery_t dlv;
+    bd_fault_t fault;
 } ck_channel_t;
 
 /* Everything a blob holds after its header, read and bounds-checked
@@ -257,6 +263,13 @@ static bool ck_read_channels(rd_t *r, ck_blob_t *b)
             rd_bytes(r, &c->season, sizeof(c->season));
             rd_bytes(r, &c->lag, sizeof(c->lag));
         }
+        if (b->ver >= 5) {
+            rd_bytes(r, &c->dlv, sizeof(c->dlv));
+            rd_bytes(r, &c->fault, sizeof(c->fault));
+        } else {
+            bd_delivery_init(&c->dlv);
+            bd_fault_init(&c->fault);
+        }
         for (uint64_t s = 0; s < b->nslots; s++) rd_bytes(r, &b->agg[s * n + i], sizeof(bd_agg_t));
     }
     if (b->ver != 3 && !r->bad) {
@@ -314,6 +327,8 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
             c->season = sv->season;
             c->lag = sv->lag;
         }
+        c->dlv = sv->dlv;
+        c->fault = sv->fault;
         chmap[i] = ci;
         for (uint64_t s = 0; s < b->nslots && same_slots; s++)
             p->agg[s * p->cap + (size_t)ci] = b->agg[s * b->n + i];

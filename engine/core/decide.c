@@ -47,6 +47,10 @@ typedef struct {
     double *mult;                  /* the decided interval's seasonal factor */
     bd_season_cfg_t season;        /* the policy's seasonality for this cycle length */
     int64_t horizon;               /* lag horizon in cycles, 0: lag model off */
+    bool *learn;                   /* the closed cycle may be learned from (fault.h) */
+    bool *faulted;                 /* the channel is under a data fault: frozen, held */
+    bool fault_kill;               /* a fault with action kill was flagged: fault_reason */
+    char fault_reason[160];
 } run_t;
 
 static void decide_season_next(run_t *r);
@@ -81,7 +85,9 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     r->cfgs = bd_xmalloc(sizeof(*r->cfgs) * n1);
     r->prev = bd_xmalloc(sizeof(double) * n1 * 2);
     r->x = r->prev + n;
-    r->corrupt = bd_xcalloc(n1, sizeof(bool));
+    r->corrupt = bd_xcalloc(n1, sizeof(bool) * 3);
+    r->learn = r->corrupt + n1;
+    r->faulted = r->learn + n1;
     r->expected = bd_xmalloc(sizeof(double) * n1 * 2);
     r->mult = r->expected + n1;
     for (size_t i = 0; i < n1; i++) r->expected[i] = r->mult[i] = 1.0;
@@ -91,6 +97,8 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     r->horizon = p->pol->lag.model == BD_AUTO_OFF ? 0 : (p->pol->lag.horizon + L - 1) / L;
     d->show_season = r->season.daily != BD_AUTO_OFF || r->season.weekly != BD_AUTO_OFF;
     d->show_discount = p->pol->discount == BD_DISCOUNT_AUTO && r->ops && r->ops->forget_rate;
+    d->show_delivery = true;
+    for (int k = 1; k < BD_FAULT__COUNT; k++) d->show_fault |= p->pol->faults[k] != BD_FAULT_ACT_OFF;
     for (size_t i = 0; i < n; i++) {
         r->cfgs[i] = p->ch[i].cfg;
         r->prev[i] = p->ch[i].x;
@@ -280,6 +288,57 @@ static void decide_lag_step(run_t *r, bd_channel_t *c, double x, double s)
         r->ops->credit(&c->model, &c->prior, cr[j].x, cr[j].mult);
 }
 
+/* One channel's data-fault detector (fault.h) on the closed cycle (its
+ * seasonal factor season). A fault flagged here drops the channel's
+ * pending exposure (its late reports are dropped from now on) and, when its
+ * action is kill, is the kill-switch's reason. */
+static void decide_fault(run_t *r, size_t i, double season, double floor, bool others)
+{
+    bd_portfolio_t *p = r->p;
+    bd_channel_t *c = &p->ch[i];
+    bd_fault_obs_t o = {.agg = &r->job->agg[i], .x = r->prev[i], .mult = r->expected[i],
+                        .season = season, .floor = floor, .others = others,
+                        .cycle = r->job->cycle - 1, .act = p->pol->faults};
+    if (bd_fault_observe(&c->fault, &o, &r->learn[i]) != BD_FAULT_EV_FLAGGED) return;
+    bd_lag_forget_pending(&c->lag);
+    bd_fault_kind_t k = (bd_fault_kind_t)c->fault.kind;
+    if (p->pol->faults[k] != BD_FAULT_ACT_KILL || r->fault_kill) return;
+    r->fault_kill = true;
+    snprintf(r->fault_reason, sizeof r->fault_reason,
+             "fault: channel '%s' %s since cycle %lld (conversions %.0f, expected %.1f)", c->name,
+             bd_fault_name(k), (long long)c->fault.from, r->job->agg[i].conversions,
+             c->fault.expected);
+}
+
+/* Stage 1a (v2), watch: per channel the closed interval's expected share
+ * (seasonal factor x share of its units reported on time), then the
+ * data-fault detector (fault.h: whether the cycle may be learned from, and
+ * the fault in force) and the delivery learner (delivery.h). Both judge
+ * only a portfolio that was active: a held or killed one spends nothing. */
+static void decide_watch(run_t *r, const bd_season_profile_t *prof, int64_t closed_start)
+{
+    bd_portfolio_t *p = r->p;
+    const bd_agg_t *agg = r->job->agg;
+    const bd_policy_t *pol = p->pol;
+    bool active = p->status == BD_STATUS_ACTIVE && !p->killed;
+    double floor = fmax(1.0, 0.001 * pol->budget);
+    size_t reported = 0;
+    for (size_t i = 0; i < p->n; i++) reported += agg[i].events > 0;
+    for (size_t i = 0; i < p->n; i++) {
+        bd_channel_t *c = &p->ch[i];
+        double s = decide_season_at(r, &prof[i], closed_start);
+        r->expected[i] = bd_lag_completeness(&c->lag, 0, r->horizon) * s;
+        r->learn[i] = true;
+        if (active && !r->corrupt[i]) decide_fault(r, i, s, floor, reported > (agg[i].events > 0));
+        r->faulted[i] = c->fault.kind != BD_FAULT_NONE;
+        if (active && agg[i].events > 0 && !r->corrupt[i])
+            bd_delivery_observe(&c->dlv, r->prev[i], agg[i].spend, pol->delivery.tolerance, floor,
+                                pol->delivery.caps != BD_AUTO_OFF);
+        else
+            bd_delivery_none(&c->dlv);
+    }
+}
+
 /* Stage 1, model update of a closed cycle (docs/TIME.md). First the late
  * reports queued since the last close, each to its own interval; then per
  * channel the pending exposure matures by a cycle; then each channel that
@@ -291,8 +350,10 @@ static void decide_lag_step(run_t *r, bd_channel_t *c, double x, double s)
  * evidence that the channel changed, and the stale trigger watches it
  * (docs/DECISIONS.md "Forgetting"). An aggregate holding numbers no channel
  * can produce (model.h) is never shown to a model; r->corrupt marks it for
- * the kill-switch, which trips. Last, the decided interval's seasonal
- * factors. */
+ * the kill-switch, which trips. A channel under a data fault is frozen:
+ * no late report, no lag step, no forgetting, no observation; a cycle the
+ * detector withholds is not observed (fault.h). Last, the decided
+ * interval's seasonal factors. */
 static void decide_update_models(run_t *r)
 {
     bd_portfolio_t *p = r->p;
@@ -307,10 +368,16 @@ static void decide_update_models(run_t *r)
         double v;
         r->corrupt[i] = bd_agg_implausible(&agg[i], &v) != NULL;
     }
-    for (size_t k = 0; k < job->n_late_items; k++) decide_apply_late(r, &job->late_items[k], prof);
+    decide_watch(r, prof, closed_start);
+    for (size_t k = 0; k < job->n_late_items; k++) {
+        const bd_late_t *it = &job->late_items[k];
+        if (it->ch < p->n && bd_fault_drop_late(&p->ch[it->ch].fault, it->cycle)) continue;
+        decide_apply_late(r, it, prof);
+    }
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
-        bool obs = agg[i].events > 0 && !r->corrupt[i];
+        if (r->faulted[i]) continue;
+        bool obs = agg[i].events > 0 && !r->corrupt[i] && r->learn[i];
         double f0 = bd_lag_completeness(&c->lag, 0, r->horizon);
         double s = decide_season_at(r, &prof[i], closed_start);
         r->expected[i] = f0 * s;
@@ -338,7 +405,8 @@ static void decide_kill_switch(run_t *r)
     bd_killswitch_cycle_t kc = {
         .agg = job->agg, .corrupt = r->corrupt, .closed_end = job->cycle * job->cfg->cycle,
         .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
-        .expected = r->expected,
+        .expected = r->expected, .faulted = r->faulted,
+        .fault_reason = r->fault_kill ? r->fault_reason : NULL,
     };
     r->d->tripped = bd_killswitch_close_cycle(r->p, &kc);
 }
@@ -361,7 +429,8 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
     size_t n = p->n, n1 = n ? n : 1;
     double *safe = bd_xmalloc(sizeof(double) * n1 * 3);
     double *mean = safe + n, *lo = mean + n;
-    double *hi = bd_xmalloc(sizeof(double) * n1);
+    double *hi = bd_xmalloc(sizeof(double) * n1 * 4), *pin = hi + n1, *hold = pin + n1,
+           *dcap = hold + n1;
     bool *prom = bd_xcalloc(n1, sizeof(bool));
     bd_bound_t *bound = bd_xcalloc(n1, sizeof(*bound));
     bd_model_state_t *st = bd_xmalloc(sizeof(*st) * n1);
@@ -372,10 +441,16 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
         prom[i] = p->ch[i].promoted;
         st[i] = p->ch[i].model;
         pr[i] = p->ch[i].prior;
+        pin[i] = bd_channel_pin(&p->ch[i]);
+        const bd_fault_t *f = &p->ch[i].fault;
+        hold[i] = f->kind != BD_FAULT_NONE && pol->faults[f->kind] != BD_FAULT_ACT_OFF ? f->hold : NAN;
+        dcap[i] = pol->delivery.caps != BD_AUTO_OFF ? bd_delivery_bound(&p->ch[i].dlv, 0.01 * pol->budget)
+                                                     : INFINITY;
     }
     bd_alloc_input_t in = {
         .n = n, .pol = pol, .cfg = r->cfgs, .ops = r->ops, .states = st, .priors = pr,
         .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = r->mult,
+        .pin = pin, .hold = hold, .dcap = dcap,
     };
     bd_alloc_output_t out = {
         .x = r->x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
@@ -386,7 +461,7 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
         bd_verify_input_t vin = {
             .n = n, .pol = pol, .cfg = r->cfgs, .x = r->x, .prev = r->prev,
             .promoted = res->promoted, .draws = out.draws, .n_draws = out.n_draws,
-            .risk_held = out.risk_held,
+            .risk_held = out.risk_held, .pin = pin,
         };
         res->rc = bd_verify_allocation(&vin, res->err, sizeof(res->err));
     }
@@ -480,6 +555,9 @@ static void decide_record(run_t *r)
         d->ch[i].channel = p->ch[i].name;
         d->ch[i].prev = job->initial ? 0 : r->prev[i];
         d->ch[i].spend = r->x[i];
+        d->ch[i].delivered = p->ch[i].dlv.ratio;
+        d->ch[i].cap = bd_delivery_cap(&p->ch[i].dlv);
+        d->ch[i].fault = (bd_fault_kind_t)p->ch[i].fault.kind;
         total += r->x[i];
     }
     d->total = total;

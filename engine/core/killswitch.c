@@ -28,8 +28,18 @@ static bool trip_implausible(const bd_portfolio_t *p, const bd_killswitch_cycle_
     return false;
 }
 
+/* A data fault whose action is kill was flagged in this cycle (fault.h). */
+static bool trip_fault(const bd_killswitch_cycle_t *c, char *reason, size_t rlen)
+{
+    if (!c->fault_reason) return false;
+    snprintf(reason, rlen, "%s", c->fault_reason);
+    return true;
+}
+
 /* A channel spent more than overspend_ratio times its allocation (a channel
- * at 0 may report cents: 1% of the budget of slack). */
+ * at 0 may report cents: 1% of the budget of slack), or over-delivered
+ * beyond the delivery tolerance cycle after cycle until the excess adds up
+ * to as much (delivery.h). */
 static bool trip_overspend(const bd_portfolio_t *p, const bd_killswitch_cycle_t *c, char *reason,
                            size_t rlen)
 {
@@ -43,6 +53,15 @@ static bool trip_overspend(const bd_portfolio_t *p, const bd_killswitch_cycle_t 
                      p->ch[i].name, c->agg[i].spend, p->ch[i].x, pol->kill.overspend_ratio);
             return true;
         }
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        const bd_delivery_t *d = &p->ch[i].dlv;
+        if (!bd_delivery_overspent(d, pol->kill.overspend_ratio - 1.0)) continue;
+        snprintf(reason, rlen,
+                 "overspend: channel '%s' over-delivered %u cycles in a row, %.0f%% of its allocation "
+                 "in excess (overspend_ratio %.2f)",
+                 p->ch[i].name, d->over, 100 * d->excess, pol->kill.overspend_ratio);
+        return true;
     }
     return false;
 }
@@ -92,18 +111,20 @@ static bool trip_roas(const bd_portfolio_t *p, char *reason, size_t rlen)
 bool bd_killswitch_check(const bd_portfolio_t *p, const bd_killswitch_cycle_t *c, char *reason,
                          size_t rlen)
 {
-    return trip_implausible(p, c, reason, rlen) || trip_overspend(p, c, reason, rlen) ||
+    return trip_implausible(p, c, reason, rlen) || trip_fault(c, reason, rlen) ||
+           trip_overspend(p, c, reason, rlen) ||
            trip_stale(p, c, reason, rlen) || trip_rejects(p, c, reason, rlen) ||
            trip_roas(p, reason, rlen);
 }
 
 /* Adds the cycle to the trailing window: a ring of pol->kill.window cycles
- * (one slot when the trigger is off); corrupt channels are kept out. */
+ * (one slot when the trigger is off); corrupt channels and channels under
+ * a data fault are kept out. */
 static void window_push(bd_portfolio_t *p, const bd_killswitch_cycle_t *c)
 {
     bd_cycle_hist_t h = {0, 0};
     for (size_t i = 0; i < p->n; i++) {
-        if (c->corrupt[i]) continue;
+        if (c->corrupt[i] || (c->faulted && c->faulted[i])) continue;
         h.spend += c->agg[i].spend;
         double v = agg_value(&c->agg[i], p->pol->objective);
         double e = c->expected ? c->expected[i] : 1.0;

@@ -146,7 +146,16 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     if (ops) ops->init(&c->model, &c->prior);
     bd_season_init(&c->season);
     bd_lag_init(&c->lag);
+    bd_delivery_init(&c->dlv);
+    bd_fault_init(&c->fault);
+    c->pin = NAN;
     return (int)p->n++;
+}
+
+double bd_channel_pin(const bd_channel_t *c)
+{
+    if (isfinite(c->pin)) return c->pin;
+    return c->cfg && c->cfg->has_pin ? c->cfg->pin : NAN;
 }
 
 size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c)

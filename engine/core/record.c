@@ -197,6 +197,20 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
             out_lit(&o, ",\"discount\":");
             out_num(&o, 4, c->discount);
         }
+        if (d->show_delivery) {
+            out_lit(&o, ",\"delivered\":");
+            out_num(&o, 4, c->delivered);
+            if (c->cap > 0) {
+                out_lit(&o, ",\"cap\":");
+                out_num(&o, 2, c->cap);
+            }
+        }
+        if (d->show_fault) {
+            const char *f = bd_fault_name(c->fault);
+            out_lit(&o, ",\"fault\":");
+            if (f) out_str(&o, f);
+            else out_lit(&o, "null");
+        }
         out_lit(&o, "}");
     }
     out_lit(&o, "],\"risk\":{\"p_below_floor\":");

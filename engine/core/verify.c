@@ -47,12 +47,19 @@ static double v_response_cached(v_sat_cache_t *sc, const bd_curve_t *c, double x
     return c->a * c->k * sc->f[j];
 }
 
-/* cap_i: the config max, or the lab cap while a lab channel is unpromoted. */
+/* Whether channel i is pinned (v2). */
+static bool v_pinned(const bd_verify_input_t *in, size_t i)
+{
+    return in->pin && isfinite(in->pin[i]);
+}
+
+/* cap_i: the config max, or the lab cap while a lab channel is unpromoted
+ * and not pinned (a pin supersedes the lab cap). */
 static double v_cap(const bd_verify_input_t *in, size_t i, bool *is_lab_cap)
 {
     const bd_channel_cfg_t *c = in->cfg[i];
     *is_lab_cap = false;
-    if (!c->lab || (in->promoted && in->promoted[i])) return c->max;
+    if (!c->lab || (in->promoted && in->promoted[i]) || v_pinned(in, i)) return c->max;
     double lab = in->pol->lab.cap_share * in->pol->budget;
     if (!(lab >= c->min)) lab = c->min;
     if (lab < c->max) {
@@ -83,7 +90,8 @@ static bd_err_t v_check_values(const bd_verify_input_t *in, char *errbuf, size_t
     return BD_OK;
 }
 
-/* Every spend within [min_i, cap_i]; the caps' sum in cents into *capsum_c. */
+/* Every spend within [min_i, cap_i], a pinned one equal to its pin (to
+ * half a cent); the caps' sum in cents into *capsum_c. */
 static bd_err_t v_check_box(const bd_verify_input_t *in, double *capsum_c, char *errbuf,
                             size_t errlen)
 {
@@ -98,14 +106,22 @@ static bd_err_t v_check_box(const bd_verify_input_t *in, double *capsum_c, char 
         if (x > cap + V_EPS)
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': %.2f above %s %.2f", nm, x,
                            lab ? "lab cap" : "max", cap);
+        if (v_pinned(in, i) && fabs(x - in->pin[i]) > 0.005 + V_EPS)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': %.2f differs from its pin %.2f",
+                           nm, x, in->pin[i]);
         *capsum_c += v_floor_c(cap);
     }
     return BD_OK;
 }
 
-/* The ramp box of channel i around prev p, in cents, into [*lo, *hi]. */
+/* The ramp box of channel i around prev p, in cents, into [*lo, *hi]; a
+ * pinned channel's is its pin. */
 static void v_ramp_box(const bd_verify_input_t *in, size_t i, double p, double *lo, double *hi)
 {
+    if (v_pinned(in, i)) {
+        *lo = *hi = rint(in->pin[i] * 100);
+        return;
+    }
     const bd_policy_t *pol = in->pol;
     double step = pol->max_step * p;
     if (step < 0.01 * pol->budget) step = 0.01 * pol->budget;

@@ -142,6 +142,13 @@ void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_me
     gauge(&t, "budgetd_portfolios", "Portfolios known to this process.", d->portfolios);
     gauge(&t, "budgetd_portfolios_killed", "Portfolios stopped by the kill-switch.", d->killed);
     gauge(&t, "budgetd_proposals_pending", "Portfolios with a proposal waiting for approval.", d->proposals);
+    txt_printf(&t, "# HELP budgetd_channel_faults Channels held for a data fault, by fault.\n"
+                   "# TYPE budgetd_channel_faults gauge\n");
+    for (int k = 1; k < BD_FAULT__COUNT; k++)
+        txt_printf(&t, "budgetd_channel_faults{fault=\"%s\"} %llu\n", bd_fault_name((bd_fault_kind_t)k),
+                   (unsigned long long)d->faults[k]);
+    gauge(&t, "budgetd_channels_capped", "Channels with a learned delivery cap.", d->capped);
+    gauge(&t, "budgetd_channels_pinned", "Channels pinned to an amount (config or run time).", d->pinned);
     pthread_mutex_lock(&m->mu);
     char *old = m->text;
     m->text = t.buf;

@@ -20,6 +20,7 @@ typedef struct {
     unsigned char *state;
     size_t state_len;
     char *kill_reason;
+    char *faults;               /* v2: "<ch>:<kind>,..." or NULL */
     bd_portfolio_t *p;
     int64_t offset;             /* p->offset when queued */
 } pending_t;
@@ -48,6 +49,7 @@ static void pending_clear(pending_t *q)
     free(q->json);
     free(q->state);
     free(q->kill_reason);
+    free(q->faults);
     memset(q, 0, sizeof(*q));
 }
 
@@ -61,6 +63,25 @@ void bd_publish_free(bd_publish_t *pub)
 
 size_t bd_publish_pending(const bd_publish_t *pub) { return pub->n; }
 unsigned long bd_publish_writes(const bd_publish_t *pub) { return pub->writes; }
+
+/* The channels of p under a data fault as "<ch>:<kind>,..." (malloc'd),
+ * or NULL when none (the `faults` meta field, docs/CONTRACT.md §7). */
+static char *publish_faults(const bd_portfolio_t *p)
+{
+    size_t len = 0, cap = 0;
+    char *s = NULL;
+    for (size_t i = 0; i < p->n; i++) {
+        const char *k = bd_fault_name((bd_fault_kind_t)p->ch[i].fault.kind);
+        if (!k) continue;
+        size_t need = strlen(p->ch[i].name) + strlen(k) + 3;
+        if (len + need > cap) {
+            cap = (len + need) * 2;
+            s = bd_xrealloc(s, cap);
+        }
+        len += (size_t)snprintf(s + len, cap - len, "%s%s:%s", len ? "," : "", p->ch[i].name, k);
+    }
+    return s;
+}
 
 /* Proposal paths write the proposal hash only; every other path replaces
  * alloc with the allocation in force (status killed/held included). */
@@ -98,6 +119,7 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     /* Only the trip creates the kill key: a latched record re-creating it
      * would undo an operator's resume that the daemon has not polled yet. */
     if (d->tripped && d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
+    q->faults = publish_faults(p);
     q->p = p;
     q->offset = p->offset;
     return BD_OK;
@@ -115,7 +137,7 @@ bool bd_publish_flush(bd_publish_t *pub)
             .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
             .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
             .record_json = q->json, .state = q->state, .state_len = q->state_len,
-            .kill_reason = q->kill_reason,
+            .kill_reason = q->kill_reason, .faults = q->faults,
         };
     }
     char err[512];

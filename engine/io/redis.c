@@ -14,14 +14,16 @@
 #include "redis_int.h"
 
 #define RD_NKEYS 6
-#define RD_FIXED_ARGV 15 /* ARGV[1..15] before the channel pairs */
+#define RD_FIXED_ARGV 16 /* ARGV[1..16] before the channel pairs */
 #define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
  * 7 record, 8 state blob, 9 has_state, 10 stream maxlen, 11 notify channel,
  * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
- * channels, then (name, "%.2f") pairs: alloc channels, then proposal ones.
+ * channels, 16 (v2) faults ("<ch>:<kind>,...", "" none: written as the meta
+ * field `faults` and appended to the notify message), then (name, "%.2f")
+ * pairs: alloc channels, then proposal ones.
  * Returns {0, version} written, {1, top} stale, {2, top} duplicate.
  * The stream entry id is "<cycle>-1", so a re-sent older cycle is found by
  * id and recognised as a duplicate when its record is byte-identical; the
@@ -68,6 +70,7 @@ static const char RD_WRITE_LUA[] =
     "local function fill(key, first, n)\n"
     "  local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', ARGV[2],\n"
     "                'status', status, 'decided_at', ARGV[4]}\n"
+    "  if ARGV[16] ~= '' then args[#args + 1] = 'faults'; args[#args + 1] = ARGV[16] end\n"
     "  for i = 0, n - 1 do\n"
     "    args[#args + 1] = 'ch:' .. ARGV[first + 2 * i]\n"
     "    args[#args + 1] = ARGV[first + 2 * i + 1]\n"
@@ -75,8 +78,8 @@ static const char RD_WRITE_LUA[] =
     "  redis.call('DEL', key)\n"
     "  redis.call('HSET', key, unpack(args))\n"
     "end\n"
-    "if ARGV[5] == '1' then fill(KEYS[1], 16, na) end\n"
-    "if ARGV[6] == '1' then fill(KEYS[2], 16 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 17, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 17 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
     "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
     "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
     "end\n"
@@ -84,7 +87,9 @@ static const char RD_WRITE_LUA[] =
     "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
     "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
     "           'at', ARGV[4])\n"
-    "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
+    "local msg = ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status\n"
+    "if ARGV[16] ~= '' then msg = msg .. ' faults=' .. ARGV[16] end\n"
+    "redis.call('PUBLISH', ARGV[11], msg)\n"
     "return {0, version}\n";
 
 static struct timeval rd_tv(int ms)
@@ -420,6 +425,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     RD_PUT(d->kill_reason ? d->kill_reason : "");
     RD_FMT("%zu", na);
     RD_FMT("%zu", np);
+    RD_PUT(d->faults ? d->faults : "");
     for (size_t k = 0; k < na; k++) {
         RD_PUT(d->ch[k].name);
         RD_FMT("%.2f", d->ch[k].spend);

@@ -11,10 +11,14 @@
 /* Which guardrail bound a channel's spend (record field "bound"). */
 typedef enum {
     BD_BOUND_NONE = 0, BD_BOUND_MIN, BD_BOUND_MAX, BD_BOUND_RAMP, BD_BOUND_RISK,
+    BD_BOUND_DELIVERY, /* v2: held by its learned delivery cap (delivery.h) */
+    BD_BOUND_PIN,      /* v2: pinned to an operator's amount */
+    BD_BOUND_FAULT,    /* v2: held at its pre-fault allocation (fault.h) */
     BD_BOUND__COUNT /* number of bounds, for tables indexed by bd_bound_t */
 } bd_bound_t;
 /* The bound's name in records and reports: "none", "min", "max", "ramp",
- * "risk" (one table in alloc.c; "none" for an out-of-range value). */
+ * "risk", "delivery", "pin", "fault" (one table in alloc.c; "none" for an
+ * out-of-range value). */
 const char *bd_bound_name(bd_bound_t b);
 /* The bound called name into *out; false (out untouched) for any other
  * string or NULL. */
@@ -41,7 +45,25 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    ceil(100 (prev_i - step_i) - 1e-6) > cap_c, else [min_c, min_c].
  *  - a min above its cap or sum min_c > total_c is refused (BD_ERR_INVALID):
  *    infeasible guardrails are a config error, never clamped at run time.
- *  - prev == NULL (no allocation in force): no ramp, no min_change. */
+ *  - prev == NULL (no allocation in force): no ramp, no min_change.
+ * Pins, fault holds and delivery caps (v2; docs/DECISIONS.md "Delivery
+ * limits, data faults, pinned channels"):
+ *  - pin_i (hard): the channel spends exactly pin_c = rint(100 pin_i) cents.
+ *    Its cap_i is max_i (a pin supersedes the lab cap) and its box, ramp box
+ *    included, is [pin_c, pin_c]. Pins are feasible when every pin lies in
+ *    [min_c, cap_c] and sum pin_c + sum over the others of min_c <= total_c
+ *    <= sum pin_c + sum over the others of cap_c (bd_alloc_check_pins);
+ *    infeasible pins are refused (BD_ERR_INVALID) like infeasible guardrails.
+ *  - hold_i (soft, a channel under a data fault): after the box, the channel
+ *    is fixed at h = its hold in cents clipped to its box; when the holds
+ *    leave the box unable to hold the total they are all dropped.
+ *  - dcap_i (soft, a learned delivery cap): after the holds, the upper end
+ *    becomes max(lo_c, floor(100 dcap_i)) when that is lower, so a cap cut
+ *    never moves faster than the ramp; when the lowered ends sum below the
+ *    total, they are raised back toward their box (equal shares of what is
+ *    missing, in index order) until they hold it.
+ *  - holds and delivery caps stay inside the box of the rules above, so the
+ *    verifier checks pins and the hard rules only. */
 
 /* One decision's input. Arrays have n entries; cfg[i] never NULL. */
 typedef struct {
@@ -58,6 +80,9 @@ typedef struct {
     gsl_rng *rng;                       /* seeded per (seed, portfolio, cycle) by the caller */
     const double *mult;                 /* per channel response multiplier of the interval
                                          * decided for (its seasonal factor); NULL: 1 */
+    const double *pin;                  /* per channel pinned spend, NAN: none; NULL: no pins */
+    const double *hold;                 /* per channel fault hold, NAN: none; NULL: none */
+    const double *dcap;                 /* per channel delivery cap, INFINITY: none; NULL: none */
 } bd_alloc_input_t;
 
 /* One decision's output; the caller allocates the arrays (n entries). */
@@ -88,8 +113,20 @@ void bd_alloc_output_free(bd_alloc_output_t *out);
 
 /* Initial split (CONTRACT §5): `initial` where given, the rest split equally
  * within [min,max] among the others, in cents. Lab channels take their lab
- * cap (they start unpromoted); sum = min(budget, sum of caps). */
+ * cap (they start unpromoted); sum = min(budget, sum of caps). A channel
+ * with a config `pin` (v2) gets exactly its pin, whatever its initial. */
 void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                       double *x);
+
+/* Whether pins (n entries, NAN: not pinned; NULL: none) are feasible with
+ * the guardrails of the rules above (each pin within [min, cap], the pins
+ * plus the others' mins at most the total, the pins plus the others' caps at
+ * least the total). promoted may be NULL (lab channels unpromoted: their
+ * lab cap). BD_OK, or BD_ERR_INVALID with errbuf naming the channel or the
+ * sums ("channel 'c': pin 900.00 above max 800.00", "pins 7000.00 plus the
+ * other channels' mins 4000.00 exceed the total 10000.00", ...). The one
+ * feasibility rule behind the allocator, `budgetd check` and `budgetd pin`. */
+bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
+                             const double *pin, const bool *promoted, char *errbuf, size_t errlen);
 
 #endif

@@ -30,6 +30,14 @@ typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_acti
 /* A learned time structure: off, on when the data support it, or always on. */
 typedef enum { BD_AUTO_OFF = 0, BD_AUTO_AUTO, BD_AUTO_ON } bd_auto_t;
 typedef enum { BD_MODEL_POISSON_SAT = 0, BD_MODEL_LOGLOG, BD_MODEL_BETA_BERNOULLI } bd_model_kind_t;
+/* What a detected data fault of a kind does to its channel (v2 `faults`):
+ * not looked for, held at its pre-fault allocation, or trips the kill. */
+typedef enum { BD_FAULT_ACT_OFF = 0, BD_FAULT_ACT_HOLD, BD_FAULT_ACT_KILL } bd_fault_action_t;
+/* The named data faults (fault.h), indexing the policy's actions. */
+typedef enum {
+    BD_FAULT_NONE = 0, BD_FAULT_TRACKING, BD_FAULT_SILENT, BD_FAULT_NO_CONVERSIONS,
+    BD_FAULT_VALUE_JUMP, BD_FAULT__COUNT
+} bd_fault_kind_t;
 
 /* Per-channel guardrails. max is INFINITY when uncapped. */
 typedef struct {
@@ -39,6 +47,8 @@ typedef struct {
     double initial;      /* valid when has_initial */
     bool has_initial;
     bool lab;
+    bool has_pin;        /* v2 `pin`: the channel spends exactly pin every cycle */
+    double pin;          /* valid when has_pin */
     int line;            /* config line, for messages; 0 for defaults */
 } bd_channel_cfg_t;
 
@@ -57,6 +67,11 @@ typedef struct {
         bd_auto_t model;         /* auto: learned from late reports; off: reports are final */
         int64_t horizon;         /* seconds after which an interval is final */
     } lag;
+    struct {                     /* v2: delivery limits (delivery.h) */
+        bd_auto_t caps;          /* auto: learn caps from under-delivery; off: never */
+        double tolerance;        /* reported spend within (1 +- tolerance) x allocation is delivered */
+    } delivery;
+    bd_fault_action_t faults[BD_FAULT__COUNT]; /* v2: per fault kind ([0] unused) */
     double max_step;             /* ramp: fraction of current spend per cycle */
     double min_change;           /* hysteresis on total relative change */
     double explore_share;        /* in [0,1) */
@@ -136,5 +151,7 @@ const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd
 const char *bd_mode_name(bd_mode_t m);
 const char *bd_objective_name(bd_objective_t o);
 const char *bd_kill_action_name(bd_kill_action_t a);
+/* "tracking", "silent", "no_conversions", "value_jump" (NULL: none). */
+const char *bd_fault_name(bd_fault_kind_t k);
 
 #endif

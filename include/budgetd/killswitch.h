@@ -45,6 +45,10 @@ typedef struct {
                               * the trailing ROAS counts value / expected, so that
                               * neither a slow-reporting channel nor a predictable
                               * night trough reads as a loss */
+    const bool *faulted;     /* v2, per channel or NULL: under a data fault (fault.h):
+                              * kept out of the trailing window like corrupt data */
+    const char *fault_reason;/* v2: a data fault whose action is kill was flagged in
+                              * this cycle (the reason), else NULL */
 } bd_killswitch_cycle_t;
 
 /* One closed cycle: adds its spend and objective value to the trailing
@@ -54,9 +58,12 @@ typedef struct {
 bool bd_killswitch_close_cycle(bd_portfolio_t *p, const bd_killswitch_cycle_t *c);
 
 /* The triggers alone, in their fixed order: implausible data (always on),
- * overspend, stale data, rejected-event ratio, trailing ROAS over the
- * window. On a trip writes the reason and returns true. Reads p, changes
- * nothing. */
+ * a data fault with action kill (v2), overspend (one cycle above
+ * overspend_ratio, or v2: a run of over-delivery beyond the delivery
+ * tolerance whose excess adds up to more than overspend_ratio - 1 times
+ * the allocation, delivery.h), stale data, rejected-event ratio, trailing
+ * ROAS over the window. On a trip writes the reason and returns true.
+ * Reads p, changes nothing. */
 bool bd_killswitch_check(const bd_portfolio_t *p, const bd_killswitch_cycle_t *c, char *reason,
                          size_t rlen);
 

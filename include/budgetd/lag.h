@@ -63,4 +63,9 @@ typedef struct {
  * forgets the arrival totals by BD_LAG_FORGET. */
 int bd_lag_step(bd_lag_t *l, int64_t horizon, double x, double s, bd_lag_credit_t *out);
 
+/* Drops the exposure still pending (a channel whose late reports will be
+ * dropped from now on: decide.c on a data fault), keeping the lag
+ * distribution itself. */
+void bd_lag_forget_pending(bd_lag_t *l);
+
 #endif

@@ -21,6 +21,8 @@ typedef struct {
     uint64_t dlq_failures, dlq_unacked;
     uint64_t redis_writes;
     uint64_t portfolios, killed, proposals;
+    uint64_t faults[BD_FAULT__COUNT]; /* v2: channels under each data fault ([0] unused) */
+    uint64_t capped, pinned;          /* v2: channels with a learned delivery cap, with a pin */
 } bd_metrics_daemon_t;
 
 /* Renders the snapshot served from now on (main thread). */

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "budgetd/config.h"
+#include "budgetd/delivery.h"
+#include "budgetd/fault.h"
 #include "budgetd/record.h"
 #include "budgetd/lag.h"
 #include "budgetd/model.h"
@@ -23,6 +25,11 @@ typedef struct {
     bool promoted;                /* lab gate passed (sticky) */
     bd_season_t season;           /* learned hour-of-day and weekday profile */
     bd_lag_t lag;                 /* reporting lag and the exposure still pending */
+    bd_delivery_t dlv;            /* v2: delivered share and learned delivery cap */
+    bd_fault_t fault;             /* v2: data-fault detector and the fault in force */
+    double pin;                   /* v2 run-time pin (PFX:{P}:pin, set by the daemon; not
+                                   * checkpointed: the daemon reads the key at restore);
+                                   * NAN: none */
 } bd_channel_t;
 
 /* A late report: an event for an interval already closed, or the change a
@@ -99,6 +106,9 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
  * and priors follow the new config; model states, allocation and open
  * aggregates are kept. The kill window restarts if its length changed. */
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
+/* The channel's pin in force: the run-time pin when set, else its config
+ * `pin`, else NAN. */
+double bd_channel_pin(const bd_channel_t *c);
 /* Queues a late report for channel ch of closed cycle (< p->open). */
 void bd_portfolio_late(bd_portfolio_t *p, int ch, int64_t cycle, const bd_agg_t *d);
 /* Ring slot of cycle c (cycles may be negative: the remainder is folded). */

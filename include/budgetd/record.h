@@ -28,6 +28,9 @@ typedef struct {
     bd_bound_t bound;
     double season;               /* seasonal multiplier used for the interval decided */
     double discount;             /* forgetting rate the channel's model applied last */
+    double delivered;            /* v2: reported spend / allocation of the last closed cycle (NAN: none) */
+    double cap;                  /* v2: learned delivery cap (0: none) */
+    bd_fault_kind_t fault;       /* v2: data fault in force (BD_FAULT_NONE: none) */
 } bd_decision_channel_t;
 
 typedef struct {
@@ -51,6 +54,8 @@ typedef struct {
     const char *note;            /* optional human text (verifier failure, ...) */
     bool show_season;            /* the record carries each channel's `season` */
     bool show_discount;          /* ... and `discount` (discount: auto) */
+    bool show_delivery;          /* v2: ... and `delivered` (and `cap` when learned) */
+    bool show_fault;             /* v2: ... and `fault` (some kind is looked for) */
 } bd_decision_t;
 
 const char *bd_status_name(bd_status_t s);

@@ -18,6 +18,15 @@
  *                             written, and it keeps the version counter across
  *                             the DEL+HSET that replaces alloc.
  *   PFX:notify        pub/sub "<P> <cycle> <status>" after every write
+ *                             (v2: " faults=<ch>:<kind>,..." appended while
+ *                             channels are under a data fault)
+ * v2 (docs/CONTRACT.md §7):
+ *   PFX:{P}:alloc     also `faults` = "<ch>:<kind>,..." while any
+ *   PFX:{P}:pin       hash    channel -> "%.2f": the channel spends exactly
+ *                             that every cycle (operator; read by the daemon)
+ *   PFX:{P}:resume    hash    channel -> "<by> <at>": an operator's request to
+ *                             clear the channel's data fault (the daemon takes
+ *                             and deletes it)
  *
  * A decision is written by ONE server-side Lua script: it checks key types,
  * refuses cycle <= max(fence.cycle, alloc.cycle, proposal.cycle, last
@@ -69,6 +78,8 @@ typedef struct {
     size_t state_len;
     const char *kill_reason;  /* non-NULL: create kill {reason, by=engine, at}
                                  unless a kill hash already exists */
+    const char *faults;       /* v2: "<ch>:<kind>,..." of the channels under a data
+                                 fault; NULL or "": none (no `faults` field) */
 } bd_redis_decision_t;
 
 /* A read-back alloc or proposal hash (bd_redis_get_alloc). */
@@ -81,6 +92,7 @@ typedef struct {
     int present;              /* 0: the hash does not exist (rest zero) */
     int64_t cycle, version, decided_at;
     char mode[32], status[32];
+    char faults[1024];        /* v2 meta `faults` ("" when absent) */
     bd_redis_chan_t *ch;      /* sorted by name; free with bd_redis_alloc_free */
     size_t n_ch;
 } bd_redis_alloc_t;
@@ -170,7 +182,7 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
  * key). One server-side script checks that approve == cycle, that the
  * proposal is for cycle, that the fence is still at cycle (nothing newer was
  * decided) and that no kill key exists; only then it replaces alloc by the
- * proposal's ch:* fields with cycle, version = fence version + 1 (the fence
+ * proposal's ch:* fields (and v2 `faults`) with cycle, version = fence version + 1 (the fence
  * too), the proposal's mode, status active, decided_at = now (wall clock),
  * deletes proposal and approve, XADDs record_json as entry "<cycle>-2"
  * (field d), SETs state when state is not NULL, and publishes
@@ -205,5 +217,24 @@ bd_err_t bd_redis_get_kill_info(bd_redis_t *r, const char *portfolio, bd_redis_k
 bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf,
                                   size_t errlen);
 void bd_redis_names_free(char **names, size_t n);
+
+/* v2 pins (redis_limits.c). get: the pin hash as (channel, amount) pairs
+ * sorted by name in *pins (malloc'd, NULL when none; caller frees). set:
+ * HSET channel "%.2f". clear: HDEL; *existed 1 when there was one. */
+bd_err_t bd_redis_get_pins(bd_redis_t *r, const char *portfolio, bd_redis_chan_t **pins, size_t *n,
+                           char *errbuf, size_t errlen);
+bd_err_t bd_redis_set_pin(bd_redis_t *r, const char *portfolio, const char *channel, double amount,
+                          char *errbuf, size_t errlen);
+bd_err_t bd_redis_clear_pin(bd_redis_t *r, const char *portfolio, const char *channel,
+                            int *existed, char *errbuf, size_t errlen);
+
+/* v2 requests to clear a channel's data fault (`budgetd resume P --channel
+ * C`). request: HSET channel "<by> <at>". take: the channels requested, and
+ * the hash deleted, in one server-side step (*channels malloc'd, free with
+ * bd_redis_names_free). */
+bd_err_t bd_redis_request_resume(bd_redis_t *r, const char *portfolio, const char *channel,
+                                 const char *by, int64_t at, char *errbuf, size_t errlen);
+bd_err_t bd_redis_take_resumes(bd_redis_t *r, const char *portfolio, char ***channels, size_t *n,
+                               char *errbuf, size_t errlen);
 
 #endif

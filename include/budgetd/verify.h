@@ -16,6 +16,7 @@ typedef struct {
     const bd_curve_t *draws;    /* samples x n, as returned by the allocator */
     size_t n_draws;
     bool risk_held;             /* allocator said it holds for risk: risk not checked */
+    const double *pin;          /* v2: per channel pinned spend, NAN none; NULL: no pins */
 } bd_verify_input_t;
 
 /* Returns BD_OK, or BD_ERR_INVALID with the first violated bound in errbuf. */

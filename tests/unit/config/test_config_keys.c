@@ -40,6 +40,8 @@ static const place_t PLACES[] = {
     {&bd_cfg_season_keys, "v: 1\ndefaults:\n  seasonality:\n    %s: %s\n", 4,
      "defaults.seasonality"},
     {&bd_cfg_lag_keys, "v: 1\ndefaults:\n  lag:\n    %s: %s\n", 4, "defaults.lag"},
+    {&bd_cfg_delivery_keys, "v: 1\ndefaults:\n  delivery:\n    %s: %s\n", 4, "defaults.delivery"},
+    {&bd_cfg_faults_keys, "v: 1\ndefaults:\n  faults:\n    %s: %s\n", 4, "defaults.faults"},
     {&bd_cfg_channel_keys,
      "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      s:\n        %s: %s\n", 7,
      "portfolios.p.channels.s"},
@@ -80,14 +82,16 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_policy_keys,
          {"budget", "objective", "model", "samples", "discount", "max_step", "min_change",
           "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "seasonality", "lag",
-          "channel", "channels"}},
+          "delivery", "faults", "channel", "channels"}},
         {&bd_cfg_risk_keys, {"roas_floor", "max_prob"}},
         {&bd_cfg_kill_keys,
          {"roas_below", "window", "overspend_ratio", "stale_after", "max_reject_ratio", "action"}},
         {&bd_cfg_lab_keys, {"min_conversions", "max_rel_width", "cap_share"}},
         {&bd_cfg_season_keys, {"daily", "weekly"}},
         {&bd_cfg_lag_keys, {"model", "horizon"}},
-        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab"}},
+        {&bd_cfg_delivery_keys, {"caps", "tolerance"}},
+        {&bd_cfg_faults_keys, {"tracking", "silent", "no_conversions", "value_jump"}},
+        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin"}},
     };
     for (size_t s = 0; s < sizeof want / sizeof *want; s++) {
         const bd_cfg_section_t *sec = want[s].sec;
@@ -310,6 +314,10 @@ static const struct {
     {&bd_cfg_channel_keys, "max", ">= 0", {"-0.001"}, {"0", ".inf"}},
     {&bd_cfg_channel_keys, "saturation", "> 0", {"0"}, {"0.001"}},
     {&bd_cfg_channel_keys, "initial", ">= 0", {"-0.001"}, {"0"}},
+    {&bd_cfg_delivery_keys, "tolerance", "in [0, 1)", {"-0.001", "1"}, {"0", "0.999"}},
+    /* the template's only channel must take the whole budget: a pin of 0
+     * is refused there as infeasible (test_pins.c accepts it elsewhere) */
+    {&bd_cfg_channel_keys, "pin", ">= 0", {"-0.001"}, {"1e9"}},
 };
 #define N_BOUNDS (sizeof BOUNDS / sizeof *BOUNDS)
 

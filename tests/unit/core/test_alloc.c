@@ -70,7 +70,8 @@ static bd_err_t fx_run(fx_t *f, bool use_prev, unsigned long seed)
 {
     gsl_rng_set(f->rng, seed);
     bd_alloc_input_t in = {f->n, &f->pol, f->cfgp, &tm_ops, f->st, f->pr,
-                           use_prev ? f->prev : NULL, use_prev ? f->safe : NULL, f->promoted, f->rng, NULL};
+                           use_prev ? f->prev : NULL, use_prev ? f->safe : NULL, f->promoted, f->rng, NULL,
+                           NULL, NULL, NULL};
     f->out.x = f->x;
     f->out.bound = f->bound;
     f->out.mean_roas = f->mean;
@@ -83,7 +84,7 @@ static bd_err_t fx_run(fx_t *f, bool use_prev, unsigned long seed)
 static bd_err_t fx_verify(fx_t *f, bool use_prev, bool risk_held)
 {
     bd_verify_input_t v = {f->n, &f->pol, f->cfgp, f->x, use_prev ? f->prev : NULL,
-                           f->promoted_out, f->out.draws, f->out.n_draws, risk_held};
+                           f->promoted_out, f->out.draws, f->out.n_draws, risk_held, NULL};
     return bd_verify_allocation(&v, f->err, sizeof f->err);
 }
 

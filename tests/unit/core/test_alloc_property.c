@@ -81,7 +81,7 @@ static bd_err_t verify(const case_t *c, const double *x, const double *prev, con
                        bool risk_held, char *err, size_t errlen)
 {
     bd_verify_input_t v = {c->n, &c->pol, c->cfgp, x, prev, res->promoted,
-                           res->out.draws, res->out.n_draws, risk_held};
+                           res->out.draws, res->out.n_draws, risk_held, NULL};
     return bd_verify_allocation(&v, err, errlen);
 }
 
@@ -149,7 +149,7 @@ Test(alloc_property, random_decisions_pass_the_verifier, .timeout = 120)
         for (int cyc = 0; cyc < cycles; cyc++) {
             gsl_rng_set(draw, (unsigned long)t * 7 + (unsigned long)cyc);
             bd_alloc_input_t in = {n, &c.pol, c.cfgp, &tm_ops, c.st, c.pr,
-                                   have_prev ? prev : NULL, safe, c.promoted, draw, NULL};
+                                   have_prev ? prev : NULL, safe, c.promoted, draw, NULL, NULL, NULL, NULL};
             bd_err_t rc = bd_alloc_decide(&in, &res.out, err, sizeof err);
             cr_assert_eq(rc, BD_OK, "case %d/%d: %s", t, cyc, err);
             decisions++;

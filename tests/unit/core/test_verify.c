@@ -41,7 +41,7 @@ static void vf_init(vf_t *v)
 static bd_err_t vf_check(vf_t *v, bool with_prev, size_t n_draws, bool held)
 {
     bd_verify_input_t in = {3, &v->pol, v->cfgp, v->x, with_prev ? v->prev : NULL, v->promoted,
-                            n_draws ? v->draws : NULL, n_draws, held};
+                            n_draws ? v->draws : NULL, n_draws, held, NULL};
     v->err[0] = 0;
     return bd_verify_allocation(&in, v->err, sizeof v->err);
 }
