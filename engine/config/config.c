@@ -186,6 +186,10 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
 {
     *out = NULL;
     if (errbuf && errlen) errbuf[0] = '\0';
+    if (len > BD_CONFIG_MAX_BYTES)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "%s: larger than %d bytes (the config size limit)", name ? name : "config",
+                       BD_CONFIG_MAX_BYTES);
     bd_yaml_ctx_t cx;
     memset(&cx, 0, sizeof cx);
     cx.name = name ? name : "config";
@@ -235,13 +239,17 @@ bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", path, strerror(errno));
+    /* Read at most one byte past the limit: a symlink to /dev/zero or a
+     * runaway generator is refused without ever holding more. */
     size_t cap = 1 << 14, len = 0;
     char *buf = bd_xmalloc(cap);
     for (;;) {
         if (len == cap) buf = bd_xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len, f);
+        size_t want = cap - len;
+        if (want > BD_CONFIG_MAX_BYTES + 1 - len) want = BD_CONFIG_MAX_BYTES + 1 - len;
+        size_t got = fread(buf + len, 1, want, f);
         len += got;
-        if (got == 0) break;
+        if (got == 0 || len > BD_CONFIG_MAX_BYTES) break;
     }
     int err = ferror(f) ? errno : 0;
     fclose(f);

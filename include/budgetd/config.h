@@ -24,6 +24,11 @@
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
 #define BD_DEFAULT_STREAM_MAXLEN 10000
 
+/* Largest config file read (bytes): some 100k portfolios of a few lines.
+ * A larger file (or /dev/zero) is refused as a config error before it is
+ * held in memory. */
+#define BD_CONFIG_MAX_BYTES (16 << 20)
+
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
 typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_action_t;
@@ -114,7 +119,7 @@ typedef struct {
  * never look at the text: BD_ERR_IO when the file cannot be read (errbuf:
  * "path: reason"), BD_ERR_CONFIG when it is invalid (errbuf: one
  * "file:line: message" line per error found, in line order, as many whole
- * lines as fit). */
+ * lines as fit) or larger than BD_CONFIG_MAX_BYTES ("path: larger than ..."). */
 bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_t errlen);
 
 /* Same, from a string (BD_OK or BD_ERR_CONFIG); name is used in messages in

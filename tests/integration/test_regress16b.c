@@ -113,3 +113,74 @@ Test(regress, r16_06_truncated_gz_fails)
     cr_assert(strstr(g_err, "cut.jsonl.gz: truncated gzip file"), "%s", g_err);
 }
 
+/* Runs budgetd as budgetd() does under a 2 GB address-space limit, so that
+ * an input that grows memory without bound fails fast instead of taking
+ * the machine (not under sanitizers, which reserve terabytes of shadow). */
+static int budgetd_capped(const char *args)
+{
+    const char *san = getenv("BUDGETD_SANITIZE");
+    g_prefix = san && *san ? "" : "ulimit -v 2000000; ";
+    int rc = budgetd("%s", args);
+    g_prefix = "";
+    return rc;
+}
+
+/* Defect 11: no size cap on the config (a symlink to /dev/zero reached
+ * 7 GB) and none on a log line (a log of /dev/zero grew to 2 GB before an
+ * error). Both are refused now with a message naming the file and the
+ * limit: the config as a config error (exit 2), the log as a read error
+ * (exit 1). A config of exactly the limit is read; one byte more is not. */
+Test(regress, r16_11_config_and_log_size_caps)
+{
+    char link[160], args[512];
+    snprintf(link, sizeof link, "%s/zero.yaml", g_dir);
+    cr_assert_eq(symlink("/dev/zero", link), 0);
+    snprintf(args, sizeof args, "check -c %s", link);
+    cr_assert_eq(budgetd_capped(args), 2, "%s", g_err);
+    cr_assert(strstr(g_err, "zero.yaml: larger than 16777216 bytes (the config size limit)"), "%s",
+              g_err);
+
+    snprintf(args, sizeof args, "replay -c configs/minimal.yaml /dev/zero -o %s/r", g_dir);
+    cr_assert_eq(budgetd_capped(args), 1, "%s", g_err);
+    cr_assert(strstr(g_err, "/dev/zero: line 1 is longer than 1048576 bytes (the line limit)"), "%s",
+              g_err);
+
+    /* a config padded with a comment to the limit exactly still loads */
+    const char *head = "defaults:\n  budget: 100\n#";
+    size_t limit = 16u << 20;
+    char *big = malloc(limit + 2);
+    memset(big, 'x', limit + 1);
+    memcpy(big, head, strlen(head));
+    big[limit - 1] = '\n';
+    big[limit] = '\0';
+    put("edge.yaml", big);
+    snprintf(args, sizeof args, "check -c %s/edge.yaml", g_dir);
+    cr_assert_eq(budgetd_capped(args), 0, "%s", g_err);
+    big[limit - 1] = 'x';
+    big[limit] = '\n';
+    big[limit + 1] = '\0';
+    put("over.yaml", big);
+    free(big);
+    snprintf(args, sizeof args, "check -c %s/over.yaml", g_dir);
+    cr_assert_eq(budgetd_capped(args), 2, "%s", g_err);
+    cr_assert(strstr(g_err, "over.yaml: larger than"), "%s", g_err);
+
+    /* a log line of exactly the limit is an event line like any other (here
+     * a bad one: rejected, counted), one byte more stops the replay */
+    FILE *f = fopen(put("long.jsonl", ""), "w");
+    cr_assert(f);
+    for (size_t i = 0; i < (1u << 20); i++) fputc('x', f);
+    fputc('\n', f);
+    fclose(f);
+    snprintf(args, sizeof args, "replay -c configs/minimal.yaml %s/long.jsonl -o %s/r", g_dir, g_dir);
+    cr_assert_eq(budgetd_capped(args), 0, "%s", g_err);
+    cr_assert(strstr(g_err, "bad_json 1"), "%s", g_err);
+    f = fopen(put("longer.jsonl", ""), "w");
+    cr_assert(f);
+    for (size_t i = 0; i < (1u << 20) + 1; i++) fputc('x', f);
+    fputc('\n', f);
+    fclose(f);
+    snprintf(args, sizeof args, "replay -c configs/minimal.yaml %s/longer.jsonl -o %s/r", g_dir, g_dir);
+    cr_assert_eq(budgetd_capped(args), 1, "%s", g_err);
+    cr_assert(strstr(g_err, "longer.jsonl: line 1 is longer than"), "%s", g_err);
+}
