@@ -168,19 +168,6 @@ static const bd_cfg_key_t TOP[] = {
 };
 const bd_cfg_section_t bd_cfg_top_keys = {"the top level", TOP, sizeof TOP / sizeof *TOP, true};
 
-/* Reports a libyaml parser error at its problem mark. */
-static void yaml_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
-{
-    int line = (int)p->problem_mark.line + 1;
-    const char *prob = p->problem ? p->problem : "malformed YAML";
-    if (p->error == YAML_MEMORY_ERROR) prob = "out of memory";
-    if (p->context)
-        bd_yaml_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
-                    p->context, (int)p->context_mark.line + 1);
-    else
-        bd_yaml_err(cx, line, "YAML syntax error: %s", prob);
-}
-
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
                                bd_config_t **out, char *errbuf, size_t errlen)
 {
@@ -201,8 +188,10 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(&cx, &parser);
+    if (!bd_yaml_scan(&cx, yaml, len)) {
+        /* too deep or malformed: reported, the document is not built */
+    } else if (!yaml_parser_load(&parser, &doc)) {
+        bd_yaml_syntax_error(&cx, &parser);
     } else {
         cx.doc = &doc;
         yaml_node_t *root = yaml_document_get_root_node(&doc);
@@ -214,7 +203,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
         /* A second document would be silently ignored: refuse it. */
         yaml_document_t more;
         if (!yaml_parser_load(&parser, &more)) {
-            yaml_error(&cx, &parser);
+            bd_yaml_syntax_error(&cx, &parser);
         } else {
             yaml_node_t *r2 = yaml_document_get_root_node(&more);
             if (r2) bd_yaml_err(&cx, bd_yaml_line(r2), "only one YAML document is allowed");

@@ -74,6 +74,55 @@ void bd_yaml_flush(bd_yaml_ctx_t *cx, char *buf, size_t cap)
     cx->n_errors = cx->cap_errs = 0;
 }
 
+void bd_yaml_syntax_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
+{
+    int line = (int)p->problem_mark.line + 1;
+    const char *prob = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_MEMORY_ERROR) prob = "out of memory";
+    if (p->context)
+        bd_yaml_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
+                    p->context, (int)p->context_mark.line + 1);
+    else
+        bd_yaml_err(cx, line, "YAML syntax error: %s", prob);
+}
+
+/* Events rather than the document: the depth is known as each collection
+ * opens, so a deep file stops early. */
+bool bd_yaml_scan(bd_yaml_ctx_t *cx, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) abort();
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    int depth = 0;
+    bool ok = true, done = false;
+    while (ok && !done) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            bd_yaml_syntax_error(cx, &p);
+            ok = false;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > BD_YAML_MAX_DEPTH) {
+                bd_yaml_err(cx, (int)ev.start_mark.line + 1,
+                            "nesting deeper than %d levels of mappings and lists (the limit)",
+                            BD_YAML_MAX_DEPTH);
+                ok = false;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT: depth--; break;
+        case YAML_STREAM_END_EVENT: done = true; break;
+        default: break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return ok;
+}
+
 const char *bd_yaml_str(const yaml_node_t *n)
 {
     return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;

@@ -31,6 +31,12 @@ typedef struct {
     size_t n_errors, cap_errs;
 } bd_yaml_ctx_t;
 
+/* Deepest nesting of collections (mappings and lists) a file may have. A
+ * config needs 5 (portfolios, a portfolio, channels, a channel, a map in
+ * it); libyaml's scanner pays O(depth) per token, so 40k nested `[` took
+ * 5 s and 200k over a minute before this cap. */
+#define BD_YAML_MAX_DEPTH 32
+
 /* A mapping entry whose key is a scalar seen for the first time. */
 typedef struct {
     yaml_node_t *key, *val;
@@ -54,6 +60,17 @@ int bd_yaml_line(const yaml_node_t *n);
 /* Records the error "name:line: message". */
 void bd_yaml_err(bd_yaml_ctx_t *cx, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Reads the event stream of the len bytes at text once, before the
+ * document is built from it: refuses nesting deeper than BD_YAML_MAX_DEPTH
+ * (reported at the line where it happens; the scan stops there, after
+ * O(depth) work per token). Returns false after recording an error (a syntax
+ * error too, as libyaml words it); the caller then skips the document. */
+bool bd_yaml_scan(bd_yaml_ctx_t *cx, const char *text, size_t len);
+
+/* Records libyaml's error of parser p at its problem mark ("YAML syntax
+ * error: ..."). */
+void bd_yaml_syntax_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p);
 
 /* Writes the recorded errors, sorted by line, one per line into buf (as many
  * whole lines as fit; buf may be NULL) and releases them. */
