@@ -195,7 +195,8 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     } else {
         cx.doc = &doc;
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (!root)
+        /* `---` alone is a document whose root is an empty scalar */
+        if (!root || bd_yaml_is_null(root))
             bd_yaml_err(&cx, 1,
                         "empty config (at least `portfolios` or `defaults.budget` is needed)");
         else

@@ -208,7 +208,7 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         pr = bd_yaml_pairs(cx, channels, cpath, &n);
     }
     pc->channels = bd_xcalloc(n + 1, sizeof *pc->channels);
-    double sum_min = 0, sum_init = 0, sum_floor = 0;
+    double sum_min = 0, sum_init = 0, sum_floor = 0, sum_max = 0;
     bool all_init = true;
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
@@ -235,6 +235,7 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
             bd_yaml_err(cx, ln.initial, "%s: initial %.15g outside [%.15g, %.15g]", who,
                         ch->initial, ch->min, ch->max);
         sum_min += ch->min;
+        sum_max += ch->max;
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
         sum_floor += ch->has_initial ? ch->initial : ch->min;
@@ -261,4 +262,12 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
                     "portfolio '%s': initials plus the mins of channels without initial sum to "
                     "%.15g > budget %.15g",
                     pc->name, sum_floor, budget);
+    /* The listed channels are the plan: a budget they cannot take would be
+     * left unspent without a word (docs/DECISIONS.md, "Maxes below the
+     * budget"). With no channel listed, the channels come from the events. */
+    if (pc->n_channels > 0 && sum_max < budget)
+        bd_yaml_err(cx, at,
+                    "portfolio '%s': channel maxes sum to %.15g < budget %.15g (at most %.15g "
+                    "would be spent each cycle: raise a max or lower the budget)",
+                    pc->name, sum_max, budget, sum_max);
 }

@@ -57,7 +57,7 @@ static const place_t PLACES[] = {
      "defaults.seasonality"},
     {&bd_cfg_lag_keys, "v: 1\ndefaults:\n  lag:\n    %s: %s\n", 4, "defaults.lag"},
     {&bd_cfg_channel_keys,
-     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      s:\n        %s: %s\n", 7,
+     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        %s: %s\n", 8,
      "portfolios.p.channels.s"},
 };
 #define N_PLACES (sizeof PLACES / sizeof *PLACES)

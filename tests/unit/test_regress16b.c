@@ -66,3 +66,61 @@ Test(regress, r16_15_yaml_nesting_depth_capped)
     free(s);
     free(t);
 }
+
+/* Defect 17: `check` passed `---` (an empty document) as "ok (0
+ * portfolios)", read `0x10` as 16 and `!!str 1000` (a string) as a
+ * number, and passed listed channel maxes summing below the budget (replay
+ * then spent 200 of 1000 each cycle without a word). */
+Test(regress, r16_17_check_refuses_empty_doc_non_decimal_numbers_and_unspendable_budget)
+{
+    refused("---\n", "t.yaml:1: empty config");
+    refused("--- ~\n", "t.yaml:1: empty config");
+    refused("defaults:\n  budget: 0x10\n", "t.yaml:2: defaults.budget: expected a number, got '0x10'");
+    refused("defaults:\n  budget: !!str 1000\n",
+            "t.yaml:2: defaults.budget: expected a number, got the tagged scalar '1000'");
+    refused("defaults:\n  budget: ! 1000\n", "t.yaml:2: defaults.budget: expected a number");
+    refused("defaults:\n  budget: &b !!str 10\nportfolios:\n  a: {budget: *b}\n",
+            "t.yaml:2: defaults.budget: expected a number, got the tagged scalar '10'");
+    refused("defaults:\n  budget: 100\n  samples: !!int 8\n",
+            "t.yaml:3: defaults.samples: expected an integer, got the tagged scalar '8'");
+    refused("defaults:\n  budget: 100\n  channel: {lab: !!bool true}\n",
+            "t.yaml:3: defaults.channel.lab: expected true or false, got the tagged scalar");
+    refused("defaults:\n  budget: 100\n  samples: 010\n",
+            "t.yaml:3: defaults.samples: expected an integer, got '010'");
+    refused("defaults:\n  budget: 100\n  samples: 0x10\n",
+            "t.yaml:3: defaults.samples: expected an integer, got '0x10'");
+    refused("seed: 0x10\ndefaults:\n  budget: 100\n", "t.yaml:1: seed: expected a non-negative integer");
+    const char *odd[] = {"010", "1_000", "inf", "nan", ".5", "5.", "+.5", "1e", "0b11", "1,5", "--1"};
+    for (size_t i = 0; i < sizeof odd / sizeof *odd; i++) {
+        char y[128];
+        snprintf(y, sizeof y, "defaults:\n  budget: %s\n", odd[i]);
+        refused(y, "t.yaml:2: defaults.budget: expected a number");
+    }
+    /* what stays a number */
+    const char *ok[] = {"1000", "0.5", "1e3", "1E+3", "+7", "0", "12.25e-1"};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        char y[128];
+        snprintf(y, sizeof y, "defaults:\n  budget: 2000\n  max_step: %s\n", ok[i]);
+        bd_config_t *c = load(y);
+        if (strcmp(ok[i], "0") == 0) {
+            cr_assert_null(c); /* a number, out of range */
+            cr_assert(strstr(err, "must be > 0"), "%s", err);
+            continue;
+        }
+        cr_assert_not_null(c, "%s: %s", ok[i], err);
+        bd_config_free(c);
+    }
+    /* the budget the listed channels cannot take is an error at the budget */
+    refused("portfolios:\n  p:\n    budget: 1000\n    channels:\n      a: {max: 100}\n      b: {max: 100}\n",
+            "t.yaml:3: portfolio 'p': channel maxes sum to 200 < budget 1000");
+    /* inherited maxes count, and the line is the defaults' budget when the
+     * portfolio has none of its own */
+    refused("defaults:\n  budget: 500\n  channel: {max: 100}\nportfolios:\n  p:\n    channels: {a: {}, b: {}}\n",
+            "t.yaml:6: portfolio 'p': channel maxes sum to 200 < budget 500");
+    bd_config_t *c = load("portfolios:\n  p:\n    budget: 200\n    channels:\n      a: {max: 100}\n      b: {max: 100}\n");
+    cr_assert_not_null(c, "maxes equal to the budget: %s", err);
+    bd_config_free(c);
+    c = load("defaults:\n  budget: 500\n  channel: {max: 100}\nportfolios:\n  p: {}\n");
+    cr_assert_not_null(c, "no listed channel: channels come from events: %s", err);
+    bd_config_free(c);
+}
