@@ -43,6 +43,19 @@ static bool check_overspend(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char 
     return false;
 }
 
+/* Money amounts (budget, channel min, max, initial, saturation) are at
+ * most BD_MONEY_MAX; a max may also be .inf (uncapped). */
+static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                        const void *val)
+{
+    double x = *(const double *)val;
+    if (!(x > BD_MONEY_MAX) || isinf(x)) return true;
+    bd_yaml_err(cx, bd_yaml_line(v),
+                "%s must be at most 1e12 (the limit of money amounts per cycle), got %s", what,
+                bd_yaml_str(v));
+    return false;
+}
+
 /* The portfolio's own `budget` key, valid or not (its absence is what the
  * caller checks). */
 static void note_budget(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
@@ -153,13 +166,16 @@ const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, 
 
 /* `initial` only on a listed channel: unlisted ones get the equal split. */
 static const bd_cfg_key_t CHANNEL[] = {
-    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .note = note_min},
+    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = check_money,
+     .note = note_min},
     /* .inf too, so that a portfolio can lift a cap defaults.channel set */
     {"max", BD_KEY_NUM, CH(max), .range = BD_YAML_R_GE0, .inf_ok = true, .dflt = INFINITY,
-     .note = note_max},
-    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000},
+     .check = check_money, .note = note_max},
+    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000,
+     .check = check_money},
     {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
-     .only_msg = "is only allowed on a listed channel (under channels)", .note = note_initial},
+     .only_msg = "is only allowed on a listed channel (under channels)", .check = check_money,
+     .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
 };
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
@@ -167,7 +183,8 @@ const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL
 
 /* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
 static const bd_cfg_key_t POLICY[] = {
-    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .note = note_budget},
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = check_money,
+     .note = note_budget},
     {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},

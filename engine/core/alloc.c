@@ -61,7 +61,9 @@ static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool p
 /* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
  * by largest remainder (ties to the lower index, so it is deterministic).
  * Needs sum lo <= total <= sum hi; otherwise it gets as close as the box
- * allows. key and order are n-entry scratch. */
+ * allows. key and order are n-entry scratch. A one-cent step that a double
+ * cannot hold (past 2^53) counts as no room, so the loop ends for any
+ * finite input (a config cannot get there: BD_MONEY_MAX). */
 static void round_cents(const double *xr, const double *lo, const double *hi, size_t n,
                         double total, double *out, double *key, size_t *order)
 {
@@ -89,7 +91,8 @@ static void round_cents(const double *xr, const double *lo, const double *hi, si
         bool moved = false;
         for (size_t j = 0; j < n && r != 0; j++) {
             size_t i = order[j];
-            if (dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) {
+            if ((dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) && out[i] + dir != out[i] &&
+                r - dir != r) {
                 out[i] += dir;
                 r -= dir;
                 moved = true;

@@ -29,6 +29,11 @@
  * held in memory. */
 #define BD_CONFIG_MAX_BYTES (16 << 20)
 
+/* Largest money amount of a config (budget, channel min, max, initial,
+ * saturation), per cycle: 10^14 cents stay exact in a double (below 2^53),
+ * so the allocator's cent arithmetic and the verifier's checks hold. */
+#define BD_MONEY_MAX 1e12
+
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
 typedef enum { BD_KILL_FREEZE = 0, BD_KILL_FALLBACK, BD_KILL_ZERO } bd_kill_action_t;

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/config.h"
+#include "budgetd/engine.h"
+#include "budgetd/logread.h"
 
 static char err[16384];
 
@@ -122,5 +124,58 @@ Test(regress, r16_17_check_refuses_empty_doc_non_decimal_numbers_and_unspendable
     bd_config_free(c);
     c = load("defaults:\n  budget: 500\n  channel: {max: 100}\nportfolios:\n  p: {}\n");
     cr_assert_not_null(c, "no listed channel: channels come from events: %s", err);
+    bd_config_free(c);
+}
+
+/* Replays log through an engine on cfg; returns the engine's counters. */
+static bd_engine_stats_t replay_log(const bd_config_t *cfg, const char *log)
+{
+    bd_engine_opts_t eo = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &eo);
+    bd_logread_t *lr;
+    cr_assert_eq(bd_logread_open(log, &lr, err, sizeof err), BD_OK, "%s", err);
+    const char *line;
+    size_t len;
+    char detail[256];
+    int got;
+    while ((got = bd_logread_next(lr, &line, &len, err, sizeof err)) == 1)
+        if (len) bd_engine_ingest(e, line, len, detail, sizeof detail, NULL);
+    cr_assert_eq(got, 0, "%s", err);
+    bd_logread_close(lr);
+    bd_engine_flush(e);
+    bd_engine_stats_t st = *bd_engine_stats(e);
+    bd_engine_free(e);
+    return st;
+}
+
+/* Defect 10: `budget: 1e300` passed `check`, then replay spun forever in
+ * the allocator's cent rounding (past 2^53 cents `+= 1` changes nothing),
+ * and `budget: 1e14` was accepted although cents are no longer exact in a
+ * double there. Money amounts are now at most 1e12 per cycle in the config,
+ * a replay at that maximum gets no verifier refusal, and the rounding ends
+ * for any finite amount (here forced past the config's check). */
+Test(regress, r16_10_money_bounded_and_rounding_total)
+{
+    refused("defaults:\n  budget: 1e300\n", "t.yaml:2: defaults.budget must be at most 1e12");
+    refused("defaults:\n  budget: 1e14\n", "t.yaml:2: defaults.budget must be at most 1e12");
+    refused("defaults:\n  budget: 1000000000000.01\n", "defaults.budget must be at most 1e12");
+    refused("defaults:\n  budget: 100\n  channel: {saturation: 2e12}\n",
+            "t.yaml:3: defaults.channel.saturation must be at most 1e12");
+    refused("defaults:\n  budget: 100\n  channel: {max: 2e12}\n",
+            "t.yaml:3: defaults.channel.max must be at most 1e12");
+    refused("portfolios:\n  p:\n    budget: 1e12\n    channels:\n      a: {min: 1.5e12}\n",
+            "t.yaml:5: portfolios.p.channels.a.min must be at most 1e12");
+    refused("portfolios:\n  p:\n    budget: 1e12\n    channels:\n      a: {initial: 3e12}\n",
+            "t.yaml:5: portfolios.p.channels.a.initial must be at most 1e12");
+    bd_config_t *c = load("defaults:\n  budget: 1e12\n  channel: {max: .inf, saturation: 1e12}\n");
+    cr_assert_not_null(c, "%s", err);
+    bd_engine_stats_t st = replay_log(c, "tests/data/golden/clean.jsonl.gz");
+    cr_assert_gt(st.decisions, 1000);
+    cr_assert_eq(st.verify_failures, 0, "the verifier refused %llu allocations at the maximum budget",
+                 (unsigned long long)st.verify_failures);
+    /* past the limit (as a config could set before): must end */
+    c->defaults.budget = 1e300;
+    st = replay_log(c, "tests/data/golden/clean.jsonl.gz");
+    cr_assert_gt(st.decisions, 1000);
     bd_config_free(c);
 }
