@@ -24,7 +24,7 @@
  * tables), indexed by bd_bound_t. */
 static const char *const bound_names[BD_BOUND__COUNT] = {
     [BD_BOUND_NONE] = "none", [BD_BOUND_MIN] = "min", [BD_BOUND_MAX] = "max",
-    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk",
+    [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk", [BD_BOUND_BUDGET] = "budget",
 };
 
 /* Name of b from the table; "none" for a value outside the enum. */
@@ -260,6 +260,7 @@ static bool lab_gate(const bd_alloc_input_t *in, size_t i, const bd_curve_t *dra
 /* Per-decision scratch, one allocation. */
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
+    double *rlo_c, *rhi_c; /* the ramp box, kept when the total made build_box drop it */
     double *cur, *key, *w, *moved, *wf, *v, *q, *tot;
     size_t *order;
     void *block;
@@ -267,11 +268,12 @@ typedef struct {
 
 static void ws_init(ws_t *w, size_t n, size_t S)
 {
-    size_t nd = 17 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
+    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
-                      &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved};
+                      &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved,
+                      &w->rlo_c, &w->rhi_c};
     for (size_t j = 0; j < sizeof arr / sizeof arr[0]; j++, p += n) *arr[j] = p;
     p += n; /* spare */
     w->wf = p; p += BD_WATERFILL_SCRATCH(n);
@@ -288,23 +290,28 @@ static double draw_roas(const bd_curve_t *c, double x, double fx)
     return x > 0 ? fx / x : bd_curve_roas_zero(c);
 }
 
-/* Which bound holds channel i at xc cents (1 cent tolerance). */
-static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
+/* Which bound holds channel i at xc cents (1 cent tolerance). budget_cut:
+ * the ramp was dropped because its boxes could not hold the total, so a
+ * channel outside its own ramp box was moved there by the budget. */
+static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool budget_cut, bool risk)
 {
     double x = w->fin[i];
     if (risk) return BD_BOUND_RISK;
     if (isfinite(w->cap_c[i]) && x >= w->cap_c[i] - 1) return BD_BOUND_MAX;
     if (x <= w->min_c[i] + 1) return BD_BOUND_MIN;
+    if (budget_cut && (x < w->rlo_c[i] || x > w->rhi_c[i])) return BD_BOUND_BUDGET;
     if (ramp && (x <= w->lo_c[i] + 1 || (isfinite(w->hi_c[i]) && x >= w->hi_c[i] - 1)))
         return BD_BOUND_RAMP;
     return BD_BOUND_NONE;
 }
 
 /* Caps, total and box of the guardrail rules into w; ramp tells whether the
- * ramp box is in force. Fails on infeasible guardrails. */
+ * ramp box is in force, budget_cut whether it was dropped because it could
+ * not hold the total (the box is then kept in rlo_c/rhi_c). Fails on
+ * infeasible guardrails. */
 static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
-                          double *total_c, double *budget_c, bool *ramp, char *errbuf,
-                          size_t errlen)
+                          double *total_c, double *budget_c, bool *ramp, bool *budget_cut,
+                          char *errbuf, size_t errlen)
 {
     const bd_policy_t *pol = in->pol;
     size_t n = in->n;
@@ -325,7 +332,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     if (summin > *total_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
                        summin / 100, *total_c / 100);
-    *ramp = false;
+    *ramp = *budget_cut = false;
     if (in->prev) {
         double slo = 0, shi = 0;
         bool ok = true;
@@ -342,6 +349,11 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             shi += h;
         }
         *ramp = ok && slo <= *total_c && *total_c <= shi;
+        *budget_cut = ok && !*ramp;
+        if (*budget_cut) {
+            memcpy(w->rlo_c, w->lo_c, n * sizeof(double));
+            memcpy(w->rhi_c, w->hi_c, n * sizeof(double));
+        }
     }
     if (!*ramp)
         for (size_t i = 0; i < n; i++) { w->lo_c[i] = w->min_c[i]; w->hi_c[i] = w->cap_c[i]; }
@@ -489,8 +501,9 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         out->promoted[i] = pr;
     }
     double total_c = 0, budget_c = 0;
-    bool ramp = false;
-    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, errbuf, errlen);
+    bool ramp = false, budget_cut = false;
+    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, &budget_cut, errbuf,
+                            errlen);
     if (rc != BD_OK) { free(w.block); return rc; }
     out->total = total_c / 100;
     out->capped = total_c < budget_c;
@@ -531,7 +544,8 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
     out->p_below_floor = p;
     channel_stats(draws, S, n, &w, out);
-    for (size_t i = 0; i < n; i++) out->bound[i] = which_bound(&w, i, ramp, w.moved[i] != 0);
+    for (size_t i = 0; i < n; i++)
+        out->bound[i] = which_bound(&w, i, ramp, budget_cut, w.moved[i] != 0);
     free(w.block);
     return BD_OK;
 }

@@ -11,10 +11,12 @@
 /* Which guardrail bound a channel's spend (record field "bound"). */
 typedef enum {
     BD_BOUND_NONE = 0, BD_BOUND_MIN, BD_BOUND_MAX, BD_BOUND_RAMP, BD_BOUND_RISK,
+    BD_BOUND_BUDGET, /* moved past its ramp because the ramp boxes could not hold the total */
     BD_BOUND__COUNT /* number of bounds, for tables indexed by bd_bound_t */
 } bd_bound_t;
 /* The bound's name in records and reports: "none", "min", "max", "ramp",
- * "risk" (one table in alloc.c; "none" for an out-of-range value). */
+ * "risk", "budget" (one table in alloc.c; "none" for an out-of-range
+ * value). */
 const char *bd_bound_name(bd_bound_t b);
 /* The bound called name into *out; false (out untouched) for any other
  * string or NULL. */
@@ -28,7 +30,9 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    [prev_i - step_i, prev_i + step_i] intersected with [min_i, cap_i]; where
  *    that is empty the config bound wins (min_i or cap_i alone).
  *  - if the ramp box cannot hold the total (sum lo > B or sum hi < target),
- *    the ramp is dropped for that decision and the box is [min_i, cap_i].
+ *    the ramp is dropped for that decision and the box is [min_i, cap_i]; a
+ *    channel then outside its ramp box (and at neither min nor cap) is
+ *    bound by the budget (BD_BOUND_BUDGET).
  *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
  *  - risk: unless risk_held, the fraction of draws s with
  *    sum_i f_s,i(x_i) < floor * total is <= max_prob.

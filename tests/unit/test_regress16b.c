@@ -9,6 +9,7 @@
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/logread.h"
+#include <cjson/cJSON.h>
 
 static char err[16384];
 
@@ -178,4 +179,89 @@ Test(regress, r16_10_money_bounded_and_rounding_total)
     st = replay_log(c, "tests/data/golden/clean.jsonl.gz");
     cr_assert_gt(st.decisions, 1000);
     bd_config_free(c);
+}
+
+/* The records a sink received, in order. */
+typedef struct {
+    char *rec[256];
+    int n;
+} recs_t;
+
+static bd_err_t keep_record(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                            size_t len)
+{
+    (void)p;
+    (void)d;
+    recs_t *r = ctx;
+    if (r->n < 256) r->rec[r->n++] = strndup(json, len);
+    return BD_OK;
+}
+
+/* One cycle of events for portfolio p (channels a, b, c with the same
+ * return) closed by a watermark, at cycle index c of 1h cycles. */
+static void feed_cycle(bd_engine_t *e, int c)
+{
+    const long t0 = 1767225600L + 3600L * c;
+    char line[512], detail[256];
+    const char *chs[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        int n = snprintf(line, sizeof line,
+                         "{\"event_id\":\"%d-%d\",\"ts\":%ld,\"portfolio\":\"p\",\"channel\":\"%s\","
+                         "\"spend\":%d,\"conversions\":%d,\"revenue\":%d}",
+                         c, i, t0 + 60, chs[i], 3000 + 500 * i, 60 + 10 * i, 9000 + 3000 * i);
+        cr_assert_eq(bd_engine_ingest(e, line, (size_t)n, detail, sizeof detail, NULL), BD_REJ_NONE,
+                     "%s", detail);
+    }
+    int n = snprintf(line, sizeof line, "{\"portfolio\":\"p\",\"watermark\":%ld}", t0 + 3600);
+    bd_engine_ingest(e, line, (size_t)n, detail, sizeof detail, NULL);
+    bd_engine_flush(e);
+}
+
+/* Defect 19: a budget cut by reload moves channels beyond max_step (the
+ * budget must win over the ramp), but the record labelled them `bound:
+ * "none"`. A channel moved past its ramp because the ramp boxes could not
+ * hold the total is now labelled "budget". */
+Test(regress, r16_19_budget_cut_names_bound_budget)
+{
+    const char *a = "cycle: 1h\ndefaults:\n  max_step: 0.1\n  min_change: 0\n  explore_share: 0\n"
+                    "  risk: {max_prob: 1}\n  kill: {roas_below: 0, overspend_ratio: 0}\n"
+                    "portfolios:\n  p:\n    budget: 10000\n    channels: {a: {}, b: {}, c: {}}\n";
+    const char *b = "cycle: 1h\ndefaults:\n  max_step: 0.1\n  min_change: 0\n  explore_share: 0\n"
+                    "  risk: {max_prob: 1}\n  kill: {roas_below: 0, overspend_ratio: 0}\n"
+                    "portfolios:\n  p:\n    budget: 5000\n    channels: {a: {}, b: {}, c: {}}\n";
+    bd_config_t *ca = load(a);
+    cr_assert_not_null(ca, "%s", err);
+    bd_config_t *cb = load(b);
+    cr_assert_not_null(cb, "%s", err);
+    recs_t r = {.n = 0};
+    bd_engine_opts_t eo = {.threads = 1, .sink = keep_record, .sink_ctx = &r};
+    bd_engine_t *e = bd_engine_new(ca, &eo);
+    for (int c = 0; c < 4; c++) feed_cycle(e, c);
+    int before = r.n;
+    cr_assert_eq(bd_engine_reload(e, cb, err, sizeof err), BD_OK, "%s", err);
+    feed_cycle(e, 4);
+    cr_assert_gt(r.n, before, "no decision after the reload");
+    cJSON *rec = cJSON_Parse(r.rec[r.n - 1]);
+    cr_assert_not_null(rec);
+    cr_assert_eq(cJSON_GetObjectItem(rec, "budget")->valuedouble, 5000);
+    int budget_bound = 0;
+    const cJSON *ch;
+    cJSON_ArrayForEach(ch, cJSON_GetObjectItem(rec, "channels"))
+    {
+        double x = cJSON_GetObjectItem(ch, "spend")->valuedouble;
+        double prev = cJSON_GetObjectItem(ch, "prev")->valuedouble;
+        const char *bound = cJSON_GetObjectItem(ch, "bound")->valuestring;
+        double step = 0.1 * prev > 50 ? 0.1 * prev : 50; /* max(max_step * prev, 1% of 5000) */
+        if (x < prev - step - 0.005) {
+            cr_assert_str_eq(bound, "budget", "moved %.2f -> %.2f past its ramp: %s", prev, x,
+                             r.rec[r.n - 1]);
+            budget_bound++;
+        }
+    }
+    cr_assert_gt(budget_bound, 0, "the cut moved no channel past its ramp: %s", r.rec[r.n - 1]);
+    cJSON_Delete(rec);
+    bd_engine_free(e);
+    for (int i = 0; i < r.n; i++) free(r.rec[i]);
+    bd_config_free(ca);
+    bd_config_free(cb);
 }
