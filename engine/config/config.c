@@ -128,6 +128,10 @@ static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const c
     }
     free(pr);
     qsort(c->portfolios, c->n_portfolios, sizeof *c->portfolios, cmp_portfolio);
+    /* max_portfolios is applied before portfolios (row order) */
+    if ((int64_t)c->n_portfolios > c->max_portfolios)
+        bd_yaml_err(cx, bd_yaml_line(kv->key), "portfolios: %zu listed, more than max_portfolios %lld",
+                    c->n_portfolios, (long long)c->max_portfolios);
 }
 
 #define CFG(f) .off = offsetof(bd_config_t, f), .size = sizeof(((bd_config_t *)0)->f)
@@ -161,6 +165,8 @@ static const bd_cfg_key_t TOP[] = {
     {"lateness", BD_KEY_DUR, CFG(lateness), .dflt = 0},
     {"seed", BD_KEY_U64, CFG(seed), .dflt = BD_DEFAULT_SEED},
     {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
+    {"max_portfolios", BD_KEY_INT, CFG(max_portfolios), .lo = 1, .hi = 10000000,
+     .dflt = BD_DEFAULT_MAX_PORTFOLIOS},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},

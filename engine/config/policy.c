@@ -188,6 +188,8 @@ static const bd_cfg_key_t POLICY[] = {
     {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
+    {"max_channels", BD_KEY_INT, POL(max_channels), .lo = 1, .hi = 4096,
+     .dflt = BD_DEFAULT_MAX_CHANNELS},
     {"discount", BD_KEY_NUM, POL(discount), .range = BD_YAML_R_OC01, .auto_ok = true,
      .auto_val = BD_DISCOUNT_AUTO, .dflt = 0.98},
     {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_YAML_R_GT0, .dflt = 0.25},
@@ -258,6 +260,10 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         sum_floor += ch->has_initial ? ch->initial : ch->min;
     }
     free(pr);
+    if (pc->n_channels > (size_t)pc->p.max_channels)
+        bd_yaml_err(cx, found->channels_key ? bd_yaml_line(found->channels_key) : pc->line,
+                    "portfolio '%s': %zu channels listed, more than max_channels %d", pc->name,
+                    pc->n_channels, pc->p.max_channels);
     if (!(budget > 0)) return; /* missing budget is reported by the caller */
     /* Report at the portfolio's own budget when it sets one (the number to
      * raise), else at its channels (the numbers to lower). */

@@ -23,6 +23,10 @@
 #define BD_DEFAULT_PREFIX "budgetd"
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
 #define BD_DEFAULT_STREAM_MAXLEN 10000
+/* Portfolios one process holds, listed ones included (memory: about 3.5 KB
+ * each plus 1.5 KB per channel), and channels per portfolio. */
+#define BD_DEFAULT_MAX_PORTFOLIOS 10000
+#define BD_DEFAULT_MAX_CHANNELS 64
 
 /* Largest config file read (bytes): some 100k portfolios of a few lines.
  * A larger file (or /dev/zero) is refused as a config error before it is
@@ -58,6 +62,8 @@ typedef struct {
     bd_objective_t objective;
     bd_model_kind_t model;
     int samples;                 /* posterior draws per decision, 1..4096 */
+    int max_channels;            /* channels the portfolio holds; a new unlisted one
+                                  * beyond it is rejected (too_many_channels) */
     double discount;             /* per-cycle forgetting factor in (0,1], or
                                   * BD_DISCOUNT_AUTO (model.h): learned per channel */
     struct {                     /* seasonality: learned hour-of-day and weekday profiles */
@@ -104,6 +110,8 @@ typedef struct {
     int64_t lateness;            /* seconds */
     uint64_t seed;
     int64_t dedup_window;        /* seconds of event time an event_id is remembered */
+    int64_t max_portfolios;      /* portfolios held, listed ones included; a new
+                                  * unlisted one beyond it is rejected */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
         char **prop_keys, **prop_vals;

@@ -265,3 +265,69 @@ Test(regress, r16_19_budget_cut_names_bound_budget)
     bd_config_free(ca);
     bd_config_free(cb);
 }
+
+/* Count of rejects under the reason called name (0 when no such reason). */
+static uint64_t rejected_as(const bd_engine_t *e, const char *name)
+{
+    for (int r = 1; r < BD_REJ__COUNT; r++)
+        if (strcmp(bd_reject_name((bd_reject_t)r), name) == 0) return bd_engine_stats(e)->rejected[r];
+    return 0;
+}
+
+/* Ingests one event of portfolio p, channel ch; returns the reason name. */
+static const char *ingest_one(bd_engine_t *e, const char *p, const char *ch, int k)
+{
+    char line[256], detail[256];
+    int n = snprintf(line, sizeof line,
+                     "{\"event_id\":\"e%d\",\"ts\":1767225660,\"portfolio\":\"%s\",\"channel\":\"%s\","
+                     "\"spend\":10,\"conversions\":1,\"revenue\":20}",
+                     k, p, ch);
+    return bd_reject_name(bd_engine_ingest(e, line, (size_t)n, detail, sizeof detail, NULL));
+}
+
+/* Defect 14: with defaults.budget set, every new portfolio id got a budget
+ * and memory (10^6 ids: 3.4 GB). `max_portfolios` (top level, listed
+ * portfolios counted and always admitted) and `max_channels` (per
+ * portfolio, listed channels counted and always admitted) now cap them;
+ * the excess is rejected as too_many_portfolios / too_many_channels, which
+ * the per-reason reject counter (replay summary, /metrics) shows. */
+Test(regress, r16_14_max_portfolios_and_max_channels)
+{
+    bd_config_t *c = load("max_portfolios: 3\ndefaults:\n  budget: 100\n  max_channels: 3\n"
+                          "portfolios:\n  listed:\n    budget: 100\n    channels: {a: {}, b: {}}\n");
+    cr_assert_not_null(c, "%s", err);
+    bd_engine_opts_t eo = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(c, &eo);
+    int k = 0;
+    cr_assert_str_eq(ingest_one(e, "u1", "x", k++), "none");
+    cr_assert_str_eq(ingest_one(e, "u2", "x", k++), "none");
+    for (int i = 3; i < 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "u%d", i);
+        cr_assert_str_eq(ingest_one(e, name, "x", k++), "too_many_portfolios");
+    }
+    char wm[] = "{\"portfolio\":\"u99\",\"watermark\":1767229200}", detail[256];
+    cr_assert_str_eq(bd_reject_name(bd_engine_ingest(e, wm, strlen(wm), detail, sizeof detail, NULL)),
+                     "too_many_portfolios");
+    cr_assert_str_eq(ingest_one(e, "u1", "y", k++), "none", "a held portfolio still takes events");
+    cr_assert_str_eq(ingest_one(e, "listed", "a", k++), "none", "a listed portfolio is admitted");
+    cr_assert_eq(rejected_as(e, "too_many_portfolios"), 48);
+    cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 3);
+
+    /* channels: listed a, b count; one more is room, the next is refused */
+    cr_assert_str_eq(ingest_one(e, "listed", "c", k++), "none");
+    cr_assert_str_eq(ingest_one(e, "listed", "d", k++), "too_many_channels");
+    cr_assert_str_eq(ingest_one(e, "listed", "b", k++), "none", "a listed channel is admitted");
+    cr_assert_str_eq(ingest_one(e, "u1", "z", k++), "none"); /* x, y, z */
+    cr_assert_str_eq(ingest_one(e, "u1", "w", k++), "too_many_channels");
+    cr_assert_eq(rejected_as(e, "too_many_channels"), 2);
+    bd_engine_free(e);
+    bd_config_free(c);
+
+    /* check: listed portfolios and channels beyond the caps are config errors */
+    refused("max_portfolios: 1\nportfolios:\n  a: {budget: 1}\n  b: {budget: 1}\n",
+            "t.yaml:2: portfolios: 2 listed, more than max_portfolios 1");
+    refused("defaults:\n  max_channels: 1\nportfolios:\n  a:\n    budget: 1\n    channels: {x: {}, y: {}}\n",
+            "t.yaml:6: portfolio 'a': 2 channels listed, more than max_channels 1");
+    refused("max_portfolios: 0\ndefaults: {budget: 1}\n", "max_portfolios must be in 1..10000000");
+}
