@@ -184,3 +184,68 @@ Test(regress, r16_11_config_and_log_size_caps)
     cr_assert_eq(budgetd_capped(args), 1, "%s", g_err);
     cr_assert(strstr(g_err, "longer.jsonl: line 1 is longer than"), "%s", g_err);
 }
+
+/* Asserts that text holds no control byte but newlines. */
+static void no_control_bytes(const char *text)
+{
+    for (const unsigned char *u = (const unsigned char *)text; *u; u++)
+        cr_assert(*u >= 0x20 || *u == '\n', "control byte 0x%02x in: %s", *u, text);
+}
+
+/* Defect 16: `kill --reason` and `--by` were stored and printed raw by
+ * `status`, ESC sequences and CR/LF included, and a 100 KB reason was
+ * accepted. Now --reason is at most 256 bytes and --by 64, both UTF-8
+ * text without control characters (C0, DEL, C1), else exit 2; and what
+ * Redis holds (written by anyone: redis-cli is a valid operator tool) is
+ * printed with control characters escaped by status, resume and kill. */
+Test(regress, r16_16_kill_reason_bounded_and_escaped)
+{
+    bd_test_redis_t *srv = bd_test_redis_start();
+    cr_assert_not_null(srv, "redis-server did not start");
+    redisContext *rc = bd_test_redis_connect(srv);
+    cr_assert_not_null(rc);
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:fence cycle 5 version 1"));
+    const char *url = srv->url;
+    const char *bad[] = {"\"$(printf 'a\\033[2Jb')\"", "\"$(printf 'x\\r\\ny')\"",
+                         "\"$(printf 'tab\\there')\"", "\"$(printf 'c1 \\302\\233 csi')\"",
+                         "\"$(printf 'bad utf8 \\377')\"", "\"$(printf 'del\\177')\""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        cr_assert_eq(budgetd("kill acme --reason %s --redis %s", bad[i], url), 2, "%s: %s", bad[i], g_err);
+        cr_assert(strstr(g_err, "--reason must be at most 256 bytes of text without control"), "%s",
+                  g_err);
+        cr_assert_eq(budgetd("kill acme --reason ok --by %s --redis %s", bad[i], url), 2, "%s", g_err);
+        cr_assert(strstr(g_err, "--by must be at most 64 bytes"), "%s", g_err);
+    }
+    char longr[400];
+    memset(longr, 'r', 257);
+    longr[257] = '\0';
+    cr_assert_eq(budgetd("kill acme --reason %s --redis %s", longr, url), 2, "%s", g_err);
+    cr_assert(strstr(g_err, "(got 257 bytes)"), "%s", g_err);
+    longr[256] = '\0';
+    cr_assert_eq(budgetd("kill acme --reason %s --by 'Zoë Ops' --redis %s", longr, url), 0, "%s", g_err);
+    cr_assert(strstr(g_out, "by Zoë Ops"), "non-ASCII text passes: %s", g_out);
+    char name[80];
+    memset(name, 'b', 65);
+    name[65] = '\0';
+    cr_assert_eq(budgetd("kill acme --reason x --by %s --redis %s", name, url), 2, "%s", g_err);
+
+    /* stored raw by another tool: printed escaped */
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:kill reason %s by %s at 1700000000",
+                                      "\x1b]0;pwned\x07\r\nFAKE \\ \xc2\x9b\xff", "\x1b[31mmallory"));
+    cr_assert_eq(budgetd("status acme --redis %s", url), 0, "%s", g_err);
+    no_control_bytes(g_out);
+    cr_assert(strstr(g_out, "KILLED by \\x1b[31mmallory at 2023-11-14T22:13:20Z: "
+                            "\\x1b]0;pwned\\x07\\r\\nFAKE \\\\ \\xc2\\x9b\\xff"),
+              "%s", g_out);
+    cr_assert_eq(budgetd("status --redis %s", url), 0, "%s", g_err);
+    no_control_bytes(g_out);
+    cr_assert_eq(budgetd("kill acme --reason again --redis %s", url), 0, "%s", g_err);
+    no_control_bytes(g_out);
+    cr_assert(strstr(g_out, "already killed by \\x1b[31mmallory"), "%s", g_out);
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:kill by %s", "\x1b[2Jeve"));
+    cr_assert_eq(budgetd("resume acme --redis %s", url), 0, "%s", g_err);
+    no_control_bytes(g_out);
+    cr_assert(strstr(g_out, "cleared the kill by \\x1b[2Jeve"), "%s", g_out);
+    redisFree(rc);
+    bd_test_redis_stop(srv);
+}
