@@ -7,9 +7,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "budgetd/metrics.h"
 #include "support.h"
 
 static const char *bin(void)
@@ -248,4 +255,109 @@ Test(regress, r16_16_kill_reason_bounded_and_escaped)
     cr_assert(strstr(g_out, "cleared the kill by \\x1b[2Jeve"), "%s", g_out);
     redisFree(rc);
     bd_test_redis_stop(srv);
+}
+
+/* A TCP connection from address from (an address of 127/8) to
+ * 127.0.0.1:port with text sent; -1 when it could not be made. */
+static int http_conn(const char *from, int port, const char *text)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, from, &a.sin_addr);
+    struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        connect(fd, (struct sockaddr *)&b, sizeof b) != 0 ||
+        write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Reads fd until EOF or until wait_ms pass without data; buf gets what
+ * came (NUL-terminated). Returns the byte count, -1 when nothing came. */
+static ssize_t http_read(int fd, char *buf, size_t cap, int wait_ms)
+{
+    size_t got = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, wait_ms) <= 0) break;
+        ssize_t n = read(fd, buf + got, cap - 1 - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+        if (got == cap - 1) break;
+    }
+    buf[got] = '\0';
+    return got ? (ssize_t)got : -1;
+}
+
+#define SCRAPE "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+/* Defect 13: /metrics had no connection timeout and select()'s FD_SETSIZE
+ * ceiling: 1100 idle half-sent requests blocked it for 60 s, and one
+ * partial request stayed open for over 90 s. Now idle connections close
+ * after BD_METRICS_TIMEOUT seconds, one address holds at most half of the
+ * connection limit, and epoll has no FD_SETSIZE: with 1100 half-sent
+ * requests held open from 127.0.0.1, a scrape from 127.0.0.2 is answered
+ * while they are all still open, 300 concurrent full scrapes from one
+ * address are all answered, and a half-sent request is closed by the
+ * server. The waits below only bound a hang; nothing is timed. */
+Test(regress, r16_13_metrics_connection_limits_and_timeout)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 4096) cr_skip_test("needs 4096 open files");
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 8192 ? 8192 : rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int port = bd_test_free_port();
+    char listen[32];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    bd_metrics_t *m;
+    char e[256];
+    cr_assert_eq(bd_metrics_start(listen, &m, e, sizeof e), BD_OK, "%s", e);
+    bd_engine_stats_t st = {0};
+    bd_metrics_daemon_t dm = {0};
+    bd_metrics_update(m, &st, &dm);
+
+    enum { HALF = 1100, FULL = 300 };
+    static int half[HALF], full[FULL];
+    for (int i = 0; i < HALF; i++) {
+        half[i] = http_conn("127.0.0.1", port, "GET /metrics HTTP/1.1\r\nHost: x\r\n");
+        cr_assert_geq(half[i], 0, "connection %d: %s", i, strerror(errno));
+    }
+    static char body[65536];
+    int s = http_conn("127.0.0.2", port, SCRAPE);
+    cr_assert_geq(s, 0);
+    cr_assert_gt(http_read(s, body, sizeof body, 20000), 0, "no answer to a scrape");
+    close(s);
+    cr_assert(strstr(body, "HTTP/1.1 200"), "%.200s", body);
+    cr_assert(strstr(body, "budgetd_decisions_total 0"), "%.200s", body);
+    /* the held requests did not have to time out first: the first ones
+     * (admitted) are still open */
+    struct pollfd p0 = {.fd = half[0], .events = POLLIN};
+    cr_assert_eq(poll(&p0, 1, 0), 0, "the first half-sent request was closed before the scrape");
+
+    for (int i = 0; i < FULL; i++) {
+        full[i] = http_conn("127.0.0.3", port, SCRAPE);
+        cr_assert_geq(full[i], 0);
+    }
+    for (int i = 0; i < FULL; i++) {
+        cr_assert_gt(http_read(full[i], body, sizeof body, 20000), 0, "scrape %d unanswered", i);
+        cr_assert(strstr(body, "HTTP/1.1 200"), "scrape %d: %.200s", i, body);
+        close(full[i]);
+    }
+
+    /* an idle half-sent request is closed by the server (EOF, or the 408
+     * some servers send first, then EOF) */
+    char junk[512];
+    struct pollfd p = {.fd = half[0], .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 30000), 1, "a half-sent request stayed open 30 s");
+    ssize_t n;
+    while ((n = read(half[0], junk, sizeof junk)) > 0) {
+    }
+    cr_assert(n == 0 || errno == ECONNRESET, "read: %s", strerror(errno));
+    for (int i = 0; i < HALF; i++) close(half[i]);
+    bd_metrics_stop(m);
 }
