@@ -78,7 +78,9 @@ bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
-    if (*port_s == '\0' || *end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    /* digits only: strtol alone would take " 9100" and "+9100" */
+    if (*port_s < '0' || *port_s > '9' || *end || port < 1 || port > 65535 ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         return bd_errf(errbuf, errlen, BD_ERR_USAGE, "--metrics %s: expected HOST:PORT with an IPv4 host",
                        listen);
     }

@@ -361,3 +361,25 @@ Test(regress, r16_13_metrics_connection_limits_and_timeout)
     for (int i = 0; i < HALF; i++) close(half[i]);
     bd_metrics_stop(m);
 }
+
+/* Defect 20: `run --idle-exit abc` was read as 0 (never exit) without an
+ * error. Every numeric option is now read by the one option parser
+ * (range-checked, whole string): this one exits 2 naming the option and
+ * the value, before the config is even read. --metrics' port took " 9100"
+ * and "+9100" (strtol); it is digits only now. */
+Test(regress, r16_20_numeric_options_checked)
+{
+    cr_assert_eq(budgetd("run -c /nonexistent.yaml --idle-exit abc"), 2, "%s", g_err);
+    cr_assert(strstr(g_err, "--idle-exit: 'abc' is not an integer in"), "%s", g_err);
+    cr_assert_eq(budgetd("run -c /nonexistent.yaml --idle-exit 5s"), 2, "%s", g_err);
+    cr_assert(strstr(g_err, "'5s'"), "%s", g_err);
+    /* a daemon that accepted the port would run on (no Kafka to idle-exit
+     * from): the timeout ends it, and the exit code then says 124 */
+    g_prefix = "timeout 20 ";
+    int rc1 = budgetd("run -c configs/minimal.yaml --metrics '127.0.0.1: 9100'");
+    int rc2 = budgetd("run -c configs/minimal.yaml --metrics +9100");
+    g_prefix = "";
+    cr_assert_eq(rc1, 2, "%s", g_err);
+    cr_assert_eq(rc2, 2, "%s", g_err);
+    cr_assert(strstr(g_err, "expected HOST:PORT"), "%s", g_err);
+}
