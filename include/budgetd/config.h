@@ -23,8 +23,9 @@
 #define BD_DEFAULT_PREFIX "budgetd"
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
 #define BD_DEFAULT_STREAM_MAXLEN 10000
-/* Portfolios one process holds, listed ones included (memory: about 3.5 KB
- * each plus 1.5 KB per channel), and channels per portfolio. */
+/* Portfolios one process holds, listed ones included (memory: some 3.5 KB
+ * for a portfolio with one channel, 1.3 KB per further channel), and
+ * channels per portfolio. */
 #define BD_DEFAULT_MAX_PORTFOLIOS 10000
 #define BD_DEFAULT_MAX_CHANNELS 64
 
