@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,20 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *c, cons
     return ret;
 }
 
+/* Connections served at once: at most BD_METRICS_MAX_CONN and half the
+ * process's file limit (Kafka, Redis and the logs need the rest); one
+ * address may hold half of that. */
+static void metrics_limits(unsigned *total, unsigned *per_ip)
+{
+    struct rlimit rl;
+    unsigned t = BD_METRICS_MAX_CONN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < t)
+        t = (unsigned)(rl.rlim_cur / 2);
+    if (t < 8) t = 8;
+    *total = t;
+    *per_ip = t / 2;
+}
+
 bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
@@ -63,15 +78,24 @@ bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
-    if (*port_s == '\0' || *end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    /* digits only: strtol alone would take " 9100" and "+9100" */
+    if (*port_s < '0' || *port_s > '9' || *end || port < 1 || port > 65535 ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         return bd_errf(errbuf, errlen, BD_ERR_USAGE, "--metrics %s: expected HOST:PORT with an IPv4 host",
                        listen);
     }
     bd_metrics_t *m = bd_xcalloc(1, sizeof(*m));
     pthread_mutex_init(&m->mu, NULL);
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+    /* epoll where there is one (no FD_SETSIZE ceiling), idle connections
+     * closed, and a cap overall and per address (docs/DECISIONS.md,
+     * "/metrics connection limits"). */
+    unsigned total, per_ip;
+    metrics_limits(&total, &per_ip);
+    m->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
                             metrics_handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)BD_METRICS_TIMEOUT,
+                            MHD_OPTION_CONNECTION_LIMIT, total,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
     if (!m->d) {
         pthread_mutex_destroy(&m->mu);
         free(m);

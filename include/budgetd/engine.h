@@ -70,8 +70,9 @@ bd_err_t bd_engine_tick(bd_engine_t *e, int64_t now);
 bd_err_t bd_engine_flush(bd_engine_t *e);
 
 /* The portfolio called name, created (not yet started: no cycle open) when
- * the config allows it; NULL when it is unknown. The live path uses it to
- * restore a checkpoint before the portfolio's first event is applied. */
+ * the config allows it; NULL when it is unknown or when creating it would
+ * pass max_portfolios. The live path uses it to restore a checkpoint before
+ * the portfolio's first event is applied. */
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
 
 /* Counts a rejected message against reason and portfolio p (may be NULL):

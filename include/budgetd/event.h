@@ -20,6 +20,8 @@ typedef enum {
     BD_REJ_TS_OUT_OF_RANGE,   /* ts before 2000 or > 1 day past the newest ts seen */
     BD_REJ_UNKNOWN_PORTFOLIO, /* not in config and defaults.budget absent */
     BD_REJ_BAD_VERSION,       /* v present and not 1 */
+    BD_REJ_TOO_MANY_PORTFOLIOS, /* a new portfolio beyond max_portfolios (v2) */
+    BD_REJ_TOO_MANY_CHANNELS, /* a new channel beyond its portfolio's max_channels (v2) */
     BD_REJ__COUNT
 } bd_reject_t;
 

@@ -10,6 +10,15 @@
 
 typedef struct bd_metrics bd_metrics_t;
 
+/* Seconds a connection may stay idle (a request sent in part, a client
+ * that reads nothing) before the server closes it. */
+#define BD_METRICS_TIMEOUT 5
+/* Connections served at once, at most (and at most half the process's
+ * open-file limit); one client address may hold half of them. Beyond the
+ * total, new connections wait in the listen queue; beyond an address's
+ * share they are closed at once. */
+#define BD_METRICS_MAX_CONN 2048
+
 /* Listens on "HOST:PORT" (HOST an IPv4 address; ":PORT" or "PORT" means
  * 127.0.0.1) and sets *out. Otherwise *out is NULL, errbuf says why and the
  * code is BD_ERR_USAGE (not HOST:PORT) or BD_ERR_IO (cannot listen). */

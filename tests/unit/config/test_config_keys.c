@@ -43,7 +43,7 @@ static const place_t PLACES[] = {
     {&bd_cfg_delivery_keys, "v: 1\ndefaults:\n  delivery:\n    %s: %s\n", 4, "defaults.delivery"},
     {&bd_cfg_faults_keys, "v: 1\ndefaults:\n  faults:\n    %s: %s\n", 4, "defaults.faults"},
     {&bd_cfg_channel_keys,
-     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      s:\n        %s: %s\n", 7,
+     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        %s: %s\n", 8,
      "portfolios.p.channels.s"},
 };
 #define N_PLACES (sizeof PLACES / sizeof *PLACES)
@@ -75,12 +75,13 @@ Test(config_keys, every_documented_key_has_its_row)
         const char *keys[BD_KEYS_MAX + 1];
     } want[] = {
         {&bd_cfg_top_keys,
-         {"v", "cycle", "lateness", "seed", "dedup_window", "kafka", "redis", "defaults",
-          "portfolios"}},
+         {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "kafka", "redis",
+          "defaults", "portfolios"}},
         {&bd_cfg_kafka_keys, {"brokers", "topic", "group", "dlq_topic", "properties"}},
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen"}},
         {&bd_cfg_policy_keys,
-         {"budget", "objective", "model", "samples", "discount", "max_step", "min_change",
+         {"budget", "objective", "model", "samples", "max_channels", "discount", "max_step",
+          "min_change",
           "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "seasonality", "lag",
           "delivery", "faults", "channel", "channels"}},
         {&bd_cfg_risk_keys, {"roas_floor", "max_prob"}},
@@ -295,6 +296,8 @@ static const struct {
      {"1", "100000000"}},
     {&bd_cfg_policy_keys, "budget", "> 0", {"0"}, {"0.001"}},
     {&bd_cfg_policy_keys, "samples", "in 1..4096", {"0", "4097"}, {"1", "4096"}},
+    {&bd_cfg_policy_keys, "max_channels", "in 1..4096", {"0", "4097"}, {"1", "4096"}},
+    {&bd_cfg_top_keys, "max_portfolios", "in 1..10000000", {"0", "10000001"}, {"1", "10000000"}},
     {&bd_cfg_policy_keys, "discount", "in (0, 1]", {"0", "1.001"}, {"0.001", "1"}},
     {&bd_cfg_policy_keys, "max_step", "> 0", {"0"}, {"0.001"}},
     {&bd_cfg_policy_keys, "min_change", "in [0, 1)", {"-0.001", "1"}, {"0", "0.999"}},
