@@ -162,6 +162,7 @@ static const bd_cfg_key_t TOP[] = {
     {"lateness", BD_KEY_DUR, CFG(lateness), .dflt = 0},
     {"seed", BD_KEY_U64, CFG(seed), .dflt = BD_DEFAULT_SEED},
     {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
+    {"max_ahead", BD_KEY_DUR, CFG(max_ahead), .flag = true, .dflt = BD_DEFAULT_MAX_AHEAD},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},

@@ -1,0 +1,122 @@
+/* test_regress16_unit.c: regression tests of the core defects of the
+ * hardening review (guardrails, kill latch, time guard), one test per bug,
+ * named for it. The live counterparts (daemon, Kafka, Redis) are in
+ * tests/integration/test_regress16.c. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "budgetd/config.h"
+#include "budgetd/engine.h"
+
+#define T0 1767225600LL /* 2026-01-01, a multiple of 3600 */
+
+static bd_config_t *load_cfg(const char *fmt, ...)
+{
+    char y[2048], err[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(y, sizeof(y), fmt, ap);
+    va_end(ap);
+    bd_config_t *cfg = NULL;
+    bd_err_t rc = bd_config_load_string(y, strlen(y), "regress.yaml", &cfg, err, sizeof(err));
+    cr_assert_eq(rc, BD_OK, "config: %s", err);
+    return cfg;
+}
+
+static const char *BASE =
+    "v: 1\ncycle: %s\nlateness: 0\nseed: 7\n%s"
+    "defaults:\n  budget: 1000\n  samples: 16\n"
+    "portfolios:\n  acme-us:\n    budget: 3000\n    channels:\n"
+    "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n";
+
+/* One line through the engine; the sink must not fail. */
+static bd_reject_t feed(bd_engine_t *e, const char *fmt, ...)
+{
+    char line[512], detail[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    bd_err_t err;
+    bd_reject_t r = bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &err);
+    cr_assert_eq(err, BD_OK);
+    return r;
+}
+
+static const char *EV = "{\"event_id\":\"%s\",\"ts\":%lld,\"portfolio\":\"acme-us\",\"channel\":\"search\","
+                        "\"spend\":10,\"conversions\":1,\"revenue\":20}";
+static const char *WM = "{\"portfolio\":\"acme-us\",\"watermark\":%lld}";
+
+/* Issue 16 defect 5, the reproduction: a watermark sets the reference time
+ * too, so a second watermark decades ahead is rejected as ts_out_of_range
+ * instead of closing hundreds of thousands of empty cycles. */
+Test(regress, r16_05_far_future_watermark_after_a_watermark_is_rejected, .timeout = 120)
+{
+    bd_config_t *cfg = load_cfg(BASE, "1d", "");
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, WM, 1767225600LL), BD_REJ_NONE);
+    cr_assert_eq(feed(e, WM, 4102444800LL), BD_REJ_TS_OUT_OF_RANGE);
+    bd_engine_flush(e);
+    cr_assert_leq(bd_engine_stats(e)->decisions, 1, "%llu decisions",
+                  (unsigned long long)bd_engine_stats(e)->decisions);
+    cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_TS_OUT_OF_RANGE], 1);
+    /* an event after the rejected watermark is judged against the first */
+    cr_assert_eq(feed(e, EV, "a", T0 + 600), BD_REJ_NONE);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* A watermark or an event moves the reference for both kinds: an event more
+ * than max_ahead past a watermark is rejected as well. */
+Test(regress, r16_05_event_far_past_a_watermark_is_rejected)
+{
+    bd_config_t *cfg = load_cfg(BASE, "1h", "");
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, WM, T0), BD_REJ_NONE);
+    cr_assert_eq(feed(e, EV, "a", T0 + 86401), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_eq(feed(e, EV, "b", T0 + 86400), BD_REJ_NONE);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* max_ahead is configurable (CONTRACT v2 §5): one hour refuses two. */
+Test(regress, r16_05_max_ahead_is_configurable)
+{
+    bd_config_t *cfg = load_cfg(BASE, "1h", "max_ahead: 1h\n");
+    cr_assert_eq(cfg->max_ahead, 3600);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, EV, "a", T0), BD_REJ_NONE);
+    cr_assert_eq(feed(e, EV, "b", T0 + 7200), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_eq(feed(e, WM, T0 + 7200), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_eq(feed(e, EV, "c", T0 + 3600), BD_REJ_NONE);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+    char err[1024];
+    cr_assert_neq(bd_config_load_string("v: 1\nmax_ahead: 0\n", 20, "x", &cfg, err, sizeof(err)), BD_OK);
+}
+
+/* Live (wall-clock) mode: the very first message two days ahead of the
+ * clock is rejected, event or watermark, instead of moving the portfolio's
+ * cycle (and the Redis fence) two days forward. */
+Test(regress, r16_05_live_first_message_two_days_ahead_is_rejected)
+{
+    bd_config_t *cfg = load_cfg(BASE, "1h", "");
+    bd_engine_opts_t o = {.threads = 1, .live = true};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    long long now = (long long)time(NULL);
+    cr_assert_eq(feed(e, EV, "a", now + 2 * 86400), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_eq(feed(e, WM, now + 2 * 86400), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_null(bd_ptable_find(bd_engine_table(e), "acme-us", 7), "the portfolio was started");
+    cr_assert_eq(feed(e, EV, "b", now - 60), BD_REJ_NONE);
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "acme-us", 7);
+    cr_assert_not_null(p);
+    cr_assert_eq(p->open, (now - 60) / 3600);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
