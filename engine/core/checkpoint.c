@@ -7,8 +7,10 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 3u /* 2: kill window holds spend and value only; 3: poisson_sat
-                           * keeps short-memory grid statistics (lalpha, lbeta) */
+#define CK_VERSION 4u /* 2: kill window holds spend and value only; 3: poisson_sat
+                           * keeps short-memory grid statistics (lalpha, lbeta); 4: the
+                           * cycle length, the kill latch's actor and time */
+#define CK_VERSION_OLD 3u /* the previous version, still read (migrated at decode) */
 
 typedef struct {
     unsigned char **buf;
@@ -47,6 +49,7 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
     wr_bytes(&w, &endian, 4);
     wr_u64(&w, CK_VERSION);
     wr_str(&w, p->name);
+    wr_i64(&w, p->cycle_len);
     wr_u64(&w, (uint64_t)p->pol->model);
     wr_u64(&w, (uint64_t)p->nslots);
     wr_i64(&w, p->open);
@@ -60,6 +63,8 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
     wr_u64(&w, (uint64_t)p->status);
     wr_u64(&w, p->killed);
     wr_str(&w, p->kill_reason);
+    wr_str(&w, p->kill_by);
+    wr_i64(&w, p->kill_at);
     wr_u64(&w, p->has_proposal);
     wr_i64(&w, p->proposal_cycle);
     uint64_t win = (uint64_t)(p->pol->kill.window > 0 ? p->pol->kill.window : 1);
@@ -118,8 +123,11 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
     r->off += n;
 }
 
-/* Magic, byte order, version and name: is this p's checkpoint at all? */
-static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, char *errbuf, size_t errlen)
+/* Magic, byte order, version and name: is this p's checkpoint at all?
+ * *ver gets the version (CK_VERSION or CK_VERSION_OLD), *cycle_len the
+ * cycle length it was written with (0: a version 3 blob does not say). */
+static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver, int64_t *cycle_len,
+                               char *errbuf, size_t errlen)
 {
     char magic[4];
     uint32_t endian;
@@ -127,15 +135,27 @@ static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, char *errbuf, s
     rd_bytes(r, &endian, 4);
     if (r->bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
-    uint64_t ver = rd_u64(r);
-    if (ver != CK_VERSION)
+    *ver = rd_u64(r);
+    if (*ver != CK_VERSION && *ver != CK_VERSION_OLD)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
-                       p->name, (unsigned long long)ver);
+                       p->name, (unsigned long long)*ver);
     char name[BD_NAME_MAX + 1];
     rd_str(r, name, sizeof(name));
     if (r->bad || strcmp(name, p->name) != 0)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", p->name, name);
+    *cycle_len = *ver >= 4 ? rd_i64(r) : 0;
+    if (r->bad || *cycle_len < 0)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
     return BD_OK;
+}
+
+bd_err_t bd_checkpoint_cycle_len(const bd_portfolio_t *p, const void *blob, size_t len,
+                                 int64_t *cycle_len, char *errbuf, size_t errlen)
+{
+    rd_t r = {blob, len, 0, 0};
+    uint64_t ver;
+    *cycle_len = 0;
+    return ck_read_header(&r, p, &ver, cycle_len, errbuf, errlen);
 }
 
 /* One saved channel, read before the portfolio is touched. */
@@ -150,6 +170,7 @@ typedef struct {
  * before anything is committed to the portfolio. */
 typedef struct {
     bd_portfolio_t t;           /* the portfolio's scalar fields */
+    uint64_t ver;               /* the blob's version */
     uint64_t model, nslots, win, hist_n, n;
     bd_cycle_hist_t *hist;      /* win entries */
     uint64_t *slot_events;      /* nslots entries */
@@ -188,6 +209,17 @@ static void ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
     t->status = status <= BD_STATUS_KILLED ? (bd_status_t)status : BD_STATUS_HELD;
     t->killed = rd_u64(r) != 0;
     rd_str(r, t->kill_reason, sizeof(t->kill_reason));
+    if (b->ver >= 4) {
+        rd_str(r, t->kill_by, sizeof(t->kill_by));
+        t->kill_at = rd_i64(r);
+    } else {
+        /* Version 3 kept no actor or time: the reason tells who (operator
+         * kills read "operator: ..."); the time is unknown (0), which any
+         * recorded resume clears (killswitch.h). */
+        snprintf(t->kill_by, sizeof(t->kill_by), "%s",
+                 !t->killed ? "" : strncmp(t->kill_reason, "operator: ", 10) == 0 ? "operator" : "engine");
+        t->kill_at = 0;
+    }
     t->has_proposal = rd_u64(r) != 0;
     t->proposal_cycle = rd_i64(r);
     b->win = rd_u64(r);
@@ -270,14 +302,16 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
 }
 
 /* Reads all of the blob first (header, scalars, rings, channels), and
- * commits only when every part is valid. */
+ * commits only when every part is valid. A version 3 blob is migrated: its
+ * latch gets an actor from its reason and an unknown time. */
 bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
                               size_t errlen)
 {
     rd_t r = {blob, len, 0, 0};
-    bd_err_t rc = ck_read_header(&r, p, errbuf, errlen);
-    if (rc != BD_OK) return rc;
     ck_blob_t b = {0};
+    int64_t cycle_len;
+    bd_err_t rc = ck_read_header(&r, p, &b.ver, &cycle_len, errbuf, errlen);
+    if (rc != BD_OK) return rc;
     ck_read_scalars(&r, p, &b);
     if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b)) {
         ck_blob_free(&b);

@@ -186,6 +186,7 @@ static void decide_kill_switch(run_t *r)
     const bd_decide_job_t *job = r->job;
     bd_killswitch_cycle_t kc = {
         .agg = job->agg, .corrupt = r->corrupt, .closed_end = job->cycle * job->cfg->cycle,
+        .at = job->decided_at,
         .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
     };
     r->d->tripped = bd_killswitch_close_cycle(r->p, &kc);

@@ -192,7 +192,9 @@ bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name)
     if (p) return p;
     const bd_portfolio_cfg_t *pc = bd_config_portfolio(e->cfg, name);
     if (!pc && !e->cfg->has_default_budget) return NULL;
-    return bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    p = bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    p->cycle_len = e->cfg->cycle;
+    return p;
 }
 
 static bd_reject_t engine_reject(bd_engine_t *e, bd_reject_t r, const char *portfolio)

@@ -118,6 +118,8 @@ bool bd_killswitch_close_cycle(bd_portfolio_t *p, const bd_killswitch_cycle_t *c
     if (p->killed || !bd_killswitch_check(p, c, reason, sizeof(reason))) return false;
     p->killed = true;
     snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    p->kill_at = c->at;
     return true;
 }
 
@@ -141,11 +143,15 @@ void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason)
 {
     p->killed = true;
     snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason ? reason : "");
+    snprintf(p->kill_by, sizeof(p->kill_by), "operator");
+    p->kill_at = 0;
 }
 
 void bd_killswitch_operator_resume(bd_portfolio_t *p)
 {
     p->killed = false;
     p->kill_reason[0] = '\0';
+    p->kill_by[0] = '\0';
+    p->kill_at = 0;
     p->hist_n = 0;
 }

@@ -3,7 +3,8 @@
  * allocation. decide.c asks it, once per closed cycle, whether the portfolio
  * is (now) killed and what a killed portfolio spends.
  *
- * The latch is p->killed with p->kill_reason (portfolio.h). Only this module
+ * The latch is p->killed with p->kill_reason, p->kill_by and p->kill_at
+ * (portfolio.h). Only this module
  * sets or clears them; checkpoint.c saves and restores them as they are.
  * Inside the engine the latch is authoritative: a decision reads nothing
  * else to know whether it is a kill.
@@ -36,6 +37,7 @@ typedef struct {
     const bd_agg_t *agg;     /* the cycle's aggregates, p->n entries */
     const bool *corrupt;     /* per channel: agg holds implausible numbers (model.h) */
     int64_t closed_end;      /* event time at which the closed cycle ends */
+    int64_t at;              /* the decision's decided_at: a trip's kill_at */
     int64_t last_event_ts;   /* p's newest event time; INT64_MIN: none yet */
     uint64_t events;         /* events accepted since the last decision */
     uint64_t rejected;       /* events rejected since the last decision */

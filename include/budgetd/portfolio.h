@@ -38,6 +38,8 @@ typedef struct bd_portfolio {
     bd_agg_t *agg;
     uint64_t *slot_events;        /* events per slot */
     int nslots;
+    int64_t cycle_len;            /* seconds per cycle of the config the cycle numbers below
+                                   * count in (engine.c sets it; 0 unknown) */
     int64_t open;                 /* oldest cycle not yet closed */
     int64_t newest_ts;            /* newest event ts seen for this portfolio */
     int64_t watermark;            /* highest watermark received */
@@ -50,6 +52,10 @@ typedef struct bd_portfolio {
                                    * cleared by killswitch.c only (checkpoint.c saves and
                                    * restores it) */
     char kill_reason[160];
+    int64_t kill_at;              /* the latch's time: the kill key's `at` (a trip: its
+                                   * decided_at); 0 unknown (a latch migrated from an old
+                                   * checkpoint) */
+    char kill_by[64];             /* the latch's actor: "engine" or the operator's name */
     bool has_proposal;
     int64_t proposal_cycle;
     bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles (killswitch.c) */

@@ -46,6 +46,13 @@ static bd_reject_t feed(bd_engine_t *e, const char *fmt, ...)
     return r;
 }
 
+/* One event of portfolio pf at ts (channel search). */
+static bd_reject_t feed_pf(bd_engine_t *e, const char *pf, long long ts)
+{
+    return feed(e, "{\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"search\",\"spend\":10,"
+                   "\"conversions\":1,\"revenue\":20}", ts, pf);
+}
+
 static const char *EV = "{\"event_id\":\"%s\",\"ts\":%lld,\"portfolio\":\"acme-us\",\"channel\":\"search\","
                         "\"spend\":10,\"conversions\":1,\"revenue\":20}";
 static const char *WM = "{\"portfolio\":\"acme-us\",\"watermark\":%lld}";
@@ -117,6 +124,98 @@ Test(regress, r16_05_live_first_message_two_days_ahead_is_rejected)
     bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "acme-us", 7);
     cr_assert_not_null(p);
     cr_assert_eq(p->open, (now - 60) / 3600);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* ---- checkpoint version 4 (kill latch actor and time, cycle length) ---- */
+
+#include "budgetd/checkpoint.h"
+#include "budgetd/killswitch.h"
+
+static const char *CK_CFG =
+    "v: 1\ncycle: 1h\nlateness: 0\nseed: 7\n"
+    "defaults:\n  budget: 1000\n  samples: 16\n"
+    "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
+    "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n";
+
+/* Reads a test data file into a malloc'd buffer. */
+static void *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s (run from the repository root)", path);
+    static unsigned char buf[1 << 16];
+    *len = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    void *out = malloc(*len);
+    memcpy(out, buf, *len);
+    return out;
+}
+
+/* tests/data/checkpoint/v3-acme.ckpt was written by the version 3 encoder
+ * (a portfolio after four cycles, then an operator kill "drill"): it still
+ * restores, and its latch gets an actor from its reason and an unknown
+ * time, so a daemon upgraded over it keeps the kill. */
+Test(regress, r16_01_version_3_checkpoint_is_migrated)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    size_t len;
+    void *blob = slurp("tests/data/checkpoint/v3-acme.ckpt", &len);
+    char err[256];
+    int64_t cl = -1;
+    cr_assert_eq(bd_checkpoint_cycle_len(p, blob, len, &cl, err, sizeof(err)), BD_OK, "%s", err);
+    cr_assert_eq(cl, 0, "a version 3 blob does not know its cycle length");
+    cr_assert_eq(bd_checkpoint_decode(p, blob, len, err, sizeof(err)), BD_OK, "%s", err);
+    cr_assert(p->killed);
+    cr_assert_str_eq(p->kill_reason, "operator: drill");
+    cr_assert_str_eq(p->kill_by, "operator");
+    cr_assert_eq(p->kill_at, 0);
+    cr_assert_eq(p->open, 490900);
+    cr_assert_eq(p->alloc_cycle, 490900);
+    cr_assert_eq(p->version, 7);
+    cr_assert_eq(p->offset, 41);
+    cr_assert_eq(p->n, 2);
+    cr_assert_str_eq(p->ch[0].name, "search");
+    cr_assert_float_eq(p->ch[0].x, 2082.15, 1e-9);
+    cr_assert_float_eq(p->ch[1].x, 917.85, 1e-9);
+    cr_assert_eq(p->hist_n, 4);
+    cr_assert_eq(p->cycle_len, 3600, "the portfolio keeps the config's cycle length");
+    free(blob);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* Version 4 round trip: the latch's actor and time and the cycle length. */
+Test(regress, r16_01_checkpoint_keeps_latch_actor_and_time)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    cr_assert_eq(feed_pf(e, "acme", T0 + 10), BD_REJ_NONE);
+    bd_engine_flush(e);
+    p->killed = true;
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "overspend: channel 'search'");
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    p->kill_at = T0 + 3600;
+    unsigned char *buf = NULL;
+    size_t cap = 0, len = bd_checkpoint_encode(p, &buf, &cap);
+    bd_engine_t *e2 = bd_engine_new(cfg, &o);
+    bd_portfolio_t *q = bd_engine_portfolio(e2, "acme");
+    char err[256];
+    int64_t cl;
+    cr_assert_eq(bd_checkpoint_cycle_len(q, buf, len, &cl, err, sizeof(err)), BD_OK, "%s", err);
+    cr_assert_eq(cl, 3600);
+    cr_assert_eq(bd_checkpoint_decode(q, buf, len, err, sizeof(err)), BD_OK, "%s", err);
+    cr_assert(q->killed);
+    cr_assert_str_eq(q->kill_by, "engine");
+    cr_assert_eq(q->kill_at, T0 + 3600);
+    cr_assert_str_eq(q->kill_reason, "overspend: channel 'search'");
+    free(buf);
+    bd_engine_free(e2);
     bd_engine_free(e);
     bd_config_free(cfg);
 }
