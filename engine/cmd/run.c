@@ -154,10 +154,12 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
     bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, errlen);
     if (rc != BD_OK) return rc;
     if (blob && len) {
-        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK)
+        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK) {
             bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
-        else
+        } else {
             p->ckpt_offset = p->offset;
+            bd_engine_restored(dm->e, p);
+        }
     }
     free(blob);
     p->first_unsaved = -1;

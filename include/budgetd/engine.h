@@ -74,6 +74,12 @@ bd_err_t bd_engine_flush(bd_engine_t *e);
  * restore a checkpoint before the portfolio's first event is applied. */
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
 
+/* p was restored from its checkpoint (the live path): the times it had
+ * accepted count for the time guard as if this engine had accepted them,
+ * so a daemon taking over a partition judges its next events against the
+ * portfolio's own past, not against the older times it saw itself. */
+void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p);
+
 /* Counts a rejected message against reason and portfolio p (may be NULL):
  * the live path decodes itself and must apply the checkpoint skip first. */
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p);

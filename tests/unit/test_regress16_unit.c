@@ -219,3 +219,32 @@ Test(regress, r16_01_checkpoint_keeps_latch_actor_and_time)
     bd_engine_free(e);
     bd_config_free(cfg);
 }
+
+/* Time guard after a restore: a portfolio restored from its checkpoint
+ * (the live path, bd_engine_restored) brings its accepted times along, so
+ * its next events are judged against them, not against the older times the
+ * taking-over process saw itself (it rejected a whole partition's events
+ * as ts_out_of_range after a takeover). */
+Test(regress, r16_05_restored_portfolio_moves_the_time_reference)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    for (long long t = T0 + 10; t <= T0 + 5 * 86400; t += 20 * 3600)
+        cr_assert_eq(feed_pf(e, "acme", t), BD_REJ_NONE, "each within a day of the one before");
+    bd_engine_flush(e);
+    unsigned char *buf = NULL;
+    size_t cap = 0, len = bd_checkpoint_encode(bd_engine_portfolio(e, "acme"), &buf, &cap);
+    /* another process that has seen only older times (beta's) */
+    bd_engine_t *e2 = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed_pf(e2, "beta", T0 + 10), BD_REJ_NONE);
+    bd_portfolio_t *q = bd_engine_portfolio(e2, "acme");
+    char err[256];
+    cr_assert_eq(bd_checkpoint_decode(q, buf, len, err, sizeof(err)), BD_OK, "%s", err);
+    bd_engine_restored(e2, q);
+    cr_assert_eq(feed_pf(e2, "acme", T0 + 5 * 86400), BD_REJ_NONE);
+    free(buf);
+    bd_engine_free(e2);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
