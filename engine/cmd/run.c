@@ -10,7 +10,11 @@
  *    from its checkpoint and skips the messages at or below that offset;
  *  - the offset stored for a partition never passes the first message that
  *    some portfolio applied but has not checkpointed yet, and dead-lettered
- *    messages are flushed to the DLQ before their offset is stored.
+ *    messages are flushed to the DLQ before their offset is stored;
+ *  - one owner per portfolio (docs/CONTRACT.md v2 §6.2): taking a portfolio
+ *    claims a new owner epoch in Redis before its checkpoint is read, every
+ *    write carries the epoch, and a write refused for a newer one, like a
+ *    lost Kafka assignment, drops the portfolio without writing anything.
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
 #include <limits.h>
@@ -97,12 +101,38 @@ static void daemon_metrics(daemon_t *dm)
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
+/* Drops p: another process owns it (or may: a lost assignment). Its queued
+ * decisions are discarded unwritten and its state forgotten, so that it is
+ * restored from Redis (and claimed anew) if it comes back. */
+static void daemon_drop(daemon_t *dm, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(dm->e);
+    bd_publish_discard(dm->pub, p);
+    bd_engine_forget(dm->e, p);
+}
+
+/* Drops every portfolio whose write Redis refused for a newer owner. */
+static void daemon_drop_fenced(daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (!p->fenced_out) continue;
+        bd_log(BD_LOG_WARN, "%s: dropped: another daemon owns it now (its owner epoch is above ours, %llu)",
+               p->name, (unsigned long long)p->epoch);
+        daemon_drop(dm, p);
+    }
+}
+
 /* Writes what the engine decided (held and retried while Redis is down);
- * the crash hook sits right after a successful write, before offsets. */
+ * the crash hook sits right after a successful write, before offsets.
+ * Portfolios fenced out by the write are dropped. */
 static bool daemon_write(daemon_t *dm)
 {
     bool ok = bd_publish_flush(dm->pub);
     if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
+    daemon_drop_fenced(dm);
     return ok;
 }
 
@@ -144,6 +174,19 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
     return false;
 }
 
+/* Claims p in Redis: a new owner epoch, above any other process's, that
+ * every write of ours carries from now (docs/CONTRACT.md v2 §6.2). */
+static bd_err_t daemon_claim(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    uint64_t epoch;
+    bd_err_t rc = bd_redis_claim(dm->r, p->name, p->epoch, &epoch, err, errlen);
+    if (rc != BD_OK) return rc;
+    p->epoch = epoch;
+    p->fenced_out = false;
+    bd_log(BD_LOG_DEBUG, "%s: claimed, owner epoch %llu", p->name, (unsigned long long)epoch);
+    return BD_OK;
+}
+
 /* Loads p's checkpoint, if it has one. A checkpoint that does not decode
  * is logged and ignored: p starts afresh. */
 static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
@@ -167,9 +210,12 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
 }
 
 /* Restores p from its checkpoint the first time it is seen in this process
- * (or after its partition came back). Retries while Redis is down. */
+ * (or after its partition came back). The claim comes first: from then on
+ * the previous owner's writes are refused, so the checkpoint read next is
+ * the last one it wrote. Retries while Redis is down. */
 static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
 {
+    if (!daemon_retry(dm, p, "claiming", daemon_claim)) return;
     if (!daemon_retry(dm, p, "loading", daemon_load)) return;
     /* The kill key is the truth (docs/CONTRACT.md §3), also for a portfolio
      * killed or resumed while no daemon owned it: latch or clear it now,
@@ -271,8 +317,15 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
     size_t scap = 0;
     unsigned char *state = NULL;
     size_t slen = bd_checkpoint_encode(p, &state, &scap);
-    bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, *json, state, slen, err, sizeof(err));
+    bd_err_t rc = bd_redis_apply_approval_owned(dm->r, p->name, p->epoch, cycle, *json, state, slen,
+                                                NULL, err, sizeof(err));
     free(state);
+    if (rc == BD_ERR_FENCED) {
+        bd_log(BD_LOG_WARN, "%s: %s; dropped: another daemon owns it now", p->name, err);
+        free(old);
+        daemon_drop(dm, p);
+        return;
+    }
     if (rc == BD_OK) {
         bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
         p->ckpt_offset = p->offset;
@@ -351,22 +404,47 @@ static void daemon_reload(daemon_t *dm)
     bd_log(BD_LOG_INFO, "config reloaded from %s", dm->cfg_path);
 }
 
-/* Called by the Kafka layer before partitions are taken away: everything
- * decided is written and checkpointed, then their portfolios are forgotten
- * so that the next owner (or we, later) restores them from Redis. */
-static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
+/* Called by the Kafka layer when partitions are taken away. A revoke:
+ * everything decided is written and checkpointed first. A lost assignment
+ * (we were thrown out of the group: another daemon may own them already):
+ * nothing is written, stored or committed. Either way their portfolios are
+ * then dropped (forgotten, their unwritten decisions discarded), so that
+ * the next owner (or we, later) restores them from Redis and no decision
+ * of ours is made from their stale state meanwhile. */
+static void daemon_drop_partitions(void *ctx, const int32_t *parts, size_t n, bool lost)
 {
     daemon_t *dm = ctx;
-    bd_engine_flush(dm->e);
-    daemon_write(dm);
-    daemon_store_offsets(dm);
+    if (!lost) {
+        bd_engine_flush(dm->e);
+        daemon_write(dm);
+        daemon_store_offsets(dm);
+    }
     bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t np = bd_ptable_count(t);
+    size_t np = bd_ptable_count(t), dropped = 0;
     for (size_t i = 0; i < np; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
-        for (size_t k = 0; k < n; k++)
-            if (p->partition == parts[k]) p->partition = -1;
+        for (size_t k = 0; k < n; k++) {
+            if (p->partition != parts[k]) continue;
+            daemon_drop(dm, p);
+            dropped++;
+            break;
+        }
     }
+    bd_log(lost ? BD_LOG_WARN : BD_LOG_INFO, "%s: dropped %zu portfolio(s)%s",
+           lost ? "assignment lost" : "partitions revoked", dropped,
+           lost ? " without writing (another daemon owns them now)" : " after writing them");
+}
+
+/* The Kafka layer's revoke: write, then drop. */
+static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
+{
+    daemon_drop_partitions(ctx, parts, n, false);
+}
+
+/* The Kafka layer's lost assignment: drop at once, write nothing. */
+static void daemon_on_lost(void *ctx, const int32_t *parts, size_t n)
+{
+    daemon_drop_partitions(ctx, parts, n, true);
 }
 
 /* The usage text, to stdout for --help, stderr for bad use. */
@@ -459,6 +537,7 @@ static int run_setup(daemon_t *dm)
         return run_fail(err);
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
+    bd_kafka_on_lost(dm->k, daemon_on_lost);
     dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */

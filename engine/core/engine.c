@@ -330,6 +330,12 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
     return engine_apply(e, ev, NULL, detail, dlen, err);
 }
 
+void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(e);
+    bd_portfolio_reset(p);
+}
+
 void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p)
 {
     if (p->newest_ts > e->newest_ts) e->newest_ts = p->newest_ts;

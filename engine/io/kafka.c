@@ -23,6 +23,7 @@ struct bd_kafka {
     part_t *parts;
     int32_t nparts;
     bd_kafka_revoke_fn on_revoke;
+    bd_kafka_revoke_fn on_lost; /* NULL: a lost assignment is only logged */
     void *ctx;
 };
 
@@ -38,14 +39,29 @@ static part_t *kafka_part(bd_kafka_t *k, int32_t p)
     return &k->parts[p];
 }
 
+/* Logs an assignment change: what and which partitions. */
+static void kafka_log_parts(bd_log_level_t level, const char *what,
+                            const rd_kafka_topic_partition_list_t *pl)
+{
+    char list[256];
+    size_t o = 0;
+    list[0] = '\0';
+    for (int i = 0; i < pl->cnt && o + 16 < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%d", i ? "," : "", (int)pl->elems[i].partition);
+    bd_log(level, "kafka: %s %d partition(s): %s", what, pl->cnt, list);
+}
+
 /* Cooperative-sticky assignments arrive incrementally; eager ones whole.
- * Before anything is taken away the engine writes and checkpoints. */
+ * Before anything is revoked the engine writes and checkpoints; a lost
+ * assignment is dropped at once, without writing or committing (another
+ * consumer may own it already). */
 static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *pl, void *opaque)
 {
     bd_kafka_t *k = opaque;
     bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kafka_log_parts(BD_LOG_INFO, "assigned", pl);
         for (int i = 0; i < pl->cnt; i++) {
             part_t *p = kafka_part(k, pl->elems[i].partition);
             *p = (part_t){true, -1, -1};
@@ -61,9 +77,14 @@ static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     int32_t *ids = bd_xcalloc((size_t)(pl->cnt ? pl->cnt : 1), sizeof(*ids));
     for (int i = 0; i < pl->cnt; i++) ids[i] = pl->elems[i].partition;
-    if (!rd_kafka_assignment_lost(rk)) {
+    bool lost = rd_kafka_assignment_lost(rk) != 0;
+    kafka_log_parts(lost ? BD_LOG_WARN : BD_LOG_INFO,
+                    lost ? "assignment LOST (left the group): dropping" : "revoked", pl);
+    if (!lost) {
         k->on_revoke(k->ctx, ids, (size_t)pl->cnt);
         rd_kafka_commit(rk, NULL, 0);
+    } else if (k->on_lost) {
+        k->on_lost(k->ctx, ids, (size_t)pl->cnt);
     }
     for (int i = 0; i < pl->cnt; i++) kafka_part(k, ids[i])->owned = false;
     free(ids);
@@ -167,6 +188,11 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
         return NULL;
     }
     return k;
+}
+
+void bd_kafka_on_lost(bd_kafka_t *k, bd_kafka_revoke_fn on_lost)
+{
+    k->on_lost = on_lost;
 }
 
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)

@@ -22,6 +22,7 @@ typedef struct {
     char *kill_reason;
     bd_portfolio_t *p;
     int64_t offset;             /* p->offset when queued */
+    uint64_t epoch;             /* p->epoch when queued: the owner it was decided by */
 } pending_t;
 
 struct bd_publish {
@@ -100,7 +101,18 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     if (d->tripped && d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
     q->p = p;
     q->offset = p->offset;
+    q->epoch = p->epoch;
     return BD_OK;
+}
+
+void bd_publish_discard(bd_publish_t *pub, const bd_portfolio_t *p)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < pub->n; i++) {
+        if (pub->q[i].p == p) pending_clear(&pub->q[i]);
+        else pub->q[k++] = pub->q[i];
+    }
+    pub->n = k;
 }
 
 bool bd_publish_flush(bd_publish_t *pub)
@@ -115,7 +127,7 @@ bool bd_publish_flush(bd_publish_t *pub)
             .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
             .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
             .record_json = q->json, .state = q->state, .state_len = q->state_len,
-            .kill_reason = q->kill_reason,
+            .kill_reason = q->kill_reason, .epoch = q->epoch,
         };
     }
     char err[512];
@@ -144,6 +156,16 @@ bool bd_publish_flush(bd_publish_t *pub)
             if (res[i] == BD_ERR_STALE)
                 bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
                        q->portfolio, (long long)q->cycle);
+            if (res[i] == BD_ERR_FENCED) {
+                /* another process owns it: nothing of ours may count as saved */
+                if (!q->p->fenced_out)
+                    bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused: fenced out (another process "
+                           "claimed it after our epoch %llu)", q->portfolio, (long long)q->cycle,
+                           (unsigned long long)q->epoch);
+                q->p->fenced_out = true;
+                continue;
+            }
+            if (q->p->fenced_out) continue;
             q->p->ckpt_offset = q->offset;
             /* Nothing was applied between queueing and now (one thread). */
             q->p->first_unsaved = -1;

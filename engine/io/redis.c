@@ -14,15 +14,20 @@
 #include "redis_int.h"
 
 #define RD_NKEYS 6
-#define RD_FIXED_ARGV 15 /* ARGV[1..15] before the channel pairs */
+#define RD_FIXED_ARGV 16 /* ARGV[1..16] before the channel pairs */
 #define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
  * 7 record, 8 state blob, 9 has_state, 10 stream maxlen, 11 notify channel,
  * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
- * channels, then (name, "%.2f") pairs: alloc channels, then proposal ones.
- * Returns {0, version} written, {1, top} stale, {2, top} duplicate.
+ * channels, 16 the writer's owner epoch, then (name, "%.2f") pairs: alloc
+ * channels, then proposal ones.
+ * Returns {0, version} written, {1, top} stale, {2, top} duplicate,
+ * {3, epoch} fenced: the fence's owner epoch (docs/CONTRACT.md v2 §6.2) is
+ * greater than the writer's, another process has claimed the portfolio
+ * since; checked first, so a fenced-out writer changes nothing, not even
+ * by a duplicate.
  * The stream entry id is "<cycle>-1", so a re-sent older cycle is found by
  * id and recognised as a duplicate when its record is byte-identical; the
  * last entry's cycle also counts toward the fence (XADD needs a larger id).
@@ -39,6 +44,9 @@ static const char RD_WRITE_LUA[] =
     "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
     "  end\n"
     "end\n"
+    "local epoch = tonumber(ARGV[16]) or 0\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0\n"
+    "if fe > epoch then return {3, fe} end\n"
     "local cycle = tonumber(ARGV[1])\n"
     "local top, version = nil, 0\n"
     "local function seen(c, v)\n"
@@ -75,15 +83,15 @@ static const char RD_WRITE_LUA[] =
     "  redis.call('DEL', key)\n"
     "  redis.call('HSET', key, unpack(args))\n"
     "end\n"
-    "if ARGV[5] == '1' then fill(KEYS[1], 16, na) end\n"
-    "if ARGV[6] == '1' then fill(KEYS[2], 16 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 17, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 17 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
     "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
     "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
     "end\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], ARGV[1] .. '-1', 'd', ARGV[7])\n"
     "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
     "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
-    "           'at', ARGV[4])\n"
+    "           'at', ARGV[4], 'epoch', tostring(epoch))\n"
     "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
     "return {0, version}\n";
 
@@ -420,6 +428,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     RD_PUT(d->kill_reason ? d->kill_reason : "");
     RD_FMT("%zu", na);
     RD_FMT("%zu", np);
+    RD_FMT("%llu", (unsigned long long)d->epoch);
     for (size_t k = 0; k < na; k++) {
         RD_PUT(d->ch[k].name);
         RD_FMT("%.2f", d->ch[k].spend);
@@ -478,6 +487,7 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
         case 0: return BD_OK;
         case 1: return BD_ERR_STALE;
         case 2: return BD_REDIS_DUPLICATE;
+        case 3: return BD_ERR_FENCED;
         default: break;
         }
     }

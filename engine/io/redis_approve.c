@@ -14,8 +14,10 @@
 
 /* The apply script. KEYS: 1 alloc, 2 proposal, 3 decisions, 4 state,
  * 5 fence, 6 kill, 7 approve. ARGV: 1 cycle, 2 record, 3 state blob,
- * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now.
- * Returns {0, version} applied or {1, reason} refused.
+ * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now,
+ * 9 the writer's owner epoch.
+ * Returns {0, version} applied, {1, reason} refused, or {3, epoch} fenced:
+ * another process claimed the portfolio (a greater owner epoch).
  * All checks come before the first write (Redis does not roll a script
  * back). The fence must still name this very cycle: a newer decision means
  * the proposal no longer answers the current state. The stream entry is
@@ -33,6 +35,8 @@ static const char RD_APPROVE_LUA[] =
     "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
     "  end\n"
     "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[9]) or 0) then return {3, fe} end\n"
     "local cycle = tonumber(ARGV[1])\n"
     "local ap = redis.call('GET', KEYS[7])\n"
     "if not ap then return {1, 'not approved (no approve key)'} end\n"
@@ -105,26 +109,37 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                                  const char *record_json, const void *state, size_t state_len,
                                  char *errbuf, size_t errlen)
 {
+    return bd_redis_apply_approval_owned(r, portfolio, 0, cycle, record_json, state, state_len, NULL,
+                                         errbuf, errlen);
+}
+
+bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uint64_t epoch,
+                                       int64_t cycle, const char *record_json, const void *state,
+                                       size_t state_len, int64_t *version, char *errbuf,
+                                       size_t errlen)
+{
+    if (version) *version = 0;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     if (cycle < 0 || !record_json)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "approval of %s: cycle and record are required",
                        portfolio);
     static const char *const kinds[7] = {"alloc", "proposal", "decisions", "state", "fence", "kill",
                                          "approve"};
-    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX];
+    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX], ep[24];
     for (int i = 0; i < 7; i++) bd_rd_key(r, keys[i], portfolio, kinds[i]);
     snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
     snprintf(maxlen, sizeof maxlen, "%d", r->maxlen);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     snprintf(chan, sizeof chan, "%s:notify", r->prefix);
-    const char *av[18] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[19] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
                           keys[5], keys[6], cyc, record_json, state ? state : "", state ? "1" : "0",
-                          maxlen, chan, portfolio, now};
-    size_t lens[18];
-    for (int i = 0; i < 18; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
+                          maxlen, chan, portfolio, now, ep};
+    size_t lens[19];
+    for (int i = 0; i < 19; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
     lens[12] = state ? state_len : 0; /* the checkpoint is binary: no strlen */
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 18, av, lens, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 19, av, lens, &e, errbuf, errlen);
     if (!rep) return e;
     if (!rd_pair_ok(rep)) {
         freeReplyObject(rep);
@@ -132,10 +147,17 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                        portfolio, cyc);
     }
     e = BD_OK;
-    if (rep->element[0]->integer != 0) {
-        const redisReply *why = rep->element[1];
+    const redisReply *why = rep->element[1];
+    if (rep->element[0]->integer == 3) {
+        e = bd_errf(errbuf, errlen, BD_ERR_FENCED,
+                    "approval of %s cycle %s refused: fenced out (owner epoch %lld is above ours, %llu)",
+                    portfolio, cyc, why->type == REDIS_REPLY_INTEGER ? why->integer : -1LL,
+                    (unsigned long long)epoch);
+    } else if (rep->element[0]->integer != 0) {
         e = bd_errf(errbuf, errlen, BD_ERR_STALE, "approval of %s cycle %s refused: %s", portfolio, cyc,
                     why->type == REDIS_REPLY_STRING ? why->str : "?");
+    } else if (version && why->type == REDIS_REPLY_INTEGER) {
+        *version = why->integer;
     }
     freeReplyObject(rep);
     return e;

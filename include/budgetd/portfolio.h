@@ -64,6 +64,10 @@ typedef struct bd_portfolio {
     int32_t partition;            /* live: the partition its events come from (-1 unknown) */
     int64_t ckpt_offset;          /* live: offset covered by the checkpoint in Redis */
     int64_t first_unsaved;        /* live: first offset applied since the checkpoint (-1 none) */
+    uint64_t epoch;               /* live: owner epoch claimed in Redis (0: none; kept by
+                                   * bd_portfolio_reset as the floor of the next claim) */
+    bool fenced_out;              /* live: Redis refused a write, another process owns it
+                                   * now; the daemon drops the portfolio */
     bool pending;                 /* a close job is queued (engine.c) */
 } bd_portfolio_t;
 
@@ -87,6 +91,12 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
  * and priors follow the new config; model states, allocation and open
  * aggregates are kept. The kill window restarts if its length changed. */
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
+/* Forgets everything p learned: p is as bd_ptable_add left it (name,
+ * config, slot count and cycle length kept; no channel, no cycle open,
+ * offsets -1), except for its last owner epoch. The live path drops a
+ * portfolio it no longer owns this way, so that it is restored from Redis
+ * when it comes back. No close job of p may be queued. */
+void bd_portfolio_reset(bd_portfolio_t *p);
 /* Ring slot of cycle c (cycles may be negative: the remainder is folded). */
 size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c);
 /* Aggregates of cycle c (must be within the open window). */

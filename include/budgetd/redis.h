@@ -12,17 +12,20 @@
  *   PFX:{P}:approve   string  approved cycle
  *   PFX:{P}:decisions also gets "<cycle>-2" when an operator's approval of
  *                             the proposal of <cycle> is applied
- *   PFX:{P}:fence     hash    INTERNAL (not in the contract): cycle, version,
- *                             sha (SHA-1 of the last record), at. It is the
- *                             fence: it exists even when only a proposal was
- *                             written, and it keeps the version counter across
- *                             the DEL+HSET that replaces alloc.
+ *   PFX:{P}:fence     hash    cycle, version, sha (SHA-1 of the last record),
+ *                             at, epoch (the owner epoch, docs/CONTRACT.md v2
+ *                             §6.2; the other fields are internal). It is the
+ *                             fence: it exists once a daemon claimed the
+ *                             portfolio or anything was written, and it keeps
+ *                             the version counter across the DEL+HSET that
+ *                             replaces alloc.
  *   PFX:notify        pub/sub "<P> <cycle> <status>" after every write
  *
  * A decision is written by ONE server-side Lua script: it checks key types,
- * refuses cycle <= max(fence.cycle, alloc.cycle, proposal.cycle, last
- * stream id), and only then writes, so a decision is either wholly visible
- * or not at all. */
+ * refuses a writer whose owner epoch is below the fence's, refuses
+ * cycle <= max(fence.cycle, alloc.cycle, proposal.cycle, last stream id),
+ * and only then writes, so a decision is either wholly visible or not at
+ * all. */
 #ifndef BUDGETD_REDIS_H
 #define BUDGETD_REDIS_H
 
@@ -42,7 +45,9 @@ typedef struct bd_redis bd_redis_t;
  * record JSON) is already stored, i.e. an earlier attempt of this batch got
  * through. Treat it as success. Found via the stream entry of that cycle, so
  * it holds for older cycles of a resent batch as long as the stream (about
- * stream_maxlen entries) still has them. */
+ * stream_maxlen entries) still has them. A fourth per-item result is
+ * BD_ERR_FENCED: the fence holds a greater owner epoch than the item's
+ * (another process claimed the portfolio); nothing was written. */
 #define BD_REDIS_DUPLICATE 100
 
 /* One channel's spend; written as the decimal string "%.2f". */
@@ -69,6 +74,9 @@ typedef struct {
     size_t state_len;
     const char *kill_reason;  /* non-NULL: create kill {reason, by=engine, at}
                                  unless a kill hash already exists */
+    uint64_t epoch;           /* the writer's owner epoch (bd_redis_claim); 0: a writer
+                                 that never claimed (replay --redis), refused once any
+                                 process has claimed the portfolio */
 } bd_redis_decision_t;
 
 /* A read-back alloc or proposal hash (bd_redis_get_alloc). */
@@ -118,9 +126,10 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen);
 int bd_redis_connected(const bd_redis_t *r);
 
 /* Writes n decisions, pipelined (all scripts sent, then all replies read).
- * results[i] gets BD_OK, BD_ERR_STALE, BD_REDIS_DUPLICATE, or BD_ERR_REDIS
- * (that item was refused by the server, e.g. a key of the wrong type, or got
- * no reply). Returns BD_OK when every item has one of the first three;
+ * results[i] gets BD_OK, BD_ERR_STALE, BD_REDIS_DUPLICATE, BD_ERR_FENCED, or
+ * BD_ERR_REDIS (that item was refused by the server, e.g. a key of the wrong
+ * type, or got no reply). Returns BD_OK when every item has one of the first
+ * four;
  * BD_ERR_INVALID (nothing sent) for a bad item (bad name, non-finite spend,
  * NULL record); BD_ERR_REDIS otherwise. After BD_ERR_REDIS resend the same
  * batch: items that did get through come back as BD_REDIS_DUPLICATE. */
@@ -177,16 +186,34 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
  * "<P> <cycle> active". Otherwise returns BD_ERR_STALE, changes nothing, and
  * errbuf says why: "... refused: not approved (...)", "superseded (...)" or
  * "killed (<reason>)". The approve key stays: the caller decides whether to
- * clear it. BD_ERR_REDIS / BD_ERR_INVALID as elsewhere. */
+ * clear it. BD_ERR_REDIS / BD_ERR_INVALID as elsewhere. Runs as a writer
+ * that never claimed the portfolio (epoch 0: see the _owned variant). */
 bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t cycle,
                                  const char *record_json, const void *state, size_t state_len,
                                  char *errbuf, size_t errlen);
+/* bd_redis_apply_approval by the owner of epoch (bd_redis_claim): refused
+ * with BD_ERR_FENCED, changing nothing, when the fence holds a greater
+ * owner epoch. *version (may be NULL) gets the version written. */
+bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uint64_t epoch,
+                                       int64_t cycle, const char *record_json, const void *state,
+                                       size_t state_len, int64_t *version, char *errbuf,
+                                       size_t errlen);
 
 /* What the engine last wrote for a portfolio: *known 1 when its alloc or
  * its fence exists (it has been decided at least once); *cycle and *version
  * from the fence (-1 and 0 without one). */
 bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, int64_t *cycle,
                             int64_t *version, char *errbuf, size_t errlen);
+
+/* Ownership (docs/CONTRACT.md v2 §6.2). A daemon that takes a portfolio
+ * claims it: one script sets PFX:{P}:fence epoch to max(stored, floor) + 1
+ * and returns it in *epoch. Every write it makes carries that epoch and is
+ * refused (BD_ERR_FENCED) once a greater one is stored, i.e. once another
+ * process claimed the portfolio after it. floor: the last epoch the caller
+ * held for it (0: none), so that a fence Redis lost never hands out an
+ * epoch below one already used. */
+bd_err_t bd_redis_claim(bd_redis_t *r, const char *portfolio, uint64_t floor, uint64_t *epoch,
+                        char *errbuf, size_t errlen);
 
 /* The kill hash in full (killed 0: absent, rest zero). */
 typedef struct {

@@ -248,3 +248,37 @@ Test(regress, r16_05_restored_portfolio_moves_the_time_reference)
     bd_engine_free(e);
     bd_config_free(cfg);
 }
+
+/* Dropping a portfolio the process no longer owns (bd_engine_forget):
+ * nothing it learned survives but its last owner epoch (the floor of its
+ * next claim), so it can only come back through its checkpoint. */
+Test(regress, r16_02_forgotten_portfolio_keeps_nothing_but_its_epoch)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed_pf(e, "acme", T0 + 10), BD_REJ_NONE);
+    cr_assert_eq(feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600), BD_REJ_NONE);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    p->epoch = 7;
+    p->partition = 3;
+    p->offset = 99;
+    p->killed = true;
+    cr_assert(p->pending, "a close is queued");
+    bd_engine_forget(e, p);
+    cr_assert_not(p->pending);
+    cr_assert_eq(p->n, 0);
+    cr_assert_eq(p->open, INT64_MIN);
+    cr_assert_eq(p->newest_ts, INT64_MIN);
+    cr_assert_eq(p->partition, -1);
+    cr_assert_eq(p->offset, -1);
+    cr_assert_not(p->killed);
+    cr_assert_eq(p->epoch, 7);
+    cr_assert_eq(p->cycle_len, 3600);
+    cr_assert_str_eq(p->name, "acme");
+    /* it starts afresh on its next event */
+    cr_assert_eq(feed_pf(e, "acme", T0 + 7200), BD_REJ_NONE);
+    cr_assert_eq(p->n, 2);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
