@@ -78,6 +78,8 @@ typedef struct {
     int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
     int threads;                /* --threads: decide workers */
     const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
+    time_t last_fence_check;    /* when the owned portfolios' fences were last checked */
+    unsigned long fence_check_conns; /* bd_redis_reconnects at that check */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
 } daemon_t;
@@ -136,20 +138,43 @@ static bool daemon_write(daemon_t *dm)
     return ok;
 }
 
-/* Follows p's kill key: present latches p (an operator's kill, or the
- * engine's own trip), absent clears a latch (an operator's resume). */
+/* p is latched and its kill key is missing. A missing key is not a resume
+ * (docs/CONTRACT.md v2 §6.3): only a resume record that clears the latch
+ * resumes p; otherwise the key is written again as the latch knows it. */
+static bd_err_t daemon_kill_key_missing(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    bd_redis_resume_t rec;
+    bd_err_t rc = bd_redis_get_resume(dm->r, p->name, &rec, err, errlen);
+    if (rc != BD_OK) return rc;
+    if (rec.present && bd_killswitch_resume_clears(p, rec.at, rec.kill_at)) {
+        bd_killswitch_operator_resume(p);
+        bd_log(BD_LOG_INFO, "%s: resumed by %s (resume recorded at %lld)", p->name,
+               rec.by[0] ? rec.by : "?", (long long)rec.at);
+        return BD_OK;
+    }
+    rc = bd_redis_reassert_kill(dm->r, p->name, p->epoch, bd_killswitch_key_reason(p), p->kill_by, p->kill_at,
+                                &rec, err, errlen);
+    if (rc == BD_OK)
+        bd_log(BD_LOG_WARN, "%s: kill key missing: Redis lost it? re-asserted (by %s, at %lld: %s)", p->name,
+               p->kill_by, (long long)p->kill_at, bd_killswitch_key_reason(p));
+    else if (rc == BD_ERR_FENCED)
+        p->fenced_out = true; /* dropped by the next daemon_drop_fenced */
+    return rc == BD_ERR_STALE || rc == BD_ERR_FENCED ? BD_OK : rc; /* changed meanwhile: next poll */
+}
+
+/* Follows p's kill key: present latches p (an operator's kill, or a trip
+ * of ours or of another daemon); absent with p latched: see
+ * daemon_kill_key_missing. */
 static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
-    int killed = 0;
-    char reason[256];
-    bd_err_t rc = bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, errlen);
+    bd_redis_kill_t k;
+    bd_err_t rc = bd_redis_get_kill_info(dm->r, p->name, &k, err, errlen);
     if (rc != BD_OK) return rc;
-    if (killed && !p->killed) {
-        bd_killswitch_operator_kill(p, reason);
-        bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
-    } else if (!killed && p->killed) {
-        bd_killswitch_operator_resume(p);
-        bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
+    if (k.killed && !p->killed) {
+        bd_killswitch_latch(p, k.reason, k.by, k.at);
+        bd_log(BD_LOG_INFO, "%s: killed by %s (%s)", p->name, p->kill_by, k.reason);
+    } else if (!k.killed && p->killed) {
+        return daemon_kill_key_missing(dm, p, err, errlen);
     }
     return BD_OK;
 }
@@ -549,6 +574,75 @@ static int run_setup(daemon_t *dm)
     return BD_EXIT_OK;
 }
 
+/* Writes again what the engine knows of p (docs/CONTRACT.md v2 §6.3):
+ * Redis lost its keys. */
+static void daemon_republish(daemon_t *dm, bd_portfolio_t *p)
+{
+    char err[512];
+    size_t n1 = p->n ? p->n : 1;
+    bd_redis_field_t *ch = bd_xcalloc(n1, sizeof(*ch));
+    for (size_t i = 0; i < p->n; i++) ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
+    unsigned char *state = NULL;
+    size_t scap = 0, slen = bd_checkpoint_encode(p, &state, &scap);
+    bd_redis_republish_t rp = {
+        .portfolio = p->name, .cycle = p->alloc_cycle, .mode = bd_mode_name(p->pol->mode),
+        .status = bd_status_name(p->status), .decided_at = (int64_t)time(NULL),
+        .known_version = (int64_t)p->version, .epoch = p->epoch, .state = state, .state_len = slen,
+        .ch = ch, .n_ch = p->n, .kill_reason = p->killed ? bd_killswitch_key_reason(p) : NULL,
+        .kill_by = p->kill_by, .kill_at = p->kill_at,
+    };
+    int64_t version;
+    bd_err_t rc = bd_redis_republish(dm->r, &rp, &version, err, sizeof(err));
+    if (rc == BD_OK) {
+        p->version = (uint64_t)version;
+        p->ckpt_offset = p->offset;
+        p->first_unsaved = -1;
+        bd_log(BD_LOG_WARN, "%s: Redis lost its keys (restarted empty?): republished alloc (cycle %lld, "
+               "version %lld, %s), state%s", p->name, (long long)p->alloc_cycle, (long long)version,
+               bd_status_name(p->status), p->killed ? " and the kill key" : "");
+    } else if (rc == BD_ERR_FENCED) {
+        p->fenced_out = true;
+    } else if (rc != BD_ERR_STALE) {
+        bd_log(BD_LOG_WARN, "%s: republish after lost keys failed: %s", p->name, err);
+    }
+    free(state);
+    free(ch);
+}
+
+/* Did Redis lose the keys of portfolios we own (restarted empty, a
+ * failover that lost writes)? Every portfolio we claimed has a fence; one
+ * gone means its alloc, state and kill key are gone too: republish them at
+ * once rather than at the next decision. At most once a second, and at
+ * once after the connection was re-established. Runs with no decision
+ * queued (after a write), so that what is republished is the latest. */
+static void daemon_check_lost_keys(daemon_t *dm, time_t now)
+{
+    unsigned long conns = bd_redis_reconnects(dm->r);
+    if (now == dm->last_fence_check && conns == dm->fence_check_conns) return;
+    if (bd_publish_pending(dm->pub) > 0) return;
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t np = bd_ptable_count(t), n = 0;
+    bd_portfolio_t **own = bd_xcalloc(np ? np : 1, sizeof(*own));
+    const char **names = bd_xcalloc(np ? np : 1, sizeof(*names));
+    for (size_t i = 0; i < np; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->epoch == 0 || p->open == INT64_MIN || p->partition < 0 || p->alloc_cycle == INT64_MIN) continue;
+        own[n] = p;
+        names[n++] = p->name;
+    }
+    int *exists = bd_xcalloc(n ? n : 1, sizeof(*exists));
+    char err[512];
+    if (bd_redis_fences_exist(dm->r, names, n, exists, err, sizeof(err)) == BD_OK) {
+        dm->last_fence_check = now;
+        dm->fence_check_conns = bd_redis_reconnects(dm->r);
+        for (size_t i = 0; i < n; i++)
+            if (!exists[i]) daemon_republish(dm, own[i]);
+    }
+    free(exists);
+    free(names);
+    free(own);
+}
+
 /* One sync: operator kills, cycle closes, decisions written, approvals
  * (once a second), offsets stored, metrics. False when the decisions could
  * not be written (stop requested while Redis is down). */
@@ -561,6 +655,8 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;
+    daemon_check_lost_keys(dm, now);
+    daemon_drop_fenced(dm);
     if (ops) {
         daemon_poll_approvals(dm);
         *last_ops = now;

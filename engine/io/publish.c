@@ -23,6 +23,7 @@ typedef struct {
     bd_portfolio_t *p;
     int64_t offset;             /* p->offset when queued */
     uint64_t epoch;             /* p->epoch when queued: the owner it was decided by */
+    int64_t known_version;      /* p->version when queued: a floor of the version written */
 } pending_t;
 
 struct bd_publish {
@@ -102,6 +103,7 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->p = p;
     q->offset = p->offset;
     q->epoch = p->epoch;
+    q->known_version = (int64_t)p->version;
     return BD_OK;
 }
 
@@ -120,6 +122,7 @@ bool bd_publish_flush(bd_publish_t *pub)
     if (pub->n == 0) return true;
     bd_redis_decision_t *w = bd_xcalloc(pub->n, sizeof(*w));
     int *res = bd_xcalloc(pub->n, sizeof(*res));
+    int64_t *ver = bd_xcalloc(pub->n, sizeof(*ver));
     for (size_t i = 0; i < pub->n; i++) {
         pending_t *q = &pub->q[i];
         w[i] = (bd_redis_decision_t){
@@ -127,14 +130,14 @@ bool bd_publish_flush(bd_publish_t *pub)
             .decided_at = q->decided_at, .apply = q->apply, .propose = q->propose,
             .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
             .record_json = q->json, .state = q->state, .state_len = q->state_len,
-            .kill_reason = q->kill_reason, .epoch = q->epoch,
+            .kill_reason = q->kill_reason, .epoch = q->epoch, .known_version = q->known_version,
         };
     }
     char err[512];
     bool ok = false;
     bd_backoff_t b = BD_BACKOFF_REDIS;
     for (;;) {
-        bd_err_t rc = bd_redis_write_batch(pub->r, w, pub->n, res, err, sizeof(err));
+        bd_err_t rc = bd_redis_write_batch_v(pub->r, w, pub->n, res, ver, err, sizeof(err));
         if (rc == BD_OK) {
             ok = true;
             break;
@@ -166,6 +169,8 @@ bool bd_publish_flush(bd_publish_t *pub)
                 continue;
             }
             if (q->p->fenced_out) continue;
+            if (res[i] == BD_OK && ver[i] > 0 && (uint64_t)ver[i] > q->p->version)
+                q->p->version = (uint64_t)ver[i];
             q->p->ckpt_offset = q->offset;
             /* Nothing was applied between queueing and now (one thread). */
             q->p->first_unsaved = -1;
@@ -175,5 +180,6 @@ bool bd_publish_flush(bd_publish_t *pub)
     pub->n = 0;
     free(w);
     free(res);
+    free(ver);
     return ok;
 }

@@ -14,14 +14,16 @@
 #include "redis_int.h"
 
 #define RD_NKEYS 6
-#define RD_FIXED_ARGV 16 /* ARGV[1..16] before the channel pairs */
+#define RD_FIXED_ARGV 17 /* ARGV[1..17] before the channel pairs */
 #define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
  * 7 record, 8 state blob, 9 has_state, 10 stream maxlen, 11 notify channel,
  * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
- * channels, 16 the writer's owner epoch, then (name, "%.2f") pairs: alloc
+ * channels, 16 the writer's owner epoch, 17 the writer's last known version
+ * (a floor: version = max(stored, known) + 1 when applied, so the version
+ * continues after Redis lost the keys), then (name, "%.2f") pairs: alloc
  * channels, then proposal ones.
  * Returns {0, version} written, {1, top} stale, {2, top} duplicate,
  * {3, epoch} fenced: the fence's owner epoch (docs/CONTRACT.md v2 §6.2) is
@@ -72,6 +74,8 @@ static const char RD_WRITE_LUA[] =
     "local status = ARGV[3]\n"
     "if status == 'active' and redis.call('EXISTS', KEYS[6]) == 1 then status = 'killed' end\n"
     "local na, np = tonumber(ARGV[14]), tonumber(ARGV[15])\n"
+    "local known = tonumber(ARGV[17]) or 0\n"
+    "if known > version then version = known end\n"
     "if ARGV[5] == '1' then version = version + 1 end\n"
     "local function fill(key, first, n)\n"
     "  local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', ARGV[2],\n"
@@ -83,8 +87,8 @@ static const char RD_WRITE_LUA[] =
     "  redis.call('DEL', key)\n"
     "  redis.call('HSET', key, unpack(args))\n"
     "end\n"
-    "if ARGV[5] == '1' then fill(KEYS[1], 17, na) end\n"
-    "if ARGV[6] == '1' then fill(KEYS[2], 17 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 18, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 18 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
     "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
     "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
     "end\n"
@@ -296,6 +300,7 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
     memcpy(r->sha, rep->str, rep->len);
     r->sha[rep->len] = 0;
     freeReplyObject(rep);
+    r->reconnects++;
     return BD_OK;
 fail:
     bd_rd_drop(r);
@@ -367,6 +372,11 @@ int bd_redis_connected(const bd_redis_t *r)
     return r->c != NULL;
 }
 
+unsigned long bd_redis_reconnects(const bd_redis_t *r)
+{
+    return r->reconnects;
+}
+
 /* Connects when there is no connection: every call gets one free retry. */
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
 {
@@ -429,6 +439,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     RD_FMT("%zu", na);
     RD_FMT("%zu", np);
     RD_FMT("%llu", (unsigned long long)d->epoch);
+    RD_FMT("%lld", (long long)d->known_version);
     for (size_t k = 0; k < na; k++) {
         RD_PUT(d->ch[k].name);
         RD_FMT("%.2f", d->ch[k].spend);
@@ -472,10 +483,12 @@ static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf,
 }
 
 /* Maps a script reply to a per-item result. NOSCRIPT is reported as 1 in
- * *noscript so the caller can resend with EVAL. */
-static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msglen)
+ * *noscript so the caller can resend with EVAL. *version gets the version
+ * written (0 unless the item was written). */
+static int rd_result(const redisReply *rep, int *noscript, int64_t *version, char *msg, size_t msglen)
 {
     *noscript = 0;
+    *version = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
         if (strncmp(rep->str, "NOSCRIPT", 8) == 0) *noscript = 1;
         snprintf(msg, msglen, "%s", rep->str);
@@ -484,7 +497,9 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER) {
         switch (rep->element[0]->integer) {
-        case 0: return BD_OK;
+        case 0:
+            if (rep->element[1]->type == REDIS_REPLY_INTEGER) *version = rep->element[1]->integer;
+            return BD_OK;
         case 1: return BD_ERR_STALE;
         case 2: return BD_REDIS_DUPLICATE;
         case 3: return BD_ERR_FENCED;
@@ -502,7 +517,8 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
  * msg when it is the batch's first. BD_ERR_REDIS when the connection is
  * lost (then dropped). */
 static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, const char *resend,
-                          int *results, size_t *failed, char *msg, size_t msglen, char *errbuf, size_t errlen)
+                          int *results, int64_t *versions, size_t *failed, char *msg, size_t msglen,
+                          char *errbuf, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         if (!resend[i]) continue;
@@ -518,7 +534,7 @@ static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
         }
         int ns;
         char m[256];
-        results[i] = rd_result(rep, &ns, m, sizeof m);
+        results[i] = rd_result(rep, &ns, &versions[i], m, sizeof m);
         freeReplyObject(rep);
         if (results[i] == BD_ERR_REDIS && (*failed)++ == 0)
             snprintf(msg, msglen, "decision %zu (%s): %s", i, d[i].portfolio, m);
@@ -529,7 +545,17 @@ static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
                               char *errbuf, size_t errlen)
 {
+    int64_t *versions = bd_xcalloc(n ? n : 1, sizeof(*versions));
+    bd_err_t e = bd_redis_write_batch_v(r, d, n, results, versions, errbuf, errlen);
+    free(versions);
+    return e;
+}
+
+bd_err_t bd_redis_write_batch_v(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
+                                int64_t *versions, char *errbuf, size_t errlen)
+{
     for (size_t i = 0; i < n; i++) {
+        versions[i] = 0;
         results[i] = BD_ERR_REDIS;
         bd_err_t e = rd_check(&d[i], i, errbuf, errlen);
         if (e != BD_OK) return e;
@@ -562,7 +588,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         }
         int ns;
         char m[256];
-        results[i] = rd_result(rep, &ns, m, sizeof m);
+        results[i] = rd_result(rep, &ns, &versions[i], m, sizeof m);
         freeReplyObject(rep);
         if (ns) {
             resend[i] = 1;
@@ -572,7 +598,8 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
                      (long long)d[i].cycle, m);
         }
     }
-    if (noscripts) e = rd_resend(r, d, n, resend, results, &failed, msg, sizeof msg, errbuf, errlen);
+    if (noscripts)
+        e = rd_resend(r, d, n, resend, results, versions, &failed, msg, sizeof msg, errbuf, errlen);
     free(resend);
     if (e != BD_OK) return e;
     if (failed)

@@ -46,7 +46,8 @@ typedef struct bd_portfolio {
     int64_t last_event_ts;        /* for stale detection */
     uint64_t late, rejected;      /* since the last decision */
     int64_t alloc_cycle;          /* cycle of the allocation in force */
-    uint64_t version;
+    uint64_t version;             /* live: the alloc version Redis last reported for it, the
+                                   * floor of the next one (0 none) */
     bd_status_t status;
     bool killed;                  /* kill-switch latch, until an operator resumes: set and
                                    * cleared by killswitch.c only (checkpoint.c saves and

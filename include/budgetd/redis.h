@@ -10,6 +10,9 @@
  *   PFX:{P}:state     string  engine checkpoint (binary safe)
  *   PFX:{P}:kill      hash    reason, by, at
  *   PFX:{P}:approve   string  approved cycle
+ *   PFX:{P}:resume    hash    by, at, kill_at: the last operator resume (the
+ *                             `at` of the kill it cleared), written with the
+ *                             kill key's deletion (docs/CONTRACT.md v2 §6.3)
  *   PFX:{P}:decisions also gets "<cycle>-2" when an operator's approval of
  *                             the proposal of <cycle> is applied
  *   PFX:{P}:fence     hash    cycle, version, sha (SHA-1 of the last record),
@@ -77,6 +80,8 @@ typedef struct {
     uint64_t epoch;           /* the writer's owner epoch (bd_redis_claim); 0: a writer
                                  that never claimed (replay --redis), refused once any
                                  process has claimed the portfolio */
+    int64_t known_version;    /* the writer's last known alloc version: the stored
+                                 version never falls below it (0: none) */
 } bd_redis_decision_t;
 
 /* A read-back alloc or proposal hash (bd_redis_get_alloc). */
@@ -135,6 +140,10 @@ int bd_redis_connected(const bd_redis_t *r);
  * batch: items that did get through come back as BD_REDIS_DUPLICATE. */
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
                               int *results, char *errbuf, size_t errlen);
+/* As bd_redis_write_batch; versions[i] gets the alloc version stored with
+ * item i when it was written (BD_OK), else 0. */
+bd_err_t bd_redis_write_batch_v(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
+                                int *results, int64_t *versions, char *errbuf, size_t errlen);
 
 /* The checkpoint: *blob (malloc'd, caller frees; NULL when absent), its
  * length, and the fence cycle (-1 when the portfolio has none). */
@@ -214,6 +223,71 @@ bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, in
  * epoch below one already used. */
 bd_err_t bd_redis_claim(bd_redis_t *r, const char *portfolio, uint64_t floor, uint64_t *epoch,
                         char *errbuf, size_t errlen);
+
+/* The resume record PFX:{P}:resume (present 0: none, rest zero). at_raw
+ * is `at` as stored, cut to 63 bytes (the re-assert script compares it so
+ * cut). */
+typedef struct {
+    int present;
+    char by[128];
+    int64_t at, kill_at;
+    char at_raw[64];
+} bd_redis_resume_t;
+
+bd_err_t bd_redis_get_resume(bd_redis_t *r, const char *portfolio, bd_redis_resume_t *out,
+                             char *errbuf, size_t errlen);
+
+/* Operator resume (`budgetd resume`): deletes the kill key and writes the
+ * resume record {by, at, kill_at = the deleted key's at} in one script.
+ * BD_ERR_STALE (nothing done) when there is no kill key. */
+bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, int64_t at,
+                         char *errbuf, size_t errlen);
+
+/* The daemon found its latch's kill key missing and judged the resume
+ * record `seen` (read just before; NULL or not present: none) not to clear
+ * it: writes {reason, by, at} again and announces "killed", in one script
+ * that first checks the owner epoch (BD_ERR_FENCED), that no kill key
+ * exists now and that the resume record is still the one seen (otherwise
+ * BD_ERR_STALE, nothing written: judge again at the next poll). */
+bd_err_t bd_redis_reassert_kill(bd_redis_t *r, const char *portfolio, uint64_t epoch,
+                                const char *reason, const char *by, int64_t at,
+                                const bd_redis_resume_t *seen, char *errbuf, size_t errlen);
+
+/* exists[i] = 1 when PFX:{portfolios[i]}:fence exists (one pipelined round
+ * trip). The daemon's check that Redis did not lose the keys of the
+ * portfolios it owns (a claimed portfolio always has a fence). */
+bd_err_t bd_redis_fences_exist(bd_redis_t *r, const char *const *portfolios, size_t n,
+                               int *exists, char *errbuf, size_t errlen);
+
+/* What the engine knows of a portfolio, written again after Redis lost its
+ * keys (restarted empty): the allocation in force, the checkpoint, the
+ * fence (cycle, the version, the owner epoch) and, when latched, the kill
+ * key. */
+typedef struct {
+    const char *portfolio;
+    int64_t cycle;                /* the last decided cycle */
+    const char *mode, *status;
+    int64_t decided_at;           /* now */
+    int64_t known_version;        /* version = max(stored, known) + 1 */
+    uint64_t epoch;
+    const void *state;
+    size_t state_len;
+    const bd_redis_field_t *ch;   /* the allocation in force */
+    size_t n_ch;
+    const char *kill_reason;      /* NULL: not latched */
+    const char *kill_by;
+    int64_t kill_at;
+} bd_redis_republish_t;
+
+/* Writes rp in one script. *version gets the alloc version written.
+ * BD_ERR_STALE (nothing done) when the fence holds a decided cycle again
+ * (something was written meanwhile), BD_ERR_FENCED for a newer owner. */
+bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64_t *version,
+                            char *errbuf, size_t errlen);
+
+/* How many times the handle (re)connected successfully: a caller that
+ * sees it move knows the server may be another (e.g. restarted empty). */
+unsigned long bd_redis_reconnects(const bd_redis_t *r);
 
 /* The kill hash in full (killed 0: absent, rest zero). */
 typedef struct {

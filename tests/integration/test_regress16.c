@@ -335,3 +335,230 @@ Test(regress, r16_02_lost_assignment_drops_stale_state, .timeout = 400)
     assert_redis_matches_replay(&env);
     env_stop(&env);
 }
+
+/* ---- governance scenarios: a small config, cycles produced one by one -- */
+
+/* A config of automate/collaborate portfolios with every kill trigger off
+ * but overspend on `runaway`; extra (may be "") is appended to defaults. */
+static void env_gov_config(env_t *env, const char *cycle, const char *extra)
+{
+    FILE *f = fopen(env->cfg, "w");
+    cr_assert(f);
+    fprintf(f, "v: 1\ncycle: %s\nlateness: 0\nseed: 5\n", cycle);
+    env_io_sections(env, f, "budgetd-reg16gov");
+    fprintf(f,
+            "defaults:\n  budget: 1000\n  samples: 16\n  min_change: 0\n"
+            "  risk: {roas_floor: 0.1, max_prob: 1}\n"
+            "  kill: {roas_below: 0, overspend_ratio: 0, stale_after: 0, max_reject_ratio: 1,\n"
+            "         action: freeze}\n%s"
+            "portfolios:\n"
+            "  acme:\n    budget: 3000\n    mode: automate\n    channels:\n"
+            "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n"
+            "  beta:\n    budget: 3000\n    mode: automate\n    channels:\n"
+            "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n"
+            "  collab:\n    budget: 10000\n    mode: collaborate\n    channels:\n"
+            "      search: {min: 100, max: 6000, initial: 5000}\n      social: {min: 100}\n"
+            "  runaway:\n    budget: 3000\n    mode: automate\n"
+            "    kill: {overspend_ratio: 1.5, action: zero}\n    channels:\n"
+            "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n",
+            extra);
+    fclose(f);
+}
+
+static unsigned long g_event_id;
+
+/* Produces one message keyed by pf (printf format). */
+static void produce(env_t *env, const char *pf, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    produce_raw(env, pf, line, strlen(line));
+}
+
+/* Cycle k (of `len` seconds) of pf: one event per channel, then the
+ * watermark that closes it. */
+static void produce_cycle_len(env_t *env, const char *pf, long long len, int k, double s_search,
+                              double s_social)
+{
+    const char *ev = "{\"event_id\":\"%s-%lu\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
+                     "\"spend\":%.2f,\"conversions\":%.2f,\"revenue\":%.2f}";
+    long long ts = T0 + len * k + 1;
+    produce(env, pf, ev, pf, g_event_id++, ts, pf, "search", s_search, s_search * 5 / 50, s_search * 5);
+    produce(env, pf, ev, pf, g_event_id++, ts, pf, "social", s_social, s_social * 0.4 / 50, s_social * 0.4);
+    produce(env, pf, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + len * (k + 1));
+    cr_assert_eq(rd_kafka_flush(env->prod, 10000), 0);
+}
+
+static void produce_cycle(env_t *env, const char *pf, int k, double s_search, double s_social)
+{
+    produce_cycle_len(env, pf, 3600, k, s_search, s_social);
+}
+
+/* The record of stream entry "<cycle>-<seq>" of pf, waiting up to wait_s
+ * for it; NULL when it did not come. */
+static cJSON *wait_record_for(env_t *env, const char *pf, long long cycle, int seq, int wait_s)
+{
+    for (int t = 0; t < wait_s * 10; t++) {
+        redisReply *x = bd_test_redis_cmd(env->rc, "XRANGE budgetd:{%s}:decisions %lld-%d %lld-%d", pf, cycle,
+                                          seq, cycle, seq);
+        if (x->type == REDIS_REPLY_ARRAY && x->elements == 1) {
+            cJSON *j = cJSON_Parse(x->element[0]->element[1]->element[1]->str);
+            freeReplyObject(x);
+            cr_assert(j);
+            return j;
+        }
+        freeReplyObject(x);
+        usleep(100000);
+    }
+    return NULL;
+}
+
+static cJSON *wait_record(env_t *env, const char *pf, long long cycle, int seq)
+{
+    cJSON *j = wait_record_for(env, pf, cycle, seq, 40);
+    cr_assert_not_null(j, "no decision %lld-%d for %s within 40 s", cycle, seq, pf);
+    return j;
+}
+
+static const char *jstr(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(j, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+/* The kill reason of a record, NULL when it has none. */
+static const char *jreason(const cJSON *j)
+{
+    const cJSON *k = cJSON_GetObjectItem(j, "kill");
+    return cJSON_IsObject(k) ? jstr(k, "reason") : NULL;
+}
+
+/* HGET budgetd:{pf}:what field ("" when absent), in a rotating buffer. */
+static const char *hget(env_t *env, const char *pf, const char *what, const char *field)
+{
+    static char buf[8][512];
+    static int slot;
+    char *b = buf[slot++ % 8];
+    redisReply *x = bd_test_redis_cmd(env->rc, "HGET budgetd:{%s}:%s %s", pf, what, field);
+    snprintf(b, 512, "%s", x->type == REDIS_REPLY_STRING ? x->str : "");
+    freeReplyObject(x);
+    return b;
+}
+
+static long long key_exists(env_t *env, const char *pf, const char *what)
+{
+    redisReply *x = bd_test_redis_cmd(env->rc, "EXISTS budgetd:{%s}:%s", pf, what);
+    long long v = x->integer;
+    freeReplyObject(x);
+    return v;
+}
+
+/* The daemon polls the operator keys once per second: give it two. */
+static void let_daemon_poll(void)
+{
+    sleep(2);
+}
+
+/* Produces cycle k of pf and returns the decision it closes (cycle k+1),
+ * checking its status. */
+static cJSON *step(env_t *env, const char *pf, int k, double s1, double s2, const char *status)
+{
+    produce_cycle(env, pf, k, s1, s2);
+    cJSON *j = wait_record(env, pf, C0 + k + 1, 1);
+    cr_assert_str_eq(jstr(j, "status"), status, "%s cycle %lld: %s (%s)", pf, C0 + k + 1, jstr(j, "status"),
+                     jstr(j, "path"));
+    return j;
+}
+
+/* True when daemon `name`'s log holds s. */
+static bool log_has(env_t *env, const char *name, const char *s)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s.log", env->dir, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    static char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f)) found = strstr(line, s) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Runs `budgetd ARGS --redis URL`, output into out; the exit code. */
+static int ops(env_t *env, char *out, size_t outlen, const char *args)
+{
+    return cli(out, outlen, "%s --redis %s", args, env->redis->url);
+}
+
+/* Reconnects the test's own Redis connection (after a restart). */
+static void env_reconnect(env_t *env)
+{
+    redisFree(env->rc);
+    env->rc = bd_test_redis_connect(env->redis);
+    cr_assert(env->rc);
+}
+
+/* Issue 16 defect 1. An operator kill, then redis-server restarted with no
+ * data: the kill key is gone, which is not a resume. The daemon keeps its
+ * latch, writes the kill key again (with the operator's name) and
+ * republishes the allocation at once, its version continuing; only a
+ * recorded `budgetd resume` resumes. */
+Test(regress, r16_01_kill_latch_survives_empty_redis_restart, .timeout = 240)
+{
+    env_t env;
+    env_start(&env, 1);
+    env_gov_config(&env, "1h", "");
+    char out[4096];
+    pid_t d = start_daemon(&env, "d", 120);
+    for (int k = 0; k < 3; k++) cJSON_Delete(step(&env, "acme", k, 1500, 1500, "active"));
+    cr_assert_eq(ops(&env, out, sizeof(out), "kill acme --reason drill --by tester"), 0, "%s", out);
+    let_daemon_poll();
+    cJSON *j = step(&env, "acme", 3, 1500, 1500, "killed");
+    cr_assert_str_eq(jreason(j), "operator: drill");
+    cJSON_Delete(j);
+    long long version = atoll(hget(&env, "acme", "alloc", "version"));
+    cr_assert_geq(version, 3);
+
+    cr_assert_eq(bd_test_redis_restart(env.redis), 0);
+    env_reconnect(&env);
+    /* no new event: the daemon notices on its own */
+    bool back = false;
+    for (int t = 0; t < 150 && !back; t++) {
+        back = key_exists(&env, "acme", "kill") && key_exists(&env, "acme", "alloc");
+        if (!back) usleep(100000);
+    }
+    cr_assert(back, "kill key and alloc not written again within 15 s of the empty restart");
+    cr_assert_str_eq(hget(&env, "acme", "kill", "by"), "tester");
+    cr_assert_str_eq(hget(&env, "acme", "kill", "reason"), "drill");
+    cr_assert_str_eq(hget(&env, "acme", "alloc", "status"), "killed");
+    cr_assert_gt(atoll(hget(&env, "acme", "alloc", "version")), version, "the version restarted");
+    version = atoll(hget(&env, "acme", "alloc", "version"));
+    j = step(&env, "acme", 4, 1500, 1500, "killed");
+    cJSON_Delete(j);
+    cr_assert_gt(atoll(hget(&env, "acme", "alloc", "version")), version);
+    cr_assert(!log_has(&env, "d", "resumed by"), "a lost kill key was taken for a resume");
+    cr_assert(log_has(&env, "d", "acme: Redis lost its keys (restarted empty?): republished alloc"));
+
+    /* a kill key deleted by hand (no resume record) comes back as well */
+    freeReplyObject(bd_test_redis_cmd(env.rc, "DEL budgetd:{acme}:kill"));
+    let_daemon_poll();
+    cr_assert_eq(key_exists(&env, "acme", "kill"), 1, "a deleted kill key was taken for a resume");
+    cr_assert_str_eq(hget(&env, "acme", "kill", "by"), "tester");
+    cr_assert(log_has(&env, "d", "acme: kill key missing: Redis lost it? re-asserted"));
+    cr_assert(!log_has(&env, "d", "resumed by"));
+
+    /* the recorded resume resumes */
+    cr_assert_eq(ops(&env, out, sizeof(out), "resume acme --by tester"), 0, "%s", out);
+    cr_assert_str_eq(hget(&env, "acme", "resume", "by"), "tester");
+    let_daemon_poll();
+    j = step(&env, "acme", 5, 1500, 1500, "active");
+    cr_assert_null(jreason(j));
+    cJSON_Delete(j);
+    cr_assert_eq(key_exists(&env, "acme", "kill"), 0);
+    cr_assert(log_has(&env, "d", "resumed by tester"));
+    stop_daemon(d);
+    env_stop(&env);
+}

@@ -282,3 +282,57 @@ Test(regress, r16_02_forgotten_portfolio_keeps_nothing_but_its_epoch)
     bd_engine_free(e);
     bd_config_free(cfg);
 }
+
+/* The kill latch's record of a kill key, and the resume rule: a recorded
+ * resume clears the latch when it cleared this kill or a later one, or
+ * was recorded after it; nothing else does. */
+Test(regress, r16_01_resume_record_clears_only_its_latch)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    bd_killswitch_latch(p, "drill", "alice", 1000);
+    cr_assert(p->killed);
+    cr_assert_str_eq(p->kill_by, "alice");
+    cr_assert_eq(p->kill_at, 1000);
+    cr_assert_str_eq(p->kill_reason, "operator: drill");
+    cr_assert_str_eq(bd_killswitch_key_reason(p), "drill", "the key gets the reason without the label");
+    cr_assert(bd_killswitch_resume_clears(p, 1005, 1000), "the resume of this kill");
+    cr_assert(bd_killswitch_resume_clears(p, 1005, 1003), "the resume of a later kill");
+    cr_assert(bd_killswitch_resume_clears(p, 1001, 0), "recorded after the latch");
+    cr_assert_not(bd_killswitch_resume_clears(p, 900, 800), "an older resume");
+    cr_assert_not(bd_killswitch_resume_clears(p, 1000, 999), "recorded at the latch's second, for an older kill");
+    /* an engine trip keeps its reason as is */
+    bd_killswitch_operator_resume(p);
+    cr_assert_not(p->killed);
+    cr_assert_str_eq(p->kill_by, "");
+    p->killed = true;
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "stale: no events for 9000s");
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    cr_assert_str_eq(bd_killswitch_key_reason(p), "stale: no events for 9000s");
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* A trip records the engine as the actor and the decision's time. */
+Test(regress, r16_01_trip_records_actor_and_time)
+{
+    bd_config_t *cfg = load_cfg("v: 1\ncycle: 1h\nlateness: 0\nseed: 7\n"
+                                "defaults:\n  budget: 1000\n  samples: 16\n"
+                                "  kill: {overspend_ratio: 1.5, roas_below: 0, stale_after: 0}\n"
+                                "portfolios:\n  acme:\n    budget: 3000\n    channels:\n"
+                                "      search: {min: 100, initial: 1500}\n      social: {min: 100}\n");
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    cr_assert_eq(feed(e, "{\"ts\":%lld,\"portfolio\":\"acme\",\"channel\":\"search\",\"spend\":9000,"
+                         "\"conversions\":1,\"revenue\":20}", T0 + 10), BD_REJ_NONE);
+    cr_assert_eq(feed(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600), BD_REJ_NONE);
+    bd_engine_flush(e);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    cr_assert(p->killed);
+    cr_assert_str_eq(p->kill_by, "engine");
+    cr_assert_eq(p->kill_at, T0 + 3600, "replay: decided_at is the cycle's end in event time");
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
