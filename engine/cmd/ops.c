@@ -359,6 +359,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
             printf(": approved, waiting for the daemon to apply it\n");
         else
             printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);
+        if (pr.refused[0]) printf("  its approval was refused by the daemon: %s\n", pr.refused);
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);

@@ -325,12 +325,31 @@ static void daemon_poll_kills(daemon_t *dm)
     }
 }
 
-/* Applies p's approved proposal of cycle through the approval script. The
- * checkpoint written with it must already hold the approved allocation, so
- * the allocation changes first and is rolled back when Redis refuses. */
+/* The approved proposal no longer passes the config in force (a reload
+ * since it was made): refused, the reason logged and written on the
+ * proposal, the approve key cleared. */
+static void daemon_refuse_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, const char *why)
+{
+    char err[512];
+    bd_log(BD_LOG_WARN, "%s: approval of cycle %lld refused: the proposal no longer passes the config in "
+           "force: %s", p->name, (long long)cycle, why);
+    bd_err_t rc = bd_redis_refuse_approval(dm->r, p->name, p->epoch, cycle, why, err, sizeof(err));
+    if (rc == BD_ERR_FENCED) p->fenced_out = true;
+    else if (rc != BD_OK) bd_log(BD_LOG_WARN, "%s: recording the refusal: %s", p->name, err);
+}
+
+/* Applies p's approved proposal of cycle through the approval script,
+ * after re-verifying it against the config in force (refused otherwise).
+ * The checkpoint written with it must already hold the approved
+ * allocation, so the allocation changes first and is rolled back when
+ * Redis refuses. */
 static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
 {
     char err[512];
+    if (bd_decide_approval_check(p, err, sizeof(err)) != BD_OK) {
+        daemon_refuse_approval(dm, p, cycle, err);
+        return;
+    }
     bd_decide_approval_record(p, (int64_t)time(NULL), json, cap);
     double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
     for (size_t c = 0; c < p->n; c++) {

@@ -387,6 +387,28 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
     return len;
 }
 
+bd_err_t bd_decide_approval_check(const bd_portfolio_t *p, char *errbuf, size_t errlen)
+{
+    if (!p->has_proposal) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "no pending proposal");
+    size_t n1 = p->n ? p->n : 1;
+    const bd_channel_cfg_t **cfgs = bd_xmalloc(sizeof(*cfgs) * n1);
+    double *x = bd_xmalloc(sizeof(double) * n1 * 2), *prev = x + n1;
+    bool *promoted = bd_xcalloc(n1, sizeof(bool));
+    for (size_t i = 0; i < p->n; i++) {
+        cfgs[i] = p->ch[i].cfg;
+        x[i] = p->ch[i].proposed;
+        prev[i] = p->ch[i].x;
+        promoted[i] = p->ch[i].promoted;
+    }
+    bd_verify_input_t in = {.n = p->n, .pol = p->pol, .cfg = cfgs, .x = x, .prev = prev,
+                            .promoted = promoted, .draws = NULL, .n_draws = 0};
+    bd_err_t rc = bd_verify_allocation(&in, errbuf, errlen);
+    free(cfgs);
+    free(x);
+    free(promoted);
+    return rc;
+}
+
 void bd_decide_apply_proposal(bd_portfolio_t *p)
 {
     if (!p->has_proposal || p->killed) return;

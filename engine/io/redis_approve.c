@@ -98,7 +98,28 @@ static const char RD_REQUEST_LUA[] =
     "redis.call('SET', KEYS[2], c)\n"
     "return {0, tonumber(c)}\n";
 
-/* Checks the {code, value} reply shape shared by both scripts. */
+/* An approval the daemon refused (the proposal no longer passes the config
+ * in force): the approve key is cleared and the proposal says why, so
+ * `budgetd status` shows it. KEYS: approve, proposal, fence. ARGV: cycle,
+ * reason, the writer's epoch. Returns {0} or {3, epoch} fenced. */
+static const char RD_REFUSE_LUA[] =
+    "local kinds = {'string', 'hash', 'hash'}\n"
+    "for i = 1, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i])['ok']\n"
+    "  if t ~= 'none' and t ~= kinds[i] then\n"
+    "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[3], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[3]) or 0) then return {3, fe} end\n"
+    "local cycle = tonumber(ARGV[1])\n"
+    "if tonumber(redis.call('GET', KEYS[1])) == cycle then redis.call('DEL', KEYS[1]) end\n"
+    "if tonumber(redis.call('HGET', KEYS[2], 'cycle')) == cycle then\n"
+    "  redis.call('HSET', KEYS[2], 'refused', ARGV[2])\n"
+    "end\n"
+    "return {0, 0}\n";
+
+/* Checks the {code, value} reply shape shared by the scripts. */
 static int rd_pair_ok(const redisReply *rep)
 {
     return rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
@@ -159,6 +180,32 @@ bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uin
     } else if (version && why->type == REDIS_REPLY_INTEGER) {
         *version = why->integer;
     }
+    freeReplyObject(rep);
+    return e;
+}
+
+bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t epoch, int64_t cycle,
+                                  const char *reason, char *errbuf, size_t errlen)
+{
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char ka[RD_KEY_MAX], kp[RD_KEY_MAX], kf[RD_KEY_MAX], cyc[24], ep[24];
+    bd_rd_key(r, ka, portfolio, "approve");
+    bd_rd_key(r, kp, portfolio, "proposal");
+    bd_rd_key(r, kf, portfolio, "fence");
+    snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[] = {"EVAL", RD_REFUSE_LUA, "3", ka, kp, kf, cyc, reason ? reason : "", ep};
+    bd_err_t e;
+    redisReply *rep = bd_rd_cmd(r, 9, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (!rd_pair_ok(rep)) {
+        freeReplyObject(rep);
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "refusal of %s cycle %s: unexpected script reply",
+                       portfolio, cyc);
+    }
+    e = rep->element[0]->integer == 3
+            ? bd_errf(errbuf, errlen, BD_ERR_FENCED, "refusal of %s: fenced out", portfolio)
+            : BD_OK;
     freeReplyObject(rep);
     return e;
 }

@@ -94,6 +94,7 @@ typedef struct {
     int present;              /* 0: the hash does not exist (rest zero) */
     int64_t cycle, version, decided_at;
     char mode[32], status[32];
+    char refused[256];        /* proposal: why the daemon refused its approval ("" none) */
     bd_redis_chan_t *ch;      /* sorted by name; free with bd_redis_alloc_free */
     size_t n_ch;
 } bd_redis_alloc_t;
@@ -207,6 +208,14 @@ bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uin
                                        int64_t cycle, const char *record_json, const void *state,
                                        size_t state_len, int64_t *version, char *errbuf,
                                        size_t errlen);
+
+/* The daemon refuses an approval (the proposal no longer passes the config
+ * in force, decide.h bd_decide_approval_check): one script clears the
+ * approve key when it names cycle and writes reason into the proposal's
+ * field `refused` when the proposal is for cycle. BD_ERR_FENCED (nothing
+ * done) for a newer owner. */
+bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t epoch, int64_t cycle,
+                                  const char *reason, char *errbuf, size_t errlen);
 
 /* What the engine last wrote for a portfolio: *known 1 when its alloc or
  * its fence exists (it has been decided at least once); *cycle and *version

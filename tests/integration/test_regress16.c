@@ -562,3 +562,75 @@ Test(regress, r16_01_kill_latch_survives_empty_redis_restart, .timeout = 240)
     stop_daemon(d);
     env_stop(&env);
 }
+
+/* Replaces the first `from` in the config file by `to`. */
+static void cfg_replace(env_t *env, const char *from, const char *to)
+{
+    FILE *f = fopen(env->cfg, "r");
+    cr_assert(f);
+    static char buf[1 << 14], out[1 << 14];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    char *at = strstr(buf, from);
+    cr_assert_not_null(at, "config has no '%s'", from);
+    snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+    f = fopen(env->cfg, "w");
+    cr_assert(f);
+    fputs(out, f);
+    fclose(f);
+}
+
+/* Waits until daemon `name`'s log holds s (up to wait_s). */
+static bool wait_log(env_t *env, const char *name, const char *s, int wait_s)
+{
+    for (int t = 0; t < wait_s * 10; t++) {
+        if (log_has(env, name, s)) return true;
+        usleep(100000);
+    }
+    return false;
+}
+
+/* Issue 16 defect 3. A collaborate proposal made under budget 10000 and
+ * search max 6000, approved after a reload cut them to 5000 and 2000: the
+ * approval must be re-verified against the config in force and refused,
+ * with the reason in the log, on the proposal (seen by `budgetd status`),
+ * and the approve key cleared; the allocation in force stays. */
+Test(regress, r16_03_approval_after_reload_is_reverified, .timeout = 180)
+{
+    env_t env;
+    env_start(&env, 1);
+    env_gov_config(&env, "1h", "");
+    char out[4096];
+    pid_t d = start_daemon(&env, "d", 120);
+    for (int k = 0; k < 2; k++) {
+        cJSON *j = step(&env, "collab", k, 5000, 5000, "active");
+        cr_assert_str_eq(jstr(j, "path"), "proposed");
+        cJSON_Delete(j);
+    }
+    long long pc = C0 + 2;
+    cr_assert_eq(atoll(hget(&env, "collab", "proposal", "cycle")), pc);
+    double total = atof(hget(&env, "collab", "proposal", "ch:search")) +
+                   atof(hget(&env, "collab", "proposal", "ch:social"));
+    cr_assert_float_eq(total, 10000, 0.01);
+    long long alloc_cycle = atoll(hget(&env, "collab", "alloc", "cycle"));
+
+    cfg_replace(&env, "  collab:\n    budget: 10000", "  collab:\n    budget: 5000");
+    cfg_replace(&env, "search: {min: 100, max: 6000, initial: 5000", "search: {min: 100, max: 2000, initial: 2000");
+    kill(d, SIGHUP);
+    cr_assert(wait_log(&env, "d", "config reloaded", 20), "the reload was not applied");
+
+    cr_assert_eq(ops(&env, out, sizeof(out), "approve collab"), 0, "%s", out);
+    cr_assert(wait_log(&env, "d", "collab: approv", 20), "no word of the approval in the log");
+    let_daemon_poll();
+    cr_assert(log_has(&env, "d", "refused"), "the approval was not refused");
+    cr_assert_null(wait_record_for(&env, "collab", pc, 2, 3), "an approval record was published");
+    cr_assert_eq(atoll(hget(&env, "collab", "alloc", "cycle")), alloc_cycle, "the allocation in force changed");
+    cr_assert_eq(key_exists(&env, "collab", "approve"), 0, "the approve key was left");
+    const char *why = hget(&env, "collab", "proposal", "refused");
+    cr_assert(strstr(why, "total") || strstr(why, "max") || strstr(why, "budget"), "refused: '%s'", why);
+    cr_assert_eq(ops(&env, out, sizeof(out), "status collab"), 0, "%s", out);
+    cr_assert(strstr(out, "refused"), "status does not show the refusal:\n%s", out);
+    stop_daemon(d);
+    env_stop(&env);
+}

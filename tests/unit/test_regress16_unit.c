@@ -336,3 +336,45 @@ Test(regress, r16_01_trip_records_actor_and_time)
     bd_engine_free(e);
     bd_config_free(cfg);
 }
+
+/* ---- approvals re-verified against the config in force ---- */
+
+#include "budgetd/decide.h"
+
+static const char *COLLAB_CFG =
+    "v: 1\ncycle: 1h\nlateness: 0\nseed: 5\n"
+    "defaults:\n  budget: 1000\n  samples: 16\n  min_change: 0\n"
+    "  risk: {roas_floor: 0.1, max_prob: 1}\n"
+    "  kill: {roas_below: 0, overspend_ratio: 0, stale_after: 0, max_reject_ratio: 1}\n"
+    "portfolios:\n  collab:\n    budget: %s\n    mode: collaborate\n    channels:\n"
+    "      search: {min: 100, max: %s, initial: %s}\n      social: {min: 100}\n";
+
+/* A proposal made under budget 10000 and search max 6000 no longer passes
+ * once a reload cut them to 5000 and 2000; it passes under the config it
+ * was made for. */
+Test(regress, r16_03_approval_check_uses_the_config_in_force)
+{
+    bd_config_t *cfg = load_cfg(COLLAB_CFG, "10000", "6000", "5000");
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    for (int k = 0; k < 2; k++) {
+        long long ts = T0 + 3600LL * k + 1;
+        feed(e, "{\"ts\":%lld,\"portfolio\":\"collab\",\"channel\":\"search\",\"spend\":5000,"
+                "\"conversions\":50,\"revenue\":25000}", ts);
+        feed(e, "{\"ts\":%lld,\"portfolio\":\"collab\",\"channel\":\"social\",\"spend\":5000,"
+                "\"conversions\":4,\"revenue\":2000}", ts);
+        feed(e, "{\"portfolio\":\"collab\",\"watermark\":%lld}", T0 + 3600LL * (k + 1));
+    }
+    bd_engine_flush(e);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "collab");
+    cr_assert(p->has_proposal);
+    char err[256];
+    cr_assert_eq(bd_decide_approval_check(p, err, sizeof(err)), BD_OK, "%s", err);
+    bd_config_t *cut = load_cfg(COLLAB_CFG, "5000", "2000", "2000");
+    cr_assert_eq(bd_engine_reload(e, cut, err, sizeof(err)), BD_OK, "%s", err);
+    cr_assert_eq(bd_decide_approval_check(p, err, sizeof(err)), BD_ERR_INVALID);
+    cr_assert(strstr(err, "max 2000") || strstr(err, "total 5000"), "%s", err);
+    bd_engine_free(e);
+    bd_config_free(cut);
+    bd_config_free(cfg);
+}
