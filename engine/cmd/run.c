@@ -79,6 +79,7 @@ typedef struct {
     int threads;                /* --threads: decide workers */
     const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
     time_t last_fence_check;    /* when the owned portfolios' fences were last checked */
+    int64_t claim_cycle_len;    /* the cycle length the last claimed fence recorded (0 none) */
     unsigned long fence_check_conns; /* bd_redis_reconnects at that check */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
@@ -204,7 +205,7 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
 static bd_err_t daemon_claim(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     uint64_t epoch;
-    bd_err_t rc = bd_redis_claim(dm->r, p->name, p->epoch, &epoch, err, errlen);
+    bd_err_t rc = bd_redis_claim(dm->r, p->name, p->epoch, &epoch, &dm->claim_cycle_len, err, errlen);
     if (rc != BD_OK) return rc;
     p->epoch = epoch;
     p->fenced_out = false;
@@ -212,8 +213,22 @@ static bd_err_t daemon_claim(daemon_t *dm, bd_portfolio_t *p, char *err, size_t 
     return BD_OK;
 }
 
+/* The cycle length p's state in Redis was written with, from its fence
+ * (claimed just before) or its checkpoint; 0 when neither says. */
+static int64_t daemon_stored_cycle_len(const daemon_t *dm, const bd_portfolio_t *p, const void *blob,
+                                       size_t len)
+{
+    int64_t cl = 0;
+    char err[256];
+    if (blob && len && bd_checkpoint_cycle_len(p, blob, len, &cl, err, sizeof(err)) != BD_OK) cl = 0;
+    return cl ? cl : dm->claim_cycle_len;
+}
+
 /* Loads p's checkpoint, if it has one. A checkpoint that does not decode
- * is logged and ignored: p starts afresh. */
+ * is logged and ignored: p starts afresh. A checkpoint (or fence) of
+ * another cycle length is not restored: its cycles count in other units,
+ * so p is killed with the reason instead of freezing silently
+ * (docs/CONTRACT.md v2 §6.5). */
 static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     void *blob = NULL;
@@ -221,7 +236,19 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
     int64_t cycle = 0;
     bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, errlen);
     if (rc != BD_OK) return rc;
-    if (blob && len) {
+    int64_t stored = daemon_stored_cycle_len(dm, p, blob, len);
+    if (stored && stored != dm->cfg->cycle) {
+        char why[160];
+        snprintf(why, sizeof(why), "cycle length changed (state in Redis: %llds, config: %llds)",
+                 (long long)stored, (long long)dm->cfg->cycle);
+        bd_killswitch_engine_kill(p, why, (int64_t)time(NULL));
+        bd_log(BD_LOG_ERROR, "%s: %s: not restored, killed; set cycle back to %llds, or start it afresh "
+               "(delete its keys, or use another redis.prefix)", p->name, why, (long long)stored);
+        /* the key now (a failure is retried by the kill poll, which finds
+         * the latch without its key) */
+        if (bd_redis_set_kill(dm->r, p->name, why, "engine", p->kill_at, err, errlen) != BD_OK)
+            bd_log(BD_LOG_WARN, "%s: writing the kill key: %s", p->name, err);
+    } else if (blob && len) {
         if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK) {
             bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
         } else {
@@ -579,6 +606,11 @@ static int run_setup(daemon_t *dm)
     if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
                            cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
         return run_fail(err);
+    int rc = bd_cmd_check_cycle_marker(dm->r, cfg, err, sizeof(err), &g_stop);
+    if (rc != BD_EXIT_OK) {
+        bd_log(BD_LOG_ERROR, "%s", err);
+        return rc;
+    }
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
     bd_kafka_on_lost(dm->k, daemon_on_lost);

@@ -156,6 +156,14 @@ void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, 
     p->kill_at = at;
 }
 
+void bd_killswitch_engine_kill(bd_portfolio_t *p, const char *reason, int64_t at)
+{
+    p->killed = true;
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason ? reason : "");
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    p->kill_at = at;
+}
+
 const char *bd_killswitch_key_reason(const bd_portfolio_t *p)
 {
     size_t n = strlen(KS_OPERATOR_LABEL);

@@ -24,6 +24,7 @@ typedef struct {
     int64_t offset;             /* p->offset when queued */
     uint64_t epoch;             /* p->epoch when queued: the owner it was decided by */
     int64_t known_version;      /* p->version when queued: a floor of the version written */
+    int64_t cycle_len;          /* p->cycle_len: recorded in the fence */
 } pending_t;
 
 struct bd_publish {
@@ -104,6 +105,7 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->offset = p->offset;
     q->epoch = p->epoch;
     q->known_version = (int64_t)p->version;
+    q->cycle_len = p->cycle_len;
     return BD_OK;
 }
 
@@ -131,6 +133,7 @@ bool bd_publish_flush(bd_publish_t *pub)
             .ch = q->ch, .n_ch = q->n, .prop_ch = q->prop, .n_prop_ch = q->n,
             .record_json = q->json, .state = q->state, .state_len = q->state_len,
             .kill_reason = q->kill_reason, .epoch = q->epoch, .known_version = q->known_version,
+            .cycle_len = q->cycle_len,
         };
     }
     char err[512];

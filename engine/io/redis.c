@@ -14,7 +14,7 @@
 #include "redis_int.h"
 
 #define RD_NKEYS 6
-#define RD_FIXED_ARGV 17 /* ARGV[1..17] before the channel pairs */
+#define RD_FIXED_ARGV 18 /* ARGV[1..18] before the channel pairs */
 #define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
@@ -23,8 +23,9 @@
  * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
  * channels, 16 the writer's owner epoch, 17 the writer's last known version
  * (a floor: version = max(stored, known) + 1 when applied, so the version
- * continues after Redis lost the keys), then (name, "%.2f") pairs: alloc
- * channels, then proposal ones.
+ * continues after Redis lost the keys), 18 the cycle length in seconds
+ * (recorded in the fence; 0: not recorded), then (name, "%.2f") pairs:
+ * alloc channels, then proposal ones.
  * Returns {0, version} written, {1, top} stale, {2, top} duplicate,
  * {3, epoch} fenced: the fence's owner epoch (docs/CONTRACT.md v2 §6.2) is
  * greater than the writer's, another process has claimed the portfolio
@@ -87,8 +88,8 @@ static const char RD_WRITE_LUA[] =
     "  redis.call('DEL', key)\n"
     "  redis.call('HSET', key, unpack(args))\n"
     "end\n"
-    "if ARGV[5] == '1' then fill(KEYS[1], 18, na) end\n"
-    "if ARGV[6] == '1' then fill(KEYS[2], 18 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 19, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 19 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
     "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
     "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
     "end\n"
@@ -96,6 +97,7 @@ static const char RD_WRITE_LUA[] =
     "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
     "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
     "           'at', ARGV[4], 'epoch', tostring(epoch))\n"
+    "if ARGV[18] ~= '0' then redis.call('HSET', KEYS[5], 'cycle_len', ARGV[18]) end\n"
     "redis.call('PUBLISH', ARGV[11], ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
     "return {0, version}\n";
 
@@ -408,7 +410,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     a->argc = argc;
     a->argv = bd_xcalloc((size_t)argc, sizeof *a->argv);
     a->lens = bd_xcalloc((size_t)argc, sizeof *a->lens);
-    size_t cap = RD_NKEYS * RD_KEY_MAX + RD_KEY_MAX + 8 * 24 + (na + np) * 48;
+    size_t cap = RD_NKEYS * RD_KEY_MAX + RD_KEY_MAX + 10 * 24 + (na + np) * 48;
     a->buf = bd_xmalloc(cap);
     char *b = a->buf;
     int i = 0;
@@ -440,6 +442,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     RD_FMT("%zu", np);
     RD_FMT("%llu", (unsigned long long)d->epoch);
     RD_FMT("%lld", (long long)d->known_version);
+    RD_FMT("%lld", (long long)d->cycle_len);
     for (size_t k = 0; k < na; k++) {
         RD_PUT(d->ch[k].name);
         RD_FMT("%.2f", d->ch[k].spend);

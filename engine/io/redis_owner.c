@@ -5,6 +5,7 @@
  * a latch whose key went missing (v2 §6.3), and the republish of what the
  * engine knows after Redis lost a portfolio's keys. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,9 @@
 #include "budgetd/redis.h"
 #include "redis_int.h"
 
-/* The claim. KEYS: fence. ARGV: the caller's floor. Returns the new epoch:
- * max(stored, floor) + 1, stored in the fence. */
+/* The claim. KEYS: fence. ARGV: the caller's floor. Returns {epoch,
+ * cycle_len}: the new epoch max(stored, floor) + 1, stored in the fence,
+ * and the fence's recorded cycle length (0: none). */
 static const char RD_CLAIM_LUA[] =
     "local t = redis.call('TYPE', KEYS[1])['ok']\n"
     "if t ~= 'none' and t ~= 'hash' then\n"
@@ -24,12 +26,13 @@ static const char RD_CLAIM_LUA[] =
     "if f > e then e = f end\n"
     "e = e + 1\n"
     "redis.call('HSET', KEYS[1], 'epoch', tostring(e))\n"
-    "return e\n";
+    "return {e, tonumber(redis.call('HGET', KEYS[1], 'cycle_len')) or 0}\n";
 
 bd_err_t bd_redis_claim(bd_redis_t *r, const char *portfolio, uint64_t floor, uint64_t *epoch,
-                        char *errbuf, size_t errlen)
+                        int64_t *cycle_len, char *errbuf, size_t errlen)
 {
     *epoch = 0;
+    *cycle_len = 0;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     char kf[RD_KEY_MAX], fl[24];
     bd_rd_key(r, kf, portfolio, "fence");
@@ -38,12 +41,42 @@ bd_err_t bd_redis_claim(bd_redis_t *r, const char *portfolio, uint64_t floor, ui
     bd_err_t e;
     redisReply *rep = bd_rd_cmd(r, 5, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;
-    if (rep->type != REDIS_REPLY_INTEGER || rep->integer < 1) {
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || rep->element[0]->type != REDIS_REPLY_INTEGER ||
+        rep->element[0]->integer < 1 || rep->element[1]->type != REDIS_REPLY_INTEGER) {
         freeReplyObject(rep);
         return bd_errf(errbuf, errlen, BD_ERR_REDIS, "claim of %s: unexpected script reply", portfolio);
     }
-    *epoch = (uint64_t)rep->integer;
+    *epoch = (uint64_t)rep->element[0]->integer;
+    *cycle_len = rep->element[1]->integer;
     freeReplyObject(rep);
+    return BD_OK;
+}
+
+/* KEYS: meta. ARGV: cycle. HSETNX then the value held. */
+static const char RD_META_LUA[] =
+    "local t = redis.call('TYPE', KEYS[1])['ok']\n"
+    "if t ~= 'none' and t ~= 'hash' then\n"
+    "  return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[1] .. ' holds a ' .. t)\n"
+    "end\n"
+    "redis.call('HSETNX', KEYS[1], 'cycle', ARGV[1])\n"
+    "return redis.call('HGET', KEYS[1], 'cycle')\n";
+
+bd_err_t bd_redis_meta_cycle(bd_redis_t *r, int64_t cycle, int64_t *stored, char *errbuf, size_t errlen)
+{
+    *stored = 0;
+    char km[RD_KEY_MAX], c[24];
+    snprintf(km, sizeof km, "%s:meta", r->prefix);
+    snprintf(c, sizeof c, "%lld", (long long)cycle);
+    const char *av[] = {"EVAL", RD_META_LUA, "1", km, c};
+    bd_err_t e;
+    redisReply *rep = bd_rd_cmd(r, 5, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    char *end = NULL;
+    long long v = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, &end, 10) : 0;
+    bool ok = rep->type == REDIS_REPLY_STRING && end && *end == '\0' && end != rep->str;
+    freeReplyObject(rep);
+    if (!ok) return bd_errf(errbuf, errlen, BD_ERR_REDIS, "%s cycle: not a number of seconds", km);
+    *stored = v;
     return BD_OK;
 }
 
@@ -211,7 +244,8 @@ bd_err_t bd_redis_fences_exist(bd_redis_t *r, const char *const *portfolios, siz
  * its keys. KEYS: alloc, state, fence, kill. ARGV: 1 cycle, 2 mode,
  * 3 status, 4 decided_at, 5 known version, 6 epoch, 7 state blob, 8 notify
  * channel, 9 portfolio, 10 kill reason ("" not latched), 11 kill by, 12 kill
- * at, 13 n channels, then (name, "%.2f") pairs. Returns {0, version}
+ * at, 13 n channels, 14 cycle length ("0": not recorded), then (name,
+ * "%.2f") pairs. Returns {0, version}
  * written, {1} the fence is back (someone wrote meanwhile: nothing done),
  * {3, epoch} fenced. */
 static const char RD_REPUBLISH_LUA[] =
@@ -239,14 +273,15 @@ static const char RD_REPUBLISH_LUA[] =
     "              'status', status, 'decided_at', ARGV[4]}\n"
     "local n = tonumber(ARGV[13])\n"
     "for i = 0, n - 1 do\n"
-    "  args[#args + 1] = 'ch:' .. ARGV[14 + 2 * i]\n"
-    "  args[#args + 1] = ARGV[15 + 2 * i]\n"
+    "  args[#args + 1] = 'ch:' .. ARGV[15 + 2 * i]\n"
+    "  args[#args + 1] = ARGV[16 + 2 * i]\n"
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
     "redis.call('HSET', KEYS[1], unpack(args))\n"
     "redis.call('SET', KEYS[2], ARGV[7])\n"
     "redis.call('HSET', KEYS[3], 'cycle', ARGV[1], 'version', tostring(version), 'epoch', tostring(epoch),\n"
     "           'at', ARGV[4])\n"
+    "if ARGV[14] ~= '0' then redis.call('HSET', KEYS[3], 'cycle_len', ARGV[14]) end\n"
     "redis.call('PUBLISH', ARGV[8], ARGV[9] .. ' ' .. ARGV[1] .. ' ' .. status)\n"
     "return {0, version}\n";
 
@@ -260,10 +295,10 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
             rp->ch[i].spend > 1e15)
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "republish of %s: bad channel %s", rp->portfolio,
                            rp->ch[i].name ? rp->ch[i].name : "(null)");
-    int argc = 3 + 4 + 13 + 2 * (int)rp->n_ch; /* EVAL, script, numkeys, KEYS, ARGV */
+    int argc = 3 + 4 + 14 + 2 * (int)rp->n_ch; /* EVAL, script, numkeys, KEYS, ARGV */
     const char **av = bd_xcalloc((size_t)argc, sizeof *av);
     size_t *lens = bd_xcalloc((size_t)argc, sizeof *lens);
-    char (*num)[32] = bd_xcalloc(rp->n_ch + 8, sizeof *num);
+    char (*num)[32] = bd_xcalloc(rp->n_ch + 8, sizeof *num); /* 7 fixed, then the spends */
     char keys[4][RD_KEY_MAX], chan[RD_KEY_MAX];
     static const char *const kinds[4] = {"alloc", "state", "fence", "kill"};
     for (int k = 0; k < 4; k++) bd_rd_key(r, keys[k], rp->portfolio, kinds[k]);
@@ -274,6 +309,7 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
     snprintf(num[3], sizeof num[3], "%llu", (unsigned long long)rp->epoch);
     snprintf(num[4], sizeof num[4], "%lld", (long long)rp->kill_at);
     snprintf(num[5], sizeof num[5], "%zu", rp->n_ch);
+    snprintf(num[6], sizeof num[6], "%lld", (long long)rp->cycle_len);
     int i = 0;
     av[i++] = "EVAL";
     av[i++] = RD_REPUBLISH_LUA;
@@ -293,10 +329,11 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
     av[i++] = rp->kill_by ? rp->kill_by : "";
     av[i++] = num[4];
     av[i++] = num[5];
+    av[i++] = num[6];
     for (size_t k = 0; k < rp->n_ch; k++) {
-        snprintf(num[6 + k], sizeof num[6 + k], "%.2f", rp->ch[k].spend);
+        snprintf(num[7 + k], sizeof num[7 + k], "%.2f", rp->ch[k].spend);
         av[i++] = rp->ch[k].name;
-        av[i++] = num[6 + k];
+        av[i++] = num[7 + k];
     }
     for (int k = 0; k < argc; k++) lens[k] = strlen(av[k]);
     lens[state_at] = rp->state ? rp->state_len : 0; /* the checkpoint is binary */

@@ -72,6 +72,10 @@ void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason);
 /* A kill key {reason, by, at} seen by the daemon: latches p with its actor
  * and time (the label of the reason as bd_killswitch_operator_kill). */
 void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, int64_t at);
+/* The engine kills p outside a decision (a checkpoint it must not restore,
+ * docs/CONTRACT.md v2 §6.5): latched with reason as is, by the engine, at
+ * `at`; its next decision is the kill action's. */
+void bd_killswitch_engine_kill(bd_portfolio_t *p, const char *reason, int64_t at);
 /* The reason to write in a kill key for p's latch: the latch's reason
  * without the label this module put in front of an operator's. */
 const char *bd_killswitch_key_reason(const bd_portfolio_t *p);

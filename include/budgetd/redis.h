@@ -17,11 +17,14 @@
  *                             the proposal of <cycle> is applied
  *   PFX:{P}:fence     hash    cycle, version, sha (SHA-1 of the last record),
  *                             at, epoch (the owner epoch, docs/CONTRACT.md v2
- *                             §6.2; the other fields are internal). It is the
+ *                             §6.2), cycle_len (seconds per cycle, v2 §6.5;
+ *                             the other fields are internal). It is the
  *                             fence: it exists once a daemon claimed the
  *                             portfolio or anything was written, and it keeps
  *                             the version counter across the DEL+HSET that
  *                             replaces alloc.
+ *   PFX:meta          hash    cycle: the cycle length (seconds) the keys under
+ *                             PFX were written with (docs/CONTRACT.md v2 §6.5)
  *   PFX:notify        pub/sub "<P> <cycle> <status>" after every write
  *
  * A decision is written by ONE server-side Lua script: it checks key types,
@@ -82,6 +85,7 @@ typedef struct {
                                  process has claimed the portfolio */
     int64_t known_version;    /* the writer's last known alloc version: the stored
                                  version never falls below it (0: none) */
+    int64_t cycle_len;        /* seconds per cycle, recorded in the fence (0: not) */
 } bd_redis_decision_t;
 
 /* A read-back alloc or proposal hash (bd_redis_get_alloc). */
@@ -229,9 +233,17 @@ bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, in
  * refused (BD_ERR_FENCED) once a greater one is stored, i.e. once another
  * process claimed the portfolio after it. floor: the last epoch the caller
  * held for it (0: none), so that a fence Redis lost never hands out an
- * epoch below one already used. */
+ * epoch below one already used. *cycle_len gets the fence's recorded cycle
+ * length (0: none recorded). */
 bd_err_t bd_redis_claim(bd_redis_t *r, const char *portfolio, uint64_t floor, uint64_t *epoch,
-                        char *errbuf, size_t errlen);
+                        int64_t *cycle_len, char *errbuf, size_t errlen);
+
+/* The cycle-length marker PFX:meta field `cycle`: written as cycle when
+ * absent, and *stored gets what it holds (cycle when just written). A
+ * daemon or `replay --redis` whose cycle differs must not write under PFX:
+ * the cycle numbers and checkpoints there count in the other length. */
+bd_err_t bd_redis_meta_cycle(bd_redis_t *r, int64_t cycle, int64_t *stored, char *errbuf,
+                             size_t errlen);
 
 /* The resume record PFX:{P}:resume (present 0: none, rest zero). at_raw
  * is `at` as stored, cut to 63 bytes (the re-assert script compares it so
@@ -286,6 +298,7 @@ typedef struct {
     const char *kill_reason;      /* NULL: not latched */
     const char *kill_by;
     int64_t kill_at;
+    int64_t cycle_len;            /* recorded in the fence (0: not) */
 } bd_redis_republish_t;
 
 /* Writes rp in one script. *version gets the alloc version written.

@@ -634,3 +634,61 @@ Test(regress, r16_03_approval_after_reload_is_reverified, .timeout = 180)
     stop_daemon(d);
     env_stop(&env);
 }
+
+/* Issue 16 defect 4. A daemon ran with cycle 10s; restarted with 20s it
+ * must refuse to start (exit 2, saying what Redis holds, what the config
+ * says and what to do), not freeze every portfolio silently. With the
+ * marker lost, a checkpoint of the other cycle length is not restored: the
+ * portfolio is killed with the reason, and logged. `replay --redis` makes
+ * the same check. */
+Test(regress, r16_04_cycle_length_change_refused_or_killed, .timeout = 180)
+{
+    env_t env;
+    env_start(&env, 1);
+    env_gov_config(&env, "10s", "");
+    char out[4096];
+    pid_t d = start_daemon(&env, "d10", 60);
+    for (int k = 0; k < 3; k++) produce_cycle_len(&env, "acme", 10, k, 1500, 1500);
+    cJSON_Delete(wait_record(&env, "acme", T0 / 10 + 3, 1));
+    stop_daemon(d);
+    redisReply *x = bd_test_redis_cmd(env.rc, "HGET budgetd:meta cycle");
+    cr_assert_eq(x->type, REDIS_REPLY_STRING, "no PFX:meta cycle marker was written");
+    cr_assert_str_eq(x->str, "10");
+    freeReplyObject(x);
+
+    cfg_replace(&env, "cycle: 10s", "cycle: 20s");
+    d = start_daemon(&env, "d20", 5);
+    cr_assert_eq(wait_pid(d, 60), 2, "a daemon with another cycle length started");
+    cr_assert(log_has(&env, "d20", "cycle 10s"), "the refusal does not say what Redis holds");
+    cr_assert(log_has(&env, "d20", "cycle 20s"), "the refusal does not say what the config says");
+
+    /* the marker lost: the checkpoint still tells */
+    freeReplyObject(bd_test_redis_cmd(env.rc, "DEL budgetd:meta"));
+    d = start_daemon(&env, "d20b", 60);
+    produce_cycle_len(&env, "acme", 10, 3, 1500, 1500); /* ts T0+31: first sight in this process */
+    bool killed = false;
+    for (int t = 0; t < 300 && !killed; t++) {
+        killed = key_exists(&env, "acme", "kill") == 1;
+        if (!killed) usleep(100000);
+    }
+    cr_assert(killed, "a checkpoint of another cycle length was restored silently");
+    cr_assert(strstr(hget(&env, "acme", "kill", "reason"), "cycle length changed"), "%s",
+              hget(&env, "acme", "kill", "reason"));
+    cr_assert_str_eq(hget(&env, "acme", "kill", "by"), "engine");
+    cr_assert(log_has(&env, "d20b", "acme: cycle length changed"));
+    stop_daemon(d);
+
+    /* replay --redis against a marker of another cycle length */
+    freeReplyObject(bd_test_redis_cmd(env.rc, "HSET budgetd:meta cycle 10"));
+    char logf[160];
+    snprintf(logf, sizeof(logf), "%s/one.jsonl", env.dir);
+    FILE *f = fopen(logf, "w");
+    cr_assert(f);
+    fprintf(f, "{\"portfolio\":\"beta\",\"watermark\":%lld}\n", T0);
+    fclose(f);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "replay -c %s %s -o /dev/null", env.cfg, logf);
+    cr_assert_eq(ops(&env, out, sizeof(out), cmd), 2, "replay --redis ran with another cycle length:\n%s", out);
+    cr_assert(strstr(out, "cycle 10s") && strstr(out, "cycle 20s"), "%s", out);
+    env_stop(&env);
+}
