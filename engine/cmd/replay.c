@@ -225,6 +225,11 @@ static int replay_loop(replay_t *rp)
     }
     bd_engine_flush(rp->e);
     if (pub && !bd_publish_flush(pub)) rc = BD_EXIT_RUNTIME;
+    if (pub && bd_publish_pending(pub)) {
+        fprintf(stderr, "budgetd replay: %zu decisions not written: Redis refused them (see above)\n",
+                bd_publish_pending(pub));
+        rc = BD_EXIT_RUNTIME;
+    }
     if (progress) fputs("\r\033[K", stderr);
     return rc;
 }

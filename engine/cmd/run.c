@@ -100,6 +100,7 @@ static void daemon_metrics(daemon_t *dm)
         const bd_portfolio_t *p = bd_ptable_at(t, i);
         md.killed += p->killed;
         md.proposals += p->has_proposal;
+        md.redis_held += p->redis_held != 0;
     }
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
@@ -183,15 +184,33 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
 /* One Redis step of a restore: BD_OK, or the error that makes it retry. */
 typedef bd_err_t (*daemon_step_fn)(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
 
+/* Redis answered p's command with an error (a key of the wrong type, ...)
+ * while the connection is fine: p's problem, not an outage. p is held (its
+ * writes are refused the same way and retried by publish.c) and reported
+ * once; the caller goes on with the other portfolios. */
+static void daemon_refused(bd_portfolio_t *p, const char *what, const char *err)
+{
+    if (!p->redis_held)
+        bd_log(BD_LOG_WARN, "%s: Redis refused %s %s (%s): held until the key is fixed; the other "
+               "portfolios go on", p->name, what, p->name, err);
+    p->redis_held = 1;
+}
+
 /* Runs step until it succeeds, waiting out a Redis outage on the
  * BD_BACKOFF_REDIS schedule and reconnecting between attempts; what names
- * the step in the log. False when a stop was asked first. */
+ * the step in the log. False when a stop was asked first, or when Redis
+ * refused the step for p alone (daemon_refused): retrying that would stall
+ * every portfolio. */
 static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
 {
     bd_backoff_t b = BD_BACKOFF_REDIS;
     char err[512];
     while (!g_stop) {
         if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
+        if (bd_redis_connected(dm->r)) {
+            daemon_refused(p, what, err);
+            return false;
+        }
         int ms = bd_backoff_next_ms(&b);
         bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
         bd_backoff_sleep_ms(ms);
@@ -348,7 +367,9 @@ static void daemon_poll_kills(daemon_t *dm)
     for (size_t i = 0; i < n; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
         if (p->open == INT64_MIN || p->partition < 0) continue;
-        if (daemon_sync_kill(dm, p, err, sizeof(err)) != BD_OK) return; /* Redis down: next round */
+        if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
+        if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
+        daemon_refused(p, "reading the kill key of", err);
     }
 }
 
@@ -434,7 +455,11 @@ static void daemon_poll_approvals(daemon_t *dm)
         if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
         int present = 0;
         int64_t cycle = 0;
-        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) break;
+        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) {
+            if (!bd_redis_connected(dm->r)) break; /* Redis down: next round */
+            daemon_refused(p, "reading the approve key of", err);
+            continue;
+        }
         if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
     }
     free(json);
@@ -664,20 +689,23 @@ static void daemon_republish(daemon_t *dm, bd_portfolio_t *p)
  * failover that lost writes)? Every portfolio we claimed has a fence; one
  * gone means its alloc, state and kill key are gone too: republish them at
  * once rather than at the next decision. At most once a second, and at
- * once after the connection was re-established. Runs with no decision
- * queued (after a write), so that what is republished is the latest. */
+ * once after the connection was re-established. Runs after a write: no
+ * decision is queued but those of held portfolios, which are skipped, so
+ * that what is republished is the latest. */
 static void daemon_check_lost_keys(daemon_t *dm, time_t now)
 {
     unsigned long conns = bd_redis_reconnects(dm->r);
     if (now == dm->last_fence_check && conns == dm->fence_check_conns) return;
-    if (bd_publish_pending(dm->pub) > 0) return;
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t np = bd_ptable_count(t), n = 0;
     bd_portfolio_t **own = bd_xcalloc(np ? np : 1, sizeof(*own));
     const char **names = bd_xcalloc(np ? np : 1, sizeof(*names));
     for (size_t i = 0; i < np; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
-        if (p->epoch == 0 || p->open == INT64_MIN || p->partition < 0 || p->alloc_cycle == INT64_MIN) continue;
+        /* held portfolios still have decisions queued: they republish when written */
+        if (p->epoch == 0 || p->open == INT64_MIN || p->partition < 0 || p->alloc_cycle == INT64_MIN ||
+            p->redis_held)
+            continue;
         own[n] = p;
         names[n++] = p->name;
     }
@@ -756,6 +784,10 @@ static int run_shutdown(daemon_t *dm)
     int rc = BD_EXIT_OK;
     bd_engine_flush(dm->e);
     if (daemon_write(dm)) {
+        if (bd_publish_pending(dm->pub))
+            bd_log(BD_LOG_WARN, "stopping with %zu decisions of held portfolios unwritten (Redis refused "
+                   "them): their offsets are not committed, they will be redone",
+                   bd_publish_pending(dm->pub));
         daemon_store_offsets(dm);
         bd_kafka_commit(dm->k);
     } else {

@@ -142,6 +142,9 @@ void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_me
     gauge(&t, "budgetd_portfolios", "Portfolios known to this process.", d->portfolios);
     gauge(&t, "budgetd_portfolios_killed", "Portfolios stopped by the kill-switch.", d->killed);
     gauge(&t, "budgetd_proposals_pending", "Portfolios with a proposal waiting for approval.", d->proposals);
+    gauge(&t, "budgetd_portfolios_held_redis",
+          "Portfolios whose Redis writes are refused (e.g. a key of the wrong type): held and retried.",
+          d->redis_held);
     pthread_mutex_lock(&m->mu);
     char *old = m->text;
     m->text = t.buf;

@@ -119,6 +119,60 @@ void bd_publish_discard(bd_publish_t *pub, const bd_portfolio_t *p)
     pub->n = k;
 }
 
+/* After a written batch: what each item's result means for its portfolio.
+ * partial: the server answered every item and refused some (res
+ * BD_ERR_REDIS: a key of the wrong type, a script error): those are held,
+ * kept queued in order and retried at the next flush, and their portfolio
+ * is held (logged when it starts and when it ends, p->redis_held): its
+ * checkpoint does not count as saved. The others are settled. */
+static void publish_settle(bd_publish_t *pub, const int *res, const int64_t *ver, bool partial,
+                           const char *why)
+{
+    enum { HELD_BEFORE = 1, HELD_NOW = 2 };
+    for (size_t i = 0; partial && i < pub->n; i++) {
+        pending_t *q = &pub->q[i];
+        if (res[i] != BD_ERR_REDIS) continue;
+        if (!q->p->redis_held)
+            bd_log(BD_LOG_WARN, "portfolio %s: Redis refused its write of cycle %lld (%s): held, its decisions "
+                   "retried; the other portfolios go on", q->portfolio, (long long)q->cycle, why);
+        q->p->redis_held = HELD_NOW;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < pub->n; i++) {
+        pending_t *q = &pub->q[i];
+        if (partial && res[i] == BD_ERR_REDIS) {
+            pub->q[kept++] = *q; /* held: stays queued, in order */
+            continue;
+        }
+        if (q->p->redis_held == HELD_BEFORE) {
+            bd_log(BD_LOG_INFO, "%s: Redis accepts its writes again", q->portfolio);
+            q->p->redis_held = 0;
+        }
+        if (res[i] == BD_ERR_STALE)
+            bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                   q->portfolio, (long long)q->cycle);
+        if (res[i] == BD_ERR_FENCED) {
+            /* another process owns it: nothing of ours may count as saved */
+            if (!q->p->fenced_out)
+                bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused: fenced out (another process "
+                       "claimed it after our epoch %llu)", q->portfolio, (long long)q->cycle,
+                       (unsigned long long)q->epoch);
+            q->p->fenced_out = true;
+        } else if (!q->p->fenced_out) {
+            if (res[i] == BD_OK && ver[i] > 0 && (uint64_t)ver[i] > q->p->version)
+                q->p->version = (uint64_t)ver[i];
+            if (q->p->redis_held != HELD_NOW) {
+                q->p->ckpt_offset = q->offset;
+                /* Nothing was applied between queueing and now (one thread). */
+                q->p->first_unsaved = -1;
+            }
+        }
+        pending_clear(q);
+    }
+    for (size_t i = 0; i < kept; i++) pub->q[i].p->redis_held = HELD_BEFORE;
+    pub->n = kept;
+}
+
 bool bd_publish_flush(bd_publish_t *pub)
 {
     if (pub->n == 0) return true;
@@ -137,12 +191,17 @@ bool bd_publish_flush(bd_publish_t *pub)
         };
     }
     char err[512];
-    bool ok = false;
+    bool ok = false, partial = false;
     bd_backoff_t b = BD_BACKOFF_REDIS;
     for (;;) {
         bd_err_t rc = bd_redis_write_batch_v(pub->r, w, pub->n, res, ver, err, sizeof(err));
         if (rc == BD_OK) {
             ok = true;
+            break;
+        }
+        if (rc == BD_ERR_REDIS && bd_redis_connected(pub->r)) {
+            /* every item answered, some refused: per portfolio, not an outage */
+            ok = partial = true;
             break;
         }
         if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
@@ -157,30 +216,11 @@ bool bd_publish_flush(bd_publish_t *pub)
     }
     if (ok) {
         pub->writes++;
-        for (size_t i = 0; i < pub->n; i++) {
-            pending_t *q = &pub->q[i];
-            if (res[i] == BD_ERR_STALE)
-                bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                       q->portfolio, (long long)q->cycle);
-            if (res[i] == BD_ERR_FENCED) {
-                /* another process owns it: nothing of ours may count as saved */
-                if (!q->p->fenced_out)
-                    bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused: fenced out (another process "
-                           "claimed it after our epoch %llu)", q->portfolio, (long long)q->cycle,
-                           (unsigned long long)q->epoch);
-                q->p->fenced_out = true;
-                continue;
-            }
-            if (q->p->fenced_out) continue;
-            if (res[i] == BD_OK && ver[i] > 0 && (uint64_t)ver[i] > q->p->version)
-                q->p->version = (uint64_t)ver[i];
-            q->p->ckpt_offset = q->offset;
-            /* Nothing was applied between queueing and now (one thread). */
-            q->p->first_unsaved = -1;
-        }
+        publish_settle(pub, res, ver, partial, err);
+    } else {
+        for (size_t i = 0; i < pub->n; i++) pending_clear(&pub->q[i]);
+        pub->n = 0;
     }
-    for (size_t i = 0; i < pub->n; i++) pending_clear(&pub->q[i]);
-    pub->n = 0;
     free(w);
     free(res);
     free(ver);

@@ -21,6 +21,7 @@ typedef struct {
     uint64_t dlq_failures, dlq_unacked;
     uint64_t redis_writes;
     uint64_t portfolios, killed, proposals;
+    uint64_t redis_held;   /* portfolios whose writes Redis refuses (held, retried) */
 } bd_metrics_daemon_t;
 
 /* Renders the snapshot served from now on (main thread). */

@@ -69,6 +69,9 @@ typedef struct bd_portfolio {
                                    * bd_portfolio_reset as the floor of the next claim) */
     bool fenced_out;              /* live: Redis refused a write, another process owns it
                                    * now; the daemon drops the portfolio */
+    uint8_t redis_held;           /* live: nonzero while Redis refuses its writes (a key of
+                                   * the wrong type, ...): its decisions are held and retried,
+                                   * the other portfolios go on (publish.c) */
     bool pending;                 /* a close job is queued (engine.c) */
 } bd_portfolio_t;
 

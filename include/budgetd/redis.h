@@ -142,7 +142,13 @@ int bd_redis_connected(const bd_redis_t *r);
  * four;
  * BD_ERR_INVALID (nothing sent) for a bad item (bad name, non-finite spend,
  * NULL record); BD_ERR_REDIS otherwise. After BD_ERR_REDIS resend the same
- * batch: items that did get through come back as BD_REDIS_DUPLICATE. */
+ * batch: items that did get through come back as BD_REDIS_DUPLICATE.
+ * BD_ERR_REDIS while bd_redis_connected() still holds means every item was
+ * answered and those with BD_ERR_REDIS were refused by the server (an
+ * error reply: a key of the wrong type, ...); a lost connection is always
+ * dropped. The same holds for every single-command call of this module:
+ * an error with the connection kept is the server's refusal of that
+ * command, not an outage. */
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
                               int *results, char *errbuf, size_t errlen);
 /* As bd_redis_write_batch; versions[i] gets the alloc version stored with

@@ -692,3 +692,73 @@ Test(regress, r16_04_cycle_length_change_refused_or_killed, .timeout = 180)
     cr_assert(strstr(out, "cycle 10s") && strstr(out, "cycle 20s"), "%s", out);
     env_stop(&env);
 }
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+/* GET http://127.0.0.1:port/path into out ("" on failure). */
+static void http_get(int port, const char *path, char *out, size_t outlen)
+{
+    out[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) == n) {
+        size_t got = 0;
+        ssize_t r;
+        while (got + 1 < outlen && (r = read(fd, out + got, outlen - 1 - got)) > 0) got += (size_t)r;
+        out[got] = '\0';
+    }
+    close(fd);
+}
+
+/* Issue 16 defect 12. `SET budgetd:{beta}:kill x` (a key of the wrong
+ * type) must hold beta alone: its writes are refused, it is reported (a
+ * log line naming it, a metric), and acme goes on deciding; once the key
+ * is fixed beta's held decisions are written. */
+Test(regress, r16_12_wrong_type_key_holds_only_its_portfolio, .timeout = 180)
+{
+    env_t env;
+    env_start(&env, 1);
+    env_gov_config(&env, "1h", "");
+    freeReplyObject(bd_test_redis_cmd(env.rc, "SET budgetd:{beta}:kill x"));
+    int port = bd_test_free_port();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", "--idle-exit", "60", "--metrics", listen, NULL};
+    pid_t d = start_bin(&env, "d", args);
+    for (int k = 0; k < 3; k++) {
+        produce_cycle(&env, "beta", k, 1500, 1500);
+        produce_cycle(&env, "acme", k, 1500, 1500);
+    }
+    cJSON *j = wait_record_for(&env, "acme", C0 + 3, 1, 40);
+    cr_assert_not_null(j, "acme was stalled by beta's key");
+    cJSON_Delete(j);
+    cr_assert_eq(key_exists(&env, "beta", "decisions"), 0, "beta was written over a key of the wrong type");
+    cr_assert(wait_log(&env, "d", "beta", 10) && log_has(&env, "d", "WRONGTYPE"), "beta's refusal not logged");
+    static char body[1 << 16];
+    bool seen = false;
+    for (int t = 0; t < 50 && !seen; t++) {
+        http_get(port, "/metrics", body, sizeof(body));
+        seen = strstr(body, "budgetd_portfolios_held_redis 1\n") != NULL;
+        if (!seen) usleep(100000);
+    }
+    cr_assert(seen, "no metric says one portfolio is held:\n%s", body);
+    /* still in the group and deciding */
+    cJSON_Delete(step(&env, "acme", 3, 1500, 1500, "active"));
+
+    freeReplyObject(bd_test_redis_cmd(env.rc, "DEL budgetd:{beta}:kill"));
+    j = wait_record_for(&env, "beta", C0 + 3, 1, 20);
+    cr_assert_not_null(j, "beta's held decisions were not written once its key was fixed");
+    cJSON_Delete(j);
+    cr_assert(wait_log(&env, "d", "beta: Redis accepts its writes again", 10));
+    stop_daemon(d);
+    env_stop(&env);
+}
