@@ -15,7 +15,10 @@ int bd_cmd_check_cycle_marker(bd_redis_t *r, const bd_config_t *cfg, char *msg, 
     int64_t stored = 0;
     for (;;) {
         bd_err_t rc = bd_redis_meta_cycle(r, cfg->cycle, &stored, err, sizeof(err));
-        if (rc == BD_OK) break;
+        if (rc == BD_OK) {
+            if (b.attempt > 0) bd_log(BD_LOG_INFO, "redis: recovered (cycle marker read)");
+            break;
+        }
         if (rc != BD_ERR_REDIS || (stop && *stop)) {
             snprintf(msg, msglen, "reading %s:meta: %s", cfg->redis.prefix, err);
             return BD_EXIT_RUNTIME;

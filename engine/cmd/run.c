@@ -206,7 +206,10 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
     bd_backoff_t b = BD_BACKOFF_REDIS;
     char err[512];
     while (!g_stop) {
-        if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
+        if (step(dm, p, err, sizeof(err)) == BD_OK) {
+            if (b.attempt > 0) bd_log(BD_LOG_INFO, "redis: recovered (%s %s)", what, p->name);
+            return true;
+        }
         if (bd_redis_connected(dm->r)) {
             daemon_refused(p, what, err);
             return false;

@@ -151,7 +151,12 @@ void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason)
 void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, int64_t at)
 {
     p->killed = true;
-    snprintf(p->kill_reason, sizeof(p->kill_reason), KS_OPERATOR_LABEL "%.140s", reason ? reason : "");
+    /* an engine's kill (a trip of another daemon) keeps its reason as the
+     * engine wrote it: only an operator's gets the operator label */
+    if (by && strcmp(by, "engine") == 0)
+        snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason ? reason : "");
+    else
+        snprintf(p->kill_reason, sizeof(p->kill_reason), KS_OPERATOR_LABEL "%.140s", reason ? reason : "");
     snprintf(p->kill_by, sizeof(p->kill_by), "%s", by && *by ? by : "operator");
     p->kill_at = at;
 }

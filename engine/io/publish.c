@@ -100,7 +100,11 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->state_len = bd_checkpoint_encode(p, &q->state, &cap);
     /* Only the trip creates the kill key: a latched record re-creating it
      * would undo an operator's resume that the daemon has not polled yet. */
-    if (d->tripped && d->kill_reason) q->kill_reason = bd_xstrdup(d->kill_reason);
+    if (d->tripped && d->kill_reason) {
+        q->kill_reason = bd_xstrdup(d->kill_reason);
+        bd_log(BD_LOG_WARN, "%s: kill-switch tripped at cycle %lld (action %s): %s", p->name,
+               (long long)d->cycle, bd_kill_action_name(p->pol->kill.action), d->kill_reason);
+    }
     q->p = p;
     q->offset = p->offset;
     q->epoch = p->epoch;
@@ -214,6 +218,9 @@ bool bd_publish_flush(bd_publish_t *pub)
         bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(pub->r, err, sizeof(err));
     }
+    if (ok && b.attempt > 0)
+        bd_log(BD_LOG_INFO, "redis: recovered: %zu held decisions written after %d attempts", pub->n,
+               b.attempt + 1);
     if (ok) {
         pub->writes++;
         publish_settle(pub, res, ver, partial, err);

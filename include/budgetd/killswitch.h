@@ -70,7 +70,8 @@ void bd_killswitch_action_alloc(const bd_portfolio_t *p, const bd_channel_cfg_t 
  * reason "operator: <reason>"; its next decision is the kill action's. */
 void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason);
 /* A kill key {reason, by, at} seen by the daemon: latches p with its actor
- * and time (the label of the reason as bd_killswitch_operator_kill). */
+ * and time. The reason is labelled truly: as is when by is "engine" (a
+ * trip of another daemon), "operator: <reason>" otherwise. */
 void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, int64_t at);
 /* The engine kills p outside a decision (a checkpoint it must not restore,
  * docs/CONTRACT.md v2 §6.5): latched with reason as is, by the engine, at

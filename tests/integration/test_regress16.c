@@ -762,3 +762,49 @@ Test(regress, r16_12_wrong_type_key_holds_only_its_portfolio, .timeout = 180)
     stop_daemon(d);
     env_stop(&env);
 }
+
+/* Issue 16 defect 18. On the daemon's stderr (bd_log lines "budgetd: ..."):
+ * an engine trip with its portfolio and reason; a Kafka outage and its
+ * recovery; a Redis outage and its recovery. Another daemon's engine kill
+ * (a kill key by=engine) is labelled as the engine's, not "operator: ...". */
+Test(regress, r16_18_trips_and_outages_logged_and_kills_labelled_truly, .timeout = 240)
+{
+    env_t env;
+    env_start(&env, 1);
+    env_gov_config(&env, "1h", "");
+    pid_t d = start_daemon(&env, "d", 120);
+    /* an engine trip: search reports 3x its allocation */
+    cJSON_Delete(step(&env, "runaway", 0, 1500, 1500, "active"));
+    double s = atof(hget(&env, "runaway", "alloc", "ch:search"));
+    cJSON_Delete(step(&env, "runaway", 1, 3 * s, 1500, "killed"));
+    cr_assert(wait_log(&env, "d", "budgetd: warn: runaway: kill-switch tripped", 10), "the trip is not logged");
+    cr_assert(log_has(&env, "d", "overspend: channel 'search'"), "the trip's reason is not logged");
+
+    /* another daemon's engine kill, as its trip writes it */
+    cJSON_Delete(step(&env, "acme", 0, 1500, 1500, "active"));
+    freeReplyObject(bd_test_redis_cmd(env.rc, "HSET budgetd:{acme}:kill reason %s by engine at %lld",
+                                      "stale: no events for 10800s (stale_after 3600s)", T0 + 7200));
+    let_daemon_poll();
+    cJSON *j = step(&env, "acme", 1, 1500, 1500, "killed");
+    cr_assert_str_eq(jreason(j), "stale: no events for 10800s (stale_after 3600s)",
+                     "an engine kill labelled as: %s", jreason(j));
+    cJSON_Delete(j);
+    cr_assert(log_has(&env, "d", "acme: killed by engine"));
+
+    /* a Kafka outage and its recovery */
+    rd_kafka_mock_cluster_t *mc = bd_broker_mock(env.broker);
+    rd_kafka_mock_broker_set_down(mc, 1);
+    cr_assert(wait_log(&env, "d", "budgetd: warn: kafka: outage", 20), "the Kafka outage is not logged");
+    rd_kafka_mock_broker_set_up(mc, 1);
+    cr_assert(wait_log(&env, "d", "budgetd: info: kafka: recovered", 30), "the Kafka recovery is not logged");
+
+    /* a Redis outage (a write held) and its recovery */
+    bd_test_redis_halt(env.redis);
+    produce_cycle(&env, "beta", 0, 1500, 1500);
+    cr_assert(wait_log(&env, "d", "redis unavailable", 20), "the Redis outage is not logged");
+    cr_assert_eq(bd_test_redis_restart(env.redis), 0);
+    env_reconnect(&env);
+    cr_assert(wait_log(&env, "d", "budgetd: info: redis: recovered", 40), "the Redis recovery is not logged");
+    stop_daemon(d);
+    env_stop(&env);
+}

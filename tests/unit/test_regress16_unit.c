@@ -378,3 +378,22 @@ Test(regress, r16_03_approval_check_uses_the_config_in_force)
     bd_config_free(cut);
     bd_config_free(cfg);
 }
+
+/* A kill key written by the engine (another daemon's trip) latches with
+ * its reason as the engine wrote it; an operator's gets the operator
+ * label. */
+Test(regress, r16_18_engine_kill_key_keeps_the_engine_label)
+{
+    bd_config_t *cfg = load_cfg("%s", CK_CFG);
+    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_portfolio_t *p = bd_engine_portfolio(e, "acme");
+    bd_killswitch_latch(p, "stale: no events for 10800s (stale_after 3600s)", "engine", 77);
+    cr_assert_str_eq(p->kill_reason, "stale: no events for 10800s (stale_after 3600s)");
+    cr_assert_str_eq(p->kill_by, "engine");
+    bd_killswitch_operator_resume(p);
+    bd_killswitch_latch(p, "budget freeze", "finance", 78);
+    cr_assert_str_eq(p->kill_reason, "operator: budget freeze");
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
