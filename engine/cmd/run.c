@@ -27,6 +27,7 @@
 #include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
 #include "cmd.h"
+#include "daemon.h"
 #include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
@@ -67,26 +68,9 @@ static void on_signal(int sig)
     else g_stop = 1;
 }
 
-typedef struct {
-    bd_config_t *cfg;
-    const char *cfg_path;
-    bd_engine_t *e;
-    bd_redis_t *r;
-    bd_kafka_t *k;
-    bd_publish_t *pub;
-    bool event_time;
-    int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
-    int threads;                /* --threads: decide workers */
-    const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
-    time_t last_fence_check;    /* when the owned portfolios' fences were last checked */
-    int64_t claim_cycle_len;    /* the cycle length the last claimed fence recorded (0 none) */
-    unsigned long fence_check_conns; /* bd_redis_reconnects at that check */
-    uint64_t applied, skipped, dead_lettered;
-    bd_metrics_t *metrics;      /* --metrics: NULL when off */
-} daemon_t;
 
 /* Hands the metrics thread a fresh snapshot (main thread only). */
-static void daemon_metrics(daemon_t *dm)
+static void daemon_metrics(bd_daemon_t *dm)
 {
     if (!dm->metrics) return;
     bd_metrics_daemon_t md = {.applied = dm->applied, .skipped = dm->skipped,
@@ -108,7 +92,7 @@ static void daemon_metrics(daemon_t *dm)
 /* Drops p: another process owns it (or may: a lost assignment). Its queued
  * decisions are discarded unwritten and its state forgotten, so that it is
  * restored from Redis (and claimed anew) if it comes back. */
-static void daemon_drop(daemon_t *dm, bd_portfolio_t *p)
+static void daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
 {
     if (p->pending) bd_engine_flush(dm->e);
     bd_publish_discard(dm->pub, p);
@@ -116,7 +100,7 @@ static void daemon_drop(daemon_t *dm, bd_portfolio_t *p)
 }
 
 /* Drops every portfolio whose write Redis refused for a newer owner. */
-static void daemon_drop_fenced(daemon_t *dm)
+static void daemon_drop_fenced(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -132,7 +116,7 @@ static void daemon_drop_fenced(daemon_t *dm)
 /* Writes what the engine decided (held and retried while Redis is down);
  * the crash hook sits right after a successful write, before offsets.
  * Portfolios fenced out by the write are dropped. */
-static bool daemon_write(daemon_t *dm)
+static bool daemon_write(bd_daemon_t *dm)
 {
     bool ok = bd_publish_flush(dm->pub);
     if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
@@ -140,68 +124,15 @@ static bool daemon_write(daemon_t *dm)
     return ok;
 }
 
-/* p is latched and its kill key is missing. A missing key is not a resume
- * (docs/CONTRACT.md v2 §6.3): only a resume record that clears the latch
- * resumes p; otherwise the key is written again as the latch knows it. */
-static bd_err_t daemon_kill_key_missing(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
-{
-    bd_redis_resume_t rec;
-    bd_err_t rc = bd_redis_get_resume(dm->r, p->name, &rec, err, errlen);
-    if (rc != BD_OK) return rc;
-    if (rec.present && bd_killswitch_resume_clears(p, rec.at, rec.kill_at)) {
-        bd_killswitch_operator_resume(p);
-        bd_log(BD_LOG_INFO, "%s: resumed by %s (resume recorded at %lld)", p->name,
-               rec.by[0] ? rec.by : "?", (long long)rec.at);
-        return BD_OK;
-    }
-    rc = bd_redis_reassert_kill(dm->r, p->name, p->epoch, bd_killswitch_key_reason(p), p->kill_by, p->kill_at,
-                                &rec, err, errlen);
-    if (rc == BD_OK)
-        bd_log(BD_LOG_WARN, "%s: kill key missing: Redis lost it? re-asserted (by %s, at %lld: %s)", p->name,
-               p->kill_by, (long long)p->kill_at, bd_killswitch_key_reason(p));
-    else if (rc == BD_ERR_FENCED)
-        p->fenced_out = true; /* dropped by the next daemon_drop_fenced */
-    return rc == BD_ERR_STALE || rc == BD_ERR_FENCED ? BD_OK : rc; /* changed meanwhile: next poll */
-}
-
-/* Follows p's kill key: present latches p (an operator's kill, or a trip
- * of ours or of another daemon); absent with p latched: see
- * daemon_kill_key_missing. */
-static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
-{
-    bd_redis_kill_t k;
-    bd_err_t rc = bd_redis_get_kill_info(dm->r, p->name, &k, err, errlen);
-    if (rc != BD_OK) return rc;
-    if (k.killed && !p->killed) {
-        bd_killswitch_latch(p, k.reason, k.by, k.at);
-        bd_log(BD_LOG_INFO, "%s: killed by %s (%s)", p->name, p->kill_by, k.reason);
-    } else if (!k.killed && p->killed) {
-        return daemon_kill_key_missing(dm, p, err, errlen);
-    }
-    return BD_OK;
-}
-
 /* One Redis step of a restore: BD_OK, or the error that makes it retry. */
-typedef bd_err_t (*daemon_step_fn)(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
-
-/* Redis answered p's command with an error (a key of the wrong type, ...)
- * while the connection is fine: p's problem, not an outage. p is held (its
- * writes are refused the same way and retried by publish.c) and reported
- * once; the caller goes on with the other portfolios. */
-static void daemon_refused(bd_portfolio_t *p, const char *what, const char *err)
-{
-    if (!p->redis_held)
-        bd_log(BD_LOG_WARN, "%s: Redis refused %s %s (%s): held until the key is fixed; the other "
-               "portfolios go on", p->name, what, p->name, err);
-    p->redis_held = 1;
-}
+typedef bd_err_t (*daemon_step_fn)(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
 
 /* Runs step until it succeeds, waiting out a Redis outage on the
  * BD_BACKOFF_REDIS schedule and reconnecting between attempts; what names
  * the step in the log. False when a stop was asked first, or when Redis
  * refused the step for p alone (daemon_refused): retrying that would stall
  * every portfolio. */
-static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
+static bool daemon_retry(bd_daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
 {
     bd_backoff_t b = BD_BACKOFF_REDIS;
     char err[512];
@@ -211,7 +142,7 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
             return true;
         }
         if (bd_redis_connected(dm->r)) {
-            daemon_refused(p, what, err);
+            bd_daemon_refused(p, what, err);
             return false;
         }
         int ms = bd_backoff_next_ms(&b);
@@ -224,7 +155,7 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
 
 /* Claims p in Redis: a new owner epoch, above any other process's, that
  * every write of ours carries from now (docs/CONTRACT.md v2 §6.2). */
-static bd_err_t daemon_claim(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+static bd_err_t daemon_claim(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     uint64_t epoch;
     bd_err_t rc = bd_redis_claim(dm->r, p->name, p->epoch, &epoch, &dm->claim_cycle_len, err, errlen);
@@ -237,7 +168,7 @@ static bd_err_t daemon_claim(daemon_t *dm, bd_portfolio_t *p, char *err, size_t 
 
 /* The cycle length p's state in Redis was written with, from its fence
  * (claimed just before) or its checkpoint; 0 when neither says. */
-static int64_t daemon_stored_cycle_len(const daemon_t *dm, const bd_portfolio_t *p, const void *blob,
+static int64_t daemon_stored_cycle_len(const bd_daemon_t *dm, const bd_portfolio_t *p, const void *blob,
                                        size_t len)
 {
     int64_t cl = 0;
@@ -251,7 +182,7 @@ static int64_t daemon_stored_cycle_len(const daemon_t *dm, const bd_portfolio_t 
  * another cycle length is not restored: its cycles count in other units,
  * so p is killed with the reason instead of freezing silently
  * (docs/CONTRACT.md v2 §6.5). */
-static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+static bd_err_t daemon_load(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     void *blob = NULL;
     size_t len = 0;
@@ -287,19 +218,19 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
  * (or after its partition came back). The claim comes first: from then on
  * the previous owner's writes are refused, so the checkpoint read next is
  * the last one it wrote. Retries while Redis is down. */
-static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
+static void daemon_restore(bd_daemon_t *dm, bd_portfolio_t *p)
 {
     if (!daemon_retry(dm, p, "claiming", daemon_claim)) return;
     if (!daemon_retry(dm, p, "loading", daemon_load)) return;
     /* The kill key is the truth (docs/CONTRACT.md §3), also for a portfolio
      * killed or resumed while no daemon owned it: latch or clear it now,
      * before its first decision here, not a poll later. */
-    daemon_retry(dm, p, "reading the kill key of", daemon_sync_kill);
+    daemon_retry(dm, p, "reading the kill key of", bd_daemon_sync_kill);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per
  * portfolio thanks to the checkpointed offset. */
-static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
+static void daemon_message(bd_daemon_t *dm, const bd_kafka_msg_t *m)
 {
     bd_engine_decoded_t dec;
     const bd_event_t *ev = &dec.ev;
@@ -344,7 +275,7 @@ static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
 
 /* The offsets that are safe to store: per owned partition, the first
  * message some portfolio has not checkpointed yet, else the next one. */
-static void daemon_store_offsets(daemon_t *dm)
+static void daemon_store_offsets(bd_daemon_t *dm)
 {
     /* Dead letters must be durable before we move past them. */
     if (!bd_kafka_flush_dlq(dm->k, 1000)) return;
@@ -362,7 +293,7 @@ static void daemon_store_offsets(daemon_t *dm)
  * set by an operator stops the portfolio at the decisions about to be made;
  * a cleared kill resumes it. Touches only the latch, so it may run while
  * close jobs are queued. */
-static void daemon_poll_kills(daemon_t *dm)
+static void daemon_poll_kills(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -370,16 +301,16 @@ static void daemon_poll_kills(daemon_t *dm)
     for (size_t i = 0; i < n; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
         if (p->open == INT64_MIN || p->partition < 0) continue;
-        if (daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
+        if (bd_daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
         if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
-        daemon_refused(p, "reading the kill key of", err);
+        bd_daemon_refused(p, "reading the kill key of", err);
     }
 }
 
 /* The approved proposal no longer passes the config in force (a reload
  * since it was made): refused, the reason logged and written on the
  * proposal, the approve key cleared. */
-static void daemon_refuse_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, const char *why)
+static void daemon_refuse_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, const char *why)
 {
     char err[512];
     bd_log(BD_LOG_WARN, "%s: approval of cycle %lld refused: the proposal no longer passes the config in "
@@ -394,7 +325,7 @@ static void daemon_refuse_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycl
  * The checkpoint written with it must already hold the approved
  * allocation, so the allocation changes first and is rolled back when
  * Redis refuses. */
-static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
+static void daemon_apply_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
 {
     char err[512];
     if (bd_decide_approval_check(p, err, sizeof(err)) != BD_OK) {
@@ -445,7 +376,7 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
 /* Operator approvals, polled after the sync's decisions are written (no
  * close job queued, Redis holds every decision made): an approve naming the
  * pending proposal's cycle applies it through the approval script. */
-static void daemon_poll_approvals(daemon_t *dm)
+static void daemon_poll_approvals(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -460,7 +391,7 @@ static void daemon_poll_approvals(daemon_t *dm)
         int64_t cycle = 0;
         if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) {
             if (!bd_redis_connected(dm->r)) break; /* Redis down: next round */
-            daemon_refused(p, "reading the approve key of", err);
+            bd_daemon_refused(p, "reading the approve key of", err);
             continue;
         }
         if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
@@ -483,7 +414,7 @@ static void daemon_log_lines(bd_log_level_t level, const char *head, const char 
 
 /* Config reload on SIGHUP: the new file must load and fit the live state,
  * else the old config stays and the reason is logged. */
-static void daemon_reload(daemon_t *dm)
+static void daemon_reload(bd_daemon_t *dm)
 {
     char err[8192];
     bd_config_t *ncfg;
@@ -512,7 +443,7 @@ static void daemon_reload(daemon_t *dm)
  * of ours is made from their stale state meanwhile. */
 static void daemon_drop_partitions(void *ctx, const int32_t *parts, size_t n, bool lost)
 {
-    daemon_t *dm = ctx;
+    bd_daemon_t *dm = ctx;
     if (!lost) {
         bd_engine_flush(dm->e);
         daemon_write(dm);
@@ -560,7 +491,7 @@ static void run_usage(FILE *f)
 
 /* Parses argv into dm's options. Returns -1 to go on, else the exit code
  * (usage or --help printed). */
-static int run_parse(int argc, char **argv, daemon_t *dm)
+static int run_parse(int argc, char **argv, bd_daemon_t *dm)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
@@ -619,7 +550,7 @@ static int run_fail(const char *err)
  * Redis (lazily: a Redis that is down is retried, not fatal), Kafka, the
  * publisher and the engine. Returns BD_EXIT_OK or the exit code of the
  * failure (message printed). */
-static int run_setup(daemon_t *dm)
+static int run_setup(bd_daemon_t *dm)
 {
     char err[8192];
     if (bd_config_load(dm->cfg_path, &dm->cfg, err, sizeof(err)) != BD_OK) {
@@ -653,82 +584,10 @@ static int run_setup(daemon_t *dm)
     return BD_EXIT_OK;
 }
 
-/* Writes again what the engine knows of p (docs/CONTRACT.md v2 §6.3):
- * Redis lost its keys. */
-static void daemon_republish(daemon_t *dm, bd_portfolio_t *p)
-{
-    char err[512];
-    size_t n1 = p->n ? p->n : 1;
-    bd_redis_field_t *ch = bd_xcalloc(n1, sizeof(*ch));
-    for (size_t i = 0; i < p->n; i++) ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
-    unsigned char *state = NULL;
-    size_t scap = 0, slen = bd_checkpoint_encode(p, &state, &scap);
-    bd_redis_republish_t rp = {
-        .portfolio = p->name, .cycle = p->alloc_cycle, .mode = bd_mode_name(p->pol->mode),
-        .status = bd_status_name(p->status), .decided_at = (int64_t)time(NULL),
-        .known_version = (int64_t)p->version, .epoch = p->epoch, .state = state, .state_len = slen,
-        .ch = ch, .n_ch = p->n, .kill_reason = p->killed ? bd_killswitch_key_reason(p) : NULL,
-        .kill_by = p->kill_by, .kill_at = p->kill_at,
-    };
-    int64_t version;
-    bd_err_t rc = bd_redis_republish(dm->r, &rp, &version, err, sizeof(err));
-    if (rc == BD_OK) {
-        p->version = (uint64_t)version;
-        p->ckpt_offset = p->offset;
-        p->first_unsaved = -1;
-        bd_log(BD_LOG_WARN, "%s: Redis lost its keys (restarted empty?): republished alloc (cycle %lld, "
-               "version %lld, %s), state%s", p->name, (long long)p->alloc_cycle, (long long)version,
-               bd_status_name(p->status), p->killed ? " and the kill key" : "");
-    } else if (rc == BD_ERR_FENCED) {
-        p->fenced_out = true;
-    } else if (rc != BD_ERR_STALE) {
-        bd_log(BD_LOG_WARN, "%s: republish after lost keys failed: %s", p->name, err);
-    }
-    free(state);
-    free(ch);
-}
-
-/* Did Redis lose the keys of portfolios we own (restarted empty, a
- * failover that lost writes)? Every portfolio we claimed has a fence; one
- * gone means its alloc, state and kill key are gone too: republish them at
- * once rather than at the next decision. At most once a second, and at
- * once after the connection was re-established. Runs after a write: no
- * decision is queued but those of held portfolios, which are skipped, so
- * that what is republished is the latest. */
-static void daemon_check_lost_keys(daemon_t *dm, time_t now)
-{
-    unsigned long conns = bd_redis_reconnects(dm->r);
-    if (now == dm->last_fence_check && conns == dm->fence_check_conns) return;
-    bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t np = bd_ptable_count(t), n = 0;
-    bd_portfolio_t **own = bd_xcalloc(np ? np : 1, sizeof(*own));
-    const char **names = bd_xcalloc(np ? np : 1, sizeof(*names));
-    for (size_t i = 0; i < np; i++) {
-        bd_portfolio_t *p = bd_ptable_at(t, i);
-        /* held portfolios still have decisions queued: they republish when written */
-        if (p->epoch == 0 || p->open == INT64_MIN || p->partition < 0 || p->alloc_cycle == INT64_MIN ||
-            p->redis_held)
-            continue;
-        own[n] = p;
-        names[n++] = p->name;
-    }
-    int *exists = bd_xcalloc(n ? n : 1, sizeof(*exists));
-    char err[512];
-    if (bd_redis_fences_exist(dm->r, names, n, exists, err, sizeof(err)) == BD_OK) {
-        dm->last_fence_check = now;
-        dm->fence_check_conns = bd_redis_reconnects(dm->r);
-        for (size_t i = 0; i < n; i++)
-            if (!exists[i]) daemon_republish(dm, own[i]);
-    }
-    free(exists);
-    free(names);
-    free(own);
-}
-
 /* One sync: operator kills, cycle closes, decisions written, approvals
  * (once a second), offsets stored, metrics. False when the decisions could
  * not be written (stop requested while Redis is down). */
-static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
+static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
 {
     bool ops = now != *last_ops;
     /* Kills before the closes: none of the decisions made after an
@@ -737,7 +596,7 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;
-    daemon_check_lost_keys(dm, now);
+    bd_daemon_check_lost_keys(dm, now);
     daemon_drop_fenced(dm);
     if (ops) {
         daemon_poll_approvals(dm);
@@ -751,7 +610,7 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
 /* The main loop: consume, reload on SIGHUP, sync when idle, every second
  * and every 1000 messages (bounds both latency and the work redone after a
  * crash). Ends on a signal, --idle-exit, or a write given up. */
-static void run_loop(daemon_t *dm)
+static void run_loop(bd_daemon_t *dm)
 {
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
@@ -782,7 +641,7 @@ static void run_loop(daemon_t *dm)
 
 /* Graceful stop: finish the batch, checkpoint, commit. Returns the exit
  * code: BD_EXIT_RUNTIME when decisions were left unwritten. */
-static int run_shutdown(daemon_t *dm)
+static int run_shutdown(bd_daemon_t *dm)
 {
     int rc = BD_EXIT_OK;
     bd_engine_flush(dm->e);
@@ -806,7 +665,7 @@ static int run_shutdown(daemon_t *dm)
 
 /* Frees whatever dm holds (any part may be missing). Kafka goes first: its
  * close may still call daemon_on_revoke, which needs the rest. */
-static void run_teardown(daemon_t *dm)
+static void run_teardown(bd_daemon_t *dm)
 {
     bd_kafka_close(dm->k);
     bd_engine_free(dm->e);
@@ -819,7 +678,7 @@ static void run_teardown(daemon_t *dm)
 /* The command: parse, set up, loop until stopped, shut down cleanly. */
 int bd_cmd_run(int argc, char **argv)
 {
-    daemon_t dm = {0};
+    bd_daemon_t dm = {0};
     int rc = run_parse(argc, argv, &dm);
     if (rc < 0) {
         bd_log_set_timestamps(true); /* a daemon's stderr is its log */
