@@ -105,7 +105,8 @@ Test(regress, r16_05_max_ahead_is_configurable)
     bd_engine_free(e);
     bd_config_free(cfg);
     char err[1024];
-    cr_assert_neq(bd_config_load_string("v: 1\nmax_ahead: 0\n", 20, "x", &cfg, err, sizeof(err)), BD_OK);
+    const char *zero = "v: 1\nmax_ahead: 0\n";
+    cr_assert_neq(bd_config_load_string(zero, strlen(zero), "x", &cfg, err, sizeof(err)), BD_OK);
 }
 
 /* Live (wall-clock) mode: the very first message two days ahead of the
