@@ -102,7 +102,7 @@ typedef struct {
 static void ops_usage(FILE *f)
 {
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd resume P [--channel C]          (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd resume P [--by NAME | --channel C] (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd pin P C AMOUNT | pin P C --clear  -c CONFIG [--redis URL] [--prefix PFX]\n"
@@ -159,7 +159,7 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
 {
     const char *c = a->cmd;
     int is_kill = !strcmp(c, "kill"), is_status = !strcmp(c, "status"), is_approve = !strcmp(c, "approve");
-    int is_pin = !strcmp(c, "pin");
+    int is_pin = !strcmp(c, "pin"), is_resume = !strcmp(c, "resume");
     int min = is_status ? 0 : is_pin ? 2 : 1, max = is_approve ? 2 : is_pin ? (a->clear ? 2 : 3) : 1;
     if (a->npos < min) {
         fprintf(stderr, "budgetd %s: missing %s\n", c, a->npos == 0 ? "portfolio" : "channel");
@@ -199,12 +199,12 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
         fprintf(stderr, "budgetd kill: --reason TEXT is required (say why, for whoever resumes)\n");
         return -1;
     }
-    if (!is_kill && (a->reason || a->by)) {
-        fprintf(stderr, "budgetd %s: --reason and --by belong to kill\n", c);
+    if ((!is_kill && a->reason) || (!is_kill && !is_resume && a->by)) {
+        fprintf(stderr, "budgetd %s: --reason belongs to kill, --by to kill and resume\n", c);
         return -1;
     }
     if (a->by && !*a->by) {
-        fprintf(stderr, "budgetd kill: --by must not be empty\n");
+        fprintf(stderr, "budgetd %s: --by must not be empty\n", c);
         return -1;
     }
     if (is_kill && (strlen(a->reason) > OPS_REASON_MAX || !ops_text_ok(a->reason))) {
@@ -375,12 +375,21 @@ static int ops_resume(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     if (bd_redis_get_kill_info(r, p, &old, err, sizeof err) != BD_OK ||
         bd_redis_get_fence(r, p, &known, &cycle, &version, err, sizeof err) != BD_OK)
         return ops_fail("resume", err);
-    if (!old.killed) {
+    bd_err_t e = BD_ERR_STALE;
+    if (old.killed) {
+        /* a recorded resume: the key deleted and who, when and which kill
+         * written in one step (a kill key that merely vanished is not a
+         * resume: the daemon writes it again) */
+        const char *by = a->by ? a->by : getenv("USER");
+        if (!by || !*by) by = "operator";
+        e = bd_redis_resume(r, p, by, (int64_t)time(NULL), err, sizeof err);
+    }
+    if (e == BD_ERR_STALE) {
         if (!known) return ops_unknown("resume", p, prefix);
         fprintf(stderr, "budgetd resume: %s is not killed: nothing to resume\n", p);
         return BD_EXIT_RUNTIME;
     }
-    if (bd_redis_clear_kill(r, p, err, sizeof err) != BD_OK) return ops_fail("resume", err);
+    if (e != BD_OK) return ops_fail("resume", err);
     char iso[32], eb[OPS_ESC_CAP], er[OPS_ESC_CAP], es[OPS_ESC_CAP];
     printf("resumed %s: cleared the kill by %s at %s: %s\n", p,
            old.by[0] ? ops_esc(old.by, eb, sizeof eb) : "?", ops_iso(old.at, iso, sizeof iso),
@@ -624,6 +633,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
             printf(": approved, waiting for the daemon to apply it\n");
         else
             printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);
+        if (pr.refused[0]) printf("  its approval was refused by the daemon: %s\n", pr.refused);
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);

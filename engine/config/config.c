@@ -167,6 +167,7 @@ static const bd_cfg_key_t TOP[] = {
     {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
     {"max_portfolios", BD_KEY_INT, CFG(max_portfolios), .lo = 1, .hi = 10000000,
      .dflt = BD_DEFAULT_MAX_PORTFOLIOS},
+    {"max_ahead", BD_KEY_DUR, CFG(max_ahead), .flag = true, .dflt = BD_DEFAULT_MAX_AHEAD},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},

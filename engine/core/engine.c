@@ -22,8 +22,9 @@ struct bd_engine {
     bd_ptable_t *table;
     bd_dedup_t *dedup;
     bd_engine_stats_t stats;
-    int64_t newest_ts;            /* newest event time seen, all portfolios */
     size_t n_unlisted;            /* portfolios held that the config does not list */
+    int64_t newest_ts;            /* newest accepted event or watermark time, all portfolios:
+                                   * the time guard's reference in event time */
     int nslots;
     bd_decide_job_t *jobs;
     size_t njobs, jobs_cap;
@@ -210,7 +211,9 @@ static bd_portfolio_t *engine_portfolio(bd_engine_t *e, const char *name, bd_rej
     if (!pc && (int64_t)(e->n_unlisted + e->cfg->n_portfolios) >= e->cfg->max_portfolios)
         return NULL;
     if (!pc) e->n_unlisted++;
-    return bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    p = bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    p->cycle_len = e->cfg->cycle;
+    return p;
 }
 
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name)
@@ -288,21 +291,35 @@ static bd_reject_t engine_watermark(bd_engine_t *e, const bd_event_t *ev, char *
     return BD_REJ_NONE;
 }
 
+/* The time guard (docs/CONTRACT.md v2 §1), one for events and watermarks:
+ * true when ev's time lies more than max_ahead past the reference, which is
+ * the wall clock in live mode and otherwise the newest time accepted so far
+ * of either kind (none yet: the first record sets it). One far-future time
+ * would otherwise move a portfolio's cycle into the future for good. */
+static bool engine_too_far_ahead(const bd_engine_t *e, const bd_event_t *ev, char *detail,
+                                 size_t dlen)
+{
+    int64_t ref = e->opts.live ? (int64_t)time(NULL) : e->newest_ts;
+    if (ref == INT64_MIN || ev->ts - ref <= e->cfg->max_ahead) return false;
+    snprintf(detail, dlen, "%s %lld is more than %llds (max_ahead) past %s %lld",
+             ev->kind == BD_EV_WATERMARK ? "watermark" : "ts", (long long)ev->ts,
+             (long long)e->cfg->max_ahead,
+             e->opts.live ? "the wall clock" : "the newest accepted time", (long long)ref);
+    return true;
+}
+
 /* Applies a decoded event; key is its dedup key when the caller computed it
  * already (NULL: computed here when the event has an id). */
 static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_dedup_key_t *key,
                                 char *detail, size_t dlen, bd_err_t *err)
 {
     if (err) *err = BD_OK;
-    if (e->newest_ts != INT64_MIN && ev->ts > e->newest_ts + BD_TS_MAX_AHEAD) {
-        snprintf(detail, dlen, "%s %lld is more than 1 day past the newest event time %lld",
-                 ev->kind == BD_EV_WATERMARK ? "watermark" : "ts", (long long)ev->ts,
-                 (long long)e->newest_ts);
+    if (engine_too_far_ahead(e, ev, detail, dlen))
         return engine_reject(e, BD_REJ_TS_OUT_OF_RANGE, ev->portfolio);
-    }
     bd_reject_t r;
     if (ev->kind == BD_EV_WATERMARK) {
         r = engine_watermark(e, ev, detail, dlen);
+        if (r == BD_REJ_NONE && ev->ts > e->newest_ts) e->newest_ts = ev->ts;
         if (err) *err = e->sink_err;
         return r;
     }
@@ -366,6 +383,18 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
                             bd_err_t *err)
 {
     return engine_apply(e, ev, NULL, detail, dlen, err);
+}
+
+void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(e);
+    bd_portfolio_reset(p);
+}
+
+void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p)
+{
+    if (p->newest_ts > e->newest_ts) e->newest_ts = p->newest_ts;
+    if (p->watermark > e->newest_ts) e->newest_ts = p->watermark;
 }
 
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p)

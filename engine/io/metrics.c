@@ -173,6 +173,9 @@ void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_me
                    (unsigned long long)d->faults[k]);
     gauge(&t, "budgetd_channels_capped", "Channels with a learned delivery cap.", d->capped);
     gauge(&t, "budgetd_channels_pinned", "Channels pinned to an amount (config or run time).", d->pinned);
+    gauge(&t, "budgetd_portfolios_held_redis",
+          "Portfolios whose Redis writes are refused (e.g. a key of the wrong type): held and retried.",
+          d->redis_held);
     pthread_mutex_lock(&m->mu);
     char *old = m->text;
     m->text = t.buf;

@@ -14,8 +14,10 @@
 
 /* The apply script. KEYS: 1 alloc, 2 proposal, 3 decisions, 4 state,
  * 5 fence, 6 kill, 7 approve. ARGV: 1 cycle, 2 record, 3 state blob,
- * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now.
- * Returns {0, version} applied or {1, reason} refused.
+ * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now,
+ * 9 the writer's owner epoch.
+ * Returns {0, version} applied, {1, reason} refused, or {3, epoch} fenced:
+ * another process claimed the portfolio (a greater owner epoch).
  * All checks come before the first write (Redis does not roll a script
  * back). The fence must still name this very cycle: a newer decision means
  * the proposal no longer answers the current state. The stream entry is
@@ -33,6 +35,8 @@ static const char RD_APPROVE_LUA[] =
     "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
     "  end\n"
     "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[9]) or 0) then return {3, fe} end\n"
     "local cycle = tonumber(ARGV[1])\n"
     "local ap = redis.call('GET', KEYS[7])\n"
     "if not ap then return {1, 'not approved (no approve key)'} end\n"
@@ -94,7 +98,28 @@ static const char RD_REQUEST_LUA[] =
     "redis.call('SET', KEYS[2], c)\n"
     "return {0, tonumber(c)}\n";
 
-/* Checks the {code, value} reply shape shared by both scripts. */
+/* An approval the daemon refused (the proposal no longer passes the config
+ * in force): the approve key is cleared and the proposal says why, so
+ * `budgetd status` shows it. KEYS: approve, proposal, fence. ARGV: cycle,
+ * reason, the writer's epoch. Returns {0} or {3, epoch} fenced. */
+static const char RD_REFUSE_LUA[] =
+    "local kinds = {'string', 'hash', 'hash'}\n"
+    "for i = 1, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i])['ok']\n"
+    "  if t ~= 'none' and t ~= kinds[i] then\n"
+    "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[3], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[3]) or 0) then return {3, fe} end\n"
+    "local cycle = tonumber(ARGV[1])\n"
+    "if tonumber(redis.call('GET', KEYS[1])) == cycle then redis.call('DEL', KEYS[1]) end\n"
+    "if tonumber(redis.call('HGET', KEYS[2], 'cycle')) == cycle then\n"
+    "  redis.call('HSET', KEYS[2], 'refused', ARGV[2])\n"
+    "end\n"
+    "return {0, 0}\n";
+
+/* Checks the {code, value} reply shape shared by the scripts. */
 static int rd_pair_ok(const redisReply *rep)
 {
     return rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
@@ -105,26 +130,37 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                                  const char *record_json, const void *state, size_t state_len,
                                  char *errbuf, size_t errlen)
 {
+    return bd_redis_apply_approval_owned(r, portfolio, 0, cycle, record_json, state, state_len, NULL,
+                                         errbuf, errlen);
+}
+
+bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uint64_t epoch,
+                                       int64_t cycle, const char *record_json, const void *state,
+                                       size_t state_len, int64_t *version, char *errbuf,
+                                       size_t errlen)
+{
+    if (version) *version = 0;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     if (cycle < 0 || !record_json)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "approval of %s: cycle and record are required",
                        portfolio);
     static const char *const kinds[7] = {"alloc", "proposal", "decisions", "state", "fence", "kill",
                                          "approve"};
-    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX];
+    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX], ep[24];
     for (int i = 0; i < 7; i++) bd_rd_key(r, keys[i], portfolio, kinds[i]);
     snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
     snprintf(maxlen, sizeof maxlen, "%d", r->maxlen);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     snprintf(chan, sizeof chan, "%s:notify", r->prefix);
-    const char *av[18] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[19] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
                           keys[5], keys[6], cyc, record_json, state ? state : "", state ? "1" : "0",
-                          maxlen, chan, portfolio, now};
-    size_t lens[18];
-    for (int i = 0; i < 18; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
+                          maxlen, chan, portfolio, now, ep};
+    size_t lens[19];
+    for (int i = 0; i < 19; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
     lens[12] = state ? state_len : 0; /* the checkpoint is binary: no strlen */
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 18, av, lens, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 19, av, lens, &e, errbuf, errlen);
     if (!rep) return e;
     if (!rd_pair_ok(rep)) {
         freeReplyObject(rep);
@@ -132,11 +168,44 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                        portfolio, cyc);
     }
     e = BD_OK;
-    if (rep->element[0]->integer != 0) {
-        const redisReply *why = rep->element[1];
+    const redisReply *why = rep->element[1];
+    if (rep->element[0]->integer == 3) {
+        e = bd_errf(errbuf, errlen, BD_ERR_FENCED,
+                    "approval of %s cycle %s refused: fenced out (owner epoch %lld is above ours, %llu)",
+                    portfolio, cyc, why->type == REDIS_REPLY_INTEGER ? why->integer : -1LL,
+                    (unsigned long long)epoch);
+    } else if (rep->element[0]->integer != 0) {
         e = bd_errf(errbuf, errlen, BD_ERR_STALE, "approval of %s cycle %s refused: %s", portfolio, cyc,
                     why->type == REDIS_REPLY_STRING ? why->str : "?");
+    } else if (version && why->type == REDIS_REPLY_INTEGER) {
+        *version = why->integer;
     }
+    freeReplyObject(rep);
+    return e;
+}
+
+bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t epoch, int64_t cycle,
+                                  const char *reason, char *errbuf, size_t errlen)
+{
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char ka[RD_KEY_MAX], kp[RD_KEY_MAX], kf[RD_KEY_MAX], cyc[24], ep[24];
+    bd_rd_key(r, ka, portfolio, "approve");
+    bd_rd_key(r, kp, portfolio, "proposal");
+    bd_rd_key(r, kf, portfolio, "fence");
+    snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[] = {"EVAL", RD_REFUSE_LUA, "3", ka, kp, kf, cyc, reason ? reason : "", ep};
+    bd_err_t e;
+    redisReply *rep = bd_rd_cmd(r, 9, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (!rd_pair_ok(rep)) {
+        freeReplyObject(rep);
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "refusal of %s cycle %s: unexpected script reply",
+                       portfolio, cyc);
+    }
+    e = rep->element[0]->integer == 3
+            ? bd_errf(errbuf, errlen, BD_ERR_FENCED, "refusal of %s: fenced out", portfolio)
+            : BD_OK;
     freeReplyObject(rep);
     return e;
 }

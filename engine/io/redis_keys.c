@@ -104,6 +104,8 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
             snprintf(out->status, sizeof out->status, "%s", v);
         } else if (!strcmp(f, "faults")) {
             snprintf(out->faults, sizeof out->faults, "%s", v);
+        } else if (!strcmp(f, "refused")) {
+            snprintf(out->refused, sizeof out->refused, "%s", v);
         }
     }
     freeReplyObject(rep);

@@ -15,6 +15,7 @@
 #define BD_DEFAULT_CYCLE 3600
 #define BD_DEFAULT_SEED 42
 #define BD_DEFAULT_DEDUP_WINDOW 86400
+#define BD_DEFAULT_MAX_AHEAD 86400 /* docs/CONTRACT.md v2 §1: the time guard */
 #define BD_DEFAULT_BROKERS "127.0.0.1:9092"
 #define BD_DEFAULT_TOPIC "channel-events"
 #define BD_DEFAULT_GROUP "budgetd"
@@ -128,6 +129,8 @@ typedef struct {
     int64_t dedup_window;        /* seconds of event time an event_id is remembered */
     int64_t max_portfolios;      /* portfolios held, listed ones included; a new
                                   * unlisted one beyond it is rejected */
+    int64_t max_ahead;           /* seconds an event or watermark may lie past the reference
+                                  * time (newest accepted time; live: the wall clock) */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
         char **prop_keys, **prop_vals;

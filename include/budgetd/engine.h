@@ -75,6 +75,18 @@ bd_err_t bd_engine_flush(bd_engine_t *e);
  * the portfolio's first event is applied. */
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
 
+/* Forgets p (bd_portfolio_reset): how the live path drops a portfolio it no
+ * longer owns, so that it is restored from Redis if it comes back. A close
+ * job of p still queued is run first: its decision reaches the sink, and
+ * the caller discards what it must not write. */
+void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p);
+
+/* p was restored from its checkpoint (the live path): the times it had
+ * accepted count for the time guard as if this engine had accepted them,
+ * so a daemon taking over a partition judges its next events against the
+ * portfolio's own past, not against the older times it saw itself. */
+void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p);
+
 /* Counts a rejected message against reason and portfolio p (may be NULL):
  * the live path decodes itself and must apply the checkpoint skip first. */
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p);

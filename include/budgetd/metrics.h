@@ -32,6 +32,7 @@ typedef struct {
     uint64_t portfolios, killed, proposals;
     uint64_t faults[BD_FAULT__COUNT]; /* v2: channels under each data fault ([0] unused) */
     uint64_t capped, pinned;          /* v2: channels with a learned delivery cap, with a pin */
+    uint64_t redis_held;   /* portfolios whose writes Redis refuses (held, retried) */
 } bd_metrics_daemon_t;
 
 /* Renders the snapshot served from now on (main thread). */

@@ -75,8 +75,8 @@ Test(config_keys, every_documented_key_has_its_row)
         const char *keys[BD_KEYS_MAX + 1];
     } want[] = {
         {&bd_cfg_top_keys,
-         {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "kafka", "redis",
-          "defaults", "portfolios"}},
+         {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "max_ahead", "kafka",
+          "redis", "defaults", "portfolios"}},
         {&bd_cfg_kafka_keys, {"brokers", "topic", "group", "dlq_topic", "properties"}},
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen"}},
         {&bd_cfg_policy_keys,
@@ -292,6 +292,7 @@ static const struct {
 } BOUNDS[] = {
     {&bd_cfg_top_keys, "cycle", "> 0", {"0"}, {"1"}},
     {&bd_cfg_lag_keys, "horizon", "> 0", {"0"}, {"1"}},
+    {&bd_cfg_top_keys, "max_ahead", "> 0", {"0"}, {"1"}},
     {&bd_cfg_redis_keys, "stream_maxlen", "in 1..100000000", {"0", "100000001"},
      {"1", "100000000"}},
     {&bd_cfg_policy_keys, "budget", "> 0", {"0"}, {"0.001"}},
