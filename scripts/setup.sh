@@ -7,7 +7,8 @@ set -eu
 pkgs=(build-essential pkg-config
       librdkafka-dev libgsl-dev libhiredis-dev libcriterion-dev
       libcjson-dev libcyaml-dev libmicrohttpd-dev zlib1g-dev
-      redis-server redis-tools kcat gnuplot-nox)
+      redis-server redis-tools kcat gnuplot-nox
+      prometheus)
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -31,7 +31,7 @@ static void ops_usage(FILE *f)
           "       budgetd resume P                        (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
+          "  -c CONFIG     take redis.url, redis.user, redis.prefix and redis.password_env from the config\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
           "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
           f);
@@ -137,7 +137,11 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
     bd_redis_t *r;
-    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
+    /* Operators never run the engine's write script: no SCRIPT LOAD, which
+     * an operator's ACL user may not do (configs/redis/users.acl). */
+    bd_redis_opts_t ro = {.url = url, .user = cfg ? cfg->redis.user : NULL, .prefix = prefix,
+                          .password_env = pwenv, .stream_maxlen = maxlen, .no_scripts = true};
+    bd_err_t e = bd_redis_open_opts(&ro, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     bd_config_free(cfg);
     if (e != BD_OK) {

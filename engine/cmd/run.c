@@ -63,6 +63,23 @@ static void on_signal(int sig)
     else g_stop = 1;
 }
 
+/* A decision handed to the publisher and not yet written: when its cycle
+ * closed and when its oldest event arrived (monotonic seconds, 0 unknown). */
+typedef struct {
+    double t_close, t_event;
+} daemon_inflight_t;
+
+/* The daemon's observations for /metrics (main thread only). */
+typedef struct {
+    bd_metrics_hist_t cycle_latency, event_latency;
+    daemon_inflight_t *fl;      /* decisions queued since the last write */
+    size_t n_fl, cap_fl;
+    uint64_t kill_trips;
+    time_t started, last_message_at, last_decision_at;
+    bd_metrics_portfolio_t *pf; /* per-portfolio series, when the config asks */
+    size_t cap_pf;
+} daemon_obs_t;
+
 typedef struct {
     bd_config_t *cfg;
     const char *cfg_path;
@@ -76,16 +93,61 @@ typedef struct {
     const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
+    bd_log_format_t log_format; /* --log-format */
+    daemon_obs_t obs;           /* what /metrics shows beyond the counters */
 } daemon_t;
+
+/* Monotonic seconds, for latencies (immune to wall-clock steps). */
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The per-portfolio series of the config's metrics section: the first
+ * max_portfolios portfolios in the order this process met them (a stable
+ * label set); the rest are only counted. */
+static void daemon_metrics_portfolios(daemon_t *dm, bd_metrics_daemon_t *md)
+{
+    const bd_config_t *cfg = dm->cfg;
+    if (!cfg->metrics.per_portfolio) return;
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t), max = (size_t)cfg->metrics.max_portfolios;
+    size_t k = n < max ? n : max;
+    if (k > dm->obs.cap_pf) {
+        dm->obs.cap_pf = k;
+        dm->obs.pf = bd_xrealloc(dm->obs.pf, k * sizeof *dm->obs.pf);
+    }
+    for (size_t i = 0; i < k; i++) {
+        const bd_portfolio_t *p = bd_ptable_at(t, i);
+        dm->obs.pf[i] = (bd_metrics_portfolio_t){
+            .name = p->name, .killed = p->killed, .held = p->status == BD_STATUS_HELD,
+            .proposal = p->has_proposal, .alloc_cycle = p->alloc_cycle > 0 ? (uint64_t)p->alloc_cycle : 0,
+            .newest_event = p->newest_ts > 0 ? (uint64_t)p->newest_ts : 0};
+    }
+    md->pf = dm->obs.pf;
+    md->n_pf = k;
+    md->pf_omitted = n - k;
+}
 
 /* Hands the metrics thread a fresh snapshot (main thread only). */
 static void daemon_metrics(daemon_t *dm)
 {
     if (!dm->metrics) return;
+    const daemon_obs_t *o = &dm->obs;
     bd_metrics_daemon_t md = {.applied = dm->applied, .skipped = dm->skipped,
                               .dead_lettered = dm->dead_lettered,
                               .redis_pending = bd_publish_pending(dm->pub),
-                              .redis_writes = bd_publish_writes(dm->pub)};
+                              .redis_writes = bd_publish_writes(dm->pub),
+                              .redis_write_failures = bd_publish_failures(dm->pub),
+                              .kill_trips = o->kill_trips,
+                              .cycle_seconds = (uint64_t)dm->cfg->cycle,
+                              .lateness_seconds = (uint64_t)dm->cfg->lateness,
+                              .start_time = (uint64_t)o->started,
+                              .last_message_at = (uint64_t)o->last_message_at,
+                              .last_decision_at = (uint64_t)o->last_decision_at,
+                              .cycle_latency = &o->cycle_latency, .event_latency = &o->event_latency};
     bd_kafka_dlq_stats(dm->k, &md.dlq_failures, &md.dlq_unacked);
     bd_ptable_t *t = bd_engine_table(dm->e);
     md.portfolios = bd_ptable_count(t);
@@ -93,8 +155,51 @@ static void daemon_metrics(daemon_t *dm)
         const bd_portfolio_t *p = bd_ptable_at(t, i);
         md.killed += p->killed;
         md.proposals += p->has_proposal;
+        md.held += p->status == BD_STATUS_HELD;
     }
+    daemon_metrics_portfolios(dm, &md);
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
+}
+
+/* The engine's sink: queues the decision for Redis (bd_publish_sink), notes
+ * its close and oldest-event times for the latency histograms, and logs
+ * the notable ones (a kill-switch trip, a held decision) as one line each. */
+static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json, size_t len)
+{
+    daemon_t *dm = ctx;
+    bd_err_t rc = bd_publish_sink(dm->pub, p, d, json, len);
+    daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == o->cap_fl) {
+        o->cap_fl = o->cap_fl ? 2 * o->cap_fl : 64;
+        o->fl = bd_xrealloc(o->fl, o->cap_fl * sizeof *o->fl);
+    }
+    double now = mono_now();
+    o->fl[o->n_fl++] = (daemon_inflight_t){p->live_close_at > 0 ? p->live_close_at : now, p->live_event_at};
+    p->live_close_at = 0;
+    p->live_event_at = 0;
+    if (d->tripped && d->kill_reason) {
+        o->kill_trips++;
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: kill-switch tripped: %s", p->name, d->kill_reason);
+    } else if (d->path == BD_PATH_HELD) {
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: decision held%s%s", p->name, d->note ? ": " : "",
+                  d->note ? d->note : "");
+    }
+    return rc;
+}
+
+/* After a successful write: every decision queued since the last one is in
+ * Redis now; observe their latencies. */
+static void daemon_observe_written(daemon_t *dm)
+{
+    daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == 0) return;
+    double now = mono_now();
+    for (size_t i = 0; i < o->n_fl; i++) {
+        bd_metrics_observe(&o->cycle_latency, now - o->fl[i].t_close);
+        if (o->fl[i].t_event > 0) bd_metrics_observe(&o->event_latency, now - o->fl[i].t_event);
+    }
+    o->n_fl = 0;
+    o->last_decision_at = time(NULL);
 }
 
 /* Writes what the engine decided (held and retried while Redis is down);
@@ -103,7 +208,23 @@ static bool daemon_write(daemon_t *dm)
 {
     bool ok = bd_publish_flush(dm->pub);
     if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
+    if (ok) daemon_observe_written(dm);
     return ok;
+}
+
+/* Notes the closes the engine has queued and not yet decided (the sync's
+ * tick, a watermark for every portfolio): their close time is now. */
+static void daemon_mark_closes(daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    double now = 0;
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (!p->pending || p->live_close_at > 0) continue;
+        if (now == 0) now = mono_now();
+        p->live_close_at = now;
+    }
 }
 
 /* Follows p's kill key: present latches p (an operator's kill, or the
@@ -116,10 +237,10 @@ static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     if (rc != BD_OK) return rc;
     if (killed && !p->killed) {
         bd_killswitch_operator_kill(p, reason);
-        bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
+        bd_log_kv(BD_LOG_INFO, p->name, p->alloc_cycle, "%s: killed by operator (%s)", p->name, reason);
     } else if (!killed && p->killed) {
         bd_killswitch_operator_resume(p);
-        bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
+        bd_log_kv(BD_LOG_INFO, p->name, p->alloc_cycle, "%s: resumed by operator", p->name);
     }
     return BD_OK;
 }
@@ -137,7 +258,8 @@ static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daem
     while (!g_stop) {
         if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
         int ms = bd_backoff_next_ms(&b);
-        bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
+        bd_log_kv(BD_LOG_WARN, p->name, BD_LOG_NO_CYCLE, "redis unavailable %s %s (%s), retry in %d ms", what,
+                  p->name, err, ms);
         bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(dm->r, err, sizeof(err));
     }
@@ -155,7 +277,7 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
     if (rc != BD_OK) return rc;
     if (blob && len) {
         if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK)
-            bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
+            bd_log_kv(BD_LOG_WARN, p->name, BD_LOG_NO_CYCLE, "%s: ignoring checkpoint: %s", p->name, err);
         else
             p->ckpt_offset = p->offset;
     }
@@ -217,6 +339,13 @@ static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
     if (p) {
         p->offset = m->offset;
         if (p->first_unsaved < 0) p->first_unsaved = m->offset;
+        /* latency marks (metrics): a close this message queued, an event
+         * waiting for its first decision */
+        if ((p->pending && p->live_close_at == 0) || (r == BD_REJ_NONE && p->live_event_at == 0)) {
+            double now = mono_now();
+            if (p->pending && p->live_close_at == 0) p->live_close_at = now;
+            if (r == BD_REJ_NONE && p->live_event_at == 0) p->live_event_at = now;
+        }
     }
 }
 
@@ -272,7 +401,8 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
     bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, *json, state, slen, err, sizeof(err));
     free(state);
     if (rc == BD_OK) {
-        bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+        bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approved proposal of cycle %lld applied", p->name,
+                  (long long)cycle);
         p->ckpt_offset = p->offset;
         p->first_unsaved = -1;
     } else {
@@ -283,7 +413,8 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
         p->status = old_status;
         if (rc == BD_ERR_STALE) {
             /* superseded or killed meanwhile: drop the request */
-            bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+            bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approval of cycle %lld refused: %s", p->name,
+                      (long long)cycle, err);
             bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
         } else {
             p->has_proposal = true; /* Redis down: try again next round */
@@ -371,8 +502,10 @@ static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
-          "                   [--metrics HOST:PORT]\n"
+          "                   [--metrics HOST:PORT] [--log-format text|logfmt|json]\n"
           "  --metrics A    serve Prometheus counters on http://A/metrics\n"
+          "  --log-format F the log lines on stderr: text (default), logfmt or json, each\n"
+          "                 with level, portfolio and cycle as keys (include/budgetd/log.h)\n"
           "  --event-time   close cycles by event time only (no wall clock): rehearsal\n"
           "                 on a topic holding historical events\n"
           "  --idle-exit S  exit cleanly after S seconds without messages (demos, tests)\n",
@@ -386,7 +519,7 @@ static int run_parse(int argc, char **argv, daemon_t *dm)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
-        {"metrics", required_argument, NULL, 'M'},
+        {"metrics", required_argument, NULL, 'M'}, {"log-format", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     bd_opts_t o;
     bd_opts_init(&o, "run", argc, argv, "c:t:h", longopts);
@@ -400,6 +533,12 @@ static int run_parse(int argc, char **argv, daemon_t *dm)
             if (!bd_opts_int(&o, 0, RUN_MAX_IDLE_EXIT, &dm->idle_exit)) rc = BD_EXIT_USAGE;
             break;
         case 'M': dm->metrics_at = o.arg; break;
+        case 'L':
+            if (!bd_log_format_parse(o.arg, &dm->log_format)) {
+                fprintf(stderr, "budgetd run: --log-format must be text, logfmt or json, got '%s'\n", o.arg);
+                rc = BD_EXIT_USAGE;
+            }
+            break;
         case 't':
             if (!bd_opts_int(&o, 1, BD_CMD_MAX_THREADS, &dm->threads)) rc = BD_EXIT_USAGE;
             break;
@@ -452,16 +591,20 @@ static int run_setup(daemon_t *dm)
     if (dm->metrics_at && bd_metrics_start(dm->metrics_at, &dm->metrics, err, sizeof(err)) != BD_OK)
         return run_fail(err);
     const bd_config_t *cfg = dm->cfg;
-    if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
-                           cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
-        return run_fail(err);
+    bd_redis_opts_t ro;
+    bd_redis_opts_config(&ro, cfg);
+    ro.lazy = true;
+    if (bd_redis_open_opts(&ro, &dm->r, err, sizeof(err)) != BD_OK) return run_fail(err);
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
     dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
+    bd_metrics_hist_init(&dm->obs.cycle_latency, bd_metrics_cycle_latency_le, bd_metrics_cycle_latency_n);
+    bd_metrics_hist_init(&dm->obs.event_latency, bd_metrics_event_latency_le, bd_metrics_event_latency_n);
+    dm->obs.started = time(NULL);
     bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
-                           .sink = bd_publish_sink, .sink_ctx = dm->pub};
+                           .sink = daemon_sink, .sink_ctx = dm};
     dm->e = bd_engine_new(cfg, &eo);
     bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
           cfg->redis.prefix, dm->event_time ? ", event time only" : "");
@@ -478,6 +621,7 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
      * operator's kill is seen publishes an active allocation. */
     if (ops) daemon_poll_kills(dm);
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
+    if (dm->metrics) daemon_mark_closes(dm);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;
     if (ops) {
@@ -502,6 +646,7 @@ static void run_loop(daemon_t *dm)
         int got = bd_kafka_poll(dm->k, &m, 100);
         time_t now = time(NULL);
         if (got > 0) {
+            dm->obs.last_message_at = now;
             daemon_message(dm, &m);
             bd_kafka_msg_done(dm->k, &m);
             last_msg = now;
@@ -551,6 +696,8 @@ static void run_teardown(daemon_t *dm)
     bd_metrics_stop(dm->metrics);
     bd_publish_free(dm->pub);
     bd_config_free(dm->cfg);
+    free(dm->obs.fl);
+    free(dm->obs.pf);
 }
 
 /* The command: parse, set up, loop until stopped, shut down cleanly. */
@@ -560,6 +707,7 @@ int bd_cmd_run(int argc, char **argv)
     int rc = run_parse(argc, argv, &dm);
     if (rc < 0) {
         bd_log_set_timestamps(true); /* a daemon's stderr is its log */
+        bd_log_set_format(dm.log_format);
         rc = run_setup(&dm);
         if (rc == BD_EXIT_OK) {
             run_loop(&dm);

@@ -30,6 +30,7 @@ struct bd_publish {
     pending_t *q;
     size_t n, cap;
     unsigned long writes;
+    unsigned long failures;     /* write attempts that failed (then retried or given up) */
 };
 
 bd_publish_t *bd_publish_new(bd_redis_t *r, volatile sig_atomic_t *stop)
@@ -61,6 +62,7 @@ void bd_publish_free(bd_publish_t *pub)
 
 size_t bd_publish_pending(const bd_publish_t *pub) { return pub->n; }
 unsigned long bd_publish_writes(const bd_publish_t *pub) { return pub->writes; }
+unsigned long bd_publish_failures(const bd_publish_t *pub) { return pub->failures; }
 
 /* Proposal paths write the proposal hash only; every other path replaces
  * alloc with the allocation in force (status killed/held included). */
@@ -127,6 +129,7 @@ bool bd_publish_flush(bd_publish_t *pub)
             ok = true;
             break;
         }
+        pub->failures++;
         if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
             bd_log(BD_LOG_ERROR, "redis write refused: %s", err);
             break;
@@ -142,8 +145,9 @@ bool bd_publish_flush(bd_publish_t *pub)
         for (size_t i = 0; i < pub->n; i++) {
             pending_t *q = &pub->q[i];
             if (res[i] == BD_ERR_STALE)
-                bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                       q->portfolio, (long long)q->cycle);
+                bd_log_kv(BD_LOG_WARN, q->portfolio, q->cycle,
+                          "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                          q->portfolio, (long long)q->cycle);
             q->p->ckpt_offset = q->offset;
             /* Nothing was applied between queueing and now (one thread). */
             q->p->first_unsaved = -1;

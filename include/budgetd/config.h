@@ -23,6 +23,7 @@
 #define BD_DEFAULT_PREFIX "budgetd"
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
 #define BD_DEFAULT_STREAM_MAXLEN 10000
+#define BD_DEFAULT_METRICS_MAX_PORTFOLIOS 100
 
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
@@ -101,8 +102,13 @@ typedef struct {
     } kafka;
     struct {
         char *url, *prefix, *password_env;
+        char *user;              /* ACL user for AUTH ("": none, or the URL's) */
         int stream_maxlen;
     } redis;
+    struct {                     /* what /metrics exports (`run --metrics`) */
+        bool per_portfolio;      /* series labelled by portfolio (a few gauges) */
+        int max_portfolios;      /* ... for at most this many portfolios */
+    } metrics;
     bool has_default_budget;     /* false => unlisted portfolios are rejected */
     bd_policy_t defaults;
     bd_portfolio_cfg_t *portfolios;  /* sorted by name */

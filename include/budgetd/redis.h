@@ -26,6 +26,7 @@
 #ifndef BUDGETD_REDIS_H
 #define BUDGETD_REDIS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "budgetd/common.h"
@@ -104,6 +105,30 @@ bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password
 bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                             bd_redis_t **out, char *errbuf, size_t errlen);
 void bd_redis_close(bd_redis_t *r);
+
+/* How to open a connection (bd_redis_open_opts); fields left zero take the
+ * values bd_redis_open uses. */
+typedef struct {
+    const char *url;          /* as bd_redis_open */
+    const char *user;         /* ACL user ("AUTH user password"); NULL or "": the
+                                 URL's user, if any. Both given must agree */
+    const char *prefix;
+    const char *password_env; /* the password, as bd_redis_open: never in the config */
+    int stream_maxlen;
+    bool lazy;                /* connect at the first call that needs the server */
+    bool no_scripts;          /* a reader (adapter): never SCRIPT LOAD, which its
+                                 ACL user may not do; the writes of this file
+                                 still work (EVAL) where the user may write */
+} bd_redis_opts_t;
+
+/* The options of cfg's redis section (url, user, prefix, password_env,
+ * stream_maxlen); lazy and no_scripts off. */
+void bd_redis_opts_config(bd_redis_opts_t *o, const bd_config_t *cfg);
+
+/* As bd_redis_open / bd_redis_open_lazy with every option. With a user
+ * AUTH is "AUTH user password" (password "" when the variable is unset, which
+ * a nopass user accepts); a refused AUTH says which user and which variable. */
+bd_err_t bd_redis_open_opts(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen);
 
 /* Connect and command timeouts in milliseconds (default 2000 and 5000). A
  * command timeout drops the connection (its state is unknown). */
