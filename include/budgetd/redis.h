@@ -231,4 +231,50 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
                                   size_t errlen);
 void bd_redis_names_free(char **names, size_t n);
 
+/* ---- adapters and explain (redis_adapter.c; docs/CONTRACT.md v2) ---------
+ *
+ *   PFX:{P}:ack:<adapter>  hash  written by the adapter named <adapter> only:
+ *                          ch:<channel> -> the amount it last applied (the
+ *                          alloc field's text), cycle and version of the last
+ *                          allocation it applied in full, at (Unix s). */
+
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    char amount[32];          /* as written in alloc ("%.2f") */
+} bd_redis_ack_chan_t;
+
+typedef struct {
+    int present;              /* 0: no ack hash (rest zero, cycle -1) */
+    int64_t cycle, version, at; /* cycle -1: no cycle applied in full yet */
+    bd_redis_ack_chan_t *ch;  /* sorted by name; free with bd_redis_ack_free */
+    size_t n_ch;
+} bd_redis_ack_t;
+
+/* Reads adapter's ack hash of portfolio. Names must be §1 names. */
+bd_err_t bd_redis_get_ack(bd_redis_t *r, const char *portfolio, const char *adapter, bd_redis_ack_t *out,
+                          char *errbuf, size_t errlen);
+void bd_redis_ack_free(bd_redis_ack_t *a);
+/* Writes a's channel amounts, and cycle, version and at when a->cycle >= 0,
+ * into the ack hash with one HSET (other fields stay). present is ignored. */
+bd_err_t bd_redis_put_ack(bd_redis_t *r, const char *portfolio, const char *adapter, const bd_redis_ack_t *a,
+                          char *errbuf, size_t errlen);
+
+/* The decision record of cycle (< 0: the stream's last entry): *json the
+ * record (malloc'd; NULL when the stream has no such entry, e.g. trimmed),
+ * *got its cycle. Of the entries of one cycle ("<cycle>-1" the engine's,
+ * "<cycle>-2" an operator's approval applied) the last is returned. */
+bd_err_t bd_redis_get_record(bd_redis_t *r, const char *portfolio, int64_t cycle, char **json, int64_t *got,
+                             char *errbuf, size_t errlen);
+
+/* A subscription to PFX:notify on a connection of its own, opened with
+ * r's address, user, password and prefix (no scripts). */
+typedef struct bd_redis_sub bd_redis_sub_t;
+bd_err_t bd_redis_sub_open(const bd_redis_t *r, bd_redis_sub_t **out, char *errbuf, size_t errlen);
+/* Waits up to timeout_ms for one notify message ("<P> <cycle> <status>"),
+ * copied into msg. Returns 1 (a message), 0 (none came) or -1 (the
+ * subscription is lost, errbuf says why: close it and open a new one; a
+ * message published meanwhile is lost, so catch up by reading). */
+int bd_redis_sub_wait(bd_redis_sub_t *s, int timeout_ms, char *msg, size_t cap, char *errbuf, size_t errlen);
+void bd_redis_sub_close(bd_redis_sub_t *s);
+
 #endif
