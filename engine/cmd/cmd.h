@@ -12,5 +12,6 @@ int bd_cmd_run(int argc, char **argv);
 int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status */
 int bd_cmd_whatif(int argc, char **argv);
 int bd_cmd_adapter(int argc, char **argv);  /* the reference execution adapter */
+int bd_cmd_explain(int argc, char **argv);  /* a decision in words */
 
 #endif

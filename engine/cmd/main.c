@@ -22,7 +22,7 @@ static void usage(FILE *f)
           "                                 embedded Kafka (librdkafka mock cluster)\n"
           "  kill P --reason TEXT | resume P | approve P [CYCLE] | status [P] [--json]\n"
           "                                 operator actions on Redis\n"
-          "  explain P [CYCLE]              why a decision is what it is, in words\n"
+          "  explain P [CYCLE] -c CONFIG    why a decision is what it is, in words\n"
           "  adapter -c CONFIG --exec CMD   the reference execution adapter: runs\n"
           "                                 CMD PORTFOLIO CHANNEL AMOUNT CYCLE per change\n",
           f);
@@ -36,7 +36,7 @@ static const struct {
     {"replay", bd_cmd_replay}, {"check", bd_cmd_check},   {"run", bd_cmd_run},
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
-    {"adapter", bd_cmd_adapter},
+    {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain},
 };
 
 /* Runs the command argv[1] names on the rest of argv. */

@@ -15,6 +15,7 @@
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
+#include "status.h"
 
 /* The parsed command line. pos holds the positional arguments in order. */
 typedef struct {
@@ -22,6 +23,7 @@ typedef struct {
     const char *config, *url, *prefix, *reason, *by;
     const char *pos[3];
     int npos;
+    int json;       /* status --json */
 } ops_args_t;
 
 /* The usage text, to stdout for --help, stderr for bad use. */
@@ -30,7 +32,7 @@ static void ops_usage(FILE *f)
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd resume P                        (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd status [P] [--json]             (-c CONFIG | --redis URL [--prefix PFX])\n"
           "  -c CONFIG     take redis.url, redis.user, redis.prefix and redis.password_env from the config\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
           "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
@@ -45,7 +47,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         {"config", required_argument, NULL, 'c'}, {"redis", required_argument, NULL, 'r'},
         {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
         {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
     bd_opts_t o;
@@ -58,6 +60,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         case 'p': a->prefix = o.arg; break;
         case 'R': a->reason = o.arg; break;
         case 'b': a->by = o.arg; break;
+        case 'j': a->json = 1; break;
         case 'h': rc = 1; break;
         default: rc = -1; break;
         }
@@ -98,6 +101,10 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
     }
     if (!is_kill && (a->reason || a->by)) {
         fprintf(stderr, "budgetd %s: --reason and --by belong to kill\n", c);
+        return -1;
+    }
+    if (a->json && !is_status) {
+        fprintf(stderr, "budgetd %s: --json belongs to status\n", c);
         return -1;
     }
     if (a->by && !*a->by) {
@@ -364,6 +371,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
 
 static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
 {
+    if (a->json) return bd_status_json(r, a->npos == 1 ? a->pos[0] : NULL, prefix);
     char err[BD_ERRBUF];
     if (a->npos == 1) {
         int rc = ops_status_one(r, a->pos[0], err, sizeof err);
