@@ -383,6 +383,11 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     size_t n;
     if (bd_redis_list_portfolios(r, &names, &n, err, sizeof err) != BD_OK) return ops_fail("status", err);
     if (n == 0) printf("no portfolios under prefix '%s'\n", prefix);
+    if (n > 0 && bd_status_summary(r, names, n, err, sizeof err) != 0) {
+        bd_redis_names_free(names, n);
+        return ops_fail("status", err);
+    }
+    if (n > 0) printf("\n");
     int code = BD_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         if (i) printf("\n");

@@ -120,3 +120,36 @@ int bd_status_json(bd_redis_t *r, const char *portfolio, const char *prefix)
     cJSON_Delete(doc);
     return code;
 }
+
+/* See status.h: one row per portfolio, from the same reads as the blocks. */
+int bd_status_summary(bd_redis_t *r, char *const *names, size_t n, char *err, size_t errlen)
+{
+    int w = 9;
+    for (size_t i = 0; i < n; i++)
+        if ((int)strlen(names[i]) > w) w = (int)strlen(names[i]);
+    printf("%-*s  %-11s  %-7s  %10s  %14s  %9s  %s\n", w, "portfolio", "mode", "status", "cycle", "total",
+           "proposal", "kill");
+    for (size_t i = 0; i < n; i++) {
+        bd_redis_alloc_t al = {0}, pr = {0};
+        bd_redis_kill_t k;
+        if (bd_redis_get_kill_info(r, names[i], &k, err, errlen) != BD_OK ||
+            bd_redis_get_alloc(r, names[i], 0, &al, err, errlen) != BD_OK ||
+            bd_redis_get_alloc(r, names[i], 1, &pr, err, errlen) != BD_OK) {
+            bd_redis_alloc_free(&al);
+            return -1;
+        }
+        double total = 0;
+        for (size_t c = 0; c < al.n_ch; c++) total += al.ch[c].spend;
+        char cyc[24] = "-", tot[24] = "-", prop[24] = "-";
+        if (al.present) {
+            snprintf(cyc, sizeof cyc, "%lld", (long long)al.cycle);
+            snprintf(tot, sizeof tot, "%.2f", total);
+        }
+        if (pr.present) snprintf(prop, sizeof prop, "%lld", (long long)pr.cycle);
+        printf("%-*s  %-11s  %-7s  %10s  %14s  %9s  %s\n", w, names[i], al.present ? al.mode : "-",
+               al.present ? al.status : "-", cyc, tot, prop, k.killed ? "KILLED" : "-");
+        bd_redis_alloc_free(&al);
+        bd_redis_alloc_free(&pr);
+    }
+    return 0;
+}

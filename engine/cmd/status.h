@@ -14,4 +14,10 @@
  * unknown portfolio, said on stderr; nothing on stdout). */
 int bd_status_json(bd_redis_t *r, const char *portfolio, const char *prefix);
 
+/* The summary table `budgetd status` prints above the per-portfolio blocks
+ * when it lists every portfolio: one row each (portfolio, mode, status,
+ * cycle and total of the allocation in force, the proposal's cycle, KILLED).
+ * Returns 0, or -1 on a Redis failure (err says why). */
+int bd_status_summary(bd_redis_t *r, char *const *names, size_t n, char *err, size_t errlen);
+
 #endif

@@ -176,3 +176,38 @@ Test(views, explain_a_cycle_a_kill_and_a_fault)
     cr_assert_eq(budgetd("explain 'bad name' 2>&1"), 2, "%s", out);
     cr_assert_eq(budgetd("explain acme-us x 2>&1"), 2, "%s", out);
 }
+
+/* status without a portfolio starts with one row per portfolio: the
+ * allocation in force's mode, status, cycle and total, the pending
+ * proposal's cycle, KILLED. */
+Test(views, status_starts_with_a_summary_table)
+{
+    replay_sample();
+    cr_assert_eq(budgetd("kill globex-uk --reason drill"), 0, "%s", out);
+    cr_assert_eq(budgetd("status"), 0, "%s", out);
+    cr_assert_eq(strncmp(out, "portfolio ", 10), 0, "%s", out);
+    const char *pfs[] = {"acme-de", "acme-us", "globex-uk", "initech-fr"};
+    const char *prev = out;
+    for (int i = 0; i < 4; i++) {
+        char want[64], key[96];
+        snprintf(want, sizeof want, "\n%-10s  ", pfs[i]);
+        const char *row = strstr(out, want);
+        cr_assert(row && row > prev, "no row for %s in order:\n%s", pfs[i], out);
+        prev = row;
+        char line[256];
+        snprintf(line, sizeof line, "%.*s", (int)strcspn(row + 1, "\n"), row + 1);
+        snprintf(key, sizeof key, "budgetd:{%s}:alloc", pfs[i]);
+        char *tok[8];
+        int n = 0;
+        for (char *t = strtok(line, " "); t && n < 8; t = strtok(NULL, " ")) tok[n++] = t;
+        cr_assert_eq(n, 7, "%s", row);
+        cr_assert_str_eq(tok[1], bd_test_redis_hget(rc, key, "mode"));
+        cr_assert_str_eq(tok[2], bd_test_redis_hget(rc, key, "status"));
+        cr_assert_str_eq(tok[3], bd_test_redis_hget(rc, key, "cycle"));
+        snprintf(key, sizeof key, "budgetd:{%s}:proposal", pfs[i]);
+        const char *pc = bd_test_redis_hget(rc, key, "cycle");
+        cr_assert_str_eq(tok[5], pc ? pc : "-");
+        cr_assert_str_eq(tok[6], i == 2 ? "KILLED" : "-");
+    }
+    cr_assert(strstr(out, "\n\nacme-de  mode "), "the blocks follow:\n%s", out);
+}
