@@ -150,14 +150,15 @@ Test(views, explain_says_why_in_words)
  * does not know, and the refusals. */
 Test(views, explain_a_cycle_a_kill_and_a_fault)
 {
-    bd_test_redis_cmd(rc, "XADD budgetd:{acme-us}:decisions 7-1 d %s",
+    freeReplyObject(bd_test_redis_cmd(rc, "XADD budgetd:{acme-us}:decisions 7-1 d %s",
                       "{\"v\":1,\"portfolio\":\"acme-us\",\"cycle\":7,\"mode\":\"delegate\",\"status\":\"killed\","
                       "\"path\":\"killed\",\"budget\":100.00,\"total\":60.00,\"channels\":[{\"channel\":\"search\","
                       "\"spend\":60.00,\"prev\":50.00,\"mean_roas\":0.3000,\"roas_lo\":0.1000,\"roas_hi\":0.5000,"
                       "\"bound\":\"fault\",\"fault\":\"tracking\",\"delivered\":0.5,\"shiny\":3}],"
                       "\"risk\":{\"p_below_floor\":0.9000},\"kill\":{\"reason\":\"roas below 0.5\"},"
-                      "\"events\":4,\"late\":1,\"rejected\":2,\"decided_at\":1767225600,\"note\":\"checked\"}");
-    bd_test_redis_cmd(rc, "XADD budgetd:{acme-us}:decisions 8-1 d %s", "{\"v\":1,\"cycle\":8,\"channels\":[]}");
+                      "\"events\":4,\"late\":1,\"rejected\":2,\"decided_at\":1767225600,\"note\":\"checked\"}"));
+    freeReplyObject(
+            bd_test_redis_cmd(rc, "XADD budgetd:{acme-us}:decisions 8-1 d %s", "{\"v\":1,\"cycle\":8,\"channels\":[]}"));
     cr_assert_eq(budgetd("explain acme-us 7"), 0, "%s", out);
     cr_assert(strstr(out, "acme-us, cycle 7, decided 2026-01-01T00:00:00Z, mode delegate"), "%s", out);
     cr_assert(strstr(out, "Path: killed: the kill-switch is latched"), "%s", out);
