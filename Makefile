@@ -2,8 +2,8 @@
 # (core, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
 # the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
 # forms libbdsim.a for the benchmarks and the tests that use it; each
-# tests/unit/<module>/test_*.c, tests/integration/test_*.c and
-# bench/bench_*.c is its own program, built at the same path under
+# tests/unit/<module>/test_*.c, tests/integration/test_*.c,
+# tests/adapter/test_*.c and bench/bench_*.c is its own program, built at the same path under
 # $(BUILD) (tests/unit/core/test_alloc.c -> $(BUILD)/tests/unit/core/test_alloc).
 # tests/support/*.c (shared fixtures) is linked into every test program.
 # BUILD selects the output tree so that the sanitizer build never mixes
@@ -28,8 +28,11 @@ SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
 # source layers; integration tests run the binary or need redis/Kafka
 UNIT_SRC  := $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
-TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%)
-TEST_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
+# the adapter conformance suite (tests/adapter/README.md): any adapter
+# command, the reference adapter by default
+ADAPT_SRC := $(wildcard tests/adapter/test_*.c)
+TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%) $(ADAPT_SRC:%.c=$(BUILD)/%)
+TEST_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(ADAPT_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_PROG:= $(wildcard bench/bench_*.c bench/gen_*.c)
 BENCH_LIB := $(filter-out $(BENCH_PROG),$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB:%.c=$(BUILD)/obj/%.o)

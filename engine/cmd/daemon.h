@@ -11,9 +11,27 @@
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "budgetd/kafka.h"
+#include "budgetd/log.h"
 #include "budgetd/metrics.h"
 #include "budgetd/publish.h"
 #include "budgetd/redis.h"
+
+/* A decision handed to the publisher and not yet written: when its cycle
+ * closed and when its oldest event arrived (monotonic seconds, 0 unknown). */
+typedef struct {
+    double t_close, t_event;
+} bd_daemon_inflight_t;
+
+/* The daemon's observations for /metrics (main thread only). */
+typedef struct {
+    bd_metrics_hist_t cycle_latency, event_latency;
+    bd_daemon_inflight_t *fl;   /* decisions queued since the last write */
+    size_t n_fl, cap_fl;
+    uint64_t kill_trips;
+    time_t started, last_message_at, last_decision_at;
+    bd_metrics_portfolio_t *pf; /* per-portfolio series, when the config asks */
+    size_t cap_pf;
+} bd_daemon_obs_t;
 
 typedef struct {
     bd_config_t *cfg;
@@ -31,6 +49,8 @@ typedef struct {
     unsigned long fence_check_conns; /* bd_redis_reconnects at that check */
     uint64_t applied, skipped, dead_lettered;
     bd_metrics_t *metrics;      /* --metrics: NULL when off */
+    bd_log_format_t log_format; /* --log-format */
+    bd_daemon_obs_t obs;        /* what /metrics shows beyond the counters */
 } bd_daemon_t;
 
 /* Follows p's kill key: present latches p (an operator's kill, or a trip

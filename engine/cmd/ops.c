@@ -20,6 +20,7 @@
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
+#include "status.h"
 
 /* Longest --reason and --by (bytes): a reason is a sentence for whoever
  * resumes, an author a name; both travel in every record and status. */
@@ -96,6 +97,7 @@ typedef struct {
     int clear;             /* pin --clear (v2) */
     const char *pos[3];
     int npos;
+    int json;       /* status --json */
 } ops_args_t;
 
 /* The usage text, to stdout for --help, stderr for bad use. */
@@ -104,9 +106,9 @@ static void ops_usage(FILE *f)
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd resume P [--by NAME | --channel C] (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd status [P] [--json]             (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd pin P C AMOUNT | pin P C --clear  -c CONFIG [--redis URL] [--prefix PFX]\n"
-          "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
+          "  -c CONFIG     take redis.url, redis.user, redis.prefix and redis.password_env from the config\n"
           "                (pin: required, its bounds are checked against the config)\n"
           "  --channel C   resume: clear channel C's data fault instead of a kill\n"
           "  --clear       pin: remove C's run-time pin (a config pin applies again)\n"
@@ -124,7 +126,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
         {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
         {"channel", required_argument, NULL, 'C'}, {"clear", no_argument, NULL, 'X'},
-        {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
     bd_opts_t o;
@@ -139,6 +141,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         case 'b': a->by = o.arg; break;
         case 'C': a->channel = o.arg; break;
         case 'X': a->clear = 1; break;
+        case 'j': a->json = 1; break;
         case 'h': rc = 1; break;
         default: rc = -1; break;
         }
@@ -203,6 +206,10 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
         fprintf(stderr, "budgetd %s: --reason belongs to kill, --by to kill and resume\n", c);
         return -1;
     }
+    if (a->json && !is_status) {
+        fprintf(stderr, "budgetd %s: --json belongs to status\n", c);
+        return -1;
+    }
     if (a->by && !*a->by) {
         fprintf(stderr, "budgetd %s: --by must not be empty\n", c);
         return -1;
@@ -252,7 +259,11 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
     bd_redis_t *r;
-    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
+    /* Operators never run the engine's write script: no SCRIPT LOAD, which
+     * an operator's ACL user may not do (configs/redis/users.acl). */
+    bd_redis_opts_t ro = {.url = url, .user = cfg ? cfg->redis.user : NULL, .prefix = prefix,
+                          .password_env = pwenv, .stream_maxlen = maxlen, .no_scripts = true};
+    bd_err_t e = bd_redis_open_opts(&ro, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     if (cfg_out && e == BD_OK) *cfg_out = cfg;
     else bd_config_free(cfg);
@@ -653,6 +664,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
 
 static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
 {
+    if (a->json) return bd_status_json(r, a->npos == 1 ? a->pos[0] : NULL, prefix);
     char err[BD_ERRBUF];
     if (a->npos == 1) {
         int rc = ops_status_one(r, a->pos[0], err, sizeof err);
@@ -664,6 +676,11 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     size_t n;
     if (bd_redis_list_portfolios(r, &names, &n, err, sizeof err) != BD_OK) return ops_fail("status", err);
     if (n == 0) printf("no portfolios under prefix '%s'\n", prefix);
+    if (n > 0 && bd_status_summary(r, names, n, err, sizeof err) != 0) {
+        bd_redis_names_free(names, n);
+        return ops_fail("status", err);
+    }
+    if (n > 0) printf("\n");
     int code = BD_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         if (i) printf("\n");

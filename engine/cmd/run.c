@@ -70,14 +70,57 @@ static void on_signal(int sig)
 }
 
 
+/* Monotonic seconds, for latencies (immune to wall-clock steps). */
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The per-portfolio series of the config's metrics section: the first
+ * max_portfolios portfolios in the order this process met them (a stable
+ * label set); the rest are only counted. */
+static void daemon_metrics_portfolios(bd_daemon_t *dm, bd_metrics_daemon_t *md)
+{
+    const bd_config_t *cfg = dm->cfg;
+    if (!cfg->metrics.per_portfolio) return;
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t), max = (size_t)cfg->metrics.max_portfolios;
+    size_t k = n < max ? n : max;
+    if (k > dm->obs.cap_pf) {
+        dm->obs.cap_pf = k;
+        dm->obs.pf = bd_xrealloc(dm->obs.pf, k * sizeof *dm->obs.pf);
+    }
+    for (size_t i = 0; i < k; i++) {
+        const bd_portfolio_t *p = bd_ptable_at(t, i);
+        dm->obs.pf[i] = (bd_metrics_portfolio_t){
+            .name = p->name, .killed = p->killed, .held = p->status == BD_STATUS_HELD,
+            .proposal = p->has_proposal, .alloc_cycle = p->alloc_cycle > 0 ? (uint64_t)p->alloc_cycle : 0,
+            .newest_event = p->newest_ts > 0 ? (uint64_t)p->newest_ts : 0};
+    }
+    md->pf = dm->obs.pf;
+    md->n_pf = k;
+    md->pf_omitted = n - k;
+}
+
 /* Hands the metrics thread a fresh snapshot (main thread only). */
 static void daemon_metrics(bd_daemon_t *dm)
 {
     if (!dm->metrics) return;
+    const bd_daemon_obs_t *o = &dm->obs;
     bd_metrics_daemon_t md = {.applied = dm->applied, .skipped = dm->skipped,
                               .dead_lettered = dm->dead_lettered,
                               .redis_pending = bd_publish_pending(dm->pub),
-                              .redis_writes = bd_publish_writes(dm->pub)};
+                              .redis_writes = bd_publish_writes(dm->pub),
+                              .redis_write_failures = bd_publish_failures(dm->pub),
+                              .kill_trips = o->kill_trips,
+                              .cycle_seconds = (uint64_t)dm->cfg->cycle,
+                              .lateness_seconds = (uint64_t)dm->cfg->lateness,
+                              .start_time = (uint64_t)o->started,
+                              .last_message_at = (uint64_t)o->last_message_at,
+                              .last_decision_at = (uint64_t)o->last_decision_at,
+                              .cycle_latency = &o->cycle_latency, .event_latency = &o->event_latency};
     bd_kafka_dlq_stats(dm->k, &md.dlq_failures, &md.dlq_unacked);
     bd_ptable_t *t = bd_engine_table(dm->e);
     md.portfolios = bd_ptable_count(t);
@@ -92,7 +135,9 @@ static void daemon_metrics(bd_daemon_t *dm)
             md.pinned += isfinite(bd_channel_pin(ch));
         }
         md.redis_held += p->redis_held != 0;
+        md.held += p->status == BD_STATUS_HELD;
     }
+    daemon_metrics_portfolios(dm, &md);
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
@@ -120,6 +165,47 @@ static void daemon_drop_fenced(bd_daemon_t *dm)
     }
 }
 
+/* The engine's sink: queues the decision for Redis (bd_publish_sink), notes
+ * its close and oldest-event times for the latency histograms, and logs
+ * the notable ones (a kill-switch trip, a held decision) as one line each. */
+static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json, size_t len)
+{
+    bd_daemon_t *dm = ctx;
+    bd_err_t rc = bd_publish_sink(dm->pub, p, d, json, len);
+    bd_daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == o->cap_fl) {
+        o->cap_fl = o->cap_fl ? 2 * o->cap_fl : 64;
+        o->fl = bd_xrealloc(o->fl, o->cap_fl * sizeof *o->fl);
+    }
+    double now = mono_now();
+    o->fl[o->n_fl++] = (bd_daemon_inflight_t){p->live_close_at > 0 ? p->live_close_at : now, p->live_event_at};
+    p->live_close_at = 0;
+    p->live_event_at = 0;
+    if (d->tripped && d->kill_reason) {
+        o->kill_trips++;
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: kill-switch tripped: %s", p->name, d->kill_reason);
+    } else if (d->path == BD_PATH_HELD) {
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: decision held%s%s", p->name, d->note ? ": " : "",
+                  d->note ? d->note : "");
+    }
+    return rc;
+}
+
+/* After a successful write: every decision queued since the last one is in
+ * Redis now; observe their latencies. */
+static void daemon_observe_written(bd_daemon_t *dm)
+{
+    bd_daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == 0) return;
+    double now = mono_now();
+    for (size_t i = 0; i < o->n_fl; i++) {
+        bd_metrics_observe(&o->cycle_latency, now - o->fl[i].t_close);
+        if (o->fl[i].t_event > 0) bd_metrics_observe(&o->event_latency, now - o->fl[i].t_event);
+    }
+    o->n_fl = 0;
+    o->last_decision_at = time(NULL);
+}
+
 /* Writes what the engine decided (held and retried while Redis is down);
  * the crash hook sits right after a successful write, before offsets.
  * Portfolios fenced out by the write are dropped. */
@@ -127,8 +213,24 @@ static bool daemon_write(bd_daemon_t *dm)
 {
     bool ok = bd_publish_flush(dm->pub);
     if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
+    if (ok) daemon_observe_written(dm);
     daemon_drop_fenced(dm);
     return ok;
+}
+
+/* Notes the closes the engine has queued and not yet decided (the sync's
+ * tick, a watermark for every portfolio): their close time is now. */
+static void daemon_mark_closes(bd_daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    double now = 0;
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (!p->pending || p->live_close_at > 0) continue;
+        if (now == 0) now = mono_now();
+        p->live_close_at = now;
+    }
 }
 
 /* Follows p's run-time pins (PFX:{P}:pin, docs/CONTRACT.md §7): a channel
@@ -221,7 +323,8 @@ static bool daemon_retry(bd_daemon_t *dm, bd_portfolio_t *p, const char *what, d
             return false;
         }
         int ms = bd_backoff_next_ms(&b);
-        bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
+        bd_log_kv(BD_LOG_WARN, p->name, BD_LOG_NO_CYCLE, "redis unavailable %s %s (%s), retry in %d ms", what,
+                  p->name, err, ms);
         bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(dm->r, err, sizeof(err));
     }
@@ -346,6 +449,13 @@ static void daemon_message(bd_daemon_t *dm, const bd_kafka_msg_t *m)
     if (p) {
         p->offset = m->offset;
         if (p->first_unsaved < 0) p->first_unsaved = m->offset;
+        /* latency marks (metrics): a close this message queued, an event
+         * waiting for its first decision */
+        if ((p->pending && p->live_close_at == 0) || (r == BD_REJ_NONE && p->live_event_at == 0)) {
+            double now = mono_now();
+            if (p->pending && p->live_close_at == 0) p->live_close_at = now;
+            if (r == BD_REJ_NONE && p->live_event_at == 0) p->live_event_at = now;
+        }
     }
 }
 
@@ -429,7 +539,8 @@ static void daemon_apply_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cy
         return;
     }
     if (rc == BD_OK) {
-        bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+        bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approved proposal of cycle %lld applied", p->name,
+                  (long long)cycle);
         p->ckpt_offset = p->offset;
         p->first_unsaved = -1;
     } else {
@@ -440,7 +551,8 @@ static void daemon_apply_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cy
         p->status = old_status;
         if (rc == BD_ERR_STALE) {
             /* superseded or killed meanwhile: drop the request */
-            bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+            bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approval of cycle %lld refused: %s", p->name,
+                      (long long)cycle, err);
             bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
         } else {
             p->has_proposal = true; /* Redis down: try again next round */
@@ -557,8 +669,10 @@ static void daemon_on_lost(void *ctx, const int32_t *parts, size_t n)
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
-          "                   [--metrics HOST:PORT]\n"
+          "                   [--metrics HOST:PORT] [--log-format text|logfmt|json]\n"
           "  --metrics A    serve Prometheus counters on http://A/metrics\n"
+          "  --log-format F the log lines on stderr: text (default), logfmt or json, each\n"
+          "                 with level, portfolio and cycle as keys (include/budgetd/log.h)\n"
           "  --event-time   close cycles by event time only (no wall clock): rehearsal\n"
           "                 on a topic holding historical events\n"
           "  --idle-exit S  exit cleanly after S seconds without messages (demos, tests)\n",
@@ -572,7 +686,7 @@ static int run_parse(int argc, char **argv, bd_daemon_t *dm)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
-        {"metrics", required_argument, NULL, 'M'},
+        {"metrics", required_argument, NULL, 'M'}, {"log-format", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     bd_opts_t o;
     bd_opts_init(&o, "run", argc, argv, "c:t:h", longopts);
@@ -586,6 +700,12 @@ static int run_parse(int argc, char **argv, bd_daemon_t *dm)
             if (!bd_opts_int(&o, 0, RUN_MAX_IDLE_EXIT, &dm->idle_exit)) rc = BD_EXIT_USAGE;
             break;
         case 'M': dm->metrics_at = o.arg; break;
+        case 'L':
+            if (!bd_log_format_parse(o.arg, &dm->log_format)) {
+                fprintf(stderr, "budgetd run: --log-format must be text, logfmt or json, got '%s'\n", o.arg);
+                rc = BD_EXIT_USAGE;
+            }
+            break;
         case 't':
             if (!bd_opts_int(&o, 1, BD_CMD_MAX_THREADS, &dm->threads)) rc = BD_EXIT_USAGE;
             break;
@@ -638,9 +758,10 @@ static int run_setup(bd_daemon_t *dm)
     if (dm->metrics_at && bd_metrics_start(dm->metrics_at, &dm->metrics, err, sizeof(err)) != BD_OK)
         return run_fail(err);
     const bd_config_t *cfg = dm->cfg;
-    if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
-                           cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
-        return run_fail(err);
+    bd_redis_opts_t ro;
+    bd_redis_opts_config(&ro, cfg);
+    ro.lazy = true;
+    if (bd_redis_open_opts(&ro, &dm->r, err, sizeof(err)) != BD_OK) return run_fail(err);
     int rc = bd_cmd_check_cycle_marker(dm->r, cfg, err, sizeof(err), &g_stop);
     if (rc != BD_EXIT_OK) {
         bd_log(BD_LOG_ERROR, "%s", err);
@@ -652,8 +773,11 @@ static int run_setup(bd_daemon_t *dm)
     dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
+    bd_metrics_hist_init(&dm->obs.cycle_latency, bd_metrics_cycle_latency_le, bd_metrics_cycle_latency_n);
+    bd_metrics_hist_init(&dm->obs.event_latency, bd_metrics_event_latency_le, bd_metrics_event_latency_n);
+    dm->obs.started = time(NULL);
     bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
-                           .sink = bd_publish_sink, .sink_ctx = dm->pub};
+                           .sink = daemon_sink, .sink_ctx = dm};
     dm->e = bd_engine_new(cfg, &eo);
     bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
           cfg->redis.prefix, dm->event_time ? ", event time only" : "");
@@ -671,6 +795,7 @@ static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
     if (ops) daemon_poll_kills(dm);
     if (ops) daemon_poll_limits(dm);
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
+    if (dm->metrics) daemon_mark_closes(dm);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;
     bd_daemon_check_lost_keys(dm, now);
@@ -697,6 +822,7 @@ static void run_loop(bd_daemon_t *dm)
         int got = bd_kafka_poll(dm->k, &m, 100);
         time_t now = time(NULL);
         if (got > 0) {
+            dm->obs.last_message_at = now;
             daemon_message(dm, &m);
             bd_kafka_msg_done(dm->k, &m);
             last_msg = now;
@@ -750,6 +876,8 @@ static void run_teardown(bd_daemon_t *dm)
     bd_metrics_stop(dm->metrics);
     bd_publish_free(dm->pub);
     bd_config_free(dm->cfg);
+    free(dm->obs.fl);
+    free(dm->obs.pf);
 }
 
 /* The command: parse, set up, loop until stopped, shut down cleanly. */
@@ -759,6 +887,7 @@ int bd_cmd_run(int argc, char **argv)
     int rc = run_parse(argc, argv, &dm);
     if (rc < 0) {
         bd_log_set_timestamps(true); /* a daemon's stderr is its log */
+        bd_log_set_format(dm.log_format);
         rc = run_setup(&dm);
         if (rc == BD_EXIT_OK) {
             run_loop(&dm);

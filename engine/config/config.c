@@ -1,7 +1,7 @@
 /* config.c: loading the YAML config and looking things up in it. The keys
  * are listed in docs/CONTRACT.md §5 (configs/example.yaml writes out every
  * one); their types, ranges and built-in values are the rows of the tables
- * below (top level, kafka, redis) and in policy.c (everything a portfolio
+ * below (top level, kafka, redis, metrics) and in policy.c (everything a portfolio
  * inherits).
  *
  * libyaml's document API is used rather than libcyaml: libcyaml 1.3 reports
@@ -75,6 +75,20 @@ static bool check_redis_prefix(bd_yaml_ctx_t *cx, const yaml_node_t *v, const ch
     const char *s = *(char *const *)val;
     if (!strpbrk(s, "{} \t")) return true;
     bd_yaml_err(cx, bd_yaml_line(v), "%s must not contain braces or spaces, got '%.80s'", what, s);
+    return false;
+}
+
+/* An ACL user name goes into AUTH as one argument: no spaces or control
+ * characters (Redis' own rule for names in an ACL file). */
+static bool check_redis_user(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                             const void *val)
+{
+    const char *s = *(char *const *)val;
+    bool ok = strlen(s) < 128;
+    for (const unsigned char *p = (const unsigned char *)s; *p && ok; p++) ok = *p > ' ' && *p != 0x7f;
+    if (ok) return true;
+    bd_yaml_err(cx, bd_yaml_line(v), "%s: an ACL user name of at most 127 characters, no spaces or "
+                "control characters", what);
     return false;
 }
 
@@ -154,8 +168,19 @@ static const bd_cfg_key_t REDIS[] = {
      .dflt_str = BD_DEFAULT_PASSWORD_ENV},
     {"stream_maxlen", BD_KEY_INT, CFG(redis.stream_maxlen), .lo = 1, .hi = 100000000,
      .dflt = BD_DEFAULT_STREAM_MAXLEN},
+    {"user", BD_KEY_STR, CFG(redis.user), .flag = true, .dflt_str = "", .check = check_redis_user},
 };
 const bd_cfg_section_t bd_cfg_redis_keys = {"redis", REDIS, sizeof REDIS / sizeof *REDIS, false};
+
+/* What /metrics exports: per-portfolio series only when asked, and then
+ * for a bounded number of portfolios (a label per portfolio multiplies the
+ * series a Prometheus server stores). */
+static const bd_cfg_key_t METRICS[] = {
+    {"per_portfolio", BD_KEY_BOOL, CFG(metrics.per_portfolio), .dflt = 0},
+    {"max_portfolios", BD_KEY_INT, CFG(metrics.max_portfolios), .lo = 1, .hi = 10000,
+     .dflt = BD_DEFAULT_METRICS_MAX_PORTFOLIOS},
+};
+const bd_cfg_section_t bd_cfg_metrics_keys = {"metrics", METRICS, sizeof METRICS / sizeof *METRICS, false};
 
 /* Row order is the order applied (see bd_cfg_section_t.top). */
 static const bd_cfg_key_t TOP[] = {
@@ -170,6 +195,7 @@ static const bd_cfg_key_t TOP[] = {
     {"max_ahead", BD_KEY_DUR, CFG(max_ahead), .flag = true, .dflt = BD_DEFAULT_MAX_AHEAD},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
+    {"metrics", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_metrics_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},
     {"portfolios", BD_KEY_MAP, .apply = load_portfolios},
 };
@@ -276,6 +302,7 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg->redis.url);
     free(cfg->redis.prefix);
     free(cfg->redis.password_env);
+    free(cfg->redis.user);
     for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
     free(cfg->portfolios);
     free(cfg);

@@ -105,81 +105,16 @@ bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, 
     return BD_OK;
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} txt_t;
-
-__attribute__((format(printf, 2, 3)))
-static void txt_printf(txt_t *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && t->buf && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        t->cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        t->buf = bd_xrealloc(t->buf, t->cap);
-    }
-}
-
-static void counter(txt_t *t, const char *name, const char *help, uint64_t v)
-{
-    txt_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-               (unsigned long long)v);
-}
-
-static void gauge(txt_t *t, const char *name, const char *help, uint64_t v)
-{
-    txt_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name,
-               (unsigned long long)v);
-}
-
+/* Renders st and d (metrics_text.c) and swaps the text in. */
 void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_metrics_daemon_t *d)
 {
     if (!m) return;
-    txt_t t = {0};
-    counter(&t, "budgetd_messages_applied_total", "Events and watermarks applied to the engine.", d->applied);
-    counter(&t, "budgetd_messages_skipped_total", "Messages skipped because a checkpoint covered them.", d->skipped);
-    counter(&t, "budgetd_dead_letters_total", "Messages forwarded to the dead-letter topic.", d->dead_lettered);
-    counter(&t, "budgetd_dead_letter_failures_total",
-            "Dead-letter deliveries that failed and were queued again.", d->dlq_failures);
-    gauge(&t, "budgetd_dead_letters_unacked",
-          "Dead letters not yet acknowledged by the broker (in flight or waiting for a retry).",
-          d->dlq_unacked);
-    counter(&t, "budgetd_events_accepted_total", "Events accepted.", st->accepted);
-    counter(&t, "budgetd_events_duplicate_total", "Events ignored as duplicate event_id.", st->duplicates);
-    counter(&t, "budgetd_events_late_total", "Events for an already closed cycle.", st->late);
-    txt_printf(&t, "# HELP budgetd_events_rejected_total Events rejected, by reason code.\n"
-                   "# TYPE budgetd_events_rejected_total counter\n");
-    for (int r = 1; r < BD_REJ__COUNT; r++)
-        txt_printf(&t, "budgetd_events_rejected_total{reason=\"%s\"} %llu\n",
-                   bd_reject_name((bd_reject_t)r), (unsigned long long)st->rejected[r]);
-    counter(&t, "budgetd_decisions_total", "Decisions made (cycles closed).", st->decisions);
-    counter(&t, "budgetd_verify_failures_total", "Allocations refused by the verifier.", st->verify_failures);
-    counter(&t, "budgetd_redis_batches_total", "Batches written to Redis.", d->redis_writes);
-    gauge(&t, "budgetd_redis_pending_decisions", "Decisions held for Redis.", d->redis_pending);
-    gauge(&t, "budgetd_portfolios", "Portfolios known to this process.", d->portfolios);
-    gauge(&t, "budgetd_portfolios_killed", "Portfolios stopped by the kill-switch.", d->killed);
-    gauge(&t, "budgetd_proposals_pending", "Portfolios with a proposal waiting for approval.", d->proposals);
-    txt_printf(&t, "# HELP budgetd_channel_faults Channels held for a data fault, by fault.\n"
-                   "# TYPE budgetd_channel_faults gauge\n");
-    for (int k = 1; k < BD_FAULT__COUNT; k++)
-        txt_printf(&t, "budgetd_channel_faults{fault=\"%s\"} %llu\n", bd_fault_name((bd_fault_kind_t)k),
-                   (unsigned long long)d->faults[k]);
-    gauge(&t, "budgetd_channels_capped", "Channels with a learned delivery cap.", d->capped);
-    gauge(&t, "budgetd_channels_pinned", "Channels pinned to an amount (config or run time).", d->pinned);
-    gauge(&t, "budgetd_portfolios_held_redis",
-          "Portfolios whose Redis writes are refused (e.g. a key of the wrong type): held and retried.",
-          d->redis_held);
+    size_t len;
+    char *text = bd_metrics_render(st, d, &len);
     pthread_mutex_lock(&m->mu);
     char *old = m->text;
-    m->text = t.buf;
-    m->len = t.len;
+    m->text = text;
+    m->len = len;
     pthread_mutex_unlock(&m->mu);
     free(old);
 }

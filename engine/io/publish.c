@@ -34,6 +34,7 @@ struct bd_publish {
     pending_t *q;
     size_t n, cap;
     unsigned long writes;
+    unsigned long failures;     /* write attempts that failed (then retried or given up) */
 };
 
 bd_publish_t *bd_publish_new(bd_redis_t *r, volatile sig_atomic_t *stop)
@@ -66,6 +67,7 @@ void bd_publish_free(bd_publish_t *pub)
 
 size_t bd_publish_pending(const bd_publish_t *pub) { return pub->n; }
 unsigned long bd_publish_writes(const bd_publish_t *pub) { return pub->writes; }
+unsigned long bd_publish_failures(const bd_publish_t *pub) { return pub->failures; }
 
 /* The channels of p under a data fault as "<ch>:<kind>,..." (malloc'd),
  * or NULL when none (the `faults` meta field, docs/CONTRACT.md §7). */
@@ -175,8 +177,9 @@ static void publish_settle(bd_publish_t *pub, const int *res, const int64_t *ver
             q->p->redis_held = 0;
         }
         if (res[i] == BD_ERR_STALE)
-            bd_log(BD_LOG_WARN, "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
-                   q->portfolio, (long long)q->cycle);
+            bd_log_kv(BD_LOG_WARN, q->portfolio, q->cycle,
+                      "portfolio %s: cycle %lld refused by the fence (a newer decision is stored)",
+                      q->portfolio, (long long)q->cycle);
         if (res[i] == BD_ERR_FENCED) {
             /* another process owns it: nothing of ours may count as saved */
             if (!q->p->fenced_out)
@@ -230,6 +233,7 @@ bool bd_publish_flush(bd_publish_t *pub)
             ok = partial = true;
             break;
         }
+        pub->failures++;
         if (rc == BD_ERR_INVALID) { /* a bug, not an outage: do not spin */
             bd_log(BD_LOG_ERROR, "redis write refused: %s", err);
             break;

@@ -260,6 +260,19 @@ static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size
     return rep;
 }
 
+/* Appends to an AUTH failure who tried and where the password comes from
+ * (never the password). */
+static void rd_auth_hint(const bd_redis_t *r, char *errbuf, size_t errlen)
+{
+    size_t n = errbuf ? strlen(errbuf) : 0;
+    if (!errbuf || n + 1 >= errlen) return;
+    if (r->pwenv[0])
+        snprintf(errbuf + n, errlen - n, " (ACL user '%s', password from $%s%s)", r->user, r->pwenv,
+                 r->pass[0] ? "" : ", which is not set");
+    else
+        snprintf(errbuf + n, errlen - n, " (ACL user '%s', no password)", r->user);
+}
+
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
 {
     bd_rd_drop(r);
@@ -282,11 +295,16 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
     r->c = c;
     bd_err_t err;
     redisReply *rep;
-    if (r->pass[0]) {
+    if (r->pass[0] || r->user[0]) {
+        /* A named ACL user always authenticates, with "" when no password
+         * is set (a nopass user accepts any). */
         const char *av[3] = {"AUTH", r->user, r->pass};
         int ac = 3;
         if (!r->user[0]) { av[1] = r->pass; ac = 2; }
-        if (!(rep = rd_run(r, ac, av, NULL, &err, errbuf, errlen))) goto fail;
+        if (!(rep = rd_run(r, ac, av, NULL, &err, errbuf, errlen))) {
+            if (r->user[0]) rd_auth_hint(r, errbuf, errlen);
+            goto fail;
+        }
         freeReplyObject(rep);
     }
     if (r->db) {
@@ -296,6 +314,7 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
         if (!(rep = rd_run(r, 2, av, NULL, &err, errbuf, errlen))) goto fail;
         freeReplyObject(rep);
     }
+    if (r->no_scripts) return BD_OK;
     const char *av[3] = {"SCRIPT", "LOAD", RD_WRITE_LUA};
     if (!(rep = rd_run(r, 3, av, NULL, &err, errbuf, errlen))) goto fail;
     if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof r->sha) {
@@ -313,11 +332,29 @@ fail:
     return err;
 }
 
-/* Shared by both opens: validates and parses (BD_ERR_CONFIG on a bad
- * prefix, URL or password); connects unless lazy. */
-static bd_err_t rd_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
-                        bool lazy, bd_redis_t **out, char *errbuf, size_t errlen)
+/* The ACL user: the configured one, or the URL's; both given must agree. */
+static bd_err_t rd_set_user(bd_redis_t *r, const char *user, char *errbuf, size_t errlen)
 {
+    if (!user || !*user) return BD_OK;
+    if (strlen(user) >= sizeof r->user)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis user name too long");
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis user name has a space or control character");
+    if (r->user[0] && strcmp(r->user, user) != 0)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "redis user given twice: '%s' in the URL, '%s' in redis.user", r->user, user);
+    snprintf(r->user, sizeof r->user, "%s", user);
+    return BD_OK;
+}
+
+/* Shared by every open: validates and parses (BD_ERR_CONFIG on a bad
+ * prefix, URL, user or password); connects unless lazy. */
+static bd_err_t rd_open(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen)
+{
+    const char *url = o->url, *prefix = o->prefix, *password_env = o->password_env;
+    int stream_maxlen = o->stream_maxlen;
+    bool lazy = o->lazy;
     *out = NULL;
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
@@ -330,6 +367,9 @@ static bd_err_t rd_open(const char *url, const char *prefix, const char *passwor
                     sizeof r->prefix - 1);
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
     if (e == BD_OK) e = rd_parse_url(r, url, errbuf, errlen);
+    if (e == BD_OK) e = rd_set_user(r, o->user, errbuf, errlen);
+    r->no_scripts = o->no_scripts;
+    if (password_env && *password_env) snprintf(r->pwenv, sizeof r->pwenv, "%s", password_env);
     const char *pw = password_env && *password_env ? getenv(password_env) : NULL;
     if (e == BD_OK && pw && *pw) {
         if (strlen(pw) >= sizeof r->pass)
@@ -349,13 +389,34 @@ static bd_err_t rd_open(const char *url, const char *prefix, const char *passwor
 bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                        bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, false, out, errbuf, errlen);
+    bd_redis_opts_t o = {.url = url, .prefix = prefix, .password_env = password_env,
+                         .stream_maxlen = stream_maxlen};
+    return rd_open(&o, out, errbuf, errlen);
 }
 
 bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                             bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, true, out, errbuf, errlen);
+    bd_redis_opts_t o = {.url = url, .prefix = prefix, .password_env = password_env,
+                         .stream_maxlen = stream_maxlen, .lazy = true};
+    return rd_open(&o, out, errbuf, errlen);
+}
+
+/* See redis.h. */
+bd_err_t bd_redis_open_opts(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen)
+{
+    return rd_open(o, out, errbuf, errlen);
+}
+
+/* See redis.h. */
+void bd_redis_opts_config(bd_redis_opts_t *o, const bd_config_t *cfg)
+{
+    memset(o, 0, sizeof *o);
+    o->url = cfg->redis.url;
+    o->user = cfg->redis.user;
+    o->prefix = cfg->redis.prefix;
+    o->password_env = cfg->redis.password_env;
+    o->stream_maxlen = cfg->redis.stream_maxlen;
 }
 
 void bd_redis_close(bd_redis_t *r)

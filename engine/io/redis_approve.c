@@ -4,6 +4,7 @@
  * server-side script that re-checks everything, so an approval that arrives
  * after the engine moved on (superseded), without the key, or for a killed
  * portfolio changes nothing. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,18 +87,6 @@ static const char RD_APPROVE_LUA[] =
     "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[1] .. ' active')\n"
     "return {0, version}\n";
 
-/* The operator's approve: reads the pending proposal's cycle and names it
- * in the approve key in one step, so the key never names a proposal that
- * was replaced between the read and the write. KEYS: proposal, approve.
- * ARGV: the wanted cycle, "" for whichever is pending.
- * Returns {0, cycle} set, {1, pending cycle or -1} refused. */
-static const char RD_REQUEST_LUA[] =
-    "local c = redis.call('HGET', KEYS[1], 'cycle')\n"
-    "if not c or not tonumber(c) then return {1, -1} end\n"
-    "if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= tonumber(c) then return {1, tonumber(c)} end\n"
-    "redis.call('SET', KEYS[2], c)\n"
-    "return {0, tonumber(c)}\n";
-
 /* An approval the daemon refused (the proposal no longer passes the config
  * in force): the approve key is cleared and the proposal says why, so
  * `budgetd status` shows it. KEYS: approve, proposal, fence. ARGV: cycle,
@@ -119,7 +108,7 @@ static const char RD_REFUSE_LUA[] =
     "end\n"
     "return {0, 0}\n";
 
-/* Checks the {code, value} reply shape shared by the scripts. */
+/* Checks the {code, value} reply shape shared by both scripts. */
 static int rd_pair_ok(const redisReply *rep)
 {
     return rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
@@ -210,34 +199,61 @@ bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t
     return e;
 }
 
+/* Runs one command of a transaction; the reply is freed. Returns its
+ * type, or -1 with *e set on an error. */
+static int rd_tx_cmd(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen)
+{
+    redisReply *rep = bd_rd_cmd(r, argc, argv, NULL, e, errbuf, errlen);
+    if (!rep) return -1;
+    int t = rep->type;
+    freeReplyObject(rep);
+    return t;
+}
+
+/* The operator's approve reads the pending proposal's cycle and names it in
+ * the approve key as one optimistic transaction: WATCH proposal, read its
+ * cycle, then MULTI/SET/EXEC, which fails (and is retried) when the
+ * proposal was replaced in between, so the key never names a proposal that
+ * was replaced between the read and the write. A transaction rather than a
+ * script: EVAL needs write access to every key it names, and an operator's
+ * ACL user may read the proposal but not write it (configs/redis/users.acl). */
 bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t cycle,
                                    int64_t *pending, char *errbuf, size_t errlen)
 {
     *pending = -1;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char kp[RD_KEY_MAX], ka[RD_KEY_MAX], cyc[24] = "";
+    char kp[RD_KEY_MAX], ka[RD_KEY_MAX];
     bd_rd_key(r, kp, portfolio, "proposal");
     bd_rd_key(r, ka, portfolio, "approve");
-    if (cycle >= 0) snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
-    const char *av[6] = {"EVAL", RD_REQUEST_LUA, "2", kp, ka, cyc};
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (!rd_pair_ok(rep) || rep->element[1]->type != REDIS_REPLY_INTEGER) {
+    for (int attempt = 0; attempt < 16; attempt++) {
+        const char *watch[2] = {"WATCH", kp}, *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"},
+                   *exec[1] = {"EXEC"}, *hget[3] = {"HGET", kp, "cycle"};
+        if (rd_tx_cmd(r, 2, watch, &e, errbuf, errlen) < 0) return e;
+        redisReply *rep = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
+        if (!rep) return e;
+        char *end = NULL;
+        long long c = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, &end, 10) : -1;
+        bool ok = rep->type == REDIS_REPLY_STRING && end && end != rep->str && *end == '\0' && c >= 0;
         freeReplyObject(rep);
-        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "approve %s: unexpected script reply", portfolio);
+        *pending = ok ? c : -1;
+        if (!ok || (cycle >= 0 && cycle != c)) {
+            rd_tx_cmd(r, 1, unwatch, &e, errbuf, errlen);
+            if (!ok) return bd_errf(errbuf, errlen, BD_ERR_STALE, "no pending proposal for %s", portfolio);
+            return bd_errf(errbuf, errlen, BD_ERR_STALE, "the pending proposal for %s is for cycle %lld",
+                           portfolio, c);
+        }
+        char cyc[24];
+        snprintf(cyc, sizeof cyc, "%lld", c);
+        const char *set[3] = {"SET", ka, cyc};
+        if (rd_tx_cmd(r, 1, multi, &e, errbuf, errlen) < 0 || rd_tx_cmd(r, 3, set, &e, errbuf, errlen) < 0)
+            return e;
+        int t = rd_tx_cmd(r, 1, exec, &e, errbuf, errlen);
+        if (t < 0) return e;
+        if (t == REDIS_REPLY_ARRAY) return BD_OK;
+        /* nil: the proposal changed after the read; read it again */
     }
-    *pending = rep->element[1]->integer;
-    e = BD_OK;
-    if (rep->element[0]->integer != 0) {
-        if (*pending < 0)
-            e = bd_errf(errbuf, errlen, BD_ERR_STALE, "no pending proposal for %s", portfolio);
-        else
-            e = bd_errf(errbuf, errlen, BD_ERR_STALE, "the pending proposal for %s is for cycle %lld",
-                        portfolio, (long long)*pending);
-    }
-    freeReplyObject(rep);
-    return e;
+    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "approve %s: the proposal kept changing", portfolio);
 }
 
 bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, int64_t *cycle,

@@ -39,6 +39,7 @@
  * saturation), per cycle: 10^14 cents stay exact in a double (below 2^53),
  * so the allocator's cent arithmetic and the verifier's checks hold. */
 #define BD_MONEY_MAX 1e12
+#define BD_DEFAULT_METRICS_MAX_PORTFOLIOS 100
 
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
@@ -138,8 +139,13 @@ typedef struct {
     } kafka;
     struct {
         char *url, *prefix, *password_env;
+        char *user;              /* ACL user for AUTH ("": none, or the URL's) */
         int stream_maxlen;
     } redis;
+    struct {                     /* what /metrics exports (`run --metrics`) */
+        bool per_portfolio;      /* series labelled by portfolio (a few gauges) */
+        int max_portfolios;      /* ... for at most this many portfolios */
+    } metrics;
     bool has_default_budget;     /* false => unlisted portfolios are rejected */
     bd_policy_t defaults;
     bd_portfolio_cfg_t *portfolios;  /* sorted by name */

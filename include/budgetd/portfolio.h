@@ -96,6 +96,10 @@ typedef struct bd_portfolio {
                                    * the wrong type, ...): its decisions are held and retried,
                                    * the other portfolios go on (publish.c) */
     bool pending;                 /* a close job is queued (engine.c) */
+    double live_close_at;         /* live: monotonic time its queued close was seen, 0 none
+                                   * (run.c: cycle latency metric; never checkpointed) */
+    double live_event_at;         /* live: monotonic arrival of the oldest event since its
+                                   * last decision, 0 none (event-to-decision metric) */
     bd_late_t *late_q;            /* late reports since the last close, in arrival order */
     size_t n_late, late_cap;
 } bd_portfolio_t;

@@ -41,5 +41,7 @@ void bd_publish_discard(bd_publish_t *pub, const bd_portfolio_t *p);
 size_t bd_publish_pending(const bd_publish_t *pub);
 /* Writes that succeeded so far (test hooks count them). */
 unsigned long bd_publish_writes(const bd_publish_t *pub);
+/* Write attempts that failed (each retry of a held batch counts). */
+unsigned long bd_publish_failures(const bd_publish_t *pub);
 
 #endif

@@ -44,6 +44,7 @@
 #ifndef BUDGETD_REDIS_H
 #define BUDGETD_REDIS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "budgetd/common.h"
@@ -134,6 +135,30 @@ bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password
 bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                             bd_redis_t **out, char *errbuf, size_t errlen);
 void bd_redis_close(bd_redis_t *r);
+
+/* How to open a connection (bd_redis_open_opts); fields left zero take the
+ * values bd_redis_open uses. */
+typedef struct {
+    const char *url;          /* as bd_redis_open */
+    const char *user;         /* ACL user ("AUTH user password"); NULL or "": the
+                                 URL's user, if any. Both given must agree */
+    const char *prefix;
+    const char *password_env; /* the password, as bd_redis_open: never in the config */
+    int stream_maxlen;
+    bool lazy;                /* connect at the first call that needs the server */
+    bool no_scripts;          /* a reader (adapter): never SCRIPT LOAD, which its
+                                 ACL user may not do; the writes of this file
+                                 still work (EVAL) where the user may write */
+} bd_redis_opts_t;
+
+/* The options of cfg's redis section (url, user, prefix, password_env,
+ * stream_maxlen); lazy and no_scripts off. */
+void bd_redis_opts_config(bd_redis_opts_t *o, const bd_config_t *cfg);
+
+/* As bd_redis_open / bd_redis_open_lazy with every option. With a user
+ * AUTH is "AUTH user password" (password "" when the variable is unset, which
+ * a nopass user accepts); a refused AUTH says which user and which variable. */
+bd_err_t bd_redis_open_opts(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen);
 
 /* Connect and command timeouts in milliseconds (default 2000 and 5000). A
  * command timeout drops the connection (its state is unknown). */
@@ -365,5 +390,50 @@ bd_err_t bd_redis_request_resume(bd_redis_t *r, const char *portfolio, const cha
                                  const char *by, int64_t at, char *errbuf, size_t errlen);
 bd_err_t bd_redis_take_resumes(bd_redis_t *r, const char *portfolio, char ***channels, size_t *n,
                                char *errbuf, size_t errlen);
+/* ---- adapters and explain (redis_adapter.c; docs/CONTRACT.md v2) ---------
+ *
+ *   PFX:{P}:ack:<adapter>  hash  written by the adapter named <adapter> only:
+ *                          ch:<channel> -> the amount it last applied (the
+ *                          alloc field's text), cycle and version of the last
+ *                          allocation it applied in full, at (Unix s). */
+
+typedef struct {
+    char name[BD_NAME_MAX + 1];
+    char amount[32];          /* as written in alloc ("%.2f") */
+} bd_redis_ack_chan_t;
+
+typedef struct {
+    int present;              /* 0: no ack hash (rest zero, cycle -1) */
+    int64_t cycle, version, at; /* cycle -1: no cycle applied in full yet */
+    bd_redis_ack_chan_t *ch;  /* sorted by name; free with bd_redis_ack_free */
+    size_t n_ch;
+} bd_redis_ack_t;
+
+/* Reads adapter's ack hash of portfolio. Names must be §1 names. */
+bd_err_t bd_redis_get_ack(bd_redis_t *r, const char *portfolio, const char *adapter, bd_redis_ack_t *out,
+                          char *errbuf, size_t errlen);
+void bd_redis_ack_free(bd_redis_ack_t *a);
+/* Writes a's channel amounts, and cycle, version and at when a->cycle >= 0,
+ * into the ack hash with one HSET (other fields stay). present is ignored. */
+bd_err_t bd_redis_put_ack(bd_redis_t *r, const char *portfolio, const char *adapter, const bd_redis_ack_t *a,
+                          char *errbuf, size_t errlen);
+
+/* The decision record of cycle (< 0: the stream's last entry): *json the
+ * record (malloc'd; NULL when the stream has no such entry, e.g. trimmed),
+ * *got its cycle. Of the entries of one cycle ("<cycle>-1" the engine's,
+ * "<cycle>-2" an operator's approval applied) the last is returned. */
+bd_err_t bd_redis_get_record(bd_redis_t *r, const char *portfolio, int64_t cycle, char **json, int64_t *got,
+                             char *errbuf, size_t errlen);
+
+/* A subscription to PFX:notify on a connection of its own, opened with
+ * r's address, user, password and prefix (no scripts). */
+typedef struct bd_redis_sub bd_redis_sub_t;
+bd_err_t bd_redis_sub_open(const bd_redis_t *r, bd_redis_sub_t **out, char *errbuf, size_t errlen);
+/* Waits up to timeout_ms for one notify message ("<P> <cycle> <status>"),
+ * copied into msg. Returns 1 (a message), 0 (none came) or -1 (the
+ * subscription is lost, errbuf says why: close it and open a new one; a
+ * message published meanwhile is lost, so catch up by reading). */
+int bd_redis_sub_wait(bd_redis_sub_t *s, int timeout_ms, char *msg, size_t cap, char *errbuf, size_t errlen);
+void bd_redis_sub_close(bd_redis_sub_t *s);
 
 #endif
