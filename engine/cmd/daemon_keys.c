@@ -18,14 +18,15 @@ static bd_err_t daemon_kill_key_missing(bd_daemon_t *dm, bd_portfolio_t *p, char
     if (rc != BD_OK) return rc;
     if (rec.present && bd_killswitch_resume_clears(p, rec.at, rec.kill_at)) {
         bd_killswitch_operator_resume(p);
-        bd_log(BD_LOG_INFO, "%s: resumed by %s (resume recorded at %lld)", p->name,
+        bd_log_kv(BD_LOG_INFO, p->name, p->alloc_cycle, "%s: resumed by %s (resume recorded at %lld)", p->name,
                rec.by[0] ? rec.by : "?", (long long)rec.at);
         return BD_OK;
     }
     rc = bd_redis_reassert_kill(dm->r, p->name, p->epoch, bd_killswitch_key_reason(p), p->kill_by, p->kill_at,
                                 &rec, err, errlen);
     if (rc == BD_OK)
-        bd_log(BD_LOG_WARN, "%s: kill key missing: Redis lost it? re-asserted (by %s, at %lld: %s)", p->name,
+        bd_log_kv(BD_LOG_WARN, p->name, p->alloc_cycle,
+                  "%s: kill key missing: Redis lost it? re-asserted (by %s, at %lld: %s)", p->name,
                p->kill_by, (long long)p->kill_at, bd_killswitch_key_reason(p));
     else if (rc == BD_ERR_FENCED)
         p->fenced_out = true; /* dropped by the next daemon_drop_fenced */
@@ -42,7 +43,8 @@ bd_err_t bd_daemon_sync_kill(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size
     if (rc != BD_OK) return rc;
     if (k.killed && !p->killed) {
         bd_killswitch_latch(p, k.reason, k.by, k.at);
-        bd_log(BD_LOG_INFO, "%s: killed by %s (%s)", p->name, p->kill_by, k.reason);
+        bd_log_kv(BD_LOG_INFO, p->name, p->alloc_cycle, "%s: killed by %s (%s)", p->name, p->kill_by,
+                  k.reason);
     } else if (!k.killed && p->killed) {
         return daemon_kill_key_missing(dm, p, err, errlen);
     }

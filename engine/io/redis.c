@@ -683,3 +683,12 @@ redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *
     if ((*err = bd_rd_ensure(r, errbuf, errlen)) != BD_OK) return NULL;
     return rd_run(r, argc, argv, lens, err, errbuf, errlen);
 }
+
+int bd_rd_cmd_type(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen)
+{
+    redisReply *rep = bd_rd_cmd(r, argc, argv, NULL, e, errbuf, errlen);
+    if (!rep) return -1;
+    int t = rep->type;
+    freeReplyObject(rep);
+    return t;
+}

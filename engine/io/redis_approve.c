@@ -199,17 +199,6 @@ bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t
     return e;
 }
 
-/* Runs one command of a transaction; the reply is freed. Returns its
- * type, or -1 with *e set on an error. */
-static int rd_tx_cmd(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen)
-{
-    redisReply *rep = bd_rd_cmd(r, argc, argv, NULL, e, errbuf, errlen);
-    if (!rep) return -1;
-    int t = rep->type;
-    freeReplyObject(rep);
-    return t;
-}
-
 /* The operator's approve reads the pending proposal's cycle and names it in
  * the approve key as one optimistic transaction: WATCH proposal, read its
  * cycle, then MULTI/SET/EXEC, which fails (and is retried) when the
@@ -229,7 +218,7 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
     for (int attempt = 0; attempt < 16; attempt++) {
         const char *watch[2] = {"WATCH", kp}, *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"},
                    *exec[1] = {"EXEC"}, *hget[3] = {"HGET", kp, "cycle"};
-        if (rd_tx_cmd(r, 2, watch, &e, errbuf, errlen) < 0) return e;
+        if (bd_rd_cmd_type(r, 2, watch, &e, errbuf, errlen) < 0) return e;
         redisReply *rep = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
         if (!rep) return e;
         char *end = NULL;
@@ -238,7 +227,7 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
         freeReplyObject(rep);
         *pending = ok ? c : -1;
         if (!ok || (cycle >= 0 && cycle != c)) {
-            rd_tx_cmd(r, 1, unwatch, &e, errbuf, errlen);
+            bd_rd_cmd_type(r, 1, unwatch, &e, errbuf, errlen);
             if (!ok) return bd_errf(errbuf, errlen, BD_ERR_STALE, "no pending proposal for %s", portfolio);
             return bd_errf(errbuf, errlen, BD_ERR_STALE, "the pending proposal for %s is for cycle %lld",
                            portfolio, c);
@@ -246,9 +235,9 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
         char cyc[24];
         snprintf(cyc, sizeof cyc, "%lld", c);
         const char *set[3] = {"SET", ka, cyc};
-        if (rd_tx_cmd(r, 1, multi, &e, errbuf, errlen) < 0 || rd_tx_cmd(r, 3, set, &e, errbuf, errlen) < 0)
+        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0 || bd_rd_cmd_type(r, 3, set, &e, errbuf, errlen) < 0)
             return e;
-        int t = rd_tx_cmd(r, 1, exec, &e, errbuf, errlen);
+        int t = bd_rd_cmd_type(r, 1, exec, &e, errbuf, errlen);
         if (t < 0) return e;
         if (t == REDIS_REPLY_ARRAY) return BD_OK;
         /* nil: the proposal changed after the read; read it again */

@@ -45,4 +45,9 @@ bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen);
 redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *lens, bd_err_t *err,
                       char *errbuf, size_t errlen);
 
+/* Runs one command whose reply only matters by its type (a step of a
+ * MULTI/EXEC transaction); the reply is freed. Returns its type, or -1 with
+ * *e and errbuf set on an error. */
+int bd_rd_cmd_type(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen);
+
 #endif

@@ -167,23 +167,12 @@ bd_err_t bd_redis_get_resume(bd_redis_t *r, const char *portfolio, bd_redis_resu
     return BD_OK;
 }
 
-/* The operator's resume. KEYS: kill, resume. ARGV: by, at. Deletes the
- * kill key and records who resumed, when, and the `at` of the kill it
- * cleared, in one step. Returns {0} done, {1} no kill key. */
-static const char RD_RESUME_LUA[] =
-    "local t = redis.call('TYPE', KEYS[2])['ok']\n"
-    "if t ~= 'none' and t ~= 'hash' then\n"
-    "  return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[2] .. ' holds a ' .. t)\n"
-    "end\n"
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return {1} end\n"
-    "local kat = '0'\n"
-    "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then\n"
-    "  kat = redis.call('HGET', KEYS[1], 'at') or '0'\n"
-    "end\n"
-    "redis.call('DEL', KEYS[1], KEYS[2])\n"
-    "redis.call('HSET', KEYS[2], 'by', ARGV[1], 'at', ARGV[2], 'kill_at', kat)\n"
-    "return {0}\n";
-
+/* The operator's resume: deletes the kill key and records who resumed,
+ * when, and the `at` of the kill it cleared, as one optimistic transaction
+ * (WATCH kill, read its `at`, MULTI/DEL/HSET/EXEC, again when the kill
+ * changed in between). A transaction, not a script: EVAL needs write
+ * access to every key it names, and an operator's ACL user has none beyond
+ * its keys (configs/redis/users.acl). BD_ERR_STALE: no kill key. */
 bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, int64_t at, char *errbuf,
                          size_t errlen)
 {
@@ -192,17 +181,46 @@ bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, i
     bd_rd_key(r, kk, portfolio, "kill");
     bd_rd_key(r, kr, portfolio, "resume");
     snprintf(ats, sizeof ats, "%lld", (long long)at);
-    const char *av[] = {"EVAL", RD_RESUME_LUA, "2", kk, kr, by && *by ? by : "operator", ats};
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 7, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    long long code = -1;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 && rep->element[0]->type == REDIS_REPLY_INTEGER)
-        code = rep->element[0]->integer;
-    freeReplyObject(rep);
-    if (code == 0) return BD_OK;
-    if (code == 1) return bd_errf(errbuf, errlen, BD_ERR_STALE, "%s is not killed", portfolio);
-    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "resume of %s: unexpected script reply", portfolio);
+    for (int attempt = 0; attempt < 16; attempt++) {
+        const char *watch[2] = {"WATCH", kk}, *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"},
+                   *exec[1] = {"EXEC"}, *type[2] = {"TYPE", kr}, *kt[2] = {"TYPE", kk};
+        if (bd_rd_cmd_type(r, 2, watch, &e, errbuf, errlen) < 0) return e;
+        redisReply *rt = bd_rd_cmd(r, 2, type, NULL, &e, errbuf, errlen);
+        if (!rt) return e;
+        bool bad = rt->type == REDIS_REPLY_STATUS && strcmp(rt->str, "none") && strcmp(rt->str, "hash");
+        freeReplyObject(rt);
+        redisReply *rk = bd_rd_cmd(r, 2, kt, NULL, &e, errbuf, errlen);
+        if (!rk) return e;
+        bool none = rk->type == REDIS_REPLY_STATUS && !strcmp(rk->str, "none");
+        bool hash = rk->type == REDIS_REPLY_STATUS && !strcmp(rk->str, "hash");
+        freeReplyObject(rk);
+        if (bad || none) {
+            bd_rd_cmd_type(r, 1, unwatch, &e, errbuf, errlen);
+            if (bad)
+                return bd_errf(errbuf, errlen, BD_ERR_REDIS, "WRONGTYPE budgetd key %s is not a hash", kr);
+            return bd_errf(errbuf, errlen, BD_ERR_STALE, "%s is not killed", portfolio);
+        }
+        char kat[32] = "0";
+        if (hash) {
+            const char *hget[3] = {"HGET", kk, "at"};
+            redisReply *ra = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
+            if (!ra) return e;
+            if (ra->type == REDIS_REPLY_STRING) snprintf(kat, sizeof kat, "%.*s", (int)ra->len, ra->str);
+            freeReplyObject(ra);
+        }
+        const char *del[3] = {"DEL", kk, kr};
+        const char *hset[8] = {"HSET", kr, "by", by && *by ? by : "operator", "at", ats, "kill_at", kat};
+        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0 ||
+            bd_rd_cmd_type(r, 3, del, &e, errbuf, errlen) < 0 ||
+            bd_rd_cmd_type(r, 8, hset, &e, errbuf, errlen) < 0)
+            return e;
+        int t = bd_rd_cmd_type(r, 1, exec, &e, errbuf, errlen);
+        if (t < 0) return e;
+        if (t == REDIS_REPLY_ARRAY) return BD_OK;
+        /* nil: the kill changed after the read; read it again */
+    }
+    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "resume %s: the kill key kept changing", portfolio);
 }
 
 bd_err_t bd_redis_fences_exist(bd_redis_t *r, const char *const *portfolios, size_t n, int *exists,

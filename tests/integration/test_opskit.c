@@ -308,7 +308,7 @@ Test(opskit, live_metrics_and_json_logs, .timeout = 150)
     for (int i = 0; i < 100 && !seen; i++) {
         free(l);
         l = bd_test_slurp(log, NULL);
-        seen = strstr(l, "killed by operator") != NULL;
+        seen = strstr(l, "acme: killed by ") != NULL;
         if (!seen) nap(100);
     }
     cr_assert(seen, "the daemon never logged the kill:\n%s", l);
@@ -325,7 +325,9 @@ Test(opskit, live_metrics_and_json_logs, .timeout = 150)
         cr_assert(cJSON_IsString(cJSON_GetObjectItem(j, "ts")) && cJSON_IsString(cJSON_GetObjectItem(j, "level")) &&
                       cJSON_IsString(cJSON_GetObjectItem(j, "msg")),
                   "%s", s);
-        if (strstr(cJSON_GetObjectItem(j, "msg")->valuestring, "acme: killed by operator (drill)")) {
+        const char *msg = cJSON_GetObjectItem(j, "msg")->valuestring;
+        if (strstr(msg, "acme: killed by ") && strstr(msg, "(drill)")) {
+            cr_assert(cJSON_IsString(cJSON_GetObjectItem(j, "portfolio")), "no portfolio key: %s", s);
             cr_assert_str_eq(cJSON_GetObjectItem(j, "portfolio")->valuestring, "acme");
             cr_assert(cJSON_IsNumber(cJSON_GetObjectItem(j, "cycle")), "%s", s);
             cr_assert_str_eq(cJSON_GetObjectItem(j, "level")->valuestring, "info");

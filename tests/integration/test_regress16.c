@@ -394,7 +394,7 @@ static void produce_cycle_len(env_t *env, const char *pf, long long len, int k, 
     produce(env, pf, ev, pf, g_event_id++, ts, pf, "search", s_search, s_search * 5 / 50, s_search * 5);
     produce(env, pf, ev, pf, g_event_id++, ts, pf, "social", s_social, s_social * 0.4 / 50, s_social * 0.4);
     produce(env, pf, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + len * (k + 1));
-    cr_assert_eq(rd_kafka_flush(env->prod, 10000), 0);
+    cr_assert_eq(rd_kafka_flush(env->prod, 60000), 0);
 }
 
 static void produce_cycle(env_t *env, const char *pf, int k, double s_search, double s_social)
