@@ -156,7 +156,7 @@ static void produce_cycle(env_t *env, const char *pf, int k, double s_search, do
     produce(env, pf, ev, pf, env->id++, ts + 1, pf, "social", s_social, s_social * r_social / 50,
             s_social * r_social);
     produce(env, pf, "{\"portfolio\":\"%s\",\"watermark\":%lld}", pf, T0 + 3600LL * (k + 1));
-    cr_assert_eq(rd_kafka_flush(env->prod, 10000), 0);
+    cr_assert_eq(rd_kafka_flush(env->prod, 60000), 0);
 }
 
 /* The record of stream entry "<cycle>-<seq>" of pf, waiting for it. */

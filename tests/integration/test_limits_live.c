@@ -156,7 +156,7 @@ static void produce_cycle(env_t *env, int k, bool search_broken)
     char wm[128];
     snprintf(wm, sizeof wm, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600LL * (k + 1));
     produce(env, wm);
-    cr_assert_eq(rd_kafka_flush(env->prod, 10000), 0);
+    cr_assert_eq(rd_kafka_flush(env->prod, 60000), 0);
 }
 
 /* The record of cycle c, waiting for it. */
