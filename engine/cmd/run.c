@@ -458,9 +458,7 @@ static int run_setup(daemon_t *dm)
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
     dm->pub = bd_publish_new(dm->r, &g_stop);
-    /* prefault: the daemon lives long; its dedup window should not fault
-     * page by page under the first backlog it consumes */
-    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
+    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time,
                            .sink = bd_publish_sink, .sink_ctx = dm->pub};
     dm->e = bd_engine_new(cfg, &eo);
     bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,

@@ -162,6 +162,8 @@ static const bd_cfg_key_t TOP[] = {
     {"lateness", BD_KEY_DUR, CFG(lateness), .dflt = 0},
     {"seed", BD_KEY_U64, CFG(seed), .dflt = BD_DEFAULT_SEED},
     {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
+    {"dedup_max_ids", BD_KEY_INT, CFG(dedup_max_ids), .lo = 1, .hi = BD_DEDUP_MAX_IDS_HI,
+     .dflt = BD_DEFAULT_DEDUP_MAX_IDS},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},

@@ -130,6 +130,9 @@ void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_me
     counter(&t, "budgetd_events_accepted_total", "Events accepted.", st->accepted);
     counter(&t, "budgetd_events_duplicate_total", "Events ignored as duplicate event_id.", st->duplicates);
     counter(&t, "budgetd_events_late_total", "Events for an already closed cycle.", st->late);
+    counter(&t, "budgetd_dedup_evicted_total",
+            "Event ids dropped before the end of dedup_window because a portfolio held dedup_max_ids.",
+            st->dedup_evicted);
     txt_printf(&t, "# HELP budgetd_events_rejected_total Events rejected, by reason code.\n"
                    "# TYPE budgetd_events_rejected_total counter\n");
     for (int r = 1; r < BD_REJ__COUNT; r++)

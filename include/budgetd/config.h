@@ -15,6 +15,8 @@
 #define BD_DEFAULT_CYCLE 3600
 #define BD_DEFAULT_SEED 42
 #define BD_DEFAULT_DEDUP_WINDOW 86400
+#define BD_DEFAULT_DEDUP_MAX_IDS 4000000 /* per portfolio: ~256 MB at ~64 B per id (dedup.h) */
+#define BD_DEDUP_MAX_IDS_HI (1LL << 30)
 #define BD_DEFAULT_BROKERS "127.0.0.1:9092"
 #define BD_DEFAULT_TOPIC "channel-events"
 #define BD_DEFAULT_GROUP "budgetd"
@@ -94,6 +96,7 @@ typedef struct {
     int64_t lateness;            /* seconds */
     uint64_t seed;
     int64_t dedup_window;        /* seconds of event time an event_id is remembered */
+    int64_t dedup_max_ids;       /* most event ids one portfolio remembers (oldest dropped) */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
         char **prop_keys, **prop_vals;

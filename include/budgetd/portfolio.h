@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "budgetd/config.h"
+#include "budgetd/dedup.h"
 #include "budgetd/record.h"
 #include "budgetd/lag.h"
 #include "budgetd/model.h"
@@ -77,6 +78,10 @@ typedef struct bd_portfolio {
     bool pending;                 /* a close job is queued (engine.c) */
     bd_late_t *late_q;            /* late reports since the last close, in arrival order */
     size_t n_late, late_cap;
+    bd_dedup_t *dedup;            /* event ids of the last dedup_window of its event time
+                                   * (engine.c creates it; NULL: no dedup); checkpointed */
+    bool dedup_restored;          /* live: the checkpoint restored held the dedup store, so
+                                   * messages it covers need not be remembered again */
 } bd_portfolio_t;
 
 typedef struct bd_ptable bd_ptable_t;
