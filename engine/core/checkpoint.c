@@ -17,7 +17,7 @@
                            * 5: the dedup store (event ids, rev'd ones with their
                            * channel and numbers) */
 #define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
-#define CK_DEDUP_ID_BYTES 28  /* one id in a v5 blob: key, ts, rev (a rev'd one: 44 more) */
+#define CK_DEDUP_ID_BYTES 24  /* one id in a v5 blob: key, ts, rev (a rev'd one: 44 more) */
 
 typedef struct {
     unsigned char **buf;
@@ -50,8 +50,9 @@ static void wr_str(wr_t *w, const char *s)
 }
 
 /* The dedup store (v5), ids in insertion order so that reading them back
- * rebuilds the same store: the count, then per id its key, ts and rev, and
- * for an id held with a rev its channel index and numbers. */
+ * rebuilds the same store: the count, then per id its key as held (h1's
+ * low 32 bits, h2), ts and rev, and for an id held with a rev its channel
+ * index and numbers. */
 static void ck_write_dedup(wr_t *w, const bd_dedup_t *d)
 {
     wr_u64(w, bd_dedup_size(d));
@@ -59,7 +60,7 @@ static void ck_write_dedup(wr_t *w, const bd_dedup_t *d)
     bd_dedup_key_t k;
     bd_dedup_entry_t e;
     while (bd_dedup_next(d, &pos, &k, &e)) {
-        wr_u64(w, k.h1);
+        wr_u32(w, (uint32_t)k.h1);
         wr_u64(w, k.h2);
         wr_i64(w, e.ts);
         wr_u32(w, e.rev);
@@ -323,7 +324,9 @@ static bool ck_read_dedup(rd_t *r, ck_blob_t *b)
     for (uint64_t i = 0; i < b->n_dedup && !r->bad; i++) {
         bd_dedup_key_t *k = &b->dkey[i];
         bd_dedup_entry_t *e = &b->dent[i];
-        k->h1 = rd_u64(r);
+        uint32_t lo;
+        rd_bytes(r, &lo, 4);
+        k->h1 = lo;
         k->h2 = rd_u64(r);
         e->ts = rd_i64(r);
         rd_bytes(r, &e->rev, 4);

@@ -7,12 +7,16 @@
  *   - tab: open addressing with linear probing over ring positions, at
  *     most half full; deletion by backward shift, so there are no
  *     tombstones and probe lengths never degrade over a long run;
- *   - side: channel and numbers of the ids recorded with a rev, recycled
- *     through a free list.
- * A ring entry whose id was dropped out of order (a lookup found it
- * expired) stays in the ring as a dead entry (h2 == 0) until it reaches the
- * front or the ring is rebuilt; live keys always have h2's low bit set.
+ *   - side: rev, channel and numbers of the ids recorded with a rev,
+ *     recycled through a free list.
+ * An id is held as 96 bits of its key: h1's low 32 bits (lo, also in its
+ * bucket, where they give the home bucket and a cheap filter) and h2. A
+ * ring entry whose id was dropped out of order (a lookup found it expired)
+ * stays in the ring as a dead entry (h2 == 0) until it reaches the front or
+ * the ring is rebuilt; live keys always have h2's low bit set.
  * Invariant: live = ids in tab = ring entries with h2 != 0. */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -26,23 +30,23 @@
 #define RING_MIN 16
 #define NO_SIDE UINT32_MAX
 
+/* 24 bytes: the ring is most of a store's memory. */
 typedef struct {
-    uint64_t h1, h2; /* h2 == 0: dead */
+    uint64_t h2;     /* 0: dead */
     int64_t ts;
-    uint32_t rev;    /* BD_DEDUP_NO_REV, or the rev last applied */
-    uint32_t side;   /* rev'd ids: index into side */
+    uint32_t lo;     /* the low 32 bits of h1 */
+    uint32_t side;   /* NO_SIDE: recorded without rev; else its side record */
 } ring_ent_t;
 
-/* ref: ring index + 1 (0 = empty bucket); lo: low 32 bits of h1, which give
- * both the home bucket (lo & mask) and a cheap filter. */
+/* ref: ring index + 1 (0 = empty bucket); lo: the key's lo. */
 typedef struct {
     uint32_t ref, lo;
 } bucket_t;
 
+/* What a rev'd id keeps; on the free list, ch links to the next free one. */
 typedef struct {
     double num[5];
-    uint32_t ch;
-    uint32_t next_free;
+    uint32_t ch, rev;
 } side_t;
 
 struct bd_dedup {
@@ -59,32 +63,106 @@ struct bd_dedup {
     uint64_t evicted;
 };
 
-#define HUGE_MIN ((size_t)2 << 20)
+/* ---- memory for the arrays ------------------------------------------------
+ * A lookup is one random access into a portfolio's table, and the tables
+ * of all portfolios together span tens of MB: with 4 KiB pages nearly
+ * every lookup also misses the TLB, and a page walk under a hypervisor
+ * costs about as much as the cache miss itself (measured: ~650 -> ~300 ns
+ * per find + add over 100 stores of 10k ids; docs/DECISIONS.md "Dedup per
+ * portfolio"). So arrays of 4 KiB to 1 MiB are carved from 2 MiB-aligned
+ * chunks with transparent huge pages requested, shared by all stores of
+ * the process (a mutex: bench_quality runs engines on several threads;
+ * only growth takes it). Freed blocks go to a free list per power-of-two
+ * size and are reused, never unmapped. Arrays of 2 MiB or more get their
+ * own aligned mapping; smaller than 4 KiB ones come from malloc. THP is a
+ * hint: without it these are ordinary pages. */
+#define HUGE ((size_t)2 << 20)
+#define ARENA_MIN_LOG 12 /* 4 KiB */
+#define ARENA_MAX_LOG 20 /* 1 MiB: the largest block carved from a chunk */
 
-/* Zeroed memory for the table and the ring. The table is probed at random,
- * one cache miss per event; past a few MB a 4 KiB page adds a TLB miss as
- * well, and a page walk under a hypervisor costs about as much again
- * (measured on the former global window: ~370 -> ~190 ns per check with
- * huge pages). Big arrays therefore come from mmap with transparent huge
- * pages requested; it is a hint, without THP they are ordinary pages. */
-static void *big_alloc(size_t n)
+static pthread_mutex_t arena_mu = PTHREAD_MUTEX_INITIALIZER;
+static void *arena_free[ARENA_MAX_LOG + 1]; /* per size class, linked through the first word */
+static char *arena_cur;                     /* the chunk being carved */
+static size_t arena_left;
+
+/* len bytes (a multiple of HUGE), HUGE-aligned so that THP can back them,
+ * zeroed (fresh anonymous memory). */
+static void *huge_map(size_t len)
 {
-    if (n < HUGE_MIN) return bd_xcalloc(1, n);
-    size_t len = (n + HUGE_MIN - 1) & ~(HUGE_MIN - 1);
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) bd_oom(len);
+    char *raw = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) bd_oom(len);
+    char *p = (char *)(((uintptr_t)raw + HUGE - 1) & ~(uintptr_t)(HUGE - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (p + len < raw + len + HUGE) munmap(p + len, (size_t)(raw + len + HUGE - (p + len)));
 #ifdef MADV_HUGEPAGE
     madvise(p, len, MADV_HUGEPAGE);
 #endif
     return p;
 }
 
-/* Frees what big_alloc(n) returned. */
+/* Size class of an arena block of n bytes: the smallest 2^k >= n. */
+static int arena_class(size_t n)
+{
+    int k = ARENA_MIN_LOG;
+    while (((size_t)1 << k) < n) k++;
+    return k;
+}
+
+/* A block of class k (caller holds arena_mu): a freed one, else carved
+ * from the chunk; a chunk too short for it gives its rest to the smaller
+ * classes and a new chunk is mapped. */
+static void *arena_take(int k)
+{
+    size_t sz = (size_t)1 << k;
+    void *p = arena_free[k];
+    if (p) {
+        arena_free[k] = *(void **)p;
+        return p;
+    }
+    if (arena_left < sz) {
+        for (int j = ARENA_MAX_LOG; j >= ARENA_MIN_LOG; j--)
+            while (arena_left >= ((size_t)1 << j)) {
+                *(void **)arena_cur = arena_free[j];
+                arena_free[j] = arena_cur;
+                arena_cur += (size_t)1 << j;
+                arena_left -= (size_t)1 << j;
+            }
+        arena_cur = huge_map(HUGE);
+        arena_left = HUGE;
+    }
+    p = arena_cur;
+    arena_cur += sz;
+    arena_left -= sz;
+    return p;
+}
+
+/* n bytes for a table (zero: zeroed) or a ring, from the pool above. */
+static void *big_alloc(size_t n, bool zero)
+{
+    if (n < ((size_t)1 << ARENA_MIN_LOG)) return zero ? bd_xcalloc(1, n) : bd_xmalloc(n);
+    if (n > ((size_t)1 << ARENA_MAX_LOG)) return huge_map((n + HUGE - 1) & ~(HUGE - 1));
+    pthread_mutex_lock(&arena_mu);
+    void *p = arena_take(arena_class(n));
+    pthread_mutex_unlock(&arena_mu);
+    if (zero) memset(p, 0, n);
+    return p;
+}
+
+/* Gives back what big_alloc(n, ...) returned. */
 static void big_free(void *p, size_t n)
 {
     if (!p) return;
-    if (n < HUGE_MIN) free(p);
-    else munmap(p, (n + HUGE_MIN - 1) & ~(HUGE_MIN - 1));
+    if (n < ((size_t)1 << ARENA_MIN_LOG)) {
+        free(p);
+    } else if (n > ((size_t)1 << ARENA_MAX_LOG)) {
+        munmap(p, (n + HUGE - 1) & ~(HUGE - 1));
+    } else {
+        int k = arena_class(n);
+        pthread_mutex_lock(&arena_mu);
+        *(void **)p = arena_free[k];
+        arena_free[k] = p;
+        pthread_mutex_unlock(&arena_mu);
+    }
 }
 
 /* An empty store; the arrays come with the first id. */
@@ -135,10 +213,13 @@ void bd_dedup_key(const char *event_id, bd_dedup_key_t *k)
     k->h2 = bd_mix64(b) | 1; /* 0 marks dead ring entries */
 }
 
-/* The home bucket of a lookup of k: the one random access of a check. */
+/* The two places a check of k touches that are likely cache misses: the
+ * home bucket of its lookup and the ring slot it would be recorded in. */
 void bd_dedup_prefetch(const bd_dedup_t *d, const bd_dedup_key_t *k)
 {
-    if (d && d->tab) __builtin_prefetch(&d->tab[(uint32_t)k->h1 & d->mask], 1);
+    if (!d || !d->tab) return;
+    __builtin_prefetch(&d->tab[(uint32_t)k->h1 & d->mask], 1);
+    __builtin_prefetch(&d->ring[(d->head + d->count) & (d->rcap - 1)], 1);
 }
 
 /* Empties bucket i and shifts later members of its probe run back, keeping
@@ -171,7 +252,7 @@ static void tab_insert(bd_dedup_t *d, uint32_t lo, size_t r)
 /* Bucket holding ring index r (which must be in tab). */
 static size_t tab_find_ref(const bd_dedup_t *d, size_t r)
 {
-    size_t i = (size_t)(uint32_t)d->ring[r].h1 & d->mask;
+    size_t i = d->ring[r].lo & d->mask;
     while (d->tab[i].ref != r + 1) i = (i + 1) & d->mask;
     return i;
 }
@@ -181,7 +262,7 @@ static uint32_t side_alloc(bd_dedup_t *d)
 {
     if (d->side_free != NO_SIDE) {
         uint32_t s = d->side_free;
-        d->side_free = d->side[s].next_free;
+        d->side_free = d->side[s].ch;
         return s;
     }
     if (d->nside == d->side_cap) {
@@ -193,7 +274,7 @@ static uint32_t side_alloc(bd_dedup_t *d)
 
 static void side_release(bd_dedup_t *d, uint32_t s)
 {
-    d->side[s].next_free = d->side_free;
+    d->side[s].ch = d->side_free;
     d->side_free = s;
 }
 
@@ -202,7 +283,7 @@ static void side_release(bd_dedup_t *d, uint32_t s)
 static void ent_kill(bd_dedup_t *d, size_t r, size_t i)
 {
     ring_ent_t *e = &d->ring[r];
-    if (e->rev != BD_DEDUP_NO_REV) side_release(d, e->side);
+    if (e->side != NO_SIDE) side_release(d, e->side);
     e->h2 = 0;
     tab_remove(d, i);
     d->live--;
@@ -220,10 +301,11 @@ static int ring_pop(bd_dedup_t *d)
 }
 
 /* Rebuilds ring and table at ring capacity ncap (>= live), keeping the live
- * entries in order and dropping the dead ones. */
+ * entries in order and dropping the dead ones (the table is refilled in
+ * ring order: random writes, fine for the rare compaction). */
 static void ring_rebuild(bd_dedup_t *d, size_t ncap)
 {
-    ring_ent_t *nr = big_alloc(ncap * sizeof *nr);
+    ring_ent_t *nr = big_alloc(ncap * sizeof *nr, false);
     size_t n = 0;
     for (size_t k = 0; k < d->count; k++) {
         const ring_ent_t *e = &d->ring[(d->head + k) & (d->rcap - 1)];
@@ -236,8 +318,38 @@ static void ring_rebuild(bd_dedup_t *d, size_t ncap)
     d->head = 0;
     d->count = n;
     d->mask = 2 * ncap - 1;
-    d->tab = big_alloc(2 * ncap * sizeof *d->tab);
-    for (size_t r = 0; r < n; r++) tab_insert(d, (uint32_t)nr[r].h1, r);
+    d->tab = big_alloc(2 * ncap * sizeof *d->tab, true);
+    for (size_t r = 0; r < n; r++) tab_insert(d, nr[r].lo, r);
+}
+
+/* Doubles a full ring and its table. The ring is copied from its head to
+ * index 0 (dead entries too: positions shift uniformly); the table is
+ * refilled by scanning the old one in bucket order, each key's reference
+ * moved by the same shift. With linear probing a bucket-ordered scan lands
+ * each key near bucket i or i + old size of the new table, so the writes
+ * run as two nearly sequential streams instead of one random write per key
+ * (what refilling in ring order costs). */
+static void ring_double(bd_dedup_t *d)
+{
+    size_t ocap = d->rcap, ncap = 2 * ocap;
+    ring_ent_t *nr = big_alloc(ncap * sizeof *nr, false);
+    size_t first = ocap - d->head; /* entries from head to the end of the old array */
+    memcpy(nr, d->ring + d->head, first * sizeof *nr);
+    memcpy(nr + first, d->ring, d->head * sizeof *nr);
+    bucket_t *ot = d->tab;
+    size_t osize = d->mask + 1;
+    d->mask = 2 * ncap - 1;
+    d->tab = big_alloc(2 * ncap * sizeof *d->tab, true);
+    for (size_t i = 0; i < osize; i++) {
+        if (!ot[i].ref) continue;
+        size_t r = (ot[i].ref - 1 + ocap - d->head) & (ocap - 1);
+        tab_insert(d, ot[i].lo, r);
+    }
+    big_free(ot, osize * sizeof *ot);
+    big_free(d->ring, ocap * sizeof *d->ring);
+    d->ring = nr;
+    d->rcap = ncap;
+    d->head = 0;
 }
 
 static int64_t cutoff_of(int64_t now, int64_t window)
@@ -245,32 +357,47 @@ static int64_t cutoff_of(int64_t now, int64_t window)
     return now < INT64_MIN + window ? INT64_MIN : now - window; /* no signed overflow */
 }
 
+/* Ring index of held k and its bucket in *bucket, or -1. */
+static ptrdiff_t ring_find(const bd_dedup_t *d, const bd_dedup_key_t *k, size_t *bucket)
+{
+    uint32_t lo = (uint32_t)k->h1;
+    for (size_t i = lo & d->mask; d->tab[i].ref; i = (i + 1) & d->mask) {
+        if (d->tab[i].lo != lo) continue;
+        size_t r = d->tab[i].ref - 1;
+        if (d->ring[r].h2 != k->h2) continue;
+        *bucket = i;
+        return (ptrdiff_t)r;
+    }
+    return -1;
+}
+
+/* What the store keeps of ring entry e, for the caller. */
+static void ent_out(const bd_dedup_t *d, const ring_ent_t *e, bd_dedup_entry_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->ts = e->ts;
+    out->rev = BD_DEDUP_NO_REV;
+    if (e->side == NO_SIDE) return;
+    const side_t *s = &d->side[e->side];
+    out->rev = s->rev;
+    out->ch = s->ch;
+    memcpy(out->num, s->num, sizeof out->num);
+}
+
 /* See dedup.h. An expired id is forgotten on sight, so that recording it
  * afresh leaves one live copy. */
 int bd_dedup_find(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t now, bd_dedup_entry_t *out)
 {
     if (!d || !d->tab) return 0;
-    uint32_t lo = (uint32_t)k->h1;
-    for (size_t i = lo & d->mask; d->tab[i].ref; i = (i + 1) & d->mask) {
-        if (d->tab[i].lo != lo) continue;
-        size_t r = d->tab[i].ref - 1;
-        const ring_ent_t *e = &d->ring[r];
-        if (e->h1 != k->h1 || e->h2 != k->h2) continue;
-        if (e->ts < cutoff_of(now, d->window)) {
-            ent_kill(d, r, i);
-            return 0;
-        }
-        if (out) {
-            out->ts = e->ts;
-            out->rev = e->rev;
-            if (e->rev != BD_DEDUP_NO_REV) {
-                out->ch = d->side[e->side].ch;
-                memcpy(out->num, d->side[e->side].num, sizeof out->num);
-            }
-        }
-        return 1;
+    size_t i;
+    ptrdiff_t r = ring_find(d, k, &i);
+    if (r < 0) return 0;
+    if (d->ring[r].ts < cutoff_of(now, d->window)) {
+        ent_kill(d, (size_t)r, i);
+        return 0;
     }
-    return 0;
+    if (out) ent_out(d, &d->ring[r], out);
+    return 1;
 }
 
 /* See dedup.h. Order: drop expired and dead ids at the front, refuse an
@@ -284,40 +411,39 @@ size_t bd_dedup_add(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t now, const b
     size_t dropped = 0;
     while (d->live >= d->max_ids) dropped += (size_t)ring_pop(d);
     if (d->count == d->rcap) {
-        /* full: double, or only compact when at least half are dead */
-        size_t ncap = d->rcap == 0 ? RING_MIN : (2 * d->live <= d->rcap ? d->rcap : 2 * d->rcap);
-        ring_rebuild(d, ncap);
+        /* full: compact when at least half are dead, else double */
+        if (d->rcap == 0) ring_rebuild(d, RING_MIN);
+        else if (2 * d->live <= d->rcap) ring_rebuild(d, d->rcap);
+        else ring_double(d);
     }
     size_t r = (d->head + d->count) & (d->rcap - 1);
     ring_ent_t *re = &d->ring[r];
-    *re = (ring_ent_t){k->h1, k->h2 | 1, e->ts, e->rev, 0};
+    *re = (ring_ent_t){k->h2 | 1, e->ts, (uint32_t)k->h1, NO_SIDE};
     if (e->rev != BD_DEDUP_NO_REV) {
         re->side = side_alloc(d);
         side_t *s = &d->side[re->side];
         memcpy(s->num, e->num, sizeof s->num);
         s->ch = e->ch;
+        s->rev = e->rev;
     }
     d->count++;
-    tab_insert(d, (uint32_t)k->h1, r);
+    tab_insert(d, re->lo, r);
     d->live++;
     d->evicted += dropped;
     return dropped;
 }
 
 /* See dedup.h: k must be held and rev'd (a restatement was just checked
- * against bd_dedup_find's answer). */
+ * against bd_dedup_find's answer); anything else is left alone. */
 void bd_dedup_restate(bd_dedup_t *d, const bd_dedup_key_t *k, uint32_t rev, const double num[5])
 {
     if (!d || !d->tab) return;
-    uint32_t lo = (uint32_t)k->h1;
-    for (size_t i = lo & d->mask; d->tab[i].ref; i = (i + 1) & d->mask) {
-        ring_ent_t *e = &d->ring[d->tab[i].ref - 1];
-        if (d->tab[i].lo != lo || e->h1 != k->h1 || e->h2 != k->h2) continue;
-        if (e->rev == BD_DEDUP_NO_REV) return;
-        e->rev = rev;
-        memcpy(d->side[e->side].num, num, sizeof d->side[e->side].num);
-        return;
-    }
+    size_t i;
+    ptrdiff_t r = ring_find(d, k, &i);
+    if (r < 0 || d->ring[r].side == NO_SIDE) return;
+    side_t *s = &d->side[d->ring[r].side];
+    s->rev = rev;
+    memcpy(s->num, num, sizeof s->num);
 }
 
 /* See dedup.h. */
@@ -332,22 +458,17 @@ int bd_dedup_check(bd_dedup_t *d, const char *event_id, int64_t ts, int64_t now)
     return 0;
 }
 
-/* See dedup.h: walks the ring from the front, skipping dead entries. */
+/* See dedup.h: walks the ring from the front, skipping dead entries; the
+ * key comes back as the store holds it (h1's low 32 bits, h2). */
 int bd_dedup_next(const bd_dedup_t *d, size_t *pos, bd_dedup_key_t *k, bd_dedup_entry_t *e)
 {
     if (!d) return 0;
     while (*pos < d->count) {
         const ring_ent_t *re = &d->ring[(d->head + (*pos)++) & (d->rcap - 1)];
         if (!re->h2) continue;
-        k->h1 = re->h1;
+        k->h1 = re->lo;
         k->h2 = re->h2;
-        memset(e, 0, sizeof *e);
-        e->ts = re->ts;
-        e->rev = re->rev;
-        if (re->rev != BD_DEDUP_NO_REV) {
-            e->ch = d->side[re->side].ch;
-            memcpy(e->num, d->side[re->side].num, sizeof e->num);
-        }
+        ent_out(d, re, e);
         return 1;
     }
     return 0;

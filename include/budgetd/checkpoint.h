@@ -8,9 +8,9 @@
 #include "budgetd/portfolio.h"
 
 /* Serialises p (channels, models, open-cycle aggregates, allocation in force,
- * governance state, offsets, its dedup store: about 28 bytes per event id
- * held, 72 for an id held with a rev) into *buf (grown as needed). Returns
- * the length. */
+ * governance state, offsets, its dedup store: 24 bytes per event id held,
+ * 68 for an id held with a rev) into *buf (grown as needed). Returns the
+ * length. */
 size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t *cap);
 
 /* Restores p from a blob written by bd_checkpoint_encode. p must be freshly

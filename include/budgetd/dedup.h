@@ -15,9 +15,10 @@
  * the first id). The result of every call depends only on the sequence of
  * calls: no wall clock, no randomness. Not thread-safe.
  *
- * Memory: about 64 bytes per id held (48 to 96 as the arrays double), plus
- * 48 bytes per id first recorded with a rev (its channel and numbers, kept
- * to compute a restatement's difference). */
+ * Memory: 40 to 80 bytes per id held (24 in insertion order, 8 in an index
+ * at most half full; both double as ids arrive), plus 48 bytes per id
+ * recorded with a rev (its rev, channel and numbers, kept to compute a
+ * restatement's difference). */
 #ifndef BUDGETD_DEDUP_H
 #define BUDGETD_DEDUP_H
 
@@ -26,9 +27,9 @@
 
 typedef struct bd_dedup bd_dedup_t;
 
-/* The 128-bit key of an event id (two seeded bd_hash64 of the id's bytes;
- * a false duplicate needs a 128-bit collision). Fixed forever: keys are
- * stored in checkpoints. */
+/* The key of an event id: two seeded bd_hash64 of the id's bytes. A store
+ * holds 96 bits of it (h1's low 32 bits and h2), so a false duplicate needs
+ * a 96-bit collision. Fixed forever: keys are stored in checkpoints. */
 typedef struct {
     uint64_t h1, h2;
 } bd_dedup_key_t;
@@ -87,8 +88,9 @@ int bd_dedup_check(bd_dedup_t *d, const char *event_id, int64_t ts, int64_t now)
 
 /* The ids held, in insertion order (the order bd_dedup_add must see them
  * again to rebuild the same store): *pos starts at 0; returns 0 after the
- * last. Ids that expired but were not dropped yet are included (a lookup
- * would not report them). */
+ * last. The key comes back as held: h1's low 32 bits (the rest 0) and h2.
+ * Ids that expired but were not dropped yet are included (a lookup would
+ * not report them). */
 int bd_dedup_next(const bd_dedup_t *d, size_t *pos, bd_dedup_key_t *k, bd_dedup_entry_t *e);
 
 /* Ids held (expired ids are dropped lazily, so this may count some that

@@ -302,6 +302,7 @@ Test(dedup, grows_and_walks_in_insertion_order)
     bd_dedup_entry_t e;
     while (bd_dedup_next(d, &pos, &k, &e)) {
         cr_assert_eq(e.ts, T0 + (long long)walked, "insertion order");
+        cr_assert_eq(k.h1 >> 32, 0, "held as h1's low 32 bits");
         bd_dedup_add(c, &k, INT64_MIN, &e);
         walked++;
     }

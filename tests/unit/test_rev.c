@@ -489,8 +489,8 @@ Test(rev, v4_blob_restores_an_empty_store)
     cr_assert_eq(plain_ev(a, "p2", T0 + 11, "search", 100, 2, 200), BD_REJ_NONE);
     unsigned char *blob = NULL;
     size_t cap = 0, len = bd_checkpoint_encode(acme(a), &blob, &cap);
-    /* v4 = v5 without the store section (count + 2 ids of 28 bytes) */
-    size_t len4 = len - (8 + 2 * 28);
+    /* v4 = v5 without the store section (count + 2 ids of 24 bytes) */
+    size_t len4 = len - (8 + 2 * 24);
     uint64_t v4 = 4;
     memcpy(blob + 8, &v4, 8);
     fx_t *b = fx_new("0", "", 1);
@@ -536,7 +536,7 @@ Test(rev, damaged_store_section_is_refused)
     cr_assert_eq(plain_ev(a, "p1", T0 + 10, "search", 100, 2, 200), BD_REJ_NONE);
     unsigned char *blob = NULL;
     size_t cap = 0, len = bd_checkpoint_encode(acme(a), &blob, &cap);
-    size_t store = len - (8 + 28 + 44 + 28); /* where the store section starts */
+    size_t store = len - (8 + 24 + 44 + 24); /* where the store section starts */
     fx_t *b = fx_new("0", "", 1);
     bd_portfolio_t *p = bd_engine_portfolio(b->e, "acme");
     cr_assert_eq(plain_ev(b, "mine", T0 + 10, "search", 1, 0, 0), BD_REJ_NONE);
@@ -549,9 +549,10 @@ Test(rev, damaged_store_section_is_refused)
     } damage[] = {
         {0, 0, len - 1},                          /* cut short */
         {store, 0x04, len},                       /* count larger than the bytes */
-        {store + 8 + 8, 0x01, len},               /* h2 with its low bit cleared */
-        {store + 8 + 24 + 4, 0x07, len},          /* rev'd id of channel 6 (2 saved) */
-        {store + 8 + 24 + 8 + 8 * 3 + 7, 0xff, len}, /* a number made negative */
+        /* the first id (rev'd): lo 4, h2 8, ts 8, rev 4, ch 4, 5 numbers */
+        {store + 8 + 4, 0x01, len},               /* h2 with its low bit cleared */
+        {store + 8 + 24, 0x07, len},              /* rev'd id of channel 6 (2 saved) */
+        {store + 8 + 28 + 8 * 3 + 7, 0xff, len},  /* conversions made negative */
     };
     for (size_t i = 0; i < sizeof damage / sizeof *damage; i++) {
         memcpy(bad, blob, len);
