@@ -3,17 +3,21 @@
  * Three arrays share the ids:
  *   - ring: the recorded ids in insertion order, a FIFO that grows by
  *     doubling; dropping for time or for the cap pops its front, so both
- *     are O(1) and deterministic;
- *   - tab: open addressing with linear probing over ring positions, at
- *     most half full; deletion by backward shift, so there are no
- *     tombstones and probe lengths never degrade over a long run;
+ *     are O(1) and deterministic. Each recorded id gets the next sequence
+ *     number (31 bits, wrapping), and lives at ring[seq & (rcap - 1)]:
+ *     doubling the ring moves entries but changes no sequence number;
+ *   - tab: open addressing with linear probing, each bucket the sequence
+ *     number (+ 1; 0 = empty) of an id and its lo, at most 3/4 full;
+ *     deletion by backward shift, so there are no tombstones and probe
+ *     lengths never degrade over a long run. It grows on its own, by
+ *     scanning itself (nearly sequential writes);
  *   - side: rev, channel and numbers of the ids recorded with a rev,
  *     recycled through a free list.
  * An id is held as 96 bits of its key: h1's low 32 bits (lo, also in its
  * bucket, where they give the home bucket and a cheap filter) and h2. A
  * ring entry whose id was dropped out of order (a lookup found it expired)
  * stays in the ring as a dead entry (h2 == 0) until it reaches the front or
- * the ring is rebuilt; live keys always have h2's low bit set.
+ * the ring is compacted; live keys always have h2's low bit set.
  * Invariant: live = ids in tab = ring entries with h2 != 0. */
 #include <pthread.h>
 #include <stdbool.h>
@@ -28,6 +32,8 @@
 #define FNV_BASIS 0xcbf29ce484222325ULL /* bd_hash64's */
 #define FNV_PRIME 0x100000001b3ULL
 #define RING_MIN 16
+#define TAB_MIN 32
+#define SEQ_MASK 0x7fffffffu /* sequence numbers: 31 bits (rcap <= 2^31 divides 2^31) */
 #define NO_SIDE UINT32_MAX
 
 /* 24 bytes: the ring is most of a store's memory. */
@@ -38,7 +44,7 @@ typedef struct {
     uint32_t side;   /* NO_SIDE: recorded without rev; else its side record */
 } ring_ent_t;
 
-/* ref: ring index + 1 (0 = empty bucket); lo: the key's lo. */
+/* ref: sequence number + 1 (0 = empty bucket); lo: the key's lo. */
 typedef struct {
     uint32_t ref, lo;
 } bucket_t;
@@ -54,8 +60,9 @@ struct bd_dedup {
     bucket_t *tab;
     side_t *side;
     size_t rcap;              /* ring capacity: 0 or a power of two */
-    size_t head, count;       /* the ring holds [head, head + count) mod rcap */
-    size_t mask;              /* tab size - 1; tab size = 2 * rcap */
+    uint32_t head;            /* sequence number of the front entry */
+    size_t count;             /* entries in the ring, dead ones included */
+    size_t mask;              /* tab size - 1 (0: no table yet) */
     size_t live;              /* ids held (in tab) */
     size_t max_ids;
     int64_t window;
@@ -182,7 +189,7 @@ bd_dedup_t *bd_dedup_new_like(const bd_dedup_t *d)
 void bd_dedup_free(bd_dedup_t *d)
 {
     if (!d) return;
-    big_free(d->tab, (d->mask + 1) * sizeof *d->tab);
+    if (d->tab) big_free(d->tab, (d->mask + 1) * sizeof *d->tab);
     big_free(d->ring, d->rcap * sizeof *d->ring);
     free(d->side);
     free(d);
@@ -213,13 +220,19 @@ void bd_dedup_key(const char *event_id, bd_dedup_key_t *k)
     k->h2 = bd_mix64(b) | 1; /* 0 marks dead ring entries */
 }
 
+/* The entry of sequence number q. */
+static inline ring_ent_t *ent_at(const bd_dedup_t *d, uint32_t q)
+{
+    return &d->ring[q & (d->rcap - 1)];
+}
+
 /* The two places a check of k touches that are likely cache misses: the
  * home bucket of its lookup and the ring slot it would be recorded in. */
 void bd_dedup_prefetch(const bd_dedup_t *d, const bd_dedup_key_t *k)
 {
     if (!d || !d->tab) return;
     __builtin_prefetch(&d->tab[(uint32_t)k->h1 & d->mask], 1);
-    __builtin_prefetch(&d->ring[(d->head + d->count) & (d->rcap - 1)], 1);
+    __builtin_prefetch(ent_at(d, (uint32_t)(d->head + d->count)), 1);
 }
 
 /* Empties bucket i and shifts later members of its probe run back, keeping
@@ -241,19 +254,35 @@ static void tab_remove(bd_dedup_t *d, size_t i)
     d->tab[i].ref = 0;
 }
 
-/* Puts ring index r (key low word lo) into the first free bucket of its run. */
-static void tab_insert(bd_dedup_t *d, uint32_t lo, size_t r)
+/* Puts sequence number q (key low word lo) into the first free bucket of
+ * its run. */
+static void tab_insert(bd_dedup_t *d, uint32_t lo, uint32_t q)
 {
     size_t i = lo & d->mask;
     while (d->tab[i].ref) i = (i + 1) & d->mask;
-    d->tab[i] = (bucket_t){(uint32_t)(r + 1), lo};
+    d->tab[i] = (bucket_t){q + 1, lo};
 }
 
-/* Bucket holding ring index r (which must be in tab). */
-static size_t tab_find_ref(const bd_dedup_t *d, size_t r)
+/* A table of size buckets refilled from the old one, scanned in bucket
+ * order: with linear probing each key lands near bucket i or i + old size,
+ * so the writes run as two nearly sequential streams (refilling in ring
+ * order would be one random write per key). */
+static void tab_resize(bd_dedup_t *d, size_t size)
 {
-    size_t i = d->ring[r].lo & d->mask;
-    while (d->tab[i].ref != r + 1) i = (i + 1) & d->mask;
+    bucket_t *ot = d->tab;
+    size_t osize = ot ? d->mask + 1 : 0;
+    d->tab = big_alloc(size * sizeof *d->tab, true);
+    d->mask = size - 1;
+    for (size_t i = 0; i < osize; i++)
+        if (ot[i].ref) tab_insert(d, ot[i].lo, ot[i].ref - 1);
+    if (ot) big_free(ot, osize * sizeof *ot);
+}
+
+/* Bucket holding sequence number q (which must be in tab). */
+static size_t tab_find_seq(const bd_dedup_t *d, uint32_t q)
+{
+    size_t i = ent_at(d, q)->lo & d->mask;
+    while (d->tab[i].ref != q + 1) i = (i + 1) & d->mask;
     return i;
 }
 
@@ -278,11 +307,10 @@ static void side_release(bd_dedup_t *d, uint32_t s)
     d->side_free = s;
 }
 
-/* Forgets the live id at ring index r whose bucket is i: out of tab, its
- * side record freed, the ring entry dead. */
-static void ent_kill(bd_dedup_t *d, size_t r, size_t i)
+/* Forgets the live id of entry e whose bucket is i: out of tab, its side
+ * record freed, the entry dead. */
+static void ent_kill(bd_dedup_t *d, ring_ent_t *e, size_t i)
 {
-    ring_ent_t *e = &d->ring[r];
     if (e->side != NO_SIDE) side_release(d, e->side);
     e->h2 = 0;
     tab_remove(d, i);
@@ -293,63 +321,45 @@ static void ent_kill(bd_dedup_t *d, size_t r, size_t i)
  * 1 when it was live. */
 static int ring_pop(bd_dedup_t *d)
 {
-    int was_live = d->ring[d->head].h2 != 0;
-    if (was_live) ent_kill(d, d->head, tab_find_ref(d, d->head));
-    d->head = (d->head + 1) & (d->rcap - 1);
+    ring_ent_t *e = ent_at(d, d->head);
+    int was_live = e->h2 != 0;
+    if (was_live) ent_kill(d, e, tab_find_seq(d, d->head));
+    d->head = (d->head + 1) & SEQ_MASK;
     d->count--;
     return was_live;
 }
 
-/* Rebuilds ring and table at ring capacity ncap (>= live), keeping the live
- * entries in order and dropping the dead ones (the table is refilled in
- * ring order: random writes, fine for the rare compaction). */
-static void ring_rebuild(bd_dedup_t *d, size_t ncap)
+/* Makes room for one more entry in a full ring: when at least half of it
+ * is dead, the live entries are renumbered from 0 in order and the table
+ * is refilled (rare: dead entries come only from ids found expired behind
+ * a newer front); else the ring doubles, every entry keeping its sequence
+ * number, so the table does not change. */
+static void ring_grow(bd_dedup_t *d)
 {
+    size_t ocap = d->rcap, ncap = ocap == 0 ? RING_MIN : 2 * ocap;
+    if (ocap && 2 * d->live <= ocap) {
+        ring_ent_t *nr = big_alloc(ocap * sizeof *nr, false);
+        size_t n = 0;
+        for (size_t k = 0; k < d->count; k++) {
+            const ring_ent_t *e = ent_at(d, (uint32_t)(d->head + k));
+            if (e->h2) nr[n++] = *e;
+        }
+        big_free(d->ring, ocap * sizeof *d->ring);
+        d->ring = nr;
+        d->head = 0;
+        d->count = n;
+        memset(d->tab, 0, (d->mask + 1) * sizeof *d->tab);
+        for (size_t q = 0; q < n; q++) tab_insert(d, nr[q].lo, (uint32_t)q);
+        return;
+    }
     ring_ent_t *nr = big_alloc(ncap * sizeof *nr, false);
-    size_t n = 0;
     for (size_t k = 0; k < d->count; k++) {
-        const ring_ent_t *e = &d->ring[(d->head + k) & (d->rcap - 1)];
-        if (e->h2) nr[n++] = *e;
+        uint32_t q = (uint32_t)(d->head + k) & SEQ_MASK;
+        nr[q & (ncap - 1)] = *ent_at(d, q);
     }
-    big_free(d->ring, d->rcap * sizeof *d->ring);
-    big_free(d->tab, (d->mask + 1) * sizeof *d->tab);
-    d->ring = nr;
-    d->rcap = ncap;
-    d->head = 0;
-    d->count = n;
-    d->mask = 2 * ncap - 1;
-    d->tab = big_alloc(2 * ncap * sizeof *d->tab, true);
-    for (size_t r = 0; r < n; r++) tab_insert(d, nr[r].lo, r);
-}
-
-/* Doubles a full ring and its table. The ring is copied from its head to
- * index 0 (dead entries too: positions shift uniformly); the table is
- * refilled by scanning the old one in bucket order, each key's reference
- * moved by the same shift. With linear probing a bucket-ordered scan lands
- * each key near bucket i or i + old size of the new table, so the writes
- * run as two nearly sequential streams instead of one random write per key
- * (what refilling in ring order costs). */
-static void ring_double(bd_dedup_t *d)
-{
-    size_t ocap = d->rcap, ncap = 2 * ocap;
-    ring_ent_t *nr = big_alloc(ncap * sizeof *nr, false);
-    size_t first = ocap - d->head; /* entries from head to the end of the old array */
-    memcpy(nr, d->ring + d->head, first * sizeof *nr);
-    memcpy(nr + first, d->ring, d->head * sizeof *nr);
-    bucket_t *ot = d->tab;
-    size_t osize = d->mask + 1;
-    d->mask = 2 * ncap - 1;
-    d->tab = big_alloc(2 * ncap * sizeof *d->tab, true);
-    for (size_t i = 0; i < osize; i++) {
-        if (!ot[i].ref) continue;
-        size_t r = (ot[i].ref - 1 + ocap - d->head) & (ocap - 1);
-        tab_insert(d, ot[i].lo, r);
-    }
-    big_free(ot, osize * sizeof *ot);
     big_free(d->ring, ocap * sizeof *d->ring);
     d->ring = nr;
     d->rcap = ncap;
-    d->head = 0;
 }
 
 static int64_t cutoff_of(int64_t now, int64_t window)
@@ -357,18 +367,18 @@ static int64_t cutoff_of(int64_t now, int64_t window)
     return now < INT64_MIN + window ? INT64_MIN : now - window; /* no signed overflow */
 }
 
-/* Ring index of held k and its bucket in *bucket, or -1. */
-static ptrdiff_t ring_find(const bd_dedup_t *d, const bd_dedup_key_t *k, size_t *bucket)
+/* The entry of held k and its bucket in *bucket, or NULL. */
+static ring_ent_t *ring_find(const bd_dedup_t *d, const bd_dedup_key_t *k, size_t *bucket)
 {
     uint32_t lo = (uint32_t)k->h1;
     for (size_t i = lo & d->mask; d->tab[i].ref; i = (i + 1) & d->mask) {
         if (d->tab[i].lo != lo) continue;
-        size_t r = d->tab[i].ref - 1;
-        if (d->ring[r].h2 != k->h2) continue;
+        ring_ent_t *e = ent_at(d, d->tab[i].ref - 1);
+        if (e->h2 != k->h2) continue;
         *bucket = i;
-        return (ptrdiff_t)r;
+        return e;
     }
-    return -1;
+    return NULL;
 }
 
 /* What the store keeps of ring entry e, for the caller. */
@@ -390,13 +400,13 @@ int bd_dedup_find(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t now, bd_dedup_
 {
     if (!d || !d->tab) return 0;
     size_t i;
-    ptrdiff_t r = ring_find(d, k, &i);
-    if (r < 0) return 0;
-    if (d->ring[r].ts < cutoff_of(now, d->window)) {
-        ent_kill(d, (size_t)r, i);
+    ring_ent_t *e = ring_find(d, k, &i);
+    if (!e) return 0;
+    if (e->ts < cutoff_of(now, d->window)) {
+        ent_kill(d, e, i);
         return 0;
     }
-    if (out) ent_out(d, &d->ring[r], out);
+    if (out) ent_out(d, e, out);
     return 1;
 }
 
@@ -406,18 +416,15 @@ size_t bd_dedup_add(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t now, const b
 {
     if (!d || !d->max_ids) return 0;
     int64_t cutoff = cutoff_of(now, d->window);
-    while (d->count && (!d->ring[d->head].h2 || d->ring[d->head].ts < cutoff)) ring_pop(d);
+    while (d->count && (!ent_at(d, d->head)->h2 || ent_at(d, d->head)->ts < cutoff)) ring_pop(d);
     if (e->ts < cutoff) return 0;
     size_t dropped = 0;
     while (d->live >= d->max_ids) dropped += (size_t)ring_pop(d);
-    if (d->count == d->rcap) {
-        /* full: compact when at least half are dead, else double */
-        if (d->rcap == 0) ring_rebuild(d, RING_MIN);
-        else if (2 * d->live <= d->rcap) ring_rebuild(d, d->rcap);
-        else ring_double(d);
-    }
-    size_t r = (d->head + d->count) & (d->rcap - 1);
-    ring_ent_t *re = &d->ring[r];
+    if (d->count == d->rcap) ring_grow(d);
+    if (!d->tab) tab_resize(d, TAB_MIN);
+    else if (4 * (d->live + 1) > 3 * (d->mask + 1)) tab_resize(d, 2 * (d->mask + 1));
+    uint32_t q = (uint32_t)(d->head + d->count) & SEQ_MASK;
+    ring_ent_t *re = ent_at(d, q);
     *re = (ring_ent_t){k->h2 | 1, e->ts, (uint32_t)k->h1, NO_SIDE};
     if (e->rev != BD_DEDUP_NO_REV) {
         re->side = side_alloc(d);
@@ -427,7 +434,7 @@ size_t bd_dedup_add(bd_dedup_t *d, const bd_dedup_key_t *k, int64_t now, const b
         s->rev = e->rev;
     }
     d->count++;
-    tab_insert(d, re->lo, r);
+    tab_insert(d, re->lo, q);
     d->live++;
     d->evicted += dropped;
     return dropped;
@@ -439,9 +446,9 @@ void bd_dedup_restate(bd_dedup_t *d, const bd_dedup_key_t *k, uint32_t rev, cons
 {
     if (!d || !d->tab) return;
     size_t i;
-    ptrdiff_t r = ring_find(d, k, &i);
-    if (r < 0 || d->ring[r].side == NO_SIDE) return;
-    side_t *s = &d->side[d->ring[r].side];
+    ring_ent_t *e = ring_find(d, k, &i);
+    if (!e || e->side == NO_SIDE) return;
+    side_t *s = &d->side[e->side];
     s->rev = rev;
     memcpy(s->num, num, sizeof s->num);
 }
@@ -464,7 +471,7 @@ int bd_dedup_next(const bd_dedup_t *d, size_t *pos, bd_dedup_key_t *k, bd_dedup_
 {
     if (!d) return 0;
     while (*pos < d->count) {
-        const ring_ent_t *re = &d->ring[(d->head + (*pos)++) & (d->rcap - 1)];
+        const ring_ent_t *re = ent_at(d, (uint32_t)(d->head + (*pos)++));
         if (!re->h2) continue;
         k->h1 = re->lo;
         k->h2 = re->h2;

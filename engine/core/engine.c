@@ -280,10 +280,10 @@ static double restate_field(double a, double d)
  * the difference must not take its aggregate below 0. Fills dd->cycle and
  * dd->diff; BD_REJ_BAD_REV with the reason in detail otherwise. */
 static bd_reject_t engine_restate_check(const bd_engine_t *e, bd_portfolio_t *p,
-                                        const bd_event_t *ev, dd_t *dd, char *detail, size_t dlen)
+                                        const bd_event_t *ev, int ci, dd_t *dd, char *detail,
+                                        size_t dlen)
 {
     const bd_dedup_entry_t *h = &dd->held;
-    int ci = engine_find_channel(p, ev->channel);
     if (ci < 0 || (uint32_t)ci != h->ch) {
         snprintf(detail, dlen, "rev %u of event_id '%s' names channel '%s'; rev %u named '%s'",
                  ev->rev, ev->event_id, ev->channel, h->rev, h->ch < p->n ? p->ch[h->ch].name : "?");
@@ -320,9 +320,11 @@ static bd_reject_t engine_restate_check(const bd_engine_t *e, bd_portfolio_t *p,
  * with an equal or higher rev, or without rev), a restatement (a higher
  * rev, checked by engine_restate_check), or bad_rev (rev on an id first
  * seen without one, or a restatement that cannot apply; detail says why).
- * key: ev's key when the caller has it. */
+ * key: ev's key when the caller has it; ci: ev's channel index in p (-1:
+ * not registered). */
 static dd_verdict_t engine_dedup(const bd_engine_t *e, bd_portfolio_t *p, const bd_event_t *ev,
-                                 const bd_dedup_key_t *key, dd_t *dd, char *detail, size_t dlen)
+                                 const bd_dedup_key_t *key, int ci, dd_t *dd, char *detail,
+                                 size_t dlen)
 {
     dd->now = ev->ts > p->newest_ts ? ev->ts : p->newest_ts;
     if (!ev->event_id[0]) return DD_NEW;
@@ -338,7 +340,8 @@ static dd_verdict_t engine_dedup(const bd_engine_t *e, bd_portfolio_t *p, const 
         return DD_REJECT;
     }
     if (!ev->has_rev || ev->rev <= dd->held.rev) return DD_DUP;
-    return engine_restate_check(e, p, ev, dd, detail, dlen) == BD_REJ_NONE ? DD_RESTATE : DD_REJECT;
+    return engine_restate_check(e, p, ev, ci, dd, detail, dlen) == BD_REJ_NONE ? DD_RESTATE
+                                                                               : DD_REJECT;
 }
 
 /* Records a new event's id in p's store, with the channel and numbers of a
@@ -413,8 +416,11 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
                  ev->portfolio);
         return engine_reject(e, BD_REJ_UNKNOWN_PORTFOLIO, NULL);
     }
+    /* the channel first: a plain lookup, and it gives the store's cache
+     * miss (prefetched at decode) time to arrive */
+    int ci = engine_find_channel(p, ev->channel);
     dd_t dd;
-    dd_verdict_t v = engine_dedup(e, p, ev, key, &dd, detail, dlen);
+    dd_verdict_t v = engine_dedup(e, p, ev, key, ci, &dd, detail, dlen);
     if (v == DD_DUP) {
         e->stats.duplicates++;
         if (err) *err = e->sink_err;
@@ -423,9 +429,10 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
     if (v == DD_REJECT) return engine_reject(e, BD_REJ_BAD_REV, ev->portfolio);
     e->stats.accepted++;
     if (ev->ts > e->newest_ts) e->newest_ts = ev->ts;
-    if (p->open == INT64_MIN) engine_first_sight(e, p, ev->channel, ev->ts);
-
-    int ci = engine_find_channel(p, ev->channel);
+    if (p->open == INT64_MIN) {
+        engine_first_sight(e, p, ev->channel, ev->ts);
+        ci = engine_find_channel(p, ev->channel); /* registered the config's channels */
+    }
     if (ci < 0) {
         if (p->pending) bd_engine_flush(e); /* the job reads the channel array */
         ci = bd_portfolio_channel(p, ev->channel);
@@ -485,12 +492,12 @@ void bd_engine_remember(bd_engine_t *e, const bd_event_t *ev)
     if (ev->kind != BD_EV_DATA || !ev->event_id[0] || !p || p->dedup_restored) return;
     dd_t dd;
     char detail[256];
-    dd_verdict_t v = engine_dedup(e, p, ev, NULL, &dd, detail, sizeof detail);
+    int ci = engine_find_channel(p, ev->channel);
+    dd_verdict_t v = engine_dedup(e, p, ev, NULL, ci, &dd, detail, sizeof detail);
     if (v == DD_RESTATE) {
         const double nv[5] = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue};
         bd_dedup_restate(p->dedup, &dd.key, ev->rev, nv);
     } else if (v == DD_NEW) {
-        int ci = engine_find_channel(p, ev->channel);
         if (ci < 0) {
             if (p->pending) bd_engine_flush(e); /* the job reads the channel array */
             ci = bd_portfolio_channel(p, ev->channel);
