@@ -20,7 +20,6 @@
  * the ring is compacted; live keys always have h2's low bit set.
  * Invariant: live = ids in tab = ring entries with h2 != 0. */
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -74,15 +73,18 @@ struct bd_dedup {
  * A lookup is one random access into a portfolio's table, and the tables
  * of all portfolios together span tens of MB: with 4 KiB pages nearly
  * every lookup also misses the TLB, and a page walk under a hypervisor
- * costs about as much as the cache miss itself (measured: ~650 -> ~300 ns
- * per find + add over 100 stores of 10k ids; docs/DECISIONS.md "Dedup per
- * portfolio"). So arrays of 4 KiB to 1 MiB are carved from 2 MiB-aligned
+ * costs about as much as the cache miss itself (the former global window
+ * had huge pages for this reason; docs/DECISIONS.md "Dedup per
+ * portfolio"). So tables of 4 KiB to 1 MiB are carved from 2 MiB-aligned
  * chunks with transparent huge pages requested, shared by all stores of
  * the process (a mutex: bench_quality runs engines on several threads;
  * only growth takes it). Freed blocks go to a free list per power-of-two
- * size and are reused, never unmapped. Arrays of 2 MiB or more get their
+ * size and are reused, never unmapped. Tables of 2 MiB or more get their
  * own aligned mapping; smaller than 4 KiB ones come from malloc. THP is a
- * hint: without it these are ordinary pages. */
+ * hint: without it these are ordinary pages. The rings are touched at
+ * their two ends only (and at a lookup that finds its id): they stay on
+ * malloc, whose realloc grows them in place or by remapping, so that a
+ * doubling neither copies nor keeps the old block. */
 #define HUGE ((size_t)2 << 20)
 #define ARENA_MIN_LOG 12 /* 4 KiB */
 #define ARENA_MAX_LOG 20 /* 1 MiB: the largest block carved from a chunk */
@@ -143,20 +145,20 @@ static void *arena_take(int k)
     return p;
 }
 
-/* n bytes for a table (zero: zeroed) or a ring, from the pool above. */
-static void *big_alloc(size_t n, bool zero)
+/* n zeroed bytes for a table, from the pool above. */
+static void *tab_alloc(size_t n)
 {
-    if (n < ((size_t)1 << ARENA_MIN_LOG)) return zero ? bd_xcalloc(1, n) : bd_xmalloc(n);
+    if (n < ((size_t)1 << ARENA_MIN_LOG)) return bd_xcalloc(1, n);
     if (n > ((size_t)1 << ARENA_MAX_LOG)) return huge_map((n + HUGE - 1) & ~(HUGE - 1));
     pthread_mutex_lock(&arena_mu);
     void *p = arena_take(arena_class(n));
     pthread_mutex_unlock(&arena_mu);
-    if (zero) memset(p, 0, n);
+    memset(p, 0, n); /* a reused block holds an old table */
     return p;
 }
 
-/* Gives back what big_alloc(n, ...) returned. */
-static void big_free(void *p, size_t n)
+/* Gives back what tab_alloc(n) returned. */
+static void tab_free(void *p, size_t n)
 {
     if (!p) return;
     if (n < ((size_t)1 << ARENA_MIN_LOG)) {
@@ -189,8 +191,8 @@ bd_dedup_t *bd_dedup_new_like(const bd_dedup_t *d)
 void bd_dedup_free(bd_dedup_t *d)
 {
     if (!d) return;
-    if (d->tab) big_free(d->tab, (d->mask + 1) * sizeof *d->tab);
-    big_free(d->ring, d->rcap * sizeof *d->ring);
+    if (d->tab) tab_free(d->tab, (d->mask + 1) * sizeof *d->tab);
+    free(d->ring);
     free(d->side);
     free(d);
 }
@@ -271,11 +273,11 @@ static void tab_resize(bd_dedup_t *d, size_t size)
 {
     bucket_t *ot = d->tab;
     size_t osize = ot ? d->mask + 1 : 0;
-    d->tab = big_alloc(size * sizeof *d->tab, true);
+    d->tab = tab_alloc(size * sizeof *d->tab);
     d->mask = size - 1;
     for (size_t i = 0; i < osize; i++)
         if (ot[i].ref) tab_insert(d, ot[i].lo, ot[i].ref - 1);
-    if (ot) big_free(ot, osize * sizeof *ot);
+    if (ot) tab_free(ot, osize * sizeof *ot);
 }
 
 /* Bucket holding sequence number q (which must be in tab). */
@@ -338,13 +340,13 @@ static void ring_grow(bd_dedup_t *d)
 {
     size_t ocap = d->rcap, ncap = ocap == 0 ? RING_MIN : 2 * ocap;
     if (ocap && 2 * d->live <= ocap) {
-        ring_ent_t *nr = big_alloc(ocap * sizeof *nr, false);
+        ring_ent_t *nr = bd_xmalloc(ocap * sizeof *nr);
         size_t n = 0;
         for (size_t k = 0; k < d->count; k++) {
             const ring_ent_t *e = ent_at(d, (uint32_t)(d->head + k));
             if (e->h2) nr[n++] = *e;
         }
-        big_free(d->ring, ocap * sizeof *d->ring);
+        free(d->ring);
         d->ring = nr;
         d->head = 0;
         d->count = n;
@@ -352,14 +354,15 @@ static void ring_grow(bd_dedup_t *d)
         for (size_t q = 0; q < n; q++) tab_insert(d, nr[q].lo, (uint32_t)q);
         return;
     }
-    ring_ent_t *nr = big_alloc(ncap * sizeof *nr, false);
+    /* in place: realloc keeps [0, ocap) (and glibc moves big blocks by
+     * remapping pages, not by copying); an entry whose position gains the
+     * new top bit moves into the upper half, which held nothing */
+    d->ring = bd_xrealloc(d->ring, ncap * sizeof *d->ring);
+    d->rcap = ncap;
     for (size_t k = 0; k < d->count; k++) {
         uint32_t q = (uint32_t)(d->head + k) & SEQ_MASK;
-        nr[q & (ncap - 1)] = *ent_at(d, q);
+        if (q & ocap) d->ring[q & (ncap - 1)] = d->ring[q & (ocap - 1)];
     }
-    big_free(d->ring, ocap * sizeof *d->ring);
-    d->ring = nr;
-    d->rcap = ncap;
 }
 
 static int64_t cutoff_of(int64_t now, int64_t window)

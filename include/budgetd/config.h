@@ -15,7 +15,7 @@
 #define BD_DEFAULT_CYCLE 3600
 #define BD_DEFAULT_SEED 42
 #define BD_DEFAULT_DEDUP_WINDOW 86400
-#define BD_DEFAULT_DEDUP_MAX_IDS 4000000 /* per portfolio: 160-320 MB at 40-80 B per id (dedup.h) */
+#define BD_DEFAULT_DEDUP_MAX_IDS 4000000 /* per portfolio: 140-280 MB at 35-70 B per id (dedup.h) */
 #define BD_DEDUP_MAX_IDS_HI (1LL << 30)
 #define BD_DEFAULT_BROKERS "127.0.0.1:9092"
 #define BD_DEFAULT_TOPIC "channel-events"
