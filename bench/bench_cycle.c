@@ -22,8 +22,8 @@
  * Memory per (portfolio, channel), target <= 1 KiB: the malloc'd bytes
  * (mallinfo2) the engine holds after the state is built, minus those of the
  * empty engine, divided by 200,000; and the same from the structure sizes.
- * The dedup window is mmap'd outside malloc and fixed-size (not per
- * channel); these events carry no event_id. */
+ * Each portfolio's dedup store is counted (a header of about 100 bytes:
+ * these events carry no event_id, so it never grows). */
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>

@@ -18,9 +18,8 @@
  *                  bd_engine_apply_decoded (dedup, aggregation, the cycle closes
  *                  the watermarks trigger), in process and WITHOUT Redis
  *                  (no checkpoint or decision writes, no offset store).
- *                  The engine is new per run and, like the daemon's,
- *                  prefaults its dedup window when created (before the
- *                  clock starts).
+ *                  The engine is new per run; each portfolio's dedup
+ *                  store grows with its ids, inside the timed part.
  * The first group join of the mock takes ~3 s: each side's clock starts at
  * its first message and stops at its last, rate = (N - 1) / elapsed.
  * REPS rounds, the sides interleaved in an order that rotates each round;
@@ -194,7 +193,7 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
         fprintf(stderr, "%s\n", err);
         return -1;
     }
-    bd_engine_opts_t eo = {.threads = 1, .prefault = true, .sink = discard}; /* as `budgetd run` */
+    bd_engine_opts_t eo = {.threads = 1, .sink = discard}; /* as `budgetd run` */
     bd_engine_t *e = bd_engine_new(cfg, &eo);
     bd_kafka_t *k = bd_kafka_open(cfg, no_revoke, NULL, err, sizeof(err));
     if (!k) {

@@ -28,8 +28,8 @@
  *                              event_id, the interval's ts, the piece's
  *                              numbers); restate = the interval's event_id is
  *                              re-sent with the totals so far and an integer
- *                              "rev" (0, 1, 2, ...; CONTRACT v2, which today's
- *                              engine counts as a duplicate)
+ *                              "rev" (0, 1, 2, ...; CONTRACT v2: the engine
+ *                              applies each as a difference)
  *   season:                    default profile of every channel (a channel's
  *     daily: {amplitude: 0.4, peak_hour: 20}    own `season` replaces it):
  *     weekly: [1, 1, 1, 1, 1.1, 1.3, 1.2]       multiplier of the rate by hour

@@ -307,8 +307,7 @@ bool sim_record_faults(const char *json, size_t len, const sim_scenario_t *sc, i
 }
 
 /* Writes one record to the event log (JSON Lines, what `budgetd replay`
- * reads). rev >= 0: the restatement number, written as "rev" (CONTRACT v2;
- * today's engine ignores the field). */
+ * reads). rev >= 0: the restatement number, written as "rev" (CONTRACT v2). */
 static void log_event(FILE *log, const bd_event_t *ev, bool traffic, int rev)
 {
     if (ev->kind == BD_EV_WATERMARK) {
@@ -351,7 +350,8 @@ static bd_event_t watermark(const sim_scenario_t *sc, int64_t ts)
  * first report keeps the id sim-<cycle>-<channel>, a later piece is a new
  * event sim-<cycle>-<channel>-<delay> with the piece's numbers. Restate:
  * every report of the interval re-sends sim-<cycle>-<channel> with the
- * totals so far (and "rev" in the log). */
+ * totals so far and its rev (0, 1, 2, ...), which the engine applies as
+ * the difference to the version before. */
 static bd_event_t report_event(const sim_scenario_t *sc, const sim_report_t *rp)
 {
     bd_event_t ev;
@@ -368,6 +368,8 @@ static bd_event_t report_event(const sim_scenario_t *sc, const sim_report_t *rp)
     ev.clicks = restate ? rp->c_clicks : rp->d_clicks;
     ev.conversions = restate ? rp->c_conversions : rp->d_conversions;
     ev.revenue = restate ? rp->c_revenue : rp->d_revenue;
+    ev.has_rev = restate;
+    ev.rev = restate ? (uint32_t)rp->rev : 0;
     return ev;
 }
 

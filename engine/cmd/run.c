@@ -771,12 +771,10 @@ static int run_setup(bd_daemon_t *dm)
     if (!dm->k) return run_fail(err);
     bd_kafka_on_lost(dm->k, daemon_on_lost);
     dm->pub = bd_publish_new(dm->r, &g_stop);
-    /* prefault: the daemon lives long; its dedup window should not fault
-     * page by page under the first backlog it consumes */
     bd_metrics_hist_init(&dm->obs.cycle_latency, bd_metrics_cycle_latency_le, bd_metrics_cycle_latency_n);
     bd_metrics_hist_init(&dm->obs.event_latency, bd_metrics_event_latency_le, bd_metrics_event_latency_n);
     dm->obs.started = time(NULL);
-    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
+    bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time,
                            .sink = daemon_sink, .sink_ctx = dm};
     dm->e = bd_engine_new(cfg, &eo);
     bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,

@@ -193,6 +193,8 @@ static const bd_cfg_key_t TOP[] = {
     {"max_portfolios", BD_KEY_INT, CFG(max_portfolios), .lo = 1, .hi = 10000000,
      .dflt = BD_DEFAULT_MAX_PORTFOLIOS},
     {"max_ahead", BD_KEY_DUR, CFG(max_ahead), .flag = true, .dflt = BD_DEFAULT_MAX_AHEAD},
+    {"dedup_max_ids", BD_KEY_INT, CFG(dedup_max_ids), .lo = 1, .hi = BD_DEDUP_MAX_IDS_HI,
+     .dflt = BD_DEFAULT_DEDUP_MAX_IDS},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
     {"metrics", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_metrics_keys},

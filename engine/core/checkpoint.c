@@ -1,13 +1,15 @@
 /* checkpoint.c: portfolio state <-> blob. Fixed little-endian layout behind
  * a magic and a version, every length checked on the way in: a blob comes
  * from Redis and is not trusted. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "budgetd/checkpoint.h"
+#include "budgetd/event.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 6u /* 2: kill window holds spend and value only; 3: poisson_sat
+#define CK_VERSION 7u /* 2: kill window holds spend and value only; 3: poisson_sat
                            * keeps short-memory grid statistics (lalpha, lbeta);
                            * 4: time structure (per channel seasonal profile and
                            * lag statistics, the queue of late reports), model
@@ -15,8 +17,11 @@
                            * 5: per channel delivery and data-fault state (a v4
                            * blob starts them from their initial values);
                            * 6: the cycle length, the kill latch's actor and time
-                           * (older blobs: actor from the reason, time unknown) */
+                           * (older blobs: actor from the reason, time unknown);
+                           * 7: the dedup store (event ids, rev'd ones with their
+                           * channel and numbers; older blobs: empty) */
 #define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
+#define CK_DEDUP_ID_BYTES 24  /* one id in a v7 blob: key, ts, rev (a rev'd one: 44 more) */
 
 typedef struct {
     unsigned char **buf;
@@ -37,6 +42,7 @@ static void wr_bytes(wr_t *w, const void *p, size_t n)
 
 /* Integers and doubles are written in host order: budgetd runs on
  * little-endian hosts only (checked at decode through the magic word). */
+static void wr_u32(wr_t *w, uint32_t v) { wr_bytes(w, &v, 4); }
 static void wr_u64(wr_t *w, uint64_t v) { wr_bytes(w, &v, 8); }
 static void wr_i64(wr_t *w, int64_t v) { wr_bytes(w, &v, 8); }
 static void wr_f64(wr_t *w, double v) { wr_bytes(w, &v, 8); }
@@ -45,6 +51,27 @@ static void wr_str(wr_t *w, const char *s)
     uint64_t n = strlen(s);
     wr_u64(w, n);
     wr_bytes(w, s, n);
+}
+
+/* The dedup store (v7), ids in insertion order so that reading them back
+ * rebuilds the same store: the count, then per id its key as held (h1's
+ * low 32 bits, h2), ts and rev, and for an id held with a rev its channel
+ * index and numbers. */
+static void ck_write_dedup(wr_t *w, const bd_dedup_t *d)
+{
+    wr_u64(w, bd_dedup_size(d));
+    size_t pos = 0;
+    bd_dedup_key_t k;
+    bd_dedup_entry_t e;
+    while (bd_dedup_next(d, &pos, &k, &e)) {
+        wr_u32(w, (uint32_t)k.h1);
+        wr_u64(w, k.h2);
+        wr_i64(w, e.ts);
+        wr_u32(w, e.rev);
+        if (e.rev == BD_DEDUP_NO_REV) continue;
+        wr_u32(w, e.ch);
+        for (int j = 0; j < 5; j++) wr_f64(w, e.num[j]);
+    }
 }
 
 size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t *cap)
@@ -106,6 +133,7 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
         wr_i64(&w, l->age);
         wr_bytes(&w, &l->d, sizeof(l->d));
     }
+    ck_write_dedup(&w, p->dedup);
     return w.len;
 }
 
@@ -198,9 +226,13 @@ typedef struct {
     uint64_t *slot_events;      /* nslots entries */
     ck_channel_t *ch;           /* n entries */
     bd_agg_t *agg;              /* nslots x n, slot-major */
-    uint64_t ver;               /* 3: models, profiles and lag start from the prior */
+    uint64_t ver;               /* 3: models, profiles and lag start from the prior;
+                                 * 3 to 6: the dedup store starts empty */
     bd_late_t *late;            /* n_late queued late reports */
     uint64_t n_late;
+    bd_dedup_key_t *dkey;       /* n_dedup held ids, in insertion order */
+    bd_dedup_entry_t *dent;
+    uint64_t n_dedup;
 } ck_blob_t;
 
 static void ck_blob_free(ck_blob_t *b)
@@ -210,6 +242,8 @@ static void ck_blob_free(ck_blob_t *b)
     free(b->ch);
     free(b->agg);
     free(b->late);
+    free(b->dkey);
+    free(b->dent);
 }
 
 /* The portfolio's scalar fields into b->t (a copy of p: p is not touched),
@@ -315,7 +349,64 @@ static bool ck_read_channels(rd_t *r, ck_blob_t *b)
             rd_bytes(r, &l->d, sizeof(l->d));
         }
     }
-    return !r->bad && r->off == r->len;
+    return !r->bad;
+}
+
+/* The dedup store of a v7 blob into b->dkey/dent; false when an id is
+ * malformed (a live key has h2's low bit set; a rev'd id names a saved
+ * channel and holds finite numbers >= 0) or the blob ends early. */
+static bool ck_read_dedup(rd_t *r, ck_blob_t *b)
+{
+    if (b->ver < 7) return true;
+    b->n_dedup = rd_u64(r);
+    if (r->bad || b->n_dedup > (r->len - r->off) / CK_DEDUP_ID_BYTES) return false;
+    size_t n = (size_t)(b->n_dedup ? b->n_dedup : 1);
+    b->dkey = bd_xcalloc(n, sizeof *b->dkey);
+    b->dent = bd_xcalloc(n, sizeof *b->dent);
+    for (uint64_t i = 0; i < b->n_dedup && !r->bad; i++) {
+        bd_dedup_key_t *k = &b->dkey[i];
+        bd_dedup_entry_t *e = &b->dent[i];
+        uint32_t lo;
+        rd_bytes(r, &lo, 4);
+        k->h1 = lo;
+        k->h2 = rd_u64(r);
+        e->ts = rd_i64(r);
+        rd_bytes(r, &e->rev, 4);
+        if (!(k->h2 & 1)) return false;
+        if (e->rev == BD_DEDUP_NO_REV) continue;
+        rd_bytes(r, &e->ch, 4);
+        if (e->rev > BD_REV_MAX || e->ch >= b->n) return false;
+        for (int j = 0; j < 5; j++) {
+            e->num[j] = rd_f64(r);
+            if (!(e->num[j] >= 0 && e->num[j] < INFINITY)) return false;
+        }
+    }
+    return !r->bad;
+}
+
+/* p's dedup store becomes the blob's (empty before v7), rev'd
+ * ids pointing at their channel's index in p (chmap; an id of a channel
+ * not restored is dropped). The current config's limits apply: past
+ * dedup_max_ids the oldest are dropped. p without a store keeps none. */
+static void ck_commit_dedup(bd_portfolio_t *p, bd_dedup_t *old, const ck_blob_t *b,
+                            const int *chmap)
+{
+    p->dedup = old;
+    p->dedup_restored = b->ver >= 7;
+    if (!old) return;
+    bd_dedup_t *d = bd_dedup_new_like(old);
+    for (uint64_t i = 0; i < b->n_dedup; i++) {
+        bd_dedup_entry_t e = b->dent[i];
+        if (e.rev != BD_DEDUP_NO_REV) {
+            if (chmap[e.ch] < 0) continue;
+            e.ch = (uint32_t)chmap[e.ch];
+        }
+        /* now = INT64_MIN: nothing expires while restoring; an id saved
+         * twice (never written so) keeps its first copy */
+        if (!bd_dedup_find(d, &b->dkey[i], INT64_MIN, NULL)) bd_dedup_add(d, &b->dkey[i], INT64_MIN, &e);
+    }
+    bd_dedup_free(old);
+    p->dedup = d;
 }
 
 /* Commit: p takes the blob's state. The kill window and the slot ring
@@ -326,6 +417,7 @@ static bool ck_read_channels(rd_t *r, ck_blob_t *b)
 static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
 {
     int win_now = p->pol->kill.window > 0 ? p->pol->kill.window : 1;
+    bd_dedup_t *old_dedup = p->dedup;
     free(p->ch);
     free(p->agg);
     free(p->hist);
@@ -345,6 +437,7 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
     for (uint64_t i = 0; i < b->n; i++) {
         const ck_channel_t *sv = &b->ch[i];
         int ci = bd_portfolio_channel(p, sv->name);
+        chmap[i] = -1; /* not restored: its late reports and rev'd ids are dropped */
         if (ci < 0) continue;
         bd_channel_t *c = &p->ch[ci];
         c->x = sv->x;
@@ -376,6 +469,7 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
         }
         p->late_q[p->n_late++] = q;
     }
+    ck_commit_dedup(p, old_dedup, b, chmap);
     free(chmap);
 }
 
@@ -392,7 +486,8 @@ bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, c
     ck_blob_t b = {0};
     b.ver = ver;
     ck_read_scalars(&r, p, &b);
-    if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b)) {
+    if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b) || !ck_read_dedup(&r, &b) ||
+        r.off != r.len) {
         ck_blob_free(&b);
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
     }

@@ -3,6 +3,7 @@
  * aggregation, watermarks, lateness and late events. Closed cycles become
  * decide jobs (decide.c) that run in parallel across portfolios and are
  * emitted in queue order, so output is independent of the thread count. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,15 +13,14 @@
 #include "budgetd/decide.h"
 #include "budgetd/dedup.h"
 #include "budgetd/engine.h"
+#include "budgetd/log.h"
 
 #define BD_JOBS_MAX 4096          /* queued closes before a forced flush */
-#define BD_DEDUP_CAPACITY (1u << 20)
 
 struct bd_engine {
     const bd_config_t *cfg;
     bd_engine_opts_t opts;
     bd_ptable_t *table;
-    bd_dedup_t *dedup;
     bd_engine_stats_t stats;
     size_t n_unlisted;            /* portfolios held that the config does not list */
     int64_t newest_ts;            /* newest accepted event or watermark time, all portfolios:
@@ -38,8 +38,6 @@ bd_engine_t *bd_engine_new(const bd_config_t *cfg, const bd_engine_opts_t *opts)
     e->opts = *opts;
     if (e->opts.threads < 1) e->opts.threads = 1;
     e->table = bd_ptable_new();
-    e->dedup = bd_dedup_new(BD_DEDUP_CAPACITY, cfg->dedup_window);
-    if (opts->prefault) bd_dedup_prefault(e->dedup);
     e->newest_ts = INT64_MIN;
     /* Cycles open at once: the oldest plus those within `lateness` of the
      * newest event. */
@@ -53,7 +51,6 @@ void bd_engine_free(bd_engine_t *e)
     for (size_t i = 0; i < e->jobs_cap; i++) bd_decide_job_free(&e->jobs[i]);
     free(e->jobs);
     bd_ptable_free(e->table);
-    bd_dedup_free(e->dedup);
     free(e);
 }
 
@@ -213,6 +210,7 @@ static bd_portfolio_t *engine_portfolio(bd_engine_t *e, const char *name, bd_rej
     if (!pc) e->n_unlisted++;
     p = bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
     p->cycle_len = e->cfg->cycle;
+    p->dedup = bd_dedup_new(e->cfg->dedup_window, (size_t)e->cfg->dedup_max_ids);
     return p;
 }
 
@@ -234,14 +232,6 @@ static bd_reject_t engine_refuse_portfolio(bd_engine_t *e, bd_reject_t why, cons
                  name);
     e->stats.rejected[why]++;
     return why;
-}
-
-/* Index of channel name in p, or -1 when p does not hold it yet. */
-static int engine_channel_index(const bd_portfolio_t *p, const char *name)
-{
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->ch[i].name, name) == 0) return (int)i;
-    return -1;
 }
 
 /* Whether a channel p does not hold yet may join it: a listed one always,
@@ -310,8 +300,161 @@ static bool engine_too_far_ahead(const bd_engine_t *e, const bd_event_t *ev, cha
 
 /* Applies a decoded event; key is its dedup key when the caller computed it
  * already (NULL: computed here when the event has an id). */
+/* What a data event is to its portfolio's dedup store (engine_dedup). */
+typedef enum { DD_NEW, DD_DUP, DD_RESTATE, DD_REJECT } dd_verdict_t;
+
+typedef struct {
+    bd_dedup_key_t key;       /* valid when the event has an event_id */
+    int64_t now;              /* the store's clock: the portfolio's newest ts, the event's included */
+    bd_dedup_entry_t held;    /* DD_RESTATE: what the store kept of the id */
+    int64_t cycle;            /* DD_RESTATE: the interval restated */
+    bd_agg_t diff;            /* DD_RESTATE: the new numbers minus the held ones */
+} dd_t;
+
+/* Index of channel name in p, or -1 (nothing is registered). */
+static int engine_find_channel(const bd_portfolio_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->ch[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+/* Whether adding d to an aggregate field a leaves it >= 0 up to rounding
+ * (a restatement subtracts what the same event added, so only rounding can
+ * take an open aggregate below 0 unless the state lost the event's numbers). */
+static bool restate_field_ok(double a, double d)
+{
+    return a + d >= -1e-9 * fmax(1.0, fabs(a) + fabs(d));
+}
+
+/* a + d, a result within rounding of 0 written as 0 (checked before). */
+static double restate_field(double a, double d)
+{
+    double r = a + d;
+    return r > 0 ? r : 0.0;
+}
+
+/* A higher rev of a held id (CONTRACT v2 §1): it must name the same channel
+ * and interval as the version held, and when that interval is still open
+ * the difference must not take its aggregate below 0. Fills dd->cycle and
+ * dd->diff; BD_REJ_BAD_REV with the reason in detail otherwise. */
+static bd_reject_t engine_restate_check(const bd_engine_t *e, bd_portfolio_t *p,
+                                        const bd_event_t *ev, int ci, dd_t *dd, char *detail,
+                                        size_t dlen)
+{
+    const bd_dedup_entry_t *h = &dd->held;
+    if (ci < 0 || (uint32_t)ci != h->ch) {
+        snprintf(detail, dlen, "rev %u of event_id '%s' names channel '%s'; rev %u named '%s'",
+                 ev->rev, ev->event_id, ev->channel, h->rev, h->ch < p->n ? p->ch[h->ch].name : "?");
+        return BD_REJ_BAD_REV;
+    }
+    dd->cycle = floor_div(h->ts, e->cfg->cycle);
+    int64_t c = floor_div(ev->ts, e->cfg->cycle);
+    if (c != dd->cycle) {
+        snprintf(detail, dlen, "rev %u of event_id '%s' moves it from cycle %lld to cycle %lld",
+                 ev->rev, ev->event_id, (long long)dd->cycle, (long long)c);
+        return BD_REJ_BAD_REV;
+    }
+    const double nv[5] = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue};
+    double dv[5];
+    for (int k = 0; k < 5; k++) dv[k] = nv[k] - h->num[k];
+    dd->diff = (bd_agg_t){dv[0], dv[1], dv[2], dv[3], dv[4], 0};
+    if (dd->cycle < p->open) return BD_REJ_NONE; /* closed: a late report, possibly negative */
+    const bd_agg_t *a = &bd_portfolio_slot(p, dd->cycle)[ci];
+    const double av[5] = {a->spend, a->impressions, a->clicks, a->conversions, a->revenue};
+    static const char *const name[5] = {"spend", "impressions", "clicks", "conversions", "revenue"};
+    for (int k = 0; k < 5; k++)
+        if (!restate_field_ok(av[k], dv[k])) {
+            snprintf(detail, dlen,
+                     "rev %u of event_id '%s' would make the open interval's %s %g "
+                     "(it holds %g, rev %u reported %g)",
+                     ev->rev, ev->event_id, name[k], av[k] + dv[k], av[k], h->rev, h->num[k]);
+            return BD_REJ_BAD_REV;
+        }
+    return BD_REJ_NONE;
+}
+
+/* Looks ev up in p's dedup store without changing what it holds (but for
+ * forgetting an expired id): new (no id, or not held), duplicate (held
+ * with an equal or higher rev, or without rev), a restatement (a higher
+ * rev, checked by engine_restate_check), or bad_rev (rev on an id first
+ * seen without one, or a restatement that cannot apply; detail says why).
+ * key: ev's key when the caller has it; ci: ev's channel index in p (-1:
+ * not registered). */
+static dd_verdict_t engine_dedup(const bd_engine_t *e, bd_portfolio_t *p, const bd_event_t *ev,
+                                 const bd_dedup_key_t *key, int ci, dd_t *dd, char *detail,
+                                 size_t dlen)
+{
+    dd->now = ev->ts > p->newest_ts ? ev->ts : p->newest_ts;
+    if (!ev->event_id[0]) return DD_NEW;
+    if (key) dd->key = *key;
+    else bd_dedup_key(ev->event_id, &dd->key);
+    if (!bd_dedup_find(p->dedup, &dd->key, dd->now, &dd->held)) return DD_NEW;
+    if (dd->held.rev == BD_DEDUP_NO_REV) {
+        if (!ev->has_rev) return DD_DUP;
+        snprintf(detail, dlen,
+                 "event_id '%s' was first seen without rev (a connector that restates sends rev "
+                 "with every version, from 0)",
+                 ev->event_id);
+        return DD_REJECT;
+    }
+    if (!ev->has_rev || ev->rev <= dd->held.rev) return DD_DUP;
+    return engine_restate_check(e, p, ev, ci, dd, detail, dlen) == BD_REJ_NONE ? DD_RESTATE
+                                                                               : DD_REJECT;
+}
+
+/* Records a new event's id in p's store, with the channel and numbers of a
+ * rev'd one. Runs after the cycle closes the event triggers: a checkpoint
+ * those closes write must not hold an id whose numbers it does not hold.
+ * Ids dropped for dedup_max_ids are counted, and logged once per store. */
+static void engine_dedup_add(bd_engine_t *e, bd_portfolio_t *p, const bd_event_t *ev,
+                             const dd_t *dd, int ci)
+{
+    bd_dedup_entry_t ent = {.ts = ev->ts, .rev = BD_DEDUP_NO_REV};
+    if (ev->has_rev) {
+        ent.rev = ev->rev;
+        ent.ch = (uint32_t)ci;
+        ent.num[0] = ev->spend, ent.num[1] = ev->impressions, ent.num[2] = ev->clicks;
+        ent.num[3] = ev->conversions, ent.num[4] = ev->revenue;
+    }
+    size_t dropped = bd_dedup_add(p->dedup, &dd->key, dd->now, &ent);
+    if (!dropped) return;
+    e->stats.dedup_evicted += dropped;
+    if (bd_dedup_evicted(p->dedup) == dropped)
+        bd_log(BD_LOG_WARN,
+               "%s: %lld event ids held (dedup_max_ids): the oldest are dropped, and a resend of "
+               "one would count again",
+               p->name, (long long)e->cfg->dedup_max_ids);
+}
+
+/* Applies a checked restatement: the difference goes into its interval's
+ * open aggregate, or for a closed interval into the late queue (decide.c
+ * applies it at the next close, like a late event); the store then keeps
+ * the new rev and numbers. The event count is unchanged: same event. */
+static void engine_restate_apply(bd_engine_t *e, bd_portfolio_t *p, const bd_event_t *ev,
+                                 const dd_t *dd, int ci)
+{
+    e->stats.restated++;
+    if (dd->cycle < p->open) {
+        bd_portfolio_late(p, ci, dd->cycle, &dd->diff);
+        p->late++;
+        e->stats.late++;
+    } else {
+        bd_agg_t *a = &bd_portfolio_slot(p, dd->cycle)[ci];
+        a->spend = restate_field(a->spend, dd->diff.spend);
+        a->impressions = restate_field(a->impressions, dd->diff.impressions);
+        a->clicks = restate_field(a->clicks, dd->diff.clicks);
+        a->conversions = restate_field(a->conversions, dd->diff.conversions);
+        a->revenue = restate_field(a->revenue, dd->diff.revenue);
+    }
+    const double nv[5] = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue};
+    bd_dedup_restate(p->dedup, &dd->key, ev->rev, nv);
+}
+
+/* Applies a decoded event; key is its dedup key and p its portfolio when
+ * the caller has them already (NULL: found here). */
 static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_dedup_key_t *key,
-                                char *detail, size_t dlen, bd_err_t *err)
+                                bd_portfolio_t *p, char *detail, size_t dlen, bd_err_t *err)
 {
     if (err) *err = BD_OK;
     if (engine_too_far_ahead(e, ev, detail, dlen))
@@ -324,30 +467,30 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
         return r;
     }
     bd_reject_t why;
-    bd_portfolio_t *p = engine_portfolio(e, ev->portfolio, &why);
+    if (!p) p = engine_portfolio(e, ev->portfolio, &why);
     if (!p) return engine_refuse_portfolio(e, why, ev->portfolio, detail, dlen);
-    int ci = engine_channel_index(p, ev->channel);
+    /* the channel first: a plain lookup, and it gives the store's cache
+     * miss (prefetched at decode) time to arrive */
+    int ci = engine_find_channel(p, ev->channel);
     if (ci < 0 && !engine_channel_room(p, ev->channel)) {
         snprintf(detail, dlen, "portfolio '%s' holds %d channels (max_channels): channel '%s' refused",
                  ev->portfolio, p->pol->max_channels, ev->channel);
         return engine_reject(e, BD_REJ_TOO_MANY_CHANNELS, ev->portfolio);
     }
-    bd_dedup_key_t k;
-    if (ev->event_id[0] && !key) {
-        bd_dedup_key(ev->portfolio, ev->event_id, &k);
-        key = &k;
-    }
-    if (ev->event_id[0] &&
-        bd_dedup_check_key_at(e->dedup, key, ev->ts, ev->ts > p->newest_ts ? ev->ts : p->newest_ts)) {
+    dd_t dd;
+    dd_verdict_t v = engine_dedup(e, p, ev, key, ci, &dd, detail, dlen);
+    if (v == DD_DUP) {
         e->stats.duplicates++;
         if (err) *err = e->sink_err;
         return BD_REJ_NONE;
     }
+    if (v == DD_REJECT) return engine_reject(e, BD_REJ_BAD_REV, ev->portfolio);
     e->stats.accepted++;
     if (ev->ts > e->newest_ts) e->newest_ts = ev->ts;
-    if (p->open == INT64_MIN) engine_first_sight(e, p, ev->channel, ev->ts);
-
-    if (ci < 0) ci = engine_channel_index(p, ev->channel); /* first sight adds channels */
+    if (p->open == INT64_MIN) {
+        engine_first_sight(e, p, ev->channel, ev->ts);
+        ci = engine_find_channel(p, ev->channel); /* registered the config's channels */
+    }
     if (ci < 0) {
         if (p->pending) bd_engine_flush(e); /* the job reads the channel array */
         ci = bd_portfolio_channel(p, ev->channel);
@@ -356,6 +499,12 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
     if (ev->ts > p->last_event_ts || p->last_event_ts == INT64_MIN) p->last_event_ts = ev->ts;
     engine_close_until(e, p, p->newest_ts - e->cfg->lateness);
 
+    if (v == DD_RESTATE) {
+        engine_restate_apply(e, p, ev, &dd, ci);
+        if (err) *err = e->sink_err;
+        return BD_REJ_NONE;
+    }
+    if (ev->event_id[0]) engine_dedup_add(e, p, ev, &dd, ci);
     bd_agg_t one = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue, 1};
     int64_t c = floor_div(ev->ts, e->cfg->cycle);
     if (c < p->open) {
@@ -382,7 +531,7 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
 bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen,
                             bd_err_t *err)
 {
-    return engine_apply(e, ev, NULL, detail, dlen, err);
+    return engine_apply(e, ev, NULL, NULL, detail, dlen, err);
 }
 
 void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p)
@@ -403,12 +552,28 @@ void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p)
     if (p) p->rejected++;
 }
 
+/* See engine.h. Does what applying ev would have done to the store (the
+ * checkpoint's state already holds ev's numbers): records a new id, or
+ * keeps a higher rev's numbers; a duplicate or an ev that would have been
+ * rejected leaves it alone. */
 void bd_engine_remember(bd_engine_t *e, const bd_event_t *ev)
 {
     bd_portfolio_t *p = bd_ptable_find(e->table, ev->portfolio, strlen(ev->portfolio));
-    if (ev->kind != BD_EV_DATA || !ev->event_id[0] || !p) return;
-    bd_dedup_check_at(e->dedup, ev->portfolio, ev->event_id, ev->ts,
-                      ev->ts > p->newest_ts ? ev->ts : p->newest_ts);
+    if (ev->kind != BD_EV_DATA || !ev->event_id[0] || !p || p->dedup_restored) return;
+    dd_t dd;
+    char detail[256];
+    int ci = engine_find_channel(p, ev->channel);
+    dd_verdict_t v = engine_dedup(e, p, ev, NULL, ci, &dd, detail, sizeof detail);
+    if (v == DD_RESTATE) {
+        const double nv[5] = {ev->spend, ev->impressions, ev->clicks, ev->conversions, ev->revenue};
+        bd_dedup_restate(p->dedup, &dd.key, ev->rev, nv);
+    } else if (v == DD_NEW) {
+        if (ci < 0) {
+            if (p->pending) bd_engine_flush(e); /* the job reads the channel array */
+            ci = bd_portfolio_channel(p, ev->channel);
+        }
+        engine_dedup_add(e, p, ev, &dd, ci);
+    }
 }
 
 typedef struct {
@@ -416,32 +581,38 @@ typedef struct {
     bd_engine_decoded_t *d;
 } decode_ctx_t;
 
-/* Decode hook (bd_event_decode_ex): hashes the event's dedup key and
- * prefetches its bucket before the decoder returns. At 1M ids the lookup is
- * a cache miss; overlapping it saved ~70-90 ns per event (bench_ingest). */
+/* Decode hook (bd_event_decode_ex): hashes the event's dedup key, finds its
+ * portfolio and prefetches the key's bucket in the portfolio's store before
+ * the decoder returns. Overlapping that cache miss saved ~70-90 ns per
+ * event on the former global window (bench_ingest); apply reuses both the
+ * key and the portfolio. */
 static void decode_ready(void *ctx, const bd_event_t *ev)
 {
     decode_ctx_t *c = ctx;
-    if (ev->kind != BD_EV_DATA || !ev->event_id[0]) return;
-    bd_dedup_key(ev->portfolio, ev->event_id, &c->d->key);
-    bd_dedup_prefetch(c->e->dedup, &c->d->key);
+    if (ev->kind != BD_EV_DATA) return;
+    c->d->p = bd_ptable_find(c->e->table, ev->portfolio, strlen(ev->portfolio));
+    if (!ev->event_id[0]) return;
+    bd_dedup_key(ev->event_id, &c->d->key);
     c->d->keyed = true;
+    if (c->d->p) bd_dedup_prefetch(c->d->p->dedup, &c->d->key);
 }
 
-/* Decodes with the prefetch hook; d->keyed tells apply whether to reuse. */
+/* Decodes with the prefetch hook; d->keyed and d->p tell apply what to reuse. */
 bd_reject_t bd_engine_decode(bd_engine_t *e, const char *buf, size_t len, bd_engine_decoded_t *d,
                              char *detail, size_t dlen)
 {
     decode_ctx_t c = {e, d};
     d->keyed = false;
+    d->p = NULL;
     return bd_event_decode_ex(buf, len, &d->ev, detail, dlen, decode_ready, &c);
 }
 
-/* Applies d->ev with the key hashed at decode time, when there is one. */
+/* Applies d->ev with the key hashed and the portfolio found at decode time,
+ * when there are. */
 bd_reject_t bd_engine_apply_decoded(bd_engine_t *e, const bd_engine_decoded_t *d, char *detail,
                                     size_t dlen, bd_err_t *err)
 {
-    return engine_apply(e, &d->ev, d->keyed ? &d->key : NULL, detail, dlen, err);
+    return engine_apply(e, &d->ev, d->keyed ? &d->key : NULL, d->p, detail, dlen, err);
 }
 
 bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len, char *detail,
@@ -488,6 +659,7 @@ bd_err_t bd_engine_reload(bd_engine_t *e, const bd_config_t *cfg, char *errbuf, 
         const bd_portfolio_cfg_t *pc = bd_config_portfolio(cfg, p->name);
         bd_portfolio_rebind(p, pc, pc ? &pc->p : &cfg->defaults);
         if (!pc) e->n_unlisted++;
+        if (p->dedup) bd_dedup_set_limits(p->dedup, cfg->dedup_window, (size_t)cfg->dedup_max_ids);
     }
     e->cfg = cfg;
     return BD_OK;

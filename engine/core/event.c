@@ -17,18 +17,22 @@
  *      absent, so {"spend":5,"spend":null} has no spend. Unknown keys are
  *      ignored.
  *   4. fields are checked in this order, the first failure is the reason:
- *        v, portfolio, [watermark | ts, channel], event_id,
+ *        v, portfolio, [watermark | ts, channel], event_id, rev,
  *        spend, conversions, impressions, clicks, revenue
  *      and within one field: missing -> type -> value. For integer fields
  *      (v, ts, watermark): not a number -> bad_type; a fractional value ->
  *      bad_type (integrality is by value: 1.7e9 and 1700000000.0 are
  *      integers); outside int64, inf included -> ts_out_of_range (v: any
- *      integer but 1 -> bad_version). For the numbers: not a number ->
- *      bad_type, inf -> non_finite, < 0 -> negative_value; -0 becomes 0.
+ *      integer but 1 or 2 -> bad_version). `rev` (CONTRACT v2) has one
+ *      reason for all its faults, bad_rev: not a number, fractional,
+ *      negative, above BD_REV_MAX, or present without an event_id. For the
+ *      numbers: not a number -> bad_type, inf -> non_finite, < 0 ->
+ *      negative_value; -0 becomes 0.
  *
  * A record with a non-null `watermark` and no (or a null) `channel` is a
- * watermark: its `ts`, numbers and unknown fields are ignored, portfolio may
- * be "*", event_id is still validated. Anything else is a data record.
+ * watermark: its `ts`, `rev`, numbers and unknown fields are ignored,
+ * portfolio may be "*", event_id is still validated. Anything else is a
+ * data record.
  *
  * Known limits inherited from cJSON 1.7.15: numbers longer than 63 chars
  * fail to parse (bad_json); leading zeros ("01") are accepted; cJSON records
@@ -286,6 +290,33 @@ static bd_reject_t check_event_id(const bd_jv_t *it, char *dst, char *detail, si
     return BD_REJ_NONE;
 }
 
+/* Validates the optional rev (CONTRACT v2 §1): an integer in
+ * 0..BD_REV_MAX, only on an event with an event_id (has_id). */
+static bd_reject_t check_rev(const bd_jv_t *it, bool has_id, bd_event_t *ev, char *detail,
+                             size_t dlen)
+{
+    ev->has_rev = false;
+    ev->rev = 0;
+    if (!it) return BD_REJ_NONE;
+    int64_t v = 0;
+    if (it->type != BD_JV_NUM)
+        return rej(detail, dlen, BD_REJ_BAD_REV, "field 'rev' must be an integer");
+    switch (to_int64(it->num, &v)) {
+    case 1:
+        return rej(detail, dlen, BD_REJ_BAD_REV, "field 'rev' is %.17g (must be an integer)",
+                   it->num);
+    case 2: v = -1; break; /* outside int64: out of range below */
+    }
+    if (v < 0 || v > BD_REV_MAX)
+        return rej(detail, dlen, BD_REJ_BAD_REV, "field 'rev' is %.17g (must be 0..%lld)", it->num,
+                   (long long)BD_REV_MAX);
+    if (!has_id)
+        return rej(detail, dlen, BD_REJ_BAD_REV, "field 'rev' needs an event_id");
+    ev->has_rev = true;
+    ev->rev = (uint32_t)v;
+    return BD_REJ_NONE;
+}
+
 /* Validates one of the numbers: finite and >= 0. Absent is missing_field when
  * required, else 0. */
 static bd_reject_t check_num(const bd_jv_t *it, const char *name, int required, double *out,
@@ -320,14 +351,16 @@ static bd_reject_t check_fields(const bd_jv_t *const f[BD_EVF__N], bd_event_t *e
         if (k == 1)
             return rej(detail, dlen, BD_REJ_BAD_TYPE, "field 'v' is %.17g (must be an integer)",
                        f[BD_EVF_V]->num);
-        if (k == 2 || v != 1)
-            return rej(detail, dlen, BD_REJ_BAD_VERSION, "field 'v' is %g (supported: 1)",
+        if (k == 2 || (v != 1 && v != 2))
+            return rej(detail, dlen, BD_REJ_BAD_VERSION, "field 'v' is %g (supported: 1, 2)",
                        f[BD_EVF_V]->num);
     }
     int wm = f[BD_EVF_WATERMARK] && !f[BD_EVF_CHANNEL];
     if ((r = check_name(f[BD_EVF_PORTFOLIO], "portfolio", ev->portfolio, wm, detail, dlen))) return r;
     ev->channel[0] = '\0';
     ev->spend = ev->impressions = ev->clicks = ev->conversions = ev->revenue = 0.0;
+    ev->has_rev = false;
+    ev->rev = 0;
     if (wm) {
         ev->kind = BD_EV_WATERMARK;
         if ((r = check_time(f[BD_EVF_WATERMARK], "watermark", &ev->ts, detail, dlen))) return r;
@@ -338,6 +371,7 @@ static bd_reject_t check_fields(const bd_jv_t *const f[BD_EVF__N], bd_event_t *e
     if ((r = check_time(f[BD_EVF_TS], "ts", &ev->ts, detail, dlen))) return r;
     if ((r = check_name(f[BD_EVF_CHANNEL], "channel", ev->channel, 0, detail, dlen))) return r;
     if ((r = check_event_id(f[BD_EVF_EVENT_ID], ev->event_id, detail, dlen))) return r;
+    if ((r = check_rev(f[BD_EVF_REV], ev->event_id[0] != '\0', ev, detail, dlen))) return r;
     if ((r = check_num(f[BD_EVF_SPEND], "spend", 1, &ev->spend, detail, dlen))) return r;
     if ((r = check_num(f[BD_EVF_CONVERSIONS], "conversions", 1, &ev->conversions, detail, dlen)))
         return r;
@@ -471,6 +505,7 @@ const char *bd_reject_name(bd_reject_t r)
     case BD_REJ_BAD_VERSION: return "bad_version";
     case BD_REJ_TOO_MANY_PORTFOLIOS: return "too_many_portfolios";
     case BD_REJ_TOO_MANY_CHANNELS: return "too_many_channels";
+    case BD_REJ_BAD_REV: return "bad_rev";
     case BD_REJ__COUNT: break;
     }
     return "unknown";

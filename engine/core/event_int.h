@@ -12,7 +12,8 @@
  * their own order, event.c). */
 enum {
     BD_EVF_V, BD_EVF_TS, BD_EVF_PORTFOLIO, BD_EVF_CHANNEL, BD_EVF_EVENT_ID, BD_EVF_WATERMARK,
-    BD_EVF_SPEND, BD_EVF_IMPRESSIONS, BD_EVF_CLICKS, BD_EVF_CONVERSIONS, BD_EVF_REVENUE, BD_EVF__N
+    BD_EVF_SPEND, BD_EVF_IMPRESSIONS, BD_EVF_CLICKS, BD_EVF_CONVERSIONS, BD_EVF_REVENUE, BD_EVF_REV,
+    BD_EVF__N
 };
 
 /* Maps a member key of n bytes to its field, or -1 for unknown keys.
@@ -34,7 +35,9 @@ static inline int bd_event_field_of(const char *k, size_t n)
     case 'w': return KEY_IS("watermark") ? BD_EVF_WATERMARK : -1;
     case 's': return KEY_IS("spend") ? BD_EVF_SPEND : -1;
     case 'i': return KEY_IS("impressions") ? BD_EVF_IMPRESSIONS : -1;
-    case 'r': return KEY_IS("revenue") ? BD_EVF_REVENUE : -1;
+    case 'r':
+        if (KEY_IS("revenue")) return BD_EVF_REVENUE;
+        return KEY_IS("rev") ? BD_EVF_REV : -1;
     default: return -1;
     }
 #undef KEY_IS

@@ -30,6 +30,7 @@ static void portfolio_free(bd_portfolio_t *p)
     free(p->slot_events);
     free(p->hist);
     free(p->late_q);
+    bd_dedup_free(p->dedup);
     free(p);
 }
 

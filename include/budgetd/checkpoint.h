@@ -8,15 +8,19 @@
 #include "budgetd/portfolio.h"
 
 /* Serialises p (channels, models, open-cycle aggregates, allocation in force,
- * governance state, offsets) into *buf (grown as needed). Returns the length. */
+ * governance state, offsets, its dedup store: 24 bytes per event id held,
+ * 68 for an id held with a rev) into *buf (grown as needed). Returns the
+ * length. */
 size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t *cap);
 
 /* Restores p from a blob written by bd_checkpoint_encode, of this version
  * or the previous one (migrated: see checkpoint.c). p must be freshly
  * added to the table (config bound, no channels). Channels are re-bound to
  * the current config; a model of another kind than configured restarts
- * from its prior. Returns BD_ERR_INVALID on a corrupt or foreign blob, and
- * then p is left as it was. */
+ * from its prior; the dedup store takes the current dedup limits, and a
+ * blob of a version before the store was saved restores an empty one.
+ * Returns BD_ERR_INVALID on a corrupt or foreign blob, and then p is left
+ * as it was. */
 bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
                               size_t errlen);
 

@@ -16,6 +16,8 @@
 #define BD_DEFAULT_SEED 42
 #define BD_DEFAULT_DEDUP_WINDOW 86400
 #define BD_DEFAULT_MAX_AHEAD 86400 /* docs/CONTRACT.md v2 §1: the time guard */
+#define BD_DEFAULT_DEDUP_MAX_IDS 4000000 /* per portfolio: 140-280 MB at 35-70 B per id (dedup.h) */
+#define BD_DEDUP_MAX_IDS_HI (1LL << 30)
 #define BD_DEFAULT_BROKERS "127.0.0.1:9092"
 #define BD_DEFAULT_TOPIC "channel-events"
 #define BD_DEFAULT_GROUP "budgetd"
@@ -132,6 +134,7 @@ typedef struct {
                                   * unlisted one beyond it is rejected */
     int64_t max_ahead;           /* seconds an event or watermark may lie past the reference
                                   * time (newest accepted time; live: the wall clock) */
+    int64_t dedup_max_ids;       /* most event ids one portfolio remembers (oldest dropped) */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
         char **prop_keys, **prop_vals;

@@ -25,12 +25,13 @@ typedef struct {
     uint64_t lines, accepted, duplicates, late, watermarks, decisions;
     uint64_t rejected[BD_REJ__COUNT];
     uint64_t verify_failures;
+    uint64_t restated;      /* accepted restatements (a higher rev of a held id) */
+    uint64_t dedup_evicted; /* ids dropped because a portfolio held dedup_max_ids */
 } bd_engine_stats_t;
 
 typedef struct {
     int threads;          /* worker threads for closing cycles (>= 1) */
     bool live;            /* decided_at = wall clock, wall-clock closing allowed */
-    bool prefault;        /* touch the dedup window's memory now (long-lived engines) */
     bd_sink_fn sink;
     void *sink_ctx;
 } bd_engine_opts_t;
@@ -44,14 +45,16 @@ void bd_engine_free(bd_engine_t *e);
 bd_reject_t bd_engine_ingest(bd_engine_t *e, const char *line, size_t len,
                              char *detail, size_t dlen, bd_err_t *err);
 /* A decoded event and its dedup key. bd_engine_decode hashes the key and
- * prefetches its dedup bucket as soon as the event is valid, so that the
- * table's cache miss (the largest single cost of applying an event: the
- * window spans tens of MB) overlaps whatever the caller does before
- * bd_engine_apply_decoded. */
+ * prefetches its bucket in the portfolio's dedup store as soon as the event
+ * is valid, so that the store's cache miss (the largest single cost of
+ * applying an event: the stores of all portfolios span tens of MB)
+ * overlaps whatever the caller does before bd_engine_apply_decoded. */
 typedef struct {
     bd_event_t ev;
     bd_dedup_key_t key;
-    bool keyed; /* key holds ev's (portfolio, event_id) */
+    bool keyed;          /* key holds ev's event_id */
+    bd_portfolio_t *p;   /* ev's portfolio when it existed at decode time, else NULL
+                          * (portfolios are never freed during a run) */
 } bd_engine_decoded_t;
 
 /* bd_event_decode into d->ev, plus the key and prefetch above. Counts
@@ -91,9 +94,11 @@ void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p);
  * the live path decodes itself and must apply the checkpoint skip first. */
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p);
 
-/* Records ev's event_id in the dedup window without applying ev: a message
- * skipped because its portfolio's checkpoint covers it must still make a
- * later resend of the same id a duplicate. */
+/* Records ev's event_id (and a rev'd event's numbers) in its portfolio's
+ * dedup store without applying ev: a message skipped because its
+ * portfolio's checkpoint covers it must still make a later resend of the
+ * same id a duplicate. A no-op when the checkpoint restored carried the
+ * store (it holds the id already, exactly as an uninterrupted run would). */
 void bd_engine_remember(bd_engine_t *e, const bd_event_t *ev);
 
 const bd_engine_stats_t *bd_engine_stats(const bd_engine_t *e);
@@ -102,7 +107,9 @@ const bd_config_t *bd_engine_config(const bd_engine_t *e);
 
 /* Swaps in a reloaded config (SIGHUP) after checking that every live
  * portfolio still has one and that cycle and lateness are unchanged (they
- * define the cycle grid of the open state). On error nothing changes. */
+ * define the cycle grid of the open state). dedup_window and dedup_max_ids
+ * apply to the portfolios' stores from the next event. On error nothing
+ * changes. */
 bd_err_t bd_engine_reload(bd_engine_t *e, const bd_config_t *cfg, char *errbuf, size_t errlen);
 
 #endif

@@ -2,6 +2,7 @@
 #ifndef BUDGETD_EVENT_H
 #define BUDGETD_EVENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
 #include "budgetd/common.h"
@@ -20,9 +21,11 @@ typedef enum {
     BD_REJ_TS_OUT_OF_RANGE,   /* ts or watermark before 2000 or more than max_ahead past the
                                * reference time (engine.c) */
     BD_REJ_UNKNOWN_PORTFOLIO, /* not in config and defaults.budget absent */
-    BD_REJ_BAD_VERSION,       /* v present and not 1 */
+    BD_REJ_BAD_VERSION,       /* v present and not 1 or 2 */
     BD_REJ_TOO_MANY_PORTFOLIOS, /* a new portfolio beyond max_portfolios (v2) */
     BD_REJ_TOO_MANY_CHANNELS, /* a new channel beyond its portfolio's max_channels (v2) */
+    BD_REJ_BAD_REV,           /* rev not an integer in 0..2^31, rev without event_id, or a
+                               * restatement the engine cannot apply (CONTRACT v2 §1) */
     BD_REJ__COUNT
 } bd_reject_t;
 
@@ -30,6 +33,8 @@ typedef enum { BD_EV_DATA = 0, BD_EV_WATERMARK = 1 } bd_event_kind_t;
 
 /* 2000-01-01T00:00:00Z: events before it are rejected. */
 #define BD_TS_MIN 946684800LL
+/* The largest `rev` accepted (CONTRACT v2 §1). */
+#define BD_REV_MAX 2147483648LL
 
 /* One decoded record. For a watermark, channel and the numbers are unset and
  * ts holds T; portfolio may be "*" (all portfolios). */
@@ -39,6 +44,8 @@ typedef struct {
     char portfolio[BD_NAME_MAX + 1];
     char channel[BD_NAME_MAX + 1];
     char event_id[BD_ID_MAX + 1]; /* "" when absent */
+    bool has_rev;                 /* `rev` present (data events with an event_id only) */
+    uint32_t rev;                 /* restatement number, 0..BD_REV_MAX; 0 when absent */
     double spend, impressions, clicks, conversions, revenue;
 } bd_event_t;
 

@@ -9,6 +9,7 @@
 #include "budgetd/config.h"
 #include "budgetd/delivery.h"
 #include "budgetd/fault.h"
+#include "budgetd/dedup.h"
 #include "budgetd/record.h"
 #include "budgetd/lag.h"
 #include "budgetd/model.h"
@@ -102,6 +103,10 @@ typedef struct bd_portfolio {
                                    * last decision, 0 none (event-to-decision metric) */
     bd_late_t *late_q;            /* late reports since the last close, in arrival order */
     size_t n_late, late_cap;
+    bd_dedup_t *dedup;            /* event ids of the last dedup_window of its event time
+                                   * (engine.c creates it; NULL: no dedup); checkpointed */
+    bool dedup_restored;          /* live: the checkpoint restored held the dedup store, so
+                                   * messages it covers need not be remembered again */
 } bd_portfolio_t;
 
 typedef struct bd_ptable bd_ptable_t;

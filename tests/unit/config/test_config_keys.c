@@ -76,8 +76,8 @@ Test(config_keys, every_documented_key_has_its_row)
         const char *keys[BD_KEYS_MAX + 1];
     } want[] = {
         {&bd_cfg_top_keys,
-         {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "max_ahead", "kafka",
-          "redis", "metrics", "defaults", "portfolios"}},
+         {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "max_ahead",
+          "dedup_max_ids", "kafka", "redis", "metrics", "defaults", "portfolios"}},
         {&bd_cfg_kafka_keys, {"brokers", "topic", "group", "dlq_topic", "properties"}},
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen", "user"}},
         {&bd_cfg_metrics_keys, {"per_portfolio", "max_portfolios"}},
@@ -293,6 +293,8 @@ static const struct {
     const char *key, *bound, *out[2], *in[2];
 } BOUNDS[] = {
     {&bd_cfg_top_keys, "cycle", "> 0", {"0"}, {"1"}},
+    {&bd_cfg_top_keys, "dedup_max_ids", "in 1..1073741824", {"0", "1073741825"},
+     {"1", "1073741824"}},
     {&bd_cfg_lag_keys, "horizon", "> 0", {"0"}, {"1"}},
     {&bd_cfg_top_keys, "max_ahead", "> 0", {"0"}, {"1"}},
     {&bd_cfg_redis_keys, "stream_maxlen", "in 1..100000000", {"0", "100000001"},

@@ -77,7 +77,7 @@ Test(event, reason_names_are_stable)
     static const char *want[BD_REJ__COUNT] = {
         "none", "bad_json", "missing_field", "bad_type", "negative_value", "non_finite",
         "bad_id", "ts_out_of_range", "unknown_portfolio", "bad_version",
-        "too_many_portfolios", "too_many_channels",
+        "too_many_portfolios", "too_many_channels", "bad_rev",
     };
     for (int r = 0; r < BD_REJ__COUNT; r++) cr_assert_str_eq(bd_reject_name(r), want[r]);
     cr_assert_str_eq(bd_reject_name(BD_REJ__COUNT), "unknown");
@@ -253,8 +253,9 @@ Test(event, ts_range)
 
 Test(event, bad_version)
 {
-    EXPECT("{\"v\":2," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_BAD_VERSION);
+    EXPECT("{\"v\":3," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_BAD_VERSION);
     cr_assert(strstr(detail, "'v'"), "%s", detail);
+    EXPECT("{\"v\":2," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_NONE); /* CONTRACT v2 */
     EXPECT("{\"v\":0," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_BAD_VERSION);
     EXPECT("{\"v\":1e999," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_BAD_VERSION);
     EXPECT("{\"v\":1," BASE ",\"spend\":1,\"conversions\":1}", BD_REJ_NONE);
@@ -364,7 +365,7 @@ Test(event, watermark_records)
     EXPECT("{\"portfolio\":\"p\",\"watermark\":1700003600.5}", BD_REJ_BAD_TYPE);
     EXPECT("{\"portfolio\":\"p\",\"watermark\":\"1700003600\"}", BD_REJ_BAD_TYPE);
     EXPECT("{\"portfolio\":\"p\",\"watermark\":1e999}", BD_REJ_TS_OUT_OF_RANGE);
-    EXPECT("{\"v\":2,\"portfolio\":\"p\",\"watermark\":1700003600}", BD_REJ_BAD_VERSION);
+    EXPECT("{\"v\":3,\"portfolio\":\"p\",\"watermark\":1700003600}", BD_REJ_BAD_VERSION);
     EXPECT("{\"portfolio\":\"p\",\"watermark\":1700003600,\"event_id\":\"w1\"}", BD_REJ_NONE);
     cr_assert_str_eq(ev.event_id, "w1");
 }

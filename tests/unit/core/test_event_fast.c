@@ -108,7 +108,7 @@ static void event(buf_t *b)
 {
     static const char *keys[] = {"v", "portfolio", "channel", "event_id", "watermark", "ts", "spend",
                                  "conversions", "impressions", "clicks", "revenue", "note",
-                                 "sp\\u0065nd", "x"};
+                                 "sp\\u0065nd", "x", "rev", "re\\u0076"};
     b->n = 0;
     ws(b);
     put(b, "{");
@@ -130,32 +130,46 @@ static void event(buf_t *b)
     ws(b);
 }
 
-/* An event that is valid unless a number lands out of range: the required
- * fields with good values, some optional and unknown ones, in random order. */
+/* A rev value (CONTRACT v2): mostly valid, sometimes each kind of bad. */
+static void rev_value(buf_t *b)
+{
+    static const char *odd[] = {"-1", "1.5", "2147483648", "2147483649", "1e999", "\"2\"", "true",
+                                "null", "-0", "3e0", "0.0", "1e9", "[0]", "2.0000000001"};
+    char t[32];
+    if (pick(5)) snprintf(t, sizeof t, "%u", pick(5));
+    else snprintf(t, sizeof t, "%s", odd[pick(sizeof odd / sizeof *odd)]);
+    put(b, t);
+}
+
+/* An event that is valid unless a number lands out of range (or rev is
+ * bad): the required fields with good values, some optional and unknown
+ * ones, in random order. */
 static void valid_event(buf_t *b)
 {
     static const char *parts[] = {"\"portfolio\":\"pf-00042\"", "\"channel\":\"search\"",
                                   "\"event_id\":\"e-1/2:3\"", "\"v\":1", "\"note\":\"caf\xc3\xa9\"",
-                                  "\"x\":null", "\"y\":false"};
+                                  "\"x\":null", "\"y\":false", "\"rev\":"};
     static const char *nums[] = {"spend", "conversions", "revenue", "impressions", "clicks"};
-    int order[12], n = 0;
-    for (int i = 0; i < 12; i++) order[i] = i;
-    for (int i = 11; i > 0; i--) {
+    int order[13], n = 0;
+    for (int i = 0; i < 13; i++) order[i] = i;
+    for (int i = 12; i > 0; i--) {
         int j = (int)pick((unsigned)i + 1), t = order[i];
         order[i] = order[j], order[j] = t;
     }
     b->n = 0;
     put(b, "{");
-    for (int i = 0; i < 12; i++) {
-        int k = order[i];
-        if (k >= 2 && k < 7 && pick(3) == 0) continue; /* optional parts */
-        if (k >= 9 && k < 12 && pick(2) == 0) continue;  /* optional numbers */
+    for (int i = 0; i < 13; i++) {
+        int k = order[i] < 7 ? order[i] : order[i] == 12 ? 7 : order[i] + 1; /* 7: rev */
+        if (k >= 2 && k < 8 && pick(3) == 0) continue; /* optional parts */
+        if (k >= 10 && k < 13 && pick(2) == 0) continue; /* optional numbers */
         if (n++) put(b, ","), ws(b);
         char t[64];
-        if (k < 7) put(b, parts[k]);
-        else if (k == 7) snprintf(t, sizeof t, "\"ts\":%u", 1700000000 + pick(1000000)), put(b, t);
+        if (k < 8) put(b, parts[k]);
+        if (k == 7) rev_value(b);
+        if (k < 8) continue;
+        if (k == 8) snprintf(t, sizeof t, "\"ts\":%u", 1700000000 + pick(1000000)), put(b, t);
         else {
-            snprintf(t, sizeof t, "\"%s\":", nums[k - 8]);
+            snprintf(t, sizeof t, "\"%s\":", nums[k - 9]);
             put(b, t);
             unsigned r = pick(4);
             if (r == 0) snprintf(t, sizeof t, "%u", pick(100000));
@@ -194,12 +208,15 @@ static int same_event(const bd_event_t *a, const bd_event_t *b)
 {
     return a->kind == b->kind && a->ts == b->ts && !strcmp(a->portfolio, b->portfolio) &&
            !strcmp(a->channel, b->channel) && !strcmp(a->event_id, b->event_id) &&
+           a->has_rev == b->has_rev && a->rev == b->rev &&
            !memcmp(&a->spend, &b->spend, sizeof(double)) &&
            !memcmp(&a->impressions, &b->impressions, sizeof(double)) &&
            !memcmp(&a->clicks, &b->clicks, sizeof(double)) &&
            !memcmp(&a->conversions, &b->conversions, sizeof(double)) &&
            !memcmp(&a->revenue, &b->revenue, sizeof(double));
 }
+
+static size_t with_rev; /* accepted events that carried a rev */
 
 /* Decodes b both ways and asserts identical outcomes. Returns the reason. */
 static bd_reject_t check_same(const buf_t *b)
@@ -214,21 +231,27 @@ static bd_reject_t check_same(const buf_t *b)
                  fd, bd_reject_name(cr), cd);
     cr_assert_str_eq(fd, cd, "%.*s", (int)b->n, b->s);
     if (fr == BD_REJ_NONE) cr_assert(same_event(&fe, &ce), "%.*s: events differ", (int)b->n, b->s);
+    with_rev += fr == BD_REJ_NONE && fe.has_rev;
     return fr;
 }
 
 Test(event_fast, random_events_decode_as_cjson_does)
 {
     buf_t b;
-    size_t ok = 0, fast_before = bd_event_fast_decodes();
+    size_t ok = 0, bad_rev = 0, fast_before = bd_event_fast_decodes();
+    with_rev = 0;
     for (int i = 0; i < 200000; i++) {
         if (i & 1) event(&b);
         else valid_event(&b);
-        ok += check_same(&b) == BD_REJ_NONE;
+        bd_reject_t r = check_same(&b);
+        ok += r == BD_REJ_NONE;
+        bad_rev += r == BD_REJ_BAD_REV;
     }
-    /* the generator must reach accepted events and the fast path, or the
-     * comparison above proves little */
-    cr_assert_gt(ok, 40000, "only %zu accepted", ok);
+    /* the generator must reach accepted events (with and without rev),
+     * bad_rev and the fast path, or the comparison above proves little */
+    cr_assert_gt(ok, 30000, "only %zu accepted", ok);
+    cr_assert_gt(with_rev, 5000, "only %zu accepted with rev", with_rev);
+    cr_assert_gt(bad_rev, 2000, "only %zu bad_rev", bad_rev);
     cr_assert_gt(bd_event_fast_decodes() - fast_before, 100000);
 }
 
@@ -290,6 +313,8 @@ Test(event_fast, canonical_events_take_the_fast_path)
         "\"event_id\":\"pf-00001/ch-3/1767225600/0\",\"spend\":12.34,\"conversions\":3,"
         "\"revenue\":171.5}",
         "{\"watermark\":1767229200,\"portfolio\":\"*\"}",
+        "{\"v\":2,\"ts\":1767225600,\"portfolio\":\"pf-00001\",\"channel\":\"ch-3\","
+        "\"event_id\":\"pf-00001/ch-3/1767225600\",\"rev\":3,\"spend\":12.34,\"conversions\":3}",
         "{ \"ts\" : 1700000000 , \"portfolio\" : \"a\" , \"channel\" : \"b\" , \"spend\" : 0 ,"
         " \"conversions\" : 0 , \"note\" : null , \"ok\" : true }\n",
     };

@@ -1,6 +1,6 @@
 /* test_ingest_path.c: the hooks that let the engine overlap the dedup
  * lookup with decoding (bd_event_decode_ex, bd_dedup_key / prefetch /
- * check_key_at) give exactly the answers of the plain calls. */
+ * find / add) give exactly the answers of the plain calls. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,26 +53,30 @@ Test(ingest_path, ready_hook_sees_valid_records_only)
     cr_assert_eq(bd_event_decode_ex(lines[0], strlen(lines[0]), &ev, NULL, 0, NULL, NULL), BD_REJ_NONE);
 }
 
-/* Two windows fed the same sequence, one through the string call and one
- * through key + prefetch + check_key_at, agree at every step, across
- * capacity eviction (prefetch of the evicted front) and expiry. */
+/* Two stores fed the same sequence, one through bd_dedup_check and one
+ * through key + prefetch + find + add (the engine's path), agree at every
+ * step, across max_ids (prefetch of a store that drops its front) and
+ * expiry. */
 Test(ingest_path, key_api_matches_string_api)
 {
-    bd_dedup_t *a = bd_dedup_new(50, 30), *b = bd_dedup_new(50, 30);
+    bd_dedup_t *a = bd_dedup_new(30, 50), *b = bd_dedup_new(30, 50);
     uint64_t x = 99;
     long long t = T0;
     for (int step = 0; step < 50000; step++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         t += (long long)(x % 3);
         long long ts = t - (long long)((x >> 8) % 40);
-        char p[8], id[16];
-        snprintf(p, sizeof p, "p%u", (unsigned)((x >> 20) % 4));
+        char id[16];
         snprintf(id, sizeof id, "e%u", (unsigned)((x >> 24) % 120));
         bd_dedup_key_t k;
-        bd_dedup_key(p, id, &k);
+        bd_dedup_key(id, &k);
         bd_dedup_prefetch(b, &k);
-        int ra = bd_dedup_check_at(a, p, id, ts, t);
-        int rb = bd_dedup_check_key_at(b, &k, ts, t);
+        int ra = bd_dedup_check(a, id, ts, t);
+        int rb = bd_dedup_find(b, &k, t, NULL);
+        if (!rb) {
+            bd_dedup_entry_t e = {.ts = ts, .rev = BD_DEDUP_NO_REV};
+            bd_dedup_add(b, &k, t, &e);
+        }
         cr_assert_eq(ra, rb, "step %d", step);
         cr_assert_eq(bd_dedup_size(a), bd_dedup_size(b), "step %d", step);
     }
@@ -80,18 +84,17 @@ Test(ingest_path, key_api_matches_string_api)
     bd_dedup_free(b);
 }
 
-Test(ingest_path, key_separates_portfolio_and_id)
+/* Prefetching with an empty store (no arrays yet) or a NULL one is a no-op. */
+Test(ingest_path, prefetch_of_an_empty_store)
 {
-    bd_dedup_key_t k1, k2, k3;
-    bd_dedup_key("ab", "c", &k1);
-    bd_dedup_key("a", "bc", &k2);
-    bd_dedup_key("ab", "c", &k3);
-    cr_assert(k1.h1 != k2.h1 || k1.h2 != k2.h2);
-    cr_assert(k1.h1 == k3.h1 && k1.h2 == k3.h2);
-    /* the table is huge-page backed at this size: still plain memory */
-    bd_dedup_t *d = bd_dedup_new(1u << 20, 100);
-    cr_assert_eq(bd_dedup_check_key_at(d, &k1, T0, T0), 0);
-    cr_assert_eq(bd_dedup_check_at(d, "ab", "c", T0, T0), 1);
-    cr_assert_eq(bd_dedup_check_at(d, "a", "bc", T0, T0), 0);
+    bd_dedup_key_t k;
+    bd_dedup_key("c", &k);
+    bd_dedup_t *d = bd_dedup_new(100, 1u << 20);
+    bd_dedup_prefetch(d, &k);
+    bd_dedup_prefetch(NULL, &k);
+    cr_assert_eq(bd_dedup_find(d, &k, T0, NULL), 0);
+    cr_assert_eq(bd_dedup_check(d, "c", T0, T0), 0);
+    bd_dedup_prefetch(d, &k);
+    cr_assert_eq(bd_dedup_find(d, &k, T0, NULL), 1);
     bd_dedup_free(d);
 }
