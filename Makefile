@@ -1,5 +1,5 @@
 # budgetd build. Sources are found by wildcard: the layers under engine/
-# (core, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
+# (base, core, sim, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
 # the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
 # forms libbdsim.a for the benchmarks and the tests that use it; each
 # tests/unit/<module>/test_*.c, tests/integration/test_*.c and
@@ -19,7 +19,7 @@ CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion
 
-LAYERS    := base core io config cmd
+LAYERS    := base core sim io config cmd
 LIB_SRC   := $(filter-out engine/cmd/main.c,$(foreach l,$(LAYERS),$(wildcard engine/$(l)/*.c))) $(wildcard models/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUP_SRC   := $(wildcard tests/support/*.c)
