@@ -39,6 +39,24 @@ static unsigned long env_seed(const bd_env_t *env, uint64_t key, int64_t cycle)
     return (unsigned long)bd_mix64(h ^ (uint64_t)cycle);
 }
 
+/* A draw's saturation k is a point of the model's grid, which stands for
+ * every k of its cell (a factor k_grid_ratio wide). Spread over the cell
+ * (log-uniform), with the rate moved so that the curve keeps its value at
+ * the channel's mean spend, where the data pin it: the draw stays as
+ * consistent with the log, and the curvature beyond the spend the log saw
+ * is as uncertain as the grid makes it (a true k between two grid points
+ * would otherwise be extrapolated with the nearest point's curvature, with
+ * no spread at all once the data favour one point). */
+static void env_grid_cell(const bd_model_ops_t *ops, const bd_fit_channel_t *fc, gsl_rng *r,
+                          bd_curve_t *c)
+{
+    if (c->kind != BD_CURVE_EXP || !(ops->k_grid_ratio > 1) || !(fc->xbar > 0) || !(c->k > 0)) return;
+    double k = c->k * pow(ops->k_grid_ratio, gsl_rng_uniform(r) - 0.5);
+    double g0 = c->k * -expm1(-fc->xbar / c->k), g1 = k * -expm1(-fc->xbar / k);
+    c->a *= g0 / g1;
+    c->k = k;
+}
+
 /* A channel of the log: its posterior draw and the log's numbers. */
 static void env_seen(bd_env_t *env, const bd_fit_portfolio_t *fp, const bd_fit_channel_t *fc,
                      bd_env_channel_t *c)
@@ -49,7 +67,9 @@ static void env_seen(bd_env_t *env, const bd_fit_portfolio_t *fp, const bd_fit_c
     c->key = bd_hash64(fc->name, strlen(fc->name), bd_hash64(fp->name, strlen(fp->name), 0x656e76));
     gsl_rng_set(r, env_seed(env, c->key, INT64_MIN));
     bd_curve_t draw;
-    bd_model_get(fp->model)->sample(&fc->model, &fc->prior, r, &draw);
+    const bd_model_ops_t *ops = bd_model_get(fp->model);
+    ops->sample(&fc->model, &fc->prior, r, &draw);
+    env_grid_cell(ops, fc, r, &draw);
     bd_fit_conv_curve(fp, fc, &draw, &c->conv);
     c->value = fc->value;
     c->value_shape = fc->value_shape;

@@ -1,24 +1,36 @@
 /* fit.c: the environment of a log, fitted with the engine's own models
  * (whatif.h). The log is replayed through two engines in one pass:
  *
- *  - the fit engine runs the base config with forgetting off (every cycle
- *    of the log weighs the same), seasonality and the lag model learned
- *    where the base config has them off, no kill trigger and no delivery
- *    caps (nothing may stop the learning); a data fault still freezes its
- *    channel, so broken data are not learned. Its final posterior of each
- *    channel is the fit: the response curve (drawn by the model's own
- *    sample), the seasonal profile pooled across the portfolio as decide.c
- *    pools it, and the reporting-delay distribution;
+ *  - the fit engine runs the base config with forgetting off, seasonality
+ *    and the lag model learned (auto) where the base config has them off,
+ *    no kill trigger and no delivery caps (nothing may stop the learning).
+ *    It learns what the response model needs to be read right: each
+ *    channel's seasonal profile (pooled across the portfolio as decide.c
+ *    pools it), its reporting-delay distribution, and which cycles its
+ *    data-fault detector flagged;
  *  - the record engine runs the base config as written: its decisions are
  *    the allocations that ran when the log was recorded (the engine is
  *    deterministic), so a delivery cap it learns stands for real
  *    under-delivery of the log. Its caps, cycle by cycle, become the
- *    environment's.
+ *    environment's, for a portfolio whose replay matched the log's spend
+ *    (whatif.h BD_FIT_MATCH_MIN, BD_FIT_OVER_MAX): a log recorded under
+ *    another policy would teach that policy's allocations as caps.
+ *
+ * The response itself is then fitted in one batch pass per channel, with
+ * the model's own conjugate update (ops->observe, discount 1) over every
+ * cycle of the log that had spend and no flagged fault, each observed at
+ * the final profile's seasonal factor times the share of its conversions
+ * reported by the end of the log, saturation learned from every cycle. The
+ * online state of the fit engine is not used for it: while it learned, its
+ * profile was still moving (at first off) and saturation is frozen where a
+ * profile is in use (docs/TIME.md), so its rate would be read against
+ * factors that changed under it. The batch posterior is the model's
+ * static posterior given the final time structure.
  *
  * Besides the engines, the fit keeps every accepted event's numbers per
- * (portfolio, channel, cycle) for what the models do not carry: the value
- * per conversion and its spread, the overdispersion of the conversions
- * around the fitted curve, and traffic per conversion. */
+ * (portfolio, channel, cycle): the batch pass reads them, and so do the
+ * value per conversion and its spread, the overdispersion of the
+ * conversions around the fitted curve, and traffic per conversion. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +49,10 @@ typedef struct {
     bd_portfolio_t *p;
     fit_entry_t *e;
     size_t n, cap;
+    uint64_t deliv, match, over; /* record engine: channel-cycles with a delivered ratio,
+                                  * within the tolerance, above it */
+    fit_entry_t *fault;          /* fit engine: (channel, cycle) its detector flagged */
+    size_t nfault, cap_fault;
 } fit_pf_t;
 
 /* A delivery cap in force at a cycle (record engine). */
@@ -130,7 +146,14 @@ static bd_err_t fit_rec_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *
     bd_portfolio_t *fp = bd_ptable_find(bd_engine_table(f->fit), p->name, strlen(p->name));
     if (!fp) return BD_OK;
     size_t k = fit_pf_index(f, fp);
+    double tol = p->pol->delivery.tolerance;
     for (size_t i = 0; i < d->n; i++) {
+        double r = d->ch[i].delivered;
+        if (isfinite(r)) {
+            f->pf[k].deliv++;
+            f->pf[k].match += fabs(r - 1.0) <= tol;
+            f->pf[k].over += r > 1.0 + tol;
+        }
         int ch = fit_channel(fp, d->ch[i].channel);
         if (!(d->ch[i].cap > 0) || ch < 0) continue;
         if (f->ncaps == f->cap_caps) {
@@ -138,6 +161,28 @@ static bd_err_t fit_rec_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *
             f->caps = bd_xrealloc(f->caps, f->cap_caps * sizeof *f->caps);
         }
         f->caps[f->ncaps++] = (fit_cap_t){(uint32_t)k, (uint32_t)ch, d->cycle, d->ch[i].cap};
+    }
+    return BD_OK;
+}
+
+/* Fit engine's sink: a decision for cycle c carries the faults in force
+ * after cycle c - 1 closed; that cycle is left out of the batch fit. */
+static bd_err_t fit_fit_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                             size_t len)
+{
+    (void)json;
+    (void)len;
+    bd_fitter_t *f = ctx;
+    if (d->path == BD_PATH_INITIAL) return BD_OK;
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->ch[i].fault == BD_FAULT_NONE) continue;
+        size_t k = fit_pf_index(f, p); /* may move f->pf */
+        fit_pf_t *q = &f->pf[k];
+        if (q->nfault == q->cap_fault) {
+            q->cap_fault = q->cap_fault ? 2 * q->cap_fault : 16;
+            q->fault = bd_xrealloc(q->fault, q->cap_fault * sizeof *q->fault);
+        }
+        q->fault[q->nfault++] = (fit_entry_t){.ch = (uint32_t)i, .cycle = d->cycle - 1};
     }
     return BD_OK;
 }
@@ -152,7 +197,7 @@ bd_fitter_t *bd_fit_begin(const bd_config_t *base)
     for (size_t i = 0; i < base->n_portfolios; i++) fit_policy(&f->fpcs[i].p);
     fit_policy(&f->fcfg.defaults);
     f->fcfg.portfolios = f->fpcs;
-    bd_engine_opts_t o = {.threads = 1};
+    bd_engine_opts_t o = {.threads = 1, .sink = fit_fit_sink, .sink_ctx = f};
     f->fit = bd_engine_new(&f->fcfg, &o);
     bool caps = base->defaults.delivery.caps != BD_AUTO_OFF;
     for (size_t i = 0; i < base->n_portfolios; i++) caps |= base->portfolios[i].p.delivery.caps != BD_AUTO_OFF;
@@ -261,7 +306,7 @@ static void fit_value(bd_fit_channel_t *fc, const fit_series_t *s, double prior_
  * makes Var(y) = mu + cv^2 mu^2 around the fitted mean curve (method of
  * moments over the cycles with spend), capped at 1. */
 static void fit_od(bd_fit_channel_t *fc, const bd_fit_portfolio_t *fp, const bd_model_ops_t *ops,
-                   const fit_series_t *s, int64_t L)
+                   const fit_series_t *s, const double *mult)
 {
     bd_curve_t mc, cc;
     ops->mean(&fc->model, &fc->prior, &mc);
@@ -269,10 +314,8 @@ static void fit_od(bd_fit_channel_t *fc, const bd_fit_portfolio_t *fp, const bd_
     double num = 0, den = 0;
     for (size_t t = 0; t < s->T; t++) {
         const bd_agg_t *a = &s->a[t];
-        if (!(a->spend > 0)) continue;
-        int hour, dow;
-        bd_season_bucket((s->first + (int64_t)t) * L, &hour, &dow);
-        double mu = bd_curve_value(&cc, a->spend) * bd_season_apply(&fc->season, hour, dow);
+        if (!(a->spend > 0) || !(mult[t] > 0)) continue;
+        double mu = bd_curve_value(&cc, a->spend) * mult[t];
         if (!(mu > 0)) continue;
         double d = a->conversions - mu;
         num += d * d - mu;
@@ -289,10 +332,51 @@ void bd_fit_conv_curve(const bd_fit_portfolio_t *fp, const bd_fit_channel_t *fc,
     if (fp->objective == BD_OBJ_REVENUE) out->a /= fc->value > 0 ? fc->value : 1.0;
 }
 
+/* The exposure multiplier of each cycle of s for the batch fit: the final
+ * seasonal factor times the share of the interval's conversions reported
+ * by the end of the log (c1); 0 for a cycle left out (no spend, a flagged
+ * fault, implausible numbers). */
+static void fit_mults(const bd_fit_channel_t *fc, const fit_series_t *s, const unsigned char *faulted,
+                      int64_t c1, int64_t L, double *mult)
+{
+    for (size_t t = 0; t < s->T; t++) {
+        const bd_agg_t *a = &s->a[t];
+        double v;
+        mult[t] = 0;
+        if (!(a->spend > 0) || faulted[t] || bd_agg_implausible(a, &v)) continue;
+        int64_t cy = s->first + (int64_t)t, age = c1 - cy;
+        double F = 0;
+        for (int d = 0; d <= fc->lag_h && d <= age; d++) F += fc->lag_pmf[d];
+        int hour, dow;
+        bd_season_bucket(cy * L, &hour, &dow);
+        mult[t] = bd_season_apply(&fc->season, hour, dow) * (F < 1 ? F : 1);
+    }
+}
+
+/* The batch fit of the response (file comment): the prior, then every
+ * usable cycle in order through the model's own update. */
+static void fit_response(bd_fit_channel_t *fc, const bd_model_ops_t *ops, const fit_series_t *s,
+                         const double *mult)
+{
+    ops->init(&fc->model, &fc->prior);
+    double sum = 0;
+    int m = 0;
+    for (size_t t = 0; t < s->T; t++) {
+        if (!(mult[t] > 0)) continue;
+        bd_obs_t o = {.mult = mult[t], .k_learn = 1.0};
+        ops->observe(&fc->model, &fc->prior, &s->a[t], &o);
+        sum += s->a[t].spend;
+        m++;
+    }
+    fc->xbar = m ? sum / m : 0;
+}
+
 /* One channel of the fit from its entries e[0..n) (one channel, sorted by
- * cycle) and the fit engine's channel c. */
+ * cycle), the fit engine's channel c and the cycles its detector flagged
+ * (flt[0..nflt), any channel). */
 static void fit_channel_summary(bd_fitter_t *f, bd_fit_portfolio_t *fp, const bd_portfolio_t *p,
                                 const bd_channel_t *c, const fit_entry_t *e, size_t n,
+                                const fit_entry_t *flt, size_t nflt, int64_t c1,
                                 const bd_season_profile_t *pool, bd_fit_channel_t *fc)
 {
     int64_t L = f->base->cycle;
@@ -301,7 +385,6 @@ static void fit_channel_summary(bd_fitter_t *f, bd_fit_portfolio_t *fp, const bd
     fc->first = e[0].cycle;
     fc->last = e[n - 1].cycle;
     fc->prior = c->prior;
-    fc->model = c->model;
     bd_season_profile(&c->season, pool, fp->season, &fc->season);
     fit_series_t s = {fc->first, (size_t)(fc->last - fc->first + 1), NULL};
     s.a = bd_xcalloc(s.T, sizeof *s.a);
@@ -320,11 +403,20 @@ static void fit_channel_summary(bd_fitter_t *f, bd_fit_portfolio_t *fp, const bd
         fc->revenue += e[i].a.revenue;
     }
     for (size_t t = 0; t < s.T; t++) fc->cycles += s.a[t].events > 0;
-    fit_value(fc, &s, c->prior.value_prior);
-    const bd_model_ops_t *ops = bd_model_get(fp->model);
-    fit_od(fc, fp, ops, &s, L);
+    unsigned char *faulted = bd_xcalloc(s.T, 1);
+    for (size_t i = 0; i < nflt; i++)
+        if (!strcmp(p->ch[flt[i].ch].name, c->name) && flt[i].cycle >= fc->first && flt[i].cycle <= fc->last)
+            faulted[flt[i].cycle - fc->first] = 1;
     int64_t H = p->pol->lag.model == BD_AUTO_OFF ? 0 : (p->pol->lag.horizon + L - 1) / L;
     fit_lag(fc, c, H);
+    double *mult = bd_xcalloc(s.T, sizeof(double));
+    fit_mults(fc, &s, faulted, c1, L, mult);
+    const bd_model_ops_t *ops = bd_model_get(fp->model);
+    fit_response(fc, ops, &s, mult);
+    fit_value(fc, &s, c->prior.value_prior);
+    fit_od(fc, fp, ops, &s, mult);
+    free(mult);
+    free(faulted);
     free(s.a);
 }
 
@@ -352,6 +444,9 @@ static bool fit_portfolio(bd_fitter_t *f, const bd_fit_t *fit, size_t k, bd_fit_
     fp->objective = p->pol->objective;
     fp->season = bd_season_effective((bd_season_cfg_t){p->pol->season.daily, p->pol->season.weekly},
                                      f->base->cycle);
+    fp->replay_match = q->deliv ? (double)q->match / (double)q->deliv : NAN;
+    fp->replay_over = q->deliv ? (double)q->over / (double)q->deliv : NAN;
+    fp->caps_used = q->deliv && fp->replay_match >= BD_FIT_MATCH_MIN && fp->replay_over <= BD_FIT_OVER_MAX;
     bd_season_t pool;
     bd_season_profile_t pp;
     bd_season_init(&pool);
@@ -365,8 +460,9 @@ static bool fit_portfolio(bd_fitter_t *f, const bd_fit_t *fit, size_t k, bd_fit_
         size_t j = i;
         while (j < q->n && q->e[j].ch == q->e[i].ch) j++;
         bd_fit_channel_t *fc = &fp->ch[fp->n++];
-        fit_channel_summary(f, fp, p, &p->ch[q->e[i].ch], q->e + i, j - i, &pp, fc);
-        fit_caps(f, fit, k, q->e[i].ch, fc);
+        fit_channel_summary(f, fp, p, &p->ch[q->e[i].ch], q->e + i, j - i, q->fault, q->nfault,
+                            fit->c1, &pp, fc);
+        if (fp->caps_used) fit_caps(f, fit, k, q->e[i].ch, fc);
         if (fc->first < fp->first) fp->first = fc->first;
         if (fc->last > fp->last) fp->last = fc->last;
         i = j;
@@ -384,7 +480,10 @@ static void fitter_free(bd_fitter_t *f)
 {
     bd_engine_free(f->fit);
     bd_engine_free(f->rec);
-    for (size_t i = 0; i < f->npf; i++) free(f->pf[i].e);
+    for (size_t i = 0; i < f->npf; i++) {
+        free(f->pf[i].e);
+        free(f->pf[i].fault);
+    }
     free(f->pf);
     free(f->keys);
     free(f->vals);

@@ -92,7 +92,8 @@ static bd_err_t loop_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, 
     s->status = d->status;
     s->cycle = d->cycle;
     if (d->path != BD_PATH_INITIAL) r->decisions++;
-    if (d->tripped) r->trips++;
+    if (d->tripped && r->trips++ == 0 && d->kill_reason)
+        snprintf(r->kill_reason, sizeof r->kill_reason, "%s", d->kill_reason);
     return BD_OK;
 }
 

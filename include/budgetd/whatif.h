@@ -37,6 +37,7 @@ typedef struct {
     bd_model_state_t model;
     bd_season_profile_t season;   /* its seasonal profile (pooled with the portfolio's) */
     double spend, conversions, revenue, clicks, impressions; /* totals of the log */
+    double xbar;                  /* mean spend of the cycles the response was fitted on */
     double value;                 /* revenue per conversion (the model's prior value without data) */
     double value_shape;           /* Gamma shape of one conversion's value (spread of the log's) */
     double od;                    /* CV of a cycle's rate multiplier (overdispersion of the log's
@@ -44,7 +45,8 @@ typedef struct {
     int lag_h;                    /* last reporting delay with mass, cycles (0: all on time) */
     double *lag_pmf;              /* lag_h + 1 shares of an interval's conversions by delay */
     float *cap;                   /* per cycle c0..c1: the delivery cap the log's replay had
-                                   * learned (0: none); NULL when it never had one */
+                                   * learned (0: none); NULL when it never had one or the
+                                   * replay did not match the log (caps_used) */
 } bd_fit_channel_t;
 
 typedef struct {
@@ -53,9 +55,23 @@ typedef struct {
     bd_objective_t objective;     /* what the fitted curves count (the base config's) */
     bd_season_cfg_t season;       /* which profile parts are in use */
     int64_t first, last;          /* first and last cycle with data */
+    double replay_match;          /* share of the channel-cycles whose reported spend the replay
+                                   * of the base config allocated (within its delivery
+                                   * tolerance); NAN: no such cycle (caps off) */
+    double replay_over;           /* share reported above the allocation beyond the tolerance */
+    bool caps_used;               /* the replay matched the log (match >= BD_FIT_MATCH_MIN, over
+                                   * <= BD_FIT_OVER_MAX): its learned caps are the environment's */
     bd_fit_channel_t *ch;
     size_t n;
 } bd_fit_portfolio_t;
+
+/* A log was recorded under the base config when the base's replay
+ * allocated what the channels reported: then a channel reports less than
+ * its allocation only when it could not spend it (a cap), and more almost
+ * never. A log recorded under another policy reads as under- and
+ * over-delivery alike; its "caps" would be that policy's allocations. */
+#define BD_FIT_MATCH_MIN 0.25
+#define BD_FIT_OVER_MAX 0.05
 
 /* The fitted environment of a log: cycles c0..c1 of cycle seconds each;
  * portfolios sorted by name. */
@@ -171,6 +187,7 @@ typedef struct {
     int trips;                    /* kill-switch trips */
     int killed, held;             /* cycles killed, held */
     int decisions;                /* decisions after the initial one */
+    char kill_reason[160];        /* the first trip's reason ("" none) */
     unsigned bound[BD_BOUND__COUNT]; /* channel-decisions each bound bound (after the initial) */
     float *x;                     /* (last - first + 1) x n: spend per cycle and channel */
 } bd_loop_pf_t;
