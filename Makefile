@@ -100,10 +100,11 @@ demo: setup
 	scripts/demo.sh $(BUILD)/budgetd
 
 bench: all
-	@for b in $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN)); do case $$b in *quality*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
+	@for b in $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN)); do case $$b in *quality*|*whatif*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
 
+# decision quality: the closed-loop scenarios and the what-if honesty check
 bench-quality: all
-	@for b in $(filter %quality,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
+	@for b in $(filter %quality %whatif,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
 
 clean:
 	rm -rf build build-san
