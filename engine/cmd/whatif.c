@@ -31,6 +31,7 @@
 
 /* ---- the log view's sink ------------------------------------------------------ */
 
+/* The log view's portfolio called name, added when new. */
 static wi_pf_t *wi_find(wi_run_t *r, const char *name)
 {
     for (size_t i = 0; i < r->n; i++)
@@ -45,6 +46,7 @@ static wi_pf_t *wi_find(wi_run_t *r, const char *name)
     return w;
 }
 
+/* Index of channel name in w, added when new; -1 past WI_MAXCH. */
 static int wi_channel(wi_pf_t *w, const char *name)
 {
     for (int i = 0; i < w->nch; i++)
@@ -320,11 +322,14 @@ typedef struct {
     struct timespec start, last;
 } wi_progress_t;
 
+/* Seconds from a to b. */
 static double wi_since(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) + 1e-9 * (double)(b->tv_nsec - a->tv_nsec);
 }
 
+/* bd_loop_progress_fn: a line with the runs done and an estimate of the
+ * time left. */
 static void wi_progress(void *ctx, size_t done, size_t total)
 {
     wi_progress_t *p = ctx;

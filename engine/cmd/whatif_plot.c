@@ -11,11 +11,13 @@
 #include "budgetd/stats.h"
 #include "whatif_int.h"
 
+/* See whatif_int.h. */
 FILE *wi_plot_begin(void)
 {
     return popen("gnuplot 2>/dev/null", "w");
 }
 
+/* See whatif_int.h. */
 bool wi_plot_end(FILE *g)
 {
     return g && pclose(g) == 0;
@@ -53,6 +55,8 @@ static void plot_view_dat(const wi_t *w, const char *name, size_t c, char *out, 
     snprintf(out, cap, "%s/%s.%s.dat", w->dir, name, lab);
 }
 
+/* See whatif_int.h: one .dat per config (its steps), lines by channel,
+ * dash type by config (the first four). */
 char *wi_plot_view(FILE *g, const wi_t *w, size_t pf_index, const char *name)
 {
     const wi_pf_t *a = &w->cf[0].view.pf[pf_index];
@@ -110,6 +114,8 @@ static double plot_median_spend(const wi_t *w, const wi_config_t *c, size_t k, i
 
 #define PLOT_MAX_PANELS 6
 
+/* See whatif_int.h: a panel per config (the first six), the median over
+ * the draws of each channel's spend per cycle. */
 char *wi_plot_paths(FILE *g, const wi_t *w, size_t k)
 {
     const bd_fit_portfolio_t *fp = &w->fit->pf[k];
@@ -156,6 +162,7 @@ char *wi_plot_paths(FILE *g, const wi_t *w, size_t k)
     return plot_close(g, png);
 }
 
+/* See whatif_int.h: a candlestick per config over its draws' returns. */
 char *wi_plot_returns(FILE *g, const wi_t *w)
 {
     char dat[1024], pts[1024];
@@ -197,6 +204,8 @@ char *wi_plot_returns(FILE *g, const wi_t *w)
     return plot_close(g, "returns.png");
 }
 
+/* See whatif_int.h: median return against the 5% return and against the
+ * spend volatility, one labelled point per config. */
 char *wi_plot_frontier(FILE *g, const wi_t *w)
 {
     char dat[1024];
@@ -224,6 +233,7 @@ char *wi_plot_frontier(FILE *g, const wi_t *w)
     return plot_close(g, "frontier.png");
 }
 
+/* See whatif_int.h. */
 bool wi_base64_file(FILE *out, const char *path)
 {
     static const char T[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

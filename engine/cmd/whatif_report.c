@@ -61,6 +61,7 @@ static void html_inline(FILE *f, const char *s)
     }
 }
 
+/* A heading of the level (2, 3). */
 static void doc_h(wi_doc_t *d, int level, const char *text)
 {
     fprintf(d->md, "%.*s %s\n\n", level, "####", text);
@@ -155,21 +156,25 @@ static void tab_emit(wi_doc_t *d, wi_tab_t *t)
 
 /* ---- number formats ------------------------------------------------------------------ */
 
+/* Money: whole units, median [5%, 95%]. */
 static void tab_money(wi_tab_t *t, const bd_interval_t *v)
 {
     tab_cell(t, "%.0f [%.0f, %.0f]", v->median, v->lo, v->hi);
 }
 
+/* A ratio, three decimals. */
 static void tab_ratio(wi_tab_t *t, const bd_interval_t *v)
 {
     tab_cell(t, "%.3f [%.3f, %.3f]", v->median, v->lo, v->hi);
 }
 
+/* A share as a percentage. */
 static void tab_pct(wi_tab_t *t, const bd_interval_t *v)
 {
     tab_cell(t, "%.2f%% [%.2f%%, %.2f%%]", 100 * v->median, 100 * v->lo, 100 * v->hi);
 }
 
+/* A count over draws (quantiles interpolate: one decimal). */
 static void tab_count(wi_tab_t *t, const bd_interval_t *v)
 {
     tab_cell(t, "%.1f [%.1f, %.1f]", v->median, v->lo, v->hi);
@@ -234,6 +239,7 @@ static void wi_unseen(wi_doc_t *d, const wi_t *w)
     }
 }
 
+/* The closed loop's section: what was run, then a row per config. */
 static void wi_closed_loop(wi_doc_t *d, const wi_t *w)
 {
     char from[40], to[40];
@@ -343,6 +349,8 @@ static void wi_season_range(const wi_t *w, const bd_fit_channel_t *c, double *lo
     }
 }
 
+/* The fitted environment's section: a row per channel of the log, its
+ * curve summarised over the draws of the base config's environment. */
 static void wi_fitted(wi_doc_t *d, const wi_t *w)
 {
     doc_h(d, 2, "Fitted environment");
@@ -429,6 +437,7 @@ static double wi_view_return(const wi_pf_t *v, const bd_fit_portfolio_t *fp)
     return total;
 }
 
+/* Mean spend per decision of channel ch in the log view v. */
 static double wi_mean_spend(const wi_pf_t *v, const char *ch)
 {
     for (int k = 0; v && v->n && k < v->nch; k++)
@@ -440,6 +449,7 @@ static double wi_mean_spend(const wi_pf_t *v, const char *ch)
     return 0;
 }
 
+/* Config c's log view of the portfolio called name, or NULL. */
 static const wi_pf_t *wi_view_get(const wi_config_t *c, const char *name)
 {
     for (size_t i = 0; i < c->view.n; i++)
@@ -531,6 +541,7 @@ static int wi_view(wi_doc_t *d, const wi_t *w, char *const *png)
 
 /* ---- whatif.json ---------------------------------------------------------------------- */
 
+/* A JSON string (quotes, backslashes and control characters escaped). */
 static void json_str(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -543,6 +554,7 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
+/* "key":{"median":..,"lo":..,"hi":..} with prec decimals. */
 static void json_iv(FILE *f, const char *key, const bd_interval_t *v, int prec)
 {
     fprintf(f, "\"%s\":{\"median\":%.*f,\"lo\":%.*f,\"hi\":%.*f}", key, prec, v->median, prec, v->lo,
@@ -563,6 +575,7 @@ static void json_metrics(FILE *f, const bd_loop_summary_t *s)
     json_iv(f, "kills", &s->kills, 2);
 }
 
+/* DIR/whatif.json (docs/CONTRACT.md §8). */
 static int wi_json(const wi_t *w)
 {
     char path[1024];
@@ -658,6 +671,8 @@ static void wi_intro(wi_doc_t *d, const wi_t *w)
     free(s);
 }
 
+/* See whatif_int.h: the figures first (one gnuplot session, so the HTML
+ * can inline them), then the two documents, whatif.json, stdout. */
 int wi_report(wi_t *w)
 {
     char mdpath[1024], htpath[1024];

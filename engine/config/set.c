@@ -130,6 +130,7 @@ static void set_one(bd_yaml_ctx_t *cx, yaml_document_t *doc, const bd_config_set
     }
 }
 
+/* See config_int.h: in order, so a later override of the same path wins. */
 void bd_cfg_apply_sets(bd_yaml_ctx_t *cx, yaml_document_t *doc, const bd_config_set_t *sets,
                        size_t n)
 {

@@ -104,6 +104,8 @@ static void env_unseen(bd_env_t *env, const bd_env_portfolio_t *p, const char *n
     bd_ptable_free(t);
 }
 
+/* See whatif.h: the fit's channels, then the config's listed channels the
+ * log never saw, per portfolio of the fit. */
 bd_env_t *bd_env_new(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed, int draw)
 {
     bd_env_t *env = bd_xcalloc(1, sizeof *env);
@@ -133,6 +135,7 @@ bd_env_t *bd_env_new(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed,
     return env;
 }
 
+/* Releases env, its channels and their pending pieces. */
 void bd_env_free(bd_env_t *env)
 {
     if (!env) return;
@@ -146,6 +149,7 @@ void bd_env_free(bd_env_t *env)
     free(env);
 }
 
+/* See whatif.h: the fitted profile at the interval's start hour. */
 double bd_env_factor(const bd_env_t *env, const bd_env_channel_t *c, int64_t t)
 {
     if (!c->fc) return 1.0;
@@ -154,6 +158,7 @@ double bd_env_factor(const bd_env_t *env, const bd_env_channel_t *c, int64_t t)
     return bd_season_apply(&c->fc->season, hour, dow);
 }
 
+/* See whatif.h: the record engine's cap in force at cycle t. */
 double bd_env_cap(const bd_env_t *env, const bd_env_channel_t *c, int64_t t)
 {
     if (!c->fc || !c->fc->cap || t < env->fit->c0 || t > env->fit->c1) return INFINITY;
@@ -161,6 +166,7 @@ double bd_env_cap(const bd_env_t *env, const bd_env_channel_t *c, int64_t t)
     return v > 0 ? v : INFINITY;
 }
 
+/* See whatif.h: in the config's objective (the fit's where unmanaged). */
 double bd_env_value(const bd_env_t *env, const bd_env_portfolio_t *p, const bd_env_channel_t *c,
                     int64_t t, double x)
 {
@@ -239,6 +245,7 @@ static void env_interval(bd_env_t *env, bd_env_portfolio_t *p, size_t i, int64_t
     ev->revenue = env_revenue(r, c, now);
 }
 
+/* See whatif.h: the present channels' intervals, then the pieces due. */
 size_t bd_env_cycle(bd_env_t *env, size_t pf, int64_t t, const double *spend)
 {
     bd_env_portfolio_t *p = &env->pf[pf];

@@ -187,6 +187,8 @@ static bd_err_t fit_fit_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *
     return BD_OK;
 }
 
+/* See whatif.h and the file comment: the fit's config is a shallow copy
+ * of base with the fit's policies (channels shared with base). */
 bd_fitter_t *bd_fit_begin(const bd_config_t *base)
 {
     bd_fitter_t *f = bd_xcalloc(1, sizeof *f);
@@ -232,6 +234,8 @@ static void fit_keep(bd_fitter_t *f, const bd_event_t *ev)
     if (c > f->cmax) f->cmax = c;
 }
 
+/* See whatif.h: decoded once, applied to both engines; an event the fit
+ * engine accepted is kept by cycle. */
 void bd_fit_line(bd_fitter_t *f, const char *line, size_t len)
 {
     bd_event_t ev;
@@ -325,6 +329,7 @@ static void fit_od(bd_fit_channel_t *fc, const bd_fit_portfolio_t *fp, const bd_
     fc->od = cv2 > 0 ? sqrt(cv2 > 1 ? 1 : cv2) : 0;
 }
 
+/* See whatif.h. */
 void bd_fit_conv_curve(const bd_fit_portfolio_t *fp, const bd_fit_channel_t *fc, const bd_curve_t *c,
                        bd_curve_t *out)
 {
@@ -470,6 +475,7 @@ static bool fit_portfolio(bd_fitter_t *f, const bd_fit_t *fit, size_t k, bd_fit_
     return true;
 }
 
+/* Portfolios by name (strcmp order). */
 static int cmp_pf_name(const void *a, const void *b)
 {
     return strcmp(((const bd_fit_portfolio_t *)a)->name, ((const bd_fit_portfolio_t *)b)->name);
@@ -492,6 +498,8 @@ static void fitter_free(bd_fitter_t *f)
     free(f);
 }
 
+/* See whatif.h: a watermark closes every portfolio's last cycle, then the
+ * summaries, portfolios sorted by name. */
 bd_err_t bd_fit_end(bd_fitter_t *f, bd_fit_t **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
@@ -525,6 +533,7 @@ bd_err_t bd_fit_end(bd_fitter_t *f, bd_fit_t **out, char *errbuf, size_t errlen)
     return BD_OK;
 }
 
+/* Releases the fit and every channel's arrays. */
 void bd_fit_free(bd_fit_t *fit)
 {
     if (!fit) return;

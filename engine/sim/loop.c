@@ -109,6 +109,7 @@ static bd_err_t loop_feed(bd_engine_t *e, const bd_event_t *ev, char *errbuf, si
     return err;
 }
 
+/* The watermark of portfolio pf at ts (closes its cycles ending by then). */
 static bd_err_t loop_watermark(bd_engine_t *e, const char *pf, int64_t ts, char *errbuf, size_t errlen)
 {
     bd_event_t wm = {.kind = BD_EV_WATERMARK, .ts = ts};
@@ -203,6 +204,9 @@ static void loop_init(const bd_env_t *env, loop_ctx_t *c, bd_loop_result_t *res)
     }
 }
 
+/* See whatif.h and the file comment: cycle by cycle, every managed
+ * portfolio's first sight (its initial split), its spend and reports, then
+ * its watermark; one flush per cycle emits the decisions in order. */
 bd_err_t bd_loop_run(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed, int draw,
                      bd_loop_result_t *res, char *errbuf, size_t errlen)
 {
@@ -245,6 +249,7 @@ bd_err_t bd_loop_run(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed,
     return rc;
 }
 
+/* Releases what bd_loop_run filled. */
 void bd_loop_result_free(bd_loop_result_t *res)
 {
     if (!res) return;
@@ -294,6 +299,7 @@ static void *loop_worker(void *arg)
     }
 }
 
+/* See whatif.h: run j is config j / draws, draw j % draws. */
 bd_err_t bd_loop_run_all(const bd_fit_t *fit, const bd_config_t *const *cfgs, size_t ncfg,
                          int draws, uint64_t seed, int threads, bd_loop_progress_fn progress,
                          void *ctx, bd_loop_result_t *res, char *errbuf, size_t errlen)
@@ -320,6 +326,7 @@ bd_err_t bd_loop_run_all(const bd_fit_t *fit, const bd_config_t *const *cfgs, si
 
 /* ---- summaries ---------------------------------------------------------------- */
 
+/* See whatif.h. */
 bd_interval_t bd_interval_of(double *v, size_t n)
 {
     bd_interval_t r = {0, 0, 0};
@@ -336,6 +343,7 @@ typedef struct {
     double bound[BD_BOUND__COUNT];
 } loop_sums_t;
 
+/* Sums one draw's portfolios into s (pf >= 0: that portfolio alone). */
 static void loop_sums(const bd_loop_result_t *r, long pf, loop_sums_t *s)
 {
     memset(s, 0, sizeof *s);
@@ -356,6 +364,7 @@ static void loop_sums(const bd_loop_result_t *r, long pf, loop_sums_t *s)
     }
 }
 
+/* See whatif.h: each metric per draw, then its interval over the draws. */
 void bd_loop_summarise(const bd_loop_result_t *runs, int draws, long pf, bd_loop_summary_t *out)
 {
     memset(out, 0, sizeof *out);
