@@ -195,7 +195,7 @@ char *wi_plot_returns(FILE *g, const wi_t *w)
     plot_open(g, w->dir, "returns.png", 1000, 420);
     fprintf(g, "set title 'budgetd whatif: return over %d draws per config (box 25-75%%, whiskers "
                "5-95%%, line median)'\nset ylabel 'return'\nset xrange [-0.6:%zu.6]\n"
-               "set boxwidth 0.4\nset style fill empty\nunset key\n",
+               "set boxwidth 0.4\nset style fill empty\nunset key\nset format y '%%.4s%%c'\n",
             w->draws, w->ncf - 1);
     fprintf(g, "plot '%s' using 1:4:3:7:6:xtic(2) with candlesticks whiskerbars lw 2 lc 1, "
                "'' using 1:5:5:5:5 with candlesticks lw 3 lc 1, "
@@ -221,14 +221,15 @@ char *wi_plot_frontier(FILE *g, const wi_t *w)
     plot_open(g, w->dir, "frontier.png", 1000, 420);
     fputs("set multiplot layout 1,2 title 'budgetd whatif: the frontier (up and to the right: "
           "more return with less risk)'\nunset key\nset ylabel 'median return'\n"
-          "set offsets graph 0.1, graph 0.1, graph 0.1, graph 0.1\n", g);
+          "set format y '%.4s%c'\nset offsets graph 0.1, graph 0.1, graph 0.1, graph 0.1\n", g);
     fprintf(g, "set title 'return vs downside'\nset xlabel 'return in the worst 5%% of draws'\n"
+               "set format x '%%.4s%%c'\nset xtics rotate by -30\n"
                "plot '%s' using 3:2 with points pt 7 ps 1.2 lc 1, '' using 3:2:1 with labels "
                "offset 1,1 noenhanced\n", dat);
-    fprintf(g, "set title 'return vs spend volatility'\nset xlabel 'share of the budget moved per "
-               "cycle (median)'\nset xrange [*:*] reverse\n"
-               "plot '%s' using 4:2 with points pt 7 ps 1.2 lc 2, '' using 4:2:1 with labels "
-               "offset 1,1 noenhanced\n", dat);
+    fprintf(g, "set title 'return vs spend volatility'\nset xlabel '%% of the budget moved per "
+               "cycle (median)'\nset format x '%%.2f'\nset xrange [*:*] reverse\n"
+               "plot '%s' using ($4*100):2 with points pt 7 ps 1.2 lc 2, '' using ($4*100):2:1 "
+               "with labels offset 1,1 noenhanced\n", dat);
     fputs("unset multiplot\n", g);
     return plot_close(g, "frontier.png");
 }

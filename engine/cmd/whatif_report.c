@@ -669,6 +669,18 @@ static void wi_intro(wi_doc_t *d, const wi_t *w)
     fclose(m);
     doc_p(d, "%s", s);
     free(s);
+    if (!w->nsets) return;
+    /* a sweep: its grid as a table, a column per --set path */
+    wi_tab_t t = {.ncol = 2 + w->nsets};
+    tab_cell(&t, "config");
+    tab_cell(&t, "file");
+    for (size_t k = 0; k < w->nsets; k++) tab_cell(&t, "%s", w->sets[k].path);
+    for (size_t c = 0; c < w->ncf; c++) {
+        tab_cell(&t, "%s", w->cf[c].label);
+        tab_cell(&t, "`%s`", w->cf[c].path);
+        for (size_t k = 0; k < w->nsets; k++) tab_cell(&t, "%s", w->cf[c].sets[k].value);
+    }
+    tab_emit(d, &t);
 }
 
 /* See whatif_int.h: the figures first (one gnuplot session, so the HTML
