@@ -224,7 +224,9 @@ static void usage(void)
                     "  --draws N    environments per what-if (default 30)\n"
                     "  --cycles N   cycles of each log (default 336: two weeks of hours)\n"
                     "  --threads N  closed-loop runs in parallel (default 2; results do not\n"
-                    "               depend on it)\n");
+                    "               depend on it)\n"
+                    "  environment: BENCH_WHATIF_TRACE=1 prints every case on stderr;\n"
+                    "  BENCH_WHATIF_SCEN=I starts at the I-th scenario (0-based)\n");
 }
 
 static int parse(int argc, char **argv, opts_t *o)
