@@ -188,8 +188,8 @@ static void run_case(const scen_t *s, int c, const opts_t *o, case_t *out)
         }
         out[b].truth = res.ret;
         if (getenv("BENCH_WHATIF_TRACE"))
-            fprintf(stderr, "  %s case %d B%zu truth: ret %.0f oracle %.0f kills %d killed %d held %d\n",
-                    s->name, c, b, res.ret, res.oracle, res.kill_trips, res.killed_cycles, res.held_cycles);
+            fprintf(stderr, "  %s case %d B%zu truth: kills %d, cycles killed %d, held %d\n", s->name,
+                    c, b, res.kill_trips, res.killed_cycles, res.held_cycles);
         sim_result_free(&res);
         bd_loop_result_t *runs = bd_xcalloc((size_t)o->draws, sizeof *runs);
         const bd_config_t *cfgs[1] = {sb->cfg};
@@ -205,9 +205,9 @@ static void run_case(const scen_t *s, int c, const opts_t *o, case_t *out)
         out[b].hi = sum.ret.hi;
         if (getenv("BENCH_WHATIF_TRACE"))
             fprintf(stderr, "  %s case %d B%zu: truth %.0f what-if %.0f [%.0f, %.0f] (%+.2f%%, "
-                    "interval +-%.2f%%) oracle %.0f\n", s->name, c, b, out[b].truth, out[b].median,
+                    "interval +-%.2f%%)\n", s->name, c, b, out[b].truth, out[b].median,
                     out[b].lo, out[b].hi, 100 * (out[b].median / out[b].truth - 1),
-                    50 * (out[b].hi - out[b].lo) / out[b].truth, 0.0);
+                    50 * (out[b].hi - out[b].lo) / out[b].truth);
         for (int d = 0; d < o->draws; d++) bd_loop_result_free(&runs[d]);
         free(runs);
         sim_scenario_free(sb);
