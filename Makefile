@@ -2,8 +2,8 @@
 # (base, core, sim, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
 # the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
 # forms libbdsim.a for the benchmarks and the tests that use it; each
-# tests/unit/<module>/test_*.c, tests/integration/test_*.c and
-# bench/bench_*.c is its own program, built at the same path under
+# tests/unit/<module>/test_*.c, tests/integration/test_*.c,
+# tests/adapter/test_*.c and bench/bench_*.c is its own program, built at the same path under
 # $(BUILD) (tests/unit/core/test_alloc.c -> $(BUILD)/tests/unit/core/test_alloc).
 # tests/support/*.c (shared fixtures) is linked into every test program.
 # BUILD selects the output tree so that the sanitizer build never mixes
@@ -28,16 +28,25 @@ SUP_OBJ   := $(SUP_SRC:%.c=$(BUILD)/obj/%.o)
 # source layers; integration tests run the binary or need redis/Kafka
 UNIT_SRC  := $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
 INTEG_SRC := $(wildcard tests/integration/test_*.c)
-TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%)
-TEST_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o)
+# the adapter conformance suite (tests/adapter/README.md): any adapter
+# command, the reference adapter by default
+ADAPT_SRC := $(wildcard tests/adapter/test_*.c)
+TEST_BIN  := $(UNIT_SRC:%.c=$(BUILD)/%) $(INTEG_SRC:%.c=$(BUILD)/%) $(ADAPT_SRC:%.c=$(BUILD)/%)
+TEST_OBJ  := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(INTEG_SRC:%.c=$(BUILD)/obj/%.o) $(ADAPT_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_PROG:= $(wildcard bench/bench_*.c bench/gen_*.c)
 BENCH_LIB := $(filter-out $(BENCH_PROG),$(wildcard bench/*.c))
 BENCH_OBJ := $(BENCH_LIB:%.c=$(BUILD)/obj/%.o)
 SIM_SRC   := $(wildcard bench/sim/*.c)
 SIM_OBJ   := $(SIM_SRC:%.c=$(BUILD)/obj/%.o)
 BENCH_BIN := $(patsubst %.c,$(BUILD)/%,$(BENCH_PROG))
+# libFuzzer targets (tests/fuzz/fuzz_*.c, seeds in tests/fuzz/corpus/NAME/):
+# built by `make fuzz` with clang into build-fuzz, never by `all`.
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+FUZZ_OPT  := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined -fsanitize=fuzzer-no-link
 
-.PHONY: all setup test test-only sanitize demo bench bench-quality clean
+.PHONY: all setup test test-only sanitize fuzz fuzz-bin fuzz-smoke demo bench bench-quality clean
 .DELETE_ON_ERROR:
 # keep the test objects (make would delete them as intermediates and
 # rebuild them on the next change of a shared header)
@@ -79,12 +88,19 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BENCH_OBJ) $(BUILD)/libbdsim.a $(BUIL
 	@echo "  LD  $@"
 	@$(CC) $(CFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+$(BUILD)/fuzz/%: $(BUILD)/obj/tests/fuzz/%.o $(BUILD)/libbudgetd.a
+	@mkdir -p $(dir $@)
+	@echo "  LD  $@"
+	@$(CC) $(CFLAGS) $(LDFLAGS) -fsanitize=fuzzer $^ $(LDLIBS) -o $@
+
 # make test: installs what is missing, builds, runs every suite, then the
-# same suites under ASan+UBSan (CI runs exactly this).
+# same suites under ASan+UBSan, then a short run of each fuzz target (CI
+# runs exactly this).
 test: setup
 	$(MAKE) all
 	scripts/run-tests.sh $(BUILD)
 	$(MAKE) sanitize
+	$(MAKE) fuzz-smoke
 
 test-only: all
 	scripts/run-tests.sh $(BUILD)
@@ -94,6 +110,15 @@ sanitize:
 	    LDFLAGS="-fsanitize=address,undefined" all
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    BUDGETD_SANITIZE=1 scripts/run-tests.sh build-san
+
+fuzz:
+	$(MAKE) BUILD=build-fuzz CC=clang OPT="$(FUZZ_OPT)" LDFLAGS="-fsanitize=address,undefined" fuzz-bin
+
+fuzz-bin: $(FUZZ_BIN)
+
+# Each target for a few seconds from its seed corpus (scripts/fuzz-smoke.sh).
+fuzz-smoke: fuzz
+	scripts/fuzz-smoke.sh build-fuzz
 
 demo: setup
 	$(MAKE) $(BUILD)/budgetd
@@ -107,6 +132,6 @@ bench-quality: all
 	@for b in $(filter %quality %whatif,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Criterion test program (unit tests by module first, then
-# integration) and prints one closing line "N passed, N failed" over all of
-# them. The list comes from the sources (tests/unit/**/test_*.c,
-# tests/integration/test_*.c), not from what lies in BUILD: a program that
+# integration, then the adapter conformance suite) and prints one closing
+# line "N passed, N failed" over all of them. The list comes from the
+# sources (tests/unit/**/test_*.c, tests/integration/test_*.c,
+# tests/adapter/test_*.c), not from what lies in BUILD: a program that
 # was not built counts as a failure, and a stale binary whose source is gone
 # is never run. Run from the repository root. Exit status is non-zero when
 # any program fails.
@@ -13,7 +14,8 @@ if [ ! -d tests/unit ] || [ ! -d tests/integration ]; then
   echo "run-tests.sh: run from the repository root (no tests/unit here)" >&2
   exit 2
 fi
-progs=$( { find tests/unit -name 'test_*.c' | sort; find tests/integration -name 'test_*.c' | sort; } )
+progs=$( { find tests/unit -name 'test_*.c' | sort; find tests/integration -name 'test_*.c' | sort;
+           [ -d tests/adapter ] && find tests/adapter -name 'test_*.c' | sort; } )
 pass=0; fail=0; nprog=0; bad=()
 for src in $progs; do
   t="$build/${src%.c}"

@@ -7,7 +7,8 @@ set -eu
 pkgs=(build-essential pkg-config
       librdkafka-dev libgsl-dev libhiredis-dev libcriterion-dev
       libcjson-dev libcyaml-dev libmicrohttpd-dev zlib1g-dev
-      redis-server redis-tools kcat gnuplot-nox)
+      redis-server redis-tools kcat gnuplot-nox
+      clang libclang-rt-14-dev prometheus)   # clang + libclang-rt: make fuzz (libFuzzer); prometheus: promtool
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -21,9 +21,12 @@ static void usage(FILE *f)
           "                                 against environments fitted from the log\n"
           "  broker [--topic T] [--partitions N]\n"
           "                                 embedded Kafka (librdkafka mock cluster)\n"
-          "  kill P --reason TEXT | resume P [--channel C] | approve P [CYCLE] | status [P]\n"
+          "  kill P --reason TEXT | resume P [--channel C] | approve P [CYCLE] | status [P] [--json]\n"
           "  pin P C AMOUNT | pin P C --clear\n"
-          "                                 operator actions on Redis\n",
+          "                                 operator actions on Redis\n"
+          "  explain P [CYCLE] -c CONFIG    why a decision is what it is, in words\n"
+          "  adapter -c CONFIG --exec CMD   the reference execution adapter: runs\n"
+          "                                 CMD PORTFOLIO CHANNEL AMOUNT CYCLE per change\n",
           f);
 }
 
@@ -36,6 +39,7 @@ static const struct {
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
     {"pin", bd_cmd_ops},
+    {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain},
 };
 
 /* Runs the command argv[1] names on the rest of argv. */

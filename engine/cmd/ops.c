@@ -4,7 +4,9 @@
  * on the Redis keys of docs/CONTRACT.md §3 only (never on the daemon
  * directly), so they work whether or not a daemon runs, and `redis-cli` on
  * the same keys is equally valid. Every refusal says why on stderr and
- * exits 1; bad use exits 2. */
+ * exits 1; bad use exits 2. Text an operator or a script wrote into Redis
+ * (kill reason and author, mode, status) is printed with control
+ * characters escaped, so a stored reason cannot drive the terminal. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,6 +20,74 @@
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
+#include "status.h"
+
+/* Longest --reason and --by (bytes): a reason is a sentence for whoever
+ * resumes, an author a name; both travel in every record and status. */
+#define OPS_REASON_MAX 256
+#define OPS_BY_MAX 64
+
+/* Length of the UTF-8 character at s (1..4), or 0 when s does not start a
+ * valid, shortest-form one. */
+static size_t ops_utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80) return 1;
+    size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (n == 0 || s[0] > 0xf4) return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    if (n == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0))) return 0;
+    if (n == 4 && ((s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))) return 0;
+    return n;
+}
+
+/* Whether the character of length n at s is a control character: C0, DEL
+ * or C1 (U+0080..U+009F, which some terminals obey like ESC sequences). */
+static bool ops_is_control(const unsigned char *s, size_t n)
+{
+    return n == 1 ? s[0] < 0x20 || s[0] == 0x7f : n == 2 && s[0] == 0xc2 && s[1] < 0xa0;
+}
+
+/* Whether s is UTF-8 text without control characters (input rule of
+ * --reason and --by). */
+static bool ops_text_ok(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u) {
+        size_t n = ops_utf8_len(u);
+        if (n == 0 || ops_is_control(u, n)) return false;
+        u += n;
+    }
+    return true;
+}
+
+/* s for the terminal: control characters, backslashes and bytes that are
+ * not UTF-8 written as \n, \r, \t, \\ or \xNN; the rest as is. Truncated to
+ * fit out (cap bytes). Returns out. */
+static const char *ops_esc(const char *s, char *out, size_t cap)
+{
+    const unsigned char *u = (const unsigned char *)(s ? s : "");
+    size_t o = 0;
+    while (*u && o + 5 < cap) {
+        size_t n = ops_utf8_len(u);
+        if (n && !ops_is_control(u, n) && *u != '\\') {
+            memcpy(out + o, u, n);
+            o += n;
+            u += n;
+            continue;
+        }
+        const char *e = *u == '\n' ? "\\n" : *u == '\r' ? "\\r" : *u == '\t' ? "\\t"
+                        : *u == '\\' ? "\\\\" : NULL;
+        if (e) o += (size_t)snprintf(out + o, cap - o, "%s", e);
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", *u);
+        u++;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* Room for the escaped form of a stored kill reason (bd_redis_kill_t). */
+#define OPS_ESC_CAP 2100
 
 /* The parsed command line. pos holds the positional arguments in order. */
 typedef struct {
@@ -27,17 +97,18 @@ typedef struct {
     int clear;             /* pin --clear (v2) */
     const char *pos[3];
     int npos;
+    int json;       /* status --json */
 } ops_args_t;
 
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void ops_usage(FILE *f)
 {
     fputs("usage: budgetd kill P --reason TEXT [--by NAME] (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd resume P [--channel C]          (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd resume P [--by NAME | --channel C] (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd approve P [CYCLE]               (-c CONFIG | --redis URL [--prefix PFX])\n"
-          "       budgetd status [P]                      (-c CONFIG | --redis URL [--prefix PFX])\n"
+          "       budgetd status [P] [--json]             (-c CONFIG | --redis URL [--prefix PFX])\n"
           "       budgetd pin P C AMOUNT | pin P C --clear  -c CONFIG [--redis URL] [--prefix PFX]\n"
-          "  -c CONFIG     take redis.url, redis.prefix and redis.password_env from the config\n"
+          "  -c CONFIG     take redis.url, redis.user, redis.prefix and redis.password_env from the config\n"
           "                (pin: required, its bounds are checked against the config)\n"
           "  --channel C   resume: clear channel C's data fault instead of a kill\n"
           "  --clear       pin: remove C's run-time pin (a config pin applies again)\n"
@@ -55,7 +126,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         {"prefix", required_argument, NULL, 'p'}, {"reason", required_argument, NULL, 'R'},
         {"by", required_argument, NULL, 'b'},     {"help", no_argument, NULL, 'h'},
         {"channel", required_argument, NULL, 'C'}, {"clear", no_argument, NULL, 'X'},
-        {NULL, 0, NULL, 0}};
+        {"json", no_argument, NULL, 'j'},         {NULL, 0, NULL, 0}};
     memset(a, 0, sizeof *a);
     a->cmd = argc > 0 ? argv[0] : "ops";
     bd_opts_t o;
@@ -70,6 +141,7 @@ static int ops_parse(int argc, char **argv, ops_args_t *a)
         case 'b': a->by = o.arg; break;
         case 'C': a->channel = o.arg; break;
         case 'X': a->clear = 1; break;
+        case 'j': a->json = 1; break;
         case 'h': rc = 1; break;
         default: rc = -1; break;
         }
@@ -90,7 +162,7 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
 {
     const char *c = a->cmd;
     int is_kill = !strcmp(c, "kill"), is_status = !strcmp(c, "status"), is_approve = !strcmp(c, "approve");
-    int is_pin = !strcmp(c, "pin");
+    int is_pin = !strcmp(c, "pin"), is_resume = !strcmp(c, "resume");
     int min = is_status ? 0 : is_pin ? 2 : 1, max = is_approve ? 2 : is_pin ? (a->clear ? 2 : 3) : 1;
     if (a->npos < min) {
         fprintf(stderr, "budgetd %s: missing %s\n", c, a->npos == 0 ? "portfolio" : "channel");
@@ -130,12 +202,26 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
         fprintf(stderr, "budgetd kill: --reason TEXT is required (say why, for whoever resumes)\n");
         return -1;
     }
-    if (!is_kill && (a->reason || a->by)) {
-        fprintf(stderr, "budgetd %s: --reason and --by belong to kill\n", c);
+    if ((!is_kill && a->reason) || (!is_kill && !is_resume && a->by)) {
+        fprintf(stderr, "budgetd %s: --reason belongs to kill, --by to kill and resume\n", c);
+        return -1;
+    }
+    if (a->json && !is_status) {
+        fprintf(stderr, "budgetd %s: --json belongs to status\n", c);
         return -1;
     }
     if (a->by && !*a->by) {
-        fprintf(stderr, "budgetd kill: --by must not be empty\n");
+        fprintf(stderr, "budgetd %s: --by must not be empty\n", c);
+        return -1;
+    }
+    if (is_kill && (strlen(a->reason) > OPS_REASON_MAX || !ops_text_ok(a->reason))) {
+        fprintf(stderr, "budgetd kill: --reason must be at most %d bytes of text without control "
+                "characters (got %zu bytes)\n", OPS_REASON_MAX, strlen(a->reason));
+        return -1;
+    }
+    if (a->by && (strlen(a->by) > OPS_BY_MAX || !ops_text_ok(a->by))) {
+        fprintf(stderr, "budgetd kill: --by must be at most %d bytes of text without control "
+                "characters (got %zu bytes)\n", OPS_BY_MAX, strlen(a->by));
         return -1;
     }
     *cycle = -1;
@@ -173,7 +259,11 @@ static bd_redis_t *ops_open(const ops_args_t *a, char *prefix_out, size_t prefix
     const char *pwenv = cfg ? cfg->redis.password_env : BD_DEFAULT_PASSWORD_ENV;
     int maxlen = cfg ? cfg->redis.stream_maxlen : 0;
     bd_redis_t *r;
-    bd_err_t e = bd_redis_open(url, prefix, pwenv, maxlen, &r, err, sizeof err);
+    /* Operators never run the engine's write script: no SCRIPT LOAD, which
+     * an operator's ACL user may not do (configs/redis/users.acl). */
+    bd_redis_opts_t ro = {.url = url, .user = cfg ? cfg->redis.user : NULL, .prefix = prefix,
+                          .password_env = pwenv, .stream_maxlen = maxlen, .no_scripts = true};
+    bd_err_t e = bd_redis_open_opts(&ro, &r, err, sizeof err);
     snprintf(prefix_out, prefix_len, "%s", prefix && *prefix ? prefix : BD_DEFAULT_PREFIX);
     if (cfg_out && e == BD_OK) *cfg_out = cfg;
     else bd_config_free(cfg);
@@ -225,13 +315,15 @@ static int ops_kill(bd_redis_t *r, const ops_args_t *a, const char *prefix)
         return ops_fail("kill", err);
     if (!known) return ops_unknown("kill", p, prefix);
     const char *by = a->by ? a->by : getenv("USER");
-    if (!by || !*by) by = "operator";
+    if (!by || !*by || strlen(by) > OPS_BY_MAX || !ops_text_ok(by)) by = "operator";
     int64_t at = (int64_t)time(NULL);
     if (bd_redis_set_kill(r, p, a->reason, by, at, err, sizeof err) != BD_OK) return ops_fail("kill", err);
     char iso[32];
     printf("killed %s at %s by %s: %s\n", p, ops_iso(at, iso, sizeof iso), by, a->reason);
+    char eb[OPS_ESC_CAP], er[OPS_ESC_CAP];
     if (old.killed)
-        printf("  (it was already killed by %s: %s; that reason is replaced)\n", old.by, old.reason);
+        printf("  (it was already killed by %s: %s; that reason is replaced)\n",
+               ops_esc(old.by, eb, sizeof eb), ops_esc(old.reason, er, sizeof er));
     printf("  adapters were notified on %s:notify and must spend nothing until `budgetd resume %s`\n", prefix,
            p);
     return BD_EXIT_OK;
@@ -294,20 +386,30 @@ static int ops_resume(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     if (bd_redis_get_kill_info(r, p, &old, err, sizeof err) != BD_OK ||
         bd_redis_get_fence(r, p, &known, &cycle, &version, err, sizeof err) != BD_OK)
         return ops_fail("resume", err);
-    if (!old.killed) {
+    bd_err_t e = BD_ERR_STALE;
+    if (old.killed) {
+        /* a recorded resume: the key deleted and who, when and which kill
+         * written in one step (a kill key that merely vanished is not a
+         * resume: the daemon writes it again) */
+        const char *by = a->by ? a->by : getenv("USER");
+        if (!by || !*by) by = "operator";
+        e = bd_redis_resume(r, p, by, (int64_t)time(NULL), err, sizeof err);
+    }
+    if (e == BD_ERR_STALE) {
         if (!known) return ops_unknown("resume", p, prefix);
         fprintf(stderr, "budgetd resume: %s is not killed: nothing to resume\n", p);
         return BD_EXIT_RUNTIME;
     }
-    if (bd_redis_clear_kill(r, p, err, sizeof err) != BD_OK) return ops_fail("resume", err);
-    char iso[32];
-    printf("resumed %s: cleared the kill by %s at %s: %s\n", p, old.by[0] ? old.by : "?",
-           ops_iso(old.at, iso, sizeof iso), old.reason);
+    if (e != BD_OK) return ops_fail("resume", err);
+    char iso[32], eb[OPS_ESC_CAP], er[OPS_ESC_CAP], es[OPS_ESC_CAP];
+    printf("resumed %s: cleared the kill by %s at %s: %s\n", p,
+           old.by[0] ? ops_esc(old.by, eb, sizeof eb) : "?", ops_iso(old.at, iso, sizeof iso),
+           ops_esc(old.reason, er, sizeof er));
     bd_redis_alloc_t al;
     if (bd_redis_get_alloc(r, p, 0, &al, err, sizeof err) == BD_OK) {
         if (al.present && strcmp(al.status, "active") != 0)
             printf("  the allocation in force (cycle %lld) is '%s' until the engine's next decision\n",
-                   (long long)al.cycle, al.status);
+                   (long long)al.cycle, ops_esc(al.status, es, sizeof es));
         bd_redis_alloc_free(&al);
     }
     return BD_EXIT_OK;
@@ -327,7 +429,9 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
     /* The daemon refuses to apply anything for a killed portfolio; an
      * approval left behind would surprise whoever resumes it later. */
     if (k.killed) {
-        fprintf(stderr, "budgetd approve: %s is killed (%s); resume it first\n", p, k.reason);
+        char er[OPS_ESC_CAP];
+        fprintf(stderr, "budgetd approve: %s is killed (%s); resume it first\n", p,
+                ops_esc(k.reason, er, sizeof er));
         return BD_EXIT_RUNTIME;
     }
     /* assist proposals are advice only: the daemon never applies them, so
@@ -519,24 +623,28 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
         bd_redis_alloc_free(&pr);
         return 1;
     }
-    char iso[32];
+    char iso[32], e1[OPS_ESC_CAP], e2[OPS_ESC_CAP];
     if (al.present)
-        printf("%s  mode %s  status %s  cycle %lld  version %lld  decided_at %s\n", p, al.mode, al.status,
+        printf("%s  mode %s  status %s  cycle %lld  version %lld  decided_at %s\n", p,
+               ops_esc(al.mode, e1, sizeof e1), ops_esc(al.status, e2, sizeof e2),
                (long long)al.cycle, (long long)al.version, ops_iso(al.decided_at, iso, sizeof iso));
     else
         printf("%s  no allocation in force\n", p);
     if (fcycle >= 0 && (!al.present || fcycle > al.cycle))
         printf("  last decided cycle %lld (the allocation in force was kept)\n", (long long)fcycle);
     if (k.killed)
-        printf("  KILLED by %s at %s: %s\n", k.by[0] ? k.by : "?", ops_iso(k.at, iso, sizeof iso), k.reason);
+        printf("  KILLED by %s at %s: %s\n", k.by[0] ? ops_esc(k.by, e1, sizeof e1) : "?",
+               ops_iso(k.at, iso, sizeof iso), ops_esc(k.reason, e2, sizeof e2));
     if (pr.present) {
-        printf("  proposal for cycle %lld (mode %s)", (long long)pr.cycle, pr.mode);
+        printf("  proposal for cycle %lld (mode %s)", (long long)pr.cycle,
+               ops_esc(pr.mode, e1, sizeof e1));
         if (strcmp(pr.mode, "assist") == 0)
             printf(": advice only (assist mode never applies proposals)\n");
         else if (has_appr && appr == pr.cycle)
             printf(": approved, waiting for the daemon to apply it\n");
         else
             printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);
+        if (pr.refused[0]) printf("  its approval was refused by the daemon: %s\n", pr.refused);
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
@@ -556,6 +664,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
 
 static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
 {
+    if (a->json) return bd_status_json(r, a->npos == 1 ? a->pos[0] : NULL, prefix);
     char err[BD_ERRBUF];
     if (a->npos == 1) {
         int rc = ops_status_one(r, a->pos[0], err, sizeof err);
@@ -567,6 +676,11 @@ static int ops_status(bd_redis_t *r, const ops_args_t *a, const char *prefix)
     size_t n;
     if (bd_redis_list_portfolios(r, &names, &n, err, sizeof err) != BD_OK) return ops_fail("status", err);
     if (n == 0) printf("no portfolios under prefix '%s'\n", prefix);
+    if (n > 0 && bd_status_summary(r, names, n, err, sizeof err) != 0) {
+        bd_redis_names_free(names, n);
+        return ops_fail("status", err);
+    }
+    if (n > 0) printf("\n");
     int code = BD_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         if (i) printf("\n");

@@ -179,11 +179,18 @@ static int replay_setup(replay_t *rp)
         return bd_opts_fail("replay", "%s: %s", rp->a.out_path, strerror(errno));
     if (rp->a.redis_url) {
         /* Same sink as the daemon: fenced scripts, checkpoints, held while
-         * Redis is down. Prefix and password come from the config. */
-        const bd_config_t *cfg = rp->cfg;
-        if (bd_redis_open_lazy(rp->a.redis_url, cfg->redis.prefix, cfg->redis.password_env,
-                               cfg->redis.stream_maxlen, &rp->sink.redis, err, sizeof(err)) != BD_OK)
+         * Redis is down. Prefix, user and password come from the config. */
+        bd_redis_opts_t ro;
+        bd_redis_opts_config(&ro, rp->cfg);
+        ro.url = rp->a.redis_url;
+        ro.lazy = true;
+        if (bd_redis_open_opts(&ro, &rp->sink.redis, err, sizeof(err)) != BD_OK)
             return bd_opts_fail("replay", "%s", err);
+        int rc = bd_cmd_check_cycle_marker(rp->sink.redis, rp->cfg, err, sizeof(err), NULL);
+        if (rc != BD_EXIT_OK) {
+            fprintf(stderr, "budgetd replay: %s\n", err);
+            return rc;
+        }
         rp->sink.pub = bd_publish_new(rp->sink.redis, NULL);
     }
     bd_engine_opts_t eo = {.threads = rp->a.threads, .live = false, .sink = replay_sink,
@@ -220,6 +227,11 @@ static int replay_loop(replay_t *rp)
     }
     bd_engine_flush(rp->e);
     if (pub && !bd_publish_flush(pub)) rc = BD_EXIT_RUNTIME;
+    if (pub && bd_publish_pending(pub)) {
+        fprintf(stderr, "budgetd replay: %zu decisions not written: Redis refused them (see above)\n",
+                bd_publish_pending(pub));
+        rc = BD_EXIT_RUNTIME;
+    }
     if (progress) fputs("\r\033[K", stderr);
     return rc;
 }

@@ -10,7 +10,11 @@
  *    from its checkpoint and skips the messages at or below that offset;
  *  - the offset stored for a partition never passes the first message that
  *    some portfolio applied but has not checkpointed yet, and dead-lettered
- *    messages are flushed to the DLQ before their offset is stored.
+ *    messages are flushed to the DLQ before their offset is stored;
+ *  - one owner per portfolio (docs/CONTRACT.md v2 §6.2): taking a portfolio
+ *    claims a new owner epoch in Redis before its checkpoint is read, every
+ *    write carries the epoch, and a write refused for a newer one, like a
+ *    lost Kafka assignment, drops the portfolio without writing anything.
  * Everything runs on one thread; decide jobs fan out to workers inside
  * bd_engine_flush. */
 #include <limits.h>
@@ -24,6 +28,7 @@
 #include "budgetd/backoff.h"
 #include "budgetd/checkpoint.h"
 #include "cmd.h"
+#include "daemon.h"
 #include "opts.h"
 #include "budgetd/config.h"
 #include "budgetd/decide.h"
@@ -64,29 +69,58 @@ static void on_signal(int sig)
     else g_stop = 1;
 }
 
-typedef struct {
-    bd_config_t *cfg;
-    const char *cfg_path;
-    bd_engine_t *e;
-    bd_redis_t *r;
-    bd_kafka_t *k;
-    bd_publish_t *pub;
-    bool event_time;
-    int idle_exit;              /* seconds without messages before a clean exit, 0 = never */
-    int threads;                /* --threads: decide workers */
-    const char *metrics_at;     /* --metrics HOST:PORT, NULL = off */
-    uint64_t applied, skipped, dead_lettered;
-    bd_metrics_t *metrics;      /* --metrics: NULL when off */
-} daemon_t;
+
+/* Monotonic seconds, for latencies (immune to wall-clock steps). */
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The per-portfolio series of the config's metrics section: the first
+ * max_portfolios portfolios in the order this process met them (a stable
+ * label set); the rest are only counted. */
+static void daemon_metrics_portfolios(bd_daemon_t *dm, bd_metrics_daemon_t *md)
+{
+    const bd_config_t *cfg = dm->cfg;
+    if (!cfg->metrics.per_portfolio) return;
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t), max = (size_t)cfg->metrics.max_portfolios;
+    size_t k = n < max ? n : max;
+    if (k > dm->obs.cap_pf) {
+        dm->obs.cap_pf = k;
+        dm->obs.pf = bd_xrealloc(dm->obs.pf, k * sizeof *dm->obs.pf);
+    }
+    for (size_t i = 0; i < k; i++) {
+        const bd_portfolio_t *p = bd_ptable_at(t, i);
+        dm->obs.pf[i] = (bd_metrics_portfolio_t){
+            .name = p->name, .killed = p->killed, .held = p->status == BD_STATUS_HELD,
+            .proposal = p->has_proposal, .alloc_cycle = p->alloc_cycle > 0 ? (uint64_t)p->alloc_cycle : 0,
+            .newest_event = p->newest_ts > 0 ? (uint64_t)p->newest_ts : 0};
+    }
+    md->pf = dm->obs.pf;
+    md->n_pf = k;
+    md->pf_omitted = n - k;
+}
 
 /* Hands the metrics thread a fresh snapshot (main thread only). */
-static void daemon_metrics(daemon_t *dm)
+static void daemon_metrics(bd_daemon_t *dm)
 {
     if (!dm->metrics) return;
+    const bd_daemon_obs_t *o = &dm->obs;
     bd_metrics_daemon_t md = {.applied = dm->applied, .skipped = dm->skipped,
                               .dead_lettered = dm->dead_lettered,
                               .redis_pending = bd_publish_pending(dm->pub),
-                              .redis_writes = bd_publish_writes(dm->pub)};
+                              .redis_writes = bd_publish_writes(dm->pub),
+                              .redis_write_failures = bd_publish_failures(dm->pub),
+                              .kill_trips = o->kill_trips,
+                              .cycle_seconds = (uint64_t)dm->cfg->cycle,
+                              .lateness_seconds = (uint64_t)dm->cfg->lateness,
+                              .start_time = (uint64_t)o->started,
+                              .last_message_at = (uint64_t)o->last_message_at,
+                              .last_decision_at = (uint64_t)o->last_decision_at,
+                              .cycle_latency = &o->cycle_latency, .event_latency = &o->event_latency};
     bd_kafka_dlq_stats(dm->k, &md.dlq_failures, &md.dlq_unacked);
     bd_ptable_t *t = bd_engine_table(dm->e);
     md.portfolios = bd_ptable_count(t);
@@ -100,42 +134,110 @@ static void daemon_metrics(daemon_t *dm)
             md.capped += ch->dlv.capped != 0;
             md.pinned += isfinite(bd_channel_pin(ch));
         }
+        md.redis_held += p->redis_held != 0;
+        md.held += p->status == BD_STATUS_HELD;
     }
+    daemon_metrics_portfolios(dm, &md);
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
+/* Drops p: another process owns it (or may: a lost assignment). Its queued
+ * decisions are discarded unwritten and its state forgotten, so that it is
+ * restored from Redis (and claimed anew) if it comes back. */
+static void daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(dm->e);
+    bd_publish_discard(dm->pub, p);
+    bd_engine_forget(dm->e, p);
+}
+
+/* Drops every portfolio whose write Redis refused for a newer owner. */
+static void daemon_drop_fenced(bd_daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (!p->fenced_out) continue;
+        bd_log(BD_LOG_WARN, "%s: dropped: another daemon owns it now (its owner epoch is above ours, %llu)",
+               p->name, (unsigned long long)p->epoch);
+        daemon_drop(dm, p);
+    }
+}
+
+/* The engine's sink: queues the decision for Redis (bd_publish_sink), notes
+ * its close and oldest-event times for the latency histograms, and logs
+ * the notable ones (a kill-switch trip, a held decision) as one line each. */
+static bd_err_t daemon_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json, size_t len)
+{
+    bd_daemon_t *dm = ctx;
+    bd_err_t rc = bd_publish_sink(dm->pub, p, d, json, len);
+    bd_daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == o->cap_fl) {
+        o->cap_fl = o->cap_fl ? 2 * o->cap_fl : 64;
+        o->fl = bd_xrealloc(o->fl, o->cap_fl * sizeof *o->fl);
+    }
+    double now = mono_now();
+    o->fl[o->n_fl++] = (bd_daemon_inflight_t){p->live_close_at > 0 ? p->live_close_at : now, p->live_event_at};
+    p->live_close_at = 0;
+    p->live_event_at = 0;
+    if (d->tripped && d->kill_reason) {
+        o->kill_trips++;
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: kill-switch tripped: %s", p->name, d->kill_reason);
+    } else if (d->path == BD_PATH_HELD) {
+        bd_log_kv(BD_LOG_WARN, p->name, d->cycle, "%s: decision held%s%s", p->name, d->note ? ": " : "",
+                  d->note ? d->note : "");
+    }
+    return rc;
+}
+
+/* After a successful write: every decision queued since the last one is in
+ * Redis now; observe their latencies. */
+static void daemon_observe_written(bd_daemon_t *dm)
+{
+    bd_daemon_obs_t *o = &dm->obs;
+    if (o->n_fl == 0) return;
+    double now = mono_now();
+    for (size_t i = 0; i < o->n_fl; i++) {
+        bd_metrics_observe(&o->cycle_latency, now - o->fl[i].t_close);
+        if (o->fl[i].t_event > 0) bd_metrics_observe(&o->event_latency, now - o->fl[i].t_event);
+    }
+    o->n_fl = 0;
+    o->last_decision_at = time(NULL);
+}
+
 /* Writes what the engine decided (held and retried while Redis is down);
- * the crash hook sits right after a successful write, before offsets. */
-static bool daemon_write(daemon_t *dm)
+ * the crash hook sits right after a successful write, before offsets.
+ * Portfolios fenced out by the write are dropped. */
+static bool daemon_write(bd_daemon_t *dm)
 {
     bool ok = bd_publish_flush(dm->pub);
     if (ok && g_crash_write > 0 && (long)bd_publish_writes(dm->pub) >= g_crash_write) raise(SIGKILL);
+    if (ok) daemon_observe_written(dm);
+    daemon_drop_fenced(dm);
     return ok;
 }
 
-/* Follows p's kill key: present latches p (an operator's kill, or the
- * engine's own trip), absent clears a latch (an operator's resume). */
-static bd_err_t daemon_sync_kill(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+/* Notes the closes the engine has queued and not yet decided (the sync's
+ * tick, a watermark for every portfolio): their close time is now. */
+static void daemon_mark_closes(bd_daemon_t *dm)
 {
-    int killed = 0;
-    char reason[256];
-    bd_err_t rc = bd_redis_get_kill(dm->r, p->name, reason, sizeof(reason), &killed, err, errlen);
-    if (rc != BD_OK) return rc;
-    if (killed && !p->killed) {
-        bd_killswitch_operator_kill(p, reason);
-        bd_log(BD_LOG_INFO, "%s: killed by operator (%s)", p->name, reason);
-    } else if (!killed && p->killed) {
-        bd_killswitch_operator_resume(p);
-        bd_log(BD_LOG_INFO, "%s: resumed by operator", p->name);
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    double now = 0;
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (!p->pending || p->live_close_at > 0) continue;
+        if (now == 0) now = mono_now();
+        p->live_close_at = now;
     }
-    return BD_OK;
 }
 
 /* Follows p's run-time pins (PFX:{P}:pin, docs/CONTRACT.md §7): a channel
  * of p named in the hash is pinned to its amount, any other has none (its
  * config pin applies). A channel not seen yet gets its pin at the first
  * poll after it appears. */
-static bd_err_t daemon_sync_pins(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+static bd_err_t daemon_sync_pins(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     bd_redis_chan_t *pins;
     size_t n;
@@ -156,10 +258,10 @@ static bd_err_t daemon_sync_pins(daemon_t *dm, bd_portfolio_t *p, char *err, siz
     return BD_OK;
 }
 
-/* Takes p's requests to clear a channel's data fault (PFX:{P}:resume,
+/* Takes p's requests to clear a channel's data fault (PFX:{P}:fault_clear,
  * `budgetd resume P --channel C`): the fault ends and the channel learns
  * again from the cycle now open (fault.h: an operator's clear). */
-static bd_err_t daemon_sync_resumes(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+static bd_err_t daemon_sync_resumes(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     char **names;
     size_t n;
@@ -185,7 +287,7 @@ static bd_err_t daemon_sync_resumes(daemon_t *dm, bd_portfolio_t *p, char *err, 
 
 /* Pins and fault clears of every started portfolio, polled with the kill
  * keys (before the cycle closes of a sync run). */
-static void daemon_poll_limits(daemon_t *dm)
+static void daemon_poll_limits(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -200,39 +302,90 @@ static void daemon_poll_limits(daemon_t *dm)
 }
 
 /* One Redis step of a restore: BD_OK, or the error that makes it retry. */
-typedef bd_err_t (*daemon_step_fn)(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
+typedef bd_err_t (*daemon_step_fn)(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
 
 /* Runs step until it succeeds, waiting out a Redis outage on the
  * BD_BACKOFF_REDIS schedule and reconnecting between attempts; what names
- * the step in the log. False when a stop was asked first. */
-static bool daemon_retry(daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
+ * the step in the log. False when a stop was asked first, or when Redis
+ * refused the step for p alone (daemon_refused): retrying that would stall
+ * every portfolio. */
+static bool daemon_retry(bd_daemon_t *dm, bd_portfolio_t *p, const char *what, daemon_step_fn step)
 {
     bd_backoff_t b = BD_BACKOFF_REDIS;
     char err[512];
     while (!g_stop) {
-        if (step(dm, p, err, sizeof(err)) == BD_OK) return true;
+        if (step(dm, p, err, sizeof(err)) == BD_OK) {
+            if (b.attempt > 0) bd_log(BD_LOG_INFO, "redis: recovered (%s %s)", what, p->name);
+            return true;
+        }
+        if (bd_redis_connected(dm->r)) {
+            bd_daemon_refused(p, what, err);
+            return false;
+        }
         int ms = bd_backoff_next_ms(&b);
-        bd_log(BD_LOG_WARN, "redis unavailable %s %s (%s), retry in %d ms", what, p->name, err, ms);
+        bd_log_kv(BD_LOG_WARN, p->name, BD_LOG_NO_CYCLE, "redis unavailable %s %s (%s), retry in %d ms", what,
+                  p->name, err, ms);
         bd_backoff_sleep_ms(ms);
         bd_redis_reconnect(dm->r, err, sizeof(err));
     }
     return false;
 }
 
+/* Claims p in Redis: a new owner epoch, above any other process's, that
+ * every write of ours carries from now (docs/CONTRACT.md v2 §6.2). */
+static bd_err_t daemon_claim(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    uint64_t epoch;
+    bd_err_t rc = bd_redis_claim(dm->r, p->name, p->epoch, &epoch, &dm->claim_cycle_len, err, errlen);
+    if (rc != BD_OK) return rc;
+    p->epoch = epoch;
+    p->fenced_out = false;
+    bd_log(BD_LOG_DEBUG, "%s: claimed, owner epoch %llu", p->name, (unsigned long long)epoch);
+    return BD_OK;
+}
+
+/* The cycle length p's state in Redis was written with, from its fence
+ * (claimed just before) or its checkpoint; 0 when neither says. */
+static int64_t daemon_stored_cycle_len(const bd_daemon_t *dm, const bd_portfolio_t *p, const void *blob,
+                                       size_t len)
+{
+    int64_t cl = 0;
+    char err[256];
+    if (blob && len && bd_checkpoint_cycle_len(p, blob, len, &cl, err, sizeof(err)) != BD_OK) cl = 0;
+    return cl ? cl : dm->claim_cycle_len;
+}
+
 /* Loads p's checkpoint, if it has one. A checkpoint that does not decode
- * is logged and ignored: p starts afresh. */
-static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+ * is logged and ignored: p starts afresh. A checkpoint (or fence) of
+ * another cycle length is not restored: its cycles count in other units,
+ * so p is killed with the reason instead of freezing silently
+ * (docs/CONTRACT.md v2 §6.5). */
+static bd_err_t daemon_load(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
 {
     void *blob = NULL;
     size_t len = 0;
     int64_t cycle = 0;
     bd_err_t rc = bd_redis_load_state(dm->r, p->name, &blob, &len, &cycle, err, errlen);
     if (rc != BD_OK) return rc;
-    if (blob && len) {
-        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK)
+    int64_t stored = daemon_stored_cycle_len(dm, p, blob, len);
+    if (stored && stored != dm->cfg->cycle) {
+        char why[160];
+        snprintf(why, sizeof(why), "cycle length changed (state in Redis: %llds, config: %llds)",
+                 (long long)stored, (long long)dm->cfg->cycle);
+        bd_killswitch_engine_kill(p, why, (int64_t)time(NULL));
+        bd_log(BD_LOG_ERROR, "%s: %s: not restored, killed; set cycle back to %llds, or start it afresh "
+               "(delete its keys, or use another redis.prefix)", p->name, why, (long long)stored);
+        /* the key now (a failure is retried by the kill poll, which finds
+         * the latch without its key) */
+        if (bd_redis_set_kill(dm->r, p->name, why, "engine", p->kill_at, err, errlen) != BD_OK)
+            bd_log(BD_LOG_WARN, "%s: writing the kill key: %s", p->name, err);
+    } else if (blob && len) {
+        if (bd_checkpoint_decode(p, blob, len, err, errlen) != BD_OK) {
             bd_log(BD_LOG_WARN, "%s: ignoring checkpoint: %s", p->name, err);
-        else
+        } else {
             p->ckpt_offset = p->offset;
+            bd_engine_restored(dm->e, p);
+        }
     }
     free(blob);
     p->first_unsaved = -1;
@@ -240,20 +393,23 @@ static bd_err_t daemon_load(daemon_t *dm, bd_portfolio_t *p, char *err, size_t e
 }
 
 /* Restores p from its checkpoint the first time it is seen in this process
- * (or after its partition came back). Retries while Redis is down. */
-static void daemon_restore(daemon_t *dm, bd_portfolio_t *p)
+ * (or after its partition came back). The claim comes first: from then on
+ * the previous owner's writes are refused, so the checkpoint read next is
+ * the last one it wrote. Retries while Redis is down. */
+static void daemon_restore(bd_daemon_t *dm, bd_portfolio_t *p)
 {
+    if (!daemon_retry(dm, p, "claiming", daemon_claim)) return;
     if (!daemon_retry(dm, p, "loading", daemon_load)) return;
     /* The kill key is the truth (docs/CONTRACT.md §3), also for a portfolio
      * killed or resumed while no daemon owned it: latch or clear it now,
      * before its first decision here, not a poll later. */
-    daemon_retry(dm, p, "reading the kill key of", daemon_sync_kill);
+    daemon_retry(dm, p, "reading the kill key of", bd_daemon_sync_kill);
     daemon_retry(dm, p, "reading the pins of", daemon_sync_pins);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per
  * portfolio thanks to the checkpointed offset. */
-static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
+static void daemon_message(bd_daemon_t *dm, const bd_kafka_msg_t *m)
 {
     bd_engine_decoded_t dec;
     const bd_event_t *ev = &dec.ev;
@@ -293,12 +449,19 @@ static void daemon_message(daemon_t *dm, const bd_kafka_msg_t *m)
     if (p) {
         p->offset = m->offset;
         if (p->first_unsaved < 0) p->first_unsaved = m->offset;
+        /* latency marks (metrics): a close this message queued, an event
+         * waiting for its first decision */
+        if ((p->pending && p->live_close_at == 0) || (r == BD_REJ_NONE && p->live_event_at == 0)) {
+            double now = mono_now();
+            if (p->pending && p->live_close_at == 0) p->live_close_at = now;
+            if (r == BD_REJ_NONE && p->live_event_at == 0) p->live_event_at = now;
+        }
     }
 }
 
 /* The offsets that are safe to store: per owned partition, the first
  * message some portfolio has not checkpointed yet, else the next one. */
-static void daemon_store_offsets(daemon_t *dm)
+static void daemon_store_offsets(bd_daemon_t *dm)
 {
     /* Dead letters must be durable before we move past them. */
     if (!bd_kafka_flush_dlq(dm->k, 1000)) return;
@@ -316,7 +479,7 @@ static void daemon_store_offsets(daemon_t *dm)
  * set by an operator stops the portfolio at the decisions about to be made;
  * a cleared kill resumes it. Touches only the latch, so it may run while
  * close jobs are queued. */
-static void daemon_poll_kills(daemon_t *dm)
+static void daemon_poll_kills(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -324,16 +487,37 @@ static void daemon_poll_kills(daemon_t *dm)
     for (size_t i = 0; i < n; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
         if (p->open == INT64_MIN || p->partition < 0) continue;
-        if (daemon_sync_kill(dm, p, err, sizeof(err)) != BD_OK) return; /* Redis down: next round */
+        if (bd_daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
+        if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
+        bd_daemon_refused(p, "reading the kill key of", err);
     }
 }
 
-/* Applies p's approved proposal of cycle through the approval script. The
- * checkpoint written with it must already hold the approved allocation, so
- * the allocation changes first and is rolled back when Redis refuses. */
-static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
+/* The approved proposal no longer passes the config in force (a reload
+ * since it was made): refused, the reason logged and written on the
+ * proposal, the approve key cleared. */
+static void daemon_refuse_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, const char *why)
 {
     char err[512];
+    bd_log(BD_LOG_WARN, "%s: approval of cycle %lld refused: the proposal no longer passes the config in "
+           "force: %s", p->name, (long long)cycle, why);
+    bd_err_t rc = bd_redis_refuse_approval(dm->r, p->name, p->epoch, cycle, why, err, sizeof(err));
+    if (rc == BD_ERR_FENCED) p->fenced_out = true;
+    else if (rc != BD_OK) bd_log(BD_LOG_WARN, "%s: recording the refusal: %s", p->name, err);
+}
+
+/* Applies p's approved proposal of cycle through the approval script,
+ * after re-verifying it against the config in force (refused otherwise).
+ * The checkpoint written with it must already hold the approved
+ * allocation, so the allocation changes first and is rolled back when
+ * Redis refuses. */
+static void daemon_apply_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
+{
+    char err[512];
+    if (bd_decide_approval_check(p, err, sizeof(err)) != BD_OK) {
+        daemon_refuse_approval(dm, p, cycle, err);
+        return;
+    }
     bd_decide_approval_record(p, (int64_t)time(NULL), json, cap);
     double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
     for (size_t c = 0; c < p->n; c++) {
@@ -345,10 +529,18 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
     size_t scap = 0;
     unsigned char *state = NULL;
     size_t slen = bd_checkpoint_encode(p, &state, &scap);
-    bd_err_t rc = bd_redis_apply_approval(dm->r, p->name, cycle, *json, state, slen, err, sizeof(err));
+    bd_err_t rc = bd_redis_apply_approval_owned(dm->r, p->name, p->epoch, cycle, *json, state, slen,
+                                                NULL, err, sizeof(err));
     free(state);
+    if (rc == BD_ERR_FENCED) {
+        bd_log(BD_LOG_WARN, "%s: %s; dropped: another daemon owns it now", p->name, err);
+        free(old);
+        daemon_drop(dm, p);
+        return;
+    }
     if (rc == BD_OK) {
-        bd_log(BD_LOG_INFO, "%s: approved proposal of cycle %lld applied", p->name, (long long)cycle);
+        bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approved proposal of cycle %lld applied", p->name,
+                  (long long)cycle);
         p->ckpt_offset = p->offset;
         p->first_unsaved = -1;
     } else {
@@ -359,7 +551,8 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
         p->status = old_status;
         if (rc == BD_ERR_STALE) {
             /* superseded or killed meanwhile: drop the request */
-            bd_log(BD_LOG_INFO, "%s: approval of cycle %lld refused: %s", p->name, (long long)cycle, err);
+            bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approval of cycle %lld refused: %s", p->name,
+                      (long long)cycle, err);
             bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
         } else {
             p->has_proposal = true; /* Redis down: try again next round */
@@ -371,7 +564,7 @@ static void daemon_apply_approval(daemon_t *dm, bd_portfolio_t *p, int64_t cycle
 /* Operator approvals, polled after the sync's decisions are written (no
  * close job queued, Redis holds every decision made): an approve naming the
  * pending proposal's cycle applies it through the approval script. */
-static void daemon_poll_approvals(daemon_t *dm)
+static void daemon_poll_approvals(bd_daemon_t *dm)
 {
     bd_ptable_t *t = bd_engine_table(dm->e);
     size_t n = bd_ptable_count(t);
@@ -384,7 +577,11 @@ static void daemon_poll_approvals(daemon_t *dm)
         if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
         int present = 0;
         int64_t cycle = 0;
-        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) break;
+        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) {
+            if (!bd_redis_connected(dm->r)) break; /* Redis down: next round */
+            bd_daemon_refused(p, "reading the approve key of", err);
+            continue;
+        }
         if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
     }
     free(json);
@@ -405,7 +602,7 @@ static void daemon_log_lines(bd_log_level_t level, const char *head, const char 
 
 /* Config reload on SIGHUP: the new file must load and fit the live state,
  * else the old config stays and the reason is logged. */
-static void daemon_reload(daemon_t *dm)
+static void daemon_reload(bd_daemon_t *dm)
 {
     char err[8192];
     bd_config_t *ncfg;
@@ -425,30 +622,57 @@ static void daemon_reload(daemon_t *dm)
     bd_log(BD_LOG_INFO, "config reloaded from %s", dm->cfg_path);
 }
 
-/* Called by the Kafka layer before partitions are taken away: everything
- * decided is written and checkpointed, then their portfolios are forgotten
- * so that the next owner (or we, later) restores them from Redis. */
-static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
+/* Called by the Kafka layer when partitions are taken away. A revoke:
+ * everything decided is written and checkpointed first. A lost assignment
+ * (we were thrown out of the group: another daemon may own them already):
+ * nothing is written, stored or committed. Either way their portfolios are
+ * then dropped (forgotten, their unwritten decisions discarded), so that
+ * the next owner (or we, later) restores them from Redis and no decision
+ * of ours is made from their stale state meanwhile. */
+static void daemon_drop_partitions(void *ctx, const int32_t *parts, size_t n, bool lost)
 {
-    daemon_t *dm = ctx;
-    bd_engine_flush(dm->e);
-    daemon_write(dm);
-    daemon_store_offsets(dm);
+    bd_daemon_t *dm = ctx;
+    if (!lost) {
+        bd_engine_flush(dm->e);
+        daemon_write(dm);
+        daemon_store_offsets(dm);
+    }
     bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t np = bd_ptable_count(t);
+    size_t np = bd_ptable_count(t), dropped = 0;
     for (size_t i = 0; i < np; i++) {
         bd_portfolio_t *p = bd_ptable_at(t, i);
-        for (size_t k = 0; k < n; k++)
-            if (p->partition == parts[k]) p->partition = -1;
+        for (size_t k = 0; k < n; k++) {
+            if (p->partition != parts[k]) continue;
+            daemon_drop(dm, p);
+            dropped++;
+            break;
+        }
     }
+    bd_log(lost ? BD_LOG_WARN : BD_LOG_INFO, "%s: dropped %zu portfolio(s)%s",
+           lost ? "assignment lost" : "partitions revoked", dropped,
+           lost ? " without writing (another daemon owns them now)" : " after writing them");
+}
+
+/* The Kafka layer's revoke: write, then drop. */
+static void daemon_on_revoke(void *ctx, const int32_t *parts, size_t n)
+{
+    daemon_drop_partitions(ctx, parts, n, false);
+}
+
+/* The Kafka layer's lost assignment: drop at once, write nothing. */
+static void daemon_on_lost(void *ctx, const int32_t *parts, size_t n)
+{
+    daemon_drop_partitions(ctx, parts, n, true);
 }
 
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void run_usage(FILE *f)
 {
     fputs("usage: budgetd run -c CONFIG [--event-time] [--idle-exit SECONDS] [--threads N]\n"
-          "                   [--metrics HOST:PORT]\n"
+          "                   [--metrics HOST:PORT] [--log-format text|logfmt|json]\n"
           "  --metrics A    serve Prometheus counters on http://A/metrics\n"
+          "  --log-format F the log lines on stderr: text (default), logfmt or json, each\n"
+          "                 with level, portfolio and cycle as keys (include/budgetd/log.h)\n"
           "  --event-time   close cycles by event time only (no wall clock): rehearsal\n"
           "                 on a topic holding historical events\n"
           "  --idle-exit S  exit cleanly after S seconds without messages (demos, tests)\n",
@@ -457,12 +681,12 @@ static void run_usage(FILE *f)
 
 /* Parses argv into dm's options. Returns -1 to go on, else the exit code
  * (usage or --help printed). */
-static int run_parse(int argc, char **argv, daemon_t *dm)
+static int run_parse(int argc, char **argv, bd_daemon_t *dm)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"event-time", no_argument, NULL, 'E'},
         {"idle-exit", required_argument, NULL, 'I'}, {"threads", required_argument, NULL, 't'},
-        {"metrics", required_argument, NULL, 'M'},
+        {"metrics", required_argument, NULL, 'M'}, {"log-format", required_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     bd_opts_t o;
     bd_opts_init(&o, "run", argc, argv, "c:t:h", longopts);
@@ -476,6 +700,12 @@ static int run_parse(int argc, char **argv, daemon_t *dm)
             if (!bd_opts_int(&o, 0, RUN_MAX_IDLE_EXIT, &dm->idle_exit)) rc = BD_EXIT_USAGE;
             break;
         case 'M': dm->metrics_at = o.arg; break;
+        case 'L':
+            if (!bd_log_format_parse(o.arg, &dm->log_format)) {
+                fprintf(stderr, "budgetd run: --log-format must be text, logfmt or json, got '%s'\n", o.arg);
+                rc = BD_EXIT_USAGE;
+            }
+            break;
         case 't':
             if (!bd_opts_int(&o, 1, BD_CMD_MAX_THREADS, &dm->threads)) rc = BD_EXIT_USAGE;
             break;
@@ -516,7 +746,7 @@ static int run_fail(const char *err)
  * Redis (lazily: a Redis that is down is retried, not fatal), Kafka, the
  * publisher and the engine. Returns BD_EXIT_OK or the exit code of the
  * failure (message printed). */
-static int run_setup(daemon_t *dm)
+static int run_setup(bd_daemon_t *dm)
 {
     char err[8192];
     if (bd_config_load(dm->cfg_path, &dm->cfg, err, sizeof(err)) != BD_OK) {
@@ -528,16 +758,26 @@ static int run_setup(daemon_t *dm)
     if (dm->metrics_at && bd_metrics_start(dm->metrics_at, &dm->metrics, err, sizeof(err)) != BD_OK)
         return run_fail(err);
     const bd_config_t *cfg = dm->cfg;
-    if (bd_redis_open_lazy(cfg->redis.url, cfg->redis.prefix, cfg->redis.password_env,
-                           cfg->redis.stream_maxlen, &dm->r, err, sizeof(err)) != BD_OK)
-        return run_fail(err);
+    bd_redis_opts_t ro;
+    bd_redis_opts_config(&ro, cfg);
+    ro.lazy = true;
+    if (bd_redis_open_opts(&ro, &dm->r, err, sizeof(err)) != BD_OK) return run_fail(err);
+    int rc = bd_cmd_check_cycle_marker(dm->r, cfg, err, sizeof(err), &g_stop);
+    if (rc != BD_EXIT_OK) {
+        bd_log(BD_LOG_ERROR, "%s", err);
+        return rc;
+    }
     dm->k = bd_kafka_open(cfg, daemon_on_revoke, dm, err, sizeof(err));
     if (!dm->k) return run_fail(err);
+    bd_kafka_on_lost(dm->k, daemon_on_lost);
     dm->pub = bd_publish_new(dm->r, &g_stop);
     /* prefault: the daemon lives long; its dedup window should not fault
      * page by page under the first backlog it consumes */
+    bd_metrics_hist_init(&dm->obs.cycle_latency, bd_metrics_cycle_latency_le, bd_metrics_cycle_latency_n);
+    bd_metrics_hist_init(&dm->obs.event_latency, bd_metrics_event_latency_le, bd_metrics_event_latency_n);
+    dm->obs.started = time(NULL);
     bd_engine_opts_t eo = {.threads = dm->threads, .live = !dm->event_time, .prefault = true,
-                           .sink = bd_publish_sink, .sink_ctx = dm->pub};
+                           .sink = daemon_sink, .sink_ctx = dm};
     dm->e = bd_engine_new(cfg, &eo);
     bd_log(BD_LOG_INFO, "running: topic %s, group %s, redis prefix %s%s", cfg->kafka.topic, cfg->kafka.group,
           cfg->redis.prefix, dm->event_time ? ", event time only" : "");
@@ -547,7 +787,7 @@ static int run_setup(daemon_t *dm)
 /* One sync: operator kills, cycle closes, decisions written, approvals
  * (once a second), offsets stored, metrics. False when the decisions could
  * not be written (stop requested while Redis is down). */
-static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
+static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
 {
     bool ops = now != *last_ops;
     /* Kills before the closes: none of the decisions made after an
@@ -555,8 +795,11 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
     if (ops) daemon_poll_kills(dm);
     if (ops) daemon_poll_limits(dm);
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
+    if (dm->metrics) daemon_mark_closes(dm);
     bd_engine_flush(dm->e);
     if (!daemon_write(dm)) return false;
+    bd_daemon_check_lost_keys(dm, now);
+    daemon_drop_fenced(dm);
     if (ops) {
         daemon_poll_approvals(dm);
         *last_ops = now;
@@ -569,7 +812,7 @@ static bool daemon_sync(daemon_t *dm, time_t now, time_t *last_ops)
 /* The main loop: consume, reload on SIGHUP, sync when idle, every second
  * and every 1000 messages (bounds both latency and the work redone after a
  * crash). Ends on a signal, --idle-exit, or a write given up. */
-static void run_loop(daemon_t *dm)
+static void run_loop(bd_daemon_t *dm)
 {
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
@@ -579,6 +822,7 @@ static void run_loop(daemon_t *dm)
         int got = bd_kafka_poll(dm->k, &m, 100);
         time_t now = time(NULL);
         if (got > 0) {
+            dm->obs.last_message_at = now;
             daemon_message(dm, &m);
             bd_kafka_msg_done(dm->k, &m);
             last_msg = now;
@@ -600,11 +844,15 @@ static void run_loop(daemon_t *dm)
 
 /* Graceful stop: finish the batch, checkpoint, commit. Returns the exit
  * code: BD_EXIT_RUNTIME when decisions were left unwritten. */
-static int run_shutdown(daemon_t *dm)
+static int run_shutdown(bd_daemon_t *dm)
 {
     int rc = BD_EXIT_OK;
     bd_engine_flush(dm->e);
     if (daemon_write(dm)) {
+        if (bd_publish_pending(dm->pub))
+            bd_log(BD_LOG_WARN, "stopping with %zu decisions of held portfolios unwritten (Redis refused "
+                   "them): their offsets are not committed, they will be redone",
+                   bd_publish_pending(dm->pub));
         daemon_store_offsets(dm);
         bd_kafka_commit(dm->k);
     } else {
@@ -620,7 +868,7 @@ static int run_shutdown(daemon_t *dm)
 
 /* Frees whatever dm holds (any part may be missing). Kafka goes first: its
  * close may still call daemon_on_revoke, which needs the rest. */
-static void run_teardown(daemon_t *dm)
+static void run_teardown(bd_daemon_t *dm)
 {
     bd_kafka_close(dm->k);
     bd_engine_free(dm->e);
@@ -628,15 +876,18 @@ static void run_teardown(daemon_t *dm)
     bd_metrics_stop(dm->metrics);
     bd_publish_free(dm->pub);
     bd_config_free(dm->cfg);
+    free(dm->obs.fl);
+    free(dm->obs.pf);
 }
 
 /* The command: parse, set up, loop until stopped, shut down cleanly. */
 int bd_cmd_run(int argc, char **argv)
 {
-    daemon_t dm = {0};
+    bd_daemon_t dm = {0};
     int rc = run_parse(argc, argv, &dm);
     if (rc < 0) {
         bd_log_set_timestamps(true); /* a daemon's stderr is its log */
+        bd_log_set_format(dm.log_format);
         rc = run_setup(&dm);
         if (rc == BD_EXIT_OK) {
             run_loop(&dm);

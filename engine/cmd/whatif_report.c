@@ -1,7 +1,7 @@
 /* whatif_report.c: the output of `budgetd whatif` (whatif_int.h): one
  * document written twice, as DIR/summary.md (echoed to stdout) and as the
  * self-contained DIR/report.html (its figures inline as data: URIs), and
- * the machine-readable DIR/whatif.json (docs/CONTRACT.md §8). Every number
+ * the machine-readable DIR/whatif.json (docs/CONTRACT.md §10). Every number
  * is a function of the log, the configs, the seed and the draws: no time,
  * no thread count. */
 #include <errno.h>
@@ -575,7 +575,7 @@ static void json_metrics(FILE *f, const bd_loop_summary_t *s)
     json_iv(f, "kills", &s->kills, 2);
 }
 
-/* DIR/whatif.json (docs/CONTRACT.md §8). */
+/* DIR/whatif.json (docs/CONTRACT.md §10). */
 static int wi_json(const wi_t *w)
 {
     char path[1024];

@@ -1,7 +1,7 @@
 /* config.c: loading the YAML config and looking things up in it. The keys
  * are listed in docs/CONTRACT.md §5 (configs/example.yaml writes out every
  * one); their types, ranges and built-in values are the rows of the tables
- * below (top level, kafka, redis) and in policy.c (everything a portfolio
+ * below (top level, kafka, redis, metrics) and in policy.c (everything a portfolio
  * inherits).
  *
  * libyaml's document API is used rather than libcyaml: libcyaml 1.3 reports
@@ -78,6 +78,20 @@ static bool check_redis_prefix(bd_yaml_ctx_t *cx, const yaml_node_t *v, const ch
     return false;
 }
 
+/* An ACL user name goes into AUTH as one argument: no spaces or control
+ * characters (Redis' own rule for names in an ACL file). */
+static bool check_redis_user(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                             const void *val)
+{
+    const char *s = *(char *const *)val;
+    bool ok = strlen(s) < 128;
+    for (const unsigned char *p = (const unsigned char *)s; *p && ok; p++) ok = *p > ' ' && *p != 0x7f;
+    if (ok) return true;
+    bd_yaml_err(cx, bd_yaml_line(v), "%s: an ACL user name of at most 127 characters, no spaces or "
+                "control characters", what);
+    return false;
+}
+
 /* `defaults`: the policy every portfolio starts from. */
 static void load_defaults(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const char *what, void *base,
                           void *user)
@@ -128,6 +142,10 @@ static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const c
     }
     free(pr);
     qsort(c->portfolios, c->n_portfolios, sizeof *c->portfolios, cmp_portfolio);
+    /* max_portfolios is applied before portfolios (row order) */
+    if ((int64_t)c->n_portfolios > c->max_portfolios)
+        bd_yaml_err(cx, bd_yaml_line(kv->key), "portfolios: %zu listed, more than max_portfolios %lld",
+                    c->n_portfolios, (long long)c->max_portfolios);
 }
 
 #define CFG(f) .off = offsetof(bd_config_t, f), .size = sizeof(((bd_config_t *)0)->f)
@@ -150,8 +168,19 @@ static const bd_cfg_key_t REDIS[] = {
      .dflt_str = BD_DEFAULT_PASSWORD_ENV},
     {"stream_maxlen", BD_KEY_INT, CFG(redis.stream_maxlen), .lo = 1, .hi = 100000000,
      .dflt = BD_DEFAULT_STREAM_MAXLEN},
+    {"user", BD_KEY_STR, CFG(redis.user), .flag = true, .dflt_str = "", .check = check_redis_user},
 };
 const bd_cfg_section_t bd_cfg_redis_keys = {"redis", REDIS, sizeof REDIS / sizeof *REDIS, false};
+
+/* What /metrics exports: per-portfolio series only when asked, and then
+ * for a bounded number of portfolios (a label per portfolio multiplies the
+ * series a Prometheus server stores). */
+static const bd_cfg_key_t METRICS[] = {
+    {"per_portfolio", BD_KEY_BOOL, CFG(metrics.per_portfolio), .dflt = 0},
+    {"max_portfolios", BD_KEY_INT, CFG(metrics.max_portfolios), .lo = 1, .hi = 10000,
+     .dflt = BD_DEFAULT_METRICS_MAX_PORTFOLIOS},
+};
+const bd_cfg_section_t bd_cfg_metrics_keys = {"metrics", METRICS, sizeof METRICS / sizeof *METRICS, false};
 
 /* Row order is the order applied (see bd_cfg_section_t.top). */
 static const bd_cfg_key_t TOP[] = {
@@ -161,25 +190,16 @@ static const bd_cfg_key_t TOP[] = {
     {"lateness", BD_KEY_DUR, CFG(lateness), .dflt = 0},
     {"seed", BD_KEY_U64, CFG(seed), .dflt = BD_DEFAULT_SEED},
     {"dedup_window", BD_KEY_DUR, CFG(dedup_window), .dflt = BD_DEFAULT_DEDUP_WINDOW},
+    {"max_portfolios", BD_KEY_INT, CFG(max_portfolios), .lo = 1, .hi = 10000000,
+     .dflt = BD_DEFAULT_MAX_PORTFOLIOS},
+    {"max_ahead", BD_KEY_DUR, CFG(max_ahead), .flag = true, .dflt = BD_DEFAULT_MAX_AHEAD},
     {"kafka", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_kafka_keys},
     {"redis", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_redis_keys},
+    {"metrics", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_metrics_keys},
     {"defaults", BD_KEY_MAP, CFG(defaults), .sub = &bd_cfg_policy_keys, .apply = load_defaults},
     {"portfolios", BD_KEY_MAP, .apply = load_portfolios},
 };
 const bd_cfg_section_t bd_cfg_top_keys = {"the top level", TOP, sizeof TOP / sizeof *TOP, true};
-
-/* Reports a libyaml parser error at its problem mark. */
-static void yaml_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
-{
-    int line = (int)p->problem_mark.line + 1;
-    const char *prob = p->problem ? p->problem : "malformed YAML";
-    if (p->error == YAML_MEMORY_ERROR) prob = "out of memory";
-    if (p->context)
-        bd_yaml_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
-                    p->context, (int)p->context_mark.line + 1);
-    else
-        bd_yaml_err(cx, line, "YAML syntax error: %s", prob);
-}
 
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
                                bd_config_t **out, char *errbuf, size_t errlen)
@@ -205,6 +225,10 @@ bd_err_t bd_config_load_string_set(const char *yaml, size_t len, const char *nam
 {
     *out = NULL;
     if (errbuf && errlen) errbuf[0] = '\0';
+    if (len > BD_CONFIG_MAX_BYTES)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "%s: larger than %d bytes (the config size limit)", name ? name : "config",
+                       BD_CONFIG_MAX_BYTES);
     bd_yaml_ctx_t cx;
     memset(&cx, 0, sizeof cx);
     cx.name = name ? name : "config";
@@ -219,13 +243,16 @@ bd_err_t bd_config_load_string_set(const char *yaml, size_t len, const char *nam
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser)) abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        yaml_error(&cx, &parser);
+    if (!bd_yaml_scan(&cx, yaml, len)) {
+        /* too deep or malformed: reported, the document is not built */
+    } else if (!yaml_parser_load(&parser, &doc)) {
+        bd_yaml_syntax_error(&cx, &parser);
     } else {
         cx.doc = &doc;
         bd_cfg_apply_sets(&cx, &doc, sets, nsets);
         yaml_node_t *root = yaml_document_get_root_node(&doc);
-        if (!root)
+        /* `---` alone is a document whose root is an empty scalar */
+        if (!root || bd_yaml_is_null(root))
             bd_yaml_err(&cx, 1,
                         "empty config (at least `portfolios` or `defaults.budget` is needed)");
         else
@@ -233,7 +260,7 @@ bd_err_t bd_config_load_string_set(const char *yaml, size_t len, const char *nam
         /* A second document would be silently ignored: refuse it. */
         yaml_document_t more;
         if (!yaml_parser_load(&parser, &more)) {
-            yaml_error(&cx, &parser);
+            bd_yaml_syntax_error(&cx, &parser);
         } else {
             yaml_node_t *r2 = yaml_document_get_root_node(&more);
             if (r2) bd_yaml_err(&cx, bd_yaml_line(r2), "only one YAML document is allowed");
@@ -268,13 +295,17 @@ bd_err_t bd_config_load_set(const char *path, const bd_config_set_t *sets, size_
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", path, strerror(errno));
+    /* Read at most one byte past the limit: a symlink to /dev/zero or a
+     * runaway generator is refused without ever holding more. */
     size_t cap = 1 << 14, len = 0;
     char *buf = bd_xmalloc(cap);
     for (;;) {
         if (len == cap) buf = bd_xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + len, 1, cap - len, f);
+        size_t want = cap - len;
+        if (want > BD_CONFIG_MAX_BYTES + 1 - len) want = BD_CONFIG_MAX_BYTES + 1 - len;
+        size_t got = fread(buf + len, 1, want, f);
         len += got;
-        if (got == 0) break;
+        if (got == 0 || len > BD_CONFIG_MAX_BYTES) break;
     }
     int err = ferror(f) ? errno : 0;
     fclose(f);
@@ -304,6 +335,7 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg->redis.url);
     free(cfg->redis.prefix);
     free(cfg->redis.password_env);
+    free(cfg->redis.user);
     for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
     free(cfg->portfolios);
     free(cfg);

@@ -47,6 +47,19 @@ static bool check_overspend(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char 
     return false;
 }
 
+/* Money amounts (budget, channel min, max, initial, saturation) are at
+ * most BD_MONEY_MAX; a max may also be .inf (uncapped). */
+static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                        const void *val)
+{
+    double x = *(const double *)val;
+    if (!(x > BD_MONEY_MAX) || isinf(x)) return true;
+    bd_yaml_err(cx, bd_yaml_line(v),
+                "%s must be at most 1e12 (the limit of money amounts per cycle), got %s", what,
+                bd_yaml_str(v));
+    return false;
+}
+
 /* The portfolio's own `budget` key, valid or not (its absence is what the
  * caller checks). */
 static void note_budget(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
@@ -188,13 +201,16 @@ const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, 
 
 /* `initial` only on a listed channel: unlisted ones get the equal split. */
 static const bd_cfg_key_t CHANNEL[] = {
-    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .note = note_min},
+    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = check_money,
+     .note = note_min},
     /* .inf too, so that a portfolio can lift a cap defaults.channel set */
     {"max", BD_KEY_NUM, CH(max), .range = BD_YAML_R_GE0, .inf_ok = true, .dflt = INFINITY,
-     .note = note_max},
-    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000},
+     .check = check_money, .note = note_max},
+    {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000,
+     .check = check_money},
     {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
-     .only_msg = "is only allowed on a listed channel (under channels)", .note = note_initial},
+     .only_msg = "is only allowed on a listed channel (under channels)", .check = check_money,
+     .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
     {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_pin},
@@ -204,10 +220,13 @@ const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL
 
 /* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
 static const bd_cfg_key_t POLICY[] = {
-    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .note = note_budget},
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = check_money,
+     .note = note_budget},
     {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
+    {"max_channels", BD_KEY_INT, POL(max_channels), .lo = 1, .hi = 4096,
+     .dflt = BD_DEFAULT_MAX_CHANNELS},
     {"discount", BD_KEY_NUM, POL(discount), .range = BD_YAML_R_OC01, .auto_ok = true,
      .auto_val = BD_DISCOUNT_AUTO, .dflt = 0.98},
     {"max_step", BD_KEY_NUM, POL(max_step), .range = BD_YAML_R_GT0, .dflt = 0.25},
@@ -275,7 +294,7 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         pr = bd_yaml_pairs(cx, channels, cpath, &n);
     }
     pc->channels = bd_xcalloc(n + 1, sizeof *pc->channels);
-    double sum_min = 0, sum_init = 0, sum_floor = 0;
+    double sum_min = 0, sum_init = 0, sum_floor = 0, sum_max = 0;
     bool all_init = true;
     for (size_t i = 0; i < n; i++) {
         const char *name = pr[i].k;
@@ -307,11 +326,16 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
             bd_yaml_err(cx, ln.pin, "%s: pin %.15g outside [%.15g, %.15g]", who, ch->pin, ch->min,
                         ch->max);
         sum_min += ch->min;
+        sum_max += ch->max;
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
         sum_floor += ch->has_initial ? ch->initial : ch->min;
     }
     free(pr);
+    if (pc->n_channels > (size_t)pc->p.max_channels)
+        bd_yaml_err(cx, found->channels_key ? bd_yaml_line(found->channels_key) : pc->line,
+                    "portfolio '%s': %zu channels listed, more than max_channels %d", pc->name,
+                    pc->n_channels, pc->p.max_channels);
     if (!(budget > 0)) return; /* missing budget is reported by the caller */
     /* Report at the portfolio's own budget when it sets one (the number to
      * raise), else at its channels (the numbers to lower). */
@@ -333,5 +357,13 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
                     "portfolio '%s': initials plus the mins of channels without initial sum to "
                     "%.15g > budget %.15g",
                     pc->name, sum_floor, budget);
+    /* The listed channels are the plan: a budget they cannot take would be
+     * left unspent without a word (docs/DECISIONS.md, "Maxes below the
+     * budget"). With no channel listed, the channels come from the events. */
+    if (pc->n_channels > 0 && sum_max < budget)
+        bd_yaml_err(cx, at,
+                    "portfolio '%s': channel maxes sum to %.15g < budget %.15g (at most %.15g "
+                    "would be spent each cycle: raise a max or lower the budget)",
+                    pc->name, sum_max, budget, sum_max);
     if (!reported) config_check_pins(cx, pc);
 }

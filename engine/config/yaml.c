@@ -74,6 +74,86 @@ void bd_yaml_flush(bd_yaml_ctx_t *cx, char *buf, size_t cap)
     free(cx->errs);
     cx->errs = NULL;
     cx->n_errors = cx->cap_errs = 0;
+    free(cx->tagged);
+    cx->tagged = NULL;
+    cx->n_tagged = cx->cap_tagged = 0;
+}
+
+void bd_yaml_syntax_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p)
+{
+    int line = (int)p->problem_mark.line + 1;
+    const char *prob = p->problem ? p->problem : "malformed YAML";
+    if (p->error == YAML_MEMORY_ERROR) prob = "out of memory";
+    if (p->context)
+        bd_yaml_err(cx, line, "YAML syntax error: %s (%s started at line %d)", prob,
+                    p->context, (int)p->context_mark.line + 1);
+    else
+        bd_yaml_err(cx, line, "YAML syntax error: %s", prob);
+}
+
+/* Remembers a tagged scalar's start index (events come in text order, so
+ * the list stays ascending). */
+static void note_tagged(bd_yaml_ctx_t *cx, size_t index)
+{
+    if (cx->n_tagged == cx->cap_tagged) {
+        cx->cap_tagged = cx->cap_tagged ? 2 * cx->cap_tagged : 16;
+        cx->tagged = bd_xrealloc(cx->tagged, cx->cap_tagged * sizeof *cx->tagged);
+    }
+    cx->tagged[cx->n_tagged++] = index;
+}
+
+/* Events rather than the document: the depth is known as each collection
+ * opens, so a deep file stops early, and the event still holds the tag the
+ * document loader replaces by the default one. */
+bool bd_yaml_scan(bd_yaml_ctx_t *cx, const char *text, size_t len)
+{
+    yaml_parser_t p;
+    if (!yaml_parser_initialize(&p)) abort();
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
+    int depth = 0;
+    bool ok = true, done = false;
+    while (ok && !done) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            bd_yaml_syntax_error(cx, &p);
+            ok = false;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > BD_YAML_MAX_DEPTH) {
+                bd_yaml_err(cx, (int)ev.start_mark.line + 1,
+                            "nesting deeper than %d levels of mappings and lists (the limit)",
+                            BD_YAML_MAX_DEPTH);
+                ok = false;
+            }
+            break;
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_END_EVENT: depth--; break;
+        case YAML_SCALAR_EVENT:
+            if (ev.data.scalar.tag) note_tagged(cx, ev.start_mark.index);
+            break;
+        case YAML_STREAM_END_EVENT: done = true; break;
+        default: break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    return ok;
+}
+
+/* Whether scalar n was written with an explicit tag (bd_yaml_scan). */
+static bool is_tagged(const bd_yaml_ctx_t *cx, const yaml_node_t *n)
+{
+    size_t at = n->start_mark.index, lo = 0, hi = cx->n_tagged;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cx->tagged[mid] == at) return true;
+        if (cx->tagged[mid] < at) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
 }
 
 const char *bd_yaml_str(const yaml_node_t *n)
@@ -227,8 +307,9 @@ void bd_yaml_unknown(bd_yaml_ctx_t *cx, const yaml_node_t *key, const char *k, c
         bd_yaml_err(cx, bd_yaml_line(key), "unknown key '%.80s' in %s", k, path);
 }
 
-/* A plain scalar, or NULL after reporting the wrong type. Numbers, integers
- * and booleans must be plain: "0.5" in quotes is a string in YAML. */
+/* A plain untagged scalar, or NULL after reporting the wrong type.
+ * Numbers, integers and booleans must be plain: "0.5" in quotes and
+ * `!!str 1000` are strings in YAML. */
 static const char *plain(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what,
                          const char *want)
 {
@@ -237,7 +318,43 @@ static const char *plain(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *wh
         bad_type(cx, n, what, want);
         return NULL;
     }
+    if (is_tagged(cx, n)) {
+        bd_yaml_err(cx, bd_yaml_line(n), "%s: expected %s, got the tagged scalar '%.80s' (write "
+                    "it without a YAML tag)", what, want, s);
+        return NULL;
+    }
     return s;
+}
+
+/* Length of the strict decimal integer at s: [+-]?(0|[1-9][0-9]*), 0 when
+ * there is none (a leading zero before more digits is none: YAML 1.1 reads
+ * 010 as octal). */
+static size_t dec_int_len(const char *s, bool sign)
+{
+    size_t i = 0;
+    if (sign && (s[i] == '+' || s[i] == '-')) i++;
+    if (s[i] == '0') return s[i + 1] >= '0' && s[i + 1] <= '9' ? 0 : i + 1;
+    if (s[i] < '1' || s[i] > '9') return 0;
+    while (s[i] >= '0' && s[i] <= '9') i++;
+    return i;
+}
+
+/* Whether s is a whole strict decimal number (the grammar of yaml.h). */
+static bool dec_number(const char *s)
+{
+    size_t i = dec_int_len(s, true);
+    if (!i) return false;
+    if (s[i] == '.') {
+        if (s[++i] < '0' || s[i] > '9') return false;
+        while (s[i] >= '0' && s[i] <= '9') i++;
+    }
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        if (s[i] == '+' || s[i] == '-') i++;
+        if (s[i] < '0' || s[i] > '9') return false;
+        while (s[i] >= '0' && s[i] <= '9') i++;
+    }
+    return s[i] == '\0';
 }
 
 static const char *range_text(bd_yaml_range_t r)
@@ -271,10 +388,9 @@ bool bd_yaml_num(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bd_y
 {
     const char *s = plain(cx, n, what, "a number");
     if (!s) return false;
-    char *end;
     errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || !isfinite(v) || errno == ERANGE) {
+    double v = dec_number(s) ? strtod(s, NULL) : NAN;
+    if (!isfinite(v) || errno == ERANGE) {
         bad_type(cx, n, what, "a number");
         return false;
     }
@@ -291,10 +407,10 @@ bool bd_yaml_int(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, int6
 {
     const char *s = plain(cx, n, what, "an integer");
     if (!s) return false;
-    char *end;
+    size_t k = dec_int_len(s, true);
     errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno == ERANGE) {
+    long long v = k && !s[k] ? strtoll(s, NULL, 10) : 0;
+    if (!k || s[k] || errno == ERANGE) {
         bad_type(cx, n, what, "an integer");
         return false;
     }
@@ -314,10 +430,10 @@ bool bd_yaml_u64(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, uint
 {
     const char *s = plain(cx, n, what, "a non-negative integer");
     if (!s) return false;
-    char *end;
+    size_t k = dec_int_len(s, false);
     errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end || errno == ERANGE) {
+    unsigned long long v = k && !s[k] ? strtoull(s, NULL, 10) : 0;
+    if (!k || s[k] || errno == ERANGE) {
         bad_type(cx, n, what, "a non-negative integer");
         return false;
     }

@@ -25,7 +25,7 @@
 static const char *const bound_names[BD_BOUND__COUNT] = {
     [BD_BOUND_NONE] = "none", [BD_BOUND_MIN] = "min", [BD_BOUND_MAX] = "max",
     [BD_BOUND_RAMP] = "ramp", [BD_BOUND_RISK] = "risk", [BD_BOUND_DELIVERY] = "delivery",
-    [BD_BOUND_PIN] = "pin", [BD_BOUND_FAULT] = "fault",
+    [BD_BOUND_PIN] = "pin", [BD_BOUND_FAULT] = "fault", [BD_BOUND_BUDGET] = "budget",
 };
 
 /* Name of b from the table; "none" for a value outside the enum. */
@@ -63,7 +63,9 @@ static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool p
 /* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
  * by largest remainder (ties to the lower index, so it is deterministic).
  * Needs sum lo <= total <= sum hi; otherwise it gets as close as the box
- * allows. key and order are n-entry scratch. */
+ * allows. key and order are n-entry scratch. A one-cent step that a double
+ * cannot hold (past 2^53) counts as no room, so the loop ends for any
+ * finite input (a config cannot get there: BD_MONEY_MAX). */
 static void round_cents(const double *xr, const double *lo, const double *hi, size_t n,
                         double total, double *out, double *key, size_t *order)
 {
@@ -91,7 +93,8 @@ static void round_cents(const double *xr, const double *lo, const double *hi, si
         bool moved = false;
         for (size_t j = 0; j < n && r != 0; j++) {
             size_t i = order[j];
-            if (dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) {
+            if ((dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) && out[i] + dir != out[i] &&
+                r - dir != r) {
                 out[i] += dir;
                 r -= dir;
                 moved = true;
@@ -262,6 +265,7 @@ enum { K_FREE = 0, K_PIN, K_HOLD, K_DLV };
 /* Per-decision scratch, one allocation. */
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
+    double *rlo_c, *rhi_c; /* the ramp box, kept when the total made build_box drop it */
     double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot;
     size_t *order;
     void *block;
@@ -269,12 +273,12 @@ typedef struct {
 
 static void ws_init(ws_t *w, size_t n, size_t S)
 {
-    size_t nd = 17 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
+    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
                       &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved,
-                      &w->kind};
+                      &w->kind, &w->rlo_c, &w->rhi_c};
     for (size_t j = 0; j < sizeof arr / sizeof arr[0]; j++, p += n) *arr[j] = p;
     w->wf = p; p += BD_WATERFILL_SCRATCH(n);
     w->v = p; p += S * n;
@@ -293,7 +297,7 @@ static double draw_roas(const bd_curve_t *c, double x, double fx)
 /* Which bound holds channel i at xc cents (1 cent tolerance): a pin or a
  * fault hold first (nothing else can move them), then the risk move, the
  * learned delivery cap, and the rules' bounds. */
-static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
+static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool budget_cut, bool risk)
 {
     double x = w->fin[i];
     if (w->kind[i] == K_PIN) return BD_BOUND_PIN;
@@ -302,6 +306,7 @@ static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool risk)
     if (w->kind[i] == K_DLV && x >= w->hi_c[i] - 1) return BD_BOUND_DELIVERY;
     if (isfinite(w->cap_c[i]) && x >= w->cap_c[i] - 1) return BD_BOUND_MAX;
     if (x <= w->min_c[i] + 1) return BD_BOUND_MIN;
+    if (budget_cut && (x < w->rlo_c[i] || x > w->rhi_c[i])) return BD_BOUND_BUDGET;
     if (ramp && (x <= w->lo_c[i] + 1 || (isfinite(w->hi_c[i]) && x >= w->hi_c[i] - 1)))
         return BD_BOUND_RAMP;
     return BD_BOUND_NONE;
@@ -430,10 +435,12 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
 
 /* Caps, total and box of the guardrail rules into w (pins included), then
  * the soft bounds (fault holds, delivery caps); ramp tells whether the
- * ramp box is in force. Fails on infeasible guardrails or pins. */
+ * ramp box is in force, budget_cut whether it was dropped because it could
+ * not hold the total (the box is then kept in rlo_c/rhi_c). Fails on
+ * infeasible guardrails or pins. */
 static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
-                          double *total_c, double *budget_c, bool *ramp, char *errbuf,
-                          size_t errlen)
+                          double *total_c, double *budget_c, bool *ramp, bool *budget_cut,
+                          char *errbuf, size_t errlen)
 {
     const bd_policy_t *pol = in->pol;
     size_t n = in->n;
@@ -458,7 +465,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
         if (rc != BD_OK) return rc;
     }
-    *ramp = false;
+    *ramp = *budget_cut = false;
     if (in->prev) {
         double slo = 0, shi = 0;
         bool ok = true;
@@ -476,6 +483,11 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             shi += h;
         }
         *ramp = ok && slo <= *total_c && *total_c <= shi;
+        *budget_cut = ok && !*ramp;
+        if (*budget_cut) {
+            memcpy(w->rlo_c, w->lo_c, n * sizeof(double));
+            memcpy(w->rhi_c, w->hi_c, n * sizeof(double));
+        }
     }
     if (!*ramp)
         for (size_t i = 0; i < n; i++) {
@@ -629,8 +641,9 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         out->promoted[i] = pr;
     }
     double total_c = 0, budget_c = 0;
-    bool ramp = false;
-    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, errbuf, errlen);
+    bool ramp = false, budget_cut = false;
+    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, &budget_cut, errbuf,
+                            errlen);
     if (rc != BD_OK) { free(w.block); return rc; }
     out->total = total_c / 100;
     out->capped = total_c < budget_c;
@@ -671,7 +684,8 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
     out->p_below_floor = p;
     channel_stats(draws, S, n, &w, out);
-    for (size_t i = 0; i < n; i++) out->bound[i] = which_bound(&w, i, ramp, w.moved[i] != 0);
+    for (size_t i = 0; i < n; i++)
+        out->bound[i] = which_bound(&w, i, ramp, budget_cut, w.moved[i] != 0);
     free(w.block);
     return BD_OK;
 }

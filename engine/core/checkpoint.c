@@ -7,13 +7,15 @@
 #include "budgetd/checkpoint.h"
 
 #define CK_MAGIC "BDCK"
-#define CK_VERSION 5u /* 2: kill window holds spend and value only; 3: poisson_sat
+#define CK_VERSION 6u /* 2: kill window holds spend and value only; 3: poisson_sat
                            * keeps short-memory grid statistics (lalpha, lbeta);
                            * 4: time structure (per channel seasonal profile and
                            * lag statistics, the queue of late reports), model
                            * state 608 bytes (poisson_sat's drift shadows);
                            * 5: per channel delivery and data-fault state (a v4
-                           * blob starts them from their initial values) */
+                           * blob starts them from their initial values);
+                           * 6: the cycle length, the kill latch's actor and time
+                           * (older blobs: actor from the reason, time unknown) */
 #define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
 
 typedef struct {
@@ -53,6 +55,7 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
     wr_bytes(&w, &endian, 4);
     wr_u64(&w, CK_VERSION);
     wr_str(&w, p->name);
+    wr_i64(&w, p->cycle_len);
     wr_u64(&w, (uint64_t)p->pol->model);
     wr_u64(&w, (uint64_t)p->nslots);
     wr_i64(&w, p->open);
@@ -66,6 +69,8 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
     wr_u64(&w, (uint64_t)p->status);
     wr_u64(&w, p->killed);
     wr_str(&w, p->kill_reason);
+    wr_str(&w, p->kill_by);
+    wr_i64(&w, p->kill_at);
     wr_u64(&w, p->has_proposal);
     wr_i64(&w, p->proposal_cycle);
     uint64_t win = (uint64_t)(p->pol->kill.window > 0 ? p->pol->kill.window : 1);
@@ -137,9 +142,10 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
 }
 
 /* Magic, byte order, version and name: is this p's checkpoint at all?
- * *ver: the blob's version (3, 4 or CK_VERSION). */
-static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_out, char *errbuf,
-                               size_t errlen)
+ * *ver_out: the blob's version (3 to CK_VERSION); *cycle_len: the cycle
+ * length it was written with (0: a blob before version 6 does not say). */
+static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_out,
+                               int64_t *cycle_len, char *errbuf, size_t errlen)
 {
     char magic[4];
     uint32_t endian;
@@ -149,14 +155,26 @@ static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_o
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
     uint64_t ver = rd_u64(r);
     *ver_out = ver;
-    if (ver != CK_VERSION && ver != 4 && ver != 3)
+    if (ver < 3 || ver > CK_VERSION)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
                        p->name, (unsigned long long)ver);
     char name[BD_NAME_MAX + 1];
     rd_str(r, name, sizeof(name));
     if (r->bad || strcmp(name, p->name) != 0)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", p->name, name);
+    *cycle_len = ver >= 6 ? rd_i64(r) : 0;
+    if (r->bad || *cycle_len < 0)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
     return BD_OK;
+}
+
+bd_err_t bd_checkpoint_cycle_len(const bd_portfolio_t *p, const void *blob, size_t len,
+                                 int64_t *cycle_len, char *errbuf, size_t errlen)
+{
+    rd_t r = {blob, len, 0, 0};
+    uint64_t ver;
+    *cycle_len = 0;
+    return ck_read_header(&r, p, &ver, cycle_len, errbuf, errlen);
 }
 
 /* One saved channel, read before the portfolio is touched. */
@@ -217,6 +235,17 @@ static void ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
     t->status = status <= BD_STATUS_KILLED ? (bd_status_t)status : BD_STATUS_HELD;
     t->killed = rd_u64(r) != 0;
     rd_str(r, t->kill_reason, sizeof(t->kill_reason));
+    if (b->ver >= 6) {
+        rd_str(r, t->kill_by, sizeof(t->kill_by));
+        t->kill_at = rd_i64(r);
+    } else {
+        /* Older blobs kept no actor or time: the reason tells who (operator
+         * kills read "operator: ..."); the time is unknown (0), which any
+         * recorded resume clears (killswitch.h). */
+        snprintf(t->kill_by, sizeof(t->kill_by), "%s",
+                 !t->killed ? "" : strncmp(t->kill_reason, "operator: ", 10) == 0 ? "operator" : "engine");
+        t->kill_at = 0;
+    }
     t->has_proposal = rd_u64(r) != 0;
     t->proposal_cycle = rd_i64(r);
     b->win = rd_u64(r);
@@ -357,7 +386,8 @@ bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, c
 {
     rd_t r = {blob, len, 0, 0};
     uint64_t ver = 0;
-    bd_err_t rc = ck_read_header(&r, p, &ver, errbuf, errlen);
+    int64_t cycle_len = 0;
+    bd_err_t rc = ck_read_header(&r, p, &ver, &cycle_len, errbuf, errlen);
     if (rc != BD_OK) return rc;
     ck_blob_t b = {0};
     b.ver = ver;

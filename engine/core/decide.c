@@ -404,6 +404,7 @@ static void decide_kill_switch(run_t *r)
     const bd_decide_job_t *job = r->job;
     bd_killswitch_cycle_t kc = {
         .agg = job->agg, .corrupt = r->corrupt, .closed_end = job->cycle * job->cfg->cycle,
+        .at = job->decided_at,
         .last_event_ts = job->last_event_ts, .events = job->events, .rejected = job->rejected,
         .expected = r->expected, .faulted = r->faulted,
         .fault_reason = r->fault_kill ? r->fault_reason : NULL,
@@ -625,6 +626,28 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
     size_t len = bd_record_json(&d, json, cap);
     free(dch);
     return len;
+}
+
+bd_err_t bd_decide_approval_check(const bd_portfolio_t *p, char *errbuf, size_t errlen)
+{
+    if (!p->has_proposal) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "no pending proposal");
+    size_t n1 = p->n ? p->n : 1;
+    const bd_channel_cfg_t **cfgs = bd_xmalloc(sizeof(*cfgs) * n1);
+    double *x = bd_xmalloc(sizeof(double) * n1 * 2), *prev = x + n1;
+    bool *promoted = bd_xcalloc(n1, sizeof(bool));
+    for (size_t i = 0; i < p->n; i++) {
+        cfgs[i] = p->ch[i].cfg;
+        x[i] = p->ch[i].proposed;
+        prev[i] = p->ch[i].x;
+        promoted[i] = p->ch[i].promoted;
+    }
+    bd_verify_input_t in = {.n = p->n, .pol = p->pol, .cfg = cfgs, .x = x, .prev = prev,
+                            .promoted = promoted, .draws = NULL, .n_draws = 0};
+    bd_err_t rc = bd_verify_allocation(&in, errbuf, errlen);
+    free(cfgs);
+    free(x);
+    free(promoted);
+    return rc;
 }
 
 void bd_decide_apply_proposal(bd_portfolio_t *p)

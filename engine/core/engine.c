@@ -22,7 +22,9 @@ struct bd_engine {
     bd_ptable_t *table;
     bd_dedup_t *dedup;
     bd_engine_stats_t stats;
-    int64_t newest_ts;            /* newest event time seen, all portfolios */
+    size_t n_unlisted;            /* portfolios held that the config does not list */
+    int64_t newest_ts;            /* newest accepted event or watermark time, all portfolios:
+                                   * the time guard's reference in event time */
     int nslots;
     bd_decide_job_t *jobs;
     size_t njobs, jobs_cap;
@@ -192,16 +194,66 @@ static void engine_first_sight(bd_engine_t *e, bd_portfolio_t *p, const char *ch
     j->decided_at = engine_now(e, t);
 }
 
-/* The portfolio of name, created when the config allows it. NULL means
- * unknown_portfolio. */
-bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name)
+/* The portfolio of name, created when the config allows it; otherwise NULL
+ * and *why says unknown_portfolio or too_many_portfolios. Listed portfolios
+ * are always admitted (check keeps their number within max_portfolios); an
+ * unlisted one only while the process holds fewer than max_portfolios,
+ * counting every listed one as held. */
+static bd_portfolio_t *engine_portfolio(bd_engine_t *e, const char *name, bd_reject_t *why)
 {
     size_t len = strlen(name);
     bd_portfolio_t *p = bd_ptable_find(e->table, name, len);
     if (p) return p;
     const bd_portfolio_cfg_t *pc = bd_config_portfolio(e->cfg, name);
+    *why = BD_REJ_UNKNOWN_PORTFOLIO;
     if (!pc && !e->cfg->has_default_budget) return NULL;
-    return bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    *why = BD_REJ_TOO_MANY_PORTFOLIOS;
+    if (!pc && (int64_t)(e->n_unlisted + e->cfg->n_portfolios) >= e->cfg->max_portfolios)
+        return NULL;
+    if (!pc) e->n_unlisted++;
+    p = bd_ptable_add(e->table, name, pc, pc ? &pc->p : &e->cfg->defaults, e->nslots);
+    p->cycle_len = e->cfg->cycle;
+    return p;
+}
+
+bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name)
+{
+    bd_reject_t why;
+    return engine_portfolio(e, name, &why);
+}
+
+/* The reject of an event or watermark whose portfolio was refused. */
+static bd_reject_t engine_refuse_portfolio(bd_engine_t *e, bd_reject_t why, const char *name,
+                                           char *detail, size_t dlen)
+{
+    if (why == BD_REJ_TOO_MANY_PORTFOLIOS)
+        snprintf(detail, dlen, "portfolio '%s' is not configured and %lld portfolios are held "
+                 "(max_portfolios)", name, (long long)e->cfg->max_portfolios);
+    else
+        snprintf(detail, dlen, "portfolio '%s' is not configured and defaults.budget is absent",
+                 name);
+    e->stats.rejected[why]++;
+    return why;
+}
+
+/* Index of channel name in p, or -1 when p does not hold it yet. */
+static int engine_channel_index(const bd_portfolio_t *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->ch[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+/* Whether a channel p does not hold yet may join it: a listed one always,
+ * another while p holds fewer than max_channels (its listed channels count
+ * from the start, as its first sight registers them). */
+static bool engine_channel_room(const bd_portfolio_t *p, const char *name)
+{
+    size_t held = p->n, listed = p->pc ? p->pc->n_channels : 0;
+    for (size_t i = 0; i < listed; i++)
+        if (strcmp(p->pc->channels[i].name, name) == 0) return true;
+    if (held < listed) held = listed;
+    return held < (size_t)p->pol->max_channels;
 }
 
 static bd_reject_t engine_reject(bd_engine_t *e, bd_reject_t r, const char *portfolio)
@@ -230,16 +282,30 @@ static bd_reject_t engine_watermark(bd_engine_t *e, const bd_event_t *ev, char *
         }
         return BD_REJ_NONE;
     }
-    bd_portfolio_t *p = bd_engine_portfolio(e, ev->portfolio);
-    if (!p) {
-        snprintf(detail, dlen, "portfolio '%s' is not configured and defaults.budget is absent",
-                 ev->portfolio);
-        return engine_reject(e, BD_REJ_UNKNOWN_PORTFOLIO, NULL);
-    }
+    bd_reject_t why;
+    bd_portfolio_t *p = engine_portfolio(e, ev->portfolio, &why);
+    if (!p) return engine_refuse_portfolio(e, why, ev->portfolio, detail, dlen);
     if (p->open == INT64_MIN) engine_first_sight(e, p, NULL, ev->ts);
     if (ev->ts > p->watermark) p->watermark = ev->ts;
     engine_close_until(e, p, ev->ts);
     return BD_REJ_NONE;
+}
+
+/* The time guard (docs/CONTRACT.md v2 §1), one for events and watermarks:
+ * true when ev's time lies more than max_ahead past the reference, which is
+ * the wall clock in live mode and otherwise the newest time accepted so far
+ * of either kind (none yet: the first record sets it). One far-future time
+ * would otherwise move a portfolio's cycle into the future for good. */
+static bool engine_too_far_ahead(const bd_engine_t *e, const bd_event_t *ev, char *detail,
+                                 size_t dlen)
+{
+    int64_t ref = e->opts.live ? (int64_t)time(NULL) : e->newest_ts;
+    if (ref == INT64_MIN || ev->ts - ref <= e->cfg->max_ahead) return false;
+    snprintf(detail, dlen, "%s %lld is more than %llds (max_ahead) past %s %lld",
+             ev->kind == BD_EV_WATERMARK ? "watermark" : "ts", (long long)ev->ts,
+             (long long)e->cfg->max_ahead,
+             e->opts.live ? "the wall clock" : "the newest accepted time", (long long)ref);
+    return true;
 }
 
 /* Applies a decoded event; key is its dedup key when the caller computed it
@@ -248,23 +314,23 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
                                 char *detail, size_t dlen, bd_err_t *err)
 {
     if (err) *err = BD_OK;
-    if (e->newest_ts != INT64_MIN && ev->ts > e->newest_ts + BD_TS_MAX_AHEAD) {
-        snprintf(detail, dlen, "%s %lld is more than 1 day past the newest event time %lld",
-                 ev->kind == BD_EV_WATERMARK ? "watermark" : "ts", (long long)ev->ts,
-                 (long long)e->newest_ts);
+    if (engine_too_far_ahead(e, ev, detail, dlen))
         return engine_reject(e, BD_REJ_TS_OUT_OF_RANGE, ev->portfolio);
-    }
     bd_reject_t r;
     if (ev->kind == BD_EV_WATERMARK) {
         r = engine_watermark(e, ev, detail, dlen);
+        if (r == BD_REJ_NONE && ev->ts > e->newest_ts) e->newest_ts = ev->ts;
         if (err) *err = e->sink_err;
         return r;
     }
-    bd_portfolio_t *p = bd_engine_portfolio(e, ev->portfolio);
-    if (!p) {
-        snprintf(detail, dlen, "portfolio '%s' is not configured and defaults.budget is absent",
-                 ev->portfolio);
-        return engine_reject(e, BD_REJ_UNKNOWN_PORTFOLIO, NULL);
+    bd_reject_t why;
+    bd_portfolio_t *p = engine_portfolio(e, ev->portfolio, &why);
+    if (!p) return engine_refuse_portfolio(e, why, ev->portfolio, detail, dlen);
+    int ci = engine_channel_index(p, ev->channel);
+    if (ci < 0 && !engine_channel_room(p, ev->channel)) {
+        snprintf(detail, dlen, "portfolio '%s' holds %d channels (max_channels): channel '%s' refused",
+                 ev->portfolio, p->pol->max_channels, ev->channel);
+        return engine_reject(e, BD_REJ_TOO_MANY_CHANNELS, ev->portfolio);
     }
     bd_dedup_key_t k;
     if (ev->event_id[0] && !key) {
@@ -281,9 +347,7 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
     if (ev->ts > e->newest_ts) e->newest_ts = ev->ts;
     if (p->open == INT64_MIN) engine_first_sight(e, p, ev->channel, ev->ts);
 
-    int ci = -1;
-    for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->ch[i].name, ev->channel) == 0) { ci = (int)i; break; }
+    if (ci < 0) ci = engine_channel_index(p, ev->channel); /* first sight adds channels */
     if (ci < 0) {
         if (p->pending) bd_engine_flush(e); /* the job reads the channel array */
         ci = bd_portfolio_channel(p, ev->channel);
@@ -319,6 +383,18 @@ bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, 
                             bd_err_t *err)
 {
     return engine_apply(e, ev, NULL, detail, dlen, err);
+}
+
+void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(e);
+    bd_portfolio_reset(p);
+}
+
+void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p)
+{
+    if (p->newest_ts > e->newest_ts) e->newest_ts = p->newest_ts;
+    if (p->watermark > e->newest_ts) e->newest_ts = p->watermark;
 }
 
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p)
@@ -406,10 +482,12 @@ bd_err_t bd_engine_reload(bd_engine_t *e, const bd_config_t *cfg, char *errbuf, 
                            cfg->path, p->name);
     }
     bd_engine_flush(e);
+    e->n_unlisted = 0;
     for (size_t i = 0; i < n; i++) {
         bd_portfolio_t *p = bd_ptable_at(e->table, i);
         const bd_portfolio_cfg_t *pc = bd_config_portfolio(cfg, p->name);
         bd_portfolio_rebind(p, pc, pc ? &pc->p : &cfg->defaults);
+        if (!pc) e->n_unlisted++;
     }
     e->cfg = cfg;
     return BD_OK;

@@ -469,6 +469,8 @@ const char *bd_reject_name(bd_reject_t r)
     case BD_REJ_TS_OUT_OF_RANGE: return "ts_out_of_range";
     case BD_REJ_UNKNOWN_PORTFOLIO: return "unknown_portfolio";
     case BD_REJ_BAD_VERSION: return "bad_version";
+    case BD_REJ_TOO_MANY_PORTFOLIOS: return "too_many_portfolios";
+    case BD_REJ_TOO_MANY_CHANNELS: return "too_many_channels";
     case BD_REJ__COUNT: break;
     }
     return "unknown";

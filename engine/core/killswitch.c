@@ -3,6 +3,7 @@
  * override mirror the latch from engine/io and engine/cmd. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include "budgetd/alloc.h"
 #include "budgetd/killswitch.h"
 
@@ -142,6 +143,8 @@ bool bd_killswitch_close_cycle(bd_portfolio_t *p, const bd_killswitch_cycle_t *c
     if (p->killed || !bd_killswitch_check(p, c, reason, sizeof(reason))) return false;
     p->killed = true;
     snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason);
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    p->kill_at = c->at;
     return true;
 }
 
@@ -163,13 +166,51 @@ void bd_killswitch_action_alloc(const bd_portfolio_t *p, const bd_channel_cfg_t 
 
 void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason)
 {
+    bd_killswitch_latch(p, reason, "operator", 0);
+}
+
+/* The label an operator's reason gets in the latch (and the record). */
+#define KS_OPERATOR_LABEL "operator: "
+
+void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, int64_t at)
+{
     p->killed = true;
-    snprintf(p->kill_reason, sizeof(p->kill_reason), "operator: %.140s", reason ? reason : "");
+    /* an engine's kill (a trip of another daemon) keeps its reason as the
+     * engine wrote it: only an operator's gets the operator label */
+    if (by && strcmp(by, "engine") == 0)
+        snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason ? reason : "");
+    else
+        snprintf(p->kill_reason, sizeof(p->kill_reason), KS_OPERATOR_LABEL "%.140s", reason ? reason : "");
+    snprintf(p->kill_by, sizeof(p->kill_by), "%s", by && *by ? by : "operator");
+    p->kill_at = at;
+}
+
+void bd_killswitch_engine_kill(bd_portfolio_t *p, const char *reason, int64_t at)
+{
+    p->killed = true;
+    snprintf(p->kill_reason, sizeof(p->kill_reason), "%s", reason ? reason : "");
+    snprintf(p->kill_by, sizeof(p->kill_by), "engine");
+    p->kill_at = at;
+}
+
+const char *bd_killswitch_key_reason(const bd_portfolio_t *p)
+{
+    size_t n = strlen(KS_OPERATOR_LABEL);
+    if (strcmp(p->kill_by, "engine") != 0 && strncmp(p->kill_reason, KS_OPERATOR_LABEL, n) == 0)
+        return p->kill_reason + n;
+    return p->kill_reason;
+}
+
+bool bd_killswitch_resume_clears(const bd_portfolio_t *p, int64_t at, int64_t kill_at)
+{
+    return kill_at >= p->kill_at || p->kill_at < at;
 }
 
 void bd_killswitch_operator_resume(bd_portfolio_t *p)
 {
     p->killed = false;
     p->kill_reason[0] = '\0';
+    p->kill_by[0] = '\0';
+    p->kill_at = 0;
     p->hist_n = 0;
 }

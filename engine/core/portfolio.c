@@ -42,6 +42,46 @@ void bd_ptable_free(bd_ptable_t *t)
     free(t);
 }
 
+/* The fresh state of a portfolio whose name is set and whose other fields
+ * are zero: bound to its config, no channel, nothing seen. */
+static void portfolio_init(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
+                           int nslots)
+{
+    p->pc = pc;
+    p->pol = pol;
+    p->nslots = nslots;
+    p->slot_events = bd_xcalloc((size_t)nslots, sizeof(*p->slot_events));
+    p->hist = bd_xcalloc((size_t)(pol->kill.window > 0 ? pol->kill.window : 1), sizeof(*p->hist));
+    p->open = INT64_MIN;
+    p->newest_ts = INT64_MIN;
+    p->watermark = INT64_MIN;
+    p->alloc_cycle = INT64_MIN;
+    p->offset = -1;
+    p->partition = -1;
+    p->ckpt_offset = -1;
+    p->first_unsaved = -1;
+}
+
+void bd_portfolio_reset(bd_portfolio_t *p)
+{
+    char name[sizeof(p->name)];
+    memcpy(name, p->name, sizeof(name));
+    const bd_portfolio_cfg_t *pc = p->pc;
+    const bd_policy_t *pol = p->pol;
+    int nslots = p->nslots;
+    int64_t cycle_len = p->cycle_len;
+    uint64_t epoch = p->epoch;
+    free(p->ch);
+    free(p->agg);
+    free(p->slot_events);
+    free(p->hist);
+    memset(p, 0, sizeof(*p));
+    memcpy(p->name, name, sizeof(name));
+    portfolio_init(p, pc, pol, nslots);
+    p->cycle_len = cycle_len;
+    p->epoch = epoch;
+}
+
 static size_t name_hash(const char *s, size_t len)
 {
     return (size_t)bd_hash64(s, len, 0x62640001);
@@ -82,19 +122,7 @@ bd_portfolio_t *bd_ptable_add(bd_ptable_t *t, const char *name, const bd_portfol
     }
     bd_portfolio_t *p = bd_xcalloc(1, sizeof(*p));
     snprintf(p->name, sizeof(p->name), "%s", name);
-    p->pc = pc;
-    p->pol = pol;
-    p->nslots = nslots;
-    p->slot_events = bd_xcalloc((size_t)nslots, sizeof(*p->slot_events));
-    p->hist = bd_xcalloc((size_t)(pol->kill.window > 0 ? pol->kill.window : 1), sizeof(*p->hist));
-    p->open = INT64_MIN;
-    p->newest_ts = INT64_MIN;
-    p->watermark = INT64_MIN;
-    p->alloc_cycle = INT64_MIN;
-    p->offset = -1;
-    p->partition = -1;
-    p->ckpt_offset = -1;
-    p->first_unsaved = -1;
+    portfolio_init(p, pc, pol, nslots);
     size_t i = name_hash(name, strlen(name)) & t->mask;
     while (t->slots[i]) i = (i + 1) & t->mask;
     t->slots[i] = p;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <librdkafka/rdkafka.h>
 #include "budgetd/kafka.h"
 #include "budgetd/log.h"
@@ -23,7 +24,10 @@ struct bd_kafka {
     part_t *parts;
     int32_t nparts;
     bd_kafka_revoke_fn on_revoke;
+    bd_kafka_revoke_fn on_lost; /* NULL: a lost assignment is only logged */
     void *ctx;
+    bool down;                  /* an outage was logged and its recovery not yet */
+    time_t last_probe;          /* while down: when the brokers were last probed */
 };
 
 static part_t *kafka_part(bd_kafka_t *k, int32_t p)
@@ -38,14 +42,29 @@ static part_t *kafka_part(bd_kafka_t *k, int32_t p)
     return &k->parts[p];
 }
 
+/* Logs an assignment change: what and which partitions. */
+static void kafka_log_parts(bd_log_level_t level, const char *what,
+                            const rd_kafka_topic_partition_list_t *pl)
+{
+    char list[256];
+    size_t o = 0;
+    list[0] = '\0';
+    for (int i = 0; i < pl->cnt && o + 16 < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%d", i ? "," : "", (int)pl->elems[i].partition);
+    bd_log(level, "kafka: %s %d partition(s): %s", what, pl->cnt, list);
+}
+
 /* Cooperative-sticky assignments arrive incrementally; eager ones whole.
- * Before anything is taken away the engine writes and checkpoints. */
+ * Before anything is revoked the engine writes and checkpoints; a lost
+ * assignment is dropped at once, without writing or committing (another
+ * consumer may own it already). */
 static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *pl, void *opaque)
 {
     bd_kafka_t *k = opaque;
     bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        kafka_log_parts(BD_LOG_INFO, "assigned", pl);
         for (int i = 0; i < pl->cnt; i++) {
             part_t *p = kafka_part(k, pl->elems[i].partition);
             *p = (part_t){true, -1, -1};
@@ -61,9 +80,14 @@ static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     int32_t *ids = bd_xcalloc((size_t)(pl->cnt ? pl->cnt : 1), sizeof(*ids));
     for (int i = 0; i < pl->cnt; i++) ids[i] = pl->elems[i].partition;
-    if (!rd_kafka_assignment_lost(rk)) {
+    bool lost = rd_kafka_assignment_lost(rk) != 0;
+    kafka_log_parts(lost ? BD_LOG_WARN : BD_LOG_INFO,
+                    lost ? "assignment LOST (left the group): dropping" : "revoked", pl);
+    if (!lost) {
         k->on_revoke(k->ctx, ids, (size_t)pl->cnt);
         rd_kafka_commit(rk, NULL, 0);
+    } else if (k->on_lost) {
+        k->on_lost(k->ctx, ids, (size_t)pl->cnt);
     }
     for (int i = 0; i < pl->cnt; i++) kafka_part(k, ids[i])->owned = false;
     free(ids);
@@ -73,6 +97,52 @@ static void kafka_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     } else {
         rd_kafka_assign(rk, NULL);
     }
+}
+
+/* librdkafka's own log lines (any of its threads) through bd_log, so the
+ * daemon's stderr has one format; syslog levels map onto ours. */
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    bd_log_level_t l = level <= 3 ? BD_LOG_ERROR : level == 4 ? BD_LOG_WARN : level <= 6 ? BD_LOG_INFO
+                                                                                        : BD_LOG_DEBUG;
+    bd_log(l, "kafka: %s: %s", fac, buf);
+}
+
+/* Errors librdkafka reports (served by the consumer's poll, on the main
+ * thread): logged; losing the brokers or the connection to them starts an
+ * outage, whose end bd_kafka_poll logs. */
+static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    bd_kafka_t *k = opaque;
+    bool outage = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
+                  err == RD_KAFKA_RESP_ERR__RESOLVE;
+    if (outage && !k->down) {
+        k->down = true;
+        k->last_probe = time(NULL);
+        bd_log(BD_LOG_WARN, "kafka: outage: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+    } else if (!outage) {
+        bd_log(BD_LOG_WARN, "kafka: error: %s (%s)", reason, rd_kafka_err2name((rd_kafka_resp_err_t)err));
+    }
+}
+
+/* While an outage lasts: at most every 5 s, a metadata request for our
+ * topic (500 ms at most) tells whether a broker answers again. */
+static void kafka_probe(bd_kafka_t *k)
+{
+    time_t now = time(NULL);
+    if (now - k->last_probe < 5) return;
+    k->last_probe = now;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->c, k->topic, NULL);
+    if (!rkt) return;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(k->c, 0, rkt, &md, 500);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return;
+    rd_kafka_metadata_destroy(md);
+    k->down = false;
+    bd_log(BD_LOG_INFO, "kafka: recovered: the brokers answer again");
 }
 
 static bool conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errbuf, size_t errlen)
@@ -144,6 +214,9 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(cc, kafka_rebalance);
+    rd_kafka_conf_set_error_cb(cc, kafka_error_cb);
+    rd_kafka_conf_set_log_cb(cc, kafka_log_cb);
+    rd_kafka_conf_set_log_cb(pc, kafka_log_cb);
     rd_kafka_conf_set_opaque(cc, k);
     if (!(k->c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, e, sizeof(e)))) {
         bd_errf(errbuf, errlen, BD_ERR_KAFKA, "kafka consumer: %s", e);
@@ -169,12 +242,18 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
     return k;
 }
 
+void bd_kafka_on_lost(bd_kafka_t *k, bd_kafka_revoke_fn on_lost)
+{
+    k->on_lost = on_lost;
+}
+
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
 {
     bd_dlq_poll(k->dlq);
     rd_kafka_message_t *msg = rd_kafka_consumer_poll(k->c, timeout_ms);
     if (!msg) {
         bd_dlq_idle(k->dlq); /* idle: serve the producer next time */
+        if (k->down) kafka_probe(k);
         return 0;
     }
     if (msg->err) {
@@ -182,6 +261,10 @@ int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
             bd_log(BD_LOG_WARN, "kafka: %s", rd_kafka_message_errstr(msg));
         rd_kafka_message_destroy(msg);
         return 0;
+    }
+    if (k->down) {
+        k->down = false;
+        bd_log(BD_LOG_INFO, "kafka: recovered: consuming again");
     }
     *m = (bd_kafka_msg_t){msg->payload ? msg->payload : "", msg->len, msg->key, msg->key_len,
                           msg->partition, msg->offset, msg};

@@ -1,6 +1,9 @@
 /* logread.c: JSON Lines reader. zlib's gz* functions read gzip and plain
  * files alike (gzip is recognised by its magic bytes), so ".gz" needs no
- * special case and stdin may be either. */
+ * special case and stdin may be either. A gzip stream that ends before its
+ * trailer is an error, not an end of file, and a line is at most
+ * BD_LOGREAD_MAX_LINE bytes, so that memory stays bounded whatever the
+ * input (docs/DECISIONS.md, "Input size limits"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +18,7 @@ struct bd_logread {
     char *buf;      /* holds [start, end) unread bytes */
     size_t cap, start, end;
     int eof;
+    uint64_t lineno;  /* lines returned so far */
     char path[256];
 };
 
@@ -37,8 +41,24 @@ bd_err_t bd_logread_open(const char *path, bd_logread_t **out, char *errbuf, siz
     return BD_OK;
 }
 
+/* The name of the input in messages: "stdin" for "-". */
+static const char *logread_name(const bd_logread_t *r)
+{
+    return strcmp(r->path, "-") == 0 ? "stdin" : r->path;
+}
+
+/* The error of a line past BD_LOGREAD_MAX_LINE (the next line's number). */
+static int logread_too_long(const bd_logread_t *r, char *errbuf, size_t errlen)
+{
+    bd_errf(errbuf, errlen, BD_ERR_IO, "%s: line %llu is longer than %d bytes (the line limit)",
+            logread_name(r), (unsigned long long)r->lineno + 1, BD_LOGREAD_MAX_LINE);
+    return -1;
+}
+
 /* Refills the buffer after moving unread bytes to the front; grows it when a
- * single line does not fit, so lines of any length are returned whole. */
+ * single line does not fit, up to BD_LOGREAD_MAX_LINE (a longer line is an
+ * error). zlib reports a gzip stream cut short as Z_BUF_ERROR at the end of
+ * the input: that is a truncated file, never a clean end. */
 static int logread_fill(bd_logread_t *r, char *errbuf, size_t errlen)
 {
     if (r->start > 0) {
@@ -46,6 +66,8 @@ static int logread_fill(bd_logread_t *r, char *errbuf, size_t errlen)
         r->end -= r->start;
         r->start = 0;
     }
+    /* only called when [0, end) holds no newline: one unfinished line */
+    if (r->end > BD_LOGREAD_MAX_LINE) return logread_too_long(r, errbuf, errlen);
     if (r->end == r->cap) {
         r->cap *= 2;
         r->buf = bd_xrealloc(r->buf, r->cap);
@@ -54,14 +76,20 @@ static int logread_fill(bd_logread_t *r, char *errbuf, size_t errlen)
     if (n < 0) {
         int zerr;
         const char *m = gzerror(r->gz, &zerr);
-        bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", r->path, zerr == Z_ERRNO ? strerror(errno) : m);
+        bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", logread_name(r), zerr == Z_ERRNO ? strerror(errno) : m);
         return -1;
     }
     if (n == 0) {
         int zerr;
-        gzerror(r->gz, &zerr);
-        if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-            bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", r->path, gzerror(r->gz, &zerr));
+        const char *m = gzerror(r->gz, &zerr);
+        if (zerr == Z_BUF_ERROR) {
+            bd_errf(errbuf, errlen, BD_ERR_IO,
+                    "%s: truncated gzip file (the compressed stream ends early, after %llu lines)",
+                    logread_name(r), (unsigned long long)r->lineno);
+            return -1;
+        }
+        if (zerr != Z_OK) {
+            bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", logread_name(r), m);
             return -1;
         }
         r->eof = 1;
@@ -78,8 +106,10 @@ int bd_logread_next(bd_logread_t *r, const char **line, size_t *len, char *errbu
         if (nl) {
             *line = r->buf + r->start;
             *len = (size_t)(nl - (r->buf + r->start));
+            if (*len > BD_LOGREAD_MAX_LINE) return logread_too_long(r, errbuf, errlen);
             if (*len && (*line)[*len - 1] == '\r') (*len)--;
             r->start = (size_t)(nl - r->buf) + 1;
+            r->lineno++;
             return 1;
         }
         if (r->eof) {
@@ -87,6 +117,7 @@ int bd_logread_next(bd_logread_t *r, const char **line, size_t *len, char *errbu
             *line = r->buf + r->start; /* last line without newline */
             *len = r->end - r->start;
             r->start = r->end;
+            r->lineno++;
             return 1;
         }
         size_t consumed = r->start;

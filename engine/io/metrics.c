@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,20 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *c, cons
     return ret;
 }
 
+/* Connections served at once: at most BD_METRICS_MAX_CONN and half the
+ * process's file limit (Kafka, Redis and the logs need the rest); one
+ * address may hold half of that. */
+static void metrics_limits(unsigned *total, unsigned *per_ip)
+{
+    struct rlimit rl;
+    unsigned t = BD_METRICS_MAX_CONN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 2 < t)
+        t = (unsigned)(rl.rlim_cur / 2);
+    if (t < 8) t = 8;
+    *total = t;
+    *per_ip = t / 2;
+}
+
 bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
@@ -63,15 +78,24 @@ bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, 
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
-    if (*port_s == '\0' || *end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    /* digits only: strtol alone would take " 9100" and "+9100" */
+    if (*port_s < '0' || *port_s > '9' || *end || port < 1 || port > 65535 ||
+        inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         return bd_errf(errbuf, errlen, BD_ERR_USAGE, "--metrics %s: expected HOST:PORT with an IPv4 host",
                        listen);
     }
     bd_metrics_t *m = bd_xcalloc(1, sizeof(*m));
     pthread_mutex_init(&m->mu, NULL);
-    m->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL,
+    /* epoll where there is one (no FD_SETSIZE ceiling), idle connections
+     * closed, and a cap overall and per address (docs/DECISIONS.md,
+     * "/metrics connection limits"). */
+    unsigned total, per_ip;
+    metrics_limits(&total, &per_ip);
+    m->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD, (uint16_t)port, NULL, NULL,
                             metrics_handler, m, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                            MHD_OPTION_END);
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)BD_METRICS_TIMEOUT,
+                            MHD_OPTION_CONNECTION_LIMIT, total,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_END);
     if (!m->d) {
         pthread_mutex_destroy(&m->mu);
         free(m);
@@ -81,78 +105,16 @@ bd_err_t bd_metrics_start(const char *listen, bd_metrics_t **out, char *errbuf, 
     return BD_OK;
 }
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} txt_t;
-
-__attribute__((format(printf, 2, 3)))
-static void txt_printf(txt_t *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->buf ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && t->buf && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        t->cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        t->buf = bd_xrealloc(t->buf, t->cap);
-    }
-}
-
-static void counter(txt_t *t, const char *name, const char *help, uint64_t v)
-{
-    txt_printf(t, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-               (unsigned long long)v);
-}
-
-static void gauge(txt_t *t, const char *name, const char *help, uint64_t v)
-{
-    txt_printf(t, "# HELP %s %s\n# TYPE %s gauge\n%s %llu\n", name, help, name, name,
-               (unsigned long long)v);
-}
-
+/* Renders st and d (metrics_text.c) and swaps the text in. */
 void bd_metrics_update(bd_metrics_t *m, const bd_engine_stats_t *st, const bd_metrics_daemon_t *d)
 {
     if (!m) return;
-    txt_t t = {0};
-    counter(&t, "budgetd_messages_applied_total", "Events and watermarks applied to the engine.", d->applied);
-    counter(&t, "budgetd_messages_skipped_total", "Messages skipped because a checkpoint covered them.", d->skipped);
-    counter(&t, "budgetd_dead_letters_total", "Messages forwarded to the dead-letter topic.", d->dead_lettered);
-    counter(&t, "budgetd_dead_letter_failures_total",
-            "Dead-letter deliveries that failed and were queued again.", d->dlq_failures);
-    gauge(&t, "budgetd_dead_letters_unacked",
-          "Dead letters not yet acknowledged by the broker (in flight or waiting for a retry).",
-          d->dlq_unacked);
-    counter(&t, "budgetd_events_accepted_total", "Events accepted.", st->accepted);
-    counter(&t, "budgetd_events_duplicate_total", "Events ignored as duplicate event_id.", st->duplicates);
-    counter(&t, "budgetd_events_late_total", "Events for an already closed cycle.", st->late);
-    txt_printf(&t, "# HELP budgetd_events_rejected_total Events rejected, by reason code.\n"
-                   "# TYPE budgetd_events_rejected_total counter\n");
-    for (int r = 1; r < BD_REJ__COUNT; r++)
-        txt_printf(&t, "budgetd_events_rejected_total{reason=\"%s\"} %llu\n",
-                   bd_reject_name((bd_reject_t)r), (unsigned long long)st->rejected[r]);
-    counter(&t, "budgetd_decisions_total", "Decisions made (cycles closed).", st->decisions);
-    counter(&t, "budgetd_verify_failures_total", "Allocations refused by the verifier.", st->verify_failures);
-    counter(&t, "budgetd_redis_batches_total", "Batches written to Redis.", d->redis_writes);
-    gauge(&t, "budgetd_redis_pending_decisions", "Decisions held for Redis.", d->redis_pending);
-    gauge(&t, "budgetd_portfolios", "Portfolios known to this process.", d->portfolios);
-    gauge(&t, "budgetd_portfolios_killed", "Portfolios stopped by the kill-switch.", d->killed);
-    gauge(&t, "budgetd_proposals_pending", "Portfolios with a proposal waiting for approval.", d->proposals);
-    txt_printf(&t, "# HELP budgetd_channel_faults Channels held for a data fault, by fault.\n"
-                   "# TYPE budgetd_channel_faults gauge\n");
-    for (int k = 1; k < BD_FAULT__COUNT; k++)
-        txt_printf(&t, "budgetd_channel_faults{fault=\"%s\"} %llu\n", bd_fault_name((bd_fault_kind_t)k),
-                   (unsigned long long)d->faults[k]);
-    gauge(&t, "budgetd_channels_capped", "Channels with a learned delivery cap.", d->capped);
-    gauge(&t, "budgetd_channels_pinned", "Channels pinned to an amount (config or run time).", d->pinned);
+    size_t len;
+    char *text = bd_metrics_render(st, d, &len);
     pthread_mutex_lock(&m->mu);
     char *old = m->text;
-    m->text = t.buf;
-    m->len = t.len;
+    m->text = text;
+    m->len = len;
     pthread_mutex_unlock(&m->mu);
     free(old);
 }

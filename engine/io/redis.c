@@ -14,7 +14,7 @@
 #include "redis_int.h"
 
 #define RD_NKEYS 6
-#define RD_FIXED_ARGV 16 /* ARGV[1..16] before the channel pairs */
+#define RD_FIXED_ARGV 19 /* ARGV[1..19] before the channel pairs */
 #define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
@@ -22,9 +22,16 @@
  * 7 record, 8 state blob, 9 has_state, 10 stream maxlen, 11 notify channel,
  * 12 portfolio, 13 kill reason ("" none), 14 n alloc channels, 15 n proposal
  * channels, 16 (v2) faults ("<ch>:<kind>,...", "" none: written as the meta
- * field `faults` and appended to the notify message), then (name, "%.2f")
- * pairs: alloc channels, then proposal ones.
- * Returns {0, version} written, {1, top} stale, {2, top} duplicate.
+ * field `faults` and appended to the notify message), 17 the writer's owner
+ * epoch, 18 the writer's last known version (a floor: version = max(stored,
+ * known) + 1 when applied, so the version continues after Redis lost the
+ * keys), 19 the cycle length in seconds (recorded in the fence; 0: not
+ * recorded), then (name, "%.2f") pairs: alloc channels, then proposal ones.
+ * Returns {0, version} written, {1, top} stale, {2, top} duplicate,
+ * {3, epoch} fenced: the fence's owner epoch (docs/CONTRACT.md v2 §6.2) is
+ * greater than the writer's, another process has claimed the portfolio
+ * since; checked first, so a fenced-out writer changes nothing, not even
+ * by a duplicate.
  * The stream entry id is "<cycle>-1", so a re-sent older cycle is found by
  * id and recognised as a duplicate when its record is byte-identical; the
  * last entry's cycle also counts toward the fence (XADD needs a larger id).
@@ -41,6 +48,9 @@ static const char RD_WRITE_LUA[] =
     "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
     "  end\n"
     "end\n"
+    "local epoch = tonumber(ARGV[17]) or 0\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0\n"
+    "if fe > epoch then return {3, fe} end\n"
     "local cycle = tonumber(ARGV[1])\n"
     "local top, version = nil, 0\n"
     "local function seen(c, v)\n"
@@ -66,6 +76,8 @@ static const char RD_WRITE_LUA[] =
     "local status = ARGV[3]\n"
     "if status == 'active' and redis.call('EXISTS', KEYS[6]) == 1 then status = 'killed' end\n"
     "local na, np = tonumber(ARGV[14]), tonumber(ARGV[15])\n"
+    "local known = tonumber(ARGV[18]) or 0\n"
+    "if known > version then version = known end\n"
     "if ARGV[5] == '1' then version = version + 1 end\n"
     "local function fill(key, first, n)\n"
     "  local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', ARGV[2],\n"
@@ -78,15 +90,16 @@ static const char RD_WRITE_LUA[] =
     "  redis.call('DEL', key)\n"
     "  redis.call('HSET', key, unpack(args))\n"
     "end\n"
-    "if ARGV[5] == '1' then fill(KEYS[1], 17, na) end\n"
-    "if ARGV[6] == '1' then fill(KEYS[2], 17 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
+    "if ARGV[5] == '1' then fill(KEYS[1], 20, na) end\n"
+    "if ARGV[6] == '1' then fill(KEYS[2], 20 + 2 * na, np) else redis.call('DEL', KEYS[2]) end\n"
     "if ARGV[13] ~= '' and redis.call('EXISTS', KEYS[6]) == 0 then\n"
     "  redis.call('HSET', KEYS[6], 'reason', ARGV[13], 'by', 'engine', 'at', ARGV[4])\n"
     "end\n"
     "redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[10], ARGV[1] .. '-1', 'd', ARGV[7])\n"
     "if ARGV[9] == '1' then redis.call('SET', KEYS[4], ARGV[8]) end\n"
     "redis.call('HSET', KEYS[5], 'cycle', ARGV[1], 'version', tostring(version), 'sha', sha,\n"
-    "           'at', ARGV[4])\n"
+    "           'at', ARGV[4], 'epoch', tostring(epoch))\n"
+    "if ARGV[19] ~= '0' then redis.call('HSET', KEYS[5], 'cycle_len', ARGV[19]) end\n"
     "local msg = ARGV[12] .. ' ' .. ARGV[1] .. ' ' .. status\n"
     "if ARGV[16] ~= '' then msg = msg .. ' faults=' .. ARGV[16] end\n"
     "redis.call('PUBLISH', ARGV[11], msg)\n"
@@ -247,6 +260,19 @@ static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size
     return rep;
 }
 
+/* Appends to an AUTH failure who tried and where the password comes from
+ * (never the password). */
+static void rd_auth_hint(const bd_redis_t *r, char *errbuf, size_t errlen)
+{
+    size_t n = errbuf ? strlen(errbuf) : 0;
+    if (!errbuf || n + 1 >= errlen) return;
+    if (r->pwenv[0])
+        snprintf(errbuf + n, errlen - n, " (ACL user '%s', password from $%s%s)", r->user, r->pwenv,
+                 r->pass[0] ? "" : ", which is not set");
+    else
+        snprintf(errbuf + n, errlen - n, " (ACL user '%s', no password)", r->user);
+}
+
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
 {
     bd_rd_drop(r);
@@ -269,11 +295,16 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
     r->c = c;
     bd_err_t err;
     redisReply *rep;
-    if (r->pass[0]) {
+    if (r->pass[0] || r->user[0]) {
+        /* A named ACL user always authenticates, with "" when no password
+         * is set (a nopass user accepts any). */
         const char *av[3] = {"AUTH", r->user, r->pass};
         int ac = 3;
         if (!r->user[0]) { av[1] = r->pass; ac = 2; }
-        if (!(rep = rd_run(r, ac, av, NULL, &err, errbuf, errlen))) goto fail;
+        if (!(rep = rd_run(r, ac, av, NULL, &err, errbuf, errlen))) {
+            if (r->user[0]) rd_auth_hint(r, errbuf, errlen);
+            goto fail;
+        }
         freeReplyObject(rep);
     }
     if (r->db) {
@@ -283,6 +314,7 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
         if (!(rep = rd_run(r, 2, av, NULL, &err, errbuf, errlen))) goto fail;
         freeReplyObject(rep);
     }
+    if (r->no_scripts) return BD_OK;
     const char *av[3] = {"SCRIPT", "LOAD", RD_WRITE_LUA};
     if (!(rep = rd_run(r, 3, av, NULL, &err, errbuf, errlen))) goto fail;
     if (rep->type != REDIS_REPLY_STRING || rep->len >= sizeof r->sha) {
@@ -293,17 +325,36 @@ bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
     memcpy(r->sha, rep->str, rep->len);
     r->sha[rep->len] = 0;
     freeReplyObject(rep);
+    r->reconnects++;
     return BD_OK;
 fail:
     bd_rd_drop(r);
     return err;
 }
 
-/* Shared by both opens: validates and parses (BD_ERR_CONFIG on a bad
- * prefix, URL or password); connects unless lazy. */
-static bd_err_t rd_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
-                        bool lazy, bd_redis_t **out, char *errbuf, size_t errlen)
+/* The ACL user: the configured one, or the URL's; both given must agree. */
+static bd_err_t rd_set_user(bd_redis_t *r, const char *user, char *errbuf, size_t errlen)
 {
+    if (!user || !*user) return BD_OK;
+    if (strlen(user) >= sizeof r->user)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis user name too long");
+    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis user name has a space or control character");
+    if (r->user[0] && strcmp(r->user, user) != 0)
+        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
+                       "redis user given twice: '%s' in the URL, '%s' in redis.user", r->user, user);
+    snprintf(r->user, sizeof r->user, "%s", user);
+    return BD_OK;
+}
+
+/* Shared by every open: validates and parses (BD_ERR_CONFIG on a bad
+ * prefix, URL, user or password); connects unless lazy. */
+static bd_err_t rd_open(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen)
+{
+    const char *url = o->url, *prefix = o->prefix, *password_env = o->password_env;
+    int stream_maxlen = o->stream_maxlen;
+    bool lazy = o->lazy;
     *out = NULL;
     bd_redis_t *r = bd_xcalloc(1, sizeof *r);
     r->connect_ms = 2000;
@@ -316,6 +367,9 @@ static bd_err_t rd_open(const char *url, const char *prefix, const char *passwor
                     sizeof r->prefix - 1);
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
     if (e == BD_OK) e = rd_parse_url(r, url, errbuf, errlen);
+    if (e == BD_OK) e = rd_set_user(r, o->user, errbuf, errlen);
+    r->no_scripts = o->no_scripts;
+    if (password_env && *password_env) snprintf(r->pwenv, sizeof r->pwenv, "%s", password_env);
     const char *pw = password_env && *password_env ? getenv(password_env) : NULL;
     if (e == BD_OK && pw && *pw) {
         if (strlen(pw) >= sizeof r->pass)
@@ -335,13 +389,34 @@ static bd_err_t rd_open(const char *url, const char *prefix, const char *passwor
 bd_err_t bd_redis_open(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                        bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, false, out, errbuf, errlen);
+    bd_redis_opts_t o = {.url = url, .prefix = prefix, .password_env = password_env,
+                         .stream_maxlen = stream_maxlen};
+    return rd_open(&o, out, errbuf, errlen);
 }
 
 bd_err_t bd_redis_open_lazy(const char *url, const char *prefix, const char *password_env, int stream_maxlen,
                             bd_redis_t **out, char *errbuf, size_t errlen)
 {
-    return rd_open(url, prefix, password_env, stream_maxlen, true, out, errbuf, errlen);
+    bd_redis_opts_t o = {.url = url, .prefix = prefix, .password_env = password_env,
+                         .stream_maxlen = stream_maxlen, .lazy = true};
+    return rd_open(&o, out, errbuf, errlen);
+}
+
+/* See redis.h. */
+bd_err_t bd_redis_open_opts(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf, size_t errlen)
+{
+    return rd_open(o, out, errbuf, errlen);
+}
+
+/* See redis.h. */
+void bd_redis_opts_config(bd_redis_opts_t *o, const bd_config_t *cfg)
+{
+    memset(o, 0, sizeof *o);
+    o->url = cfg->redis.url;
+    o->user = cfg->redis.user;
+    o->prefix = cfg->redis.prefix;
+    o->password_env = cfg->redis.password_env;
+    o->stream_maxlen = cfg->redis.stream_maxlen;
 }
 
 void bd_redis_close(bd_redis_t *r)
@@ -362,6 +437,11 @@ void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms)
 int bd_redis_connected(const bd_redis_t *r)
 {
     return r->c != NULL;
+}
+
+unsigned long bd_redis_reconnects(const bd_redis_t *r)
+{
+    return r->reconnects;
 }
 
 /* Connects when there is no connection: every call gets one free retry. */
@@ -395,7 +475,7 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     a->argc = argc;
     a->argv = bd_xcalloc((size_t)argc, sizeof *a->argv);
     a->lens = bd_xcalloc((size_t)argc, sizeof *a->lens);
-    size_t cap = RD_NKEYS * RD_KEY_MAX + RD_KEY_MAX + 8 * 24 + (na + np) * 48;
+    size_t cap = RD_NKEYS * RD_KEY_MAX + RD_KEY_MAX + 10 * 24 + (na + np) * 48;
     a->buf = bd_xmalloc(cap);
     char *b = a->buf;
     int i = 0;
@@ -426,6 +506,9 @@ static void rd_build(const bd_redis_t *r, const bd_redis_decision_t *d, int use_
     RD_FMT("%zu", na);
     RD_FMT("%zu", np);
     RD_PUT(d->faults ? d->faults : "");
+    RD_FMT("%llu", (unsigned long long)d->epoch);
+    RD_FMT("%lld", (long long)d->known_version);
+    RD_FMT("%lld", (long long)d->cycle_len);
     for (size_t k = 0; k < na; k++) {
         RD_PUT(d->ch[k].name);
         RD_FMT("%.2f", d->ch[k].spend);
@@ -469,10 +552,12 @@ static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf,
 }
 
 /* Maps a script reply to a per-item result. NOSCRIPT is reported as 1 in
- * *noscript so the caller can resend with EVAL. */
-static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msglen)
+ * *noscript so the caller can resend with EVAL. *version gets the version
+ * written (0 unless the item was written). */
+static int rd_result(const redisReply *rep, int *noscript, int64_t *version, char *msg, size_t msglen)
 {
     *noscript = 0;
+    *version = 0;
     if (rep->type == REDIS_REPLY_ERROR) {
         if (strncmp(rep->str, "NOSCRIPT", 8) == 0) *noscript = 1;
         snprintf(msg, msglen, "%s", rep->str);
@@ -481,9 +566,12 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
     if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
         rep->element[0]->type == REDIS_REPLY_INTEGER) {
         switch (rep->element[0]->integer) {
-        case 0: return BD_OK;
+        case 0:
+            if (rep->element[1]->type == REDIS_REPLY_INTEGER) *version = rep->element[1]->integer;
+            return BD_OK;
         case 1: return BD_ERR_STALE;
         case 2: return BD_REDIS_DUPLICATE;
+        case 3: return BD_ERR_FENCED;
         default: break;
         }
     }
@@ -498,7 +586,8 @@ static int rd_result(const redisReply *rep, int *noscript, char *msg, size_t msg
  * msg when it is the batch's first. BD_ERR_REDIS when the connection is
  * lost (then dropped). */
 static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, const char *resend,
-                          int *results, size_t *failed, char *msg, size_t msglen, char *errbuf, size_t errlen)
+                          int *results, int64_t *versions, size_t *failed, char *msg, size_t msglen,
+                          char *errbuf, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
         if (!resend[i]) continue;
@@ -514,7 +603,7 @@ static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
         }
         int ns;
         char m[256];
-        results[i] = rd_result(rep, &ns, m, sizeof m);
+        results[i] = rd_result(rep, &ns, &versions[i], m, sizeof m);
         freeReplyObject(rep);
         if (results[i] == BD_ERR_REDIS && (*failed)++ == 0)
             snprintf(msg, msglen, "decision %zu (%s): %s", i, d[i].portfolio, m);
@@ -525,7 +614,17 @@ static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
                               char *errbuf, size_t errlen)
 {
+    int64_t *versions = bd_xcalloc(n ? n : 1, sizeof(*versions));
+    bd_err_t e = bd_redis_write_batch_v(r, d, n, results, versions, errbuf, errlen);
+    free(versions);
+    return e;
+}
+
+bd_err_t bd_redis_write_batch_v(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
+                                int64_t *versions, char *errbuf, size_t errlen)
+{
     for (size_t i = 0; i < n; i++) {
+        versions[i] = 0;
         results[i] = BD_ERR_REDIS;
         bd_err_t e = rd_check(&d[i], i, errbuf, errlen);
         if (e != BD_OK) return e;
@@ -558,7 +657,7 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
         }
         int ns;
         char m[256];
-        results[i] = rd_result(rep, &ns, m, sizeof m);
+        results[i] = rd_result(rep, &ns, &versions[i], m, sizeof m);
         freeReplyObject(rep);
         if (ns) {
             resend[i] = 1;
@@ -568,7 +667,8 @@ bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_
                      (long long)d[i].cycle, m);
         }
     }
-    if (noscripts) e = rd_resend(r, d, n, resend, results, &failed, msg, sizeof msg, errbuf, errlen);
+    if (noscripts)
+        e = rd_resend(r, d, n, resend, results, versions, &failed, msg, sizeof msg, errbuf, errlen);
     free(resend);
     if (e != BD_OK) return e;
     if (failed)

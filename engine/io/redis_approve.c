@@ -4,6 +4,7 @@
  * server-side script that re-checks everything, so an approval that arrives
  * after the engine moved on (superseded), without the key, or for a killed
  * portfolio changes nothing. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@
 
 /* The apply script. KEYS: 1 alloc, 2 proposal, 3 decisions, 4 state,
  * 5 fence, 6 kill, 7 approve. ARGV: 1 cycle, 2 record, 3 state blob,
- * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now.
- * Returns {0, version} applied or {1, reason} refused.
+ * 4 has_state, 5 stream maxlen, 6 notify channel, 7 portfolio, 8 now,
+ * 9 the writer's owner epoch.
+ * Returns {0, version} applied, {1, reason} refused, or {3, epoch} fenced:
+ * another process claimed the portfolio (a greater owner epoch).
  * All checks come before the first write (Redis does not roll a script
  * back). The fence must still name this very cycle: a newer decision means
  * the proposal no longer answers the current state. The stream entry is
@@ -33,6 +36,8 @@ static const char RD_APPROVE_LUA[] =
     "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
     "  end\n"
     "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[5], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[9]) or 0) then return {3, fe} end\n"
     "local cycle = tonumber(ARGV[1])\n"
     "local ap = redis.call('GET', KEYS[7])\n"
     "if not ap then return {1, 'not approved (no approve key)'} end\n"
@@ -82,17 +87,26 @@ static const char RD_APPROVE_LUA[] =
     "redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[1] .. ' active')\n"
     "return {0, version}\n";
 
-/* The operator's approve: reads the pending proposal's cycle and names it
- * in the approve key in one step, so the key never names a proposal that
- * was replaced between the read and the write. KEYS: proposal, approve.
- * ARGV: the wanted cycle, "" for whichever is pending.
- * Returns {0, cycle} set, {1, pending cycle or -1} refused. */
-static const char RD_REQUEST_LUA[] =
-    "local c = redis.call('HGET', KEYS[1], 'cycle')\n"
-    "if not c or not tonumber(c) then return {1, -1} end\n"
-    "if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= tonumber(c) then return {1, tonumber(c)} end\n"
-    "redis.call('SET', KEYS[2], c)\n"
-    "return {0, tonumber(c)}\n";
+/* An approval the daemon refused (the proposal no longer passes the config
+ * in force): the approve key is cleared and the proposal says why, so
+ * `budgetd status` shows it. KEYS: approve, proposal, fence. ARGV: cycle,
+ * reason, the writer's epoch. Returns {0} or {3, epoch} fenced. */
+static const char RD_REFUSE_LUA[] =
+    "local kinds = {'string', 'hash', 'hash'}\n"
+    "for i = 1, 3 do\n"
+    "  local t = redis.call('TYPE', KEYS[i])['ok']\n"
+    "  if t ~= 'none' and t ~= kinds[i] then\n"
+    "    return redis.error_reply('WRONGTYPE budgetd key ' .. KEYS[i] .. ' holds a ' .. t)\n"
+    "  end\n"
+    "end\n"
+    "local fe = tonumber(redis.call('HGET', KEYS[3], 'epoch')) or 0\n"
+    "if fe > (tonumber(ARGV[3]) or 0) then return {3, fe} end\n"
+    "local cycle = tonumber(ARGV[1])\n"
+    "if tonumber(redis.call('GET', KEYS[1])) == cycle then redis.call('DEL', KEYS[1]) end\n"
+    "if tonumber(redis.call('HGET', KEYS[2], 'cycle')) == cycle then\n"
+    "  redis.call('HSET', KEYS[2], 'refused', ARGV[2])\n"
+    "end\n"
+    "return {0, 0}\n";
 
 /* Checks the {code, value} reply shape shared by both scripts. */
 static int rd_pair_ok(const redisReply *rep)
@@ -105,26 +119,37 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                                  const char *record_json, const void *state, size_t state_len,
                                  char *errbuf, size_t errlen)
 {
+    return bd_redis_apply_approval_owned(r, portfolio, 0, cycle, record_json, state, state_len, NULL,
+                                         errbuf, errlen);
+}
+
+bd_err_t bd_redis_apply_approval_owned(bd_redis_t *r, const char *portfolio, uint64_t epoch,
+                                       int64_t cycle, const char *record_json, const void *state,
+                                       size_t state_len, int64_t *version, char *errbuf,
+                                       size_t errlen)
+{
+    if (version) *version = 0;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     if (cycle < 0 || !record_json)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "approval of %s: cycle and record are required",
                        portfolio);
     static const char *const kinds[7] = {"alloc", "proposal", "decisions", "state", "fence", "kill",
                                          "approve"};
-    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX];
+    char keys[7][RD_KEY_MAX], cyc[24], maxlen[16], now[24], chan[RD_KEY_MAX], ep[24];
     for (int i = 0; i < 7; i++) bd_rd_key(r, keys[i], portfolio, kinds[i]);
     snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
     snprintf(maxlen, sizeof maxlen, "%d", r->maxlen);
     snprintf(now, sizeof now, "%lld", (long long)time(NULL));
     snprintf(chan, sizeof chan, "%s:notify", r->prefix);
-    const char *av[18] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[19] = {"EVAL", RD_APPROVE_LUA, "7", keys[0], keys[1], keys[2], keys[3], keys[4],
                           keys[5], keys[6], cyc, record_json, state ? state : "", state ? "1" : "0",
-                          maxlen, chan, portfolio, now};
-    size_t lens[18];
-    for (int i = 0; i < 18; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
+                          maxlen, chan, portfolio, now, ep};
+    size_t lens[19];
+    for (int i = 0; i < 19; i++) lens[i] = i == 12 ? 0 : strlen(av[i]);
     lens[12] = state ? state_len : 0; /* the checkpoint is binary: no strlen */
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 18, av, lens, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 19, av, lens, &e, errbuf, errlen);
     if (!rep) return e;
     if (!rd_pair_ok(rep)) {
         freeReplyObject(rep);
@@ -132,43 +157,103 @@ bd_err_t bd_redis_apply_approval(bd_redis_t *r, const char *portfolio, int64_t c
                        portfolio, cyc);
     }
     e = BD_OK;
-    if (rep->element[0]->integer != 0) {
-        const redisReply *why = rep->element[1];
+    const redisReply *why = rep->element[1];
+    if (rep->element[0]->integer == 3) {
+        e = bd_errf(errbuf, errlen, BD_ERR_FENCED,
+                    "approval of %s cycle %s refused: fenced out (owner epoch %lld is above ours, %llu)",
+                    portfolio, cyc, why->type == REDIS_REPLY_INTEGER ? why->integer : -1LL,
+                    (unsigned long long)epoch);
+    } else if (rep->element[0]->integer != 0) {
         e = bd_errf(errbuf, errlen, BD_ERR_STALE, "approval of %s cycle %s refused: %s", portfolio, cyc,
                     why->type == REDIS_REPLY_STRING ? why->str : "?");
+    } else if (version && why->type == REDIS_REPLY_INTEGER) {
+        *version = why->integer;
     }
     freeReplyObject(rep);
     return e;
 }
 
+bd_err_t bd_redis_refuse_approval(bd_redis_t *r, const char *portfolio, uint64_t epoch, int64_t cycle,
+                                  const char *reason, char *errbuf, size_t errlen)
+{
+    if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
+    char ka[RD_KEY_MAX], kp[RD_KEY_MAX], kf[RD_KEY_MAX], cyc[24], ep[24];
+    bd_rd_key(r, ka, portfolio, "approve");
+    bd_rd_key(r, kp, portfolio, "proposal");
+    bd_rd_key(r, kf, portfolio, "fence");
+    snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
+    snprintf(ep, sizeof ep, "%llu", (unsigned long long)epoch);
+    const char *av[] = {"EVAL", RD_REFUSE_LUA, "3", ka, kp, kf, cyc, reason ? reason : "", ep};
+    bd_err_t e;
+    redisReply *rep = bd_rd_cmd(r, 9, av, NULL, &e, errbuf, errlen);
+    if (!rep) return e;
+    if (!rd_pair_ok(rep)) {
+        freeReplyObject(rep);
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "refusal of %s cycle %s: unexpected script reply",
+                       portfolio, cyc);
+    }
+    e = rep->element[0]->integer == 3
+            ? bd_errf(errbuf, errlen, BD_ERR_FENCED, "refusal of %s: fenced out", portfolio)
+            : BD_OK;
+    freeReplyObject(rep);
+    return e;
+}
+
+/* Runs one command of a transaction; the reply is freed. Returns its
+ * type, or -1 with *e set on an error. */
+static int rd_tx_cmd(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen)
+{
+    redisReply *rep = bd_rd_cmd(r, argc, argv, NULL, e, errbuf, errlen);
+    if (!rep) return -1;
+    int t = rep->type;
+    freeReplyObject(rep);
+    return t;
+}
+
+/* The operator's approve reads the pending proposal's cycle and names it in
+ * the approve key as one optimistic transaction: WATCH proposal, read its
+ * cycle, then MULTI/SET/EXEC, which fails (and is retried) when the
+ * proposal was replaced in between, so the key never names a proposal that
+ * was replaced between the read and the write. A transaction rather than a
+ * script: EVAL needs write access to every key it names, and an operator's
+ * ACL user may read the proposal but not write it (configs/redis/users.acl). */
 bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t cycle,
                                    int64_t *pending, char *errbuf, size_t errlen)
 {
     *pending = -1;
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char kp[RD_KEY_MAX], ka[RD_KEY_MAX], cyc[24] = "";
+    char kp[RD_KEY_MAX], ka[RD_KEY_MAX];
     bd_rd_key(r, kp, portfolio, "proposal");
     bd_rd_key(r, ka, portfolio, "approve");
-    if (cycle >= 0) snprintf(cyc, sizeof cyc, "%lld", (long long)cycle);
-    const char *av[6] = {"EVAL", RD_REQUEST_LUA, "2", kp, ka, cyc};
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
-    if (!rep) return e;
-    if (!rd_pair_ok(rep) || rep->element[1]->type != REDIS_REPLY_INTEGER) {
+    for (int attempt = 0; attempt < 16; attempt++) {
+        const char *watch[2] = {"WATCH", kp}, *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"},
+                   *exec[1] = {"EXEC"}, *hget[3] = {"HGET", kp, "cycle"};
+        if (rd_tx_cmd(r, 2, watch, &e, errbuf, errlen) < 0) return e;
+        redisReply *rep = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
+        if (!rep) return e;
+        char *end = NULL;
+        long long c = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, &end, 10) : -1;
+        bool ok = rep->type == REDIS_REPLY_STRING && end && end != rep->str && *end == '\0' && c >= 0;
         freeReplyObject(rep);
-        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "approve %s: unexpected script reply", portfolio);
+        *pending = ok ? c : -1;
+        if (!ok || (cycle >= 0 && cycle != c)) {
+            rd_tx_cmd(r, 1, unwatch, &e, errbuf, errlen);
+            if (!ok) return bd_errf(errbuf, errlen, BD_ERR_STALE, "no pending proposal for %s", portfolio);
+            return bd_errf(errbuf, errlen, BD_ERR_STALE, "the pending proposal for %s is for cycle %lld",
+                           portfolio, c);
+        }
+        char cyc[24];
+        snprintf(cyc, sizeof cyc, "%lld", c);
+        const char *set[3] = {"SET", ka, cyc};
+        if (rd_tx_cmd(r, 1, multi, &e, errbuf, errlen) < 0 || rd_tx_cmd(r, 3, set, &e, errbuf, errlen) < 0)
+            return e;
+        int t = rd_tx_cmd(r, 1, exec, &e, errbuf, errlen);
+        if (t < 0) return e;
+        if (t == REDIS_REPLY_ARRAY) return BD_OK;
+        /* nil: the proposal changed after the read; read it again */
     }
-    *pending = rep->element[1]->integer;
-    e = BD_OK;
-    if (rep->element[0]->integer != 0) {
-        if (*pending < 0)
-            e = bd_errf(errbuf, errlen, BD_ERR_STALE, "no pending proposal for %s", portfolio);
-        else
-            e = bd_errf(errbuf, errlen, BD_ERR_STALE, "the pending proposal for %s is for cycle %lld",
-                        portfolio, (long long)*pending);
-    }
-    freeReplyObject(rep);
-    return e;
+    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "approve %s: the proposal kept changing", portfolio);
 }
 
 bd_err_t bd_redis_get_fence(bd_redis_t *r, const char *portfolio, int *known, int64_t *cycle,

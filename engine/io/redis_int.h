@@ -22,6 +22,9 @@ struct bd_redis {
     int maxlen;
     int connect_ms, command_ms;
     char sha[48];        /* SHA-1 of the write script as the server reported it */
+    unsigned long reconnects; /* successful connects so far */
+    int no_scripts;      /* a reader: never SCRIPT LOAD (its ACL user may not) */
+    char pwenv[64];      /* the variable the password came from ("": none), for messages */
 };
 
 /* 1 when s is a docs/CONTRACT.md §1 name (1-64 of [A-Za-z0-9_.:-]): such a

@@ -9,14 +9,6 @@
 #include "budgetd/redis.h"
 #include "redis_int.h"
 
-/* Operator kill: hash and notify in one step so no adapter sees one without
- * the other. KEYS: kill, fence. ARGV: reason, by, at, channel, portfolio. */
-static const char RD_KILL_LUA[] =
-    "redis.call('HSET', KEYS[1], 'reason', ARGV[1], 'by', ARGV[2], 'at', ARGV[3])\n"
-    "local c = redis.call('HGET', KEYS[2], 'cycle') or '-1'\n"
-    "redis.call('PUBLISH', ARGV[4], ARGV[5] .. ' ' .. c .. ' killed')\n"
-    "return 1\n";
-
 bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
                              int64_t *cycle, char *errbuf, size_t errlen)
 {
@@ -104,6 +96,8 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
             snprintf(out->status, sizeof out->status, "%s", v);
         } else if (!strcmp(f, "faults")) {
             snprintf(out->faults, sizeof out->faults, "%s", v);
+        } else if (!strcmp(f, "refused")) {
+            snprintf(out->refused, sizeof out->refused, "%s", v);
         }
     }
     freeReplyObject(rep);
@@ -161,21 +155,46 @@ bd_err_t bd_redis_get_kill(bd_redis_t *r, const char *portfolio, char *reason, s
     return BD_OK;
 }
 
+/* Operator kill: hash and notify in one MULTI/EXEC so no adapter sees one
+ * without the other; the cycle in the message is the fence's, read just
+ * before. A transaction rather than a script: EVAL needs write access to
+ * every key it names, and an operator's ACL user may read the fence but not
+ * write it (configs/redis/users.acl). */
 bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *reason, const char *by,
                            int64_t at, char *errbuf, size_t errlen)
 {
     if (!bd_rd_name_ok(portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
-    char kk[RD_KEY_MAX], kf[RD_KEY_MAX], ch[RD_KEY_MAX], ats[24];
+    char kk[RD_KEY_MAX], kf[RD_KEY_MAX], ch[RD_KEY_MAX], ats[24], msg[RD_KEY_MAX + 64];
     bd_rd_key(r, kk, portfolio, "kill");
     bd_rd_key(r, kf, portfolio, "fence");
     snprintf(ch, sizeof ch, "%s:notify", r->prefix);
     snprintf(ats, sizeof ats, "%lld", (long long)at);
-    const char *av[] = {"EVAL", RD_KILL_LUA, "2", kk, kf, reason ? reason : "", by ? by : "operator", ats, ch,
-                        portfolio};
+    const char *hget[3] = {"HGET", kf, "cycle"};
     bd_err_t e;
-    redisReply *rep = bd_rd_cmd(r, 10, av, NULL, &e, errbuf, errlen);
+    redisReply *rep = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
     if (!rep) return e;
+    long long c = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : -1;
     freeReplyObject(rep);
+    snprintf(msg, sizeof msg, "%s %lld killed", portfolio, c);
+    const char *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+    const char *hset[8] = {"HSET", kk, "reason", reason ? reason : "", "by", by ? by : "operator", "at", ats};
+    const char *pub[3] = {"PUBLISH", ch, msg};
+    const char **cmds[4] = {multi, hset, pub, exec};
+    const int argcs[4] = {1, 8, 3, 1};
+    for (int i = 0; i < 4; i++) {
+        if (!(rep = bd_rd_cmd(r, argcs[i], cmds[i], NULL, &e, errbuf, errlen))) {
+            if (i > 0 && i < 3) {
+                const char *discard[1] = {"DISCARD"};
+                redisReply *d = bd_rd_cmd(r, 1, discard, NULL, &e, NULL, 0);
+                if (d) freeReplyObject(d);
+                e = BD_ERR_REDIS;
+            }
+            return e;
+        }
+        int nil = i == 3 && rep->type != REDIS_REPLY_ARRAY;
+        freeReplyObject(rep);
+        if (nil) return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis kill of %s: transaction aborted", portfolio);
+    }
     return BD_OK;
 }
 

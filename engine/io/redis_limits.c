@@ -1,6 +1,6 @@
 /* redis_limits.c: the v2 operator keys of docs/CONTRACT.md §7: run-time
  * pins (PFX:{P}:pin) and requests to clear a channel's data fault
- * (PFX:{P}:resume). See redis.h. */
+ * (PFX:{P}:fault_clear). See redis.h. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +101,7 @@ bd_err_t bd_redis_request_resume(bd_redis_t *r, const char *portfolio, const cha
     bd_err_t e = rd_names(portfolio, channel, errbuf, errlen);
     if (e != BD_OK) return e;
     char k[RD_KEY_MAX], v[200];
-    bd_rd_key(r, k, portfolio, "resume");
+    bd_rd_key(r, k, portfolio, "fault_clear");
     snprintf(v, sizeof v, "%.120s %lld", by && *by ? by : "operator", (long long)at);
     const char *av[4] = {"HSET", k, channel, v};
     redisReply *rep = bd_rd_cmd(r, 4, av, NULL, &e, errbuf, errlen);
@@ -118,7 +118,7 @@ bd_err_t bd_redis_take_resumes(bd_redis_t *r, const char *portfolio, char ***cha
     bd_err_t e = rd_names(portfolio, NULL, errbuf, errlen);
     if (e != BD_OK) return e;
     char k[RD_KEY_MAX];
-    bd_rd_key(r, k, portfolio, "resume");
+    bd_rd_key(r, k, portfolio, "fault_clear");
     const char *av[4] = {"EVAL", RD_TAKE_LUA, "1", k};
     redisReply *rep = bd_rd_cmd(r, 4, av, NULL, &e, errbuf, errlen);
     if (!rep) return e;

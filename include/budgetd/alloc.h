@@ -14,11 +14,12 @@ typedef enum {
     BD_BOUND_DELIVERY, /* v2: held by its learned delivery cap (delivery.h) */
     BD_BOUND_PIN,      /* v2: pinned to an operator's amount */
     BD_BOUND_FAULT,    /* v2: held at its pre-fault allocation (fault.h) */
+    BD_BOUND_BUDGET,   /* v2: moved past its ramp because the ramp boxes could not hold the total */
     BD_BOUND__COUNT /* number of bounds, for tables indexed by bd_bound_t */
 } bd_bound_t;
 /* The bound's name in records and reports: "none", "min", "max", "ramp",
- * "risk", "delivery", "pin", "fault" (one table in alloc.c; "none" for an
- * out-of-range value). */
+ * "risk", "delivery", "pin", "fault", "budget" (one table in alloc.c;
+ * "none" for an out-of-range value). */
 const char *bd_bound_name(bd_bound_t b);
 /* The bound called name into *out; false (out untouched) for any other
  * string or NULL. */

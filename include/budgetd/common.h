@@ -31,6 +31,8 @@ typedef enum {
     BD_ERR_KAFKA,
     BD_ERR_STALE,   /* a fenced write was refused: a newer cycle is stored */
     BD_ERR_INVALID, /* input refused (bad argument, failed verification) */
+    BD_ERR_FENCED,  /* a write was refused: another process owns the portfolio now (a
+                     * newer owner epoch is stored, docs/CONTRACT.md v2 §6.2) */
 } bd_err_t;
 
 /* Process exit codes of CONTRACT §4. */

@@ -15,6 +15,7 @@
 #define BD_DEFAULT_CYCLE 3600
 #define BD_DEFAULT_SEED 42
 #define BD_DEFAULT_DEDUP_WINDOW 86400
+#define BD_DEFAULT_MAX_AHEAD 86400 /* docs/CONTRACT.md v2 §1: the time guard */
 #define BD_DEFAULT_BROKERS "127.0.0.1:9092"
 #define BD_DEFAULT_TOPIC "channel-events"
 #define BD_DEFAULT_GROUP "budgetd"
@@ -23,6 +24,22 @@
 #define BD_DEFAULT_PREFIX "budgetd"
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
 #define BD_DEFAULT_STREAM_MAXLEN 10000
+/* Portfolios one process holds, listed ones included (memory: some 3.5 KB
+ * for a portfolio with one channel, 1.3 KB per further channel), and
+ * channels per portfolio. */
+#define BD_DEFAULT_MAX_PORTFOLIOS 10000
+#define BD_DEFAULT_MAX_CHANNELS 64
+
+/* Largest config file read (bytes): some 100k portfolios of a few lines.
+ * A larger file (or /dev/zero) is refused as a config error before it is
+ * held in memory. */
+#define BD_CONFIG_MAX_BYTES (16 << 20)
+
+/* Largest money amount of a config (budget, channel min, max, initial,
+ * saturation), per cycle: 10^14 cents stay exact in a double (below 2^53),
+ * so the allocator's cent arithmetic and the verifier's checks hold. */
+#define BD_MONEY_MAX 1e12
+#define BD_DEFAULT_METRICS_MAX_PORTFOLIOS 100
 
 typedef enum { BD_OBJ_REVENUE = 0, BD_OBJ_CONVERSIONS } bd_objective_t;
 typedef enum { BD_MODE_ASSIST = 0, BD_MODE_COLLABORATE, BD_MODE_DELEGATE, BD_MODE_AUTOMATE } bd_mode_t;
@@ -58,6 +75,8 @@ typedef struct {
     bd_objective_t objective;
     bd_model_kind_t model;
     int samples;                 /* posterior draws per decision, 1..4096 */
+    int max_channels;            /* channels the portfolio holds; a new unlisted one
+                                  * beyond it is rejected (too_many_channels) */
     double discount;             /* per-cycle forgetting factor in (0,1], or
                                   * BD_DISCOUNT_AUTO (model.h): learned per channel */
     struct {                     /* seasonality: learned hour-of-day and weekday profiles */
@@ -109,6 +128,10 @@ typedef struct {
     int64_t lateness;            /* seconds */
     uint64_t seed;
     int64_t dedup_window;        /* seconds of event time an event_id is remembered */
+    int64_t max_portfolios;      /* portfolios held, listed ones included; a new
+                                  * unlisted one beyond it is rejected */
+    int64_t max_ahead;           /* seconds an event or watermark may lie past the reference
+                                  * time (newest accepted time; live: the wall clock) */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
         char **prop_keys, **prop_vals;
@@ -116,8 +139,13 @@ typedef struct {
     } kafka;
     struct {
         char *url, *prefix, *password_env;
+        char *user;              /* ACL user for AUTH ("": none, or the URL's) */
         int stream_maxlen;
     } redis;
+    struct {                     /* what /metrics exports (`run --metrics`) */
+        bool per_portfolio;      /* series labelled by portfolio (a few gauges) */
+        int max_portfolios;      /* ... for at most this many portfolios */
+    } metrics;
     bool has_default_budget;     /* false => unlisted portfolios are rejected */
     bd_policy_t defaults;
     bd_portfolio_cfg_t *portfolios;  /* sorted by name */
@@ -129,7 +157,7 @@ typedef struct {
  * never look at the text: BD_ERR_IO when the file cannot be read (errbuf:
  * "path: reason"), BD_ERR_CONFIG when it is invalid (errbuf: one
  * "file:line: message" line per error found, in line order, as many whole
- * lines as fit). */
+ * lines as fit) or larger than BD_CONFIG_MAX_BYTES ("path: larger than ..."). */
 bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_t errlen);
 
 /* Same, from a string (BD_OK or BD_ERR_CONFIG); name is used in messages in

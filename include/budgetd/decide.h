@@ -43,6 +43,13 @@ void bd_decide_job_free(bd_decide_job_t *job);
  * publishes it and, once stored, calls bd_decide_apply_proposal. */
 size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, char **json,
                                  size_t *cap);
+/* Re-verifies p's pending proposal against the config in force (p->pol
+ * and each channel's config, which a reload may have changed since the
+ * proposal was made): budget and total, min/max, lab caps, and the ramp
+ * from the allocation in force, by the independent verifier (verify.h;
+ * risk is not re-estimated). BD_OK, or BD_ERR_INVALID with the first
+ * violation in errbuf: the approval must then be refused. */
+bd_err_t bd_decide_approval_check(const bd_portfolio_t *p, char *errbuf, size_t errlen);
 /* Makes the pending proposal the allocation in force; does nothing for a
  * killed portfolio (an approval never revives one). */
 void bd_decide_apply_proposal(bd_portfolio_t *p);

@@ -70,9 +70,22 @@ bd_err_t bd_engine_tick(bd_engine_t *e, int64_t now);
 bd_err_t bd_engine_flush(bd_engine_t *e);
 
 /* The portfolio called name, created (not yet started: no cycle open) when
- * the config allows it; NULL when it is unknown. The live path uses it to
- * restore a checkpoint before the portfolio's first event is applied. */
+ * the config allows it; NULL when it is unknown or when creating it would
+ * pass max_portfolios. The live path uses it to restore a checkpoint before
+ * the portfolio's first event is applied. */
 bd_portfolio_t *bd_engine_portfolio(bd_engine_t *e, const char *name);
+
+/* Forgets p (bd_portfolio_reset): how the live path drops a portfolio it no
+ * longer owns, so that it is restored from Redis if it comes back. A close
+ * job of p still queued is run first: its decision reaches the sink, and
+ * the caller discards what it must not write. */
+void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p);
+
+/* p was restored from its checkpoint (the live path): the times it had
+ * accepted count for the time guard as if this engine had accepted them,
+ * so a daemon taking over a partition judges its next events against the
+ * portfolio's own past, not against the older times it saw itself. */
+void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p);
 
 /* Counts a rejected message against reason and portfolio p (may be NULL):
  * the live path decodes itself and must apply the checkpoint skip first. */

@@ -17,9 +17,12 @@ typedef enum {
     BD_REJ_NEGATIVE_VALUE,    /* a number < 0 */
     BD_REJ_NON_FINITE,        /* a number that overflows to inf */
     BD_REJ_BAD_ID,            /* portfolio/channel/event_id empty, too long, bad chars */
-    BD_REJ_TS_OUT_OF_RANGE,   /* ts before 2000 or > 1 day past the newest ts seen */
+    BD_REJ_TS_OUT_OF_RANGE,   /* ts or watermark before 2000 or more than max_ahead past the
+                               * reference time (engine.c) */
     BD_REJ_UNKNOWN_PORTFOLIO, /* not in config and defaults.budget absent */
     BD_REJ_BAD_VERSION,       /* v present and not 1 */
+    BD_REJ_TOO_MANY_PORTFOLIOS, /* a new portfolio beyond max_portfolios (v2) */
+    BD_REJ_TOO_MANY_CHANNELS, /* a new channel beyond its portfolio's max_channels (v2) */
     BD_REJ__COUNT
 } bd_reject_t;
 
@@ -27,8 +30,6 @@ typedef enum { BD_EV_DATA = 0, BD_EV_WATERMARK = 1 } bd_event_kind_t;
 
 /* 2000-01-01T00:00:00Z: events before it are rejected. */
 #define BD_TS_MIN 946684800LL
-/* An event more than this past the newest event time seen is rejected. */
-#define BD_TS_MAX_AHEAD 86400LL
 
 /* One decoded record. For a watermark, channel and the numbers are unset and
  * ts holds T; portfolio may be "*" (all portfolios). */

@@ -27,6 +27,13 @@ typedef void (*bd_kafka_revoke_fn)(void *ctx, const int32_t *parts, size_t n);
 
 bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, void *ctx,
                           char *errbuf, size_t errlen);
+/* Called on the polling thread, with the ctx of bd_kafka_open, when the
+ * assignment was LOST: this consumer was thrown out of the group (e.g. it
+ * stalled past session.timeout.ms) and another consumer may own the
+ * partitions already, so nothing may be written, stored or committed for
+ * them (the revoke callback is not called then). Without a handler a lost
+ * assignment is only logged. */
+void bd_kafka_on_lost(bd_kafka_t *k, bd_kafka_revoke_fn on_lost);
 /* 1: *m holds a message; 0: none within timeout_ms (errors are logged). */
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
 void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);

@@ -3,7 +3,8 @@
  * allocation. decide.c asks it, once per closed cycle, whether the portfolio
  * is (now) killed and what a killed portfolio spends.
  *
- * The latch is p->killed with p->kill_reason (portfolio.h). Only this module
+ * The latch is p->killed with p->kill_reason, p->kill_by and p->kill_at
+ * (portfolio.h). Only this module
  * sets or clears them; checkpoint.c saves and restores them as they are.
  * Inside the engine the latch is authoritative: a decision reads nothing
  * else to know whether it is a kill.
@@ -13,10 +14,14 @@
  *  - the Redis kill key PFX:{P}:kill (CONTRACT §3), the operators' side
  *    and the truth across processes. The tripping decision (record field
  *    `tripped`) creates it (by=engine) in its own write script
- *    (engine/io/redis.c); operators create and clear it (`budgetd kill`,
- *    `budgetd resume`, redis-cli). The daemon (engine/cmd/run.c) reads it
- *    at restore and before cycles close and mirrors it into the latch
- *    through bd_killswitch_operator_kill / bd_killswitch_operator_resume.
+ *    (engine/io/redis.c); operators create it (`budgetd kill`, redis-cli)
+ *    and clear it with a recorded resume (`budgetd resume`: the key
+ *    deleted and PFX:{P}:resume written in one step, docs/CONTRACT.md v2
+ *    §6.3). The daemon (engine/cmd/run.c) reads the key at restore and
+ *    before cycles close: a key latches p (bd_killswitch_latch); a missing
+ *    key clears the latch only when a resume record clears it
+ *    (bd_killswitch_resume_clears), otherwise the daemon writes the key
+ *    again: a lost key is not a resume.
  *  - the write script's status override: while the kill key exists it
  *    stores and announces `killed` instead of `active`, so Redis never
  *    shows an active allocation for a killed portfolio, even before the
@@ -36,6 +41,7 @@ typedef struct {
     const bd_agg_t *agg;     /* the cycle's aggregates, p->n entries */
     const bool *corrupt;     /* per channel: agg holds implausible numbers (model.h) */
     int64_t closed_end;      /* event time at which the closed cycle ends */
+    int64_t at;              /* the decision's decided_at: a trip's kill_at */
     int64_t last_event_ts;   /* p's newest event time; INT64_MIN: none yet */
     uint64_t events;         /* events accepted since the last decision */
     uint64_t rejected;       /* events rejected since the last decision */
@@ -76,6 +82,22 @@ void bd_killswitch_action_alloc(const bd_portfolio_t *p, const bd_channel_cfg_t 
 /* An operator's kill (PFX:{P}:kill seen by the daemon): latches p with the
  * reason "operator: <reason>"; its next decision is the kill action's. */
 void bd_killswitch_operator_kill(bd_portfolio_t *p, const char *reason);
+/* A kill key {reason, by, at} seen by the daemon: latches p with its actor
+ * and time. The reason is labelled truly: as is when by is "engine" (a
+ * trip of another daemon), "operator: <reason>" otherwise. */
+void bd_killswitch_latch(bd_portfolio_t *p, const char *reason, const char *by, int64_t at);
+/* The engine kills p outside a decision (a checkpoint it must not restore,
+ * docs/CONTRACT.md v2 §6.5): latched with reason as is, by the engine, at
+ * `at`; its next decision is the kill action's. */
+void bd_killswitch_engine_kill(bd_portfolio_t *p, const char *reason, int64_t at);
+/* The reason to write in a kill key for p's latch: the latch's reason
+ * without the label this module put in front of an operator's. */
+const char *bd_killswitch_key_reason(const bd_portfolio_t *p);
+/* Does a recorded resume (PFX:{P}:resume: its time `at` and the `at` of the
+ * kill it cleared, kill_at) clear p's latch? Yes when it cleared this kill
+ * or a later one (kill_at >= p->kill_at) or was recorded after the latch
+ * (p->kill_at < at). */
+bool bd_killswitch_resume_clears(const bd_portfolio_t *p, int64_t at, int64_t kill_at);
 /* An operator's resume (the kill key cleared): unlatches p; the trailing
  * ROAS window restarts so the cycles before the kill cannot re-trip it. The
  * next decision starts from the kill action's allocation. */

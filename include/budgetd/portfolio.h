@@ -61,18 +61,25 @@ typedef struct bd_portfolio {
     bd_agg_t *agg;
     uint64_t *slot_events;        /* events per slot */
     int nslots;
+    int64_t cycle_len;            /* seconds per cycle of the config the cycle numbers below
+                                   * count in (engine.c sets it; 0 unknown) */
     int64_t open;                 /* oldest cycle not yet closed */
     int64_t newest_ts;            /* newest event ts seen for this portfolio */
     int64_t watermark;            /* highest watermark received */
     int64_t last_event_ts;        /* for stale detection */
     uint64_t late, rejected;      /* since the last decision */
     int64_t alloc_cycle;          /* cycle of the allocation in force */
-    uint64_t version;
+    uint64_t version;             /* live: the alloc version Redis last reported for it, the
+                                   * floor of the next one (0 none) */
     bd_status_t status;
     bool killed;                  /* kill-switch latch, until an operator resumes: set and
                                    * cleared by killswitch.c only (checkpoint.c saves and
                                    * restores it) */
     char kill_reason[160];
+    int64_t kill_at;              /* the latch's time: the kill key's `at` (a trip: its
+                                   * decided_at); 0 unknown (a latch migrated from an old
+                                   * checkpoint) */
+    char kill_by[64];             /* the latch's actor: "engine" or the operator's name */
     bool has_proposal;
     int64_t proposal_cycle;
     bd_cycle_hist_t *hist;        /* ring of pol->kill.window closed cycles (killswitch.c) */
@@ -81,7 +88,18 @@ typedef struct bd_portfolio {
     int32_t partition;            /* live: the partition its events come from (-1 unknown) */
     int64_t ckpt_offset;          /* live: offset covered by the checkpoint in Redis */
     int64_t first_unsaved;        /* live: first offset applied since the checkpoint (-1 none) */
+    uint64_t epoch;               /* live: owner epoch claimed in Redis (0: none; kept by
+                                   * bd_portfolio_reset as the floor of the next claim) */
+    bool fenced_out;              /* live: Redis refused a write, another process owns it
+                                   * now; the daemon drops the portfolio */
+    uint8_t redis_held;           /* live: nonzero while Redis refuses its writes (a key of
+                                   * the wrong type, ...): its decisions are held and retried,
+                                   * the other portfolios go on (publish.c) */
     bool pending;                 /* a close job is queued (engine.c) */
+    double live_close_at;         /* live: monotonic time its queued close was seen, 0 none
+                                   * (run.c: cycle latency metric; never checkpointed) */
+    double live_event_at;         /* live: monotonic arrival of the oldest event since its
+                                   * last decision, 0 none (event-to-decision metric) */
     bd_late_t *late_q;            /* late reports since the last close, in arrival order */
     size_t n_late, late_cap;
 } bd_portfolio_t;
@@ -111,6 +129,12 @@ void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const 
 double bd_channel_pin(const bd_channel_t *c);
 /* Queues a late report for channel ch of closed cycle (< p->open). */
 void bd_portfolio_late(bd_portfolio_t *p, int ch, int64_t cycle, const bd_agg_t *d);
+/* Forgets everything p learned: p is as bd_ptable_add left it (name,
+ * config, slot count and cycle length kept; no channel, no cycle open,
+ * offsets -1), except for its last owner epoch. The live path drops a
+ * portfolio it no longer owns this way, so that it is restored from Redis
+ * when it comes back. No close job of p may be queued. */
+void bd_portfolio_reset(bd_portfolio_t *p);
 /* Ring slot of cycle c (cycles may be negative: the remainder is folded). */
 size_t bd_portfolio_slot_index(const bd_portfolio_t *p, int64_t c);
 /* Aggregates of cycle c (must be within the open window). */

@@ -37,7 +37,16 @@ typedef struct {
     size_t n_sets;
     bd_yaml_error_t *errs;
     size_t n_errors, cap_errs;
+    size_t *tagged;         /* start index of each explicitly tagged scalar, ascending
+                             * (bd_yaml_scan; the document model hides tags) */
+    size_t n_tagged, cap_tagged;
 } bd_yaml_ctx_t;
+
+/* Deepest nesting of collections (mappings and lists) a file may have. A
+ * config needs 5 (portfolios, a portfolio, channels, a channel, a map in
+ * it); libyaml's scanner pays O(depth) per token, so 40k nested `[` took
+ * 5 s and 200k over a minute before this cap. */
+#define BD_YAML_MAX_DEPTH 32
 
 /* A mapping entry whose key is a scalar seen for the first time. */
 typedef struct {
@@ -64,8 +73,22 @@ int bd_yaml_line(const yaml_node_t *n);
 void bd_yaml_err(bd_yaml_ctx_t *cx, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Reads the event stream of the len bytes at text once, before the
+ * document is built from it: refuses nesting deeper than BD_YAML_MAX_DEPTH
+ * (reported at the line where it happens; the scan stops there, after
+ * O(depth) work per token) and remembers which scalars carry an explicit
+ * tag (`!!str 1000`, `! 5`), which the typed readers then refuse as numbers,
+ * integers and booleans. Returns false after recording an error (a syntax
+ * error too, as libyaml words it); the caller then skips the document. */
+bool bd_yaml_scan(bd_yaml_ctx_t *cx, const char *text, size_t len);
+
+/* Records libyaml's error of parser p at its problem mark ("YAML syntax
+ * error: ..."). */
+void bd_yaml_syntax_error(bd_yaml_ctx_t *cx, const yaml_parser_t *p);
+
 /* Writes the recorded errors, sorted by line, one per line into buf (as many
- * whole lines as fit; buf may be NULL) and releases them. */
+ * whole lines as fit; buf may be NULL) and releases them, and the tag list
+ * of bd_yaml_scan. */
 void bd_yaml_flush(bd_yaml_ctx_t *cx, char *buf, size_t cap);
 
 /* The scalar text of n, or NULL when n is not a scalar. */
@@ -89,7 +112,11 @@ void bd_yaml_unknown(bd_yaml_ctx_t *cx, const yaml_node_t *key, const char *k, c
 const char *bd_yaml_suggest(const char *s, const char *const *known);
 
 /* Typed readers: each parses n, checks it and stores into *out, or reports
- * "what: ..." at n's line and leaves *out alone. They return success. */
+ * "what: ..." at n's line and leaves *out alone. They return success.
+ * Numbers are strict decimal: [+-]?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ * (integers without fraction and exponent): no hex (`0x10`), no leading
+ * zeros (YAML 1.1 reads `010` as octal), no inf or nan, and never a quoted
+ * or tagged scalar (`"5"`, `!!str 1000` are strings). */
 bool bd_yaml_num(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bd_yaml_range_t r,
                  double *out);
 bool bd_yaml_int(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, int64_t lo, int64_t hi,

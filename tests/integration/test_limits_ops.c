@@ -233,14 +233,14 @@ Test(limits_ops, resume_channel_requests_the_clear)
     cr_assert_not_null(strstr(out, "data faults (held, not learned): search:tracking,video:silent"), "%s", out);
     cr_assert_eq(run("resume", "acme-us", "--channel", "video", "--redis", srv->url, NULL), 0, "%s", errout);
     cr_assert_not_null(strstr(out, "clears its silent fault"), "%s", out);
-    cr_assert_not_null(hget("budgetd:{acme-us}:resume", "video"));
+    cr_assert_not_null(hget("budgetd:{acme-us}:fault_clear", "video"));
     char **names;
     size_t n;
     cr_assert_eq(bd_redis_take_resumes(r, "acme-us", &names, &n, err, sizeof err), BD_OK, "%s", err);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(names[0], "video");
     bd_redis_names_free(names, n);
-    cr_assert_eq(hlen("budgetd:{acme-us}:resume"), 0);
+    cr_assert_eq(hlen("budgetd:{acme-us}:fault_clear"), 0);
     cr_assert_eq(bd_redis_take_resumes(r, "acme-us", &names, &n, err, sizeof err), BD_OK, "%s", err);
     cr_assert_eq(n, 0);
     /* usage: --channel belongs to resume; an unknown portfolio is refused */

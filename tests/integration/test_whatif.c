@@ -1,5 +1,5 @@
 /* `budgetd whatif` end to end as an operator runs it: a --set sweep writes
- * whatif.json in the documented shape (docs/CONTRACT.md §8), the same
+ * whatif.json in the documented shape (docs/CONTRACT.md §10), the same
  * bytes whatever --threads, a self-contained report.html and a summary.md
  * with the closed loop and the log view; a bad --set is refused with the
  * loader's message before any work; and the issue's tighter-ramp config,

@@ -531,11 +531,12 @@ Test(config, initials)
 
 Test(config, feasible_edge_cases)
 {
-    /* every channel capped below the budget: allowed, the split sums to the caps */
+    /* every channel capped below the budget: refused, the budget could not
+     * be spent (it was allowed, and the split silently summed to the caps) */
     bd_config_t *c = load("portfolios:\n  p:\n    budget: 100\n    channels:\n"
                           "      a: {max: 20}\n      b: {max: 30}\n");
-    cr_assert_not_null(c, "%s", err);
-    bd_config_free(c);
+    cr_assert_null(c);
+    cr_assert(strstr(err, "t.yaml:3: portfolio 'p': channel maxes sum to 50 < budget 100"), "%s", err);
     /* mins exactly at the budget, initials equal to bounds */
     c = load("portfolios:\n  p:\n    budget: 100\n    channels:\n"
              "      a: {min: 60, max: 60, initial: 60}\n      b: {min: 40}\n");

@@ -497,7 +497,7 @@ Test(checkpoint, lengths_that_overflow_are_refused)
     const uint64_t huge[] = {UINT64_MAX, UINT64_MAX / 2 + 1, (uint64_t)1 << 60, (uint64_t)len + 1, 100001};
     /* where each length or count stands */
     size_t name_len = 16;
-    size_t nslots = name_len + 8 + 4 + 8; /* after the name "acme" and the model kind */
+    size_t nslots = name_len + 8 + 4 + 8 + 8; /* after the name "acme", the cycle length (v6) and the model kind */
     size_t reason_len = find_text(blob, len, V_KILL_REASON) - 8;
     size_t win = find_u64(blob, len, (uint64_t)V_PROPOSAL_CYCLE) + 8;
     size_t n_ch = find_u64(blob, len, V_SLOT_EVENTS_LAST) + 8;

@@ -45,6 +45,28 @@ Test(checkpoint_v5, delivery_and_fault_state_round_trip)
     cr_assert(memcmp(&q->ch[1].fault, &p->ch[1].fault, sizeof p->ch[1].fault) == 0);
     cr_assert_float_eq(bd_delivery_cap(&q->ch[0].dlv), 200, 1e-9);
 
+    /* the same blob as v5 wrote it: no cycle length after the name, no kill
+     * actor and time after the kill reason (both empty here: 8-byte lengths) */
+    cr_assert_eq(p->kill_reason[0], '\0');
+    size_t name_end = 16 + 8 + strlen(p->name);
+    size_t reason = name_end + 8 + 12 * 8; /* cycle_len, then 12 scalars */
+    unsigned char *v5 = malloc(len);
+    memcpy(v5, blob, name_end);
+    memcpy(v5 + name_end, blob + name_end + 8, reason + 8 - (name_end + 8));
+    size_t v5n = name_end + (reason + 8 - (name_end + 8));
+    memcpy(v5 + v5n, blob + reason + 8 + 16, len - (reason + 8 + 16));
+    v5n += len - (reason + 8 + 16);
+    uint64_t ver5 = 5;
+    memcpy(v5 + 8, &ver5, 8);
+    free(blob);
+    blob = v5;
+    len = v5n;
+    bd_ptable_t *t5 = bd_ptable_new();
+    bd_portfolio_t *q5 = bd_ptable_add(t5, "p", p->pc, p->pol, 2);
+    cr_assert_eq(bd_checkpoint_decode(q5, blob, len, err, sizeof err), BD_OK, "v5: %s", err);
+    cr_assert(memcmp(&q5->ch[1].fault, &p->ch[1].fault, sizeof p->ch[1].fault) == 0);
+    bd_ptable_free(t5);
+
     /* the same blob as v4 wrote it: no delivery or fault state */
     size_t cut = sizeof(bd_delivery_t) + sizeof(bd_fault_t);
     unsigned char *v4 = malloc(len);

@@ -77,6 +77,7 @@ Test(event, reason_names_are_stable)
     static const char *want[BD_REJ__COUNT] = {
         "none", "bad_json", "missing_field", "bad_type", "negative_value", "non_finite",
         "bad_id", "ts_out_of_range", "unknown_portfolio", "bad_version",
+        "too_many_portfolios", "too_many_channels",
     };
     for (int r = 0; r < BD_REJ__COUNT; r++) cr_assert_str_eq(bd_reject_name(r), want[r]);
     cr_assert_str_eq(bd_reject_name(BD_REJ__COUNT), "unknown");

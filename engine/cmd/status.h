@@ -1,0 +1,23 @@
+/* status.h: the JSON form of `budgetd status` (status.c), called by the
+ * operator commands of ops.c. */
+#ifndef BUDGETD_CMD_STATUS_H
+#define BUDGETD_CMD_STATUS_H
+
+#include "budgetd/redis.h"
+
+/* Prints {"v":1,"prefix":PFX,"portfolios":[...]} for portfolio (NULL:
+ * every portfolio under the prefix) on stdout: per portfolio its alloc and
+ * proposal (cycle, version, mode, status, decided_at, channels, total;
+ * null when absent; the proposal also advice_only and approved), the last
+ * decided cycle, the kill (reason, by, at; null) and the approve key's
+ * cycle (null). Returns the exit code: 0, or 1 (a Redis failure or an
+ * unknown portfolio, said on stderr; nothing on stdout). */
+int bd_status_json(bd_redis_t *r, const char *portfolio, const char *prefix);
+
+/* The summary table `budgetd status` prints above the per-portfolio blocks
+ * when it lists every portfolio: one row each (portfolio, mode, status,
+ * cycle and total of the allocation in force, the proposal's cycle, KILLED).
+ * Returns 0, or -1 on a Redis failure (err says why). */
+int bd_status_summary(bd_redis_t *r, char *const *names, size_t n, char *err, size_t errlen);
+
+#endif
