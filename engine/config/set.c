@@ -24,6 +24,7 @@ static void set_mark(yaml_document_t *doc, int id, size_t k)
     size_t line = (size_t)BD_YAML_SET_LINE + k - 1; /* bd_yaml_line adds 1 */
     n->start_mark.line = n->end_mark.line = line;
     n->start_mark.column = n->end_mark.column = 0;
+    n->start_mark.index = n->end_mark.index = (size_t)-1; /* no place in the text: never tagged */
 }
 
 /* A new scalar (plain style) of len bytes of text, marked for override k;

@@ -97,16 +97,16 @@ static bd_err_t loop_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, 
     return BD_OK;
 }
 
-/* Feeds one event; a refusal is a bug of the environment (errbuf). */
+/* Feeds one event. An event the engine refuses is refused as it would be
+ * live (a config's max_channels, say): the engine counts it, its
+ * reject-ratio trigger sees it; only a failed sink stops the run. */
 static bd_err_t loop_feed(bd_engine_t *e, const bd_event_t *ev, char *errbuf, size_t errlen)
 {
     char detail[256];
     bd_err_t err = BD_OK;
-    bd_reject_t r = bd_engine_apply(e, ev, detail, sizeof detail, &err);
-    if (r != BD_REJ_NONE)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "the engine refused an event of the "
-                       "environment (%s): %s", bd_reject_name(r), detail);
-    return err;
+    bd_engine_apply(e, ev, detail, sizeof detail, &err);
+    if (err != BD_OK) return bd_errf(errbuf, errlen, err, "the closed loop's sink failed");
+    return BD_OK;
 }
 
 /* The watermark of portfolio pf at ts (closes its cycles ending by then). */
@@ -230,6 +230,10 @@ bd_err_t bd_loop_run(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed,
             if (t == r->first) {
                 rc = loop_watermark(e, c.env->pf[k].fp->name, t * L, errbuf, errlen);
                 if (rc == BD_OK) rc = bd_engine_flush(e);
+                if (rc == BD_OK && c.st[k].cycle != t) { /* refused (max_portfolios): not managed */
+                    res->pf[k].last = res->pf[k].first - 1;
+                    continue;
+                }
             }
             if (rc == BD_OK) rc = loop_cycle(e, &c, k, t, spend, errbuf, errlen);
         }

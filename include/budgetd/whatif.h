@@ -176,7 +176,8 @@ size_t bd_env_cycle(bd_env_t *env, size_t pf, int64_t t, const double *spend);
 
 /* One portfolio of one run: sums over its cycles first..last. */
 typedef struct {
-    int64_t first, last;          /* cycles run (last < first: not managed by the config) */
+    int64_t first, last;          /* cycles run (last < first: not managed by the config, or
+                                   * refused by its engine: max_portfolios) */
     size_t n;                     /* channels (the env's) */
     double ret;                   /* expected objective at the spend made (the draw's curves) */
     double oracle;                /* the same of the exact water-fill of the draw's curves in the
