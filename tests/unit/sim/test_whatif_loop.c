@@ -218,6 +218,14 @@ Test(whatif_loop, unmanaged_portfolio)
     bd_loop_summarise(&r, 1, -1, &s);
     cr_assert(s.ret.median == 0 && s.regret.median == 0);
     bd_loop_result_free(&r);
+    /* managed by defaults, but its engine refuses it (max_portfolios):
+     * not managed either, and the run goes on */
+    bd_config_free(cfg);
+    yaml = "v: 1\ncycle: 1h\nmax_portfolios: 1\ndefaults: {budget: 100}\nportfolios:\n  other: {budget: 100}\n";
+    cr_assert_eq(bd_config_load_string(yaml, strlen(yaml), "o.yaml", &cfg, g_err, sizeof g_err), BD_OK, "%s", g_err);
+    cr_assert_eq(bd_loop_run(g_fit, cfg, 1, 0, &r, g_err, sizeof g_err), BD_OK, "%s", g_err);
+    cr_assert(r.pf[0].last < r.pf[0].first && r.pf[0].decisions == 0);
+    bd_loop_result_free(&r);
     /* another cycle length is refused */
     bd_config_free(cfg);
     yaml = "v: 1\ncycle: 2h\nportfolios:\n  shop: {budget: 100}\n";
