@@ -1,5 +1,5 @@
 # budgetd build. Sources are found by wildcard: the layers under engine/
-# (core, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
+# (base, core, sim, io, config, cmd) and models/ form libbudgetd.a, engine/cmd/main.c
 # the binary; bench/sim/ (simulator, scenarios, oracle, bandit problems)
 # forms libbdsim.a for the benchmarks and the tests that use it; each
 # tests/unit/<module>/test_*.c, tests/integration/test_*.c,
@@ -19,7 +19,7 @@ CFLAGS   += $(WARN) $(OPT) -pthread
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 TESTLIBS := -lcriterion
 
-LAYERS    := base core io config cmd
+LAYERS    := base core sim io config cmd
 LIB_SRC   := $(filter-out engine/cmd/main.c,$(foreach l,$(LAYERS),$(wildcard engine/$(l)/*.c))) $(wildcard models/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 SUP_SRC   := $(wildcard tests/support/*.c)
@@ -125,10 +125,11 @@ demo: setup
 	scripts/demo.sh $(BUILD)/budgetd
 
 bench: all
-	@for b in $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN)); do case $$b in *quality*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
+	@for b in $(filter $(BUILD)/bench/bench_%,$(BENCH_BIN)); do case $$b in *quality*|*whatif*) ;; *) echo "== $$b"; $$b || exit 1;; esac; done
 
+# decision quality: the closed-loop scenarios and the what-if honesty check
 bench-quality: all
-	@for b in $(filter %quality,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
+	@for b in $(filter %quality %whatif,$(BENCH_BIN)); do echo "== $$b"; $$b || exit 1; done
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -372,4 +372,5 @@ const bd_model_ops_t bd_model_poisson_sat_ops = {
     .mean = psat_mean,
     .evidence = psat_evidence,
     .resets = psat_resets,
+    .k_grid_ratio = 2.0, /* k_j = sat * 2^(j-3) */
 };

@@ -1,46 +1,37 @@
-/* whatif.c: `budgetd whatif -c A.yaml -c B.yaml LOG...`: replays the same
- * log under two configs and reports, per portfolio and side by side, where
- * the money went, which guardrails bound, kill trips, and the return each
- * config would have earned under response curves fitted on the whole log
- * (a model estimate, labelled as such). Writes summary.md and, when gnuplot
- * is installed, one PNG per portfolio of the allocation over time. */
+/* whatif.c: `budgetd whatif -c A.yaml [-c B.yaml ...] [--set PATH=V1,V2 ...]
+ * LOG...`: what each config would have done, two ways (docs/OPERATORS.md
+ * "What-if"):
+ *
+ *  - counterfactual: the log fits an environment (engine/sim/fit.c) and
+ *    every config is played closed-loop against --draws environments drawn
+ *    from it (loop.c), through the engine's real path; return, spend,
+ *    ROAS, regret against the fitted oracle, bounds and kill trips as a
+ *    median and a 90% interval over the draws;
+ *  - log view: the same log replayed under each config (delivery caps off),
+ *    what the config would have decided on the observed data; its outcomes
+ *    followed the spend of the policy that ran, so it says nothing of
+ *    returns beyond a model estimate.
+ *
+ * Configs are the -c files times the cartesian product of the --set
+ * values; a bad path or value is refused (exit 2, the loader's message
+ * naming the --set) before any work. The fit takes the first -c as written
+ * for the config the log was recorded under. Output: DIR/summary.md,
+ * DIR/report.html, DIR/whatif.json and the plots (whatif_report.c). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include "cmd.h"
 #include "opts.h"
-#include "budgetd/config.h"
-#include "budgetd/engine.h"
+#include "whatif_int.h"
 #include "budgetd/logread.h"
 
-#define WI_MAXCH 64
-#define WI_DEFAULT_DIR "whatif-out" /* -o DIR */
+/* ---- the log view's sink ------------------------------------------------------ */
 
-/* One allocation in force after a decision. */
-typedef struct {
-    int64_t cycle;
-    double x[WI_MAXCH];
-} wi_step_t;
-
-typedef struct {
-    char name[BD_NAME_MAX + 1];
-    char ch[WI_MAXCH][BD_NAME_MAX + 1];
-    int nch;
-    wi_step_t *steps;
-    size_t n, cap;
-    unsigned bound[WI_MAXCH][BD_BOUND__COUNT]; /* decisions a bound bound, per bd_bound_t */
-    unsigned kills, applied, proposed, held;
-    char kill_reason[160];
-} wi_pf_t;
-
-typedef struct {
-    wi_pf_t *pf;
-    size_t n, cap;
-} wi_run_t;
-
+/* The log view's portfolio called name, added when new. */
 static wi_pf_t *wi_find(wi_run_t *r, const char *name)
 {
     for (size_t i = 0; i < r->n; i++)
@@ -55,6 +46,7 @@ static wi_pf_t *wi_find(wi_run_t *r, const char *name)
     return w;
 }
 
+/* Index of channel name in w, added when new; -1 past WI_MAXCH. */
 static int wi_channel(wi_pf_t *w, const char *name)
 {
     for (int i = 0; i < w->nch; i++)
@@ -95,181 +87,119 @@ static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
     return BD_OK;
 }
 
-/* Replays every log through an engine on cfg; the sink sees each decision.
- * Returns the engine (caller frees) so the fit pass can read its models. */
-static bd_engine_t *wi_replay(const bd_config_t *cfg, const char **logs, int nlogs, bd_sink_fn sink,
-                              void *ctx, char *err, size_t errlen)
-{
-    bd_engine_opts_t eo = {.threads = 2, .sink = sink, .sink_ctx = ctx};
-    bd_engine_t *e = bd_engine_new(cfg, &eo);
-    char detail[256];
-    for (int i = 0; i < nlogs; i++) {
-        bd_logread_t *lr;
-        if (bd_logread_open(logs[i], &lr, err, errlen) != BD_OK) {
-            bd_engine_free(e);
-            return NULL;
-        }
-        const char *line;
-        size_t len;
-        bd_err_t serr;
-        int got;
-        while ((got = bd_logread_next(lr, &line, &len, err, errlen)) == 1)
-            if (len) bd_engine_ingest(e, line, len, detail, sizeof(detail), &serr);
-        bd_logread_close(lr);
-        if (got < 0) {
-            bd_engine_free(e);
-            return NULL;
-        }
-    }
-    bd_engine_flush(e);
-    return e;
-}
-
-/* The fit: the same log under config A with forgetting switched off, so
- * each channel's posterior mean curve summarises the whole log. */
-static void wi_fit_policy(bd_policy_t *p) { p->discount = 1.0; }
-
-static double wi_return(const wi_pf_t *w, const bd_portfolio_t *fit, const bd_model_ops_t *ops)
-{
-    bd_curve_t curves[WI_MAXCH];
-    bool have[WI_MAXCH] = {false};
-    for (int k = 0; k < w->nch; k++)
-        for (size_t i = 0; fit && i < fit->n; i++)
-            if (strcmp(fit->ch[i].name, w->ch[k]) == 0) {
-                ops->mean(&fit->ch[i].model, &fit->ch[i].prior, &curves[k]);
-                have[k] = true;
-            }
-    double total = 0;
-    for (size_t s = 0; s < w->n; s++)
-        for (int k = 0; k < w->nch; k++)
-            if (have[k]) total += bd_curve_value(&curves[k], w->steps[s].x[k]);
-    return total;
-}
-
-static double wi_mean_spend(const wi_pf_t *w, const char *ch)
-{
-    if (!w || w->n == 0) return 0;
-    for (int k = 0; k < w->nch; k++)
-        if (strcmp(w->ch[k], ch) == 0) {
-            double sum = 0;
-            for (size_t s = 0; s < w->n; s++) sum += w->steps[s].x[k];
-            return sum / (double)w->n;
-        }
-    return 0;
-}
-
-static const wi_pf_t *wi_get(const wi_run_t *r, const char *name)
-{
-    for (size_t i = 0; i < r->n; i++)
-        if (strcmp(r->pf[i].name, name) == 0) return &r->pf[i];
-    return NULL;
-}
-
-/* "name count, ..." of the bounds that held channel ch, by the one table of
- * bound names (alloc.h), "-" when none. */
-static void wi_bounds(FILE *f, const wi_pf_t *w, const char *ch)
-{
-    int printed = 0;
-    for (int k = 0; w && k < w->nch; k++) {
-        if (strcmp(w->ch[k], ch) != 0) continue;
-        for (int b = 1; b < BD_BOUND__COUNT; b++)
-            if (w->bound[k][b])
-                fprintf(f, "%s%s %u", printed++ ? ", " : "", bd_bound_name((bd_bound_t)b), w->bound[k][b]);
-    }
-    if (!printed) fputs("-", f);
-}
-
-/* Data file + gnuplot script for one portfolio: one line per channel and
- * config, A solid, B dashed. Returns 0 when the PNG was written. */
-static int wi_plot(const char *dir, const wi_pf_t *a, const wi_pf_t *b, const char *na, const char *nb)
-{
-    char dat[512], png[512];
-    for (int which = 0; which < 2; which++) {
-        const wi_pf_t *w = which ? b : a;
-        snprintf(dat, sizeof(dat), "%s/%s.%c.dat", dir, a->name, which ? 'b' : 'a');
-        FILE *f = fopen(dat, "w");
-        if (!f) return -1;
-        for (size_t s = 0; w && s < w->n; s++) {
-            fprintf(f, "%lld", (long long)w->steps[s].cycle);
-            for (int k = 0; k < a->nch; k++) fprintf(f, " %.2f", k < w->nch ? w->steps[s].x[k] : 0);
-            fputc('\n', f);
-        }
-        fclose(f);
-    }
-    snprintf(png, sizeof(png), "%s/%s.png", dir, a->name);
-    FILE *g = popen("gnuplot 2>/dev/null", "w");
-    if (!g) return -1;
-    fprintf(g, "set terminal pngcairo size 1000,500\nset output '%s'\n", png);
-    fprintf(g, "set title 'budgetd whatif: %s (A = %s solid, B = %s dashed)' noenhanced\n", a->name, na, nb);
-    fprintf(g, "set xlabel 'cycle'\nset ylabel 'spend per cycle'\nset key outside right noenhanced\nplot ");
-    for (int k = 0; k < a->nch; k++)
-        fprintf(g, "%s'%s/%s.a.dat' using 1:%d with lines lw 2 lc %d title 'A %s', "
-                   "'%s/%s.b.dat' using 1:%d with lines dt 2 lw 2 lc %d title 'B %s'",
-                k ? ", " : "", dir, a->name, k + 2, k + 1, a->ch[k], dir, a->name, k + 2, k + 1, a->ch[k]);
-    fputs("\n", g);
-    int rc = pclose(g);
-    struct stat st;
-    return rc == 0 && stat(png, &st) == 0 && st.st_size > 0 ? 0 : -1;
-}
+/* ---- arguments ---------------------------------------------------------------- */
 
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void whatif_usage(FILE *f)
 {
-    fputs("usage: budgetd whatif -c A.yaml -c B.yaml LOG... [-o DIR]\n"
-          "  replays LOG under both configs; writes DIR/summary.md (default " WI_DEFAULT_DIR ")\n"
-          "  and, with gnuplot installed, DIR/<portfolio>.png\n", f);
+    fputs("usage: budgetd whatif -c A.yaml [-c B.yaml ...] [--set PATH=V1,V2,...]... LOG...\n"
+          "                      [-o DIR] [--draws N] [--seed N] [--threads N] [--no-plots]\n"
+          "  compares at least two configs (each -c times every combination of the --set\n"
+          "  values) on LOG: closed loop against N environments fitted from the log (the\n"
+          "  first -c is the config the log was recorded under), and the decisions each\n"
+          "  config would have made on the observed data. Writes DIR/report.html,\n"
+          "  DIR/summary.md and DIR/whatif.json (default DIR " WI_DEFAULT_DIR ", draws 50);\n"
+          "  --no-plots: no figures (gnuplot not run; their .dat files are still written)\n", f);
 }
 
-/* What the command line asks for. Strings point into argv. */
-typedef struct {
-    const char *cfgp[2], *dir;
-    const char **logs;
-    int nlogs;
-} wi_args_t;
+/* --set PATH=V1,V2,... into s (values copied). Returns false on bad use. */
+static bool wi_parse_set(const char *arg, wi_set_t *s)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) return false;
+    char *path = bd_xmalloc((size_t)(eq - arg) + 1);
+    memcpy(path, arg, (size_t)(eq - arg));
+    path[eq - arg] = '\0';
+    *s = (wi_set_t){.path = path};
+    const char *v = eq + 1;
+    for (;;) {
+        size_t len = strcspn(v, ",");
+        s->values = bd_xrealloc(s->values, (s->n + 1) * sizeof *s->values);
+        s->values[s->n] = bd_xmalloc(len + 1);
+        memcpy(s->values[s->n], v, len);
+        s->values[s->n++][len] = '\0';
+        if (!v[len]) break;
+        v += len + 1;
+    }
+    return true;
+}
 
-/* One run: the two configs and the fit config (A without forgetting), the
- * decisions each side kept in force, and the three engines. */
-typedef struct {
-    bd_config_t *cfg[2], *fitcfg;
-    wi_run_t run[2];
-    bd_engine_t *e[3];
-} wi_t;
-
-/* Parses argv into a (o keeps the positional list a->logs points to).
+/* Parses argv into w (o keeps the positional list w->logs points to).
  * Returns -1 to go on, else the exit code (usage or --help printed). */
-static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_args_t *a)
+static int wi_parse(int argc, char **argv, bd_opts_t *o, wi_t *w)
 {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"output", required_argument, NULL, 'o'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    *a = (wi_args_t){.dir = WI_DEFAULT_DIR};
-    bd_opts_init(o, "whatif", argc, argv, "c:o:h", longopts);
-    int nc = 0, ch;
+        {"set", required_argument, NULL, 's'},    {"draws", required_argument, NULL, 'd'},
+        {"seed", required_argument, NULL, 'S'},   {"threads", required_argument, NULL, 't'},
+        {"no-plots", no_argument, NULL, 'P'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    w->dir = WI_DEFAULT_DIR;
+    w->draws = WI_DEFAULT_DRAWS;
+    w->threads = 1;
+    w->seed = 1;
+    w->plots = true;
+    bd_opts_init(o, "whatif", argc, argv, "c:o:t:h", longopts);
+    int ch;
+    long long seed;
     while ((ch = bd_opts_next(o)) != -1) {
         switch (ch) {
         case 'c':
-            if (nc == 2) {
-                bd_opts_fail("whatif", "-c given more than twice: compare exactly two configs");
+            if (w->ncfgp == WI_MAX_CONFIGS) {
+                bd_opts_fail("whatif", "more than %d configs", WI_MAX_CONFIGS);
                 return BD_EXIT_USAGE;
             }
-            a->cfgp[nc++] = o->arg;
+            w->cfgp[w->ncfgp++] = o->arg;
             break;
-        case 'o': a->dir = o->arg; break;
+        case 'o': w->dir = o->arg; break;
+        case 's':
+            w->sets = bd_xrealloc(w->sets, (w->nsets + 1) * sizeof *w->sets);
+            if (!wi_parse_set(o->arg, &w->sets[w->nsets]))
+                return bd_opts_fail("whatif", "--set: '%s' is not PATH=VALUE[,VALUE...]", o->arg);
+            for (size_t i = 0; i < w->nsets; i++)
+                if (!strcmp(w->sets[i].path, w->sets[w->nsets].path)) {
+                    w->nsets++;
+                    return bd_opts_fail("whatif", "--set %s given twice (list its values in one "
+                                        "--set)", w->sets[i].path);
+                }
+            w->nsets++;
+            break;
+        case 'd':
+            if (!bd_opts_int(o, 1, WI_MAX_DRAWS, &w->draws)) return BD_EXIT_USAGE;
+            break;
+        case 'S':
+            if (!bd_opts_parse_ll(o->arg, 0, INT64_MAX, &seed))
+                return bd_opts_fail("whatif", "--seed: '%s' is not an integer >= 0", o->arg);
+            w->seed = (uint64_t)seed;
+            break;
+        case 't':
+            if (!bd_opts_int(o, 1, BD_CMD_MAX_THREADS, &w->threads)) return BD_EXIT_USAGE;
+            break;
+        case 'P': w->plots = false; break;
         case 'h': whatif_usage(stdout); return BD_EXIT_OK;
         default: whatif_usage(stderr); return BD_EXIT_USAGE;
         }
     }
-    a->logs = o->pos;
-    a->nlogs = o->npos;
-    if (nc != 2 || a->nlogs == 0) {
+    w->logs = o->pos;
+    w->nlogs = o->npos;
+    if (w->ncfgp == 0 || w->nlogs == 0) {
         whatif_usage(stderr);
         return BD_EXIT_USAGE;
     }
     return -1;
 }
 
-/* Delivery caps off in every policy of cfg: a log's reported spend
- * followed the allocations of the policy it was recorded under, so a
+/* ---- configs --------------------------------------------------------------------- */
+
+/* A, B, ..., Z, then C27, C28, ... */
+static void wi_label(size_t i, char *out, size_t cap)
+{
+    if (i < 26) snprintf(out, cap, "%c", (char)('A' + i));
+    else snprintf(out, cap, "C%zu", i + 1);
+}
+
+/* Delivery caps off in every policy of cfg: the log view's outcomes
+ * followed the allocations of the policy the log was recorded under, so a
  * replay under another config would learn those allocations as caps. */
 static void wi_no_caps(bd_config_t *cfg)
 {
@@ -277,140 +207,214 @@ static void wi_no_caps(bd_config_t *cfg)
     for (size_t i = 0; i < cfg->n_portfolios; i++) cfg->portfolios[i].p.delivery.caps = BD_AUTO_OFF;
 }
 
-/* Loads both configs (delivery caps off) and the fit config, checks that
- * every log opens and creates the output directory. Returns BD_EXIT_OK or
- * the exit code of the failure (message printed). */
-static int wi_setup(const wi_args_t *a, wi_t *w)
+/* Config c: its settings as chosen by the grid index idx (mixed radix over
+ * the --set lists, the first --set slowest), its name, its config loaded
+ * with the overrides. Returns BD_EXIT_OK or BD_EXIT_USAGE (message
+ * printed: the loader's, naming the --set). */
+static int wi_make_config(wi_t *w, wi_config_t *c, const char *path, size_t idx)
 {
+    c->path = path;
+    c->nsets = w->nsets;
+    c->sets = bd_xcalloc(w->nsets + 1, sizeof *c->sets);
+    size_t len = strlen(path) + 1;
+    for (size_t k = w->nsets; k-- > 0;) {
+        const wi_set_t *s = &w->sets[k];
+        c->sets[k] = (bd_config_set_t){s->path, s->values[idx % s->n]};
+        idx /= s->n;
+        len += strlen(s->path) + strlen(c->sets[k].value) + 2;
+    }
+    c->name = bd_xmalloc(len);
+    size_t off = (size_t)snprintf(c->name, len, "%s", path);
+    for (size_t k = 0; k < w->nsets; k++)
+        off += (size_t)snprintf(c->name + off, len - off, " %s=%s", c->sets[k].path, c->sets[k].value);
     char err[8192];
-    for (int i = 0; i < 2; i++) {
-        if (bd_config_load(a->cfgp[i], &w->cfg[i], err, sizeof(err)) != BD_OK) {
-            fprintf(stderr, "%s\n", err);
-            return BD_EXIT_USAGE;
-        }
-        wi_no_caps(w->cfg[i]);
+    if (bd_config_load_set(path, c->sets, c->nsets, &c->cfg, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return BD_EXIT_USAGE;
     }
-    bd_config_load(a->cfgp[0], &w->fitcfg, err, sizeof(err)); /* loaded once already */
-    wi_fit_policy(&w->fitcfg->defaults);
-    for (size_t i = 0; i < w->fitcfg->n_portfolios; i++) wi_fit_policy(&w->fitcfg->portfolios[i].p);
-    for (int i = 0; i < a->nlogs; i++) {
-        bd_logread_t *lr;
-        if (bd_logread_open(a->logs[i], &lr, err, sizeof(err)) != BD_OK)
-            return bd_opts_fail("whatif", "%s", err);
-        bd_logread_close(lr);
-    }
-    if (mkdir(a->dir, 0755) != 0 && errno != EEXIST)
-        return bd_opts_fail("whatif", "%s: %s", a->dir, strerror(errno));
+    bd_config_t *view;
+    bd_config_load_set(path, c->sets, c->nsets, &view, err, sizeof err); /* loaded once already */
+    wi_no_caps(view);
+    bd_engine_opts_t eo = {.threads = 1, .sink = wi_sink, .sink_ctx = &c->view};
+    c->view_e = bd_engine_new(view, &eo);
+    c->view_cfg = view;
     return BD_EXIT_OK;
 }
 
-/* Replays the logs under A and B (recording decisions) and under the fit
- * config. Returns BD_EXIT_OK or BD_EXIT_RUNTIME (message printed). */
-static int wi_replay_all(const wi_args_t *a, wi_t *w)
+/* Every config of the comparison (-c files x the --set grid), all loaded
+ * and checked before any work. Returns BD_EXIT_OK or BD_EXIT_USAGE. */
+static int wi_configs(wi_t *w)
 {
     char err[8192];
-    for (int i = 0; i < 2; i++)
-        w->e[i] = wi_replay(w->cfg[i], a->logs, a->nlogs, wi_sink, &w->run[i], err, sizeof(err));
-    w->e[2] = wi_replay(w->fitcfg, a->logs, a->nlogs, NULL, NULL, err, sizeof(err));
-    if (!w->e[0] || !w->e[1] || !w->e[2]) {
+    if (bd_config_load(w->cfgp[0], &w->base, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return BD_EXIT_USAGE;
+    }
+    size_t grid = 1;
+    for (size_t k = 0; k < w->nsets; k++) {
+        grid *= w->sets[k].n;
+        if (grid > WI_MAX_CONFIGS) break;
+    }
+    size_t total = grid * (size_t)w->ncfgp;
+    if (grid > WI_MAX_CONFIGS || total > WI_MAX_CONFIGS)
+        return bd_opts_fail("whatif", "the configs and --set values make more than %d configs",
+                            WI_MAX_CONFIGS);
+    if (total < 2)
+        return bd_opts_fail("whatif", "nothing to compare: give two configs (-c A -c B) or a "
+                            "--set with two or more values");
+    for (int f = 0; f < w->ncfgp; f++)
+        for (size_t g = 0; g < grid; g++) {
+            wi_config_t *c = &w->cf[w->ncf];
+            wi_label(w->ncf++, c->label, sizeof c->label);
+            int rc = wi_make_config(w, c, w->cfgp[f], g);
+            if (rc != BD_EXIT_OK) return rc;
+            if (c->cfg->cycle != w->base->cycle)
+                return bd_opts_fail("whatif", "%s: cycle %llds, but %s has %llds: the configs "
+                                    "compared must share the cycle of the log", c->name,
+                                    (long long)c->cfg->cycle, w->cfgp[0], (long long)w->base->cycle);
+        }
+    return BD_EXIT_OK;
+}
+
+/* ---- the work ----------------------------------------------------------------------- */
+
+/* One pass over the logs: every line to each config's log-view engine and
+ * to the fit. Returns BD_EXIT_OK, BD_EXIT_USAGE (a log that does not open)
+ * or BD_EXIT_RUNTIME (message printed). */
+static int wi_read_logs(wi_t *w)
+{
+    char err[8192], detail[256];
+    bd_fitter_t *fit = bd_fit_begin(w->base);
+    for (int i = 0; i < w->nlogs; i++) {
+        bd_logread_t *lr;
+        if (bd_logread_open(w->logs[i], &lr, err, sizeof err) != BD_OK) {
+            bd_fit_end(fit, &w->fit, err, sizeof err);
+            return bd_opts_fail("whatif", "%s", err);
+        }
+        const char *line;
+        size_t len;
+        int got;
+        bd_err_t serr;
+        while ((got = bd_logread_next(lr, &line, &len, err, sizeof err)) == 1) {
+            if (!len) continue;
+            for (size_t c = 0; c < w->ncf; c++)
+                bd_engine_ingest(w->cf[c].view_e, line, len, detail, sizeof detail, &serr);
+            bd_fit_line(fit, line, len);
+        }
+        bd_logread_close(lr);
+        if (got < 0) {
+            bd_fit_end(fit, &w->fit, err, sizeof err);
+            fprintf(stderr, "budgetd whatif: %s\n", err);
+            return BD_EXIT_RUNTIME;
+        }
+    }
+    for (size_t c = 0; c < w->ncf; c++) bd_engine_flush(w->cf[c].view_e);
+    if (bd_fit_end(fit, &w->fit, err, sizeof err) != BD_OK) {
         fprintf(stderr, "budgetd whatif: %s\n", err);
         return BD_EXIT_RUNTIME;
     }
     return BD_EXIT_OK;
 }
 
-/* One portfolio's section of summary.md: A (and B when it decided for the
- * portfolio too) side by side. */
-static void wi_section(FILE *md, const wi_pf_t *a, const wi_pf_t *b, const bd_portfolio_t *fp)
+/* Progress of the closed-loop runs on stderr: a line at most every two
+ * seconds (short runs print none). */
+typedef struct {
+    struct timespec start, last;
+} wi_progress_t;
+
+/* Seconds from a to b. */
+static double wi_since(const struct timespec *a, const struct timespec *b)
 {
-    const bd_model_ops_t *ops = bd_model_get(fp ? fp->pol->model : BD_MODEL_POISSON_SAT);
-    double ra = wi_return(a, fp, ops), rb = b ? wi_return(b, fp, ops) : 0;
-    fprintf(md, "\n## %s\n\n", a->name);
-    fprintf(md, "| | A | B |\n|---|---|---|\n");
-    fprintf(md, "| decisions | %zu | %zu |\n", a->n, b ? b->n : 0);
-    fprintf(md, "| applied / proposed / held | %u / %u / %u | %u / %u / %u |\n", a->applied,
-            a->proposed, a->held, b ? b->applied : 0, b ? b->proposed : 0, b ? b->held : 0);
-    fprintf(md, "| kill-switch | %s | %s |\n", a->kills ? a->kill_reason : "no trip",
-            b && b->kills ? b->kill_reason : "no trip");
-    fprintf(md, "| estimated return (model) | %.2f | %.2f (%+.2f%%) |\n", ra, rb,
-            ra > 0 ? 100.0 * (rb - ra) / ra : 0);
-    fprintf(md, "\n| channel | mean spend A | mean spend B | moved | bound A | bound B |\n"
-                "|---|---|---|---|---|---|\n");
-    for (int k = 0; k < a->nch; k++) {
-        double sa = wi_mean_spend(a, a->ch[k]), sb = wi_mean_spend(b, a->ch[k]);
-        fprintf(md, "| %s | %.2f | %.2f | %+.2f | ", a->ch[k], sa, sb, sb - sa);
-        wi_bounds(md, a, a->ch[k]);
-        fputs(" | ", md);
-        wi_bounds(md, b, a->ch[k]);
-        fputs(" |\n", md);
-    }
+    return (double)(b->tv_sec - a->tv_sec) + 1e-9 * (double)(b->tv_nsec - a->tv_nsec);
 }
 
-/* Writes DIR/summary.md (and the plots), then echoes it to stdout for the
- * terminal. Returns BD_EXIT_OK or BD_EXIT_RUNTIME. */
-static int wi_report(const wi_args_t *a, wi_t *w)
+/* bd_loop_progress_fn: a line with the runs done and an estimate of the
+ * time left. */
+static void wi_progress(void *ctx, size_t done, size_t total)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/summary.md", a->dir);
-    FILE *md = fopen(path, "w");
-    if (!md) {
-        fprintf(stderr, "budgetd whatif: %s: %s\n", path, strerror(errno));
+    wi_progress_t *p = ctx;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (wi_since(&p->last, &now) < 2.0 || done == total) return;
+    p->last = now;
+    double el = wi_since(&p->start, &now);
+    fprintf(stderr, "whatif: %zu/%zu runs, about %.0fs left\n", done, total,
+            el / (double)done * (double)(total - done));
+}
+
+/* Every config against every draw, then the summaries. */
+static int wi_simulate(wi_t *w)
+{
+    char err[1024];
+    const bd_config_t *cfgs[WI_MAX_CONFIGS];
+    for (size_t c = 0; c < w->ncf; c++) cfgs[c] = w->cf[c].cfg;
+    size_t total = w->ncf * (size_t)w->draws;
+    w->res = bd_xcalloc(total, sizeof *w->res);
+    wi_progress_t pr;
+    clock_gettime(CLOCK_MONOTONIC, &pr.start);
+    pr.last = pr.start;
+    if (bd_loop_run_all(w->fit, cfgs, w->ncf, w->draws, w->seed, w->threads, wi_progress, &pr,
+                        w->res, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "budgetd whatif: %s\n", err);
         return BD_EXIT_RUNTIME;
     }
-    fprintf(md, "# budgetd what-if\n\nA = `%s`, B = `%s`, log:", a->cfgp[0], a->cfgp[1]);
-    for (int i = 0; i < a->nlogs; i++) fprintf(md, " `%s`", a->logs[i]);
-    fprintf(md, "\n\nReturn is a **model estimate**: each channel's response curve is fitted on "
-                "the whole log (posterior mean, no forgetting) and applied to the allocation each "
-                "config kept in force. The log's reported spend followed the policy that ran "
-                "when it was recorded, so under another config the overspend trigger compares "
-                "that spend with allocations it never received: read its trips with that in mind. "
-                "For the same reason delivery caps are not learned here.\n");
-    int plots = 0;
-    bd_ptable_t *fit = bd_engine_table(w->e[2]);
-    for (size_t i = 0; i < w->run[0].n; i++) {
-        const wi_pf_t *pa = &w->run[0].pf[i], *pb = wi_get(&w->run[1], pa->name);
-        wi_section(md, pa, pb, bd_ptable_find(fit, pa->name, strlen(pa->name)));
-        if (wi_plot(a->dir, pa, pb, a->cfgp[0], a->cfgp[1]) == 0) {
-            fprintf(md, "\n![%s](%s.png)\n", pa->name, pa->name);
-            plots++;
-        }
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    fprintf(stderr, "whatif: %zu configs x %d draws closed loop in %.1fs\n", w->ncf, w->draws,
+            wi_since(&pr.start, &end));
+    for (size_t c = 0; c < w->ncf; c++) {
+        wi_config_t *cf = &w->cf[c];
+        cf->runs = w->res + c * (size_t)w->draws;
+        bd_loop_summarise(cf->runs, w->draws, -1, &cf->sum);
+        cf->pfsum = bd_xcalloc(w->fit->n + 1, sizeof *cf->pfsum);
+        for (size_t k = 0; k < w->fit->n; k++) bd_loop_summarise(cf->runs, w->draws, (long)k, &cf->pfsum[k]);
     }
-    fclose(md);
-    /* the summary also goes to stdout, for the terminal */
-    FILE *in = fopen(path, "r");
-    char buf[4096];
-    size_t got;
-    while (in && (got = fread(buf, 1, sizeof(buf), in)) > 0) fwrite(buf, 1, got, stdout);
-    if (in) fclose(in);
-    fprintf(stderr, "whatif: wrote %s%s\n", path, plots ? " and PNG plots" : " (gnuplot not found: no plots)");
     return BD_EXIT_OK;
 }
 
 /* Frees whatever w holds (any part may be missing). */
 static void wi_teardown(wi_t *w)
 {
-    for (int i = 0; i < 3; i++) bd_engine_free(w->e[i]);
-    for (int i = 0; i < 2; i++) {
-        for (size_t k = 0; k < w->run[i].n; k++) free(w->run[i].pf[k].steps);
-        free(w->run[i].pf);
-        bd_config_free(w->cfg[i]);
+    for (size_t c = 0; c < w->ncf; c++) {
+        wi_config_t *cf = &w->cf[c];
+        bd_engine_free(cf->view_e);
+        for (size_t k = 0; k < cf->view.n; k++) free(cf->view.pf[k].steps);
+        free(cf->view.pf);
+        bd_config_free(cf->cfg);
+        bd_config_free(cf->view_cfg);
+        free(cf->sets);
+        free(cf->name);
+        free(cf->pfsum);
     }
-    bd_config_free(w->fitcfg);
+    for (size_t j = 0; w->res && j < w->ncf * (size_t)w->draws; j++) bd_loop_result_free(&w->res[j]);
+    free(w->res);
+    bd_fit_free(w->fit);
+    bd_config_free(w->base);
+    for (size_t k = 0; k < w->nsets; k++) {
+        for (size_t i = 0; i < w->sets[k].n; i++) free(w->sets[k].values[i]);
+        free(w->sets[k].values);
+        free((char *)w->sets[k].path);
+    }
+    free(w->sets);
 }
 
-/* The command: parse, load, replay three times, write the report. */
+/* The command: parse, load every config, one pass over the logs (log view
+ * and fit), the closed-loop runs, the report. */
 int bd_cmd_whatif(int argc, char **argv)
 {
     bd_opts_t o;
-    wi_args_t a;
-    wi_t w = {0};
-    int rc = wi_parse(argc, argv, &o, &a);
+    wi_t *w = bd_xcalloc(1, sizeof *w);
+    int rc = wi_parse(argc, argv, &o, w);
     if (rc < 0) {
-        rc = wi_setup(&a, &w);
-        if (rc == BD_EXIT_OK) rc = wi_replay_all(&a, &w);
-        if (rc == BD_EXIT_OK) rc = wi_report(&a, &w);
+        rc = wi_configs(w);
+        if (rc == BD_EXIT_OK && mkdir(w->dir, 0755) != 0 && errno != EEXIST)
+            rc = bd_opts_fail("whatif", "%s: %s", w->dir, strerror(errno));
+        if (rc == BD_EXIT_OK) rc = wi_read_logs(w);
+        if (rc == BD_EXIT_OK) rc = wi_simulate(w);
+        if (rc == BD_EXIT_OK) rc = wi_report(w);
     }
-    wi_teardown(&w);
+    wi_teardown(w);
+    free(w);
     bd_opts_free(&o);
     return rc;
 }

@@ -206,6 +206,25 @@ const bd_cfg_section_t bd_cfg_top_keys = {"the top level", TOP, sizeof TOP / siz
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
                                bd_config_t **out, char *errbuf, size_t errlen)
 {
+    return bd_config_load_string_set(yaml, len, name, NULL, 0, out, errbuf, errlen);
+}
+
+/* "--set PATH=VALUE" of each override, for messages (set.c, yaml.h). */
+static char **set_labels(const bd_config_set_t *sets, size_t n)
+{
+    char **l = bd_xcalloc(n + 1, sizeof *l);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(sets[i].path) + strlen(sets[i].value) + 8;
+        l[i] = bd_xmalloc(len);
+        snprintf(l[i], len, "--set %s=%s", sets[i].path, sets[i].value);
+    }
+    return l;
+}
+
+bd_err_t bd_config_load_string_set(const char *yaml, size_t len, const char *name,
+                                   const bd_config_set_t *sets, size_t nsets, bd_config_t **out,
+                                   char *errbuf, size_t errlen)
+{
     *out = NULL;
     if (errbuf && errlen) errbuf[0] = '\0';
     if (len > BD_CONFIG_MAX_BYTES)
@@ -215,6 +234,9 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     bd_yaml_ctx_t cx;
     memset(&cx, 0, sizeof cx);
     cx.name = name ? name : "config";
+    char **labels = set_labels(sets, nsets);
+    cx.set_labels = (const char *const *)labels;
+    cx.n_sets = nsets;
     bd_config_t *c = bd_xcalloc(1, sizeof *c);
     c->path = bd_xstrdup(cx.name);
     bd_cfg_defaults(&bd_cfg_top_keys, c);
@@ -229,6 +251,7 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
         bd_yaml_syntax_error(&cx, &parser);
     } else {
         cx.doc = &doc;
+        bd_cfg_apply_sets(&cx, &doc, sets, nsets);
         yaml_node_t *root = yaml_document_get_root_node(&doc);
         /* `---` alone is a document whose root is an empty scalar */
         if (!root || bd_yaml_is_null(root))
@@ -249,17 +272,27 @@ bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
     }
     yaml_parser_delete(&parser);
 
+    bd_err_t rc = BD_OK;
     if (cx.n_errors) {
         bd_yaml_flush(&cx, errbuf, errlen);
         bd_config_free(c);
-        return BD_ERR_CONFIG;
+        rc = BD_ERR_CONFIG;
+    } else {
+        bd_yaml_flush(&cx, NULL, 0);
+        *out = c;
     }
-    bd_yaml_flush(&cx, NULL, 0);
-    *out = c;
-    return BD_OK;
+    for (size_t i = 0; i < nsets; i++) free(labels[i]);
+    free(labels);
+    return rc;
 }
 
 bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_t errlen)
+{
+    return bd_config_load_set(path, NULL, 0, out, errbuf, errlen);
+}
+
+bd_err_t bd_config_load_set(const char *path, const bd_config_set_t *sets, size_t nsets,
+                            bd_config_t **out, char *errbuf, size_t errlen)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
@@ -282,7 +315,7 @@ bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_
         free(buf);
         return bd_errf(errbuf, errlen, BD_ERR_IO, "%s: %s", path, strerror(err ? err : EIO));
     }
-    bd_err_t rc = bd_config_load_string(buf, len, path, out, errbuf, errlen);
+    bd_err_t rc = bd_config_load_string_set(buf, len, path, sets, nsets, out, errbuf, errlen);
     free(buf);
     return rc;
 }

@@ -118,4 +118,11 @@ void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, 
 void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, const char *path,
                                bd_portfolio_cfg_t *pc);
 
+/* Applies the n overrides to doc (set.c): each path's missing maps are
+ * created and its value replaced by a plain scalar marked with the line
+ * BD_YAML_SET_LINE + its index (yaml.h); a path that cannot be followed is
+ * reported. */
+void bd_cfg_apply_sets(bd_yaml_ctx_t *cx, yaml_document_t *doc, const bd_config_set_t *sets,
+                       size_t n);
+
 #endif

@@ -22,7 +22,9 @@ int bd_yaml_line(const yaml_node_t *n)
 void bd_yaml_err(bd_yaml_ctx_t *cx, int line, const char *fmt, ...)
 {
     char msg[768];
-    int off = snprintf(msg, sizeof msg, "%s:%d: ", cx->name, line);
+    size_t k = line >= BD_YAML_SET_LINE ? (size_t)(line - BD_YAML_SET_LINE) : (size_t)-1;
+    int off = k < cx->n_sets ? snprintf(msg, sizeof msg, "%s: ", cx->set_labels[k])
+                             : snprintf(msg, sizeof msg, "%s:%d: ", cx->name, line);
     if (off < 0 || (size_t)off >= sizeof msg) off = (int)strlen(msg);
     va_list ap;
     va_start(ap, fmt);

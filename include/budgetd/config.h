@@ -168,6 +168,27 @@ bd_err_t bd_config_load(const char *path, bd_config_t **out, char *errbuf, size_
 bd_err_t bd_config_load_string(const char *yaml, size_t len, const char *name,
                                bd_config_t **out, char *errbuf, size_t errlen);
 
+/* A command-line override of one config value (`budgetd whatif --set`):
+ * path is the dot-joined key path from the top (`defaults.max_step`,
+ * `portfolios.acme-us.budget`; a name holding dots is matched against the
+ * keys of the file), value the text of a plain YAML scalar. */
+typedef struct {
+    const char *path;
+    const char *value;
+} bd_config_set_t;
+
+/* bd_config_load with n overrides applied to the file's document before it
+ * is read (engine/config/set.c): missing maps are created, an existing
+ * value is replaced, and the result is checked by the same rules as the
+ * file. A message about an override starts with "--set PATH=VALUE: "
+ * instead of "file:line: " (BD_ERR_CONFIG, like any other config error). */
+bd_err_t bd_config_load_set(const char *path, const bd_config_set_t *sets, size_t n,
+                            bd_config_t **out, char *errbuf, size_t errlen);
+/* The same from a string. */
+bd_err_t bd_config_load_string_set(const char *yaml, size_t len, const char *name,
+                                   const bd_config_set_t *sets, size_t n, bd_config_t **out,
+                                   char *errbuf, size_t errlen);
+
 void bd_config_free(bd_config_t *cfg);
 
 /* The listed portfolio called name, or NULL. */

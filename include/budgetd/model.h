@@ -128,6 +128,10 @@ typedef struct bd_model_ops {
     double (*evidence)(const bd_model_state_t *st);
     /* Number of change-point resets so far (diagnostics, tests). */
     uint32_t (*resets)(const bd_model_state_t *st);
+    /* Ratio between neighbouring points of the saturation grid a model
+     * learns k on (a draw's k is one of them); 0 when k is not on a grid.
+     * The what-if spreads a draw's k over its grid cell (engine/sim/env.c). */
+    double k_grid_ratio;
 } bd_model_ops_t;
 
 const bd_model_ops_t *bd_model_get(bd_model_kind_t kind);

@@ -22,11 +22,19 @@ typedef struct {
     char *msg;              /* "file:line: message" */
 } bd_yaml_error_t;
 
+/* Nodes that a command-line override wrote into the document (config.h
+ * bd_config_set_t) sit at line BD_YAML_SET_LINE + k for override k: their
+ * messages start with the override's label (set_labels[k]) instead of
+ * "file:line". */
+#define BD_YAML_SET_LINE 1000000000
+
 /* One file being read: the document and the errors found so far. Start
  * zeroed, then set name and, once parsed, doc. */
 typedef struct {
     const char *name;       /* file name used in messages */
     yaml_document_t *doc;
+    const char *const *set_labels; /* n_sets labels of the overrides ("--set a.b=1") */
+    size_t n_sets;
     bd_yaml_error_t *errs;
     size_t n_errors, cap_errs;
     size_t *tagged;         /* start index of each explicitly tagged scalar, ascending
@@ -60,7 +68,8 @@ typedef enum {
 /* Line (1-based) of a node, 0 for NULL. */
 int bd_yaml_line(const yaml_node_t *n);
 
-/* Records the error "name:line: message". */
+/* Records the error "name:line: message" ("LABEL: message" at an
+ * override's line, see BD_YAML_SET_LINE). */
 void bd_yaml_err(bd_yaml_ctx_t *cx, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

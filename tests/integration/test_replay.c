@@ -157,7 +157,7 @@ Test(replay, whatif_reports_both_configs)
 {
     cr_assert_eq(bd_test_sh("sed 's/  max_step: 0.25/  max_step: 0.10/' configs/sample.yaml > %s/b.yaml", g_dir), 0);
     const char *bin = bd_test_budgetd_bin();
-    cr_assert_eq(bd_test_sh("%s whatif -c configs/sample.yaml -c %s/b.yaml " LOG " -o %s/wi >%s/out 2>/dev/null",
+    cr_assert_eq(bd_test_sh("%s whatif -c configs/sample.yaml -c %s/b.yaml " LOG " -o %s/wi --draws 2 >%s/out 2>/dev/null",
                             bin, g_dir, g_dir, g_dir),
                  0);
     char *md = slurp("wi/summary.md", NULL);

@@ -22,7 +22,11 @@ for cfg in configs/minimal.yaml $g/loglog.yaml; do
     echo "$log:$(basename "$cfg" .yaml):summary $(h < "$tmp/err")"
   done
 done
-"$bin" whatif -c configs/sample.yaml -c configs/mode-delegate.yaml bench/data/sample.jsonl.gz -o "$tmp/wi" >/dev/null 2>&1
-echo "whatif:sample:files $(cd "$tmp/wi" && cat summary.md *.dat | h)"
-"$bin" whatif -c configs/minimal.yaml -c $g/loglog.yaml $g/late.jsonl.gz -o "$tmp/wi2" >/dev/null 2>&1
-echo "whatif:late:files $(cd "$tmp/wi2" && cat summary.md *.dat | h)"
+# whatif: few draws (the closed loop runs configs x draws engines), the
+# thread count of the replays (its output must not depend on it)
+"$bin" whatif -c configs/sample.yaml -c configs/mode-delegate.yaml bench/data/sample.jsonl.gz -o "$tmp/wi" \
+  --draws 3 --threads "$thr" >/dev/null 2>&1
+echo "whatif:sample:files $(cd "$tmp/wi" && cat summary.md whatif.json *.dat | h)"
+"$bin" whatif -c configs/minimal.yaml -c $g/loglog.yaml $g/late.jsonl.gz -o "$tmp/wi2" \
+  --draws 2 --threads "$thr" --no-plots >/dev/null 2>&1
+echo "whatif:late:files $(cd "$tmp/wi2" && cat summary.md whatif.json *.dat | h)"
