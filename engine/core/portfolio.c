@@ -72,15 +72,21 @@ void bd_portfolio_reset(bd_portfolio_t *p)
     int nslots = p->nslots;
     int64_t cycle_len = p->cycle_len;
     uint64_t epoch = p->epoch;
+    /* an empty store with the same limits: the checkpoint brings the ids
+     * back when p is restored */
+    bd_dedup_t *dedup = p->dedup ? bd_dedup_new_like(p->dedup) : NULL;
+    bd_dedup_free(p->dedup);
     free(p->ch);
     free(p->agg);
     free(p->slot_events);
     free(p->hist);
+    free(p->late_q);
     memset(p, 0, sizeof(*p));
     memcpy(p->name, name, sizeof(name));
     portfolio_init(p, pc, pol, nslots);
     p->cycle_len = cycle_len;
     p->epoch = epoch;
+    p->dedup = dedup;
 }
 
 static size_t name_hash(const char *s, size_t len)

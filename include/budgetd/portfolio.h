@@ -136,7 +136,8 @@ double bd_channel_pin(const bd_channel_t *c);
 void bd_portfolio_late(bd_portfolio_t *p, int ch, int64_t cycle, const bd_agg_t *d);
 /* Forgets everything p learned: p is as bd_ptable_add left it (name,
  * config, slot count and cycle length kept; no channel, no cycle open,
- * offsets -1), except for its last owner epoch. The live path drops a
+ * offsets -1, no late report queued, an empty dedup store with the same
+ * limits), except for its last owner epoch. The live path drops a
  * portfolio it no longer owns this way, so that it is restored from Redis
  * when it comes back. No close job of p may be queued. */
 void bd_portfolio_reset(bd_portfolio_t *p);

@@ -264,6 +264,7 @@ Test(publish, queue_holds_decisions_while_redis_is_down_and_writes_them_in_order
     cr_assert_eq(x->type, REDIS_REPLY_STRING);
     bd_ptable_t *t2 = bd_ptable_new();
     bd_portfolio_t *q = bd_ptable_add(t2, p->name, p->pc, p->pol, p->nslots);
+    q->dedup = p->dedup ? bd_dedup_new_like(p->dedup) : NULL; /* the ids come back too */
     char derr[256];
     cr_assert_eq(bd_checkpoint_decode(q, x->str, x->len, derr, sizeof derr), BD_OK, "%s", derr);
     cr_assert_leq(q->version, p->version);
