@@ -26,8 +26,10 @@ for src in $progs; do
     bad+=("$t"); fail=$((fail + 1))
     continue
   fi
+  t0=$SECONDS
   out=$("$t" --jobs 2 2>&1); rc=$?
   printf '%s\n' "$out" | tail -n 40
+  echo "-- $t: $((SECONDS - t0)) s"
   line=$(printf '%s\n' "$out" | grep -a 'Synthesis:' | tail -n 1)
   p=$(printf '%s' "$line" | sed -n 's/.*Passing: *\([0-9]*\).*/\1/p')
   f=$(printf '%s' "$line" | sed -n 's/.*Failing: *\([0-9]*\).*/\1/p')
