@@ -84,9 +84,11 @@ static void load_defaults(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const cha
 {
     (void)user;
     bd_config_t *c = base;
-    bd_cfg_found_t found = {NULL, NULL, NULL};
+    bd_cfg_found_t found = {NULL, NULL, NULL, NULL, NULL};
     bd_cfg_policy_apply(cx, kv->val, what, &c->defaults, false, &found);
     c->has_default_budget = found.budget_key != NULL;
+    if (found.budget_key || found.goal_key || found.objective_key)
+        bd_cfg_goal_check(cx, &c->defaults, "defaults", bd_yaml_line(kv->key));
 }
 
 static int cmp_portfolio(const void *a, const void *b)
@@ -118,8 +120,14 @@ static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const c
         pc->p = c->defaults;
         char path[128];
         bd_yaml_join(path, sizeof path, "portfolios", name);
-        bd_cfg_found_t found = {NULL, NULL, NULL};
+        bd_cfg_found_t found = {NULL, NULL, NULL, NULL, NULL};
         bd_cfg_policy_apply(cx, pr[i].val, path, &pc->p, true, &found);
+        /* an inherited inconsistency was reported at defaults */
+        if (found.budget_key || found.goal_key || found.objective_key) {
+            char who[96];
+            snprintf(who, sizeof who, "portfolio '%s'", name);
+            bd_cfg_goal_check(cx, &pc->p, who, pc->line);
+        }
         /* An invalid budget was reported where it stands: no second message. */
         if (!found.budget_key && !c->has_default_budget)
             bd_yaml_err(cx, pc->line,

@@ -22,6 +22,7 @@ static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
 static const char *const AUTO3[] = {"off", "auto", "on", NULL};
 static const char *const AUTO2[] = {"off", "auto", NULL};
 static const char *const FAULT_ACTIONS[] = {"off", "hold", "kill", NULL};
+static const char *const GOALS[] = {"budget", NULL}; /* the word form; targets are maps (goal.c) */
 
 /* ENUM rows store an int32_t into the field. */
 _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
@@ -29,7 +30,8 @@ _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
                    sizeof(bd_mode_t) == sizeof(int32_t) &&
                    sizeof(bd_kill_action_t) == sizeof(int32_t) &&
                    sizeof(bd_auto_t) == sizeof(int32_t) &&
-                   sizeof(bd_fault_action_t) == sizeof(int32_t),
+                   sizeof(bd_fault_action_t) == sizeof(int32_t) &&
+                   sizeof(bd_goal_kind_t) == sizeof(int32_t),
                "enum fields are stored as 32-bit integers");
 
 /* Lines where a channel's bounds were written; 0 = inherited. */
@@ -49,7 +51,7 @@ static bool check_overspend(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char 
 
 /* Money amounts (budget, channel min, max, initial, saturation) are at
  * most BD_MONEY_MAX; a max may also be .inf (uncapped). */
-static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+bool bd_cfg_check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                         const void *val)
 {
     double x = *(const double *)val;
@@ -64,10 +66,19 @@ static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *wha
  * caller checks). */
 static void note_budget(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
+    bd_cfg_found_t *found = user;
+    if (found) found->budget_key = pr->key;
+    bd_cfg_note_budget_scalar(pr, ok, base);
+}
+
+/* The portfolio's own `objective` key: the goal check looks again
+ * (target_cpa counts conversions). */
+static void note_objective(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
+{
     (void)ok;
     (void)base;
     bd_cfg_found_t *found = user;
-    if (found) found->budget_key = pr->key;
+    if (found) found->objective_key = pr->key;
 }
 
 /* `channels` is read once the portfolio's policy is final. */
@@ -141,6 +152,7 @@ static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const ch
 static const bd_cfg_key_t RISK[] = {
     {"roas_floor", BD_KEY_NUM, POL(risk_roas_floor), .range = BD_YAML_R_GE0, .dflt = 1.0},
     {"max_prob", BD_KEY_NUM, POL(risk_max_prob), .range = BD_YAML_R_OC01, .dflt = 0.2},
+    {"cvar", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_cvar_keys}, /* v2 (goal.c) */
 };
 const bd_cfg_section_t bd_cfg_risk_keys = {"risk", RISK, sizeof RISK / sizeof *RISK, false};
 
@@ -201,15 +213,15 @@ const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, 
 
 /* `initial` only on a listed channel: unlisted ones get the equal split. */
 static const bd_cfg_key_t CHANNEL[] = {
-    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = check_money,
+    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = bd_cfg_check_money,
      .note = note_min},
     /* .inf too, so that a portfolio can lift a cap defaults.channel set */
     {"max", BD_KEY_NUM, CH(max), .range = BD_YAML_R_GE0, .inf_ok = true, .dflt = INFINITY,
-     .check = check_money, .note = note_max},
+     .check = bd_cfg_check_money, .note = note_max},
     {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000,
-     .check = check_money},
+     .check = bd_cfg_check_money},
     {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
-     .only_msg = "is only allowed on a listed channel (under channels)", .check = check_money,
+     .only_msg = "is only allowed on a listed channel (under channels)", .check = bd_cfg_check_money,
      .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
     {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
@@ -218,11 +230,15 @@ static const bd_cfg_key_t CHANNEL[] = {
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
                                               false};
 
-/* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
+/* budget 0 is "none": unlisted portfolios are rejected unless defaults set one.
+ * `budget` is a number or (v2) a range, `goal` a word or a map (goal.c). */
 static const bd_cfg_key_t POLICY[] = {
-    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = check_money,
-     .note = note_budget},
-    {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = bd_cfg_check_money,
+     .note = note_budget, .apply = bd_cfg_apply_budget},
+    {"goal", BD_KEY_ENUM, POL(goal.kind), .names = GOALS, .dflt = BD_GOAL_BUDGET,
+     .note = bd_cfg_note_goal, .apply = bd_cfg_apply_goal},
+    {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE,
+     .note = note_objective},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
     {"max_channels", BD_KEY_INT, POL(max_channels), .lo = 1, .hi = 4096,
@@ -342,28 +358,33 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
     int at = found->budget_key ? bd_yaml_line(found->budget_key)
              : found->channels_key ? bd_yaml_line(found->channels_key) : pc->line;
     bool reported = false;
+    /* with a budget range (v2) the mins and initials must fit its max and
+     * the maxes must reach its min */
+    const bool range = pc->p.budget_range.range;
+    const char *bw = range ? "budget max" : "budget";
+    const double least = range ? pc->p.budget_range.min : budget;
     if (sum_min > budget) {
-        bd_yaml_err(cx, at, "portfolio '%s': channel mins sum to %.15g > budget %.15g", pc->name,
-                    sum_min, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel mins sum to %.15g > %s %.15g", pc->name,
+                    sum_min, bw, budget);
         reported = true;
     }
     if (sum_init > budget) {
-        bd_yaml_err(cx, at, "portfolio '%s': channel initials sum to %.15g > budget %.15g",
-                    pc->name, sum_init, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel initials sum to %.15g > %s %.15g",
+                    pc->name, sum_init, bw, budget);
         reported = true;
     }
     if (!reported && !all_init && sum_floor > budget)
         bd_yaml_err(cx, at,
                     "portfolio '%s': initials plus the mins of channels without initial sum to "
-                    "%.15g > budget %.15g",
-                    pc->name, sum_floor, budget);
+                    "%.15g > %s %.15g",
+                    pc->name, sum_floor, bw, budget);
     /* The listed channels are the plan: a budget they cannot take would be
      * left unspent without a word (docs/DECISIONS.md, "Maxes below the
      * budget"). With no channel listed, the channels come from the events. */
-    if (pc->n_channels > 0 && sum_max < budget)
+    if (pc->n_channels > 0 && sum_max < least)
         bd_yaml_err(cx, at,
-                    "portfolio '%s': channel maxes sum to %.15g < budget %.15g (at most %.15g "
+                    "portfolio '%s': channel maxes sum to %.15g < %s %.15g (at most %.15g "
                     "would be spent each cycle: raise a max or lower the budget)",
-                    pc->name, sum_max, budget, sum_max);
+                    pc->name, sum_max, range ? "budget min" : "budget", least, sum_max);
     if (!reported) config_check_pins(cx, pc);
 }

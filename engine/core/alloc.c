@@ -2,8 +2,9 @@
  *
  * Order of a decision (rules in alloc.h; its place in the data path:
  * docs/ARCHITECTURE.md):
- *   draws -> lab gate -> caps and total -> box (ramp or config, pins) ->
- *   fault holds -> delivery caps -> factory (average of S water-fills of total - explore) -> lab (explore
+ *   draws -> lab gate -> caps and total range -> box (ramp or config, pins)
+ *   -> total (the budget, or the goal's total, goal.h) -> fault holds ->
+ *   delivery caps -> factory (average of S water-fills of total - explore) -> lab (explore
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
  * All guardrail arithmetic is in whole cents held in doubles (exact below
  * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
@@ -14,6 +15,7 @@
 #include <string.h>
 #include "budgetd/alloc.h"
 #include "budgetd/common.h"
+#include "budgetd/goal.h"
 #include "budgetd/stats.h"
 #include "budgetd/waterfill.h"
 
@@ -266,14 +268,14 @@ enum { K_FREE = 0, K_PIN, K_HOLD, K_DLV };
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
     double *rlo_c, *rhi_c; /* the ramp box, kept when the total made build_box drop it */
-    double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot;
+    double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot, *gs;
     size_t *order;
     void *block;
 } ws_t;
 
 static void ws_init(ws_t *w, size_t n, size_t S)
 {
-    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
+    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S + BD_GOAL_SCRATCH(n);
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
@@ -284,6 +286,7 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->v = p; p += S * n;
     w->q = p; p += S;
     w->tot = p; p += S;
+    w->gs = p; p += BD_GOAL_SCRATCH(n);
     w->order = (size_t *)(void *)p;
 }
 
@@ -327,6 +330,15 @@ static void chan_box_c(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool p
     *cap_c = hi_cents(pinned ? c->max : chan_cap(pol, c, promoted));
 }
 
+/* The range of the total in cents given the caps' sum (alloc.h): with a
+ * fixed budget both ends are min(budget, sum of caps); with a budget range
+ * (v2) its min and max, each capped by the caps' sum. */
+static void total_range_c(const bd_policy_t *pol, double sumcap, double *lo, double *hi)
+{
+    *hi = fmin(floor(pol->budget * 100 + 0.5), sumcap);
+    *lo = pol->budget_range.range ? fmin(floor(pol->budget_range.min * 100 + 0.5), sumcap) : *hi;
+}
+
 /* The pin rule of alloc.h, in cents. */
 bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                              const double *pin, const bool *promoted, char *errbuf, size_t errlen)
@@ -352,15 +364,17 @@ bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *con
         pins += pc;
     }
     if (!any) return BD_OK;
-    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    if (pins + mins > total)
+    double tlo, thi;
+    total_range_c(pol, sumcap, &tlo, &thi);
+    bool range = pol->budget_range.range;
+    if (pins + mins > thi)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' mins %.2f exceed the total %.2f",
-                       pins / 100, mins / 100, total / 100);
-    if (pins + caps < total)
+                       "pins %.2f plus the other channels' mins %.2f exceed the %s %.2f",
+                       pins / 100, mins / 100, range ? "budget max" : "total", thi / 100);
+    if (pins + caps < tlo)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' caps %.2f fall short of the total %.2f",
-                       pins / 100, caps / 100, total / 100);
+                       "pins %.2f plus the other channels' caps %.2f fall short of the %s %.2f",
+                       pins / 100, caps / 100, range ? "budget min" : "total", tlo / 100);
     return BD_OK;
 }
 
@@ -433,15 +447,25 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
     }
 }
 
-/* Caps, total and box of the guardrail rules into w (pins included), then
- * the soft bounds (fault holds, delivery caps); ramp tells whether the
- * ramp box is in force, budget_cut whether it was dropped because it could
- * not hold the total (the box is then kept in rlo_c/rhi_c). Fails on
- * infeasible guardrails or pins. */
+/* Caps, the total's range [*tlo_c, *thi_c] and the box of the guardrail
+ * rules into w (pins included); the soft bounds (fault holds, delivery
+ * caps) come once the total is known. ramp tells whether the ramp box is in
+ * force, budget_cut whether it was dropped because it could not hold the
+ * total (the box is then kept in rlo_c/rhi_c). With a fixed budget the
+ * range is the one total; with a budget range (v2) it is the part of the
+ * range the ramp boxes can hold (the total moves only as far as the
+ * channels' ramps allow), or the whole range when they can hold none of
+ * it. Fails on infeasible guardrails or pins. */
+typedef struct {
+    double tlo, thi;     /* the total's range for this decision (ramp applied) */
+    double glo, ghi;     /* the whole range of the rules (a fixed budget: the one total) */
+    double budget, sumcap;
+} totals_t;
+
 static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
-                          double *total_c, double *budget_c, bool *ramp, bool *budget_cut,
-                          char *errbuf, size_t errlen)
+                          totals_t *t, bool *ramp, bool *budget_cut, char *errbuf, size_t errlen)
 {
+    double *tlo_c = &t->tlo, *thi_c = &t->thi, *budget_c = &t->budget;
     const bd_policy_t *pol = in->pol;
     size_t n = in->n;
     double B = pol->budget, sumcap = 0, summin = 0;
@@ -457,10 +481,14 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         summin += w->min_c[i];
     }
     *budget_c = floor(B * 100 + 0.5);
-    *total_c = fmin(*budget_c, sumcap);
-    if (summin > *total_c)
+    total_range_c(pol, sumcap, tlo_c, thi_c);
+    if (summin > *thi_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
-                       summin / 100, *total_c / 100);
+                       summin / 100, *thi_c / 100);
+    if (summin > *tlo_c) *tlo_c = summin;
+    t->glo = *tlo_c;
+    t->ghi = *thi_c;
+    t->sumcap = sumcap;
     if (in->pin) {
         bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
         if (rc != BD_OK) return rc;
@@ -482,8 +510,13 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             slo += l;
             shi += h;
         }
-        *ramp = ok && slo <= *total_c && *total_c <= shi;
+        double a = fmax(*tlo_c, slo), b = fmin(*thi_c, shi);
+        *ramp = ok && a <= b;
         *budget_cut = ok && !*ramp;
+        if (*ramp) {
+            *tlo_c = a;
+            *thi_c = b;
+        }
         if (*budget_cut) {
             memcpy(w->rlo_c, w->lo_c, n * sizeof(double));
             memcpy(w->rhi_c, w->hi_c, n * sizeof(double));
@@ -495,13 +528,23 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
             w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
         }
-    apply_holds(in, w, *total_c);
-    apply_dcaps(in, w, *total_c);
+    if (pol->budget_range.range && !*ramp) {
+        /* the box itself (pins at their pin) may hold less of the range */
+        double slo = 0, shi = 0;
+        for (size_t i = 0; i < n; i++) {
+            slo += w->lo_c[i];
+            shi += w->hi_c[i];
+        }
+        *tlo_c = fmax(*tlo_c, slo);
+        *thi_c = fmin(*thi_c, shi);
+    }
     return BD_OK;
 }
 
-/* prev as cents when it is a valid allocation under the box and total. */
-static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double total_c)
+/* prev as cents (its sum into *sum_c) when it is a valid allocation under
+ * the box and a total within [lo_c, hi_c] (a fixed budget: the total). */
+static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double lo_c, double hi_c,
+                       double *sum_c)
 {
     if (!in->prev) return false;
     double sum = 0;
@@ -511,7 +554,46 @@ static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double total_c)
         w->prev_c[i] = c;
         sum += c;
     }
-    return sum == total_c;
+    *sum_c = sum;
+    return sum >= lo_c && sum <= hi_c;
+}
+
+/* The goal's total (v2, alloc.h "Goals") in cents within [t->tlo, t->thi]
+ * by goal.h, searched on the box as the soft bounds will leave it (fault
+ * holds fixed, delivery caps lowering upper ends, as apply_holds and
+ * apply_dcaps compute them) when that box can hold part of the range, so
+ * that the total stays in that part and neither is dropped; else on the
+ * box alone. *marginal: the mean marginal there. Uses w->lo, w->hi. */
+static double goal_total(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
+                         const totals_t *t, double *marginal)
+{
+    size_t n = in->n;
+    double slo = 0, shi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double l = w->lo_c[i], h = w->hi_c[i];
+        if (w->kind[i] == K_FREE && in->hold && isfinite(in->hold[i])) {
+            l = h = fmin(fmax(rint(in->hold[i] * 100), l), h);
+        } else if (w->kind[i] == K_FREE && in->dcap && in->dcap[i] >= 0 && in->dcap[i] < INFINITY) {
+            h = fmin(h, fmax(l, hi_cents(in->dcap[i])));
+        }
+        w->lo[i] = l;
+        w->hi[i] = h;
+        slo += l;
+        shi += h;
+    }
+    double a = fmax(t->tlo, slo), b = fmin(t->thi, shi);
+    if (!(a <= b)) {
+        memcpy(w->lo, w->lo_c, n * sizeof(double));
+        memcpy(w->hi, w->hi_c, n * sizeof(double));
+        a = t->tlo;
+        b = t->thi;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w->lo[i] /= 100;
+        w->hi[i] /= 100;
+    }
+    return bd_goal_total(draws, S, n, w->lo, w->hi, a, b, bd_goal_marginal_target(in->pol),
+                         marginal, w->gs);
 }
 
 /* Factory and lab: the average of S water-fills of (total - explore) over the
@@ -615,6 +697,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     out->total = 0;
     out->capped = out->kept = out->risk_held = false;
     out->p_below_floor = 0;
+    out->marginal = NAN;
     if (n == 0) { out->n_draws = 0; return BD_OK; }
     if (!in->cfg || !in->ops || !in->ops->sample || !in->states || !in->priors || !in->rng ||
         !out->x || !out->bound || !out->mean_roas || !out->roas_lo || !out->roas_hi ||
@@ -640,20 +723,26 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         if (in->cfg[i]->lab && !pr) pr = lab_gate(in, i, draws, S, w.q);
         out->promoted[i] = pr;
     }
-    double total_c = 0, budget_c = 0;
+    totals_t tt = {0, 0, 0, 0, 0, 0};
     bool ramp = false, budget_cut = false;
-    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, &budget_cut, errbuf,
-                            errlen);
+    bd_err_t rc = build_box(in, out->promoted, &w, &tt, &ramp, &budget_cut, errbuf, errlen);
     if (rc != BD_OK) { free(w.block); return rc; }
+    const bool goal = pol->goal.kind != BD_GOAL_BUDGET;
+    double gmarg = NAN, total_c = goal ? goal_total(in, draws, S, &w, &tt, &gmarg) : tt.thi;
+    apply_holds(in, &w, total_c);
+    apply_dcaps(in, &w, total_c);
     out->total = total_c / 100;
-    out->capped = total_c < budget_c;
+    out->capped = goal ? tt.sumcap < tt.budget && total_c >= tt.sumcap : total_c < tt.budget;
 
     factory_and_lab(in, draws, S, &w, total_c);
 
     double alpha = pol->risk_max_prob, thresh = pol->risk_roas_floor * total_c / 100;
     for (size_t i = 0; i < n; i++) w.cur[i] = w.xc[i] / 100;
     double p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
-    bool pvalid = prev_valid(in, &w, total_c), use_prev = false, held = false, changed = false;
+    double psum_c = 0;
+    bool pvalid = goal ? prev_valid(in, &w, tt.glo, tt.ghi, &psum_c)
+                       : prev_valid(in, &w, total_c, total_c, &psum_c);
+    bool use_prev = false, held = false, changed = false;
     memcpy(w.fin, w.xc, n * sizeof(double));
     if (p > alpha) {
         p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev);
@@ -667,7 +756,8 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         bool small = total_c > 0 ? d / total_c < pol->min_change : d == 0;
         if (small) {
             for (size_t i = 0; i < n; i++) w.cur[i] = in->prev[i];
-            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, thresh, NULL, w.tot);
+            double tp = goal ? pol->risk_roas_floor * psum_c / 100 : thresh;
+            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, tp, NULL, w.tot);
             if (pp <= alpha) {
                 memcpy(w.fin, w.prev_c, n * sizeof(double));
                 memset(w.moved, 0, n * sizeof(double));
@@ -681,6 +771,13 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         out->x[i] = use_prev ? in->prev[i] : w.fin[i] / 100;
         w.cur[i] = out->x[i];
     }
+    if (goal && use_prev) {
+        /* the allocation in force stays: its own total (within the range) */
+        thresh = pol->risk_roas_floor * psum_c / 100;
+        out->total = psum_c / 100;
+        if (psum_c != total_c) gmarg = bd_goal_mean_marginal(draws, S, n, w.lo, w.hi, out->total, w.gs);
+    }
+    out->marginal = gmarg;
     if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
     out->p_below_floor = p;
     channel_stats(draws, S, n, &w, out);
@@ -722,6 +819,17 @@ void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg
         if (pinned) lo[i] = hi[i] = fmin(fmax(rint(cfg[i]->pin * 100), lo[i]), hi[i]);
     }
     double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
+    if (pol->budget_range.range) {
+        /* v2: the range's min, or what the initials, pins and the others'
+         * mins ask for when that is more (at most the range's max) */
+        double tlo, thi, want = 0;
+        total_range_c(pol, sumcap, &tlo, &thi);
+        for (size_t i = 0; i < n; i++)
+            want += cfg[i]->has_pin || !cfg[i]->has_initial
+                        ? lo[i]
+                        : fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
+        total = fmin(fmax(tlo, want), thi);
+    }
     for (size_t i = 0; i < n; i++) {
         xc[i] = 0;
         if (cfg[i]->has_pin) xc[i] = lo[i];

@@ -72,6 +72,10 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     d->cycle = job->cycle;
     d->mode = p->pol->mode;
     d->budget = p->pol->budget;
+    d->goal = p->pol->goal.kind;
+    d->goal_target = p->pol->goal.target;
+    d->budget_min = p->pol->budget_range.min;
+    d->marginal = NAN;
     d->n = n;
     d->ch = job->dch;
     d->events = job->events;
@@ -472,6 +476,7 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
         r->d->ch[i].bound = bound[i];
     }
     r->d->p_below_floor = out.p_below_floor;
+    r->d->marginal = out.marginal;
     res->kept = out.kept;
     res->risk_held = out.risk_held;
     bd_alloc_output_free(&out);
@@ -620,6 +625,8 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
         .portfolio = p->name, .cycle = p->proposal_cycle, .mode = p->pol->mode,
         .status = BD_STATUS_ACTIVE, .path = BD_PATH_APPROVED, .budget = p->pol->budget,
         .total = total, .n = p->n, .ch = dch, .p_below_floor = NAN, .decided_at = decided_at,
+        .goal = p->pol->goal.kind, .goal_target = p->pol->goal.target,
+        .budget_min = p->pol->budget_range.min, .marginal = NAN,
         .note = "operator approved the proposal",
     };
     size_t len = bd_record_json(&d, json, cap);

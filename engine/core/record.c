@@ -171,6 +171,18 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
     out_num(&o, 2, d->budget);
     out_lit(&o, ",\"total\":");
     out_num(&o, 2, d->total);
+    if (d->goal != BD_GOAL_BUDGET) {
+        out_lit(&o, ",\"goal\":{\"");
+        out_lit(&o, bd_goal_name(d->goal));
+        out_lit(&o, "\":");
+        out_num(&o, 4, d->goal_target);
+        out_lit(&o, ",\"min\":");
+        out_num(&o, 2, d->budget_min);
+        out_lit(&o, ",\"max\":");
+        out_num(&o, 2, d->budget);
+        out_lit(&o, "},\"marginal\":");
+        out_num(&o, 4, d->marginal);
+    }
     out_lit(&o, ",\"channels\":[");
     for (size_t i = 0; i < d->n; i++) {
         const bd_decision_channel_t *c = &d->ch[i];

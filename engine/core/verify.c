@@ -196,7 +196,8 @@ static bd_err_t v_check_risk(const bd_verify_input_t *in, double total_c, char *
 }
 
 /* The checks in a fixed order (values, box, total, ramp, risk); the first
- * violation is the answer. */
+ * violation is the answer. A goal's total (v2) is judged as a range only:
+ * where in the range it lies is the allocator's estimate, not a bound. */
 bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t errlen)
 {
     if (!in || !in->pol) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no input");
@@ -207,14 +208,24 @@ bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t 
     if (rc == BD_OK) rc = v_check_box(in, &capsum_c, errbuf, errlen);
     if (rc != BD_OK) return rc;
 
-    /* Total: min(budget, sum of caps), to half a cent. */
+    /* Total: min(budget, sum of caps), to half a cent; with a budget range
+     * (v2) within [min, max], each end capped by the caps' sum, and the
+     * ramp and risk then judge the total spent. */
     double budget_c = floor(in->pol->budget * 100 + 0.5);
     double total_c = budget_c < capsum_c ? budget_c : capsum_c;
     double sum = 0;
     for (size_t i = 0; i < in->n; i++) sum += in->x[i];
-    if (fabs(sum - total_c / 100) > 0.005 + 1e-9)
+    if (in->pol->budget_range.range) {
+        double min_c = floor(in->pol->budget_range.min * 100 + 0.5), sum_c = rint(sum * 100);
+        if (min_c > capsum_c) min_c = capsum_c;
+        if (sum_c < min_c || sum_c > total_c)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f outside the budget range [%.2f, %.2f]",
+                           sum, min_c / 100, total_c / 100);
+        total_c = sum_c;
+    } else if (fabs(sum - total_c / 100) > 0.005 + 1e-9) {
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f differs from total %.2f", sum,
                        total_c / 100);
+    }
 
     rc = v_check_ramp(in, total_c, errbuf, errlen);
     if (rc == BD_OK) rc = v_check_risk(in, total_c, errbuf, errlen);

@@ -41,6 +41,10 @@ typedef struct {
     bd_path_t path;
     double budget;
     double total;                /* sum of spends (< budget when capped) */
+    bd_goal_kind_t goal;         /* v2: BD_GOAL_BUDGET writes no goal fields */
+    double goal_target;          /* v2: the target (R or C) */
+    double budget_min;           /* v2: the budget range's min (budget is its max) */
+    double marginal;             /* v2: mean posterior marginal return at the total (NAN: null) */
     size_t n;
     bd_decision_channel_t *ch;
     double p_below_floor;
