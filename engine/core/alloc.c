@@ -201,6 +201,27 @@ static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *
     return (double)below / (double)S;
 }
 
+/* CVaR of the portfolio ROAS (alloc.h): the tail mean (stats.h) of the
+ * returns tot[0..S) over total (currency); NAN at total 0. q: S scratch. */
+static double cvar_roas(const double *tot, size_t S, double alpha, double total, double *q)
+{
+    if (!(total > 0) || S == 0) return NAN;
+    memcpy(q, tot, S * sizeof *q);
+    return bd_stats_tail_mean(q, S, alpha) / total;
+}
+
+/* Whether the risk bound holds given p, the share of draws below the
+ * floor, and the draws' returns tot at a total of total_c cents: p <=
+ * max_prob and, with a CVaR floor (v2), the CVaR at least it (at total 0
+ * nothing is at risk). *cv: the CVaR, NAN when off or at total 0. */
+static bool risk_ok(const bd_policy_t *pol, double p, const double *tot, size_t S, double total_c,
+                    double *q, double *cv)
+{
+    *cv = NAN;
+    if (pol->risk_cvar_floor > 0) *cv = cvar_roas(tot, S, pol->risk_cvar_alpha, total_c / 100, q);
+    return p <= pol->risk_max_prob && !(*cv < pol->risk_cvar_floor);
+}
+
 /* Spreads E (real cents) over the room hi - xr in proportion to w; what a
  * channel cannot take is redistributed; with no positive weight left, the
  * remainder goes equally to whatever still has room. */
@@ -634,12 +655,15 @@ static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws,
 }
 
 /* Risk bound on w->fin (starting as the candidate w->xc): moves toward the
- * safe reference until p <= alpha, or holds. Returns p at the result. */
+ * safe reference until the bound holds (risk_ok), or holds. Returns p at
+ * the result and its CVaR in *cv. */
 static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
-                         double total_c, bool pvalid, double p, bool *held, bool *use_prev)
+                         double total_c, bool pvalid, double p, bool *held, bool *use_prev,
+                         double *cv)
 {
     size_t n = in->n;
-    double alpha = in->pol->risk_max_prob, thresh = in->pol->risk_roas_floor * total_c / 100;
+    const bd_policy_t *pol = in->pol;
+    double thresh = pol->risk_roas_floor * total_c / 100, cs;
     const double *ref = in->safe ? in->safe : in->prev;
     if (ref) {
         for (size_t i = 0; i < n; i++) w->key[i] = isfinite(ref[i]) ? ref[i] * 100 : 0;
@@ -650,24 +674,33 @@ static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, si
     }
     for (size_t i = 0; i < n; i++) w->cur[i] = w->safe_c[i] / 100;
     double ps = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
-    if (ps > alpha) {
+    if (!risk_ok(pol, ps, w->tot, S, total_c, w->q, &cs)) {
         *held = true;
+        *cv = NAN;
         if (pvalid) { memcpy(w->fin, w->prev_c, n * sizeof(double)); *use_prev = true; }
         else memcpy(w->fin, w->safe_c, n * sizeof(double));
         return -1; /* recomputed by the caller */
     }
-    /* p(0) > alpha >= p(1): keep that invariant while halving [t0, t1]. */
+    /* the bound fails at t = 0 and holds at t = 1: keep that invariant
+     * while halving [t0, t1]. */
     double t0 = 0, t1 = 1;
     memcpy(w->fin, w->safe_c, n * sizeof(double));
     p = ps;
+    *cv = cs;
     for (int it = 0; it < RISK_STEPS; it++) {
         double t = 0.5 * (t0 + t1);
         for (size_t i = 0; i < n; i++) w->xr[i] = (1 - t) * w->xc[i] + t * w->safe_c[i];
         round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
         for (size_t i = 0; i < n; i++) w->cur[i] = w->xs[i] / 100;
-        double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
-        if (pt <= alpha) { t1 = t; p = pt; memcpy(w->fin, w->xs, n * sizeof(double)); }
-        else t0 = t;
+        double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot), ct;
+        if (risk_ok(pol, pt, w->tot, S, total_c, w->q, &ct)) {
+            t1 = t;
+            p = pt;
+            *cv = ct;
+            memcpy(w->fin, w->xs, n * sizeof(double));
+        } else {
+            t0 = t;
+        }
     }
     return p;
 }
@@ -697,7 +730,8 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     out->total = 0;
     out->capped = out->kept = out->risk_held = false;
     out->p_below_floor = 0;
-    out->marginal = NAN;
+    out->marginal = out->cvar = NAN;
+    out->cvar_bound = false;
     if (n == 0) { out->n_draws = 0; return BD_OK; }
     if (!in->cfg || !in->ops || !in->ops->sample || !in->states || !in->priors || !in->rng ||
         !out->x || !out->bound || !out->mean_roas || !out->roas_lo || !out->roas_hi ||
@@ -736,16 +770,18 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
 
     factory_and_lab(in, draws, S, &w, total_c);
 
-    double alpha = pol->risk_max_prob, thresh = pol->risk_roas_floor * total_c / 100;
+    double thresh = pol->risk_roas_floor * total_c / 100, cv;
     for (size_t i = 0; i < n; i++) w.cur[i] = w.xc[i] / 100;
     double p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
+    bool ok = risk_ok(pol, p, w.tot, S, total_c, w.q, &cv);
+    out->cvar_bound = pol->risk_cvar_floor > 0 && !(cv >= pol->risk_cvar_floor);
     double psum_c = 0;
     bool pvalid = goal ? prev_valid(in, &w, tt.glo, tt.ghi, &psum_c)
                        : prev_valid(in, &w, total_c, total_c, &psum_c);
     bool use_prev = false, held = false, changed = false;
     memcpy(w.fin, w.xc, n * sizeof(double));
-    if (p > alpha) {
-        p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev);
+    if (!ok) {
+        p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev, &cv);
         changed = true;
     }
     for (size_t i = 0; i < n; i++) w.moved[i] = changed && fabs(w.fin[i] - w.xc[i]) > 1;
@@ -756,9 +792,14 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         bool small = total_c > 0 ? d / total_c < pol->min_change : d == 0;
         if (small) {
             for (size_t i = 0; i < n; i++) w.cur[i] = in->prev[i];
-            double tp = goal ? pol->risk_roas_floor * psum_c / 100 : thresh;
-            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, tp, NULL, w.tot);
-            if (pp <= alpha) {
+            double tc = goal ? psum_c : total_c, tp = goal ? pol->risk_roas_floor * psum_c / 100 : thresh;
+            double pp = p, cp;
+            bool okp = true;
+            if (d != 0) {
+                pp = risk_p(draws, S, n, w.cur, tp, NULL, w.tot);
+                okp = risk_ok(pol, pp, w.tot, S, tc, w.q, &cp);
+            }
+            if (okp) {
                 memcpy(w.fin, w.prev_c, n * sizeof(double));
                 memset(w.moved, 0, n * sizeof(double));
                 use_prev = out->kept = true;
@@ -778,8 +819,12 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         if (psum_c != total_c) gmarg = bd_goal_mean_marginal(draws, S, n, w.lo, w.hi, out->total, w.gs);
     }
     out->marginal = gmarg;
-    if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
+    if (changed) {
+        p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
+        risk_ok(pol, p, w.tot, S, goal && use_prev ? psum_c : total_c, w.q, &cv);
+    }
     out->p_below_floor = p;
+    out->cvar = cv;
     channel_stats(draws, S, n, &w, out);
     for (size_t i = 0; i < n; i++)
         out->bound[i] = which_bound(&w, i, ramp, budget_cut, w.moved[i] != 0);

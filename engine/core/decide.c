@@ -76,6 +76,8 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     d->goal_target = p->pol->goal.target;
     d->budget_min = p->pol->budget_range.min;
     d->marginal = NAN;
+    d->show_cvar = p->pol->risk_cvar_floor > 0;
+    d->cvar = NAN;
     d->n = n;
     d->ch = job->dch;
     d->events = job->events;
@@ -129,7 +131,7 @@ static void decide_roas_stats(run_t *r)
     const double *x = r->x;
     bd_decision_channel_t *dch = r->d->ch;
     size_t n = p->n;
-    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1));
+    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1)), rets[S];
     int below = 0;
     double total = 0;
     for (size_t i = 0; i < n; i++) total += x[i];
@@ -144,7 +146,9 @@ static void decide_roas_stats(run_t *r)
             roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_roas_zero(&c);
         }
         if (total > 0 && ret < p->pol->risk_roas_floor * total) below++;
+        rets[s] = ret;
     }
+    if (r->d->show_cvar && total > 0) r->d->cvar = bd_stats_tail_mean(rets, S, p->pol->risk_cvar_alpha) / total;
     for (size_t i = 0; i < n; i++) {
         double *q = roas + i * S, sum = 0;
         for (int s = 0; s < S; s++) sum += q[s];
@@ -477,6 +481,8 @@ static void decide_allocate(run_t *r, alloc_result_t *res)
     }
     r->d->p_below_floor = out.p_below_floor;
     r->d->marginal = out.marginal;
+    r->d->cvar = out.cvar;
+    r->d->cvar_bound = out.cvar_bound;
     res->kept = out.kept;
     res->risk_held = out.risk_held;
     bd_alloc_output_free(&out);
@@ -521,10 +527,17 @@ static void decide_gate(run_t *r, const alloc_result_t *res)
          * allocation in force stays in force and active: stopping the spend
          * would stop the evidence that narrows the posterior, a hold that
          * never lifts. Realized returns are the kill-switch's to judge. */
-        snprintf(job->note, sizeof(job->note),
-                 "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f; the allocation "
-                 "in force stays",
-                 pol->risk_roas_floor, pol->risk_max_prob);
+        if (pol->risk_cvar_floor > 0)
+            snprintf(job->note, sizeof(job->note),
+                     "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f or CVaR(%.2f) >= "
+                     "%.2f; the allocation in force stays",
+                     pol->risk_roas_floor, pol->risk_max_prob, pol->risk_cvar_alpha,
+                     pol->risk_cvar_floor);
+        else
+            snprintf(job->note, sizeof(job->note),
+                     "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f; the allocation "
+                     "in force stays",
+                     pol->risk_roas_floor, pol->risk_max_prob);
         r->d->note = job->note;
         r->d->path = BD_PATH_HELD;
         p->has_proposal = false;

@@ -227,6 +227,11 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
     }
     out_lit(&o, "],\"risk\":{\"p_below_floor\":");
     out_num(&o, 4, d->p_below_floor);
+    if (d->show_cvar) {
+        out_lit(&o, ",\"cvar\":");
+        out_num(&o, 4, d->cvar);
+        out_lit(&o, d->cvar_bound ? ",\"cvar_bound\":true" : ",\"cvar_bound\":false");
+    }
     out_lit(&o, "},\"kill\":");
     if (d->kill_reason) {
         out_lit(&o, "{\"reason\":");

@@ -36,7 +36,12 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    the ramp is dropped for that decision and the box is [min_i, cap_i].
  *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
  *  - risk: unless risk_held, the fraction of draws s with
- *    sum_i f_s,i(x_i) < floor * total is <= max_prob.
+ *    sum_i f_s,i(x_i) < floor * total is <= max_prob; and (v2, with
+ *    risk.cvar.roas_floor F > 0) the CVaR is >= F: with R_s = sum_i
+ *    f_s,i(x_i), m = max(1, ceil(alpha S - 1e-9)) and R_(1) <= ... the
+ *    sorted returns, CVaR = (R_(1) + ... + R_(m)) / m / total (added in
+ *    that order; at total 0 nothing is at risk). The risk move and the
+ *    hold work on both together.
  *  - kept (min_change): x == prev exactly.
  *  - cents: every bound is applied on the cent lattice, lower bounds rounded
  *    up and upper bounds down: lo_c = ceil(100 lo - 1e-6), hi_c =
@@ -117,6 +122,10 @@ typedef struct {
                                * prev when prev is valid under box and total (hold),
                                * else the projected safe reference */
     double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
+    double cvar;              /* v2: mean portfolio ROAS of the worst risk.cvar.alpha share of
+                               * the draws at x; NAN when CVaR is off or the total is 0 */
+    bool cvar_bound;          /* v2: the candidate broke the CVaR floor (the risk move or
+                               * hold was, at least partly, for it) */
     double marginal;          /* v2 goal: mean over the draws of the marginal return of the
                                * last unit at the total (goal.h); NAN with goal budget */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned

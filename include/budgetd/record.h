@@ -48,6 +48,9 @@ typedef struct {
     size_t n;
     bd_decision_channel_t *ch;
     double p_below_floor;
+    bool show_cvar;              /* v2: risk.cvar is on: the record carries cvar, cvar_bound */
+    double cvar;                 /* v2: CVaR of the portfolio ROAS at the allocation (NAN: null) */
+    bool cvar_bound;             /* v2: the CVaR floor moved (or held) the allocation */
     const char *kill_reason;     /* NULL: not killed */
     bool tripped;                /* this decision tripped the kill-switch: the first
                                   * record of a latch (the live sink creates the
