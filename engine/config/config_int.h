@@ -117,6 +117,15 @@ void bd_cfg_apply_goal(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *
 void bd_cfg_goal_check(bd_yaml_ctx_t *cx, const bd_policy_t *p, const char *who, int line);
 extern const bd_cfg_section_t bd_cfg_cvar_keys;
 
+/* v2 priors (prior.c): the `prior` section of a channel, the `lift` list
+ * (a MAP row's apply), and the checks a portfolio's priors allow, run once
+ * its channels are read (a strength needs a centre; a CVaR floor above the
+ * best mean ROAS the listed channels' priors allow is refused). */
+extern const bd_cfg_section_t bd_cfg_prior_keys;
+void bd_cfg_apply_lift(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
+                       void *user);
+void bd_cfg_prior_check(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc);
+
 /* The row of sec called name, or NULL. */
 const bd_cfg_key_t *bd_cfg_key(const bd_cfg_section_t *sec, const char *name);
 

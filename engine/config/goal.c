@@ -65,12 +65,21 @@ static const bd_cfg_key_t GOAL[] = {
 };
 static const bd_cfg_section_t GOAL_KEYS = {"goal", GOAL, sizeof GOAL / sizeof *GOAL, false};
 
+/* Where risk.cvar.roas_floor was written (the prior check reports there). */
+static void note_cvar_line(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
+{
+    (void)ok;
+    (void)user;
+    ((bd_policy_t *)base)->risk_cvar_line = bd_yaml_line(pr->key);
+}
+
 /* risk.cvar (v2): the mean portfolio ROAS of the worst alpha share of the
  * posterior draws is at least roas_floor; roas_floor 0 (built in) is off. */
 #define POL(f) .off = offsetof(bd_policy_t, f), .size = sizeof(((bd_policy_t *)0)->f)
 static const bd_cfg_key_t CVAR[] = {
     {"alpha", BD_KEY_NUM, POL(risk_cvar_alpha), .range = BD_YAML_R_OC01, .dflt = 0.1},
-    {"roas_floor", BD_KEY_NUM, POL(risk_cvar_floor), .range = BD_YAML_R_GE0, .dflt = 0},
+    {"roas_floor", BD_KEY_NUM, POL(risk_cvar_floor), .range = BD_YAML_R_GE0, .dflt = 0,
+     .note = note_cvar_line},
 };
 const bd_cfg_section_t bd_cfg_cvar_keys = {"cvar", CVAR, sizeof CVAR / sizeof *CVAR, false};
 

@@ -226,6 +226,9 @@ static const bd_cfg_key_t CHANNEL[] = {
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
     {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_pin},
+    {"prior", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_prior_keys}, /* v2 (prior.c) */
+    {"lift", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED, .apply = bd_cfg_apply_lift,
+     .only_msg = "is only allowed on a listed channel (under channels)"},
 };
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
                                               false};
@@ -326,6 +329,7 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         ch->initial = 0;
         ch->has_pin = false;
         ch->pin = 0;
+        ch->n_lift = 0;
         ch->line = bd_yaml_line(pr[i].key);
         chlines_t ln = {0, 0, 0, 0};
         char chpath[400];
@@ -387,4 +391,5 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
                     "would be spent each cycle: raise a max or lower the budget)",
                     pc->name, sum_max, range ? "budget min" : "budget", least, sum_max);
     if (!reported) config_check_pins(cx, pc);
+    bd_cfg_prior_check(cx, pc);
 }

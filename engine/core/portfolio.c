@@ -107,16 +107,23 @@ size_t bd_ptable_count(const bd_ptable_t *t) { return t->n; }
 bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i) { return i < t->n ? t->order[i] : NULL; }
 
 /* Prior of a channel: weak, centred on the config's saturation and on a ROAS
- * a little above the risk floor, so that data dominates within a few cycles. */
+ * a little above the risk floor, so that data dominates within a few cycles;
+ * or (v2) centred on the channel's configured `prior` (its roas and
+ * saturation), worth `strength` cycles of data, with its lift tests as
+ * calibration observations (models/poisson_sat.c). */
 static void channel_prior(const bd_portfolio_t *p, const bd_channel_cfg_t *cc, bd_prior_t *pr)
 {
     const bd_policy_t *pol = p->pol;
     pr->objective = pol->objective;
-    pr->saturation = cc->saturation;
+    pr->saturation = cc->prior.saturation > 0 ? cc->prior.saturation : cc->saturation;
     pr->budget = pol->budget;
     double floor = pol->risk_roas_floor > 0 ? pol->risk_roas_floor : 1.0;
     pr->value_prior = 50.0;
-    pr->roas_prior = 2.0 * floor; /* objective units per spend, either objective */
+    /* objective units per spend, either objective */
+    pr->roas_prior = cc->prior.roas > 0 ? cc->prior.roas : 2.0 * floor;
+    pr->strength = cc->prior.roas > 0 ? cc->prior.strength : 0;
+    pr->lift = cc->lift;
+    pr->n_lift = cc->n_lift;
 }
 
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name)

@@ -59,6 +59,14 @@ typedef enum {
     BD_FAULT_VALUE_JUMP, BD_FAULT__COUNT
 } bd_fault_kind_t;
 
+/* v2 `lift`: one lift test of a channel, incremental conversions
+ * `conversions` +- `se` (standard error) measured while it spent `spend`
+ * in total over `cycles` cycles (evenly). */
+typedef struct {
+    double spend, conversions, se, cycles;
+} bd_lift_t;
+#define BD_LIFT_MAX 8 /* lift tests per channel */
+
 /* Per-channel guardrails. max is INFINITY when uncapped. */
 typedef struct {
     char name[BD_NAME_MAX + 1];
@@ -69,6 +77,13 @@ typedef struct {
     bool lab;
     bool has_pin;        /* v2 `pin`: the channel spends exactly pin every cycle */
     double pin;          /* valid when has_pin */
+    struct {             /* v2 `prior` (models/poisson_sat.c); 0: not given */
+        double roas;     /* prior mean return per unit spend at low spend */
+        double saturation; /* prior saturation spend (0: `saturation`) */
+        double strength; /* cycles of data at the saturation spend the prior is worth */
+    } prior;
+    bd_lift_t lift[BD_LIFT_MAX]; /* v2 `lift` (listed channels) */
+    size_t n_lift;
     int line;            /* config line, for messages; 0 for defaults */
 } bd_channel_cfg_t;
 
@@ -113,6 +128,7 @@ typedef struct {
     double risk_max_prob;        /* alpha in (0,1]; 1 disables the bound */
     double risk_cvar_alpha;      /* v2 risk.cvar.alpha: share of worst draws, (0,1] */
     double risk_cvar_floor;      /* v2 risk.cvar.roas_floor: their mean ROAS at least this; 0: off */
+    int risk_cvar_line;          /* config line of risk.cvar.roas_floor (0: built-in) */
     struct {
         double roas_below;       /* 0 disables */
         int window;              /* cycles */

@@ -47,6 +47,10 @@ static const place_t PLACES[] = {
     {&bd_cfg_channel_keys,
      "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        %s: %s\n", 8,
      "portfolios.p.channels.s"},
+    {&bd_cfg_prior_keys,
+     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        prior:\n"
+     "          %s: %s\n",
+     9, "portfolios.p.channels.s.prior"},
 };
 #define N_PLACES (sizeof PLACES / sizeof *PLACES)
 
@@ -95,7 +99,8 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_lag_keys, {"model", "horizon"}},
         {&bd_cfg_delivery_keys, {"caps", "tolerance"}},
         {&bd_cfg_faults_keys, {"tracking", "silent", "no_conversions", "value_jump"}},
-        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin"}},
+        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin", "prior", "lift"}},
+        {&bd_cfg_prior_keys, {"roas", "saturation", "strength"}},
     };
     for (size_t s = 0; s < sizeof want / sizeof *want; s++) {
         const bd_cfg_section_t *sec = want[s].sec;
@@ -326,6 +331,9 @@ static const struct {
     /* the template's only channel must take the whole budget: a pin of 0
      * is refused there as infeasible (test_pins.c accepts it elsewhere) */
     {&bd_cfg_channel_keys, "pin", ">= 0", {"-0.001"}, {"1e9"}},
+    {&bd_cfg_prior_keys, "roas", "> 0", {"0"}, {"0.001"}},
+    {&bd_cfg_prior_keys, "saturation", "> 0", {"0"}, {"0.001"}},
+    {&bd_cfg_prior_keys, "strength", ">= 0", {"-0.001"}, {"0"}},
 };
 #define N_BOUNDS (sizeof BOUNDS / sizeof *BOUNDS)
 
