@@ -11,5 +11,6 @@ int bd_cmd_check(int argc, char **argv);
 int bd_cmd_run(int argc, char **argv);
 int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status, pin */
 int bd_cmd_whatif(int argc, char **argv);
+int bd_cmd_prior(int argc, char **argv);    /* v2: prior import */
 
 #endif

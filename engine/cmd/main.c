@@ -22,7 +22,9 @@ static void usage(FILE *f)
           "                                 embedded Kafka (librdkafka mock cluster)\n"
           "  kill P --reason TEXT | resume P [--channel C] | approve P [CYCLE] | status [P]\n"
           "  pin P C AMOUNT | pin P C --clear\n"
-          "                                 operator actions on Redis\n",
+          "                                 operator actions on Redis\n"
+          "  prior import [--robyn-hyper F --robyn-agg F] [--curves F] [--lift F]\n"
+          "                                 channel priors from an MMM and lift tests (config fragment)\n",
           f);
 }
 
@@ -34,7 +36,7 @@ static const struct {
     {"replay", bd_cmd_replay}, {"check", bd_cmd_check},   {"run", bd_cmd_run},
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
-    {"pin", bd_cmd_ops},
+    {"pin", bd_cmd_ops},       {"prior", bd_cmd_prior},
 };
 
 /* Runs the command argv[1] names on the rest of argv. */
