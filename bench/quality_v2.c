@@ -135,3 +135,101 @@ bool qv2_goals(FILE *f, const char *dir, int runs)
             QV2_GOAL_FROM);
     return ok;
 }
+
+/* ---- priors ------------------------------------------------------------------------ */
+
+#define QV2_EARLY 24  /* "the first 24 cycles" */
+#define QV2_WIN 24    /* window of the outgrown test */
+#define QV2_SLACK 0.01 /* a wrong prior is outgrown once within 1 point of the flat prior's regret */
+
+/* Plays dir/name.yaml R times (0: its runs): per cycle regret averaged
+ * over runs into rho (cycles entries, malloc'd), the first QV2_EARLY
+ * cycles' regret and the whole run's (means over runs). */
+static bool qv2_prior_play(const char *dir, const char *name, int runs, double **rho, int *T,
+                           double *early, double *all, int *R_out)
+{
+    char path[1024], err[8192];
+    snprintf(path, sizeof path, "%s/%s.yaml", dir, name);
+    sim_scenario_t *sc;
+    if (sim_scenario_load(path, &sc, err, sizeof err) != BD_OK) {
+        fprintf(stderr, "%s\n", err);
+        return false;
+    }
+    int R = runs > 0 ? runs : sc->runs > 0 ? sc->runs : 10;
+    *T = sc->cycles;
+    *rho = bd_xcalloc((size_t)*T, sizeof(double));
+    *early = *all = 0;
+    bool ok = true;
+    uint64_t seed0 = sc->cfg->seed;
+    for (int r = 0; r < R && ok; r++) {
+        sc->cfg->seed = r == 0 ? seed0 : bd_mix64(seed0 + (uint64_t)r);
+        sim_truth_t *tr = sim_truth_new(sc, bd_mix64(sc->seed + (uint64_t)r * 0x9e37));
+        sim_result_t res;
+        if (sim_run(sc, tr, SIM_POL_ENGINE, NULL, &res, err, sizeof err) != BD_OK) {
+            fprintf(stderr, "%s: %s\n", path, err);
+            ok = false;
+        } else {
+            for (int t = 0; t < *T; t++) (*rho)[t] += res.rho[t] / R;
+            *early += sim_regret_window(tr, &res, 0, QV2_EARLY) / R;
+            *all += res.regret / R;
+            sim_result_free(&res);
+        }
+        sim_truth_free(tr);
+    }
+    sc->cfg->seed = seed0;
+    *R_out = R;
+    sim_scenario_free(sc);
+    return ok;
+}
+
+/* Mean of rho over [t, t + QV2_WIN). */
+static double qv2_win(const double *rho, int t)
+{
+    double m = 0;
+    for (int u = t; u < t + QV2_WIN; u++) m += rho[u];
+    return m / QV2_WIN;
+}
+
+bool qv2_priors(FILE *f, const char *dir, int runs)
+{
+    static const char *const names[3] = {"prior_flat", "prior_correct", "prior_wrong"};
+    double *rho[3] = {NULL, NULL, NULL}, early[3], all[3];
+    int T[3], R = 0;
+    bool ok = true;
+    fprintf(f, "\n== priors: configured priors against the built-in weak one (%s)\n", dir);
+    for (int v = 0; v < 3 && ok; v++)
+        ok = qv2_prior_play(dir, names[v], runs, &rho[v], &T[v], &early[v], &all[v], &R);
+    if (ok && (T[0] != T[1] || T[0] != T[2] || T[0] < 2 * QV2_WIN)) {
+        fprintf(stderr, "%s: the prior scenarios must have the same length (>= %d cycles)\n", dir, 2 * QV2_WIN);
+        ok = false;
+    }
+    if (ok) {
+        fprintf(f, "%-14s %16s %12s\n", "scenario", "regret 0-23", "whole run");
+        for (int v = 0; v < 3; v++) {
+            fprintf(f, "%-14s %15.2f%% %11.2f%%\n", names[v], 100 * early[v], 100 * all[v]);
+            fprintf(f, "prior.%s.regret_first_%d: %.4f %% (mean over %d runs)\n", names[v], QV2_EARLY,
+                    100 * early[v], R);
+        }
+        /* outgrown: from this cycle on, every QV2_WIN-cycle window of the
+         * wrong prior's regret is within QV2_SLACK of the flat prior's */
+        int from = -1;
+        for (int t = T[0] - QV2_WIN; t >= 0; t--) {
+            if (qv2_win(rho[2], t) > qv2_win(rho[0], t) + QV2_SLACK) break;
+            from = t;
+        }
+        double ratio = early[0] > 0 ? early[1] / early[0] : 0;
+        fprintf(f, "prior.correct_over_flat_first_%d: %.4f ratio\n", QV2_EARLY, ratio);
+        fprintf(f, "target.prior.correct_halves_first_%d: %s (%.2f%% against %.2f%%)\n", QV2_EARLY,
+                QV2_PASS(early[1] <= 0.5 * early[0]), 100 * early[1], 100 * early[0]);
+        if (from >= 0)
+            fprintf(f, "prior.wrong_outgrown_after: %d cycles (from then on every %d-cycle window of its "
+                       "regret is within %.0f point of the flat prior's)\n",
+                    from, QV2_WIN, 100 * QV2_SLACK);
+        else
+            fprintf(f, "prior.wrong_outgrown_after: never within %d cycles\n", T[0]);
+        fprintf(f, "target.prior.wrong_outgrown: %s (%s)\n", QV2_PASS(from >= 0),
+                from >= 0 ? "cycles printed above" : "not within the run");
+    }
+    for (int v = 0; v < 3; v++) free(rho[v]);
+    return ok;
+}

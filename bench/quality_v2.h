@@ -14,4 +14,11 @@
  * Returns false when a scenario could not be played. */
 bool qv2_goals(FILE *f, const char *dir, int runs);
 
+/* Plays dir's prior_flat, prior_correct and prior_wrong scenarios (the
+ * same truth; only the configured priors differ): the regret of the first
+ * 24 cycles with a correct prior against the flat one (target: at most
+ * half), and after how many cycles a wrong prior is outgrown (every later
+ * 24-cycle window of its regret within a point of the flat prior's). */
+bool qv2_priors(FILE *f, const char *dir, int runs);
+
 #endif

@@ -13,9 +13,9 @@
  * n = 1/CV^2 conversions (2/CV^2 with objective revenue, whose value per
  * conversion is as uncertain as its count), which is n / c cycles of data
  * at the saturation spend, c = roas k (1 - 1/e) / v conversions per cycle
- * (v = 50, the model's built-in value per conversion, for revenue; 1 for
- * conversions): the definition of strength the model uses. Elsewhere
- * `--strength` (24 by default). */
+ * (v = 50, the built-in value per conversion, for revenue, whose sources
+ * do not say what a channel's conversions are worth; 1 for conversions).
+ * Elsewhere `--strength` (24 by default). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

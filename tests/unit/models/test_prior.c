@@ -71,40 +71,71 @@ Test(prior, no_strength_is_the_weak_prior)
     cr_assert_float_eq(M->evidence(&a), 0, 1e-12);
 }
 
-/* A strength keeps the centre (the mean of a is the prior's roas, the k
- * weight peaks at its saturation), narrows a by the pseudo-conversions it
- * is worth, and tightens the k prior. */
+/* A strength keeps the centre (the ROAS at the saturation spend is the
+ * prior's, the k weight peaks at its saturation), narrows the return by the
+ * pseudo-conversions it is worth, and tightens the k prior. */
+static void check_strong(const bd_model_state_t *strong, const bd_prior_t *ps, double roas, double conv,
+                         bool revenue)
+{
+    bd_model_state_t weak;
+    bd_prior_t pw = *ps;
+    pw.strength = 0;
+    M->init(&weak, &pw);
+    double mw, cw, ms, cs;
+    draw_stats(&weak, &pw, &mw, &cw);
+    draw_stats(strong, ps, &ms, &cs);
+    /* the CV of the return at the saturation spend is about 1/sqrt of the
+     * pseudo-conversions (x sqrt 2 for revenue, whose value per conversion
+     * is as uncertain) */
+    double want = sqrt((revenue ? 2.0 : 1.0) / conv);
+    cr_assert(cs < 0.2 * cw, "CV strong %.4f weak %.4f", cs, cw);
+    cr_assert(fabs(cs - want) < 0.25 * want + 0.01, "CV %.4f, want about %.4f", cs, want);
+    bd_test_near(ms, roas * g_of(1000, 1000) / 1000, 0.03, "strong prior: draws' mean ROAS at 1000");
+    const bd_psat_state_t *s = (const bd_psat_state_t *)(const void *)strong->bytes;
+    cr_assert_gt(s->w[3], 0.9, "k weight at the centre %.3f", s->w[3]);
+    cr_assert_gt(S(&weak)->w[3], 0.2);
+    cr_assert_lt(S(&weak)->w[3], 0.6);
+}
+
+/* Conversions: the pseudo-data are there from the start. */
 Test(prior, strength_narrows_and_keeps_the_centre)
 {
-    for (int obj = 0; obj < 2; obj++) {
-        bd_objective_t o = obj ? BD_OBJ_CONVERSIONS : BD_OBJ_REVENUE;
-        double roas = obj ? 0.04 : 3.0;
-        bd_model_state_t weak, strong;
-        bd_prior_t pw = prior(o, roas, 0), ps = prior(o, roas, 48);
-        M->init(&weak, &pw);
-        M->init(&strong, &ps);
-        bd_curve_t c;
-        M->mean(&strong, &ps, &c);
-        bd_test_near(c.a, roas, 0.02, "strong prior mean of a"); /* exact at k = 1000 */
-        bd_test_near(c.k, 1000, 0.05, "strong prior mean k");
-        double mw, cw, ms, cs;
-        draw_stats(&weak, &pw, &mw, &cw);
-        draw_stats(&strong, &ps, &ms, &cs);
-        /* 48 cycles at the saturation spend: 48 lam 1000 (1 - 1/e)
-         * pseudo-conversions; the CV of the return there is about 1/sqrt of
-         * them (x sqrt 2 for revenue, whose value per conversion is as
-         * uncertain) */
-        double lam = obj ? roas : roas / 50, conv = 48 * lam * g_of(1000, 1000);
-        double want = sqrt((obj ? 1.0 : 2.0) / conv);
-        cr_assert(cs < 0.2 * cw, "CV strong %.4f weak %.4f", cs, cw);
-        cr_assert(fabs(cs - want) < 0.25 * want + 0.01, "CV %.4f, want about %.4f", cs, want);
-        bd_test_near(ms, roas * g_of(1000, 1000) / 1000, 0.03, "strong prior: draws' mean ROAS at 1000");
-        bd_psat_state_t *s = S(&strong);
-        cr_assert_gt(s->w[3], 0.95, "k weight at the centre %.3f", s->w[3]);
-        cr_assert_gt(S(&weak)->w[3], 0.2);
-        cr_assert_lt(S(&weak)->w[3], 0.6);
-        bd_test_near(M->evidence(&strong), conv, 1e-9, "the pseudo-data count as evidence");
-    }
+    double roas = 0.04;
+    bd_model_state_t strong;
+    bd_prior_t ps = prior(BD_OBJ_CONVERSIONS, roas, 48);
+    M->init(&strong, &ps);
+    bd_curve_t c;
+    M->mean(&strong, &ps, &c);
+    bd_test_near(c.a, roas, 0.02, "strong prior mean of a"); /* exact at k = 1000 */
+    bd_test_near(c.k, 1000, 0.05, "strong prior mean k");
+    double conv = 48 * roas * g_of(1000, 1000);
+    bd_test_near(M->evidence(&strong), conv, 1e-9, "the pseudo-data count as evidence");
+    check_strong(&strong, &ps, roas, conv, false);
+}
+
+/* Revenue: the pseudo-data wait for the channel's own value per conversion
+ * (10 conversions), then carry the prior's ROAS at that value; the k
+ * prior is tight from the start. */
+Test(prior, revenue_strength_waits_for_the_value)
+{
+    double roas = 3.0, value = 800;
+    bd_model_state_t st;
+    bd_prior_t ps = prior(BD_OBJ_REVENUE, roas, 48);
+    M->init(&st, &ps);
+    cr_assert_eq(S(&st)->calib, 1);
+    cr_assert_float_eq(M->evidence(&st), 0, 1e-12);
+    cr_assert_gt(S(&st)->w[3], 0.9);
+    /* cycles at the saturation spend that return the prior's ROAS */
+    double y = roas * g_of(1000, 1000) / value; /* 2.37 conversions */
+    bd_agg_t a = {.spend = 1000, .conversions = y, .revenue = y * value, .events = 1};
+    for (int t = 0; t < 4; t++) M->observe(&st, &ps, &a, NULL);
+    cr_assert_eq(S(&st)->calib, 1, "9.5 conversions: still waiting");
+    M->observe(&st, &ps, &a, NULL);
+    cr_assert_eq(S(&st)->calib, 0);
+    double conv = 48 * roas / value * g_of(1000, 1000);
+    cr_assert(M->evidence(&st) > conv && M->evidence(&st) < conv + 12.5, "evidence %g", M->evidence(&st));
+    bd_test_near(S(&st)->vrate / (S(&st)->vshape - 1), value, 0.02, "value per conversion");
+    check_strong(&st, &ps, roas, conv, true);
 }
 
 /* The pseudo-data forget like data: discounting pulls the posterior to the
