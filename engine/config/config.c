@@ -283,7 +283,10 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg->redis.url);
     free(cfg->redis.prefix);
     free(cfg->redis.password_env);
-    for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
+    for (size_t i = 0; i < cfg->n_portfolios; i++) {
+        for (size_t j = 0; j < cfg->portfolios[i].n_channels; j++) free(cfg->portfolios[i].channels[j].arms);
+        free(cfg->portfolios[i].channels);
+    }
     free(cfg->portfolios);
     free(cfg);
 }
@@ -307,8 +310,12 @@ const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd
                                           const char *name)
 {
     if (pc) {
-        for (size_t i = 0; i < pc->n_channels; i++)
-            if (!strcmp(pc->channels[i].name, name)) return &pc->channels[i];
+        for (size_t i = 0; i < pc->n_channels; i++) {
+            const bd_channel_cfg_t *c = &pc->channels[i];
+            if (!strcmp(c->name, name)) return c;
+            for (size_t j = 0; j < c->n_arms; j++)
+                if (!strcmp(c->arms[j].name, name)) return &c->arms[j];
+        }
         return &pc->p.channel;
     }
     return &pol->channel;

@@ -33,6 +33,7 @@ typedef enum {
 /* Places that allow a key which is not allowed everywhere its section is. */
 #define BD_KEY_PORTFOLIO 1u /* under portfolios.NAME, not under defaults */
 #define BD_KEY_LISTED 2u    /* on a channel under channels, not defaults.channel */
+#define BD_KEY_ARM 4u       /* v2: on an arm under a listed channel's arms */
 
 /* A row without a field (its value is only checked: `v`). */
 #define BD_KEY_NOFIELD ((size_t)-1)

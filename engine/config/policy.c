@@ -34,9 +34,11 @@ _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
                    sizeof(bd_goal_kind_t) == sizeof(int32_t),
                "enum fields are stored as 32-bit integers");
 
-/* Lines where a channel's bounds were written; 0 = inherited. */
+/* Lines where a channel's bounds were written; 0 = inherited. dflt: the
+ * guardrails an arm starts from (defaults.channel; v2 arms). */
 typedef struct {
     int min, max, initial, pin;
+    const bd_channel_cfg_t *dflt;
 } chlines_t;
 
 /* Below 1 would trip on a cycle spent exactly to plan. */
@@ -133,13 +135,61 @@ static void check_bounds(bd_yaml_ctx_t *cx, const bd_channel_cfg_t *ch, const ch
     bd_yaml_err(cx, line ? line : fallback, "%s: min %.15g > max %.15g", who, ch->min, ch->max);
 }
 
+/* `arms` of a listed channel (v2): each arm NAME is a channel config of
+ * its own, named "C:NAME", starting from defaults.channel; its bounds are
+ * checked against the channel's once the channel is read (check_arms). */
+static void channel_arms(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
+                         void *user)
+{
+    bd_channel_cfg_t *ch = base;
+    const chlines_t *pln = user;
+    size_t n = 0;
+    bd_yaml_pair_t *ap = bd_yaml_pairs(cx, pr->val, what, &n);
+    free(ch->arms);
+    ch->arms = NULL;
+    ch->n_arms = 0;
+    if (!ap) return;
+    ch->arms = bd_xcalloc(n ? n : 1, sizeof *ch->arms);
+    size_t plen = strlen(ch->name);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ap[i].k;
+        size_t len = strlen(name);
+        if (!bd_name_valid(name, len) || plen + 1 + len > BD_NAME_MAX) {
+            bd_yaml_err(cx, bd_yaml_line(ap[i].key),
+                        "%s: bad arm name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -, and '%s:NAME' at most "
+                        "64)",
+                        what, name, ch->name);
+            continue;
+        }
+        bd_channel_cfg_t *a = &ch->arms[ch->n_arms++];
+        *a = *pln->dflt; /* a listed channel's walk passes defaults.channel */
+        a->arms = NULL;
+        a->n_arms = 0;
+        a->n_lift = 0;
+        a->has_initial = a->has_pin = false;
+        a->initial = a->pin = 0;
+        snprintf(a->name, sizeof a->name, "%s:%s", ch->name, name);
+        a->arm_of = plen;
+        a->line = bd_yaml_line(ap[i].key);
+        chlines_t ln = {0, 0, 0, 0, NULL};
+        char apath[480];
+        bd_yaml_join(apath, sizeof apath, what, name);
+        bd_cfg_walk(cx, ap[i].val, apath, &bd_cfg_channel_keys, a, BD_KEY_ARM, &ln);
+        check_bounds(cx, a, &ln, a->line, apath);
+        if (a->lab) bd_yaml_err(cx, a->line, "%s: an arm cannot be a lab channel", apath);
+        if (a->has_pin && a->min <= a->max && (a->pin < a->min || a->pin > a->max))
+            bd_yaml_err(cx, ln.pin, "%s: pin %.15g outside [%.15g, %.15g]", apath, a->pin, a->min, a->max);
+    }
+    free(ap);
+}
+
 /* `channel` of a policy: the guardrails of channels it does not list. */
 static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what,
                            void *base, void *user)
 {
     (void)user;
     bd_policy_t *p = base;
-    chlines_t ln = {0, 0, 0, 0};
+    chlines_t ln = {0, 0, 0, 0, NULL};
     bd_cfg_walk(cx, pr->val, what, &bd_cfg_channel_keys, &p->channel, 0, &ln);
     check_bounds(cx, &p->channel, &ln, bd_yaml_line(pr->key), what);
 }
@@ -220,15 +270,19 @@ static const bd_cfg_key_t CHANNEL[] = {
      .check = bd_cfg_check_money, .note = note_max},
     {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000,
      .check = bd_cfg_check_money},
-    {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+    {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0,
+     .only = BD_KEY_LISTED | BD_KEY_ARM,
      .only_msg = "is only allowed on a listed channel (under channels)", .check = bd_cfg_check_money,
      .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
-    {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+    {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0,
+     .only = BD_KEY_LISTED | BD_KEY_ARM,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_pin},
     {"prior", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_prior_keys}, /* v2 (prior.c) */
-    {"lift", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED, .apply = bd_cfg_apply_lift,
+    {"lift", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED | BD_KEY_ARM, .apply = bd_cfg_apply_lift,
      .only_msg = "is only allowed on a listed channel (under channels)"},
+    {"arms", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED, .apply = channel_arms, /* v2 */
+     .only_msg = "is only allowed on a listed channel (under channels; arms have no arms)"},
 };
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
                                               false};
@@ -270,6 +324,53 @@ void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, 
                          bool is_portfolio, bd_cfg_found_t *found)
 {
     bd_cfg_walk(cx, map, path, &bd_cfg_policy_keys, p, is_portfolio ? BD_KEY_PORTFOLIO : 0, found);
+}
+
+/* The arms of ch (v2) must split any amount ch may get, [min, max] (its
+ * pin, when pinned): their mins sum to at most its min, their maxes to at
+ * least its max, and their pins by the allocator's rule at both ends. */
+static void check_arms(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc, const bd_channel_cfg_t *ch,
+                       const char *who)
+{
+    double lo = ch->has_pin ? ch->pin : ch->min, hi = ch->has_pin ? ch->pin : ch->max, mins = 0, maxes = 0;
+    if (!(lo <= hi)) return; /* reported as the channel's own bounds */
+    for (size_t j = 0; j < ch->n_arms; j++) {
+        mins += ch->arms[j].min;
+        maxes += ch->arms[j].max;
+    }
+    if (mins > lo)
+        bd_yaml_err(cx, ch->line,
+                    "%s: its arms' mins sum to %.15g > its %s %.15g (an amount it may get could not "
+                    "be split)",
+                    who, mins, ch->has_pin ? "pin" : "min", lo);
+    if (maxes < hi)
+        bd_yaml_err(cx, ch->line,
+                    "%s: its arms' maxes sum to %.15g < its %s %.15g (an amount it may get could not "
+                    "be spent: lower its max or raise an arm's)",
+                    who, maxes, ch->has_pin ? "pin" : "max", hi);
+    if (mins > lo || maxes < hi) return;
+    const bd_channel_cfg_t **cfg = bd_xcalloc(ch->n_arms, sizeof *cfg);
+    double *pin = bd_xcalloc(ch->n_arms, sizeof *pin);
+    bool any = false;
+    for (size_t j = 0; j < ch->n_arms; j++) {
+        cfg[j] = &ch->arms[j];
+        pin[j] = cfg[j]->has_pin ? cfg[j]->pin : NAN;
+        any |= cfg[j]->has_pin;
+    }
+    char msg[256];
+    for (int end = 0; end < 2 && any; end++) {
+        bd_policy_t sub = pc->p;
+        sub.budget = end ? hi : lo;
+        sub.budget_range.range = false;
+        if (isfinite(sub.budget) &&
+            bd_alloc_check_pins(&sub, cfg, ch->n_arms, pin, NULL, msg, sizeof msg) != BD_OK) {
+            bd_yaml_err(cx, ch->line, "%s: infeasible arm pins at its %s %.15g: %s", who,
+                        end ? "max" : "min", sub.budget, msg);
+            break;
+        }
+    }
+    free(cfg);
+    free(pin);
 }
 
 /* Pins (v2) together: feasible with the budget and the other channels'
@@ -330,8 +431,10 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         ch->has_pin = false;
         ch->pin = 0;
         ch->n_lift = 0;
+        ch->arms = NULL;
+        ch->n_arms = 0;
         ch->line = bd_yaml_line(pr[i].key);
-        chlines_t ln = {0, 0, 0, 0};
+        chlines_t ln = {0, 0, 0, 0, &pc->p.channel};
         char chpath[400];
         bd_yaml_join(chpath, sizeof chpath, cpath, name);
         bd_cfg_walk(cx, pr[i].val, chpath, &bd_cfg_channel_keys, ch, BD_KEY_LISTED, &ln);
@@ -350,12 +453,23 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
         sum_floor += ch->has_initial ? ch->initial : ch->min;
+        if (ch->n_arms) check_arms(cx, pc, ch, who);
     }
     free(pr);
-    if (pc->n_channels > (size_t)pc->p.max_channels)
+    size_t held = pc->n_channels;
+    for (size_t i = 0; i < pc->n_channels; i++) {
+        held += pc->channels[i].n_arms;
+        for (size_t j = 0; j < pc->channels[i].n_arms; j++)
+            for (size_t k = 0; k < pc->n_channels; k++)
+                if (!strcmp(pc->channels[k].name, pc->channels[i].arms[j].name))
+                    bd_yaml_err(cx, pc->channels[k].line,
+                                "portfolio '%s': channel '%s' is also the name of an arm of '%s'",
+                                pc->name, pc->channels[k].name, pc->channels[i].name);
+    }
+    if (held > (size_t)pc->p.max_channels)
         bd_yaml_err(cx, found->channels_key ? bd_yaml_line(found->channels_key) : pc->line,
                     "portfolio '%s': %zu channels listed, more than max_channels %d", pc->name,
-                    pc->n_channels, pc->p.max_channels);
+                    held, pc->p.max_channels);
     if (!(budget > 0)) return; /* missing budget is reported by the caller */
     /* Report at the portfolio's own budget when it sets one (the number to
      * raise), else at its channels (the numbers to lower). */

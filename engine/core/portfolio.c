@@ -126,11 +126,28 @@ static void channel_prior(const bd_portfolio_t *p, const bd_channel_cfg_t *cc, b
     pr->n_lift = cc->n_lift;
 }
 
+/* 1 + the index of the channel an arm's config splits (arm_of, v2),
+ * adding it when absent; 0 for a channel. */
+static uint32_t arm_owner(bd_portfolio_t *p, const bd_channel_cfg_t *cfg)
+{
+    if (!cfg || !cfg->arm_of || cfg->arm_of > BD_NAME_MAX) return 0;
+    char owner[BD_NAME_MAX + 1];
+    memcpy(owner, cfg->name, cfg->arm_of);
+    owner[cfg->arm_of] = '\0';
+    int q = bd_portfolio_channel(p, owner);
+    return q < 0 ? 0 : (uint32_t)q + 1;
+}
+
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
 {
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->ch[i].name, name) == 0) return (int)i;
     if (!bd_name_valid(name, strlen(name))) return -1;
+    const bd_channel_cfg_t *cfg = bd_config_channel(p->pc, p->pol, name);
+    uint32_t owner = arm_owner(p, cfg);
+    if (owner)
+        for (size_t i = 0; i < p->n; i++) /* the channel added its arms */
+            if (strcmp(p->ch[i].name, name) == 0) return (int)i;
     if (p->n == p->cap) {
         /* Channels are added rarely and their states are large: grow by an
          * eighth (at least one), so a portfolio wastes little room. */
@@ -147,7 +164,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     bd_channel_t *c = &p->ch[p->n];
     memset(c, 0, sizeof(*c));
     snprintf(c->name, sizeof(c->name), "%s", name);
-    c->cfg = bd_config_channel(p->pc, p->pol, name);
+    c->cfg = cfg;
+    c->owner = owner;
     channel_prior(p, c->cfg, &c->prior);
     const bd_model_ops_t *ops = bd_model_get(p->pol->model);
     if (ops) ops->init(&c->model, &c->prior);
@@ -156,7 +174,9 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     bd_delivery_init(&c->dlv);
     bd_fault_init(&c->fault);
     c->pin = NAN;
-    return (int)p->n++;
+    int idx = (int)p->n++;
+    for (size_t j = 0; j < cfg->n_arms; j++) bd_portfolio_channel(p, cfg->arms[j].name);
+    return idx;
 }
 
 double bd_channel_pin(const bd_channel_t *c)
@@ -190,6 +210,18 @@ void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const 
     for (size_t i = 0; i < p->n; i++) {
         p->ch[i].cfg = bd_config_channel(pc, pol, p->ch[i].name);
         channel_prior(p, p->ch[i].cfg, &p->ch[i].prior);
+    }
+    /* arms follow the new config: an arm whose channel no longer lists it
+     * becomes a channel of its own; one newly listed is added when its
+     * channel is next seen by name (events) */
+    for (size_t i = 0; i < p->n; i++) {
+        p->ch[i].owner = 0;
+        const bd_channel_cfg_t *c = p->ch[i].cfg;
+        if (!c->arm_of) continue;
+        for (size_t j = 0; j < p->n; j++)
+            if (j != i && strlen(p->ch[j].name) == c->arm_of &&
+                !strncmp(p->ch[j].name, c->name, c->arm_of))
+                p->ch[i].owner = (uint32_t)j + 1;
     }
 }
 

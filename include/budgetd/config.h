@@ -68,7 +68,7 @@ typedef struct {
 #define BD_LIFT_MAX 8 /* lift tests per channel */
 
 /* Per-channel guardrails. max is INFINITY when uncapped. */
-typedef struct {
+typedef struct bd_channel_cfg {
     char name[BD_NAME_MAX + 1];
     double min, max;
     double saturation;   /* prior centre of the saturation spend k */
@@ -84,6 +84,12 @@ typedef struct {
     } prior;
     bd_lift_t lift[BD_LIFT_MAX]; /* v2 `lift` (listed channels) */
     size_t n_lift;
+    /* v2 `arms` of a listed channel: campaigns or creatives its amount is
+     * split among (owned by the portfolio config; decide.c, docs/CONTRACT.md
+     * §8.4). An arm's own config has the name "C:A" and arm_of = strlen(C). */
+    struct bd_channel_cfg *arms;
+    size_t n_arms;
+    size_t arm_of;       /* 0: not an arm */
     int line;            /* config line, for messages; 0 for defaults */
 } bd_channel_cfg_t;
 
@@ -194,9 +200,10 @@ void bd_config_free(bd_config_t *cfg);
 /* The listed portfolio called name, or NULL. */
 const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char *name);
 
-/* The config of channel name within pc: the listed one or the policy default
- * (whose name field is then ""). pc may be NULL for an unlisted portfolio, in
- * which case pol gives the defaults. */
+/* The config of channel name within pc: the listed one, an arm of a listed
+ * one (v2, name "C:A"), or the policy default (whose name field is then "").
+ * pc may be NULL for an unlisted portfolio, in which case pol gives the
+ * defaults. */
 const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
                                           const char *name);
 

@@ -99,7 +99,8 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_lag_keys, {"model", "horizon"}},
         {&bd_cfg_delivery_keys, {"caps", "tolerance"}},
         {&bd_cfg_faults_keys, {"tracking", "silent", "no_conversions", "value_jump"}},
-        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin", "prior", "lift"}},
+        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin", "prior", "lift",
+                                 "arms"}},
         {&bd_cfg_prior_keys, {"roas", "saturation", "strength"}},
     };
     for (size_t s = 0; s < sizeof want / sizeof *want; s++) {
