@@ -214,10 +214,16 @@ static void random_config(gsl_rng *r, char *y, size_t cap, int id)
     len += (size_t)snprintf(y + len, cap - len,
                             "v: 1\ncycle: 1h\ndefaults: {budget: %.0f, max_step: %.2f, explore_share: %.2f, "
                             "min_change: %.2f, risk: {max_prob: %s, roas_floor: 0.5%s}}\n"
-                            "portfolios:\n  p%d:\n    budget: %.0f\n    channels:\n",
+                            "portfolios:\n  p%d:\n",
                             budget, 0.1 + 0.5 * gsl_rng_uniform(r), gsl_rng_uniform(r) < 0.5 ? 0 : 0.05,
                             gsl_rng_uniform(r) < 0.5 ? 0 : 0.01, gsl_rng_uniform(r) < 0.5 ? "1" : "0.2",
-                            gsl_rng_uniform(r) < 0.2 ? ", cvar: {alpha: 0.1, roas_floor: 0.3}" : "", id, budget);
+                            gsl_rng_uniform(r) < 0.2 ? ", cvar: {alpha: 0.1, roas_floor: 0.3}" : "", id);
+    if (gsl_rng_uniform(r) < 0.3) /* a target goal on a range whose max is the budget */
+        len += (size_t)snprintf(y + len, cap - len, "    budget: {min: %.0f, max: %.0f}\n    goal: {target_roas: %.2f}\n",
+                                floor(budget * 0.5 * gsl_rng_uniform(r)), budget, 0.5 + 2 * gsl_rng_uniform(r));
+    else
+        len += (size_t)snprintf(y + len, cap - len, "    budget: %.0f\n", budget);
+    len += (size_t)snprintf(y + len, cap - len, "    channels:\n");
     for (int c = 0; c < nch; c++) {
         int na = c == 0 ? 1 + (int)gsl_rng_uniform_int(r, 3) : (int)gsl_rng_uniform_int(r, 3);
         double cmin = floor(budget / nch * 0.3 * gsl_rng_uniform(r));
