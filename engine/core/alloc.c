@@ -8,18 +8,18 @@
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
  * All guardrail arithmetic is in whole cents held in doubles (exact below
  * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
- * hold exactly, not up to rounding. */
+ * hold exactly, not up to rounding; the cent helpers, the initial split and
+ * the pin rule are in alloc_cents.c (alloc_int.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "budgetd/alloc.h"
+#include "alloc_int.h"
 #include "budgetd/common.h"
 #include "budgetd/goal.h"
 #include "budgetd/stats.h"
 #include "budgetd/waterfill.h"
 
-#define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
 #define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
 
 /* The one spelling of each bound (the record's "bound" field, what-if
@@ -45,108 +45,6 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out)
             return true;
         }
     return false;
-}
-
-/* Lower bounds round up and upper bounds down, so the cent box lies inside
- * the real one. */
-static double lo_cents(double v) { return ceil(v * 100 - CENT_EPS); }
-static double hi_cents(double v) { return isinf(v) ? v : floor(v * 100 + CENT_EPS); }
-
-/* cap_i of the guardrail rules: a lab channel is held small until promoted;
- * a pinned one is not (a pin supersedes the lab cap). */
-static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted)
-{
-    if (!c->lab || promoted) return c->max;
-    double cap = pol->lab.cap_share * pol->budget;
-    if (!(cap >= c->min)) cap = c->min;
-    return cap < c->max ? cap : c->max;
-}
-
-/* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
- * by largest remainder (ties to the lower index, so it is deterministic).
- * Needs sum lo <= total <= sum hi; otherwise it gets as close as the box
- * allows. key and order are n-entry scratch. A one-cent step that a double
- * cannot hold (past 2^53) counts as no room, so the loop ends for any
- * finite input (a config cannot get there: BD_MONEY_MAX). */
-static void round_cents(const double *xr, const double *lo, const double *hi, size_t n,
-                        double total, double *out, double *key, size_t *order)
-{
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        double f = floor(xr[i] + 1e-7);
-        if (f < lo[i]) f = lo[i];
-        if (f > hi[i]) f = hi[i];
-        out[i] = f;
-        sum += f;
-    }
-    double r = total - sum;
-    if (r == 0) return;
-    double dir = r > 0 ? 1 : -1;
-    for (size_t i = 0; i < n; i++) {
-        key[i] = dir * (xr[i] - out[i]);
-        order[i] = i;
-    }
-    for (size_t i = 1; i < n; i++) { /* stable insertion sort, key descending */
-        size_t o = order[i], j = i;
-        while (j > 0 && key[order[j - 1]] < key[o]) { order[j] = order[j - 1]; j--; }
-        order[j] = o;
-    }
-    while (r != 0) {
-        bool moved = false;
-        for (size_t j = 0; j < n && r != 0; j++) {
-            size_t i = order[j];
-            if ((dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) && out[i] + dir != out[i] &&
-                r - dir != r) {
-                out[i] += dir;
-                r -= dir;
-                moved = true;
-            }
-        }
-        if (!moved) break;
-    }
-}
-
-static double level_sum(const double *base, const double *lo, const double *hi, size_t n, double mu)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += fmin(fmax(base[i] + mu, lo[i]), hi[i]);
-    return s;
-}
-
-/* x_i = clip(base_i + mu, lo_i, hi_i) with sum x = total, in cents: the
- * Euclidean projection of base onto box and total (the safe reference), and
- * with base = 0 the equal split within bounds (initial split). Bisection on
- * mu, then the exact convex combination of the bracket ends. */
-static void level_fill(const double *base, const double *lo, const double *hi, size_t n,
-                       double total, double *out, double *xr, double *key, size_t *order)
-{
-    double ma = INFINITY, mb = -INFINITY;
-    size_t uncapped = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = lo[i] - base[i];
-        if (d < ma) ma = d;
-        if (d > mb) mb = d;
-        if (isfinite(hi[i])) { if (hi[i] - base[i] > mb) mb = hi[i] - base[i]; }
-        else uncapped++;
-    }
-    double ga = level_sum(base, lo, hi, n, ma), gb = level_sum(base, lo, hi, n, mb);
-    if (gb < total && uncapped) { /* above mb every uncapped channel is free */
-        mb += (total - gb) / (double)uncapped;
-        gb = level_sum(base, lo, hi, n, mb);
-    }
-    for (int it = 0; it < 200 && ga < total && gb > total; it++) {
-        double mid = 0.5 * (ma + mb);
-        if (!(mid > ma && mid < mb)) break;
-        double g = level_sum(base, lo, hi, n, mid);
-        if (g >= total) { mb = mid; gb = g; }
-        else { ma = mid; ga = g; }
-    }
-    double th = gb > ga ? (total - ga) / (gb - ga) : 1.0;
-    th = fmin(fmax(th, 0), 1);
-    for (size_t i = 0; i < n; i++)
-        xr[i] = th * fmin(fmax(base[i] + mb, lo[i]), hi[i]) +
-                (1 - th) * fmin(fmax(base[i] + ma, lo[i]), hi[i]);
-    round_cents(xr, lo, hi, n, total, out, key, order);
 }
 
 /* Memo of -expm1(-x/k) for one channel at a fixed x, keyed by k: an EXP
@@ -336,69 +234,6 @@ static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool budget_cu
     return BD_BOUND_NONE;
 }
 
-/* Channel i's pin in cents, NAN when it has none. */
-static double pin_cents(const double *pin, size_t i)
-{
-    return pin && isfinite(pin[i]) ? rint(pin[i] * 100) : NAN;
-}
-
-/* min_c and cap_c of channel c under the rules (a pinned channel's cap is
- * its max). */
-static void chan_box_c(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted,
-                       bool pinned, double *min_c, double *cap_c)
-{
-    *min_c = fmax(lo_cents(c->min), 0);
-    *cap_c = hi_cents(pinned ? c->max : chan_cap(pol, c, promoted));
-}
-
-/* The range of the total in cents given the caps' sum (alloc.h): with a
- * fixed budget both ends are min(budget, sum of caps); with a budget range
- * (v2) its min and max, each capped by the caps' sum. */
-static void total_range_c(const bd_policy_t *pol, double sumcap, double *lo, double *hi)
-{
-    *hi = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    *lo = pol->budget_range.range ? fmin(floor(pol->budget_range.min * 100 + 0.5), sumcap) : *hi;
-}
-
-/* The pin rule of alloc.h, in cents. */
-bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                             const double *pin, const bool *promoted, char *errbuf, size_t errlen)
-{
-    double sumcap = 0, pins = 0, mins = 0, caps = 0;
-    bool any = false;
-    for (size_t i = 0; i < n; i++) {
-        double pc = pin_cents(pin, i), mn, cp;
-        chan_box_c(pol, cfg[i], promoted && promoted[i], isfinite(pc), &mn, &cp);
-        sumcap += cp;
-        if (!isfinite(pc)) {
-            mins += mn;
-            caps += cp;
-            continue;
-        }
-        any = true;
-        if (pc < mn)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f below min %.2f",
-                           cfg[i]->name, pc / 100, mn / 100);
-        if (pc > cp)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f above max %.2f",
-                           cfg[i]->name, pc / 100, cp / 100);
-        pins += pc;
-    }
-    if (!any) return BD_OK;
-    double tlo, thi;
-    total_range_c(pol, sumcap, &tlo, &thi);
-    bool range = pol->budget_range.range;
-    if (pins + mins > thi)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' mins %.2f exceed the %s %.2f",
-                       pins / 100, mins / 100, range ? "budget max" : "total", thi / 100);
-    if (pins + caps < tlo)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' caps %.2f fall short of the %s %.2f",
-                       pins / 100, caps / 100, range ? "budget min" : "total", tlo / 100);
-    return BD_OK;
-}
-
 /* Fault holds (soft, alloc.h): each held channel fixed at its hold clipped
  * to its box; all of them dropped again when the box then cannot hold the
  * total. xs and xr keep the box meanwhile (free until the factory). */
@@ -443,7 +278,7 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
         w->key[i] = w->hi_c[i];
         double dc = in->dcap[i];
         if (w->kind[i] == K_FREE && dc >= 0 && dc < INFINITY) {
-            double d = fmax(w->lo_c[i], hi_cents(dc));
+            double d = fmax(w->lo_c[i], bd_alloc_hi_cents(dc));
             if (d < w->hi_c[i]) {
                 w->hi_c[i] = d;
                 w->kind[i] = K_DLV;
@@ -492,9 +327,9 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     double B = pol->budget, sumcap = 0, summin = 0;
     if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
     for (size_t i = 0; i < n; i++) {
-        double pc = pin_cents(in->pin, i);
+        double pc = bd_alloc_pin_cents(in->pin, i);
         w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
-        chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
+        bd_alloc_chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
         if (!(w->min_c[i] <= w->cap_c[i]))
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
                            in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
@@ -502,7 +337,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         summin += w->min_c[i];
     }
     *budget_c = floor(B * 100 + 0.5);
-    total_range_c(pol, sumcap, tlo_c, thi_c);
+    bd_alloc_total_range_c(pol, sumcap, tlo_c, thi_c);
     if (summin > *thi_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
                        summin / 100, *thi_c / 100);
@@ -522,10 +357,10 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             double p = in->prev[i];
             if (!isfinite(p)) { ok = false; break; }
             double step = fmax(pol->max_step * p, 0.01 * B);
-            double rl = lo_cents(p - step), rh = hi_cents(p + step);
+            double rl = bd_alloc_lo_cents(p - step), rh = bd_alloc_hi_cents(p + step);
             double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
             if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
-            if (w->kind[i] == K_PIN) l = h = pin_cents(in->pin, i);
+            if (w->kind[i] == K_PIN) l = h = bd_alloc_pin_cents(in->pin, i);
             w->lo_c[i] = l;
             w->hi_c[i] = h;
             slo += l;
@@ -546,7 +381,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     if (!*ramp)
         for (size_t i = 0; i < n; i++) {
             bool pinned = w->kind[i] == K_PIN;
-            w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
+            w->lo_c[i] = pinned ? bd_alloc_pin_cents(in->pin, i) : w->min_c[i];
             w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
         }
     if (pol->budget_range.range && !*ramp) {
@@ -595,7 +430,7 @@ static double goal_total(const bd_alloc_input_t *in, const bd_curve_t *draws, si
         if (w->kind[i] == K_FREE && in->hold && isfinite(in->hold[i])) {
             l = h = fmin(fmax(rint(in->hold[i] * 100), l), h);
         } else if (w->kind[i] == K_FREE && in->dcap && in->dcap[i] >= 0 && in->dcap[i] < INFINITY) {
-            h = fmin(h, fmax(l, hi_cents(in->dcap[i])));
+            h = fmin(h, fmax(l, bd_alloc_hi_cents(in->dcap[i])));
         }
         w->lo[i] = l;
         w->hi[i] = h;
@@ -651,7 +486,7 @@ static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws,
         }
         explore_fill(w->xr, w->hi_c, w->w, n, E);
     }
-    round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xc, w->key, w->order);
+    bd_alloc_round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xc, w->key, w->order);
 }
 
 /* Risk bound on w->fin (starting as the candidate w->xc): moves toward the
@@ -668,7 +503,7 @@ static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, si
     if (ref) {
         for (size_t i = 0; i < n; i++) w->key[i] = isfinite(ref[i]) ? ref[i] * 100 : 0;
         memcpy(w->w, w->key, n * sizeof(double));
-        level_fill(w->w, w->lo_c, w->hi_c, n, total_c, w->safe_c, w->xr, w->key, w->order);
+        bd_alloc_level_fill(w->w, w->lo_c, w->hi_c, n, total_c, w->safe_c, w->xr, w->key, w->order);
     } else {
         memcpy(w->safe_c, w->xc, n * sizeof(double));
     }
@@ -690,7 +525,7 @@ static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, si
     for (int it = 0; it < RISK_STEPS; it++) {
         double t = 0.5 * (t0 + t1);
         for (size_t i = 0; i < n; i++) w->xr[i] = (1 - t) * w->xc[i] + t * w->safe_c[i];
-        round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
+        bd_alloc_round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
         for (size_t i = 0; i < n; i++) w->cur[i] = w->xs[i] / 100;
         double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot), ct;
         if (risk_ok(pol, pt, w->tot, S, total_c, w->q, &ct)) {
@@ -838,68 +673,4 @@ void bd_alloc_output_free(bd_alloc_output_t *out)
     free(out->draws);
     out->draws = NULL;
     out->n_draws = 0;
-}
-
-/* A channel whose amount is given (initial or pin): set first, adjusted
- * last by the initial split. */
-static bool fixed_first(const bd_channel_cfg_t *c) { return c->has_initial || c->has_pin; }
-
-/* CONTRACT §5 initial split: `initial` where given (clipped to its bounds),
- * the rest water-levelled equally within [min, cap]; whatever the others
- * cannot take (or must give back) shifts the `initial` channels evenly. */
-void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                      double *x)
-{
-    if (n == 0) return;
-    double *blk = bd_xmalloc(9 * n * sizeof(double) + n * sizeof(size_t));
-    double *lo = blk, *hi = blk + n, *xc = blk + 2 * n, *slo = blk + 3 * n, *shi = blk + 4 * n,
-           *sb = blk + 5 * n, *so = blk + 6 * n, *xr = blk + 7 * n, *key = blk + 8 * n;
-    size_t *order = (size_t *)(void *)(blk + 9 * n);
-    double sumcap = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool pinned = cfg[i]->has_pin;
-        lo[i] = fmax(lo_cents(cfg[i]->min), 0);
-        hi[i] = fmax(hi_cents(pinned ? cfg[i]->max : chan_cap(pol, cfg[i], false)), lo[i]);
-        sumcap += hi[i];
-        if (pinned) lo[i] = hi[i] = fmin(fmax(rint(cfg[i]->pin * 100), lo[i]), hi[i]);
-    }
-    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    if (pol->budget_range.range) {
-        /* v2: the range's min, or what the initials, pins and the others'
-         * mins ask for when that is more (at most the range's max) */
-        double tlo, thi, want = 0;
-        total_range_c(pol, sumcap, &tlo, &thi);
-        for (size_t i = 0; i < n; i++)
-            want += cfg[i]->has_pin || !cfg[i]->has_initial
-                        ? lo[i]
-                        : fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
-        total = fmin(fmax(tlo, want), thi);
-    }
-    for (size_t i = 0; i < n; i++) {
-        xc[i] = 0;
-        if (cfg[i]->has_pin) xc[i] = lo[i];
-        else if (cfg[i]->has_initial)
-            xc[i] = fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
-    }
-    /* pass 0: the rest share what the initial (and pinned) channels leave;
-     * pass 1: the initial channels absorb any difference around their
-     * values (a pinned one cannot: its box is its pin). */
-    for (int pass = 0; pass < 2; pass++) {
-        size_t m = 0;
-        double have = 0, target;
-        for (size_t i = 0; i < n; i++) {
-            if (fixed_first(cfg[i]) != (pass == 1)) { have += xc[i]; continue; }
-            slo[m] = lo[i];
-            shi[m] = hi[i];
-            sb[m] = pass ? xc[i] : 0;
-            m++;
-        }
-        if (m == 0) continue;
-        target = total - have;
-        level_fill(sb, slo, shi, m, target, so, xr, key, order);
-        for (size_t i = 0, j = 0; i < n; i++)
-            if (fixed_first(cfg[i]) == (pass == 1)) xc[i] = so[j++];
-    }
-    for (size_t i = 0; i < n; i++) x[i] = xc[i] / 100;
-    free(blk);
 }
