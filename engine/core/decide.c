@@ -141,13 +141,16 @@ static void decide_arms_policy(const run_t *r, size_t q, bd_policy_t *sub)
     sub->goal.kind = BD_GOAL_BUDGET;
 }
 
-/* Each channel's amount in r->x split among its arms by the initial split
- * (first sight, kill fallback). */
-static void decide_arms_initial(run_t *r)
+/* The initial split with arms (v2; first sight, kill fallback): among the
+ * channels, then each channel's amount among its arms. */
+static void decide_split_initial(run_t *r)
 {
-    if (!r->arms) return;
-    double *x = bd_xmalloc(sizeof(double) * (r->p->n ? r->p->n : 1));
-    const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * (r->p->n ? r->p->n : 1));
+    size_t n1 = r->p->n ? r->p->n : 1;
+    double *x = bd_xmalloc(sizeof(double) * n1);
+    const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * n1);
+    for (size_t t = 0; t < r->n_top; t++) cfg[t] = r->cfgs[r->top[t]];
+    bd_alloc_initial(r->p->pol, cfg, r->n_top, x);
+    for (size_t t = 0; t < r->n_top; t++) r->x[r->top[t]] = x[t];
     for (size_t t = 0; t < r->n_top; t++) {
         size_t q = r->top[t], k = decide_arms_of(r, q);
         if (!k) continue;
@@ -217,17 +220,7 @@ static void decide_kill_action(run_t *r)
 {
     bd_portfolio_t *p = r->p;
     bd_killswitch_action_alloc(p, r->cfgs, r->x);
-    if (r->arms && p->pol->kill.action == BD_KILL_FALLBACK) {
-        /* the fallback split among the channels, each split among its arms */
-        double *x = bd_xmalloc(sizeof(double) * r->n_top);
-        const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * r->n_top);
-        for (size_t t = 0; t < r->n_top; t++) cfg[t] = r->cfgs[r->top[t]];
-        bd_alloc_initial(p->pol, cfg, r->n_top, x);
-        for (size_t t = 0; t < r->n_top; t++) r->x[r->top[t]] = x[t];
-        free(x);
-        free(cfg);
-        decide_arms_initial(r);
-    }
+    if (r->arms && p->pol->kill.action == BD_KILL_FALLBACK) decide_split_initial(r);
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = r->x[i];
     r->d->path = BD_PATH_KILLED;
     r->d->status = BD_STATUS_KILLED;
@@ -240,19 +233,8 @@ static void decide_initial(run_t *r)
 {
     bd_portfolio_t *p = r->p;
     decide_season_next(r);
-    if (r->arms) {
-        /* the configured split among the channels, then among each one's arms */
-        double *x = bd_xmalloc(sizeof(double) * (r->n_top ? r->n_top : 1));
-        const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * (r->n_top ? r->n_top : 1));
-        for (size_t t = 0; t < r->n_top; t++) cfg[t] = r->cfgs[r->top[t]];
-        bd_alloc_initial(p->pol, cfg, r->n_top, x);
-        for (size_t t = 0; t < r->n_top; t++) r->x[r->top[t]] = x[t];
-        free(x);
-        free(cfg);
-        decide_arms_initial(r);
-    } else {
-        bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
-    }
+    if (r->arms) decide_split_initial(r);
+    else bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
     r->d->path = BD_PATH_INITIAL;
     r->d->status = BD_STATUS_ACTIVE;

@@ -15,6 +15,7 @@
 #include <gsl/gsl_rng.h>
 #include "budgetd/checkpoint.h"
 #include "budgetd/engine.h"
+#include "budgetd/killswitch.h"
 #include "budgetd/portfolio.h"
 #include "fixtures.h"
 
@@ -312,6 +313,31 @@ Test(arms, checkpoint_round_trip)
     }
     free(blob);
     bd_ptable_free(t2);
+    gsl_rng_free(r);
+    env_free(&env);
+}
+
+/* The kill fallback splits each channel's initial amount among its arms
+ * (the sink checks every split). */
+Test(arms, kill_fallback_splits_the_arms)
+{
+    env_t env;
+    char cfgtext[2048];
+    snprintf(cfgtext, sizeof cfgtext, "v: 1\ncycle: 1h\ndefaults: {budget: 1000, max_step: 0.25, kill: {action: fallback}}\n%s",
+             strstr(CFG, "portfolios:"));
+    env_new(&env, cfgtext);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 9);
+    double rate[8] = {0.08, 0.04, 0.02, 0.03};
+    cr_assert_eq(bd_test_ingestf(env.e, "{\"portfolio\":\"shop\",\"watermark\":%lld}", T0), BD_REJ_NONE);
+    for (int t = 0; t < 8; t++) play_cycle(&env, "shop", t, rate, r);
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(env.e), "shop", 4);
+    bd_killswitch_operator_kill(p, "test");
+    for (int t = 8; t < 10; t++) play_cycle(&env, "shop", t, rate, r);
+    cr_assert_str_eq(cJSON_GetObjectItem(env.cap.last, "path")->valuestring, "killed");
+    cr_assert_float_eq(p->ch[0].x, 500, 1e-9, "the initial split of the channels");
+    cr_assert_float_eq(p->ch[2].x, 100, 1e-9, "the pinned arm");
+    cr_assert_float_eq(p->ch[1].x, 400, 1e-9);
     gsl_rng_free(r);
     env_free(&env);
 }
