@@ -168,7 +168,9 @@ static void channel_arms(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char
         a->n_lift = 0;
         a->has_initial = a->has_pin = false;
         a->initial = a->pin = 0;
-        snprintf(a->name, sizeof a->name, "%s:%s", ch->name, name);
+        memcpy(a->name, ch->name, plen); /* "C:A", at most BD_NAME_MAX (checked above) */
+        a->name[plen] = ':';
+        memcpy(a->name + plen + 1, name, len + 1);
         a->arm_of = plen;
         a->line = bd_yaml_line(ap[i].key);
         chlines_t ln = {0, 0, 0, 0, NULL};
