@@ -119,6 +119,8 @@ Test(cvar, the_floor_moves_toward_the_safe_reference)
     cr_assert_gt(c_safe, c_free, "safe %.4f free %.4f", c_safe, c_free);
 
     double floor = 0.5 * (c_safe + c_free);
+    bd_alloc_output_free(&f.out);
+    gsl_rng_free(f.rng);
     fx_init(&f, floor);
     cr_assert_eq(fx_run(&f), BD_OK, "%s", f.err);
     cr_assert(f.out.cvar_bound);
