@@ -9,6 +9,8 @@
  * best flat and the static split, regret per window between events, fault
  * detection, cap settling and slow-channel funding where they apply, and
  * PASS/FAIL for the scenario's named targets (bench/sim/scenario.c).
+ * Part 3 (quality_v2.c) plays the v2 goal scenarios of bench/scenarios/goals
+ * and the prior scenarios of bench/scenarios/priors.
  * Part 2 runs the Bernoulli-bandit sanity benchmarks of the Beta-Bernoulli
  * model (Chapelle & Li 2011 grid; Besson & Kaufmann problems 1 and 2) and
  * prints the published reference numbers next to the measured ones.
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "quality_v2.h"
 #include "sim/sim.h"
 
 typedef struct {
@@ -32,7 +35,7 @@ typedef struct {
     size_t n_files;
     int runs;
     int threads;
-    bool sim, bandit, quick, diag;
+    bool sim, bandit, quick, diag, goal, prior;
     int trace;              /* > 0: print mean per-cycle regret per block of this many cycles */
     const char *log;
     const char *budgetd;
@@ -42,7 +45,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: bench_quality [--scenarios DIR] [--scenario FILE]... [--runs N]\n"
-            "                     [--only sim|bandit] [--threads N] [--quick]\n"
+            "                     [--only sim|bandit|goal|prior] [--threads N] [--quick]\n"
             "                     [--log PREFIX | --no-log] [--budgetd PATH] [--trace N]\n"
             "  --runs N       replications per scenario (default: the scenario's `runs`, else 10)\n"
             "  --threads N    scenarios (and bandit cells) run on N threads; output is\n"
@@ -649,7 +652,8 @@ static void run_bandit(const opts_t *o)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.dir = "bench/scenarios", .runs = 0, .threads = 2, .sim = true, .bandit = true};
+    opts_t o = {.dir = "bench/scenarios", .runs = 0, .threads = 2, .sim = true, .bandit = true,
+                .goal = true, .prior = true};
     long np = sysconf(_SC_NPROCESSORS_ONLN);
     if (np > 0 && np < 64) o.threads = (int)np;
     static const struct option lo[] = {
@@ -682,7 +686,9 @@ int main(int argc, char **argv)
         case 'o':
             o.sim = !strcmp(optarg, "sim");
             o.bandit = !strcmp(optarg, "bandit");
-            if (!o.sim && !o.bandit) {
+            o.goal = !strcmp(optarg, "goal");
+            o.prior = !strcmp(optarg, "prior");
+            if (!o.sim && !o.bandit && !o.goal && !o.prior) {
                 usage();
                 return 2;
             }
@@ -729,6 +735,8 @@ int main(int argc, char **argv)
         free(listed);
     }
     if (rc == 0 && o.bandit) run_bandit(&o);
+    if (rc == 0 && o.goal && !qv2_goals(stdout, "bench/scenarios/goals", o.runs)) rc = 1;
+    if (rc == 0 && o.prior && !qv2_priors(stdout, "bench/scenarios/priors", o.runs)) rc = 1;
     free(files);
     return rc;
 }

@@ -17,6 +17,9 @@
 #define BD_PSAT_PRIOR_CONV 2.0    /* prior pseudo-conversions on lambda */
 #define BD_PSAT_VALUE_SHAPE0 3.0  /* prior shape of phi = 1/value (>2: finite var) */
 #define BD_PSAT_KPRIOR_DECAY 1.0 /* log prior weight lost per doubling off centre */
+#define BD_PSAT_KPRIOR_STRENGTH 12.0 /* v2 prior: the k decay grows by one BD_PSAT_KPRIOR_DECAY per 12 cycles of strength ... */
+#define BD_PSAT_KPRIOR_TIGHT 4.0     /* ... up to 4x (e^-4 per doubling: a strong prior all but fixes k) */
+#define BD_PSAT_CALIB_CONV 10.0      /* v2: conversions seen before a revenue prior's pseudo-data are laid down at their value */
 #define BD_PSAT_K_FORGET 0.1       /* k log-likelihoods forget at gamma^0.1 (~500 cycles at 0.98): saturation is structural, rates move; sim shock recovery 167 -> 9 cycles */
 #define BD_PSAT_K_LOCAL 5.0        /* k is scored against a local rate level that forgets at gamma^5 (~10 cycles at 0.98): see observe */
 #define BD_PSAT_CP_P 0.05         /* two-sided predictive tail that counts as a surprise (3 in a row: ~1e-4 false alarms per cycle) */
@@ -36,7 +39,10 @@ typedef struct {
     uint32_t n;                 /* grid points in use, 1..BD_PSAT_KMAX */
     uint32_t streak;            /* consecutive surprising observations */
     uint32_t resets;            /* change-point resets so far */
-    uint32_t pad_;
+    uint32_t calib;             /* v2: 1 while a revenue prior's pseudo-data wait for the
+                                 * channel's own value per conversion (poisson_sat.c
+                                 * psat_calibrate); 0 otherwise (was padding: older
+                                 * checkpoints read 0) */
     double alpha0, beta0;       /* Gamma prior of lambda (the same for every k) */
     double vshape0, vrate0;     /* Gamma prior of phi */
     double vshape, vrate;       /* Gamma posterior of phi */

@@ -61,10 +61,23 @@ void bd_psat_refresh(bd_psat_state_t *s)
     s->vscale = 1.0 / s->vrate;
 }
 
+/* The log NB predictive of y units at exposure g under Gamma(a, rate b),
+ * without the k-independent -lgamma(y+1) term: the k score of observe. */
+static double psat_lpred(double a, double b, double g, double y);
+static void psat_init_strength(bd_psat_state_t *s, double strength, double lam_mean, double sat,
+                               double value);
+static void psat_init_lift(bd_psat_state_t *s, const bd_lift_t *l);
+
 /* Prior: lambda ~ Gamma(2 pseudo-conversions) with mean such that E[a] is
  * roas_prior (E[a] = E[lambda] E[v] for revenue), the same for every k;
  * phi ~ Gamma(3, 2*value_prior) so E[v] = value_prior; k on the doubling grid
- * sat*2^(j-3) with log prior weight -0.35*|j-3|. */
+ * sat*2^(j-3) with log prior weight -BD_PSAT_KPRIOR_DECAY*|j-3|.
+ * A configured prior (v2) centres the same on its roas and saturation, adds
+ * `strength` cycles of pseudo-data and tightens the k prior by strength
+ * (psat_init_strength), and each lift test enters as a calibration
+ * observation (psat_init_lift). The pseudo-data and lift tests are data,
+ * not prior: discounting forgets them toward the weak centre like any
+ * cycle, so a wrong prior is outgrown. */
 static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
 {
     memset(st, 0, sizeof *st);
@@ -73,6 +86,8 @@ static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
     double value = pos_or(pr->value_prior, 1.0);
     double roas = pos_or(pr->roas_prior, 1.0);
     double lam_mean = pr->objective == BD_OBJ_REVENUE ? roas / value : roas;
+    double strength = pr->strength > 0 && isfinite(pr->strength) ? pr->strength : 0;
+    double decay = BD_PSAT_KPRIOR_DECAY * fmin(1 + strength / BD_PSAT_KPRIOR_STRENGTH, BD_PSAT_KPRIOR_TIGHT);
     s->n = BD_PSAT_KMAX;
     s->alpha0 = BD_PSAT_PRIOR_CONV;
     s->beta0 = BD_PSAT_PRIOR_CONV / lam_mean;
@@ -83,14 +98,70 @@ static void psat_init(bd_model_state_t *st, const bd_prior_t *pr)
         s->k[j] = ldexp(sat, d);
         s->alpha[j] = s->alpha0;
         s->beta[j] = s->beta0;
-        s->logprior[j] = -BD_PSAT_KPRIOR_DECAY * abs(d);
+        s->logprior[j] = -decay * abs(d);
         s->loglik[j] = 0;
         s->lalpha[j] = s->alpha0;
         s->lbeta[j] = s->beta0;
     }
     bd_drift_init(&s->drift, s->alpha0, s->beta0);
     s->last_gamma = 1.0;
+    if (strength > 0 && pr->objective == BD_OBJ_REVENUE) s->calib = 1; /* psat_calibrate */
+    else if (strength > 0) psat_init_strength(s, strength, lam_mean, sat, value);
+    for (size_t i = 0; pr->lift && i < pr->n_lift; i++) psat_init_lift(s, &pr->lift[i]);
     bd_psat_refresh(s);
+}
+
+/* `strength` cycles of pseudo-data at the saturation spend sat, at the
+ * prior's mean: every grid point sees the conversions the prior's curve
+ * gives there (strength lam_mean g_sat(sat)) over its own exposure
+ * (strength g_k(sat)), so each k keeps a rate consistent with the prior at
+ * sat; the value per conversion sees as many conversions worth value each
+ * (revenue: the pooled ROAS stays the prior's whichever way the data split
+ * it into rate and value). */
+static void psat_init_strength(bd_psat_state_t *s, double strength, double lam_mean, double sat,
+                               double value)
+{
+    double c = strength * lam_mean * sat_g(sat, sat);
+    for (uint32_t j = 0; j < s->n; j++) {
+        double g = strength * sat_g(s->k[j], sat);
+        s->alpha[j] += c;
+        s->beta[j] += g;
+        s->lalpha[j] += c;
+        s->lbeta[j] += g;
+    }
+    s->vshape += c;
+    s->vrate += c * value;
+}
+
+/* A lift test (config.h bd_lift_t) as a Gamma-Poisson pseudo-observation
+ * whose precision matches its standard error: its Y incremental
+ * conversions over `cycles` cycles at spend x = spend / cycles are an
+ * estimate of lambda g_k(x) cycles with a CV of se / Y, which is the CV of
+ * a Poisson count of n = (Y / se)^2; so each grid point observes n units
+ * over the exposure n cycles g_k(x) / Y (the rate Y / (cycles g_k(x)), as
+ * sure as n conversions make it). Each k is first scored by the predictive
+ * of that observation (under the shape cap of observe's score), so a lift
+ * test at another spend than the data's informs saturation too. */
+static void psat_init_lift(bd_psat_state_t *s, const bd_lift_t *l)
+{
+    if (!(l->spend > 0 && l->conversions > 0 && l->se > 0 && l->cycles >= 1) ||
+        !isfinite(l->spend + l->conversions + l->se + l->cycles))
+        return;
+    double x = l->spend / l->cycles, y = l->conversions, n = (y / l->se) * (y / l->se), mx = -INFINITY;
+    for (uint32_t j = 0; j < s->n; j++) {
+        double g = n * l->cycles * sat_g(s->k[j], x) / y, a = s->lalpha[j], b = s->lbeta[j];
+        if (a > BD_PSAT_CP_MAX_SHAPE) { /* the shape cap of observe's k score */
+            b *= BD_PSAT_CP_MAX_SHAPE / a;
+            a = BD_PSAT_CP_MAX_SHAPE;
+        }
+        s->loglik[j] += psat_lpred(a, b, g, n);
+        s->alpha[j] += n;
+        s->beta[j] += g;
+        s->lalpha[j] += n;
+        s->lbeta[j] += g;
+        if (s->loglik[j] > mx) mx = s->loglik[j];
+    }
+    for (uint32_t j = 0; j < s->n; j++) s->loglik[j] -= mx;
 }
 
 /* Exponential forgetting toward the prior: every statistic s becomes
@@ -124,6 +195,11 @@ static void psat_discount(bd_model_state_t *st, const bd_prior_t *pr, double gam
 static double lngam_ratio(double a, double y)
 {
     return y > 0 ? gsl_sf_lngamma(a + y) - gsl_sf_lngamma(a) : 0;
+}
+
+static double psat_lpred(double a, double b, double g, double y)
+{
+    return lngam_ratio(a, y) + a * log(b / (b + g)) + (y > 0 ? y * log(g / (b + g)) : 0);
 }
 
 /* Whether y is a surprise: its two-sided tail probability under the
@@ -204,10 +280,30 @@ static void psat_reset(bd_psat_state_t *s)
  * and is not checked. */
 static void psat_add_units(bd_psat_state_t *s, const bd_agg_t *agg);
 
+/* A revenue prior knows the return per unit spend, not how it splits into
+ * conversions and their value. Laid down at the built-in value per
+ * conversion (50), its pseudo-data would claim 24 times the conversions of
+ * a channel whose conversions are worth 1200: the change-point check reads
+ * the shortfall as a change and cuts the pseudo-conversions, while the
+ * pseudo-value stays, and the rate times value collapses (measured:
+ * bench_quality --only prior, 85% regret). So they wait until the channel
+ * has reported BD_PSAT_CALIB_CONV conversions (a few cycles for a sparse
+ * channel, one for a busy one) and are then laid down at its own value
+ * per conversion so far; the k prior and the lift tests (conversions) are
+ * in place from the start. */
+static void psat_calibrate(bd_psat_state_t *s, const bd_prior_t *pr)
+{
+    double conv = s->vshape - s->vshape0, rev = s->vrate - s->vrate0;
+    if (!(conv >= BD_PSAT_CALIB_CONV) || !(rev > 0)) return;
+    double value = rev / conv, roas = pos_or(pr->roas_prior, 1.0);
+    double sat = pos_or(pr->saturation, pos_or(pr->budget, 1.0));
+    psat_init_strength(s, pr->strength, roas / value, sat, value);
+    s->calib = 0;
+}
+
 static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_agg_t *agg,
                          const bd_obs_t *o)
 {
-    (void)pr;
     bd_psat_state_t *s = ps(st);
     double x = agg->spend > 0 && isfinite(agg->spend) ? agg->spend : 0;
     double mult = o ? o->mult : 1.0, kw = o ? o->k_learn : 1.0;
@@ -257,6 +353,7 @@ static void psat_observe(bd_model_state_t *st, const bd_prior_t *pr, const bd_ag
     }
     s->vshape += y;
     s->vrate += rev;
+    if (s->calib) psat_calibrate(s, pr);
     bd_psat_refresh(s);
 }
 

@@ -388,6 +388,27 @@ typedef struct {
 
 void sim_summarise(const sim_scenario_t *sc, int R, const sim_runstats_t *rr, sim_summary_t *s);
 
+/* ---- target goals (goals.c) ------------------------------------------------- */
+
+/* What a target goal (v2 `goal: {target_roas | target_cpa}`) achieved in
+ * one engine run, over cycles [from, T) (the ratios' means are per cycle). */
+typedef struct {
+    double target;        /* marginal asked of the last unit, objective per unit spend */
+    double meet;          /* mean true marginal at the engine's total / target */
+    double meet_early;    /* the same over cycles [0, from) */
+    double total_ratio;   /* mean engine total / the oracle's total */
+    double oracle_min, oracle_max; /* share of cycles the oracle's total is the range's min / max */
+    double eng_min, eng_max;       /* ... the engine's */
+    double net_regret;    /* 1 - sum (value - target x total) of the engine / of the oracle */
+} sim_goal_stats_t;
+
+/* The oracle's total of cycle t is where the true water-filling
+ * multiplier over the cycle's guardrail box meets the target (goal.h on the
+ * true curves), within the budget range capped by the box; the engine's
+ * marginal is that multiplier at the total it spent. */
+void sim_goal_stats(const sim_scenario_t *sc, const sim_truth_t *tr, const sim_result_t *res,
+                    int from, sim_goal_stats_t *out);
+
 /* ---- Bernoulli bandit sanity benchmarks (bench/bandit.c) ----------------
  * Thompson sampling through the Beta-Bernoulli model's own draw, observe and
  * discount code (models/beta_bernoulli.c). Jobs run on `threads` threads;

@@ -26,5 +26,6 @@ int bd_cmd_explain(int argc, char **argv);  /* a decision in words */
  * (BD_EXIT_USAGE: another cycle length; BD_EXIT_RUNTIME: unreadable). */
 int bd_cmd_check_cycle_marker(bd_redis_t *r, const bd_config_t *cfg, char *msg, size_t msglen,
                               volatile sig_atomic_t *stop);
+int bd_cmd_prior(int argc, char **argv);    /* v2: prior import */
 
 #endif

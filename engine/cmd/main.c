@@ -26,7 +26,9 @@ static void usage(FILE *f)
           "                                 operator actions on Redis\n"
           "  explain P [CYCLE] -c CONFIG    why a decision is what it is, in words\n"
           "  adapter -c CONFIG --exec CMD   the reference execution adapter: runs\n"
-          "                                 CMD PORTFOLIO CHANNEL AMOUNT CYCLE per change\n",
+          "                                 CMD PORTFOLIO CHANNEL AMOUNT CYCLE per change\n"
+          "  prior import [--robyn-hyper F --robyn-agg F] [--curves F] [--lift F]\n"
+          "                                 channel priors from an MMM and lift tests (config fragment)\n",
           f);
 }
 
@@ -38,7 +40,7 @@ static const struct {
     {"replay", bd_cmd_replay}, {"check", bd_cmd_check},   {"run", bd_cmd_run},
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
-    {"pin", bd_cmd_ops},
+    {"pin", bd_cmd_ops},       {"prior", bd_cmd_prior},
     {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain},
 };
 

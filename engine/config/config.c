@@ -98,9 +98,11 @@ static void load_defaults(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const cha
 {
     (void)user;
     bd_config_t *c = base;
-    bd_cfg_found_t found = {NULL, NULL, NULL};
+    bd_cfg_found_t found = {NULL, NULL, NULL, NULL, NULL};
     bd_cfg_policy_apply(cx, kv->val, what, &c->defaults, false, &found);
     c->has_default_budget = found.budget_key != NULL;
+    if (found.budget_key || found.goal_key || found.objective_key)
+        bd_cfg_goal_check(cx, &c->defaults, "defaults", bd_yaml_line(kv->key));
 }
 
 static int cmp_portfolio(const void *a, const void *b)
@@ -132,8 +134,14 @@ static void load_portfolios(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *kv, const c
         pc->p = c->defaults;
         char path[128];
         bd_yaml_join(path, sizeof path, "portfolios", name);
-        bd_cfg_found_t found = {NULL, NULL, NULL};
+        bd_cfg_found_t found = {NULL, NULL, NULL, NULL, NULL};
         bd_cfg_policy_apply(cx, pr[i].val, path, &pc->p, true, &found);
+        /* an inherited inconsistency was reported at defaults */
+        if (found.budget_key || found.goal_key || found.objective_key) {
+            char who[96];
+            snprintf(who, sizeof who, "portfolio '%s'", name);
+            bd_cfg_goal_check(cx, &pc->p, who, pc->line);
+        }
         /* An invalid budget was reported where it stands: no second message. */
         if (!found.budget_key && !c->has_default_budget)
             bd_yaml_err(cx, pc->line,
@@ -338,7 +346,10 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg->redis.prefix);
     free(cfg->redis.password_env);
     free(cfg->redis.user);
-    for (size_t i = 0; i < cfg->n_portfolios; i++) free(cfg->portfolios[i].channels);
+    for (size_t i = 0; i < cfg->n_portfolios; i++) {
+        for (size_t j = 0; j < cfg->portfolios[i].n_channels; j++) free(cfg->portfolios[i].channels[j].arms);
+        free(cfg->portfolios[i].channels);
+    }
     free(cfg->portfolios);
     free(cfg);
 }
@@ -362,8 +373,12 @@ const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd
                                           const char *name)
 {
     if (pc) {
-        for (size_t i = 0; i < pc->n_channels; i++)
-            if (!strcmp(pc->channels[i].name, name)) return &pc->channels[i];
+        for (size_t i = 0; i < pc->n_channels; i++) {
+            const bd_channel_cfg_t *c = &pc->channels[i];
+            if (!strcmp(c->name, name)) return c;
+            for (size_t j = 0; j < c->n_arms; j++)
+                if (!strcmp(c->arms[j].name, name)) return &c->arms[j];
+        }
         return &pc->p.channel;
     }
     return &pol->channel;

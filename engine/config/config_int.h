@@ -33,6 +33,7 @@ typedef enum {
 /* Places that allow a key which is not allowed everywhere its section is. */
 #define BD_KEY_PORTFOLIO 1u /* under portfolios.NAME, not under defaults */
 #define BD_KEY_LISTED 2u    /* on a channel under channels, not defaults.channel */
+#define BD_KEY_ARM 4u       /* v2: on an arm under a listed channel's arms */
 
 /* A row without a field (its value is only checked: `v`). */
 #define BD_KEY_NOFIELD ((size_t)-1)
@@ -62,7 +63,8 @@ struct bd_cfg_key {
     bool (*check)(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what, const void *val);
     /* Told after the value was read, whether it was accepted (ok) or not. */
     void (*note)(const bd_yaml_pair_t *pr, bool ok, void *base, void *user);
-    /* MAP: reads pr->val; what is the key's path for messages. */
+    /* MAP: reads pr->val; what is the key's path for messages. A scalar
+     * row with apply also takes a map (or list) value, read by apply. */
     void (*apply)(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
                   void *user);
 };
@@ -97,6 +99,34 @@ void bd_cfg_walk(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path,
  * the struct at base. String fields must be NULL or owned. */
 void bd_cfg_defaults(const bd_cfg_section_t *sec, void *base);
 
+/* Money amounts (budget, channel min, max, initial, saturation) are at
+ * most BD_MONEY_MAX (a max may also be .inf): a row's check (policy.c). */
+bool bd_cfg_check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                        const void *val);
+
+/* v2 goals (goal.c): the map forms of `budget` ({min, max}) and `goal`
+ * ({target_roas: R} or {target_cpa: C}), the notes of their scalar forms,
+ * and the cvar section; bd_cfg_goal_check refuses a policy whose goal and
+ * budget contradict each other (reported at the goal's or budget's line,
+ * else at line, naming who). */
+void bd_cfg_note_budget_scalar(const bd_yaml_pair_t *pr, bool ok, void *base);
+void bd_cfg_note_goal(const bd_yaml_pair_t *pr, bool ok, void *base, void *user);
+void bd_cfg_apply_budget(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what,
+                         void *base, void *user);
+void bd_cfg_apply_goal(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
+                       void *user);
+void bd_cfg_goal_check(bd_yaml_ctx_t *cx, const bd_policy_t *p, const char *who, int line);
+extern const bd_cfg_section_t bd_cfg_cvar_keys;
+
+/* v2 priors (prior.c): the `prior` section of a channel, the `lift` list
+ * (a MAP row's apply), and the checks a portfolio's priors allow, run once
+ * its channels are read (a strength needs a centre; a CVaR floor above the
+ * best mean ROAS the listed channels' priors allow is refused). */
+extern const bd_cfg_section_t bd_cfg_prior_keys;
+void bd_cfg_apply_lift(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
+                       void *user);
+void bd_cfg_prior_check(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc);
+
 /* The row of sec called name, or NULL. */
 const bd_cfg_key_t *bd_cfg_key(const bd_cfg_section_t *sec, const char *name);
 
@@ -105,6 +135,8 @@ typedef struct {
     yaml_node_t *channels;      /* value of `channels`, not walked yet */
     yaml_node_t *channels_key;
     yaml_node_t *budget_key;    /* set when `budget` is present (valid or not) */
+    yaml_node_t *goal_key;      /* v2: set when `goal` is present (valid or not) */
+    yaml_node_t *objective_key; /* v2: set when `objective` is present */
 } bd_cfg_found_t;
 
 /* Applies policy map node (defaults or a portfolio) onto p. is_portfolio

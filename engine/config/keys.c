@@ -146,8 +146,8 @@ static void apply_row(bd_yaml_ctx_t *cx, const bd_cfg_key_t *row, const bd_yaml_
     bool ok = true;
     if (row->type == BD_KEY_SECTION)
         bd_cfg_walk(cx, pr->val, what, row->sub, field, allow, user);
-    else if (row->type == BD_KEY_MAP)
-        row->apply(cx, pr, what, base, user);
+    else if (row->type == BD_KEY_MAP || (row->apply && pr->val->type != YAML_SCALAR_NODE))
+        row->apply(cx, pr, what, base, user); /* a scalar row's map form (v2 budget, goal) */
     else
         ok = read_scalar(cx, row, pr->val, what, field);
     if (row->note) row->note(pr, ok, base, user);

@@ -22,6 +22,7 @@ static const char *const KILL_ACTIONS[] = {"freeze", "fallback", "zero", NULL};
 static const char *const AUTO3[] = {"off", "auto", "on", NULL};
 static const char *const AUTO2[] = {"off", "auto", NULL};
 static const char *const FAULT_ACTIONS[] = {"off", "hold", "kill", NULL};
+static const char *const GOALS[] = {"budget", NULL}; /* the word form; targets are maps (goal.c) */
 
 /* ENUM rows store an int32_t into the field. */
 _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
@@ -29,12 +30,15 @@ _Static_assert(sizeof(bd_objective_t) == sizeof(int32_t) &&
                    sizeof(bd_mode_t) == sizeof(int32_t) &&
                    sizeof(bd_kill_action_t) == sizeof(int32_t) &&
                    sizeof(bd_auto_t) == sizeof(int32_t) &&
-                   sizeof(bd_fault_action_t) == sizeof(int32_t),
+                   sizeof(bd_fault_action_t) == sizeof(int32_t) &&
+                   sizeof(bd_goal_kind_t) == sizeof(int32_t),
                "enum fields are stored as 32-bit integers");
 
-/* Lines where a channel's bounds were written; 0 = inherited. */
+/* Lines where a channel's bounds were written; 0 = inherited. dflt: the
+ * guardrails an arm starts from (defaults.channel; v2 arms). */
 typedef struct {
     int min, max, initial, pin;
+    const bd_channel_cfg_t *dflt;
 } chlines_t;
 
 /* Below 1 would trip on a cycle spent exactly to plan. */
@@ -49,7 +53,7 @@ static bool check_overspend(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char 
 
 /* Money amounts (budget, channel min, max, initial, saturation) are at
  * most BD_MONEY_MAX; a max may also be .inf (uncapped). */
-static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+bool bd_cfg_check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                         const void *val)
 {
     double x = *(const double *)val;
@@ -64,10 +68,19 @@ static bool check_money(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *wha
  * caller checks). */
 static void note_budget(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
 {
+    bd_cfg_found_t *found = user;
+    if (found) found->budget_key = pr->key;
+    bd_cfg_note_budget_scalar(pr, ok, base);
+}
+
+/* The portfolio's own `objective` key: the goal check looks again
+ * (target_cpa counts conversions). */
+static void note_objective(const bd_yaml_pair_t *pr, bool ok, void *base, void *user)
+{
     (void)ok;
     (void)base;
     bd_cfg_found_t *found = user;
-    if (found) found->budget_key = pr->key;
+    if (found) found->objective_key = pr->key;
 }
 
 /* `channels` is read once the portfolio's policy is final. */
@@ -122,13 +135,63 @@ static void check_bounds(bd_yaml_ctx_t *cx, const bd_channel_cfg_t *ch, const ch
     bd_yaml_err(cx, line ? line : fallback, "%s: min %.15g > max %.15g", who, ch->min, ch->max);
 }
 
+/* `arms` of a listed channel (v2): each arm NAME is a channel config of
+ * its own, named "C:NAME", starting from defaults.channel; its bounds are
+ * checked against the channel's once the channel is read (check_arms). */
+static void channel_arms(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what, void *base,
+                         void *user)
+{
+    bd_channel_cfg_t *ch = base;
+    const chlines_t *pln = user;
+    size_t n = 0;
+    bd_yaml_pair_t *ap = bd_yaml_pairs(cx, pr->val, what, &n);
+    free(ch->arms);
+    ch->arms = NULL;
+    ch->n_arms = 0;
+    if (!ap) return;
+    ch->arms = bd_xcalloc(n ? n : 1, sizeof *ch->arms);
+    size_t plen = strlen(ch->name);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ap[i].k;
+        size_t len = strlen(name);
+        if (!bd_name_valid(name, len) || plen + 1 + len > BD_NAME_MAX) {
+            bd_yaml_err(cx, bd_yaml_line(ap[i].key),
+                        "%s: bad arm name '%.80s' (1-64 of A-Z a-z 0-9 _ . : -, and '%s:NAME' at most "
+                        "64)",
+                        what, name, ch->name);
+            continue;
+        }
+        bd_channel_cfg_t *a = &ch->arms[ch->n_arms++];
+        *a = *pln->dflt; /* a listed channel's walk passes defaults.channel */
+        a->arms = NULL;
+        a->n_arms = 0;
+        a->n_lift = 0;
+        a->has_initial = a->has_pin = false;
+        a->initial = a->pin = 0;
+        memcpy(a->name, ch->name, plen); /* "C:A", at most BD_NAME_MAX (checked above) */
+        a->name[plen] = ':';
+        memcpy(a->name + plen + 1, name, len + 1);
+        a->arm_of = plen;
+        a->line = bd_yaml_line(ap[i].key);
+        chlines_t ln = {0, 0, 0, 0, NULL};
+        char apath[480];
+        bd_yaml_join(apath, sizeof apath, what, name);
+        bd_cfg_walk(cx, ap[i].val, apath, &bd_cfg_channel_keys, a, BD_KEY_ARM, &ln);
+        check_bounds(cx, a, &ln, a->line, apath);
+        if (a->lab) bd_yaml_err(cx, a->line, "%s: an arm cannot be a lab channel", apath);
+        if (a->has_pin && a->min <= a->max && (a->pin < a->min || a->pin > a->max))
+            bd_yaml_err(cx, ln.pin, "%s: pin %.15g outside [%.15g, %.15g]", apath, a->pin, a->min, a->max);
+    }
+    free(ap);
+}
+
 /* `channel` of a policy: the guardrails of channels it does not list. */
 static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const char *what,
                            void *base, void *user)
 {
     (void)user;
     bd_policy_t *p = base;
-    chlines_t ln = {0, 0, 0, 0};
+    chlines_t ln = {0, 0, 0, 0, NULL};
     bd_cfg_walk(cx, pr->val, what, &bd_cfg_channel_keys, &p->channel, 0, &ln);
     check_bounds(cx, &p->channel, &ln, bd_yaml_line(pr->key), what);
 }
@@ -141,6 +204,7 @@ static void policy_channel(bd_yaml_ctx_t *cx, const bd_yaml_pair_t *pr, const ch
 static const bd_cfg_key_t RISK[] = {
     {"roas_floor", BD_KEY_NUM, POL(risk_roas_floor), .range = BD_YAML_R_GE0, .dflt = 1.0},
     {"max_prob", BD_KEY_NUM, POL(risk_max_prob), .range = BD_YAML_R_OC01, .dflt = 0.2},
+    {"cvar", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_cvar_keys}, /* v2 (goal.c) */
 };
 const bd_cfg_section_t bd_cfg_risk_keys = {"risk", RISK, sizeof RISK / sizeof *RISK, false};
 
@@ -201,28 +265,39 @@ const bd_cfg_section_t bd_cfg_lab_keys = {"lab", LAB, sizeof LAB / sizeof *LAB, 
 
 /* `initial` only on a listed channel: unlisted ones get the equal split. */
 static const bd_cfg_key_t CHANNEL[] = {
-    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = check_money,
+    {"min", BD_KEY_NUM, CH(min), .range = BD_YAML_R_GE0, .dflt = 0, .check = bd_cfg_check_money,
      .note = note_min},
     /* .inf too, so that a portfolio can lift a cap defaults.channel set */
     {"max", BD_KEY_NUM, CH(max), .range = BD_YAML_R_GE0, .inf_ok = true, .dflt = INFINITY,
-     .check = check_money, .note = note_max},
+     .check = bd_cfg_check_money, .note = note_max},
     {"saturation", BD_KEY_NUM, CH(saturation), .range = BD_YAML_R_GT0, .dflt = 1000,
-     .check = check_money},
-    {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
-     .only_msg = "is only allowed on a listed channel (under channels)", .check = check_money,
+     .check = bd_cfg_check_money},
+    {"initial", BD_KEY_NUM, CH(initial), .range = BD_YAML_R_GE0, .dflt = 0,
+     .only = BD_KEY_LISTED | BD_KEY_ARM,
+     .only_msg = "is only allowed on a listed channel (under channels)", .check = bd_cfg_check_money,
      .note = note_initial},
     {"lab", BD_KEY_BOOL, CH(lab), .dflt = false},
-    {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0, .only = BD_KEY_LISTED,
+    {"pin", BD_KEY_NUM, CH(pin), .range = BD_YAML_R_GE0, .dflt = 0,
+     .only = BD_KEY_LISTED | BD_KEY_ARM,
      .only_msg = "is only allowed on a listed channel (under channels)", .note = note_pin},
+    {"prior", BD_KEY_SECTION, .off = 0, .sub = &bd_cfg_prior_keys}, /* v2 (prior.c) */
+    {"lift", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED | BD_KEY_ARM, .apply = bd_cfg_apply_lift,
+     .only_msg = "is only allowed on a listed channel (under channels)"},
+    {"arms", BD_KEY_MAP, .off = 0, .only = BD_KEY_LISTED, .apply = channel_arms, /* v2 */
+     .only_msg = "is only allowed on a listed channel (under channels; arms have no arms)"},
 };
 const bd_cfg_section_t bd_cfg_channel_keys = {"channel", CHANNEL, sizeof CHANNEL / sizeof *CHANNEL,
                                               false};
 
-/* budget 0 is "none": unlisted portfolios are rejected unless defaults set one. */
+/* budget 0 is "none": unlisted portfolios are rejected unless defaults set one.
+ * `budget` is a number or (v2) a range, `goal` a word or a map (goal.c). */
 static const bd_cfg_key_t POLICY[] = {
-    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = check_money,
-     .note = note_budget},
-    {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE},
+    {"budget", BD_KEY_NUM, POL(budget), .range = BD_YAML_R_GT0, .dflt = 0, .check = bd_cfg_check_money,
+     .note = note_budget, .apply = bd_cfg_apply_budget},
+    {"goal", BD_KEY_ENUM, POL(goal.kind), .names = GOALS, .dflt = BD_GOAL_BUDGET,
+     .note = bd_cfg_note_goal, .apply = bd_cfg_apply_goal},
+    {"objective", BD_KEY_ENUM, POL(objective), .names = OBJECTIVES, .dflt = BD_OBJ_REVENUE,
+     .note = note_objective},
     {"model", BD_KEY_ENUM, POL(model), .names = MODELS, .dflt = BD_MODEL_POISSON_SAT},
     {"samples", BD_KEY_INT, POL(samples), .lo = 1, .hi = 4096, .dflt = 64},
     {"max_channels", BD_KEY_INT, POL(max_channels), .lo = 1, .hi = 4096,
@@ -251,6 +326,53 @@ void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, 
                          bool is_portfolio, bd_cfg_found_t *found)
 {
     bd_cfg_walk(cx, map, path, &bd_cfg_policy_keys, p, is_portfolio ? BD_KEY_PORTFOLIO : 0, found);
+}
+
+/* The arms of ch (v2) must split any amount ch may get, [min, max] (its
+ * pin, when pinned): their mins sum to at most its min, their maxes to at
+ * least its max, and their pins by the allocator's rule at both ends. */
+static void check_arms(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc, const bd_channel_cfg_t *ch,
+                       const char *who)
+{
+    double lo = ch->has_pin ? ch->pin : ch->min, hi = ch->has_pin ? ch->pin : ch->max, mins = 0, maxes = 0;
+    if (!(lo <= hi)) return; /* reported as the channel's own bounds */
+    for (size_t j = 0; j < ch->n_arms; j++) {
+        mins += ch->arms[j].min;
+        maxes += ch->arms[j].max;
+    }
+    if (mins > lo)
+        bd_yaml_err(cx, ch->line,
+                    "%s: its arms' mins sum to %.15g > its %s %.15g (an amount it may get could not "
+                    "be split)",
+                    who, mins, ch->has_pin ? "pin" : "min", lo);
+    if (maxes < hi)
+        bd_yaml_err(cx, ch->line,
+                    "%s: its arms' maxes sum to %.15g < its %s %.15g (an amount it may get could not "
+                    "be spent: lower its max or raise an arm's)",
+                    who, maxes, ch->has_pin ? "pin" : "max", hi);
+    if (mins > lo || maxes < hi) return;
+    const bd_channel_cfg_t **cfg = bd_xcalloc(ch->n_arms, sizeof *cfg);
+    double *pin = bd_xcalloc(ch->n_arms, sizeof *pin);
+    bool any = false;
+    for (size_t j = 0; j < ch->n_arms; j++) {
+        cfg[j] = &ch->arms[j];
+        pin[j] = cfg[j]->has_pin ? cfg[j]->pin : NAN;
+        any |= cfg[j]->has_pin;
+    }
+    char msg[256];
+    for (int end = 0; end < 2 && any; end++) {
+        bd_policy_t sub = pc->p;
+        sub.budget = end ? hi : lo;
+        sub.budget_range.range = false;
+        if (isfinite(sub.budget) &&
+            bd_alloc_check_pins(&sub, cfg, ch->n_arms, pin, NULL, msg, sizeof msg) != BD_OK) {
+            bd_yaml_err(cx, ch->line, "%s: infeasible arm pins at its %s %.15g: %s", who,
+                        end ? "max" : "min", sub.budget, msg);
+            break;
+        }
+    }
+    free(cfg);
+    free(pin);
 }
 
 /* Pins (v2) together: feasible with the budget and the other channels'
@@ -310,8 +432,11 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         ch->initial = 0;
         ch->has_pin = false;
         ch->pin = 0;
+        ch->n_lift = 0;
+        ch->arms = NULL;
+        ch->n_arms = 0;
         ch->line = bd_yaml_line(pr[i].key);
-        chlines_t ln = {0, 0, 0, 0};
+        chlines_t ln = {0, 0, 0, 0, &pc->p.channel};
         char chpath[400];
         bd_yaml_join(chpath, sizeof chpath, cpath, name);
         bd_cfg_walk(cx, pr[i].val, chpath, &bd_cfg_channel_keys, ch, BD_KEY_LISTED, &ln);
@@ -330,40 +455,57 @@ void bd_cfg_portfolio_channels(bd_yaml_ctx_t *cx, const bd_cfg_found_t *found, c
         if (ch->has_initial) sum_init += ch->initial;
         else all_init = false;
         sum_floor += ch->has_initial ? ch->initial : ch->min;
+        if (ch->n_arms) check_arms(cx, pc, ch, who);
     }
     free(pr);
-    if (pc->n_channels > (size_t)pc->p.max_channels)
+    size_t held = pc->n_channels;
+    for (size_t i = 0; i < pc->n_channels; i++) {
+        held += pc->channels[i].n_arms;
+        for (size_t j = 0; j < pc->channels[i].n_arms; j++)
+            for (size_t k = 0; k < pc->n_channels; k++)
+                if (!strcmp(pc->channels[k].name, pc->channels[i].arms[j].name))
+                    bd_yaml_err(cx, pc->channels[k].line,
+                                "portfolio '%s': channel '%s' is also the name of an arm of '%s'",
+                                pc->name, pc->channels[k].name, pc->channels[i].name);
+    }
+    if (held > (size_t)pc->p.max_channels)
         bd_yaml_err(cx, found->channels_key ? bd_yaml_line(found->channels_key) : pc->line,
                     "portfolio '%s': %zu channels listed, more than max_channels %d", pc->name,
-                    pc->n_channels, pc->p.max_channels);
+                    held, pc->p.max_channels);
     if (!(budget > 0)) return; /* missing budget is reported by the caller */
     /* Report at the portfolio's own budget when it sets one (the number to
      * raise), else at its channels (the numbers to lower). */
     int at = found->budget_key ? bd_yaml_line(found->budget_key)
              : found->channels_key ? bd_yaml_line(found->channels_key) : pc->line;
     bool reported = false;
+    /* with a budget range (v2) the mins and initials must fit its max and
+     * the maxes must reach its min */
+    const bool range = pc->p.budget_range.range;
+    const char *bw = range ? "budget max" : "budget";
+    const double least = range ? pc->p.budget_range.min : budget;
     if (sum_min > budget) {
-        bd_yaml_err(cx, at, "portfolio '%s': channel mins sum to %.15g > budget %.15g", pc->name,
-                    sum_min, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel mins sum to %.15g > %s %.15g", pc->name,
+                    sum_min, bw, budget);
         reported = true;
     }
     if (sum_init > budget) {
-        bd_yaml_err(cx, at, "portfolio '%s': channel initials sum to %.15g > budget %.15g",
-                    pc->name, sum_init, budget);
+        bd_yaml_err(cx, at, "portfolio '%s': channel initials sum to %.15g > %s %.15g",
+                    pc->name, sum_init, bw, budget);
         reported = true;
     }
     if (!reported && !all_init && sum_floor > budget)
         bd_yaml_err(cx, at,
                     "portfolio '%s': initials plus the mins of channels without initial sum to "
-                    "%.15g > budget %.15g",
-                    pc->name, sum_floor, budget);
+                    "%.15g > %s %.15g",
+                    pc->name, sum_floor, bw, budget);
     /* The listed channels are the plan: a budget they cannot take would be
      * left unspent without a word (docs/DECISIONS.md, "Maxes below the
      * budget"). With no channel listed, the channels come from the events. */
-    if (pc->n_channels > 0 && sum_max < budget)
+    if (pc->n_channels > 0 && sum_max < least)
         bd_yaml_err(cx, at,
-                    "portfolio '%s': channel maxes sum to %.15g < budget %.15g (at most %.15g "
+                    "portfolio '%s': channel maxes sum to %.15g < %s %.15g (at most %.15g "
                     "would be spent each cycle: raise a max or lower the budget)",
-                    pc->name, sum_max, budget, sum_max);
+                    pc->name, sum_max, range ? "budget min" : "budget", least, sum_max);
     if (!reported) config_check_pins(cx, pc);
+    bd_cfg_prior_check(cx, pc);
 }

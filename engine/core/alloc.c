@@ -2,22 +2,24 @@
  *
  * Order of a decision (rules in alloc.h; its place in the data path:
  * docs/ARCHITECTURE.md):
- *   draws -> lab gate -> caps and total -> box (ramp or config, pins) ->
- *   fault holds -> delivery caps -> factory (average of S water-fills of total - explore) -> lab (explore
+ *   draws -> lab gate -> caps and total range -> box (ramp or config, pins)
+ *   -> total (the budget, or the goal's total, goal.h) -> fault holds ->
+ *   delivery caps -> factory (average of S water-fills of total - explore) -> lab (explore
  *   share by posterior spread) -> cents -> risk bound -> min_change -> stats.
  * All guardrail arithmetic is in whole cents held in doubles (exact below
  * 2^53 cents, and INFINITY stands for "uncapped"), so the box and the total
- * hold exactly, not up to rounding. */
+ * hold exactly, not up to rounding; the cent helpers, the initial split and
+ * the pin rule are in alloc_cents.c (alloc_int.h). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "budgetd/alloc.h"
+#include "alloc_int.h"
 #include "budgetd/common.h"
+#include "budgetd/goal.h"
 #include "budgetd/stats.h"
 #include "budgetd/waterfill.h"
 
-#define CENT_EPS 1e-6   /* slack when rounding a bound to the cent lattice */
 #define RISK_STEPS 12   /* bisection steps on t: resolution 1/4096 of the move */
 
 /* The one spelling of each bound (the record's "bound" field, what-if
@@ -43,108 +45,6 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out)
             return true;
         }
     return false;
-}
-
-/* Lower bounds round up and upper bounds down, so the cent box lies inside
- * the real one. */
-static double lo_cents(double v) { return ceil(v * 100 - CENT_EPS); }
-static double hi_cents(double v) { return isinf(v) ? v : floor(v * 100 + CENT_EPS); }
-
-/* cap_i of the guardrail rules: a lab channel is held small until promoted;
- * a pinned one is not (a pin supersedes the lab cap). */
-static double chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted)
-{
-    if (!c->lab || promoted) return c->max;
-    double cap = pol->lab.cap_share * pol->budget;
-    if (!(cap >= c->min)) cap = c->min;
-    return cap < c->max ? cap : c->max;
-}
-
-/* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
- * by largest remainder (ties to the lower index, so it is deterministic).
- * Needs sum lo <= total <= sum hi; otherwise it gets as close as the box
- * allows. key and order are n-entry scratch. A one-cent step that a double
- * cannot hold (past 2^53) counts as no room, so the loop ends for any
- * finite input (a config cannot get there: BD_MONEY_MAX). */
-static void round_cents(const double *xr, const double *lo, const double *hi, size_t n,
-                        double total, double *out, double *key, size_t *order)
-{
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        double f = floor(xr[i] + 1e-7);
-        if (f < lo[i]) f = lo[i];
-        if (f > hi[i]) f = hi[i];
-        out[i] = f;
-        sum += f;
-    }
-    double r = total - sum;
-    if (r == 0) return;
-    double dir = r > 0 ? 1 : -1;
-    for (size_t i = 0; i < n; i++) {
-        key[i] = dir * (xr[i] - out[i]);
-        order[i] = i;
-    }
-    for (size_t i = 1; i < n; i++) { /* stable insertion sort, key descending */
-        size_t o = order[i], j = i;
-        while (j > 0 && key[order[j - 1]] < key[o]) { order[j] = order[j - 1]; j--; }
-        order[j] = o;
-    }
-    while (r != 0) {
-        bool moved = false;
-        for (size_t j = 0; j < n && r != 0; j++) {
-            size_t i = order[j];
-            if ((dir > 0 ? out[i] < hi[i] : out[i] > lo[i]) && out[i] + dir != out[i] &&
-                r - dir != r) {
-                out[i] += dir;
-                r -= dir;
-                moved = true;
-            }
-        }
-        if (!moved) break;
-    }
-}
-
-static double level_sum(const double *base, const double *lo, const double *hi, size_t n, double mu)
-{
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += fmin(fmax(base[i] + mu, lo[i]), hi[i]);
-    return s;
-}
-
-/* x_i = clip(base_i + mu, lo_i, hi_i) with sum x = total, in cents: the
- * Euclidean projection of base onto box and total (the safe reference), and
- * with base = 0 the equal split within bounds (initial split). Bisection on
- * mu, then the exact convex combination of the bracket ends. */
-static void level_fill(const double *base, const double *lo, const double *hi, size_t n,
-                       double total, double *out, double *xr, double *key, size_t *order)
-{
-    double ma = INFINITY, mb = -INFINITY;
-    size_t uncapped = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = lo[i] - base[i];
-        if (d < ma) ma = d;
-        if (d > mb) mb = d;
-        if (isfinite(hi[i])) { if (hi[i] - base[i] > mb) mb = hi[i] - base[i]; }
-        else uncapped++;
-    }
-    double ga = level_sum(base, lo, hi, n, ma), gb = level_sum(base, lo, hi, n, mb);
-    if (gb < total && uncapped) { /* above mb every uncapped channel is free */
-        mb += (total - gb) / (double)uncapped;
-        gb = level_sum(base, lo, hi, n, mb);
-    }
-    for (int it = 0; it < 200 && ga < total && gb > total; it++) {
-        double mid = 0.5 * (ma + mb);
-        if (!(mid > ma && mid < mb)) break;
-        double g = level_sum(base, lo, hi, n, mid);
-        if (g >= total) { mb = mid; gb = g; }
-        else { ma = mid; ga = g; }
-    }
-    double th = gb > ga ? (total - ga) / (gb - ga) : 1.0;
-    th = fmin(fmax(th, 0), 1);
-    for (size_t i = 0; i < n; i++)
-        xr[i] = th * fmin(fmax(base[i] + mb, lo[i]), hi[i]) +
-                (1 - th) * fmin(fmax(base[i] + ma, lo[i]), hi[i]);
-    round_cents(xr, lo, hi, n, total, out, key, order);
 }
 
 /* Memo of -expm1(-x/k) for one channel at a fixed x, keyed by k: an EXP
@@ -197,6 +97,27 @@ static double risk_p(const bd_curve_t *draws, size_t S, size_t n, const double *
     size_t below = 0;
     for (size_t s = 0; s < S; s++) below += tot[s] < thresh;
     return (double)below / (double)S;
+}
+
+/* CVaR of the portfolio ROAS (alloc.h): the tail mean (stats.h) of the
+ * returns tot[0..S) over total (currency); NAN at total 0. q: S scratch. */
+static double cvar_roas(const double *tot, size_t S, double alpha, double total, double *q)
+{
+    if (!(total > 0) || S == 0) return NAN;
+    memcpy(q, tot, S * sizeof *q);
+    return bd_stats_tail_mean(q, S, alpha) / total;
+}
+
+/* Whether the risk bound holds given p, the share of draws below the
+ * floor, and the draws' returns tot at a total of total_c cents: p <=
+ * max_prob and, with a CVaR floor (v2), the CVaR at least it (at total 0
+ * nothing is at risk). *cv: the CVaR, NAN when off or at total 0. */
+static bool risk_ok(const bd_policy_t *pol, double p, const double *tot, size_t S, double total_c,
+                    double *q, double *cv)
+{
+    *cv = NAN;
+    if (pol->risk_cvar_floor > 0) *cv = cvar_roas(tot, S, pol->risk_cvar_alpha, total_c / 100, q);
+    return p <= pol->risk_max_prob && !(*cv < pol->risk_cvar_floor);
 }
 
 /* Spreads E (real cents) over the room hi - xr in proportion to w; what a
@@ -266,14 +187,14 @@ enum { K_FREE = 0, K_PIN, K_HOLD, K_DLV };
 typedef struct {
     double *min_c, *cap_c, *lo_c, *hi_c, *lo, *hi, *xs, *xr, *xc, *fin, *safe_c, *prev_c;
     double *rlo_c, *rhi_c; /* the ramp box, kept when the total made build_box drop it */
-    double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot;
+    double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot, *gs;
     size_t *order;
     void *block;
 } ws_t;
 
 static void ws_init(ws_t *w, size_t n, size_t S)
 {
-    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S;
+    size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S + BD_GOAL_SCRATCH(n);
     w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
     double *p = w->block;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
@@ -284,6 +205,7 @@ static void ws_init(ws_t *w, size_t n, size_t S)
     w->v = p; p += S * n;
     w->q = p; p += S;
     w->tot = p; p += S;
+    w->gs = p; p += BD_GOAL_SCRATCH(n);
     w->order = (size_t *)(void *)p;
 }
 
@@ -310,58 +232,6 @@ static bd_bound_t which_bound(const ws_t *w, size_t i, bool ramp, bool budget_cu
     if (ramp && (x <= w->lo_c[i] + 1 || (isfinite(w->hi_c[i]) && x >= w->hi_c[i] - 1)))
         return BD_BOUND_RAMP;
     return BD_BOUND_NONE;
-}
-
-/* Channel i's pin in cents, NAN when it has none. */
-static double pin_cents(const double *pin, size_t i)
-{
-    return pin && isfinite(pin[i]) ? rint(pin[i] * 100) : NAN;
-}
-
-/* min_c and cap_c of channel c under the rules (a pinned channel's cap is
- * its max). */
-static void chan_box_c(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted,
-                       bool pinned, double *min_c, double *cap_c)
-{
-    *min_c = fmax(lo_cents(c->min), 0);
-    *cap_c = hi_cents(pinned ? c->max : chan_cap(pol, c, promoted));
-}
-
-/* The pin rule of alloc.h, in cents. */
-bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                             const double *pin, const bool *promoted, char *errbuf, size_t errlen)
-{
-    double sumcap = 0, pins = 0, mins = 0, caps = 0;
-    bool any = false;
-    for (size_t i = 0; i < n; i++) {
-        double pc = pin_cents(pin, i), mn, cp;
-        chan_box_c(pol, cfg[i], promoted && promoted[i], isfinite(pc), &mn, &cp);
-        sumcap += cp;
-        if (!isfinite(pc)) {
-            mins += mn;
-            caps += cp;
-            continue;
-        }
-        any = true;
-        if (pc < mn)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f below min %.2f",
-                           cfg[i]->name, pc / 100, mn / 100);
-        if (pc > cp)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f above max %.2f",
-                           cfg[i]->name, pc / 100, cp / 100);
-        pins += pc;
-    }
-    if (!any) return BD_OK;
-    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    if (pins + mins > total)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' mins %.2f exceed the total %.2f",
-                       pins / 100, mins / 100, total / 100);
-    if (pins + caps < total)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' caps %.2f fall short of the total %.2f",
-                       pins / 100, caps / 100, total / 100);
-    return BD_OK;
 }
 
 /* Fault holds (soft, alloc.h): each held channel fixed at its hold clipped
@@ -408,7 +278,7 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
         w->key[i] = w->hi_c[i];
         double dc = in->dcap[i];
         if (w->kind[i] == K_FREE && dc >= 0 && dc < INFINITY) {
-            double d = fmax(w->lo_c[i], hi_cents(dc));
+            double d = fmax(w->lo_c[i], bd_alloc_hi_cents(dc));
             if (d < w->hi_c[i]) {
                 w->hi_c[i] = d;
                 w->kind[i] = K_DLV;
@@ -433,23 +303,33 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
     }
 }
 
-/* Caps, total and box of the guardrail rules into w (pins included), then
- * the soft bounds (fault holds, delivery caps); ramp tells whether the
- * ramp box is in force, budget_cut whether it was dropped because it could
- * not hold the total (the box is then kept in rlo_c/rhi_c). Fails on
- * infeasible guardrails or pins. */
+/* Caps, the total's range [*tlo_c, *thi_c] and the box of the guardrail
+ * rules into w (pins included); the soft bounds (fault holds, delivery
+ * caps) come once the total is known. ramp tells whether the ramp box is in
+ * force, budget_cut whether it was dropped because it could not hold the
+ * total (the box is then kept in rlo_c/rhi_c). With a fixed budget the
+ * range is the one total; with a budget range (v2) it is the part of the
+ * range the ramp boxes can hold (the total moves only as far as the
+ * channels' ramps allow), or the whole range when they can hold none of
+ * it. Fails on infeasible guardrails or pins. */
+typedef struct {
+    double tlo, thi;     /* the total's range for this decision (ramp applied) */
+    double glo, ghi;     /* the whole range of the rules (a fixed budget: the one total) */
+    double budget, sumcap;
+} totals_t;
+
 static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t *w,
-                          double *total_c, double *budget_c, bool *ramp, bool *budget_cut,
-                          char *errbuf, size_t errlen)
+                          totals_t *t, bool *ramp, bool *budget_cut, char *errbuf, size_t errlen)
 {
+    double *tlo_c = &t->tlo, *thi_c = &t->thi, *budget_c = &t->budget;
     const bd_policy_t *pol = in->pol;
     size_t n = in->n;
     double B = pol->budget, sumcap = 0, summin = 0;
     if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
     for (size_t i = 0; i < n; i++) {
-        double pc = pin_cents(in->pin, i);
+        double pc = bd_alloc_pin_cents(in->pin, i);
         w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
-        chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
+        bd_alloc_chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
         if (!(w->min_c[i] <= w->cap_c[i]))
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
                            in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
@@ -457,10 +337,14 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         summin += w->min_c[i];
     }
     *budget_c = floor(B * 100 + 0.5);
-    *total_c = fmin(*budget_c, sumcap);
-    if (summin > *total_c)
+    bd_alloc_total_range_c(pol, sumcap, tlo_c, thi_c);
+    if (summin > *thi_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
-                       summin / 100, *total_c / 100);
+                       summin / 100, *thi_c / 100);
+    if (summin > *tlo_c) *tlo_c = summin;
+    t->glo = *tlo_c;
+    t->ghi = *thi_c;
+    t->sumcap = sumcap;
     if (in->pin) {
         bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
         if (rc != BD_OK) return rc;
@@ -473,17 +357,22 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             double p = in->prev[i];
             if (!isfinite(p)) { ok = false; break; }
             double step = fmax(pol->max_step * p, 0.01 * B);
-            double rl = lo_cents(p - step), rh = hi_cents(p + step);
+            double rl = bd_alloc_lo_cents(p - step), rh = bd_alloc_hi_cents(p + step);
             double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
             if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
-            if (w->kind[i] == K_PIN) l = h = pin_cents(in->pin, i);
+            if (w->kind[i] == K_PIN) l = h = bd_alloc_pin_cents(in->pin, i);
             w->lo_c[i] = l;
             w->hi_c[i] = h;
             slo += l;
             shi += h;
         }
-        *ramp = ok && slo <= *total_c && *total_c <= shi;
+        double a = fmax(*tlo_c, slo), b = fmin(*thi_c, shi);
+        *ramp = ok && a <= b;
         *budget_cut = ok && !*ramp;
+        if (*ramp) {
+            *tlo_c = a;
+            *thi_c = b;
+        }
         if (*budget_cut) {
             memcpy(w->rlo_c, w->lo_c, n * sizeof(double));
             memcpy(w->rhi_c, w->hi_c, n * sizeof(double));
@@ -492,16 +381,26 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     if (!*ramp)
         for (size_t i = 0; i < n; i++) {
             bool pinned = w->kind[i] == K_PIN;
-            w->lo_c[i] = pinned ? pin_cents(in->pin, i) : w->min_c[i];
+            w->lo_c[i] = pinned ? bd_alloc_pin_cents(in->pin, i) : w->min_c[i];
             w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
         }
-    apply_holds(in, w, *total_c);
-    apply_dcaps(in, w, *total_c);
+    if (pol->budget_range.range && !*ramp) {
+        /* the box itself (pins at their pin) may hold less of the range */
+        double slo = 0, shi = 0;
+        for (size_t i = 0; i < n; i++) {
+            slo += w->lo_c[i];
+            shi += w->hi_c[i];
+        }
+        *tlo_c = fmax(*tlo_c, slo);
+        *thi_c = fmin(*thi_c, shi);
+    }
     return BD_OK;
 }
 
-/* prev as cents when it is a valid allocation under the box and total. */
-static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double total_c)
+/* prev as cents (its sum into *sum_c) when it is a valid allocation under
+ * the box and a total within [lo_c, hi_c] (a fixed budget: the total). */
+static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double lo_c, double hi_c,
+                       double *sum_c)
 {
     if (!in->prev) return false;
     double sum = 0;
@@ -511,7 +410,46 @@ static bool prev_valid(const bd_alloc_input_t *in, ws_t *w, double total_c)
         w->prev_c[i] = c;
         sum += c;
     }
-    return sum == total_c;
+    *sum_c = sum;
+    return sum >= lo_c && sum <= hi_c;
+}
+
+/* The goal's total (v2, alloc.h "Goals") in cents within [t->tlo, t->thi]
+ * by goal.h, searched on the box as the soft bounds will leave it (fault
+ * holds fixed, delivery caps lowering upper ends, as apply_holds and
+ * apply_dcaps compute them) when that box can hold part of the range, so
+ * that the total stays in that part and neither is dropped; else on the
+ * box alone. *marginal: the mean marginal there. Uses w->lo, w->hi. */
+static double goal_total(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
+                         const totals_t *t, double *marginal)
+{
+    size_t n = in->n;
+    double slo = 0, shi = 0;
+    for (size_t i = 0; i < n; i++) {
+        double l = w->lo_c[i], h = w->hi_c[i];
+        if (w->kind[i] == K_FREE && in->hold && isfinite(in->hold[i])) {
+            l = h = fmin(fmax(rint(in->hold[i] * 100), l), h);
+        } else if (w->kind[i] == K_FREE && in->dcap && in->dcap[i] >= 0 && in->dcap[i] < INFINITY) {
+            h = fmin(h, fmax(l, bd_alloc_hi_cents(in->dcap[i])));
+        }
+        w->lo[i] = l;
+        w->hi[i] = h;
+        slo += l;
+        shi += h;
+    }
+    double a = fmax(t->tlo, slo), b = fmin(t->thi, shi);
+    if (!(a <= b)) {
+        memcpy(w->lo, w->lo_c, n * sizeof(double));
+        memcpy(w->hi, w->hi_c, n * sizeof(double));
+        a = t->tlo;
+        b = t->thi;
+    }
+    for (size_t i = 0; i < n; i++) {
+        w->lo[i] /= 100;
+        w->hi[i] /= 100;
+    }
+    return bd_goal_total(draws, S, n, w->lo, w->hi, a, b, bd_goal_marginal_target(in->pol),
+                         marginal, w->gs);
 }
 
 /* Factory and lab: the average of S water-fills of (total - explore) over the
@@ -548,44 +486,56 @@ static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws,
         }
         explore_fill(w->xr, w->hi_c, w->w, n, E);
     }
-    round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xc, w->key, w->order);
+    bd_alloc_round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xc, w->key, w->order);
 }
 
 /* Risk bound on w->fin (starting as the candidate w->xc): moves toward the
- * safe reference until p <= alpha, or holds. Returns p at the result. */
+ * safe reference until the bound holds (risk_ok), or holds. Returns p at
+ * the result and its CVaR in *cv. */
 static double apply_risk(const bd_alloc_input_t *in, const bd_curve_t *draws, size_t S, ws_t *w,
-                         double total_c, bool pvalid, double p, bool *held, bool *use_prev)
+                         double total_c, bool pvalid, double p, bool *held, bool *use_prev,
+                         double *cv)
 {
     size_t n = in->n;
-    double alpha = in->pol->risk_max_prob, thresh = in->pol->risk_roas_floor * total_c / 100;
+    const bd_policy_t *pol = in->pol;
+    double thresh = pol->risk_roas_floor * total_c / 100, cs;
     const double *ref = in->safe ? in->safe : in->prev;
     if (ref) {
         for (size_t i = 0; i < n; i++) w->key[i] = isfinite(ref[i]) ? ref[i] * 100 : 0;
         memcpy(w->w, w->key, n * sizeof(double));
-        level_fill(w->w, w->lo_c, w->hi_c, n, total_c, w->safe_c, w->xr, w->key, w->order);
+        bd_alloc_level_fill(w->w, w->lo_c, w->hi_c, n, total_c, w->safe_c, w->xr, w->key, w->order);
     } else {
         memcpy(w->safe_c, w->xc, n * sizeof(double));
     }
     for (size_t i = 0; i < n; i++) w->cur[i] = w->safe_c[i] / 100;
     double ps = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
-    if (ps > alpha) {
+    if (!risk_ok(pol, ps, w->tot, S, total_c, w->q, &cs)) {
         *held = true;
+        *cv = NAN;
         if (pvalid) { memcpy(w->fin, w->prev_c, n * sizeof(double)); *use_prev = true; }
         else memcpy(w->fin, w->safe_c, n * sizeof(double));
         return -1; /* recomputed by the caller */
     }
-    /* p(0) > alpha >= p(1): keep that invariant while halving [t0, t1]. */
+    /* the bound fails at t = 0 and holds at t = 1: keep that invariant
+     * while halving [t0, t1]. */
     double t0 = 0, t1 = 1;
     memcpy(w->fin, w->safe_c, n * sizeof(double));
     p = ps;
+    *cv = cs;
     for (int it = 0; it < RISK_STEPS; it++) {
         double t = 0.5 * (t0 + t1);
         for (size_t i = 0; i < n; i++) w->xr[i] = (1 - t) * w->xc[i] + t * w->safe_c[i];
-        round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
+        bd_alloc_round_cents(w->xr, w->lo_c, w->hi_c, n, total_c, w->xs, w->key, w->order);
         for (size_t i = 0; i < n; i++) w->cur[i] = w->xs[i] / 100;
-        double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot);
-        if (pt <= alpha) { t1 = t; p = pt; memcpy(w->fin, w->xs, n * sizeof(double)); }
-        else t0 = t;
+        double pt = risk_p(draws, S, n, w->cur, thresh, NULL, w->tot), ct;
+        if (risk_ok(pol, pt, w->tot, S, total_c, w->q, &ct)) {
+            t1 = t;
+            p = pt;
+            *cv = ct;
+            memcpy(w->fin, w->xs, n * sizeof(double));
+        } else {
+            t0 = t;
+        }
     }
     return p;
 }
@@ -615,6 +565,8 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     out->total = 0;
     out->capped = out->kept = out->risk_held = false;
     out->p_below_floor = 0;
+    out->marginal = out->cvar = NAN;
+    out->cvar_bound = false;
     if (n == 0) { out->n_draws = 0; return BD_OK; }
     if (!in->cfg || !in->ops || !in->ops->sample || !in->states || !in->priors || !in->rng ||
         !out->x || !out->bound || !out->mean_roas || !out->roas_lo || !out->roas_hi ||
@@ -640,23 +592,31 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         if (in->cfg[i]->lab && !pr) pr = lab_gate(in, i, draws, S, w.q);
         out->promoted[i] = pr;
     }
-    double total_c = 0, budget_c = 0;
+    totals_t tt = {0, 0, 0, 0, 0, 0};
     bool ramp = false, budget_cut = false;
-    bd_err_t rc = build_box(in, out->promoted, &w, &total_c, &budget_c, &ramp, &budget_cut, errbuf,
-                            errlen);
+    bd_err_t rc = build_box(in, out->promoted, &w, &tt, &ramp, &budget_cut, errbuf, errlen);
     if (rc != BD_OK) { free(w.block); return rc; }
+    const bool goal = pol->goal.kind != BD_GOAL_BUDGET;
+    double gmarg = NAN, total_c = goal ? goal_total(in, draws, S, &w, &tt, &gmarg) : tt.thi;
+    apply_holds(in, &w, total_c);
+    apply_dcaps(in, &w, total_c);
     out->total = total_c / 100;
-    out->capped = total_c < budget_c;
+    out->capped = goal ? tt.sumcap < tt.budget && total_c >= tt.sumcap : total_c < tt.budget;
 
     factory_and_lab(in, draws, S, &w, total_c);
 
-    double alpha = pol->risk_max_prob, thresh = pol->risk_roas_floor * total_c / 100;
+    double thresh = pol->risk_roas_floor * total_c / 100, cv;
     for (size_t i = 0; i < n; i++) w.cur[i] = w.xc[i] / 100;
     double p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
-    bool pvalid = prev_valid(in, &w, total_c), use_prev = false, held = false, changed = false;
+    bool ok = risk_ok(pol, p, w.tot, S, total_c, w.q, &cv);
+    out->cvar_bound = pol->risk_cvar_floor > 0 && !(cv >= pol->risk_cvar_floor);
+    double psum_c = 0;
+    bool pvalid = goal ? prev_valid(in, &w, tt.glo, tt.ghi, &psum_c)
+                       : prev_valid(in, &w, total_c, total_c, &psum_c);
+    bool use_prev = false, held = false, changed = false;
     memcpy(w.fin, w.xc, n * sizeof(double));
-    if (p > alpha) {
-        p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev);
+    if (!ok) {
+        p = apply_risk(in, draws, S, &w, total_c, pvalid, p, &held, &use_prev, &cv);
         changed = true;
     }
     for (size_t i = 0; i < n; i++) w.moved[i] = changed && fabs(w.fin[i] - w.xc[i]) > 1;
@@ -667,8 +627,14 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         bool small = total_c > 0 ? d / total_c < pol->min_change : d == 0;
         if (small) {
             for (size_t i = 0; i < n; i++) w.cur[i] = in->prev[i];
-            double pp = d == 0 ? p : risk_p(draws, S, n, w.cur, thresh, NULL, w.tot);
-            if (pp <= alpha) {
+            double tc = goal ? psum_c : total_c, tp = goal ? pol->risk_roas_floor * psum_c / 100 : thresh;
+            double pp = p, cp;
+            bool okp = true;
+            if (d != 0) {
+                pp = risk_p(draws, S, n, w.cur, tp, NULL, w.tot);
+                okp = risk_ok(pol, pp, w.tot, S, tc, w.q, &cp);
+            }
+            if (okp) {
                 memcpy(w.fin, w.prev_c, n * sizeof(double));
                 memset(w.moved, 0, n * sizeof(double));
                 use_prev = out->kept = true;
@@ -681,8 +647,19 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         out->x[i] = use_prev ? in->prev[i] : w.fin[i] / 100;
         w.cur[i] = out->x[i];
     }
-    if (changed) p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
+    if (goal && use_prev) {
+        /* the allocation in force stays: its own total (within the range) */
+        thresh = pol->risk_roas_floor * psum_c / 100;
+        out->total = psum_c / 100;
+        if (psum_c != total_c) gmarg = bd_goal_mean_marginal(draws, S, n, w.lo, w.hi, out->total, w.gs);
+    }
+    out->marginal = gmarg;
+    if (changed) {
+        p = risk_p(draws, S, n, w.cur, thresh, w.v, w.tot);
+        risk_ok(pol, p, w.tot, S, goal && use_prev ? psum_c : total_c, w.q, &cv);
+    }
     out->p_below_floor = p;
+    out->cvar = cv;
     channel_stats(draws, S, n, &w, out);
     for (size_t i = 0; i < n; i++)
         out->bound[i] = which_bound(&w, i, ramp, budget_cut, w.moved[i] != 0);
@@ -696,57 +673,4 @@ void bd_alloc_output_free(bd_alloc_output_t *out)
     free(out->draws);
     out->draws = NULL;
     out->n_draws = 0;
-}
-
-/* A channel whose amount is given (initial or pin): set first, adjusted
- * last by the initial split. */
-static bool fixed_first(const bd_channel_cfg_t *c) { return c->has_initial || c->has_pin; }
-
-/* CONTRACT §5 initial split: `initial` where given (clipped to its bounds),
- * the rest water-levelled equally within [min, cap]; whatever the others
- * cannot take (or must give back) shifts the `initial` channels evenly. */
-void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                      double *x)
-{
-    if (n == 0) return;
-    double *blk = bd_xmalloc(9 * n * sizeof(double) + n * sizeof(size_t));
-    double *lo = blk, *hi = blk + n, *xc = blk + 2 * n, *slo = blk + 3 * n, *shi = blk + 4 * n,
-           *sb = blk + 5 * n, *so = blk + 6 * n, *xr = blk + 7 * n, *key = blk + 8 * n;
-    size_t *order = (size_t *)(void *)(blk + 9 * n);
-    double sumcap = 0;
-    for (size_t i = 0; i < n; i++) {
-        bool pinned = cfg[i]->has_pin;
-        lo[i] = fmax(lo_cents(cfg[i]->min), 0);
-        hi[i] = fmax(hi_cents(pinned ? cfg[i]->max : chan_cap(pol, cfg[i], false)), lo[i]);
-        sumcap += hi[i];
-        if (pinned) lo[i] = hi[i] = fmin(fmax(rint(cfg[i]->pin * 100), lo[i]), hi[i]);
-    }
-    double total = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    for (size_t i = 0; i < n; i++) {
-        xc[i] = 0;
-        if (cfg[i]->has_pin) xc[i] = lo[i];
-        else if (cfg[i]->has_initial)
-            xc[i] = fmin(fmax(floor(cfg[i]->initial * 100 + 0.5), lo[i]), hi[i]);
-    }
-    /* pass 0: the rest share what the initial (and pinned) channels leave;
-     * pass 1: the initial channels absorb any difference around their
-     * values (a pinned one cannot: its box is its pin). */
-    for (int pass = 0; pass < 2; pass++) {
-        size_t m = 0;
-        double have = 0, target;
-        for (size_t i = 0; i < n; i++) {
-            if (fixed_first(cfg[i]) != (pass == 1)) { have += xc[i]; continue; }
-            slo[m] = lo[i];
-            shi[m] = hi[i];
-            sb[m] = pass ? xc[i] : 0;
-            m++;
-        }
-        if (m == 0) continue;
-        target = total - have;
-        level_fill(sb, slo, shi, m, target, so, xr, key, order);
-        for (size_t i = 0, j = 0; i < n; i++)
-            if (fixed_first(cfg[i]) == (pass == 1)) xc[i] = so[j++];
-    }
-    for (size_t i = 0; i < n; i++) x[i] = xc[i] / 100;
-    free(blk);
 }

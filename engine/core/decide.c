@@ -51,6 +51,12 @@ typedef struct {
     bool *faulted;                 /* the channel is under a data fault: frozen, held */
     bool fault_kill;               /* a fault with action kill was flagged: fault_reason */
     char fault_reason[160];
+    size_t *top, n_top;            /* v2: the channels that are not arms (the allocation's) */
+    size_t *sub;                   /* v2: scratch for one channel's arms (p->n entries) */
+    bool arms;                     /* v2: some channel has arms */
+    const bd_agg_t *eff;           /* the closed cycle as the models see it: a channel with arms
+                                    * (v2) reports the sum of its own and its arms' events */
+    const bool *eff_bad;           /* eff holds an implausible number (the models' corrupt) */
 } run_t;
 
 static void decide_season_next(run_t *r);
@@ -72,6 +78,12 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     d->cycle = job->cycle;
     d->mode = p->pol->mode;
     d->budget = p->pol->budget;
+    d->goal = p->pol->goal.kind;
+    d->goal_target = p->pol->goal.target;
+    d->budget_min = p->pol->budget_range.min;
+    d->marginal = NAN;
+    d->show_cvar = p->pol->risk_cvar_floor > 0;
+    d->cvar = NAN;
     d->n = n;
     d->ch = job->dch;
     d->events = job->events;
@@ -99,10 +111,57 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     d->show_discount = p->pol->discount == BD_DISCOUNT_AUTO && r->ops && r->ops->forget_rate;
     d->show_delivery = true;
     for (int k = 1; k < BD_FAULT__COUNT; k++) d->show_fault |= p->pol->faults[k] != BD_FAULT_ACT_OFF;
+    r->top = bd_xmalloc(sizeof(size_t) * n1 * 2);
+    r->sub = r->top + n1;
     for (size_t i = 0; i < n; i++) {
         r->cfgs[i] = p->ch[i].cfg;
         r->prev[i] = p->ch[i].x;
+        if (!p->ch[i].owner) r->top[r->n_top++] = i;
+        else r->arms = true;
     }
+}
+
+/* The arms of channel q (v2) into r->sub; how many. */
+static size_t decide_arms_of(const run_t *r, size_t q)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < r->p->n; i++)
+        if (r->p->ch[i].owner == q + 1) r->sub[k++] = i;
+    return k;
+}
+
+/* The policy of channel q's arms as a sub-portfolio (v2): the portfolio's,
+ * with q's amount as a fixed budget (docs/CONTRACT.md §11.4). */
+static void decide_arms_policy(const run_t *r, size_t q, bd_policy_t *sub)
+{
+    *sub = *r->p->pol;
+    sub->budget = r->x[q];
+    sub->budget_range.range = false;
+    sub->budget_range.min = 0;
+    sub->goal.kind = BD_GOAL_BUDGET;
+}
+
+/* The initial split with arms (v2; first sight, kill fallback): among the
+ * channels, then each channel's amount among its arms. */
+static void decide_split_initial(run_t *r)
+{
+    size_t n1 = r->p->n ? r->p->n : 1;
+    double *x = bd_xmalloc(sizeof(double) * n1);
+    const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * n1);
+    for (size_t t = 0; t < r->n_top; t++) cfg[t] = r->cfgs[r->top[t]];
+    bd_alloc_initial(r->p->pol, cfg, r->n_top, x);
+    for (size_t t = 0; t < r->n_top; t++) r->x[r->top[t]] = x[t];
+    for (size_t t = 0; t < r->n_top; t++) {
+        size_t q = r->top[t], k = decide_arms_of(r, q);
+        if (!k) continue;
+        bd_policy_t sub;
+        decide_arms_policy(r, q, &sub);
+        for (size_t j = 0; j < k; j++) cfg[j] = r->cfgs[r->sub[j]];
+        bd_alloc_initial(&sub, cfg, k, x);
+        for (size_t j = 0; j < k; j++) r->x[r->sub[j]] = x[j];
+    }
+    free(x);
+    free(cfg);
 }
 
 /* Releases what decide_begin allocated. */
@@ -113,6 +172,7 @@ static void decide_end(run_t *r)
     free(r->prev);
     free(r->corrupt);
     free(r->expected);
+    free(r->top);
 }
 
 /* Posterior ROAS summaries at r->x from S draws, for the paths that do not
@@ -125,10 +185,10 @@ static void decide_roas_stats(run_t *r)
     const double *x = r->x;
     bd_decision_channel_t *dch = r->d->ch;
     size_t n = p->n;
-    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1));
+    double *roas = bd_xmalloc(sizeof(double) * S * (n ? n : 1)), rets[S];
     int below = 0;
     double total = 0;
-    for (size_t i = 0; i < n; i++) total += x[i];
+    for (size_t t = 0; t < r->n_top; t++) total += x[r->top[t]];
     for (int s = 0; s < S; s++) {
         double ret = 0;
         for (size_t i = 0; i < n; i++) {
@@ -136,11 +196,13 @@ static void decide_roas_stats(run_t *r)
             r->ops->sample(&p->ch[i].model, &p->ch[i].prior, r->rng, &c);
             c.a *= r->mult[i];
             double v = bd_curve_value(&c, x[i]);
-            ret += v;
+            if (!p->ch[i].owner) ret += v; /* an arm's return is its channel's */
             roas[i * S + s] = x[i] > 0 ? v / x[i] : bd_curve_roas_zero(&c);
         }
         if (total > 0 && ret < p->pol->risk_roas_floor * total) below++;
+        rets[s] = ret;
     }
+    if (r->d->show_cvar && total > 0) r->d->cvar = bd_stats_tail_mean(rets, S, p->pol->risk_cvar_alpha) / total;
     for (size_t i = 0; i < n; i++) {
         double *q = roas + i * S, sum = 0;
         for (int s = 0; s < S; s++) sum += q[s];
@@ -158,6 +220,7 @@ static void decide_kill_action(run_t *r)
 {
     bd_portfolio_t *p = r->p;
     bd_killswitch_action_alloc(p, r->cfgs, r->x);
+    if (r->arms && p->pol->kill.action == BD_KILL_FALLBACK) decide_split_initial(r);
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = r->x[i];
     r->d->path = BD_PATH_KILLED;
     r->d->status = BD_STATUS_KILLED;
@@ -170,7 +233,8 @@ static void decide_initial(run_t *r)
 {
     bd_portfolio_t *p = r->p;
     decide_season_next(r);
-    bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
+    if (r->arms) decide_split_initial(r);
+    else bd_alloc_initial(p->pol, r->cfgs, p->n, r->x);
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
     r->d->path = BD_PATH_INITIAL;
     r->d->status = BD_STATUS_ACTIVE;
@@ -296,7 +360,7 @@ static void decide_fault(run_t *r, size_t i, double season, double floor, bool o
 {
     bd_portfolio_t *p = r->p;
     bd_channel_t *c = &p->ch[i];
-    bd_fault_obs_t o = {.agg = &r->job->agg[i], .x = r->prev[i], .mult = r->expected[i],
+    bd_fault_obs_t o = {.agg = &r->eff[i], .x = r->prev[i], .mult = r->expected[i],
                         .season = season, .floor = floor, .others = others,
                         .cycle = r->job->cycle - 1, .act = p->pol->faults};
     if (bd_fault_observe(&c->fault, &o, &r->learn[i]) != BD_FAULT_EV_FLAGGED) return;
@@ -306,7 +370,7 @@ static void decide_fault(run_t *r, size_t i, double season, double floor, bool o
     r->fault_kill = true;
     snprintf(r->fault_reason, sizeof r->fault_reason,
              "fault: channel '%s' %s since cycle %lld (conversions %.0f, expected %.1f)", c->name,
-             bd_fault_name(k), (long long)c->fault.from, r->job->agg[i].conversions,
+             bd_fault_name(k), (long long)c->fault.from, r->eff[i].conversions,
              c->fault.expected);
 }
 
@@ -318,7 +382,7 @@ static void decide_fault(run_t *r, size_t i, double season, double floor, bool o
 static void decide_watch(run_t *r, const bd_season_profile_t *prof, int64_t closed_start)
 {
     bd_portfolio_t *p = r->p;
-    const bd_agg_t *agg = r->job->agg;
+    const bd_agg_t *agg = r->eff;
     const bd_policy_t *pol = p->pol;
     bool active = p->status == BD_STATUS_ACTIVE && !p->killed;
     double floor = fmax(1.0, 0.001 * pol->budget);
@@ -329,9 +393,9 @@ static void decide_watch(run_t *r, const bd_season_profile_t *prof, int64_t clos
         double s = decide_season_at(r, &prof[i], closed_start);
         r->expected[i] = bd_lag_completeness(&c->lag, 0, r->horizon) * s;
         r->learn[i] = true;
-        if (active && !r->corrupt[i]) decide_fault(r, i, s, floor, reported > (agg[i].events > 0));
+        if (active && !r->eff_bad[i]) decide_fault(r, i, s, floor, reported > (agg[i].events > 0));
         r->faulted[i] = c->fault.kind != BD_FAULT_NONE;
-        if (active && agg[i].events > 0 && !r->corrupt[i])
+        if (active && agg[i].events > 0 && !r->eff_bad[i])
             bd_delivery_observe(&c->dlv, r->prev[i], agg[i].spend, pol->delivery.tolerance, floor,
                                 pol->delivery.caps != BD_AUTO_OFF);
         else
@@ -360,6 +424,8 @@ static void decide_update_models(run_t *r)
     const bd_decide_job_t *job = r->job;
     const bd_agg_t *agg = job->agg;
     int64_t L = job->cfg->cycle, closed_start = (job->cycle - 1) * L;
+    bd_agg_t *own = NULL;
+    bool *bad = NULL;
     int hour, dow;
     bd_season_bucket(closed_start, &hour, &dow);
     bd_season_profile_t *prof = bd_xmalloc(sizeof(*prof) * (p->n ? p->n : 1));
@@ -368,16 +434,45 @@ static void decide_update_models(run_t *r)
         double v;
         r->corrupt[i] = bd_agg_implausible(&agg[i], &v) != NULL;
     }
+    r->eff = agg;
+    r->eff_bad = r->corrupt;
+    if (r->arms) { /* v2: a channel's models see its arms' events too */
+        own = bd_xmalloc(sizeof(*own) * p->n);
+        bad = bd_xmalloc(sizeof(*bad) * p->n);
+        memcpy(own, agg, sizeof(*own) * p->n);
+        for (size_t i = 0; i < p->n; i++) {
+            if (!p->ch[i].owner) continue;
+            size_t q = p->ch[i].owner - 1;
+            own[q].spend += agg[i].spend;
+            own[q].impressions += agg[i].impressions;
+            own[q].clicks += agg[i].clicks;
+            own[q].conversions += agg[i].conversions;
+            own[q].revenue += agg[i].revenue;
+            own[q].events += agg[i].events;
+        }
+        for (size_t i = 0; i < p->n; i++) {
+            double v;
+            bad[i] = r->corrupt[i] || bd_agg_implausible(&own[i], &v) != NULL;
+        }
+        r->eff = agg = own;
+        r->eff_bad = bad;
+    }
     decide_watch(r, prof, closed_start);
     for (size_t k = 0; k < job->n_late_items; k++) {
         const bd_late_t *it = &job->late_items[k];
         if (it->ch < p->n && bd_fault_drop_late(&p->ch[it->ch].fault, it->cycle)) continue;
         decide_apply_late(r, it, prof);
+        uint32_t q1 = it->ch < p->n ? p->ch[it->ch].owner : 0;
+        if (q1 && !bd_fault_drop_late(&p->ch[q1 - 1].fault, it->cycle)) {
+            bd_late_t up = *it; /* an arm's late report is its channel's too */
+            up.ch = q1 - 1;
+            decide_apply_late(r, &up, prof);
+        }
     }
     for (size_t i = 0; i < p->n; i++) {
         bd_channel_t *c = &p->ch[i];
         if (r->faulted[i]) continue;
-        bool obs = agg[i].events > 0 && !r->corrupt[i] && r->learn[i];
+        bool obs = agg[i].events > 0 && !r->eff_bad[i] && r->learn[i];
         double f0 = bd_lag_completeness(&c->lag, 0, r->horizon);
         double s = decide_season_at(r, &prof[i], closed_start);
         r->expected[i] = f0 * s;
@@ -394,6 +489,10 @@ static void decide_update_models(run_t *r)
         if (r->horizon > 0) bd_lag_report(&c->lag, 0, u);
     }
     free(prof);
+    free(own);
+    free(bad);
+    r->eff = NULL;
+    r->eff_bad = NULL;
     decide_season_next(r);
 }
 
@@ -420,68 +519,116 @@ typedef struct {
     bool *promoted;       /* lab gate state after the decision (p->n entries, owned) */
 } alloc_result_t;
 
-/* Stage 3, allocate and verify: the allocator's allocation into r->x, then
- * (unless it kept the allocation in force) the independent re-check. The
- * record gets the allocator's statistics and bounds whatever the outcome. */
-static void decide_allocate(run_t *r, alloc_result_t *res)
+/* The allocator and the verifier on the channels idx[0..m) as a portfolio
+ * of their own under pol: the top-level channels under the portfolio's
+ * policy, or (v2) one channel's arms with its amount as budget. Their
+ * allocation goes to r->x, their statistics and bounds to the record,
+ * their lab gate state to res->promoted; top: also the portfolio's risk
+ * and goal numbers. */
+static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_t *pol, bool top,
+                         alloc_result_t *res)
 {
     bd_portfolio_t *p = r->p;
-    const bd_policy_t *pol = p->pol;
-    size_t n = p->n, n1 = n ? n : 1;
-    double *safe = bd_xmalloc(sizeof(double) * n1 * 3);
-    double *mean = safe + n, *lo = mean + n;
-    double *hi = bd_xmalloc(sizeof(double) * n1 * 4), *pin = hi + n1, *hold = pin + n1,
-           *dcap = hold + n1;
-    bool *prom = bd_xcalloc(n1, sizeof(bool));
-    bd_bound_t *bound = bd_xcalloc(n1, sizeof(*bound));
-    bd_model_state_t *st = bd_xmalloc(sizeof(*st) * n1);
-    bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * n1);
-    res->promoted = bd_xcalloc(n1, sizeof(bool));
-    for (size_t i = 0; i < n; i++) {
-        safe[i] = p->ch[i].safe;
-        prom[i] = p->ch[i].promoted;
-        st[i] = p->ch[i].model;
-        pr[i] = p->ch[i].prior;
-        pin[i] = bd_channel_pin(&p->ch[i]);
-        const bd_fault_t *f = &p->ch[i].fault;
-        hold[i] = f->kind != BD_FAULT_NONE && pol->faults[f->kind] != BD_FAULT_ACT_OFF ? f->hold : NAN;
-        dcap[i] = pol->delivery.caps != BD_AUTO_OFF ? bd_delivery_bound(&p->ch[i].dlv, 0.01 * pol->budget)
+    size_t m1 = m ? m : 1;
+    double *safe = bd_xmalloc(sizeof(double) * m1 * 10);
+    double *mean = safe + m1, *lo = mean + m1, *hi = lo + m1, *pin = hi + m1, *hold = pin + m1,
+           *dcap = hold + m1, *prev = dcap + m1, *x = prev + m1, *mult = x + m1;
+    bool *prom = bd_xcalloc(m1, sizeof(bool) * 2), *prom_out = prom + m1;
+    bd_bound_t *bound = bd_xcalloc(m1, sizeof(*bound));
+    bd_model_state_t *st = bd_xmalloc(sizeof(*st) * m1);
+    bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * m1);
+    const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * m1);
+    for (size_t j = 0; j < m; j++) {
+        bd_channel_t *c = &p->ch[idx[j]];
+        safe[j] = c->safe;
+        prom[j] = c->promoted;
+        st[j] = c->model;
+        pr[j] = c->prior;
+        cfg[j] = r->cfgs[idx[j]];
+        prev[j] = r->prev[idx[j]];
+        mult[j] = r->mult[idx[j]];
+        pin[j] = bd_channel_pin(c);
+        const bd_fault_t *f = &c->fault;
+        hold[j] = f->kind != BD_FAULT_NONE && pol->faults[f->kind] != BD_FAULT_ACT_OFF ? f->hold : NAN;
+        dcap[j] = pol->delivery.caps != BD_AUTO_OFF ? bd_delivery_bound(&c->dlv, 0.01 * pol->budget)
                                                      : INFINITY;
     }
     bd_alloc_input_t in = {
-        .n = n, .pol = pol, .cfg = r->cfgs, .ops = r->ops, .states = st, .priors = pr,
-        .prev = r->prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = r->mult,
+        .n = m, .pol = pol, .cfg = cfg, .ops = r->ops, .states = st, .priors = pr,
+        .prev = prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = mult,
         .pin = pin, .hold = hold, .dcap = dcap,
     };
     bd_alloc_output_t out = {
-        .x = r->x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
-        .promoted = res->promoted,
+        .x = x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
+        .promoted = prom_out,
     };
     res->rc = bd_alloc_decide(&in, &out, res->err, sizeof(res->err));
     if (res->rc == BD_OK && !out.kept) {
         bd_verify_input_t vin = {
-            .n = n, .pol = pol, .cfg = r->cfgs, .x = r->x, .prev = r->prev,
-            .promoted = res->promoted, .draws = out.draws, .n_draws = out.n_draws,
+            .n = m, .pol = pol, .cfg = cfg, .x = x, .prev = prev,
+            .promoted = prom_out, .draws = out.draws, .n_draws = out.n_draws,
             .risk_held = out.risk_held, .pin = pin,
         };
         res->rc = bd_verify_allocation(&vin, res->err, sizeof(res->err));
     }
-    for (size_t i = 0; i < n; i++) {
-        r->d->ch[i].mean_roas = mean[i];
-        r->d->ch[i].roas_lo = lo[i];
-        r->d->ch[i].roas_hi = hi[i];
-        r->d->ch[i].bound = bound[i];
+    for (size_t j = 0; j < m; j++) {
+        bd_decision_channel_t *dc = &r->d->ch[idx[j]];
+        dc->mean_roas = mean[j];
+        dc->roas_lo = lo[j];
+        dc->roas_hi = hi[j];
+        dc->bound = bound[j];
+        r->x[idx[j]] = res->rc == BD_OK ? x[j] : prev[j];
+        res->promoted[idx[j]] = prom_out[j];
     }
-    r->d->p_below_floor = out.p_below_floor;
+    if (top) {
+        r->d->p_below_floor = out.p_below_floor;
+        r->d->marginal = out.marginal;
+        r->d->cvar = out.cvar;
+        r->d->cvar_bound = out.cvar_bound;
+    }
     res->kept = out.kept;
     res->risk_held = out.risk_held;
     bd_alloc_output_free(&out);
     free(safe);
-    free(hi);
     free(prom);
     free(bound);
     free(st);
     free(pr);
+    free(cfg);
+}
+
+/* Stage 3, allocate and verify: the allocator's allocation into r->x, then
+ * (unless it kept the allocation in force) the independent re-check. The
+ * record gets the allocator's statistics and bounds whatever the outcome.
+ * With arms (v2), each channel's amount is then split among its arms the
+ * same way (docs/CONTRACT.md §11.4): a refusal there refuses the decision;
+ * the decision is kept only when every split is; while the channels hold
+ * (refused or risk held) the arms keep theirs. */
+static void decide_allocate(run_t *r, alloc_result_t *res)
+{
+    bd_portfolio_t *p = r->p;
+    res->promoted = bd_xcalloc(p->n ? p->n : 1, sizeof(bool));
+    for (size_t i = 0; i < p->n; i++) res->promoted[i] = p->ch[i].promoted;
+    alloc_subset(r, r->top, r->n_top, p->pol, true, res);
+    if (!r->arms) return;
+    bool hold = res->rc != BD_OK || res->risk_held;
+    for (size_t t = 0; t < r->n_top && res->rc == BD_OK; t++) {
+        size_t q = r->top[t], k = decide_arms_of(r, q);
+        if (!k) continue;
+        if (hold) {
+            for (size_t j = 0; j < k; j++) r->x[r->sub[j]] = r->prev[r->sub[j]];
+            continue;
+        }
+        bd_policy_t sub;
+        decide_arms_policy(r, q, &sub);
+        alloc_result_t ar = {.promoted = res->promoted};
+        alloc_subset(r, r->sub, k, &sub, false, &ar);
+        res->kept = res->kept && ar.kept;
+        if (ar.rc != BD_OK) {
+            res->rc = ar.rc;
+            snprintf(res->err, sizeof res->err, "arms of '%.64s': %.160s", p->ch[q].name, ar.err);
+        }
+    }
 }
 
 /* Held (its note already in job->note): nothing new is published and the
@@ -517,10 +664,17 @@ static void decide_gate(run_t *r, const alloc_result_t *res)
          * allocation in force stays in force and active: stopping the spend
          * would stop the evidence that narrows the posterior, a hold that
          * never lifts. Realized returns are the kill-switch's to judge. */
-        snprintf(job->note, sizeof(job->note),
-                 "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f; the allocation "
-                 "in force stays",
-                 pol->risk_roas_floor, pol->risk_max_prob);
+        if (pol->risk_cvar_floor > 0)
+            snprintf(job->note, sizeof(job->note),
+                     "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f or CVaR(%.2f) >= "
+                     "%.2f; the allocation in force stays",
+                     pol->risk_roas_floor, pol->risk_max_prob, pol->risk_cvar_alpha,
+                     pol->risk_cvar_floor);
+        else
+            snprintf(job->note, sizeof(job->note),
+                     "risk: even the safe allocation breaks P(ROAS < %.2f) <= %.2f; the allocation "
+                     "in force stays",
+                     pol->risk_roas_floor, pol->risk_max_prob);
         r->d->note = job->note;
         r->d->path = BD_PATH_HELD;
         p->has_proposal = false;
@@ -559,7 +713,9 @@ static void decide_record(run_t *r)
         d->ch[i].delivered = p->ch[i].dlv.ratio;
         d->ch[i].cap = bd_delivery_cap(&p->ch[i].dlv);
         d->ch[i].fault = (bd_fault_kind_t)p->ch[i].fault.kind;
-        total += r->x[i];
+        d->ch[i].owner = p->ch[i].owner;
+        d->ch[i].arm = p->ch[i].owner ? p->ch[i].name + p->ch[i].cfg->arm_of + 1 : NULL;
+        if (!p->ch[i].owner) total += r->x[i];
     }
     d->total = total;
     job->json_len = bd_record_json(d, &job->json, &job->json_cap);
@@ -615,12 +771,16 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
         dch[i].prev = p->ch[i].x;
         dch[i].mean_roas = dch[i].roas_lo = dch[i].roas_hi = NAN; /* not re-estimated */
         dch[i].bound = BD_BOUND_NONE;
-        total += p->ch[i].proposed;
+        dch[i].owner = p->ch[i].owner;
+        dch[i].arm = p->ch[i].owner ? p->ch[i].name + p->ch[i].cfg->arm_of + 1 : NULL;
+        if (!p->ch[i].owner) total += p->ch[i].proposed;
     }
     bd_decision_t d = {
         .portfolio = p->name, .cycle = p->proposal_cycle, .mode = p->pol->mode,
         .status = BD_STATUS_ACTIVE, .path = BD_PATH_APPROVED, .budget = p->pol->budget,
         .total = total, .n = p->n, .ch = dch, .p_below_floor = NAN, .decided_at = decided_at,
+        .goal = p->pol->goal.kind, .goal_target = p->pol->goal.target,
+        .budget_min = p->pol->budget_range.min, .marginal = NAN,
         .note = "operator approved the proposal",
     };
     size_t len = bd_record_json(&d, json, cap);

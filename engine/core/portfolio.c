@@ -142,16 +142,35 @@ size_t bd_ptable_count(const bd_ptable_t *t) { return t->n; }
 bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i) { return i < t->n ? t->order[i] : NULL; }
 
 /* Prior of a channel: weak, centred on the config's saturation and on a ROAS
- * a little above the risk floor, so that data dominates within a few cycles. */
+ * a little above the risk floor, so that data dominates within a few cycles;
+ * or (v2) centred on the channel's configured `prior` (its roas and
+ * saturation), worth `strength` cycles of data, with its lift tests as
+ * calibration observations (models/poisson_sat.c). */
 static void channel_prior(const bd_portfolio_t *p, const bd_channel_cfg_t *cc, bd_prior_t *pr)
 {
     const bd_policy_t *pol = p->pol;
     pr->objective = pol->objective;
-    pr->saturation = cc->saturation;
+    pr->saturation = cc->prior.saturation > 0 ? cc->prior.saturation : cc->saturation;
     pr->budget = pol->budget;
     double floor = pol->risk_roas_floor > 0 ? pol->risk_roas_floor : 1.0;
     pr->value_prior = 50.0;
-    pr->roas_prior = 2.0 * floor; /* objective units per spend, either objective */
+    /* objective units per spend, either objective */
+    pr->roas_prior = cc->prior.roas > 0 ? cc->prior.roas : 2.0 * floor;
+    pr->strength = cc->prior.roas > 0 ? cc->prior.strength : 0;
+    pr->lift = cc->lift;
+    pr->n_lift = cc->n_lift;
+}
+
+/* 1 + the index of the channel an arm's config splits (arm_of, v2),
+ * adding it when absent; 0 for a channel. */
+static uint32_t arm_owner(bd_portfolio_t *p, const bd_channel_cfg_t *cfg)
+{
+    if (!cfg || !cfg->arm_of || cfg->arm_of > BD_NAME_MAX) return 0;
+    char owner[BD_NAME_MAX + 1];
+    memcpy(owner, cfg->name, cfg->arm_of);
+    owner[cfg->arm_of] = '\0';
+    int q = bd_portfolio_channel(p, owner);
+    return q < 0 ? 0 : (uint32_t)q + 1;
 }
 
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
@@ -159,6 +178,11 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->ch[i].name, name) == 0) return (int)i;
     if (!bd_name_valid(name, strlen(name))) return -1;
+    const bd_channel_cfg_t *cfg = bd_config_channel(p->pc, p->pol, name);
+    uint32_t owner = arm_owner(p, cfg);
+    if (owner)
+        for (size_t i = 0; i < p->n; i++) /* the channel added its arms */
+            if (strcmp(p->ch[i].name, name) == 0) return (int)i;
     if (p->n == p->cap) {
         /* Channels are added rarely and their states are large: grow by an
          * eighth (at least one), so a portfolio wastes little room. */
@@ -175,7 +199,8 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     bd_channel_t *c = &p->ch[p->n];
     memset(c, 0, sizeof(*c));
     snprintf(c->name, sizeof(c->name), "%s", name);
-    c->cfg = bd_config_channel(p->pc, p->pol, name);
+    c->cfg = cfg;
+    c->owner = owner;
     channel_prior(p, c->cfg, &c->prior);
     const bd_model_ops_t *ops = bd_model_get(p->pol->model);
     if (ops) ops->init(&c->model, &c->prior);
@@ -184,7 +209,9 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     bd_delivery_init(&c->dlv);
     bd_fault_init(&c->fault);
     c->pin = NAN;
-    return (int)p->n++;
+    int idx = (int)p->n++;
+    for (size_t j = 0; j < cfg->n_arms; j++) bd_portfolio_channel(p, cfg->arms[j].name);
+    return idx;
 }
 
 double bd_channel_pin(const bd_channel_t *c)
@@ -218,6 +245,18 @@ void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const 
     for (size_t i = 0; i < p->n; i++) {
         p->ch[i].cfg = bd_config_channel(pc, pol, p->ch[i].name);
         channel_prior(p, p->ch[i].cfg, &p->ch[i].prior);
+    }
+    /* arms follow the new config: an arm whose channel no longer lists it
+     * becomes a channel of its own; one newly listed is added when its
+     * channel is next seen by name (events) */
+    for (size_t i = 0; i < p->n; i++) {
+        p->ch[i].owner = 0;
+        const bd_channel_cfg_t *c = p->ch[i].cfg;
+        if (!c->arm_of) continue;
+        for (size_t j = 0; j < p->n; j++)
+            if (j != i && strlen(p->ch[j].name) == c->arm_of &&
+                !strncmp(p->ch[j].name, c->name, c->arm_of))
+                p->ch[i].owner = (uint32_t)j + 1;
     }
 }
 

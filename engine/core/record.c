@@ -154,6 +154,34 @@ static void out_num(out_t *o, int digits, double v)
     out_lit(o, tmp);
 }
 
+/* v2: the arms of channel q, `"arms":[{"arm":A,"spend":x,...}]`, when it
+ * has any. */
+static void out_arms(out_t *o, const bd_decision_t *d, size_t q)
+{
+    bool any = false;
+    for (size_t j = 0; j < d->n; j++) {
+        const bd_decision_channel_t *a = &d->ch[j];
+        if (a->owner != q + 1) continue;
+        out_lit(o, any ? ",{\"arm\":" : ",\"arms\":[{\"arm\":");
+        any = true;
+        out_str(o, a->arm ? a->arm : a->channel);
+        out_lit(o, ",\"spend\":");
+        out_num(o, 2, a->spend);
+        out_lit(o, ",\"prev\":");
+        out_num(o, 2, a->prev);
+        out_lit(o, ",\"mean_roas\":");
+        out_num(o, 4, a->mean_roas);
+        out_lit(o, ",\"roas_lo\":");
+        out_num(o, 4, a->roas_lo);
+        out_lit(o, ",\"roas_hi\":");
+        out_num(o, 4, a->roas_hi);
+        out_lit(o, ",\"bound\":\"");
+        out_lit(o, bd_bound_name(a->bound));
+        out_lit(o, "\"}");
+    }
+    if (any) out_lit(o, "]");
+}
+
 size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
 {
     out_t o = {buf, cap, 0};
@@ -171,10 +199,25 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
     out_num(&o, 2, d->budget);
     out_lit(&o, ",\"total\":");
     out_num(&o, 2, d->total);
+    if (d->goal != BD_GOAL_BUDGET) {
+        out_lit(&o, ",\"goal\":{\"");
+        out_lit(&o, bd_goal_name(d->goal));
+        out_lit(&o, "\":");
+        out_num(&o, 4, d->goal_target);
+        out_lit(&o, ",\"min\":");
+        out_num(&o, 2, d->budget_min);
+        out_lit(&o, ",\"max\":");
+        out_num(&o, 2, d->budget);
+        out_lit(&o, "},\"marginal\":");
+        out_num(&o, 4, d->marginal);
+    }
     out_lit(&o, ",\"channels\":[");
+    bool first = true;
     for (size_t i = 0; i < d->n; i++) {
         const bd_decision_channel_t *c = &d->ch[i];
-        out_lit(&o, i ? ",{\"channel\":" : "{\"channel\":");
+        if (c->owner) continue; /* an arm: inside its channel's entry */
+        out_lit(&o, first ? "{\"channel\":" : ",{\"channel\":");
+        first = false;
         out_str(&o, c->channel);
         out_lit(&o, ",\"spend\":");
         out_num(&o, 2, c->spend);
@@ -211,10 +254,16 @@ size_t bd_record_json(const bd_decision_t *d, char **buf, size_t *cap)
             if (f) out_str(&o, f);
             else out_lit(&o, "null");
         }
+        out_arms(&o, d, i);
         out_lit(&o, "}");
     }
     out_lit(&o, "],\"risk\":{\"p_below_floor\":");
     out_num(&o, 4, d->p_below_floor);
+    if (d->show_cvar) {
+        out_lit(&o, ",\"cvar\":");
+        out_num(&o, 4, d->cvar);
+        out_lit(&o, d->cvar_bound ? ",\"cvar_bound\":true" : ",\"cvar_bound\":false");
+    }
     out_lit(&o, "},\"kill\":");
     if (d->kill_reason) {
         out_lit(&o, "{\"reason\":");

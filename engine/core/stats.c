@@ -1,9 +1,11 @@
 /* stats.c: the quantile of stats.h (type 7), by quickselect or, for the
  * 90% interval of a few hundred draws, by keeping the few order statistics
- * at each end in one pass. Both give the same values. */
+ * at each end in one pass. Both give the same values. And the tail mean
+ * behind CVaR (v2). */
 #include <math.h>
 #include <stddef.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include "budgetd/stats.h"
 
 /* k-th smallest of a[0..n) (0-based), reordering a: Hoare quickselect with a
@@ -91,4 +93,20 @@ void bd_stats_quantiles_90(double *a, size_t n, double *q05, double *q95)
     lo = -top[n - 1 - k2]; /* top[r] = -(r-th largest) */
     hi = k2 + 1 < n ? -top[n - 2 - k2] : lo;
     *q95 = lo + (h2 - (double)k2) * (hi - lo);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bd_stats_tail_mean(double *a, size_t n, double alpha)
+{
+    double mm = ceil(alpha * (double)n - 1e-9);
+    size_t m = mm < 1 ? 1 : mm > (double)n ? n : (size_t)mm;
+    qsort(a, n, sizeof *a, cmp_double);
+    double sum = 0;
+    for (size_t j = 0; j < m; j++) sum += a[j];
+    return sum / (double)m;
 }

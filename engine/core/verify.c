@@ -6,6 +6,7 @@
  * final numbers only; the first violation is reported by channel name. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "budgetd/verify.h"
 
@@ -163,17 +164,47 @@ static bd_err_t v_check_ramp(const bd_verify_input_t *in, double total_c, char *
     return BD_OK;
 }
 
+static int v_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/* CVaR (v2): the m = max(1, ceil(alpha S - 1e-9)) smallest returns of all
+ * (S, sorted here), added smallest first, over m and the total, at least
+ * the floor (1e-9 of it spared for rounding). */
+static bd_err_t v_check_cvar(const bd_verify_input_t *in, double *all, size_t S, double total_c,
+                             char *errbuf, size_t errlen)
+{
+    const bd_policy_t *pol = in->pol;
+    if (!(total_c > 0)) return BD_OK;
+    double mm = ceil(pol->risk_cvar_alpha * (double)S - 1e-9);
+    size_t m = mm < 1 ? 1 : mm > (double)S ? S : (size_t)mm;
+    qsort(all, S, sizeof *all, v_cmp);
+    double sum = 0;
+    for (size_t j = 0; j < m; j++) sum += all[j];
+    double cvar = sum / (double)m / (total_c / 100);
+    if (cvar < pol->risk_cvar_floor * (1 - 1e-9))
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                       "risk: CVaR %.4f of the worst %.3f of the draws below the floor %.4f", cvar,
+                       pol->risk_cvar_alpha, pol->risk_cvar_floor);
+    return BD_OK;
+}
+
 /* Risk: unless the allocator held for risk, the share of draws whose
- * portfolio return at x is below floor * total is at most max_prob. */
+ * portfolio return at x is below floor * total is at most max_prob, and
+ * (v2) the CVaR is at least its floor. */
 static bd_err_t v_check_risk(const bd_verify_input_t *in, double total_c, char *errbuf,
                              size_t errlen)
 {
     const bd_policy_t *pol = in->pol;
     size_t n = in->n;
-    if (in->risk_held || !in->draws || in->n_draws == 0 || !(pol->risk_max_prob < 1)) return BD_OK;
+    bool cvar = pol->risk_cvar_floor > 0;
+    if (in->risk_held || !in->draws || in->n_draws == 0 || (!(pol->risk_max_prob < 1) && !cvar))
+        return BD_OK;
     double floor_total = pol->risk_roas_floor * total_c / 100;
     size_t S = in->n_draws, below = 0;
-    double ret[V_RET_CHUNK];
+    double ret[V_RET_CHUNK], *all = cvar ? bd_xmalloc(S * sizeof *all) : NULL;
     /* Draw-major sums in chunks of draws, channel by channel inside a
      * chunk so that one cache of saturation factors serves a channel:
      * each ret[] still adds the channels in index order. */
@@ -187,16 +218,22 @@ static bd_err_t v_check_risk(const bd_verify_input_t *in, double total_c, char *
                 ret[s] += v_response_cached(&sc, &in->draws[(s0 + s) * n + i], in->x[i]);
         }
         for (size_t s = 0; s < m; s++) below += ret[s] < floor_total;
+        if (all) memcpy(all + s0, ret, m * sizeof *ret);
     }
     double p = (double)below / (double)in->n_draws;
+    bd_err_t rc = BD_OK;
     if (p > pol->risk_max_prob)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "risk: P(ROAS < %.2f) = %.3f above max %.3f",
-                       pol->risk_roas_floor, p, pol->risk_max_prob);
-    return BD_OK;
+        rc = bd_errf(errbuf, errlen, BD_ERR_INVALID, "risk: P(ROAS < %.2f) = %.3f above max %.3f",
+                     pol->risk_roas_floor, p, pol->risk_max_prob);
+    else if (all)
+        rc = v_check_cvar(in, all, S, total_c, errbuf, errlen);
+    free(all);
+    return rc;
 }
 
 /* The checks in a fixed order (values, box, total, ramp, risk); the first
- * violation is the answer. */
+ * violation is the answer. A goal's total (v2) is judged as a range only:
+ * where in the range it lies is the allocator's estimate, not a bound. */
 bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t errlen)
 {
     if (!in || !in->pol) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "verify: no input");
@@ -207,14 +244,24 @@ bd_err_t bd_verify_allocation(const bd_verify_input_t *in, char *errbuf, size_t 
     if (rc == BD_OK) rc = v_check_box(in, &capsum_c, errbuf, errlen);
     if (rc != BD_OK) return rc;
 
-    /* Total: min(budget, sum of caps), to half a cent. */
+    /* Total: min(budget, sum of caps), to half a cent; with a budget range
+     * (v2) within [min, max], each end capped by the caps' sum, and the
+     * ramp and risk then judge the total spent. */
     double budget_c = floor(in->pol->budget * 100 + 0.5);
     double total_c = budget_c < capsum_c ? budget_c : capsum_c;
     double sum = 0;
     for (size_t i = 0; i < in->n; i++) sum += in->x[i];
-    if (fabs(sum - total_c / 100) > 0.005 + 1e-9)
+    if (in->pol->budget_range.range) {
+        double min_c = floor(in->pol->budget_range.min * 100 + 0.5), sum_c = rint(sum * 100);
+        if (min_c > capsum_c) min_c = capsum_c;
+        if (sum_c < min_c || sum_c > total_c)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f outside the budget range [%.2f, %.2f]",
+                           sum, min_c / 100, total_c / 100);
+        total_c = sum_c;
+    } else if (fabs(sum - total_c / 100) > 0.005 + 1e-9) {
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum %.2f differs from total %.2f", sum,
                        total_c / 100);
+    }
 
     rc = v_check_ramp(in, total_c, errbuf, errlen);
     if (rc == BD_OK) rc = v_check_risk(in, total_c, errbuf, errlen);

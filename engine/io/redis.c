@@ -84,7 +84,8 @@ static const char RD_WRITE_LUA[] =
     "                'status', status, 'decided_at', ARGV[4]}\n"
     "  if ARGV[16] ~= '' then args[#args + 1] = 'faults'; args[#args + 1] = ARGV[16] end\n"
     "  for i = 0, n - 1 do\n"
-    "    args[#args + 1] = 'ch:' .. ARGV[first + 2 * i]\n"
+    "    local nm = ARGV[first + 2 * i]\n"
+    "    args[#args + 1] = (string.find(nm, '/', 1, true) and 'arm:' or 'ch:') .. nm\n"
     "    args[#args + 1] = ARGV[first + 2 * i + 1]\n"
     "  end\n"
     "  redis.call('DEL', key)\n"
@@ -115,6 +116,16 @@ static struct timeval rd_tv(int ms)
  * §1 charset only (bd_name_valid, common.h), so no name can contain '}' or
  * glob characters. */
 int bd_rd_name_ok(const char *s) { return s && bd_name_valid(s, strlen(s)); }
+
+/* A field of the alloc hash: a channel name (ch:), or (v2) an arm's
+ * "C/A", two names around one '/' (arm:). */
+static int rd_field_ok(const char *s)
+{
+    if (bd_rd_name_ok(s)) return 1;
+    const char *sl = s ? strchr(s, '/') : NULL;
+    return sl && bd_name_valid(s, (size_t)(sl - s)) && bd_rd_name_ok(sl + 1) &&
+           strlen(s) <= BD_NAME_MAX;
+}
 
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what)
 {
@@ -540,7 +551,7 @@ static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf,
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): channels missing", idx,
                            d->portfolio);
         for (size_t k = 0; k < n; k++) {
-            if (!bd_rd_name_ok(f[k].name))
+            if (!rd_field_ok(f[k].name))
                 return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): bad channel name", idx,
                                d->portfolio);
             if (!isfinite(f[k].spend) || f[k].spend < 0 || f[k].spend > 1e15)

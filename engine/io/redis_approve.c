@@ -74,7 +74,7 @@ static const char RD_APPROVE_LUA[] =
     "local args = {'cycle', ARGV[1], 'version', tostring(version), 'mode', pf['mode'] or '',\n"
     "              'status', 'active', 'decided_at', ARGV[8]}\n"
     "for i = 1, #p, 2 do\n"
-    "  if string.sub(p[i], 1, 3) == 'ch:' or p[i] == 'faults' then\n"
+    "  if string.sub(p[i], 1, 3) == 'ch:' or string.sub(p[i], 1, 4) == 'arm:' or p[i] == 'faults' then\n"
     "    args[#args + 1] = p[i]\n"
     "    args[#args + 1] = p[i + 1]\n"
     "  end\n"

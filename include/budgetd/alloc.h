@@ -36,7 +36,12 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    the ramp is dropped for that decision and the box is [min_i, cap_i].
  *  - total = min(B, sum cap_i); sum x = total to the cent; x in cents.
  *  - risk: unless risk_held, the fraction of draws s with
- *    sum_i f_s,i(x_i) < floor * total is <= max_prob.
+ *    sum_i f_s,i(x_i) < floor * total is <= max_prob; and (v2, with
+ *    risk.cvar.roas_floor F > 0) the CVaR is >= F: with R_s = sum_i
+ *    f_s,i(x_i), m = max(1, ceil(alpha S - 1e-9)) and R_(1) <= ... the
+ *    sorted returns, CVaR = (R_(1) + ... + R_(m)) / m / total (added in
+ *    that order; at total 0 nothing is at risk). The risk move and the
+ *    hold work on both together.
  *  - kept (min_change): x == prev exactly.
  *  - cents: every bound is applied on the cent lattice, lower bounds rounded
  *    up and upper bounds down: lo_c = ceil(100 lo - 1e-6), hi_c =
@@ -64,7 +69,24 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    total, they are raised back toward their box (equal shares of what is
  *    missing, in index order) until they hold it.
  *  - holds and delivery caps stay inside the box of the rules above, so the
- *    verifier checks pins and the hard rules only. */
+ *    verifier checks pins and the hard rules only.
+ * Goals (v2; docs/CONTRACT.md §11, docs/DECISIONS.md "Goals"):
+ *  - with a budget range (pol->budget_range, B = its max) the total is any
+ *    whole-cent amount in [Tmin_c, Tmax_c], Tmax_c = min(round(100 B), sum
+ *    cap_c), Tmin_c = min(round(100 min), sum cap_c): this replaces "total
+ *    = min(B, sum cap_i)" everywhere above (ramp, risk, min_change, pins:
+ *    sum pin_c + the others' min_c <= Tmax_c and sum pin_c + the others'
+ *    cap_c >= Tmin_c). sum min_c > Tmax_c is refused. The ramp box "holds
+ *    the total" when sum lo_c <= sum x <= sum hi_c; the allocator keeps the
+ *    total inside [sum lo_c, sum hi_c] whenever that meets the range, so
+ *    a total moves only as far as the channels' ramps let it.
+ *  - the total itself is the goal's (goal.h): the largest total in the
+ *    range (and the ramp's part of it) whose mean over the draws of the
+ *    water-filling multiplier is at least the target (target_roas R, or
+ *    1/C for target_cpa C, in objective units per unit spend); the total
+ *    is then split as a fixed budget would be. min_change keeps prev when
+ *    prev is valid (in the box, its sum in the range) and close enough;
+ *    prev's own total then stays. */
 
 /* One decision's input. Arrays have n entries; cfg[i] never NULL. */
 typedef struct {
@@ -92,13 +114,20 @@ typedef struct {
     bd_bound_t *bound;
     double *mean_roas, *roas_lo, *roas_hi; /* posterior ROAS at x, 90% interval */
     bool *promoted;           /* lab gate state after this decision */
-    double total;             /* sum of x: the budget, or the caps' sum when lower */
+    double total;             /* sum of x: the budget, or the caps' sum when lower; with a
+                               * goal (v2) the total chosen in the budget range */
     bool capped;              /* total < budget because of max caps */
     bool kept;                /* min_change hysteresis kept prev unchanged */
     bool risk_held;           /* even the safe reference breaks the risk bound: x is
                                * prev when prev is valid under box and total (hold),
                                * else the projected safe reference */
     double p_below_floor;     /* P(portfolio ROAS(x) < floor) over the draws */
+    double cvar;              /* v2: mean portfolio ROAS of the worst risk.cvar.alpha share of
+                               * the draws at x; NAN when CVaR is off or the total is 0 */
+    bool cvar_bound;          /* v2: the candidate broke the CVaR floor (the risk move or
+                               * hold was, at least partly, for it) */
+    double marginal;          /* v2 goal: mean over the draws of the marginal return of the
+                               * last unit at the total (goal.h); NAN with goal budget */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned
      * by the output; freed by bd_alloc_output_free. n_draws is the number of
      * rows (samples). decide reuses (reallocs) draws, so zero-initialise the
@@ -115,7 +144,10 @@ void bd_alloc_output_free(bd_alloc_output_t *out);
 /* Initial split (CONTRACT §5): `initial` where given, the rest split equally
  * within [min,max] among the others, in cents. Lab channels take their lab
  * cap (they start unpromoted); sum = min(budget, sum of caps). A channel
- * with a config `pin` (v2) gets exactly its pin, whatever its initial. */
+ * with a config `pin` (v2) gets exactly its pin, whatever its initial.
+ * With a budget range (v2) the sum is the range's min, or the sum of the
+ * initials, pins and the other channels' mins when that is more (capped
+ * by the range's max and the caps). */
 void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                       double *x);
 

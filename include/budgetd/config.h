@@ -52,14 +52,27 @@ typedef enum { BD_MODEL_POISSON_SAT = 0, BD_MODEL_LOGLOG, BD_MODEL_BETA_BERNOULL
 /* What a detected data fault of a kind does to its channel (v2 `faults`):
  * not looked for, held at its pre-fault allocation, or trips the kill. */
 typedef enum { BD_FAULT_ACT_OFF = 0, BD_FAULT_ACT_HOLD, BD_FAULT_ACT_KILL } bd_fault_action_t;
+/* v2 `goal`: how a portfolio's total per cycle is chosen. BUDGET spends
+ * exactly `budget` (v1); a target spends the total within the budget range
+ * where the posterior-sampled marginal return of the last unit meets it
+ * (alloc.h "Goals"). */
+typedef enum { BD_GOAL_BUDGET = 0, BD_GOAL_TARGET_ROAS, BD_GOAL_TARGET_CPA } bd_goal_kind_t;
 /* The named data faults (fault.h), indexing the policy's actions. */
 typedef enum {
     BD_FAULT_NONE = 0, BD_FAULT_TRACKING, BD_FAULT_SILENT, BD_FAULT_NO_CONVERSIONS,
     BD_FAULT_VALUE_JUMP, BD_FAULT__COUNT
 } bd_fault_kind_t;
 
-/* Per-channel guardrails. max is INFINITY when uncapped. */
+/* v2 `lift`: one lift test of a channel, incremental conversions
+ * `conversions` +- `se` (standard error) measured while it spent `spend`
+ * in total over `cycles` cycles (evenly). */
 typedef struct {
+    double spend, conversions, se, cycles;
+} bd_lift_t;
+#define BD_LIFT_MAX 8 /* lift tests per channel */
+
+/* Per-channel guardrails. max is INFINITY when uncapped. */
+typedef struct bd_channel_cfg {
     char name[BD_NAME_MAX + 1];
     double min, max;
     double saturation;   /* prior centre of the saturation spend k */
@@ -68,12 +81,35 @@ typedef struct {
     bool lab;
     bool has_pin;        /* v2 `pin`: the channel spends exactly pin every cycle */
     double pin;          /* valid when has_pin */
+    struct {             /* v2 `prior` (models/poisson_sat.c); 0: not given */
+        double roas;     /* prior mean return per unit spend at low spend */
+        double saturation; /* prior saturation spend (0: `saturation`) */
+        double strength; /* cycles of data at the saturation spend the prior is worth */
+    } prior;
+    bd_lift_t lift[BD_LIFT_MAX]; /* v2 `lift` (listed channels) */
+    size_t n_lift;
+    /* v2 `arms` of a listed channel: campaigns or creatives its amount is
+     * split among (owned by the portfolio config; decide.c, docs/CONTRACT.md
+     * §11.4). An arm's own config has the name "C:A" and arm_of = strlen(C). */
+    struct bd_channel_cfg *arms;
+    size_t n_arms;
+    size_t arm_of;       /* 0: not an arm */
     int line;            /* config line, for messages; 0 for defaults */
 } bd_channel_cfg_t;
 
 /* Everything a portfolio inherits from `defaults` and may override. */
 typedef struct {
-    double budget;               /* spend per cycle */
+    double budget;               /* spend per cycle; with a budget range (v2), its max */
+    struct {                     /* v2 `budget: {min: X, max: Y}` (range: set) */
+        bool range;              /* false: `budget: NUMBER`, the total is budget */
+        double min;              /* least total per cycle (max is `budget`) */
+        int line;                /* config line of `budget` (0: built-in) */
+    } budget_range;
+    struct {                     /* v2 `goal` */
+        bd_goal_kind_t kind;
+        double target;           /* target_roas R (objective per unit spend), or target_cpa C */
+        int line;                /* config line of `goal` (0: built-in) */
+    } goal;
     bd_objective_t objective;
     bd_model_kind_t model;
     int samples;                 /* posterior draws per decision, 1..4096 */
@@ -100,6 +136,9 @@ typedef struct {
     double escalate_above;       /* delegate: per-channel change fraction */
     double risk_roas_floor;
     double risk_max_prob;        /* alpha in (0,1]; 1 disables the bound */
+    double risk_cvar_alpha;      /* v2 risk.cvar.alpha: share of worst draws, (0,1] */
+    double risk_cvar_floor;      /* v2 risk.cvar.roas_floor: their mean ROAS at least this; 0: off */
+    int risk_cvar_line;          /* config line of risk.cvar.roas_floor (0: built-in) */
     struct {
         double roas_below;       /* 0 disables */
         int window;              /* cycles */
@@ -194,15 +233,21 @@ void bd_config_free(bd_config_t *cfg);
 /* The listed portfolio called name, or NULL. */
 const bd_portfolio_cfg_t *bd_config_portfolio(const bd_config_t *cfg, const char *name);
 
-/* The config of channel name within pc: the listed one or the policy default
- * (whose name field is then ""). pc may be NULL for an unlisted portfolio, in
- * which case pol gives the defaults. */
+/* The config of channel name within pc: the listed one, an arm of a listed
+ * one (v2, name "C:A"), or the policy default (whose name field is then "").
+ * pc may be NULL for an unlisted portfolio, in which case pol gives the
+ * defaults. */
 const bd_channel_cfg_t *bd_config_channel(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
                                           const char *name);
 
 const char *bd_mode_name(bd_mode_t m);
 const char *bd_objective_name(bd_objective_t o);
 const char *bd_kill_action_name(bd_kill_action_t a);
+/* "budget", "target_roas", "target_cpa". */
+const char *bd_goal_name(bd_goal_kind_t g);
+/* The marginal return (objective per unit spend) a goal asks of the last
+ * unit: R for target_roas, 1/C for target_cpa; NAN for budget. */
+double bd_goal_marginal_target(const bd_policy_t *pol);
 /* "tracking", "silent", "no_conversions", "value_jump" (NULL: none). */
 const char *bd_fault_name(bd_fault_kind_t k);
 

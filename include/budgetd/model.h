@@ -55,6 +55,10 @@ typedef struct {
     double budget;      /* the portfolio budget, to scale the grid and priors */
     double roas_prior;  /* prior mean of a (objective per spend at low spend) */
     double value_prior; /* prior mean revenue per conversion */
+    double strength;    /* v2: cycles of data (at the saturation spend) the prior is
+                         * worth, 0: the weak built-in prior alone */
+    const bd_lift_t *lift; /* v2: lift tests, calibration observations (n_lift) */
+    size_t n_lift;
 } bd_prior_t;
 
 #define BD_MODEL_STATE_BYTES 608 /* the largest model (poisson_sat: 7-point k grid and the drift shadows) */

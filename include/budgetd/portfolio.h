@@ -31,6 +31,9 @@ typedef struct {
     double pin;                   /* v2 run-time pin (PFX:{P}:pin, set by the daemon; not
                                    * checkpointed: the daemon reads the key at restore);
                                    * NAN: none */
+    uint32_t owner;               /* v2: 1 + the index of the channel this arm splits (its
+                                   * config's arms); 0: a channel (so a zeroed channel is
+                                   * one). Set from the config: an arm's channel comes first */
 } bd_channel_t;
 
 /* A late report: an event for an interval already closed, or the change a
@@ -123,7 +126,8 @@ size_t bd_ptable_count(const bd_ptable_t *t);
 bd_portfolio_t *bd_ptable_at(bd_ptable_t *t, size_t i);
 
 /* Index of channel name in p, adding it (prior from config, x = 0) when
- * absent. Returns -1 if the name is invalid. */
+ * absent; adding a channel with arms (v2) adds its arms right after it, and
+ * adding an arm adds its channel first. Returns -1 if the name is invalid. */
 int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
 /* Binds p to a reloaded config (pc may be NULL: defaults). Channel guardrails
  * and priors follow the new config; model states, allocation and open

@@ -31,6 +31,9 @@ typedef struct {
     double delivered;            /* v2: reported spend / allocation of the last closed cycle (NAN: none) */
     double cap;                  /* v2: learned delivery cap (0: none) */
     bd_fault_kind_t fault;       /* v2: data fault in force (BD_FAULT_NONE: none) */
+    uint32_t owner;              /* v2: an arm: 1 + the index (in the record's ch) of the channel
+                                  * it splits, written nested in that channel's entry; 0: a channel */
+    const char *arm;             /* v2: an arm's own name (after "C:") */
 } bd_decision_channel_t;
 
 typedef struct {
@@ -40,10 +43,18 @@ typedef struct {
     bd_status_t status;
     bd_path_t path;
     double budget;
-    double total;                /* sum of spends (< budget when capped) */
-    size_t n;
+    double total;                /* sum of the channels' spends (< budget when capped); arms
+                                  * (v2) split their channel's, not counted again */
+    bd_goal_kind_t goal;         /* v2: BD_GOAL_BUDGET writes no goal fields */
+    double goal_target;          /* v2: the target (R or C) */
+    double budget_min;           /* v2: the budget range's min (budget is its max) */
+    double marginal;             /* v2: mean posterior marginal return at the total (NAN: null) */
+    size_t n;                    /* entries of ch, arms (v2) included */
     bd_decision_channel_t *ch;
     double p_below_floor;
+    bool show_cvar;              /* v2: risk.cvar is on: the record carries cvar, cvar_bound */
+    double cvar;                 /* v2: CVaR of the portfolio ROAS at the allocation (NAN: null) */
+    bool cvar_bound;             /* v2: the CVaR floor moved (or held) the allocation */
     const char *kill_reason;     /* NULL: not killed */
     bool tripped;                /* this decision tripped the kill-switch: the first
                                   * record of a latch (the live sink creates the

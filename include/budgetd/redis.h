@@ -236,7 +236,7 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
  * key). One server-side script checks that approve == cycle, that the
  * proposal is for cycle, that the fence is still at cycle (nothing newer was
  * decided) and that no kill key exists; only then it replaces alloc by the
- * proposal's ch:* fields (and v2 `faults`) with cycle, version = fence version + 1 (the fence
+ * proposal's ch:* fields (and v2 `faults` and `arm:*`) with cycle, version = fence version + 1 (the fence
  * too), the proposal's mode, status active, decided_at = now (wall clock),
  * deletes proposal and approve, XADDs record_json as entry "<cycle>-2"
  * (field d), SETs state when state is not NULL, and publishes

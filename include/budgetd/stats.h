@@ -20,4 +20,11 @@ double bd_stats_quantile(double *a, size_t n, double p);
  * of order statistics at each end, in one pass. May reorder a. */
 void bd_stats_quantiles_90(double *a, size_t n, double *q05, double *q95);
 
+/* The lower-tail mean of a[0..n), n >= 1 (v2 CVaR): the m = max(1,
+ * ceil(alpha n - 1e-9)) smallest values (m at most n), added smallest
+ * first, over m. Sorts a. The one CVaR behind the allocator's risk bound
+ * and the record's `risk.cvar` on every path (verify.c keeps its own copy
+ * on purpose). */
+double bd_stats_tail_mean(double *a, size_t n, double alpha);
+
 #endif

@@ -36,6 +36,8 @@ static const place_t PLACES[] = {
     {&bd_cfg_metrics_keys, "v: 1\nmetrics:\n  %s: %s\n", 3, "metrics"},
     {&bd_cfg_policy_keys, "v: 1\ndefaults:\n  %s: %s\n", 3, "defaults"},
     {&bd_cfg_risk_keys, "v: 1\ndefaults:\n  risk:\n    %s: %s\n", 4, "defaults.risk"},
+    {&bd_cfg_cvar_keys, "v: 1\ndefaults:\n  risk:\n    cvar:\n      %s: %s\n", 5,
+     "defaults.risk.cvar"},
     {&bd_cfg_kill_keys, "v: 1\ndefaults:\n  kill:\n    %s: %s\n", 4, "defaults.kill"},
     {&bd_cfg_lab_keys, "v: 1\ndefaults:\n  lab:\n    %s: %s\n", 4, "defaults.lab"},
     {&bd_cfg_season_keys, "v: 1\ndefaults:\n  seasonality:\n    %s: %s\n", 4,
@@ -46,6 +48,10 @@ static const place_t PLACES[] = {
     {&bd_cfg_channel_keys,
      "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        %s: %s\n", 8,
      "portfolios.p.channels.s"},
+    {&bd_cfg_prior_keys,
+     "v: 1\nportfolios:\n  p:\n    budget: 1e9\n    channels:\n      t: {}\n      s:\n        prior:\n"
+     "          %s: %s\n",
+     9, "portfolios.p.channels.s.prior"},
 };
 #define N_PLACES (sizeof PLACES / sizeof *PLACES)
 
@@ -82,11 +88,12 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen", "user"}},
         {&bd_cfg_metrics_keys, {"per_portfolio", "max_portfolios"}},
         {&bd_cfg_policy_keys,
-         {"budget", "objective", "model", "samples", "max_channels", "discount", "max_step",
+         {"budget", "goal", "objective", "model", "samples", "max_channels", "discount", "max_step",
           "min_change",
           "explore_share", "mode", "escalate_above", "risk", "kill", "lab", "seasonality", "lag",
           "delivery", "faults", "channel", "channels"}},
-        {&bd_cfg_risk_keys, {"roas_floor", "max_prob"}},
+        {&bd_cfg_risk_keys, {"roas_floor", "max_prob", "cvar"}},
+        {&bd_cfg_cvar_keys, {"alpha", "roas_floor"}},
         {&bd_cfg_kill_keys,
          {"roas_below", "window", "overspend_ratio", "stale_after", "max_reject_ratio", "action"}},
         {&bd_cfg_lab_keys, {"min_conversions", "max_rel_width", "cap_share"}},
@@ -94,7 +101,9 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_lag_keys, {"model", "horizon"}},
         {&bd_cfg_delivery_keys, {"caps", "tolerance"}},
         {&bd_cfg_faults_keys, {"tracking", "silent", "no_conversions", "value_jump"}},
-        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin"}},
+        {&bd_cfg_channel_keys, {"min", "max", "saturation", "initial", "lab", "pin", "prior", "lift",
+                                 "arms"}},
+        {&bd_cfg_prior_keys, {"roas", "saturation", "strength"}},
     };
     for (size_t s = 0; s < sizeof want / sizeof *want; s++) {
         const bd_cfg_section_t *sec = want[s].sec;
@@ -311,6 +320,8 @@ static const struct {
     {&bd_cfg_policy_keys, "escalate_above", "> 0", {"0"}, {"0.001"}},
     {&bd_cfg_risk_keys, "roas_floor", ">= 0", {"-0.001"}, {"0"}},
     {&bd_cfg_risk_keys, "max_prob", "in (0, 1]", {"0", "1.001"}, {"0.001", "1"}},
+    {&bd_cfg_cvar_keys, "alpha", "in (0, 1]", {"0", "1.001"}, {"0.001", "1"}},
+    {&bd_cfg_cvar_keys, "roas_floor", ">= 0", {"-0.001"}, {"0"}},
     {&bd_cfg_kill_keys, "roas_below", ">= 0", {"-0.001"}, {"0"}},
     {&bd_cfg_kill_keys, "window", "in 1..1000000", {"0", "1000001"}, {"1", "1000000"}},
     /* also 0 (off) or >= 1: kill.overspend_ratio in config.ranges */
@@ -327,6 +338,9 @@ static const struct {
     /* the template's only channel must take the whole budget: a pin of 0
      * is refused there as infeasible (test_pins.c accepts it elsewhere) */
     {&bd_cfg_channel_keys, "pin", ">= 0", {"-0.001"}, {"1e9"}},
+    {&bd_cfg_prior_keys, "roas", "> 0", {"0"}, {"0.001"}},
+    {&bd_cfg_prior_keys, "saturation", "> 0", {"0"}, {"0.001"}},
+    {&bd_cfg_prior_keys, "strength", ">= 0", {"-0.001"}, {"0"}},
 };
 #define N_BOUNDS (sizeof BOUNDS / sizeof *BOUNDS)
 

@@ -1,0 +1,116 @@
+/* test_arms_redis.c: nested arms in Redis (v2, docs/CONTRACT.md §11.4):
+ * `budgetd replay --redis` writes each arm's amount as field arm:C/A of
+ * the alloc hash (and of a proposal), beside the channels' ch: fields,
+ * which stay exactly what an adapter that knows only channels reads (no
+ * ch: field for an arm); the arms' fields sum to their channel's; an
+ * approved proposal carries its arm fields into alloc. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "budgetd/redis.h"
+#include "fixtures.h"
+#include "redis_server.h"
+
+static bd_test_redis_t *srv;
+static redisContext *rc;
+
+static void up(void) { rc = bd_test_redis_up(&srv); }
+static void down(void) { bd_test_redis_down(&srv, &rc); }
+
+TestSuite(arms_redis, .init = up, .fini = down, .timeout = 60);
+
+static const char *CFG = "v: 1\ncycle: 1h\nseed: 3\n"
+                         "portfolios:\n"
+                         "  shop:\n"
+                         "    budget: 1000\n"
+                         "    channels:\n"
+                         "      search:\n"
+                         "        min: 100\n"
+                         "        arms: {brand: {max: 800}, generic: {min: 50, pin: 100}}\n"
+                         "      social: {}\n"
+                         "  shop2:\n"
+                         "    budget: 500\n"
+                         "    mode: collaborate\n"
+                         "    channels:\n"
+                         "      search:\n"
+                         "        arms: {brand: {}, generic: {}}\n"
+                         "      social: {}\n";
+
+/* The fields of hash key as name -> value into names/vals; how many. */
+static size_t fields(const char *key, char names[][96], double *vals, size_t cap)
+{
+    redisReply *r = bd_test_redis_cmd(rc, "HGETALL %s", key);
+    size_t n = 0;
+    for (size_t i = 0; i + 1 < r->elements && n < cap; i += 2) {
+        snprintf(names[n], 96, "%s", r->element[i]->str);
+        vals[n++] = atof(r->element[i + 1]->str);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+static double field(char names[][96], const double *vals, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(names[i], name)) return vals[i];
+    cr_assert_fail("no field %s", name);
+    return NAN;
+}
+
+/* The alloc (or proposal) hash: channels as ch:, arms as arm:C/A summing
+ * to their channel, no ch: field for an arm. */
+static void check_hash(const char *key)
+{
+    char names[32][96];
+    double v[32];
+    size_t n = fields(key, names, v, 32);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(strncmp(names[i], "ch:search:", 10), "an arm as a ch: field: %s", names[i]);
+    double s = field(names, v, n, "ch:search"), b = field(names, v, n, "arm:search/brand"),
+           g = field(names, v, n, "arm:search/generic");
+    field(names, v, n, "ch:social");
+    cr_assert_float_eq(b + g, s, 0.011, "arms %.2f + %.2f, channel %.2f", b, g, s);
+}
+
+Test(arms_redis, alloc_and_proposal_carry_arm_fields)
+{
+    char dir[256], cfg[512], log[512];
+    bd_test_tmpdir(dir, sizeof dir, "arms-redis");
+    bd_test_path(cfg, sizeof cfg, dir, "c.yaml");
+    bd_test_path(log, sizeof log, dir, "log.jsonl");
+    bd_test_write_file(cfg, "%s", CFG);
+    FILE *f = fopen(log, "w");
+    cr_assert_not_null(f);
+    const char *leaf[3] = {"search:brand", "search:generic", "social"};
+    for (int t = 0; t < 12; t++) {
+        for (int p = 0; p < 2; p++)
+            for (int i = 0; i < 3; i++)
+                fprintf(f,
+                        "{\"event_id\":\"%d-%d-%d\",\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"%s\","
+                        "\"spend\":100,\"conversions\":%d,\"revenue\":%d}\n",
+                        t, p, i, 1704067200LL + t * 3600 + 1, p ? "shop2" : "shop", leaf[i], 3 + i + t % 3,
+                        150 * (3 + i + t % 3));
+        fprintf(f, "{\"portfolio\":\"*\",\"watermark\":%lld}\n", 1704067200LL + (t + 1) * 3600);
+    }
+    fclose(f);
+    cr_assert_eq(bd_test_sh("%s replay -c %s %s --redis %s -o /dev/null 2>/dev/null", bd_test_budgetd_bin(),
+                            cfg, log, srv->url),
+                 0);
+    check_hash("budgetd:{shop}:alloc");
+    cr_assert_float_eq(atof(bd_test_redis_hget(rc, "budgetd:{shop}:alloc", "arm:search/generic")), 100, 1e-9);
+    check_hash("budgetd:{shop2}:proposal");
+    /* the operator approves shop2's proposal; the daemon's step applies it */
+    bd_redis_t *r = NULL;
+    char err[512];
+    cr_assert_eq(bd_redis_open(srv->url, "budgetd", "BD_NO_SUCH_PASSWORD_ENV", 1000, &r, err, sizeof err), BD_OK,
+                 "%s", err);
+    int64_t pending = -1;
+    cr_assert_eq(bd_redis_request_approval(r, "shop2", -1, &pending, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(bd_redis_apply_approval(r, "shop2", pending, "{}", NULL, 0, err, sizeof err), BD_OK, "%s",
+                 err);
+    check_hash("budgetd:{shop2}:alloc");
+    bd_redis_close(r);
+    bd_test_rmdir(dir);
+}
