@@ -194,8 +194,12 @@ static void publish_settle(bd_publish_t *pub, const int *res, const int64_t *ver
                 q->p->version = (uint64_t)ver[i];
             if (q->p->redis_held != HELD_NOW) {
                 q->p->ckpt_offset = q->offset;
-                /* Nothing was applied between queueing and now (one thread). */
-                q->p->first_unsaved = -1;
+                /* The engine queues a decision inside an apply too (a close
+                 * while one is pending), and messages of the portfolio may
+                 * be applied after it before this write: those are not in
+                 * the checkpoint, so the hold moves to the first message
+                 * after it, not away (regression r21_01). */
+                q->p->first_unsaved = q->p->offset > q->offset ? q->offset + 1 : -1;
             }
         }
         pending_clear(q);

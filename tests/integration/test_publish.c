@@ -309,6 +309,34 @@ Test(publish, stop_gives_up_a_held_batch_without_marking_it_saved)
     cr_assert_eq(bd_test_redis_int(g.rc, "EXISTS budgetd:{auto}:decisions"), 0);
 }
 
+/* Regression r21_01 (found by r16_02 under ASan): the engine queues a
+ * decision inside an apply (a close while another is pending), and the
+ * daemon applies more of the portfolio's messages before the write. The
+ * settled write cleared the portfolio's hold, so the Kafka offset stored
+ * next could pass those messages although the checkpoint does not hold
+ * them: a daemon taking over lost them (a decision with half its events).
+ * After the write the checkpoint offset is the one queued and the hold
+ * covers the first message after it. */
+Test(publish, r21_01_messages_applied_after_a_queued_decision_stay_held)
+{
+    cycle("auto", 0, 1500, 1500, 5, 0.4);
+    bd_portfolio_t *p = bd_engine_portfolio(g.e, "auto");
+    p->offset = 100;
+    p->first_unsaved = 90;
+    cycle("auto", 1, 1500, 1500, 5, 0.4); /* queued with offset 100 */
+    cr_assert_gt(bd_publish_pending(g.pub), 0);
+    p->offset = 130; /* applied after queueing, not in the queued checkpoint */
+    cr_assert(bd_publish_flush(g.pub));
+    cr_assert_eq(p->ckpt_offset, 100);
+    cr_assert_eq(p->first_unsaved, 101, "the hold moved past unsaved messages: %lld",
+                 (long long)p->first_unsaved);
+    /* nothing applied since the next write: the hold goes */
+    cycle("auto", 2, 1500, 1500, 5, 0.4);
+    cr_assert(bd_publish_flush(g.pub));
+    cr_assert_eq(p->ckpt_offset, 130);
+    cr_assert_eq(p->first_unsaved, -1);
+}
+
 /* ---- proposals ------------------------------------------------------------- */
 
 /* collaborate proposes and delegate escalates: those records go to the
