@@ -3,7 +3,10 @@
  * share a 12-partition topic carrying 60 portfolios (events keyed by
  * portfolio). Mid-run one daemon is SIGKILLed while events stream and a
  * fourth joins; its portfolios move to the others through their
- * checkpoints (claim, restore, skip what the checkpoint holds). At the end
+ * checkpoints (claim, restore, skip what the checkpoint holds), and every
+ * event of two early cycles is sent again (a connector's resend, caught
+ * by the dedup store each checkpoint carries: replay catches them from
+ * memory, so a daemon that let one through would differ). At the end
  * every portfolio's decision stream in Redis must equal, record for
  * record and byte for byte, what `budgetd replay` computes from the same
  * events (event time: no field is wall-clock here). Each daemon has its
@@ -109,10 +112,10 @@ static void md_send(md_t *m, int k, const char *line)
     cr_assert_eq(e, RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(e));
 }
 
-/* Cycle c of every portfolio: an event per channel, then the watermark
- * that closes it; flushed. The numbers vary by portfolio, channel and
- * cycle so that the allocations move. */
-static void md_cycle(md_t *m, int c)
+/* Cycle c of every portfolio: an event per channel, then (when close)
+ * the watermark that closes it; flushed. The numbers vary by portfolio,
+ * channel and cycle so that the allocations move. */
+static void md_events(md_t *m, int c, bool close)
 {
     char line[512];
     for (int k = 0; k < NPF; k++) {
@@ -126,10 +129,15 @@ static void md_cycle(md_t *m, int c)
             md_send(m, k, line);
         }
         snprintf(line, sizeof line, "{\"portfolio\":\"pf-%05d\",\"watermark\":%lld}", k, T0 + (c + 1) * 3600LL);
-        md_send(m, k, line);
+        if (close) md_send(m, k, line);
     }
     fflush(m->all);
     cr_assert_eq(rd_kafka_flush(m->producer, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+static void md_cycle(md_t *m, int c)
+{
+    md_events(m, c, true);
 }
 
 /* Decision records per portfolio in Redis: the smallest count, and the
@@ -217,6 +225,11 @@ Test(multi_daemon, kill_one_add_one_every_portfolio_matches_replay, .timeout = 2
     cr_assert_eq(bd_test_budgetd_wait(m.pid[1], "d2", 10), 128 + SIGKILL);
     m.pid[1] = 0;
     md_daemon(&m, 3);
+    /* resends of applied events (cycles 2 and 3, closed long ago): only the
+     * dedup store in each portfolio's checkpoint can catch them once their
+     * portfolio has moved (the new owner never read the originals) */
+    md_events(&m, 2, false);
+    md_events(&m, 3, false);
     for (int cyc = KILL_AT + 1; cyc < NCYC; cyc++) {
         md_cycle(&m, cyc);
         usleep(100000);
