@@ -294,7 +294,8 @@ static void kafka_conf_read_back(bd_kafka_t *k, const rd_kafka_conf_t *cc)
 {
     char v[BD_INSTANCE_ID_MAX + 1];
     size_t n = sizeof(v);
-    if (rd_kafka_conf_get(cc, "group.instance.id", v, &n) == RD_KAFKA_CONF_OK) snprintf(k->instance, sizeof(k->instance), "%s", v);
+    if (rd_kafka_conf_get(cc, "group.instance.id", v, &n) == RD_KAFKA_CONF_OK)
+        snprintf(k->instance, sizeof(k->instance), "%s", v);
     char ms[32];
     n = sizeof(ms);
     k->session_ms = rd_kafka_conf_get(cc, "session.timeout.ms", ms, &n) == RD_KAFKA_CONF_OK ? atoi(ms) : 0;

@@ -92,7 +92,8 @@ static void consumer_instance(const char *lines, char *out, size_t cap)
     bd_broker_t *b = bd_broker_start(1, "inst-events", err, sizeof err);
     cr_assert(b, "%s", err);
     char yaml[1024];
-    snprintf(yaml, sizeof yaml, "v: 1\nkafka:\n  brokers: \"%s\"\n  topic: inst-events\n  dlq_topic: inst-events-dlq\n"
+    snprintf(yaml, sizeof yaml,
+             "v: 1\nkafka:\n  brokers: \"%s\"\n  topic: inst-events\n  dlq_topic: inst-events-dlq\n"
              "%s\ndefaults: {budget: 100}\n", bd_broker_bootstraps(b), lines);
     bd_config_t *c = bd_test_config(yaml, err, sizeof err);
     cr_assert(c, "%s", err);
