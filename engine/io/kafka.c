@@ -140,6 +140,25 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     bd_log(l, "kafka: %s: %s", fac, buf);
 }
 
+/* librdkafka raised a fatal error (an error callback, or a consumer poll
+ * that returns it as a message): the consumer is unusable. Logged once,
+ * naming our instance id when the broker fenced it (another consumer
+ * joined with the same group.instance.id); bd_kafka_failed then tells the
+ * daemon to stop. */
+static void kafka_fatal(bd_kafka_t *k)
+{
+    if (k->fatal) return;
+    char why[512];
+    rd_kafka_resp_err_t orig = rd_kafka_fatal_error(k->c, why, sizeof(why));
+    k->fatal = true;
+    if (orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
+        bd_log(BD_LOG_ERROR, "kafka: fatal: another consumer joined group %s with our group.instance.id "
+               "'%s' (kafka.instance_id): two daemons must never share one; stopping (%s)", k->group,
+               k->instance, why);
+    else
+        bd_log(BD_LOG_ERROR, "kafka: fatal: %s (%s); stopping", why, rd_kafka_err2name(orig));
+}
+
 /* Errors librdkafka reports (served by the consumer's poll, on the main
  * thread): logged; losing the brokers or the connection to them starts an
  * outage, whose end bd_kafka_poll logs. */
@@ -148,15 +167,7 @@ static void kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *op
     (void)rk;
     bd_kafka_t *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[512];
-        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof(why));
-        k->fatal = true;
-        if (orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID)
-            bd_log(BD_LOG_ERROR, "kafka: fatal: another consumer joined group %s with our group.instance.id "
-                   "'%s' (kafka.instance_id): two daemons must never share one; stopping (%s)", k->group,
-                   k->instance, why);
-        else
-            bd_log(BD_LOG_ERROR, "kafka: fatal: %s (%s); stopping", why, rd_kafka_err2name(orig));
+        kafka_fatal(k);
         return;
     }
     bool outage = err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT ||
@@ -393,6 +404,11 @@ bool bd_kafka_failed(const bd_kafka_t *k)
     return k->fatal;
 }
 
+void bd_kafka_test_fenced(bd_kafka_t *k)
+{
+    rd_kafka_test_fatal_error(k->c, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "fenced by a test");
+}
+
 const char *bd_kafka_instance(const bd_kafka_t *k)
 {
     return k->instance;
@@ -409,7 +425,8 @@ int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms)
         return 0;
     }
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (msg->err == RD_KAFKA_RESP_ERR__FATAL) kafka_fatal(k);
+        else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
             bd_log(BD_LOG_WARN, "kafka: %s", rd_kafka_message_errstr(msg));
         rd_kafka_message_destroy(msg);
         return 0;

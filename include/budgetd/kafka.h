@@ -45,6 +45,9 @@ const char *bd_kafka_instance(const bd_kafka_t *k);
 /* True once librdkafka raised a fatal error (another consumer took our
  * group.instance.id): the daemon must stop. */
 bool bd_kafka_failed(const bd_kafka_t *k);
+/* Tests only: raises the fatal error a broker's FENCED_INSTANCE_ID gives
+ * (librdkafka's rd_kafka_test_fatal_error), served by the next poll. */
+void bd_kafka_test_fenced(bd_kafka_t *k);
 /* 1: *m holds a message; 0: none within timeout_ms (errors are logged). */
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
 void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);

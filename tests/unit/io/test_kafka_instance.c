@@ -119,3 +119,29 @@ Test(kafka_instance, the_consumer_joins_with_it, .timeout = 60)
     consumer_instance("  instance_id: d-7\n  properties: {group.instance.id: from-props}", got, sizeof got);
     cr_assert_str_eq(got, "from-props");
 }
+
+/* A broker that sees our instance id on another consumer fences us with a
+ * fatal error (the mock never does: raised by hand): the consumer reports
+ * it failed, naming the id, so that the daemon stops. */
+Test(kafka_instance, a_fenced_instance_id_fails_the_consumer, .timeout = 60)
+{
+    bd_broker_t *b = bd_broker_start(1, "inst-events", err, sizeof err);
+    cr_assert(b, "%s", err);
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "v: 1\nkafka:\n  brokers: \"%s\"\n  topic: inst-events\n  dlq_topic: inst-events-dlq\n"
+             "  instance_id: twin\ndefaults: {budget: 100}\n", bd_broker_bootstraps(b));
+    bd_config_t *c = bd_test_config(yaml, err, sizeof err);
+    cr_assert(c, "%s", err);
+    bd_kafka_t *k = bd_kafka_open(c, NULL, NULL, err, sizeof err);
+    cr_assert(k, "%s", err);
+    bd_kafka_msg_t m;
+    cr_assert_eq(bd_kafka_poll(k, &m, 50), 0);
+    cr_assert_not(bd_kafka_failed(k));
+    bd_kafka_test_fenced(k);
+    for (int i = 0; i < 50 && !bd_kafka_failed(k); i++) cr_assert_eq(bd_kafka_poll(k, &m, 100), 0);
+    cr_assert(bd_kafka_failed(k), "the fatal error was not reported");
+    bd_kafka_close(k);
+    bd_config_free(c);
+    bd_broker_stop(b);
+}
