@@ -837,6 +837,7 @@ static void run_loop(bd_daemon_t *dm)
             last_sync = now;
         }
         if (dm->idle_exit > 0 && seen_any && now - last_msg >= dm->idle_exit) break;
+        if (bd_kafka_failed(dm->k)) break; /* fenced instance id: logged */
     }
 }
 
@@ -857,6 +858,7 @@ static int run_shutdown(bd_daemon_t *dm)
         rc = BD_EXIT_RUNTIME;
         bd_log(BD_LOG_ERROR, "stopping with decisions not written: offsets not committed, they will be redone");
     }
+    if (bd_kafka_failed(dm->k)) rc = BD_EXIT_RUNTIME;
     const bd_engine_stats_t *st = bd_engine_stats(dm->e);
     bd_log(BD_LOG_INFO, "stopped: %llu applied, %llu skipped (checkpointed), %llu dead-lettered, %llu decisions",
           (unsigned long long)dm->applied, (unsigned long long)dm->skipped,

@@ -78,6 +78,22 @@ static bool check_redis_prefix(bd_yaml_ctx_t *cx, const yaml_node_t *v, const ch
     return false;
 }
 
+/* kafka.instance_id: "auto", "off", or an id of 1..BD_INSTANCE_ID_MAX
+ * characters from [A-Za-z0-9._-] (it names this daemon to the group
+ * coordinator and appears in logs: no spaces, quotes or control bytes). */
+static bool check_instance_id(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
+                              const void *val)
+{
+    const char *s = *(char *const *)val;
+    size_t n = strlen(s);
+    bool ok = n >= 1 && n <= BD_INSTANCE_ID_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                                                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+    if (ok) return true;
+    bd_yaml_err(cx, bd_yaml_line(v), "%s must be auto, off, or 1..%d characters of A-Z a-z 0-9 . _ -, "
+                "got '%.80s'", what, BD_INSTANCE_ID_MAX, s);
+    return false;
+}
+
 /* An ACL user name goes into AUTH as one argument: no spaces or control
  * characters (Redis' own rule for names in an ACL file). */
 static bool check_redis_user(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
@@ -163,6 +179,8 @@ static const bd_cfg_key_t KAFKA[] = {
     {"topic", BD_KEY_STR, CFG(kafka.topic), .dflt_str = BD_DEFAULT_TOPIC},
     {"group", BD_KEY_STR, CFG(kafka.group), .dflt_str = BD_DEFAULT_GROUP},
     {"dlq_topic", BD_KEY_STR, CFG(kafka.dlq_topic), .dflt_str = BD_DEFAULT_DLQ_TOPIC},
+    {"instance_id", BD_KEY_STR, CFG(kafka.instance_id), .dflt_str = BD_INSTANCE_ID_AUTO,
+     .check = check_instance_id},
     {"properties", BD_KEY_MAP, .apply = load_kafka_props},
 };
 const bd_cfg_section_t bd_cfg_kafka_keys = {"kafka", KAFKA, sizeof KAFKA / sizeof *KAFKA, false};
@@ -336,6 +354,7 @@ void bd_config_free(bd_config_t *cfg)
     free(cfg->kafka.topic);
     free(cfg->kafka.group);
     free(cfg->kafka.dlq_topic);
+    free(cfg->kafka.instance_id);
     for (size_t i = 0; i < cfg->kafka.n_props; i++) {
         free(cfg->kafka.prop_keys[i]);
         free(cfg->kafka.prop_vals[i]);

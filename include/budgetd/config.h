@@ -22,6 +22,11 @@
 #define BD_DEFAULT_TOPIC "channel-events"
 #define BD_DEFAULT_GROUP "budgetd"
 #define BD_DEFAULT_DLQ_TOPIC "channel-events-dlq"
+/* kafka.instance_id: derived from host and config name / no static membership */
+#define BD_INSTANCE_ID_AUTO "auto"
+#define BD_INSTANCE_ID_OFF "off"
+/* longest kafka.instance_id (Kafka's own limit for names is 249) */
+#define BD_INSTANCE_ID_MAX 249
 #define BD_DEFAULT_REDIS_URL "redis://127.0.0.1:6379"
 #define BD_DEFAULT_PREFIX "budgetd"
 #define BD_DEFAULT_PASSWORD_ENV "BUDGETD_REDIS_PASSWORD"
@@ -176,6 +181,8 @@ typedef struct {
     int64_t dedup_max_ids;       /* most event ids one portfolio remembers (oldest dropped) */
     struct {
         char *brokers, *topic, *group, *dlq_topic;
+        char *instance_id;       /* (v2) group.instance.id: "auto" (from host and config
+                                  * name, bd_kafka_instance_id), "off", or the id itself */
         char **prop_keys, **prop_vals;
         size_t n_props;
     } kafka;

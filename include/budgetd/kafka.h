@@ -34,6 +34,20 @@ bd_kafka_t *bd_kafka_open(const bd_config_t *cfg, bd_kafka_revoke_fn on_revoke, 
  * them (the revoke callback is not called then). Without a handler a lost
  * assignment is only logged. */
 void bd_kafka_on_lost(bd_kafka_t *k, bd_kafka_revoke_fn on_lost);
+/* The group.instance.id kafka.instance_id gives (docs/CONTRACT.md §12):
+ * "" for off, the value itself, or for auto budgetd-HOST-CONFIG (host
+ * name and config file name without .yaml/.yml, bytes outside
+ * [A-Za-z0-9._-] as '_'), at most BD_INSTANCE_ID_MAX characters. */
+void bd_kafka_instance_id(const bd_config_t *cfg, char *out, size_t cap);
+/* The group.instance.id the consumer runs with ("" = a dynamic member;
+ * kafka.properties may have set it). */
+const char *bd_kafka_instance(const bd_kafka_t *k);
+/* True once librdkafka raised a fatal error (another consumer took our
+ * group.instance.id): the daemon must stop. */
+bool bd_kafka_failed(const bd_kafka_t *k);
+/* Tests only: raises the fatal error a broker's FENCED_INSTANCE_ID gives
+ * (librdkafka's rd_kafka_test_fatal_error), served by the next poll. */
+void bd_kafka_test_fenced(bd_kafka_t *k);
 /* 1: *m holds a message; 0: none within timeout_ms (errors are logged). */
 int bd_kafka_poll(bd_kafka_t *k, bd_kafka_msg_t *m, int timeout_ms);
 void bd_kafka_msg_done(bd_kafka_t *k, bd_kafka_msg_t *m);

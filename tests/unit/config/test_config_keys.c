@@ -84,7 +84,7 @@ Test(config_keys, every_documented_key_has_its_row)
         {&bd_cfg_top_keys,
          {"v", "cycle", "lateness", "seed", "dedup_window", "max_portfolios", "max_ahead",
           "dedup_max_ids", "kafka", "redis", "metrics", "defaults", "portfolios"}},
-        {&bd_cfg_kafka_keys, {"brokers", "topic", "group", "dlq_topic", "properties"}},
+        {&bd_cfg_kafka_keys, {"brokers", "topic", "group", "dlq_topic", "instance_id", "properties"}},
         {&bd_cfg_redis_keys, {"url", "prefix", "password_env", "stream_maxlen", "user"}},
         {&bd_cfg_metrics_keys, {"per_portfolio", "max_portfolios"}},
         {&bd_cfg_policy_keys,
