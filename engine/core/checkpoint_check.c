@@ -17,7 +17,7 @@ bool bd_ck_agg_ok(const bd_agg_t *a, bool is_signed)
 {
     const double x[5] = {a->spend, a->impressions, a->clicks, a->conversions, a->revenue};
     for (int i = 0; i < 5; i++)
-        if (!isfinite(x[i]) || (!is_signed && x[i] < 0)) return false;
+        if (is_signed ? !isfinite(x[i]) : !(x[i] >= 0)) return false;
     return true;
 }
 

@@ -13,8 +13,10 @@
 bool bd_ck_amount(double v);
 /* One kill-window entry: spend and value amounts. */
 bool bd_ck_hist_ok(const bd_cycle_hist_t *h);
-/* An aggregate: every number finite, and >= 0 unless it is a late report
- * (signed: a restatement may lower a closed interval). */
+/* An aggregate: an open cycle's numbers >= 0 (+inf allowed: a sum of
+ * finite events can overflow, which the kill-switch trips on as
+ * implausible data); a late report's (is_signed: a restatement may lower a
+ * closed interval) finite, of either sign. */
 bool bd_ck_agg_ok(const bd_agg_t *a, bool is_signed);
 /* A saved channel: its name by the name rule, its allocation, safe
  * allocation and proposal amounts, its time structure, delivery and fault

@@ -14,18 +14,21 @@
 size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t *cap);
 
 /* Restores p from a blob written by bd_checkpoint_encode, of this version
- * or the previous one (migrated: see checkpoint.c). p must be freshly
+ * or an older one from version 3 on (migrated: see checkpoint.c and
+ * docs/CONTRACT.md §12). p must be freshly
  * added to the table (config bound, no channels). Channels are re-bound to
  * the current config; a model of another kind than configured restarts
  * from its prior; the dedup store takes the current dedup limits, and a
  * blob of a version before the store was saved restores an empty one.
- * Returns BD_ERR_INVALID on a corrupt or foreign blob, and then p is left
- * as it was. */
+ * Returns BD_ERR_INVALID on a corrupt or foreign blob (a length or count
+ * the blob cannot hold, checked before anything is allocated for it; a
+ * value no engine writes: checkpoint_check.c), and then p is left as it
+ * was. */
 bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
                               size_t errlen);
 
 /* The cycle length (seconds) blob was written with, read from its header
- * without restoring anything: 0 when the blob is of the previous version,
+ * without restoring anything: 0 when the blob is older than version 6,
  * which does not record it. BD_ERR_INVALID when it is not p's checkpoint. */
 bd_err_t bd_checkpoint_cycle_len(const bd_portfolio_t *p, const void *blob, size_t len,
                                  int64_t *cycle_len, char *errbuf, size_t errlen);

@@ -45,7 +45,7 @@ static int state(const char *args)
 /* The JSON of acme-us against the keys replay wrote. */
 Test(state, json_mirrors_the_stored_checkpoint)
 {
-    bd_test_redis_cmd(rc, "HSET budgetd:{acme-us}:fence epoch 5"); /* as a daemon's claim would leave it */
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme-us}:fence epoch 5")); /* as a daemon's claim would leave it */
     char args[256];
     snprintf(args, sizeof args, "acme-us -c %s --json", cfg);
     cr_assert_eq(state(args), 0, "%s", out);
@@ -119,11 +119,11 @@ Test(state, refusals)
     cr_assert_eq(bd_test_capture(out, sizeof out, "%s state nobody -c %s 2>&1 >/dev/null", bd_test_budgetd_bin(), cfg),
                  1);
     cr_assert(strstr(out, "no checkpoint of nobody under prefix 'budgetd'"), "%s", out);
-    bd_test_redis_cmd(rc, "SET budgetd:{globex-uk}:state garbage");
+    freeReplyObject(bd_test_redis_cmd(rc, "SET budgetd:{globex-uk}:state garbage"));
     snprintf(args, sizeof args, "globex-uk -c %s --json", cfg);
     cr_assert_eq(state(args), 1);
     cr_assert_str_eq(out, "");
-    bd_test_redis_cmd(rc, "COPY budgetd:{acme-us}:state budgetd:{acme-de}:state REPLACE");
+    freeReplyObject(bd_test_redis_cmd(rc, "COPY budgetd:{acme-us}:state budgetd:{acme-de}:state REPLACE"));
     snprintf(args, sizeof args, "acme-de -c %s", cfg);
     cr_assert_eq(state(args), 1, "acme-us's blob under acme-de's key");
     const char *bad[] = {"", "acme-us", "acme-us acme-de --redis redis://127.0.0.1:1", "'a b' --redis redis://x:1",

@@ -216,7 +216,8 @@ Test(checkpoint, impossible_time_structure_delivery_or_fault_state_is_refused)
 /* Bug: the open cycles' aggregates and the queued late reports were
  * restored as bytes: a NaN or negative spend in an open aggregate (which
  * the engine keeps >= 0), a NaN in a late report (which may be negative:
- * a restatement) or a late report of age 0 was kept. */
+ * a restatement) or a late report of age 0 was kept. An open aggregate may
+ * be +inf (an overflowed sum) and still restores. */
 Test(checkpoint, impossible_open_aggregates_or_late_reports_are_refused)
 {
     bd_ptable_t *t = bd_ptable_new();
@@ -247,12 +248,19 @@ Test(checkpoint, impossible_open_aggregates_or_late_reports_are_refused)
     uint64_t bits;
     memcpy(&bits, &open_spend, 8);
     size_t at = find_u64(blob, len, bits);
-    const double bad[] = {NAN, -1, INFINITY};
+    const double bad[] = {NAN, -1, -INFINITY};
     for (size_t i = 0; i < 3; i++) {
         c = with_f64(blob, len, at, bad[i]);
         refused(q, c, len, "open aggregate spend");
         free(c);
     }
+    /* +inf is possible (a sum of finite events that overflowed: the kill-switch's
+     * implausible-data trigger) and restored */
+    c = with_f64(blob, len, at, INFINITY);
+    t2 = bd_ptable_new();
+    cr_assert_eq(bd_checkpoint_decode(fresh(t2, g_cfg, NSLOTS), c, len, err, sizeof err), BD_OK, "%s", err);
+    bd_ptable_free(t2);
+    free(c);
     free(blob);
     bd_ptable_free(t);
 }
