@@ -201,6 +201,31 @@ static double ll_expect(const bd_model_state_t *st, const bd_prior_t *pr, double
     return bd_curve_value(&c, x);
 }
 
+/* A state loglog can reach (checkpoint.c asks before restoring one): every
+ * statistic and cache finite, the centre, IG shapes and scale positive,
+ * the precision matrices positive definite, evidence not negative. */
+static bool ll_valid(const bd_model_state_t *st)
+{
+    const bd_loglog_state_t *s = cls(st);
+    const double *fin[] = {&s->logc, &s->h[0], &s->h[1], &s->q, &s->h0[0], &s->h0[1], &s->q0,
+                           &s->m[0], &s->m[1], &s->L[0], &s->L[1], &s->L[2], &s->P[1], &s->P0[1]};
+    for (size_t i = 0; i < sizeof fin / sizeof *fin; i++)
+        if (!isfinite(*fin[i])) return false;
+    for (int i = 0; i < BD_LL_CP_RUN - 1; i++)
+        for (int j = 0; j < 4; j++)
+            if (!isfinite(s->pend[i][j])) return false;
+    if (!(s->centre > 0 && s->centre < INFINITY) || !(s->a > 0 && s->a < INFINITY) ||
+        !(s->a0 > 0 && s->a0 < INFINITY) || !(s->b > 0 && s->b < INFINITY) ||
+        !(s->conv >= 0 && s->conv < INFINITY))
+        return false;
+    const double *P[] = {s->P, s->P0};
+    for (int i = 0; i < 2; i++)
+        if (!(P[i][0] > 0 && P[i][2] > 0 && P[i][0] < INFINITY && P[i][2] < INFINITY &&
+              P[i][0] * P[i][2] - P[i][1] * P[i][1] > 0))
+            return false;
+    return true;
+}
+
 const bd_model_ops_t bd_model_loglog_ops = {
     .name = "loglog",
     .init = ll_init,
@@ -214,4 +239,5 @@ const bd_model_ops_t bd_model_loglog_ops = {
     .mean = ll_mean,
     .evidence = ll_evidence,
     .resets = ll_resets,
+    .valid = ll_valid,
 };

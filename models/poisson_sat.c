@@ -456,6 +456,31 @@ static double psat_evidence(const bd_model_state_t *st)
 
 static uint32_t psat_resets(const bd_model_state_t *st) { return cps(st)->resets; }
 
+/* v > 0 and finite: a Gamma shape or rate, a grid point, a scale. */
+static bool pos_fin(double v) { return v > 0 && v < INFINITY; }
+
+/* A state poisson_sat can reach (checkpoint.c asks before restoring one):
+ * the grid size in 1..BD_PSAT_KMAX, every shape, rate and grid point
+ * positive and finite, log weights and caches not NaN (a log likelihood
+ * may be -inf: a grid point ruled out), the drift shadows positive. */
+static bool psat_valid(const bd_model_state_t *st)
+{
+    const bd_psat_state_t *s = cps(st);
+    if (s->n < 1 || s->n > BD_PSAT_KMAX || s->calib > 1) return false;
+    if (!pos_fin(s->alpha0) || !pos_fin(s->beta0) || !pos_fin(s->vshape0) || !pos_fin(s->vrate0) ||
+        !pos_fin(s->vshape) || !pos_fin(s->vrate) || !pos_fin(s->vscale) || isnan(s->last_gamma))
+        return false;
+    for (uint32_t j = 0; j < s->n; j++) {
+        if (!pos_fin(s->k[j]) || !pos_fin(s->alpha[j]) || !pos_fin(s->beta[j]) || !pos_fin(s->lalpha[j]) ||
+            !pos_fin(s->lbeta[j]) || !isfinite(s->logprior[j]) || isnan(s->loglik[j]) ||
+            s->loglik[j] == INFINITY || !(s->w[j] >= 0 && s->w[j] <= 1))
+            return false;
+    }
+    for (int i = 0; i < BD_DRIFT_K; i++)
+        if (!pos_fin(s->drift.a[i]) || !pos_fin(s->drift.b[i]) || isnan(s->drift.score[i])) return false;
+    return true;
+}
+
 const bd_model_ops_t bd_model_poisson_sat_ops = {
     .name = "poisson_sat",
     .init = psat_init,
@@ -470,4 +495,5 @@ const bd_model_ops_t bd_model_poisson_sat_ops = {
     .evidence = psat_evidence,
     .resets = psat_resets,
     .k_grid_ratio = 2.0, /* k_j = sat * 2^(j-3) */
+    .valid = psat_valid,
 };

@@ -18,6 +18,7 @@ int bd_cmd_ops(int argc, char **argv);     /* kill, resume, approve, status, pin
 int bd_cmd_whatif(int argc, char **argv);
 int bd_cmd_adapter(int argc, char **argv);  /* the reference execution adapter */
 int bd_cmd_explain(int argc, char **argv);  /* a decision in words */
+int bd_cmd_state(int argc, char **argv);    /* v2: a checkpoint in readable form */
 
 /* Checks (and, when absent, writes) the cycle-length marker PFX:meta of
  * cfg's Redis (marker.c), waiting out a Redis outage until *stop (may be

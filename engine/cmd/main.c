@@ -25,6 +25,8 @@ static void usage(FILE *f)
           "  pin P C AMOUNT | pin P C --clear\n"
           "                                 operator actions on Redis\n"
           "  explain P [CYCLE] -c CONFIG    why a decision is what it is, in words\n"
+          "  state P (-c CONFIG | --redis URL) [--json]\n"
+          "                                 portfolio P's checkpoint in readable form\n"
           "  adapter -c CONFIG --exec CMD   the reference execution adapter: runs\n"
           "                                 CMD PORTFOLIO CHANNEL AMOUNT CYCLE per change\n"
           "  prior import [--robyn-hyper F --robyn-agg F] [--curves F] [--lift F]\n"
@@ -41,7 +43,7 @@ static const struct {
     {"whatif", bd_cmd_whatif}, {"broker", bd_broker_main}, {"kill", bd_cmd_ops},
     {"resume", bd_cmd_ops},    {"approve", bd_cmd_ops},   {"status", bd_cmd_ops},
     {"pin", bd_cmd_ops},       {"prior", bd_cmd_prior},
-    {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain},
+    {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain}, {"state", bd_cmd_state},
 };
 
 /* Runs the command argv[1] names on the rest of argv. */

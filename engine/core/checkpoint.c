@@ -7,6 +7,7 @@
 #include <string.h>
 #include "budgetd/checkpoint.h"
 #include "budgetd/event.h"
+#include "checkpoint_int.h"
 
 #define CK_MAGIC "BDCK"
 #define CK_VERSION 7u /* 2: kill window holds spend and value only; 3: poisson_sat
@@ -22,6 +23,9 @@
                            * channel and numbers; older blobs: empty) */
 #define CK_V3_MODEL_BYTES 520 /* a v3 blob's model state: read and dropped (prior) */
 #define CK_DEDUP_ID_BYTES 24  /* one id in a v7 blob: key, ts, rev (a rev'd one: 44 more) */
+#define CK_MAX_WINDOW 1000000 /* kill.window's upper bound (engine/config/policy.c) */
+#define CK_MAX_CHANNELS 4096  /* max_channels' upper bound (policy.c): no portfolio holds more */
+#define CK_MAX_SLOTS 100000   /* open-cycle slots (lateness / cycle + 2) */
 
 typedef struct {
     unsigned char **buf;
@@ -169,30 +173,31 @@ static void rd_str(rd_t *r, char *out, size_t outlen)
     r->off += n;
 }
 
-/* Magic, byte order, version and name: is this p's checkpoint at all?
- * *ver_out: the blob's version (3 to CK_VERSION); *cycle_len: the cycle
- * length it was written with (0: a blob before version 6 does not say). */
-static bd_err_t ck_read_header(rd_t *r, const bd_portfolio_t *p, uint64_t *ver_out,
-                               int64_t *cycle_len, char *errbuf, size_t errlen)
+/* Magic, byte order, version and name: is this the checkpoint of `name`
+ * at all? *ver_out: the blob's version (3 to CK_VERSION); *cycle_len: the
+ * cycle length it was written with (0: a blob before version 6 does not
+ * say). */
+static bd_err_t ck_read_header(rd_t *r, const char *pname, uint64_t *ver_out, int64_t *cycle_len,
+                               char *errbuf, size_t errlen)
 {
     char magic[4];
     uint32_t endian;
     rd_bytes(r, magic, 4);
     rd_bytes(r, &endian, 4);
     if (r->bad || memcmp(magic, CK_MAGIC, 4) != 0 || endian != 0x01020304)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", p->name);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': not a budgetd checkpoint", pname);
     uint64_t ver = rd_u64(r);
     *ver_out = ver;
     if (ver < 3 || ver > CK_VERSION)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s': version %llu unsupported",
-                       p->name, (unsigned long long)ver);
+                       pname, (unsigned long long)ver);
     char name[BD_NAME_MAX + 1];
     rd_str(r, name, sizeof(name));
-    if (r->bad || strcmp(name, p->name) != 0)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", p->name, name);
+    if (r->bad || strcmp(name, pname) != 0)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", pname, name);
     *cycle_len = ver >= 6 ? rd_i64(r) : 0;
     if (r->bad || *cycle_len < 0)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", pname);
     return BD_OK;
 }
 
@@ -202,40 +207,13 @@ bd_err_t bd_checkpoint_cycle_len(const bd_portfolio_t *p, const void *blob, size
     rd_t r = {blob, len, 0, 0};
     uint64_t ver;
     *cycle_len = 0;
-    return ck_read_header(&r, p, &ver, cycle_len, errbuf, errlen);
+    return ck_read_header(&r, p->name, &ver, cycle_len, errbuf, errlen);
 }
 
-/* One saved channel, read before the portfolio is touched. */
-typedef struct {
-    char name[BD_NAME_MAX + 1];
-    double x, safe, proposed;
-    bool promoted;
-    bd_model_state_t m;
-    bd_season_t season;
-    bd_lag_t lag;
-    bd_delivery_t dlv;
-    bd_fault_t fault;
-} ck_channel_t;
+typedef bd_checkpoint_view_t ck_blob_t;
+typedef bd_checkpoint_channel_t ck_channel_t;
 
-/* Everything a blob holds after its header, read and bounds-checked
- * before anything is committed to the portfolio. */
-typedef struct {
-    bd_portfolio_t t;           /* the portfolio's scalar fields */
-    uint64_t model, nslots, win, hist_n, n;
-    bd_cycle_hist_t *hist;      /* win entries */
-    uint64_t *slot_events;      /* nslots entries */
-    ck_channel_t *ch;           /* n entries */
-    bd_agg_t *agg;              /* nslots x n, slot-major */
-    uint64_t ver;               /* 3: models, profiles and lag start from the prior;
-                                 * 3 to 6: the dedup store starts empty */
-    bd_late_t *late;            /* n_late queued late reports */
-    uint64_t n_late;
-    bd_dedup_key_t *dkey;       /* n_dedup held ids, in insertion order */
-    bd_dedup_entry_t *dent;
-    uint64_t n_dedup;
-} ck_blob_t;
-
-static void ck_blob_free(ck_blob_t *b)
+void bd_checkpoint_view_free(bd_checkpoint_view_t *b)
 {
     free(b->hist);
     free(b->slot_events);
@@ -244,17 +222,27 @@ static void ck_blob_free(ck_blob_t *b)
     free(b->late);
     free(b->dkey);
     free(b->dent);
+    memset(b, 0, sizeof *b);
 }
 
+/* Bytes left to read. */
+static size_t rd_left(const rd_t *r) { return r->bad ? 0 : r->len - r->off; }
+
 /* The portfolio's scalar fields into b->t (a copy of p: p is not touched),
- * with the sizes of what follows. */
-static void ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
+ * with the sizes of what follows; false on a value no engine writes (a
+ * status past the last one, a kill time before 1970). */
+static bool ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
 {
     bd_portfolio_t *t = &b->t;
     *t = *p;
     t->ch = NULL;
     t->n = t->cap = 0;
     t->agg = NULL;
+    t->hist = NULL;
+    t->slot_events = NULL;
+    t->late_q = NULL;
+    t->n_late = t->late_cap = 0;
+    t->dedup = NULL;
     b->model = rd_u64(r);
     b->nslots = rd_u64(r);
     t->open = rd_i64(r);
@@ -284,69 +272,101 @@ static void ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
     t->proposal_cycle = rd_i64(r);
     b->win = rd_u64(r);
     b->hist_n = rd_u64(r);
+    return !r->bad && status <= BD_STATUS_KILLED && t->kill_at >= 0 && b->model <= BD_MODEL_BETA_BERNOULLI;
 }
 
 /* Kill window, offsets, per-slot event counts and the channel count;
- * false when a size is out of range or the blob ends early. */
+ * false when a size is out of range or announces more than the blob has
+ * left (checked before anything is allocated for it), or a value is
+ * impossible (a NaN or negative window entry, a partition outside int32). */
 static bool ck_read_rings(rd_t *r, ck_blob_t *b)
 {
-    if (r->bad || b->win > 100000 || b->nslots < 1 || b->nslots > 100000) return false;
+    if (r->bad || b->win < 1 || b->win > CK_MAX_WINDOW || b->win > rd_left(r) / 16) return false;
     b->hist = bd_xcalloc((size_t)b->win, sizeof(*b->hist));
     for (uint64_t k = 0; k < b->win; k++) {
         b->hist[k].spend = rd_f64(r);
         b->hist[k].value = rd_f64(r);
+        if (!bd_ck_hist_ok(&b->hist[k])) return false;
     }
     b->t.offset = rd_i64(r);
-    b->t.partition = (int32_t)rd_i64(r);
+    int64_t part = rd_i64(r);
+    if (r->bad || b->t.offset < -1 || part < -1 || part > INT32_MAX) return false;
+    b->t.partition = (int32_t)part;
+    if (b->nslots < 1 || b->nslots > CK_MAX_SLOTS || b->nslots > rd_left(r) / 8) return false;
     b->slot_events = bd_xcalloc((size_t)b->nslots, sizeof(uint64_t));
     for (uint64_t s = 0; s < b->nslots; s++) b->slot_events[s] = rd_u64(r);
     b->n = rd_u64(r);
-    return !r->bad && b->n <= 100000;
+    return !r->bad && b->n <= CK_MAX_CHANNELS;
 }
 
-/* The channels, each with its open-cycle aggregates; false unless they
- * read completely and end the blob exactly. */
+/* The fewest bytes one saved channel of b takes: its name's length, the
+ * three amounts, the lab flag, its states and its open aggregates. */
+static uint64_t ck_channel_bytes(const ck_blob_t *b)
+{
+    uint64_t per = 8 + 3 * 8 + 8 + b->nslots * sizeof(bd_agg_t);
+    per += b->ver == 3 ? CK_V3_MODEL_BYTES : sizeof(bd_model_state_t) + sizeof(bd_season_t) + sizeof(bd_lag_t);
+    if (b->ver >= 5) per += sizeof(bd_delivery_t) + sizeof(bd_fault_t);
+    return per;
+}
+
+/* One saved channel i into b->ch[i] and its column of b->agg; false when
+ * the blob ends early or a value is impossible (checkpoint_check.c). */
+static bool ck_read_channel(rd_t *r, ck_blob_t *b, uint64_t i)
+{
+    ck_channel_t *c = &b->ch[i];
+    rd_str(r, c->name, sizeof(c->name));
+    c->x = rd_f64(r);
+    c->safe = rd_f64(r);
+    c->proposed = rd_f64(r);
+    c->promoted = rd_u64(r) != 0;
+    if (b->ver == 3) {
+        unsigned char old[CK_V3_MODEL_BYTES];
+        rd_bytes(r, old, sizeof old);
+        bd_season_init(&c->season);
+        bd_lag_init(&c->lag);
+    } else {
+        rd_bytes(r, &c->m, sizeof(c->m));
+        rd_bytes(r, &c->season, sizeof(c->season));
+        rd_bytes(r, &c->lag, sizeof(c->lag));
+    }
+    if (b->ver >= 5) {
+        rd_bytes(r, &c->dlv, sizeof(c->dlv));
+        rd_bytes(r, &c->fault, sizeof(c->fault));
+    } else {
+        bd_delivery_init(&c->dlv);
+        bd_fault_init(&c->fault);
+    }
+    for (uint64_t s = 0; s < b->nslots; s++) {
+        bd_agg_t *a = &b->agg[s * b->n + i];
+        rd_bytes(r, a, sizeof(bd_agg_t));
+        if (!bd_ck_agg_ok(a, false)) return false;
+    }
+    return !r->bad && bd_ck_channel_ok(c, b->model, b->ver != 3);
+}
+
+/* The channels, each with its open-cycle aggregates, then the queue of
+ * late reports; false unless they read completely and every value is
+ * possible. Counts are checked against the bytes left before allocating. */
 static bool ck_read_channels(rd_t *r, ck_blob_t *b)
 {
     uint64_t n = b->n;
+    if (n > rd_left(r) / ck_channel_bytes(b)) return false;
     b->agg = bd_xcalloc((size_t)(n ? n : 1) * b->nslots, sizeof(bd_agg_t));
     b->ch = bd_xcalloc((size_t)(n ? n : 1), sizeof(*b->ch));
-    for (uint64_t i = 0; i < n && !r->bad; i++) {
-        ck_channel_t *c = &b->ch[i];
-        rd_str(r, c->name, sizeof(c->name));
-        c->x = rd_f64(r);
-        c->safe = rd_f64(r);
-        c->proposed = rd_f64(r);
-        c->promoted = rd_u64(r) != 0;
-        if (b->ver == 3) {
-            unsigned char old[CK_V3_MODEL_BYTES];
-            rd_bytes(r, old, sizeof old);
-        } else {
-            rd_bytes(r, &c->m, sizeof(c->m));
-            rd_bytes(r, &c->season, sizeof(c->season));
-            rd_bytes(r, &c->lag, sizeof(c->lag));
-        }
-        if (b->ver >= 5) {
-            rd_bytes(r, &c->dlv, sizeof(c->dlv));
-            rd_bytes(r, &c->fault, sizeof(c->fault));
-        } else {
-            bd_delivery_init(&c->dlv);
-            bd_fault_init(&c->fault);
-        }
-        for (uint64_t s = 0; s < b->nslots; s++) rd_bytes(r, &b->agg[s * n + i], sizeof(bd_agg_t));
-    }
+    for (uint64_t i = 0; i < n; i++)
+        if (!ck_read_channel(r, b, i)) return false;
     if (b->ver != 3 && !r->bad) {
         b->n_late = rd_u64(r);
-        if (r->bad || b->n_late > (r->len - r->off) / 24) return false;
+        if (r->bad || b->n_late > rd_left(r) / (24 + sizeof(bd_agg_t))) return false;
         b->late = bd_xcalloc((size_t)(b->n_late ? b->n_late : 1), sizeof(*b->late));
         for (uint64_t k = 0; k < b->n_late && !r->bad; k++) {
             bd_late_t *l = &b->late[k];
             uint64_t ch = rd_u64(r);
             l->ch = ch < n ? (uint32_t)ch : 0;
-            if (ch >= n) r->bad = 1;
             l->cycle = rd_i64(r);
             l->age = rd_i64(r);
             rd_bytes(r, &l->d, sizeof(l->d));
+            if (ch >= n || l->age < 1 || !bd_ck_agg_ok(&l->d, true)) return false;
         }
     }
     return !r->bad;
@@ -359,7 +379,7 @@ static bool ck_read_dedup(rd_t *r, ck_blob_t *b)
 {
     if (b->ver < 7) return true;
     b->n_dedup = rd_u64(r);
-    if (r->bad || b->n_dedup > (r->len - r->off) / CK_DEDUP_ID_BYTES) return false;
+    if (r->bad || b->n_dedup > BD_DEDUP_MAX_IDS_HI || b->n_dedup > rd_left(r) / CK_DEDUP_ID_BYTES) return false;
     size_t n = (size_t)(b->n_dedup ? b->n_dedup : 1);
     b->dkey = bd_xcalloc(n, sizeof *b->dkey);
     b->dent = bd_xcalloc(n, sizeof *b->dent);
@@ -382,6 +402,32 @@ static bool ck_read_dedup(rd_t *r, ck_blob_t *b)
         }
     }
     return !r->bad;
+}
+
+/* Reads the whole blob after its header into b (header fields set by the
+ * caller): false when any part is corrupt. b is freed by the caller. */
+static bool ck_read_all(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
+{
+    return ck_read_scalars(r, p, b) && ck_read_rings(r, b) && ck_read_channels(r, b) && ck_read_dedup(r, b) &&
+           r->off == r->len;
+}
+
+bd_err_t bd_checkpoint_view(const char *name, const void *blob, size_t len, bd_checkpoint_view_t *v,
+                            char *errbuf, size_t errlen)
+{
+    memset(v, 0, sizeof *v);
+    rd_t r = {blob, len, 0, 0};
+    bd_err_t rc = ck_read_header(&r, name, &v->ver, &v->cycle_len, errbuf, errlen);
+    if (rc != BD_OK) return rc;
+    bd_portfolio_t blank;
+    memset(&blank, 0, sizeof blank);
+    snprintf(blank.name, sizeof blank.name, "%s", name);
+    if (!ck_read_all(&r, &blank, v)) {
+        bd_checkpoint_view_free(v);
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", name);
+    }
+    v->t.cycle_len = v->cycle_len;
+    return BD_OK;
 }
 
 /* p's dedup store becomes the blob's (empty before v7), rev'd
@@ -473,25 +519,20 @@ static void ck_commit(bd_portfolio_t *p, const ck_blob_t *b)
     free(chmap);
 }
 
-/* Reads all of the blob first (header, scalars, rings, channels), and
- * commits only when every part is valid. */
+/* Reads all of the blob first (header, scalars, rings, channels, late
+ * queue, dedup store), and commits only when every part is valid. */
 bd_err_t bd_checkpoint_decode(bd_portfolio_t *p, const void *blob, size_t len, char *errbuf,
                               size_t errlen)
 {
     rd_t r = {blob, len, 0, 0};
-    uint64_t ver = 0;
-    int64_t cycle_len = 0;
-    bd_err_t rc = ck_read_header(&r, p, &ver, &cycle_len, errbuf, errlen);
-    if (rc != BD_OK) return rc;
     ck_blob_t b = {0};
-    b.ver = ver;
-    ck_read_scalars(&r, p, &b);
-    if (!ck_read_rings(&r, &b) || !ck_read_channels(&r, &b) || !ck_read_dedup(&r, &b) ||
-        r.off != r.len) {
-        ck_blob_free(&b);
+    bd_err_t rc = ck_read_header(&r, p->name, &b.ver, &b.cycle_len, errbuf, errlen);
+    if (rc != BD_OK) return rc;
+    if (!ck_read_all(&r, p, &b)) {
+        bd_checkpoint_view_free(&b);
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", p->name);
     }
     ck_commit(p, &b);
-    ck_blob_free(&b);
+    bd_checkpoint_view_free(&b);
     return BD_OK;
 }

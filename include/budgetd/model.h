@@ -7,6 +7,7 @@
 #ifndef BUDGETD_MODEL_H
 #define BUDGETD_MODEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <gsl/gsl_rng.h>
 #include "budgetd/config.h"
@@ -136,6 +137,11 @@ typedef struct bd_model_ops {
      * learns k on (a draw's k is one of them); 0 when k is not on a grid.
      * The what-if spreads a draw's k over its grid cell (engine/sim/env.c). */
     double k_grid_ratio;
+    /* Whether st can be a state of this model at all: statistics finite,
+     * shapes, rates and scales positive, counts in range. A checkpoint
+     * (checkpoint.c) refuses a blob whose state is not: a NaN posterior
+     * would decide NaN forever. NULL: the model does not say (any state). */
+    bool (*valid)(const bd_model_state_t *st);
 } bd_model_ops_t;
 
 const bd_model_ops_t *bd_model_get(bd_model_kind_t kind);

@@ -198,6 +198,11 @@ bd_err_t bd_redis_write_batch_v(bd_redis_t *r, const bd_redis_decision_t *d, siz
 bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
                              int64_t *cycle, char *errbuf, size_t errlen);
 
+/* The owner epoch (v2 §6.2) and the cycle length recorded in
+ * PFX:{P}:fence (redis_state.c; `budgetd state`): 0 each when absent. */
+bd_err_t bd_redis_get_owner(bd_redis_t *r, const char *portfolio, uint64_t *epoch, int64_t *cycle_len,
+                            char *errbuf, size_t errlen);
+
 /* Reads PFX:{P}:alloc (proposal == 0) or PFX:{P}:proposal into out. */
 bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal,
                             bd_redis_alloc_t *out, char *errbuf, size_t errlen);
