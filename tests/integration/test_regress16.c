@@ -40,6 +40,20 @@ typedef struct {
     int nlogs;
 } env_t;
 
+/* The test's producer (a new one replaces the old: after the mock broker
+ * went down and up, a connection the producer kept could leave a produce
+ * request unanswered for a minute on a loaded machine). */
+static void env_producer(env_t *env)
+{
+    char err[512];
+    if (env->prod) rd_kafka_destroy(env->prod);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env->broker), err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
+    env->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    cr_assert(env->prod, "%s", err);
+}
+
 /* Broker with `partitions` partitions, a redis-server, a temp dir and a
  * producer. The config is written by the test (env_config). */
 static void env_start(env_t *env, int partitions)
@@ -56,11 +70,7 @@ static void env_start(env_t *env, int partitions)
     snprintf(env->dir, sizeof(env->dir), "/tmp/bdreg16-XXXXXX");
     cr_assert(mkdtemp(env->dir));
     snprintf(env->cfg, sizeof(env->cfg), "%s/cfg.yaml", env->dir);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env->broker), err, sizeof(err));
-    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
-    env->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    cr_assert(env->prod, "%s", err);
+    env_producer(env);
 }
 
 static void env_stop(env_t *env)
@@ -802,6 +812,7 @@ Test(regress, r16_18_trips_and_outages_logged_and_kills_labelled_truly, .timeout
     cr_assert(wait_log(&env, "d", "budgetd: warn: kafka: outage", 20), "the Kafka outage is not logged");
     rd_kafka_mock_broker_set_up(mc, 1);
     cr_assert(wait_log(&env, "d", "budgetd: info: kafka: recovered", 30), "the Kafka recovery is not logged");
+    env_producer(&env);
 
     /* a Redis outage (a write held) and its recovery */
     bd_test_redis_halt(env.redis);
