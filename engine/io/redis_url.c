@@ -109,6 +109,10 @@ static bd_err_t rd_parse_cluster_url(bd_redis_t *r, const char *url, char *errbu
         const char *e = comma ? comma : end;
         if (r->n_seeds == BD_RC_SEEDS_MAX)
             return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: more than %d seed nodes", BD_RC_SEEDS_MAX);
+        const char *rb = memchr(p, ']', (size_t)(e - p)), *col = NULL;
+        for (const char *q = rb ? rb : p; q < e; q++)
+            if (*q == ':') col = q;
+        if (!col) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: each seed node is host:port");
         bd_rc_addr_t *a = &r->seeds[r->n_seeds];
         if ((rc = rd_parse_hostport(a->host, sizeof a->host, &a->port, p, e, errbuf, errlen)) != BD_OK) return rc;
         r->n_seeds++;
