@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/backoff.h"
+#include "budgetd/log.h"
 #include "rcluster.h"
 
 #define RC_NODES_MAX 256 /* known nodes (seeds, map, redirections) */
@@ -231,10 +232,18 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
                 cl->nodes[i].a.port, rep->type == REDIS_REPLY_ERROR ? rep->str : "no usable slot map");
     freeReplyObject(rep);
     if (bad) return -1;
+    int changed = cl->maps > 0 && memcmp(cl->slot, map, sizeof map) != 0;
     memcpy(cl->slot, map, sizeof map);
+    int masters = 0;
     for (int k = 0; k < cl->n_nodes; k++) cl->nodes[k].master = 0;
     for (int s = 0; s < BD_RC_SLOTS; s++)
-        if (cl->slot[s] >= 0) cl->nodes[cl->slot[s]].master = 1;
+        if (cl->slot[s] >= 0 && !cl->nodes[cl->slot[s]].master) {
+            cl->nodes[cl->slot[s]].master = 1;
+            masters++;
+        }
+    if (changed)
+        bd_log(BD_LOG_INFO, "redis cluster: new slot map from %s:%d (%d masters)", cl->nodes[i].a.host,
+               cl->nodes[i].a.port, masters);
     cl->have_map = 1;
     cl->maps++;
     return 0;
@@ -390,6 +399,7 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             snprintf(why_buf, sizeof why_buf, "%s", rep->str);
             why = why_buf;
             freeReplyObject(rep);
+            bd_log(BD_LOG_DEBUG, "redis cluster %s: %s", argv[0], why);
             if (kind <= 2 && ++redirects <= RC_REDIRECTS) {
                 if (kind == 2) ask = to;
                 else { refresh = 1; from = to; }
@@ -399,7 +409,9 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             refresh = kind == 4;
         }
         if (b.attempt >= RC_RETRIES) break;
-        bd_backoff_sleep_ms(bd_backoff_next_ms(&b));
+        int ms = bd_backoff_next_ms(&b);
+        if (b.attempt == 1) bd_log(BD_LOG_WARN, "redis cluster %s: %s; retrying (first in %d ms)", argv[0], why, ms);
+        bd_backoff_sleep_ms(ms);
     }
     *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster %s: %s (gave up after %u retries)", argv[0], why,
                    b.attempt);

@@ -364,3 +364,239 @@ Test(cluster, operator_commands, .timeout = 180)
     assert_same_keys(&env);
     env_stop(&env);
 }
+
+/* Produces every line of path to channel-events, keyed by portfolio. */
+static size_t produce_file(const char *bootstrap, const char *path)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof err);
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof err);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    cr_assert(p, "%s", err);
+    bd_logread_t *lr;
+    cr_assert_eq(bd_logread_open(path, &lr, err, sizeof err), BD_OK, "%s", err);
+    const char *line;
+    size_t len, n = 0;
+    while (bd_logread_next(lr, &line, &len, err, sizeof err) == 1) {
+        char key[80] = "?";
+        cJSON *j = cJSON_ParseWithLength(line, len);
+        const cJSON *pf = j ? cJSON_GetObjectItemCaseSensitive(j, "portfolio") : NULL;
+        if (cJSON_IsString(pf)) snprintf(key, sizeof key, "%s", pf->valuestring);
+        cJSON_Delete(j);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(p, RD_KAFKA_V_TOPIC("channel-events"), RD_KAFKA_V_KEY(key, strlen(key)),
+                                      RD_KAFKA_V_VALUE((void *)line, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p, 50);
+        cr_assert_eq(e, 0);
+        n++;
+    }
+    bd_logread_close(lr);
+    cr_assert_eq(rd_kafka_flush(p, 30000), 0);
+    rd_kafka_destroy(p);
+    return n;
+}
+
+/* The sample log in three parts dir/partK.jsonl (K = 1..3): lines 1-2000,
+ * 2001-4000 and the rest. */
+static void split3(const env_t *env, char part[3][160])
+{
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "part%d.jsonl", k + 1);
+        bd_test_path(part[k], 160, env->dir, name);
+    }
+    cr_assert_eq(bd_test_sh("zcat %s | sed -n 1,2000p > %s && zcat %s | sed -n 2001,4000p > %s && "
+                            "zcat %s | sed -n '4001,$p' > %s",
+                            LOG, part[0], LOG, part[1], LOG, part[2]),
+                 0);
+}
+
+/* The decisions of all four portfolios in the cluster (XLEN summed); -1
+ * when a stream's master does not answer. */
+static long long cluster_decisions(const bd_test_cluster_t *t)
+{
+    long long n = 0;
+    for (int i = 0; i < 4; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "budgetd:{%s}:decisions", PFS[i]);
+        redisReply *r = bd_test_cluster_cmd(t, k, "XLEN %s", k);
+        if (!r || r->type != REDIS_REPLY_INTEGER) {
+            if (r) freeReplyObject(r);
+            return -1;
+        }
+        n += r->integer;
+        freeReplyObject(r);
+    }
+    return n;
+}
+
+/* Waits until the cluster holds at least want decisions and then no new
+ * one for 1.5 s (the daemon is idle: everything produced is written). */
+static void wait_decisions(const bd_test_cluster_t *t, long long want)
+{
+    long long last = -2;
+    int still = 0;
+    for (int i = 0; i < 1200; i++) {
+        long long n = cluster_decisions(t);
+        still = n == last ? still + 1 : 0;
+        last = n;
+        if (n >= want && still >= 15) return;
+        usleep(100 * 1000);
+    }
+    cr_assert_fail("the cluster has %lld decisions, wanted at least %lld and a pause", last, want);
+}
+
+/* Every portfolio's decision stream in the cluster equals the replay's
+ * records of that portfolio, in order, byte for byte (nothing lost,
+ * nothing twice); its alloc hash carries the last applied record's cycle
+ * and a version counting the applied records once each. */
+static void assert_cluster_matches_replay(env_t *env)
+{
+    FILE *f = fopen(env->out, "r");
+    cr_assert(f);
+    static char line[1 << 16];
+    redisReply *streams[4];
+    size_t idx[4] = {0};
+    long long applies[4] = {0}, cycle[4] = {0};
+    for (int k = 0; k < 4; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "budgetd:{%s}:decisions", PFS[k]);
+        streams[k] = bd_test_cluster_cmd(env->cl, key, "XRANGE %s - +", key);
+        cr_assert(streams[k] && streams[k]->type == REDIS_REPLY_ARRAY);
+    }
+    size_t total = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        int k = 0;
+        for (; k < 4; k++) {
+            char pat[96];
+            snprintf(pat, sizeof pat, "\"portfolio\":\"%s\"", PFS[k]);
+            if (strstr(line, pat)) break;
+        }
+        cr_assert_lt(k, 4);
+        cr_assert_lt(idx[k], streams[k]->elements, "%s: fewer decisions in the cluster than in replay", PFS[k]);
+        redisReply *fields = streams[k]->element[idx[k]++]->element[1];
+        cr_assert_str_eq(fields->element[1]->str, line, "%s decision %zu differs", PFS[k], idx[k]);
+        if (!strstr(line, "\"path\":\"proposed\"") && !strstr(line, "\"path\":\"escalated\"")) {
+            applies[k]++;
+            cJSON *j = cJSON_Parse(line);
+            cycle[k] = (long long)cJSON_GetObjectItem(j, "cycle")->valuedouble;
+            cJSON_Delete(j);
+        }
+        total++;
+    }
+    fclose(f);
+    cr_assert_gt(total, 400);
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(idx[k], streams[k]->elements, "%s: %zu extra decisions in the cluster", PFS[k],
+                     streams[k]->elements - idx[k]);
+        freeReplyObject(streams[k]);
+        char key[64];
+        snprintf(key, sizeof key, "budgetd:{%s}:alloc", PFS[k]);
+        redisReply *r = bd_test_cluster_cmd(env->cl, key, "HMGET %s version cycle", key);
+        cr_assert(r && r->type == REDIS_REPLY_ARRAY && r->element[0]->str && r->element[1]->str);
+        cr_assert_eq(atoll(r->element[0]->str), applies[k], "%s: alloc version", PFS[k]);
+        cr_assert_eq(atoll(r->element[1]->str), cycle[k], "%s: alloc cycle", PFS[k]);
+        freeReplyObject(r);
+    }
+}
+
+/* The live daemon against the cluster; returns its pid. */
+static pid_t start_daemon(env_t *env)
+{
+    const char *args[] = {"run", "-c", env->cfg, "--event-time", "--idle-exit", "6", NULL};
+    return bd_test_budgetd_start(args, NULL, getenv("BUDGETD_TEST_LOG"));
+}
+
+/* The reference: replay of the whole log to a file (no Redis). */
+static void replay_reference(env_t *env)
+{
+    const char *a[] = {"replay", "-c", env->cfg, LOG, "-o", env->out, NULL};
+    cr_assert_eq(run_bin(a, 120), 0);
+}
+
+/* A live run through a manual fail-over (CLUSTER FAILOVER on the replica of
+ * the master holding most portfolios), then that slot range's new master
+ * SIGKILLed (its replica takes over after cluster-node-timeout): the
+ * streams equal replay's. The kill comes when the replicas have caught up:
+ * Redis replicates asynchronously, so a write acknowledged by a master that
+ * dies before passing it on is lost by Redis itself (docs/DECISIONS.md). */
+Test(cluster, live_run_through_failovers, .timeout = 300)
+{
+    env_t env;
+    env_start(&env, 0, 2);
+    replay_reference(&env);
+    char part[3][160];
+    split3(&env, part);
+    produce_file(bd_broker_bootstraps(env.broker), part[0]);
+    pid_t pid = start_daemon(&env);
+    wait_decisions(env.cl, 50);
+    long long before = cluster_decisions(env.cl);
+
+    int m = bd_test_cluster_master_of(env.cl, "{acme-us}");
+    int r = bd_test_cluster_replica_of(env.cl, m);
+    cr_assert_geq(r, 0, "master %d has no replica", m);
+    node_ok(env.cl, r, "CLUSTER FAILOVER");
+    for (int i = 0; i < 100 && bd_test_cluster_master_of(env.cl, "{acme-us}") != r; i++) usleep(100 * 1000);
+    cr_assert_eq(bd_test_cluster_master_of(env.cl, "{acme-us}"), r, "no fail-over to node %d", r);
+    cr_assert_eq(bd_test_cluster_wait_ok(env.cl, 20000), 0);
+    produce_file(bd_broker_bootstraps(env.broker), part[1]);
+    wait_decisions(env.cl, before + 50);
+    before = cluster_decisions(env.cl);
+
+    cr_assert_eq(bd_test_cluster_wait_synced(env.cl, 10000), 0, "replicas never caught up");
+    bd_test_cluster_kill(env.cl, r);
+    produce_file(bd_broker_bootstraps(env.broker), part[2]);
+    cr_assert_eq(bd_test_cluster_wait_ok(env.cl, 30000), 0, "no fail-over after the SIGKILL");
+    cr_assert_neq(bd_test_cluster_master_of(env.cl, "{acme-us}"), r);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
+    cr_assert_gt(cluster_decisions(env.cl), before);
+    assert_cluster_matches_replay(&env);
+    env_stop(&env);
+}
+
+typedef struct {
+    env_t *env;
+    const char *part;
+    int calls;
+} mid_t;
+
+/* Between the steps of the slot move: the first time (the slot is
+ * MIGRATING, no key moved yet) the next part of the log is produced and
+ * the daemon writes for a while; then a pause between key batches. */
+static void during_move(void *arg)
+{
+    mid_t *m = arg;
+    if (m->calls++ == 0) {
+        produce_file(bd_broker_bootstraps(m->env->broker), m->part);
+        usleep(1500 * 1000);
+    } else {
+        usleep(300 * 1000);
+    }
+}
+
+/* A live run while the slot of {acme-us} migrates to another master
+ * (SETSLOT IMPORTING/MIGRATING, MIGRATE of its keys in batches, SETSLOT
+ * NODE) with events flowing: TRYAGAIN, ASK and MOVED are handled and the
+ * streams equal replay's. */
+Test(cluster, live_run_through_slot_migration, .timeout = 300)
+{
+    env_t env;
+    env_start(&env, 0, 2);
+    replay_reference(&env);
+    char part[3][160];
+    split3(&env, part);
+    produce_file(bd_broker_bootstraps(env.broker), part[0]);
+    pid_t pid = start_daemon(&env);
+    wait_decisions(env.cl, 50);
+    mid_t mid = {.env = &env, .part = part[1]};
+    int to = other_master(env.cl, "acme-us");
+    move_slot(env.cl, "acme-us", to, during_move, &mid);
+    cr_assert_gt(mid.calls, 1, "no key was migrated");
+    produce_file(bd_broker_bootstraps(env.broker), part[2]);
+    cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
+    assert_cluster_matches_replay(&env);
+    env_stop(&env);
+}
