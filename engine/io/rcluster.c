@@ -31,6 +31,7 @@ struct bd_rcluster {
     rc_node_t nodes[RC_NODES_MAX];
     int n_nodes;
     int16_t slot[BD_RC_SLOTS]; /* master node of each slot, -1 unknown */
+    int16_t next[BD_RC_SLOTS]; /* the map being read */
     int have_map;
     int last;  /* node of the last keyed command, -1 */
     int multi; /* node of an open MULTI, -1 */
@@ -223,7 +224,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
         rc_close(cl, i);
         return -1;
     }
-    static int16_t map[BD_RC_SLOTS]; /* not reentrant: a client is used by one thread */
+    int16_t *map = cl->next;
     int bad = rep->type != REDIS_REPLY_ARRAY || rep->elements == 0;
     for (int s = 0; s < BD_RC_SLOTS; s++) map[s] = -1;
     for (size_t k = 0; !bad && k < rep->elements; k++) bad = rc_map_entry(cl, rep->element[k], i, map) != 0;
@@ -232,8 +233,8 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
                 cl->nodes[i].a.port, rep->type == REDIS_REPLY_ERROR ? rep->str : "no usable slot map");
     freeReplyObject(rep);
     if (bad) return -1;
-    int changed = cl->maps > 0 && memcmp(cl->slot, map, sizeof map) != 0;
-    memcpy(cl->slot, map, sizeof map);
+    int changed = cl->maps > 0 && memcmp(cl->slot, map, sizeof cl->slot) != 0;
+    memcpy(cl->slot, map, sizeof cl->slot);
     int masters = 0;
     for (int k = 0; k < cl->n_nodes; k++) cl->nodes[k].master = 0;
     for (int s = 0; s < BD_RC_SLOTS; s++)

@@ -317,7 +317,7 @@ static int ops(char *out, size_t cap, const char *args, const char *url)
     return bd_test_capture(out, cap, "%s %s --redis %s 2>&1", bd_test_budgetd_bin(), args, url);
 }
 
-/* kill, status and resume against the cluster do what they do
+/* kill, status, explain and resume against the cluster do what they do
  * against a single Redis (same output; status lists the portfolios of
  * every master). */
 Test(cluster, operator_commands, .timeout = 180)
@@ -340,8 +340,10 @@ Test(cluster, operator_commands, .timeout = 180)
     }
     cr_assert(spread, "all portfolios on one master: the listing test would prove nothing");
     static char out[2][1 << 16];
-    const char *steps[] = {"status", "status --json", "kill acme-us --reason drill --by ops", "status acme-us",
-                           "status", "resume acme-us --by ops", "status acme-us --json"};
+    char explain[256];
+    snprintf(explain, sizeof explain, "explain acme-us -c %s", env.cfg);
+    const char *steps[] = {"status", "status --json", explain, "kill acme-us --reason drill --by ops",
+                           "status acme-us", "status", "resume acme-us --by ops", "status acme-us --json"};
     for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
         int rc[2];
         for (int k = 0; k < 2; k++) rc[k] = ops(out[k], sizeof out[k], steps[s], urls[k]);
@@ -352,7 +354,7 @@ Test(cluster, operator_commands, .timeout = 180)
         cr_assert_str_eq(out[1], out[0], "%s: output differs", steps[s]);
         if (s == 0)
             for (int i = 0; i < 4; i++) cr_assert(strstr(out[1], PFS[i]), "status misses %s:\n%s", PFS[i], out[1]);
-        if (s == 2) {
+        if (s == 3) {
             redisReply *r = bd_test_cluster_cmd(env.cl, "budgetd:{acme-us}:kill", "HGET budgetd:{acme-us}:kill reason");
             cr_assert(r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "drill"), "no kill key on the cluster");
             freeReplyObject(r);
