@@ -272,8 +272,9 @@ bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
     }
     if (rc_refresh(cl, -1, errbuf, errlen) == 0) return BD_OK;
     bd_rc_drop(cl);
-    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: no node answered CLUSTER SLOTS (last: %s)",
-                   errbuf && errbuf[0] ? errbuf : "none");
+    char last[256];
+    snprintf(last, sizeof last, "%s", errbuf && errbuf[0] ? errbuf : "none");
+    return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: no node answered CLUSTER SLOTS (last: %s)", last);
 }
 
 /* "MOVED 3999 host:port" / "ASK ...": 1 MOVED, 2 ASK (slot and node set),
