@@ -602,3 +602,35 @@ Test(cluster, live_run_through_slot_migration, .timeout = 300)
     assert_cluster_matches_replay(&env);
     env_stop(&env);
 }
+
+/* AUTH as with one Redis: every node is authenticated with the password
+ * from redis.password_env; without it the cluster refuses (NOAUTH). */
+Test(cluster, password_from_env, .timeout = 120)
+{
+    env_t env;
+    memset(&env, 0, sizeof env);
+    signal(SIGPIPE, SIG_IGN);
+    env.cl = bd_test_cluster_start_auth("s3cret-pw");
+    cr_assert_not_null(env.cl);
+    bd_test_tmpdir(env.dir, sizeof env.dir, "bdcluster");
+    env_config(&env);
+    const char *a[] = {"replay", "-c", env.cfg, LOG, "-o", env.out, "--redis", env.cl->url, NULL};
+    pid_t pid = bd_test_budgetd_start(a, "BUDGETD_REDIS_PASSWORD=s3cret-pw", getenv("BUDGETD_TEST_LOG"));
+    cr_assert_eq(bd_test_budgetd_wait(pid, "replay", 120), 0);
+    size_t n = 0;
+    char **keys = bd_test_cluster_keys(env.cl, &n);
+    cr_assert_gt(n, 16, "%zu keys", n);
+    for (size_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
+    static char out[1 << 14];
+    int rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD=s3cret-pw %s status --redis %s 2>&1",
+                             bd_test_budgetd_bin(), env.cl->url);
+    cr_assert_eq(rc, 0, "%s", out);
+    for (int i = 0; i < 4; i++) cr_assert(strstr(out, PFS[i]), "status misses %s:\n%s", PFS[i], out);
+    rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD= %s status --redis %s 2>&1", bd_test_budgetd_bin(),
+                         env.cl->url);
+    cr_assert_neq(rc, 0, "status without the password succeeded:\n%s", out);
+    cr_assert(strstr(out, "NOAUTH") || strstr(out, "AUTH"), "%s", out);
+    cr_assert(!strstr(out, "s3cret"), "the password is never printed: %s", out);
+    env_stop(&env);
+}

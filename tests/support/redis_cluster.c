@@ -89,7 +89,15 @@ static pid_t start_node(bd_test_cluster_t *t, int i)
     const char *argv[] = {bin, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--cluster-enabled", "yes",
                           "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
                           "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no",
-                          "--daemonize", "no", "--logfile", log, NULL};
+                          "--daemonize", "no", "--logfile", log, NULL, NULL, NULL, NULL, NULL};
+    if (t->password[0]) {
+        int n = 0;
+        while (argv[n]) n++;
+        argv[n++] = "--requirepass";
+        argv[n++] = t->password;
+        argv[n++] = "--masterauth";
+        argv[n++] = t->password;
+    }
     return cl_spawn(argv, NULL);
 }
 
@@ -101,6 +109,10 @@ redisContext *bd_test_cluster_node(const bd_test_cluster_t *t, int i)
     redisContext *c = redisConnectWithTimeout("127.0.0.1", t->port[i], tv);
     if (c && !c->err) {
         redisSetTimeout(c, tv);
+        if (t->password[0]) {
+            redisReply *r = redisCommand(c, "AUTH %s", t->password);
+            if (r) freeReplyObject(r);
+        }
         return c;
     }
     if (c) redisFree(c);
@@ -238,7 +250,7 @@ static int create_cluster(const bd_test_cluster_t *t)
     const char *cli = getenv("BD_REDIS_CLI");
     if (!cli || !*cli) cli = "/usr/bin/redis-cli";
     char addr[BD_TEST_CLUSTER_NODES][32], log[128];
-    const char *argv[16] = {cli, "--cluster", "create"};
+    const char *argv[20] = {cli, "--cluster", "create"};
     int argc = 3;
     for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
         snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", t->port[i]);
@@ -247,6 +259,11 @@ static int create_cluster(const bd_test_cluster_t *t)
     argv[argc++] = "--cluster-replicas";
     argv[argc++] = "1";
     argv[argc++] = "--cluster-yes";
+    if (t->password[0]) {
+        argv[argc++] = "-a";
+        argv[argc++] = t->password;
+        argv[argc++] = "--no-auth-warning";
+    }
     argv[argc] = NULL;
     snprintf(log, sizeof log, "%s/create.log", t->dir);
     pid_t pid = cl_spawn(argv, log);
@@ -263,8 +280,15 @@ static int create_cluster(const bd_test_cluster_t *t)
 /* See redis_cluster.h. */
 bd_test_cluster_t *bd_test_cluster_start(void)
 {
+    return bd_test_cluster_start_auth(NULL);
+}
+
+/* See redis_cluster.h. */
+bd_test_cluster_t *bd_test_cluster_start_auth(const char *password)
+{
     bd_test_cluster_t *t = calloc(1, sizeof *t);
     if (!t) return NULL;
+    if (password) snprintf(t->password, sizeof t->password, "%s", password);
     srandom((unsigned)getpid() ^ (unsigned)time(NULL));
     snprintf(t->dir, sizeof t->dir, "/tmp/bdcluster-XXXXXX");
     if (!mkdtemp(t->dir)) {

@@ -15,12 +15,15 @@ typedef struct {
     int port[BD_TEST_CLUSTER_NODES];
     char dir[64];                     /* mkdtemp root: nK/ per node */
     char url[256];                    /* redis-cluster://127.0.0.1:P0,127.0.0.1:P1,127.0.0.1:P2 */
+    char password[64];                /* "" when none (--requirepass and --masterauth otherwise) */
 } bd_test_cluster_t;
 
 /* Starts the six servers (--cluster-enabled yes, cluster-node-timeout 1 s),
  * creates the cluster and waits until every node reports cluster_state:ok
  * with all slots assigned. NULL (after printing why) on failure. */
 bd_test_cluster_t *bd_test_cluster_start(void);
+/* Same with --requirepass password on every node (the helpers AUTH). */
+bd_test_cluster_t *bd_test_cluster_start_auth(const char *password);
 /* Kills every server and removes the dir; frees t (NULL is fine). */
 void bd_test_cluster_stop(bd_test_cluster_t *t);
 /* SIGKILLs node i (an abrupt master loss). */
