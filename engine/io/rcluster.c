@@ -35,7 +35,8 @@ struct bd_rcluster {
     int have_map;
     int last;  /* node of the last keyed command, -1 */
     int multi; /* node of an open MULTI, -1 */
-    unsigned long maps;
+    unsigned long maps;    /* map reads */
+    unsigned long changes; /* map reads that changed the map (a fail-over, a slot moved) */
 };
 
 /* Waits between retries of one command: 50 ms doubling to 1 s, so that
@@ -116,6 +117,8 @@ void bd_rc_free(bd_rcluster_t *cl)
 int bd_rc_connected(const bd_rcluster_t *cl) { return cl->have_map; }
 
 unsigned long bd_rc_map_reads(const bd_rcluster_t *cl) { return cl->maps; }
+
+unsigned long bd_rc_map_changes(const bd_rcluster_t *cl) { return cl->changes; }
 
 /* See rcluster.h. */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms)
@@ -242,6 +245,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
             cl->nodes[cl->slot[s]].master = 1;
             masters++;
         }
+    cl->changes += (unsigned long)changed;
     if (changed)
         bd_log(BD_LOG_INFO, "redis cluster: new slot map from %s:%d (%d masters)", cl->nodes[i].a.host,
                cl->nodes[i].a.port, masters);

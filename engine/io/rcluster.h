@@ -58,6 +58,10 @@ int bd_rc_connected(const bd_rcluster_t *cl);
 /* Number of successful map reads so far. */
 unsigned long bd_rc_map_reads(const bd_rcluster_t *cl);
 
+/* Number of map reads that changed the map (a fail-over, a moved slot):
+ * the keys' node may have lost writes, as after a reconnect. */
+unsigned long bd_rc_map_changes(const bd_rcluster_t *cl);
+
 /* Sets the command timeout of every open connection (and later ones). */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms);
 

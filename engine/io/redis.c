@@ -415,7 +415,8 @@ int bd_redis_connected(const bd_redis_t *r)
 
 unsigned long bd_redis_reconnects(const bd_redis_t *r)
 {
-    return r->reconnects;
+    /* on a cluster a changed slot map counts too: a fail-over may have lost writes */
+    return r->reconnects + (r->cl ? bd_rc_map_changes(r->cl) : 0);
 }
 
 /* Connects when there is no connection: every call gets one free retry. */

@@ -351,7 +351,9 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
                             char *errbuf, size_t errlen);
 
 /* How many times the handle (re)connected successfully: a caller that
- * sees it move knows the server may be another (e.g. restarted empty). */
+ * sees it move knows the server may be another (e.g. restarted empty).
+ * (v2) On a cluster, slot maps that changed (a fail-over, a moved slot)
+ * count too. */
 unsigned long bd_redis_reconnects(const bd_redis_t *r);
 
 /* The kill hash in full (killed 0: absent, rest zero). */
