@@ -303,6 +303,7 @@ static int rc_redirect(bd_rcluster_t *cl, const redisReply *rep, int from, int *
     *slot = (int)s;
     *node = n;
     if (kind == 1) {
+        cl->changes += cl->slot[s] != n;
         cl->slot[s] = (int16_t)n;
         cl->nodes[n].master = 1;
     }

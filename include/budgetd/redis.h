@@ -117,7 +117,9 @@ typedef struct {
 } bd_redis_alloc_t;
 
 /* Connects to url: redis://[[user]:pass@]host[:port][/db] (host may be
- * [v6addr]) or unix:///path/to/socket. When password_env names a set
+ * [v6addr]), unix:///path/to/socket or (v2) a Redis Cluster's seeds
+ * redis-cluster://[[user]:pass@]host:port[,host:port...] (docs/CONTRACT.md
+ * §12: every function below then routes by the portfolio's {P} slot). When password_env names a set
  * environment variable its value is the password (it wins over one in the
  * URL). stream_maxlen <= 0 means BD_DEFAULT_STREAM_MAXLEN. prefix NULL or ""
  * means BD_DEFAULT_PREFIX. On success *out is the new handle and BD_OK is

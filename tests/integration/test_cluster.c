@@ -16,6 +16,7 @@
 #include <librdkafka/rdkafka.h>
 #include "budgetd/broker.h"
 #include "budgetd/logread.h"
+#include "budgetd/redis.h"
 #include "io/rcluster.h"
 #include "fixtures.h"
 #include "redis_cluster.h"
@@ -632,5 +633,68 @@ Test(cluster, password_from_env, .timeout = 120)
     cr_assert_neq(rc, 0, "status without the password succeeded:\n%s", out);
     cr_assert(strstr(out, "NOAUTH") || strstr(out, "AUTH"), "%s", out);
     cr_assert(!strstr(out, "s3cret"), "the password is never printed: %s", out);
+    env_stop(&env);
+}
+
+/* One decision of acme-us for cycle c through handle r; its result. */
+static int write_one(bd_redis_t *r, int64_t c)
+{
+    bd_redis_field_t ch[1] = {{"search", 10.0 + (double)c}};
+    char rec[128];
+    snprintf(rec, sizeof rec, "{\"portfolio\":\"acme-us\",\"cycle\":%lld}", (long long)c);
+    bd_redis_decision_t d = {.portfolio = "acme-us", .cycle = c, .mode = "automate", .status = "active",
+                             .decided_at = 1767225600 + c, .apply = 1, .ch = ch, .n_ch = 1, .record_json = rec,
+                             .state = "blob", .state_len = 4};
+    int res = -99;
+    char err[512];
+    bd_err_t e = bd_redis_write_batch(r, &d, 1, &res, err, sizeof err);
+    cr_assert_eq(e, BD_OK, "cycle %lld: %s", (long long)c, err);
+    return res;
+}
+
+/* Reads acme-us's kill key while its slot migrates (a missing key on the
+ * source: ASK, then ASKING and the read on the target). */
+static void read_during_move(void *arg)
+{
+    bd_redis_t *r = arg;
+    char reason[64], err[512];
+    int killed = -1;
+    cr_assert_eq(bd_redis_get_kill(r, "acme-us", reason, sizeof reason, &killed, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(killed, 0);
+}
+
+/* The client in-process: a script cache flushed on every master (NOSCRIPT:
+ * the item is sent again as EVAL), a read during a slot migration (ASK), a
+ * write with a map gone stale (MOVED: the map is read again, which counts
+ * as a reconnect), and the keys where they belong afterwards. */
+Test(cluster, client_noscript_ask_moved, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 0, 0);
+    bd_redis_t *r = NULL;
+    char err[512];
+    cr_assert_eq(bd_redis_open(env.cl->url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(write_one(r, 1), BD_OK);
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(env.cl, i, "SCRIPT FLUSH");
+    cr_assert_eq(write_one(r, 2), BD_OK);
+    cr_assert_eq(write_one(r, 2), BD_REDIS_DUPLICATE);
+    unsigned long conns = bd_redis_reconnects(r);
+    move_slot(env.cl, "acme-us", other_master(env.cl, "acme-us"), read_during_move, r);
+    cr_assert_eq(write_one(r, 3), BD_OK);
+    cr_assert_gt(bd_redis_reconnects(r), conns, "a changed map does not count as a reconnect");
+    redisReply *x = bd_test_cluster_cmd(env.cl, "{acme-us}", "XLEN budgetd:{acme-us}:decisions");
+    cr_assert(x && x->type == REDIS_REPLY_INTEGER && x->integer == 3);
+    freeReplyObject(x);
+    x = bd_test_cluster_cmd(env.cl, "{acme-us}", "HGET budgetd:{acme-us}:alloc version");
+    cr_assert(x && x->type == REDIS_REPLY_STRING && !strcmp(x->str, "3"));
+    freeReplyObject(x);
+    void *blob = NULL;
+    size_t len = 0;
+    int64_t cyc = -1;
+    cr_assert_eq(bd_redis_load_state(r, "acme-us", &blob, &len, &cyc, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(len, 4);
+    cr_assert_eq(cyc, 3);
+    free(blob);
+    bd_redis_close(r);
     env_stop(&env);
 }
