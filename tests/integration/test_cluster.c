@@ -436,7 +436,7 @@ static long long cluster_decisions(const bd_test_cluster_t *t)
 }
 
 /* Waits until the cluster holds at least want decisions and then no new
- * one for 1.5 s (the daemon is idle: everything produced is written). */
+ * one for 1 s (the daemon is idle: everything produced is written). */
 static void wait_decisions(const bd_test_cluster_t *t, long long want)
 {
     long long last = -2;
@@ -445,7 +445,7 @@ static void wait_decisions(const bd_test_cluster_t *t, long long want)
         long long n = cluster_decisions(t);
         still = n == last ? still + 1 : 0;
         last = n;
-        if (n >= want && still >= 15) return;
+        if (n >= want && still >= 10) return;
         usleep(100 * 1000);
     }
     cr_assert_fail("the cluster has %lld decisions, wanted at least %lld and a pause", last, want);

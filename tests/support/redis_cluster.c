@@ -87,7 +87,7 @@ static pid_t start_node(bd_test_cluster_t *t, int i)
     snprintf(log, sizeof log, "%s/redis.log", dir);
     mkdir(dir, 0700);
     const char *argv[] = {bin, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--cluster-enabled", "yes",
-                          "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                          "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000",
                           "--cluster-replica-validity-factor", "0", "--save", "", "--appendonly", "no",
                           "--daemonize", "no", "--logfile", log, NULL, NULL, NULL, NULL, NULL};
     if (t->password[0]) {
