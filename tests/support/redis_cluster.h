@@ -20,8 +20,8 @@ typedef struct {
 
 /* Starts the six servers (--cluster-enabled yes, cluster-node-timeout 2 s:
  * short for quick fail-overs, long enough that a loaded CI machine causes
- * none by itself), creates the cluster and waits until every node reports cluster_state:ok
- * with all slots assigned. NULL (after printing why) on failure. */
+ * none by itself), creates the cluster and waits until every node reports
+ * cluster_state:ok with all slots assigned. NULL (after printing why) on failure. */
 bd_test_cluster_t *bd_test_cluster_start(void);
 /* Same with --requirepass password on every node (the helpers AUTH). */
 bd_test_cluster_t *bd_test_cluster_start_auth(const char *password);
