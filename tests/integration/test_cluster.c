@@ -698,3 +698,27 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     bd_redis_close(r);
     env_stop(&env);
 }
+
+/* A bad redis-cluster:// URL is a usage/config error (exit 2) naming the
+ * file and line, or the option, and never repeating the URL; nothing is
+ * contacted. */
+Test(cluster, bad_urls_exit_2)
+{
+    char dir[64], cfg[128];
+    static char out[1 << 14];
+    bd_test_tmpdir(dir, sizeof dir, "bdcluster");
+    bd_test_path(cfg, sizeof cfg, dir, "bad.yaml");
+    bd_test_write_file(cfg, "portfolios:\n  a: {budget: 100}\nredis:\n  url: redis-cluster://u:pw@h1:7000,h2\n");
+    int rc = bd_test_capture(out, sizeof out, "%s check -c %s 2>&1", bd_test_budgetd_bin(), cfg);
+    cr_assert_eq(rc, 2, "%s", out);
+    cr_assert(strstr(out, "bad.yaml:4: redis.url: bad redis-cluster URL"), "%s", out);
+    cr_assert(!strstr(out, "pw@"), "%s", out);
+    const char *bad[] = {"redis-cluster://u:pw@h1:7000/1", "redis-cluster://u:pw@h1:99999", "redis-cluster://u:pw@"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rc = bd_test_capture(out, sizeof out, "%s status --redis '%s' 2>&1", bd_test_budgetd_bin(), bad[i]);
+        cr_assert_eq(rc, 2, "%s: %s", bad[i], out);
+        cr_assert(strstr(out, "bad redis url"), "%s", out);
+        cr_assert(!strstr(out, "pw@"), "%s", out);
+    }
+    bd_test_rmdir(dir);
+}
