@@ -392,6 +392,7 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             why = why_buf;
             wait = refresh = 1;
             ask = -1;
+            if (node == cl->last) cl->last = -1; /* a keyless command: another node next time */
         }
         if (!wait) {
             redisReply *rep = rc_send(cl, node, ask >= 0, argc, argv, lens, err, errbuf, errlen);
