@@ -74,13 +74,23 @@ static void env_start(env_t *env, int with_single, int partitions)
     env_config(env);
 }
 
+/* Stops and removes whatever env holds (again: nothing). */
 static void env_stop(env_t *env)
 {
     bd_test_cluster_stop(env->cl);
     bd_test_redis_stop(env->single);
     if (env->broker) bd_broker_stop(env->broker);
     bd_test_rmdir(env->dir);
+    memset(env, 0, sizeof *env);
 }
+
+/* The environment of the running test (one per test process): the suite's
+ * .fini stops it also when an assertion ended the test early. */
+static env_t g_env;
+
+static void cleanup(void) { env_stop(&g_env); }
+
+TestSuite(cluster, .fini = cleanup);
 
 /* Runs budgetd with args to its end; its exit status. */
 static int run_bin(const char *const *args, int timeout_s)
@@ -213,15 +223,14 @@ static void assert_slots_agree(const bd_test_cluster_t *t)
  * cluster leaves the same keys, byte for byte. */
 Test(cluster, replay_leaves_same_keys_as_single_redis, .timeout = 180)
 {
-    env_t env;
-    env_start(&env, 1, 0);
-    assert_slots_agree(env.cl);
-    const char *a1[] = {"replay", "-c", env.cfg, LOG, "-o", env.out, "--redis", env.single->url, NULL};
+    env_start(&g_env, 1, 0);
+    assert_slots_agree(g_env.cl);
+    const char *a1[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", g_env.single->url, NULL};
     cr_assert_eq(run_bin(a1, 120), 0);
-    const char *a2[] = {"replay", "-c", env.cfg, LOG, "-o", env.out, "--redis", env.cl->url, NULL};
+    const char *a2[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", g_env.cl->url, NULL};
     cr_assert_eq(run_bin(a2, 120), 0);
-    assert_same_keys(&env);
-    env_stop(&env);
+    assert_same_keys(&g_env);
+    env_stop(&g_env);
 }
 
 /* A command on node i of the cluster, its reply checked not to be an error
@@ -323,26 +332,25 @@ static int ops(char *out, size_t cap, const char *args, const char *url)
  * every master). */
 Test(cluster, operator_commands, .timeout = 180)
 {
-    env_t env;
-    env_start(&env, 1, 0);
-    const char *urls[2] = {env.single->url, env.cl->url};
+    env_start(&g_env, 1, 0);
+    const char *urls[2] = {g_env.single->url, g_env.cl->url};
     /* the four portfolios hash to one master's range: acme-us moves away
      * (an empty slot) so that the listing has to scan several masters */
-    move_slot(env.cl, "acme-us", other_master(env.cl, "acme-us"), NULL, NULL);
+    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), NULL, NULL);
     for (int k = 0; k < 2; k++) {
-        const char *a[] = {"replay", "-c", env.cfg, LOG, "-o", env.out, "--redis", urls[k], NULL};
+        const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", urls[k], NULL};
         cr_assert_eq(run_bin(a, 120), 0);
     }
-    int m0 = bd_test_cluster_master_of(env.cl, "budgetd:{acme-us}:alloc"), spread = 0;
+    int m0 = bd_test_cluster_master_of(g_env.cl, "budgetd:{acme-us}:alloc"), spread = 0;
     for (int i = 1; i < 4; i++) {
         char k[64];
         snprintf(k, sizeof k, "budgetd:{%s}:alloc", PFS[i]);
-        spread |= bd_test_cluster_master_of(env.cl, k) != m0;
+        spread |= bd_test_cluster_master_of(g_env.cl, k) != m0;
     }
     cr_assert(spread, "all portfolios on one master: the listing test would prove nothing");
     static char out[2][1 << 16];
     char explain[256];
-    snprintf(explain, sizeof explain, "explain acme-us -c %s", env.cfg);
+    snprintf(explain, sizeof explain, "explain acme-us -c %s", g_env.cfg);
     const char *steps[] = {"status", "status --json", explain, "kill acme-us --reason drill --by ops",
                            "status acme-us", "status", "resume acme-us --by ops", "status acme-us --json"};
     for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
@@ -356,16 +364,16 @@ Test(cluster, operator_commands, .timeout = 180)
         if (s == 0)
             for (int i = 0; i < 4; i++) cr_assert(strstr(out[1], PFS[i]), "status misses %s:\n%s", PFS[i], out[1]);
         if (s == 3) {
-            redisReply *r = bd_test_cluster_cmd(env.cl, "budgetd:{acme-us}:kill", "HGET budgetd:{acme-us}:kill reason");
+            redisReply *r = bd_test_cluster_cmd(g_env.cl, "budgetd:{acme-us}:kill", "HGET budgetd:{acme-us}:kill reason");
             cr_assert(r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, "drill"), "no kill key on the cluster");
             freeReplyObject(r);
         }
     }
-    redisReply *r = bd_test_cluster_cmd(env.cl, "budgetd:{acme-us}:kill", "EXISTS budgetd:{acme-us}:kill");
+    redisReply *r = bd_test_cluster_cmd(g_env.cl, "budgetd:{acme-us}:kill", "EXISTS budgetd:{acme-us}:kill");
     cr_assert(r && r->type == REDIS_REPLY_INTEGER && r->integer == 0, "resume left the kill key");
     freeReplyObject(r);
-    assert_same_keys(&env);
-    env_stop(&env);
+    assert_same_keys(&g_env);
+    env_stop(&g_env);
 }
 
 /* Produces every line of path to channel-events, keyed by portfolio. */
@@ -528,36 +536,35 @@ static void replay_reference(env_t *env)
  * dies before passing it on is lost by Redis itself (docs/DECISIONS.md). */
 Test(cluster, live_run_through_failovers, .timeout = 300)
 {
-    env_t env;
-    env_start(&env, 0, 2);
-    replay_reference(&env);
+    env_start(&g_env, 0, 2);
+    replay_reference(&g_env);
     char part[3][160];
-    split3(&env, part);
-    produce_file(bd_broker_bootstraps(env.broker), part[0]);
-    pid_t pid = start_daemon(&env);
-    wait_decisions(env.cl, 50);
-    long long before = cluster_decisions(env.cl);
+    split3(&g_env, part);
+    produce_file(bd_broker_bootstraps(g_env.broker), part[0]);
+    pid_t pid = start_daemon(&g_env);
+    wait_decisions(g_env.cl, 50);
+    long long before = cluster_decisions(g_env.cl);
 
-    int m = bd_test_cluster_master_of(env.cl, "{acme-us}");
-    int r = bd_test_cluster_replica_of(env.cl, m);
+    int m = bd_test_cluster_master_of(g_env.cl, "{acme-us}");
+    int r = bd_test_cluster_replica_of(g_env.cl, m);
     cr_assert_geq(r, 0, "master %d has no replica", m);
-    node_ok(env.cl, r, "CLUSTER FAILOVER");
-    for (int i = 0; i < 100 && bd_test_cluster_master_of(env.cl, "{acme-us}") != r; i++) usleep(100 * 1000);
-    cr_assert_eq(bd_test_cluster_master_of(env.cl, "{acme-us}"), r, "no fail-over to node %d", r);
-    cr_assert_eq(bd_test_cluster_wait_ok(env.cl, 20000), 0);
-    produce_file(bd_broker_bootstraps(env.broker), part[1]);
-    wait_decisions(env.cl, before + 50);
-    before = cluster_decisions(env.cl);
+    node_ok(g_env.cl, r, "CLUSTER FAILOVER");
+    for (int i = 0; i < 100 && bd_test_cluster_master_of(g_env.cl, "{acme-us}") != r; i++) usleep(100 * 1000);
+    cr_assert_eq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), r, "no fail-over to node %d", r);
+    cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 20000), 0);
+    produce_file(bd_broker_bootstraps(g_env.broker), part[1]);
+    wait_decisions(g_env.cl, before + 50);
+    before = cluster_decisions(g_env.cl);
 
-    cr_assert_eq(bd_test_cluster_wait_synced(env.cl, 10000), 0, "replicas never caught up");
-    bd_test_cluster_kill(env.cl, r);
-    produce_file(bd_broker_bootstraps(env.broker), part[2]);
-    cr_assert_eq(bd_test_cluster_wait_ok(env.cl, 30000), 0, "no fail-over after the SIGKILL");
-    cr_assert_neq(bd_test_cluster_master_of(env.cl, "{acme-us}"), r);
+    cr_assert_eq(bd_test_cluster_wait_synced(g_env.cl, 10000), 0, "replicas never caught up");
+    bd_test_cluster_kill(g_env.cl, r);
+    produce_file(bd_broker_bootstraps(g_env.broker), part[2]);
+    cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 30000), 0, "no fail-over after the SIGKILL");
+    cr_assert_neq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), r);
     cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
-    cr_assert_gt(cluster_decisions(env.cl), before);
-    assert_cluster_matches_replay(&env);
-    env_stop(&env);
+    cr_assert_gt(cluster_decisions(g_env.cl), before);
+    assert_cluster_matches_replay(&g_env);
+    env_stop(&g_env);
 }
 
 typedef struct {
@@ -586,54 +593,51 @@ static void during_move(void *arg)
  * streams equal replay's. */
 Test(cluster, live_run_through_slot_migration, .timeout = 300)
 {
-    env_t env;
-    env_start(&env, 0, 2);
-    replay_reference(&env);
+    env_start(&g_env, 0, 2);
+    replay_reference(&g_env);
     char part[3][160];
-    split3(&env, part);
-    produce_file(bd_broker_bootstraps(env.broker), part[0]);
-    pid_t pid = start_daemon(&env);
-    wait_decisions(env.cl, 50);
-    mid_t mid = {.env = &env, .part = part[1]};
-    int to = other_master(env.cl, "acme-us");
-    move_slot(env.cl, "acme-us", to, during_move, &mid);
+    split3(&g_env, part);
+    produce_file(bd_broker_bootstraps(g_env.broker), part[0]);
+    pid_t pid = start_daemon(&g_env);
+    wait_decisions(g_env.cl, 50);
+    mid_t mid = {.env = &g_env, .part = part[1]};
+    int to = other_master(g_env.cl, "acme-us");
+    move_slot(g_env.cl, "acme-us", to, during_move, &mid);
     cr_assert_gt(mid.calls, 1, "no key was migrated");
-    produce_file(bd_broker_bootstraps(env.broker), part[2]);
+    produce_file(bd_broker_bootstraps(g_env.broker), part[2]);
     cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
-    assert_cluster_matches_replay(&env);
-    env_stop(&env);
+    assert_cluster_matches_replay(&g_env);
+    env_stop(&g_env);
 }
 
 /* AUTH as with one Redis: every node is authenticated with the password
  * from redis.password_env; without it the cluster refuses (NOAUTH). */
 Test(cluster, password_from_env, .timeout = 120)
 {
-    env_t env;
-    memset(&env, 0, sizeof env);
     signal(SIGPIPE, SIG_IGN);
-    env.cl = bd_test_cluster_start_auth("s3cret-pw");
-    cr_assert_not_null(env.cl);
-    bd_test_tmpdir(env.dir, sizeof env.dir, "bdcluster");
-    env_config(&env);
-    const char *a[] = {"replay", "-c", env.cfg, LOG, "-o", env.out, "--redis", env.cl->url, NULL};
+    g_env.cl = bd_test_cluster_start_auth("s3cret-pw");
+    cr_assert_not_null(g_env.cl);
+    bd_test_tmpdir(g_env.dir, sizeof g_env.dir, "bdcluster");
+    env_config(&g_env);
+    const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", g_env.cl->url, NULL};
     pid_t pid = bd_test_budgetd_start(a, "BUDGETD_REDIS_PASSWORD=s3cret-pw", getenv("BUDGETD_TEST_LOG"));
     cr_assert_eq(bd_test_budgetd_wait(pid, "replay", 120), 0);
     size_t n = 0;
-    char **keys = bd_test_cluster_keys(env.cl, &n);
+    char **keys = bd_test_cluster_keys(g_env.cl, &n);
     cr_assert_gt(n, 16, "%zu keys", n);
     for (size_t i = 0; i < n; i++) free(keys[i]);
     free(keys);
     static char out[1 << 14];
     int rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD=s3cret-pw %s status --redis %s 2>&1",
-                             bd_test_budgetd_bin(), env.cl->url);
+                             bd_test_budgetd_bin(), g_env.cl->url);
     cr_assert_eq(rc, 0, "%s", out);
     for (int i = 0; i < 4; i++) cr_assert(strstr(out, PFS[i]), "status misses %s:\n%s", PFS[i], out);
     rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD= %s status --redis %s 2>&1", bd_test_budgetd_bin(),
-                         env.cl->url);
+                         g_env.cl->url);
     cr_assert_neq(rc, 0, "status without the password succeeded:\n%s", out);
     cr_assert(strstr(out, "NOAUTH") || strstr(out, "AUTH"), "%s", out);
     cr_assert(!strstr(out, "s3cret"), "the password is never printed: %s", out);
-    env_stop(&env);
+    env_stop(&g_env);
 }
 
 /* One decision of acme-us for cycle c through handle r; its result. */
@@ -669,23 +673,22 @@ static void read_during_move(void *arg)
  * as a reconnect), and the keys where they belong afterwards. */
 Test(cluster, client_noscript_ask_moved, .timeout = 120)
 {
-    env_t env;
-    env_start(&env, 0, 0);
+    env_start(&g_env, 0, 0);
     bd_redis_t *r = NULL;
     char err[512];
-    cr_assert_eq(bd_redis_open(env.cl->url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(bd_redis_open(g_env.cl->url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
     cr_assert_eq(write_one(r, 1), BD_OK);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(env.cl, i, "SCRIPT FLUSH");
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "SCRIPT FLUSH");
     cr_assert_eq(write_one(r, 2), BD_OK);
     cr_assert_eq(write_one(r, 2), BD_REDIS_DUPLICATE);
     unsigned long conns = bd_redis_reconnects(r);
-    move_slot(env.cl, "acme-us", other_master(env.cl, "acme-us"), read_during_move, r);
+    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
     cr_assert_eq(write_one(r, 3), BD_OK);
     cr_assert_gt(bd_redis_reconnects(r), conns, "a changed map does not count as a reconnect");
-    redisReply *x = bd_test_cluster_cmd(env.cl, "{acme-us}", "XLEN budgetd:{acme-us}:decisions");
+    redisReply *x = bd_test_cluster_cmd(g_env.cl, "{acme-us}", "XLEN budgetd:{acme-us}:decisions");
     cr_assert(x && x->type == REDIS_REPLY_INTEGER && x->integer == 3);
     freeReplyObject(x);
-    x = bd_test_cluster_cmd(env.cl, "{acme-us}", "HGET budgetd:{acme-us}:alloc version");
+    x = bd_test_cluster_cmd(g_env.cl, "{acme-us}", "HGET budgetd:{acme-us}:alloc version");
     cr_assert(x && x->type == REDIS_REPLY_STRING && !strcmp(x->str, "3"));
     freeReplyObject(x);
     void *blob = NULL;
@@ -696,7 +699,7 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     cr_assert_eq(cyc, 3);
     free(blob);
     bd_redis_close(r);
-    env_stop(&env);
+    env_stop(&g_env);
 }
 
 /* A bad redis-cluster:// URL is a usage/config error (exit 2) naming the
@@ -704,10 +707,10 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
  * contacted. */
 Test(cluster, bad_urls_exit_2)
 {
-    char dir[64], cfg[128];
+    char cfg[128];
     static char out[1 << 14];
-    bd_test_tmpdir(dir, sizeof dir, "bdcluster");
-    bd_test_path(cfg, sizeof cfg, dir, "bad.yaml");
+    bd_test_tmpdir(g_env.dir, sizeof g_env.dir, "bdcluster");
+    bd_test_path(cfg, sizeof cfg, g_env.dir, "bad.yaml");
     bd_test_write_file(cfg, "portfolios:\n  a: {budget: 100}\nredis:\n  url: redis-cluster://u:pw@h1:7000,h2\n");
     int rc = bd_test_capture(out, sizeof out, "%s check -c %s 2>&1", bd_test_budgetd_bin(), cfg);
     cr_assert_eq(rc, 2, "%s", out);
@@ -720,5 +723,4 @@ Test(cluster, bad_urls_exit_2)
         cr_assert(strstr(out, "bad redis url"), "%s", out);
         cr_assert(!strstr(out, "pw@"), "%s", out);
     }
-    bd_test_rmdir(dir);
 }
