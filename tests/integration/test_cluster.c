@@ -699,7 +699,8 @@ static void read_during_move(void *arg)
     cr_assert_eq(killed, 0);
 }
 
-/* The client in-process: a script cache flushed on every master (NOSCRIPT:
+/* The client in-process: the notify message heard through one node, a
+ * script cache flushed on every master (NOSCRIPT:
  * the item is sent again as EVAL), a read during a slot migration (ASK), a
  * write with a map gone stale (MOVED: the map is read again, which counts
  * as a reconnect), and the keys where they belong afterwards. */
@@ -709,7 +710,18 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     bd_redis_t *r = NULL;
     char err[512];
     cr_assert_eq(bd_redis_open(g_env.cl->url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
+    /* the subscriber listens on the first seed, acme-us is written on
+     * another master: the cluster forwards the script's PUBLISH */
+    cr_assert_neq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), 0);
+    bd_redis_sub_t *sub = NULL;
+    cr_assert_eq(bd_redis_sub_open(r, &sub, err, sizeof err), BD_OK, "%s", err);
     cr_assert_eq(write_one(r, 1), BD_OK);
+    char msg[256] = "";
+    int got = 0;
+    for (int i = 0; i < 20 && got == 0; i++) got = bd_redis_sub_wait(sub, 100, msg, sizeof msg, err, sizeof err);
+    cr_assert_eq(got, 1, "no notify message: %s", err);
+    cr_assert_str_eq(msg, "acme-us 1 active");
+    bd_redis_sub_close(sub);
     for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "SCRIPT FLUSH");
     cr_assert_eq(write_one(r, 2), BD_OK);
     cr_assert_eq(write_one(r, 2), BD_REDIS_DUPLICATE);
