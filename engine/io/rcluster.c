@@ -68,6 +68,7 @@ unsigned bd_rc_slot(const char *key, size_t len)
     return bd_rc_crc16(key, len) & 16383;
 }
 
+/* ms as a struct timeval (hiredis timeouts). */
 static struct timeval rc_tv(int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -114,6 +115,7 @@ void bd_rc_free(bd_rcluster_t *cl)
     free(cl);
 }
 
+/* See rcluster.h (the three counters and flags below). */
 int bd_rc_connected(const bd_rcluster_t *cl) { return cl->have_map; }
 
 unsigned long bd_rc_map_reads(const bd_rcluster_t *cl) { return cl->maps; }

@@ -58,6 +58,8 @@ static void env_config(env_t *env)
     fclose(out);
 }
 
+/* A cluster, with_single: also one Redis, partitions > 0: also the mock
+ * Kafka; a temp dir with the config. */
 static void env_start(env_t *env, int with_single, int partitions)
 {
     memset(env, 0, sizeof *env);
@@ -99,6 +101,7 @@ static int run_bin(const char *const *args, int timeout_s)
                                 timeout_s);
 }
 
+/* qsort order of C strings. */
 static int str_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

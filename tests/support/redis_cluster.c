@@ -398,6 +398,7 @@ static int is_master(const bd_test_cluster_t *t, int i)
     return m;
 }
 
+/* qsort order of C strings. */
 static int str_cmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
