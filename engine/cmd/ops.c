@@ -112,7 +112,8 @@ static void ops_usage(FILE *f)
           "                (pin: required, its bounds are checked against the config)\n"
           "  --channel C   resume: clear channel C's data fault instead of a kill\n"
           "  --clear       pin: remove C's run-time pin (a config pin applies again)\n"
-          "  --redis URL   redis://[user:pass@]host[:port][/db] or unix:///path (password also\n"
+          "  --redis URL   redis://[user:pass@]host[:port][/db], unix:///path or\n"
+          "                redis-cluster://[user:pass@]host:port[,host:port...] (password also\n"
           "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
           f);
 }

@@ -58,13 +58,48 @@ static bool check_version(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *w
     return false;
 }
 
+/* (v2) The seed list of a redis-cluster:// URL after any user info:
+ * HOST:PORT[,HOST:PORT...], each port 1-65535, no path or query. NULL when
+ * it is well formed, else what is wrong. */
+static const char *cluster_seeds_err(const char *s)
+{
+    const char *at = strrchr(s, '@');
+    const char *p = at ? at + 1 : s;
+    if (!*p) return "no seed node";
+    if (strpbrk(p, "/?#")) return "no database, path or query in a redis-cluster:// URL";
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        const char *colon = NULL;
+        for (const char *q = p; q < p + n; q++)
+            if (*q == ':') colon = q;
+        if (n == 0 || !colon || colon == p) return "each seed node is HOST:PORT";
+        long port = 0;
+        for (const char *q = colon + 1; q < p + n; q++) {
+            if (*q < '0' || *q > '9' || port > 65535) return "a seed node's port is not a number 1-65535";
+            port = port * 10 + (*q - '0');
+        }
+        if (port < 1 || port > 65535) return "a seed node's port is not a number 1-65535";
+        p += n;
+        if (*p == ',' && !*++p) return "empty seed node after ','";
+    }
+    return NULL;
+}
+
 static bool check_redis_url(bd_yaml_ctx_t *cx, const yaml_node_t *v, const char *what,
                             const void *val)
 {
     const char *s = *(char *const *)val;
     if (!strncmp(s, "redis://", 8) || !strncmp(s, "unix://", 7)) return true;
+    if (!strncmp(s, "redis-cluster://", 16)) {
+        const char *why = cluster_seeds_err(s + 16);
+        if (!why) return true;
+        /* the URL is not repeated: it may hold a password */
+        bd_yaml_err(cx, bd_yaml_line(v), "%s: bad redis-cluster URL: %s", what, why);
+        return false;
+    }
     bd_yaml_err(cx, bd_yaml_line(v),
-                "%s: expected redis://HOST[:PORT] or unix:///PATH, got '%.80s'", what, s);
+                "%s: expected redis://HOST[:PORT], redis-cluster://HOST:PORT[,HOST:PORT...] or unix:///PATH, "
+                "got '%.80s'", what, s);
     return false;
 }
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/redis.h"
@@ -15,7 +16,6 @@
 
 #define RD_NKEYS 6
 #define RD_FIXED_ARGV 19 /* ARGV[1..19] before the channel pairs */
-#define RD_DEFAULT_PORT 6379 /* a redis:// URL without a port: Redis' own */
 
 /* The write script. KEYS: alloc, proposal, decisions, state, fence, kill.
  * ARGV: 1 cycle, 2 mode, 3 status, 4 decided_at, 5 apply, 6 propose,
@@ -132,121 +132,44 @@ void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char
     snprintf(out, RD_KEY_MAX, "%s:{%s}:%s", r->prefix, portfolio, what);
 }
 
-/* Copies n bytes of URL user info into dst, decoding %XX escapes. */
-static int rd_pct_decode(char *dst, size_t cap, const char *src, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = src[i];
-        if (c == '%' && i + 2 < n && isxdigit((unsigned char)src[i + 1]) &&
-            isxdigit((unsigned char)src[i + 2])) {
-            char hex[3] = {src[i + 1], src[i + 2], 0};
-            c = (char)strtol(hex, NULL, 16);
-            i += 2;
-        }
-        if (o + 1 >= cap) return -1;
-        dst[o++] = c;
-    }
-    dst[o] = 0;
-    return 0;
-}
-
-/* Parses the authority's host[:port] (host may be [v6addr]) between p and
- * end into r; the port defaults to RD_DEFAULT_PORT. */
-static bd_err_t rd_parse_hostport(bd_redis_t *r, const char *p, const char *end, char *errbuf, size_t errlen)
-{
-    const char *hend;
-    const char *portp = NULL;
-    if (*p == '[') {
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unclosed '[' in host");
-        p++;
-        hend = rb;
-        if (rb + 1 < end) {
-            if (rb[1] != ':') return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: junk after ']'");
-            portp = rb + 2;
-        }
-    } else {
-        const char *colon = memchr(p, ':', (size_t)(end - p));
-        hend = colon ? colon : end;
-        if (colon) portp = colon + 1;
-    }
-    size_t hlen = (size_t)(hend - p);
-    if (hlen == 0) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: missing host");
-    if (hlen >= sizeof r->host) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: host too long");
-    memcpy(r->host, p, hlen);
-    r->host[hlen] = 0;
-    r->port = RD_DEFAULT_PORT;
-    if (portp) {
-        long port = 0;
-        const char *q = portp;
-        if (q == end) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: empty port");
-        for (; q < end; q++) {
-            if (!isdigit((unsigned char)*q) || port > 65535)
-                return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
-            port = port * 10 + (*q - '0');
-        }
-        if (port < 1 || port > 65535)
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: port is not a number 1-65535");
-        r->port = (int)port;
-    }
-    return BD_OK;
-}
-
-/* Parses the URL into r. Error texts never repeat the URL: it may hold a
- * password. */
-static bd_err_t rd_parse_url(bd_redis_t *r, const char *url, char *errbuf, size_t errlen)
-{
-    if (!url || !*url) return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "redis url is empty");
-    if (strncmp(url, "unix://", 7) == 0) {
-        const char *p = url + 7;
-        if (*p != '/')
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
-                           "bad redis url: unix socket path must be absolute (unix:///path)");
-        if (strlen(p) >= 108 || strlen(p) >= sizeof r->path)
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: unix socket path too long");
-        r->is_unix = 1;
-        snprintf(r->path, sizeof r->path, "%s", p);
-        return BD_OK;
-    }
-    if (strncmp(url, "rediss://", 9) == 0)
-        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: TLS (rediss://) is not supported");
-    if (strncmp(url, "redis://", 8) != 0)
-        return bd_errf(errbuf, errlen, BD_ERR_CONFIG,
-                       "bad redis url: expected redis://[user:pass@]host[:port][/db] or unix:///path");
-    const char *p = url + 8;
-    const char *end = p + strcspn(p, "/?#");
-    if (*end == '?' || *end == '#')
-        return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: query parameters are not supported");
-    const char *at = NULL;
-    for (const char *q = p; q < end; q++)
-        if (*q == '@') at = q;
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        size_t ulen = colon ? (size_t)(colon - p) : (size_t)(at - p);
-        if (rd_pct_decode(r->user, sizeof r->user, p, ulen) != 0)
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: user name too long");
-        if (colon && rd_pct_decode(r->pass, sizeof r->pass, colon + 1, (size_t)(at - colon - 1)) != 0)
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: password too long");
-        p = at + 1;
-    }
-    bd_err_t rc = rd_parse_hostport(r, p, end, errbuf, errlen);
-    if (rc != BD_OK) return rc;
-    r->db = 0;
-    if (*end == '/' && end[1]) {
-        char *e;
-        long db = strtol(end + 1, &e, 10);
-        if (*e || db < 0 || db > 1000000 || !isdigit((unsigned char)end[1]))
-            return bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis url: database must be a number");
-        r->db = (int)db;
-    }
-    return BD_OK;
-}
-
 void bd_rd_drop(bd_redis_t *r)
 {
     if (r->c) redisFree(r->c);
     r->c = NULL;
+    if (r->cl) bd_rc_drop(r->cl);
+}
+
+/* See redis_int.h. */
+const char *bd_rd_cmd_key(int argc, const char **argv, const size_t *lens, size_t *klen)
+{
+    static const char *const keyless[] = {"MULTI", "EXEC", "DISCARD", "UNWATCH", "PING", "SCRIPT", "INFO",
+                                          "AUTH", "SELECT", "CLUSTER", "SCAN", "PUBLISH", "ACL", NULL};
+    int at = 1;
+    if (!strcasecmp(argv[0], "EVAL") || !strcasecmp(argv[0], "EVALSHA"))
+        at = argc > 3 && strcmp(argv[2], "0") != 0 ? 3 : 0;
+    for (int i = 0; keyless[i] && at; i++)
+        if (!strcasecmp(argv[0], keyless[i])) at = 0;
+    if (!at || at >= argc) return NULL;
+    *klen = lens ? lens[at] : strlen(argv[at]);
+    return argv[at];
+}
+
+/* A cluster's command: routed by its key; error replies become
+ * BD_ERR_REDIS as on a single Redis. */
+static redisReply *rd_run_cluster(bd_redis_t *r, int argc, const char **argv, const size_t *lens,
+                                  bd_err_t *err, char *errbuf, size_t errlen)
+{
+    size_t klen = 0;
+    const char *key = bd_rd_cmd_key(argc, argv, lens, &klen);
+    redisReply *rep = bd_rc_command(r->cl, key, klen, argc, argv, lens, err, errbuf, errlen);
+    if (!rep) return NULL;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: %s", argv[0], rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    *err = BD_OK;
+    return rep;
 }
 
 /* Runs one command on the live context. A NULL reply means the connection
@@ -255,6 +178,7 @@ void bd_rd_drop(bd_redis_t *r)
 static redisReply *rd_run(bd_redis_t *r, int argc, const char **argv, const size_t *lens,
                           bd_err_t *err, char *errbuf, size_t errlen)
 {
+    if (r->is_cluster) return rd_run_cluster(r, argc, argv, lens, err, errbuf, errlen);
     redisReply *rep = redisCommandArgv(r->c, argc, argv, lens);
     if (!rep) {
         *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: %s", argv[0],
@@ -284,9 +208,45 @@ static void rd_auth_hint(const bd_redis_t *r, char *errbuf, size_t errlen)
         snprintf(errbuf + n, errlen - n, " (ACL user '%s', no password)", r->user);
 }
 
+/* A cluster's (re)connect: the slot map read again (nodes connect on first
+ * use, AUTH and SCRIPT LOAD each), then the script's SHA-1 from one node. */
+static bd_err_t rd_reconnect_cluster(bd_redis_t *r, char *errbuf, size_t errlen)
+{
+    if (!r->cl) {
+        bd_rc_opts_t o = {.seeds = r->seeds, .n_seeds = r->n_seeds, .user = r->user, .pass = r->pass,
+                          .connect_ms = r->connect_ms, .command_ms = r->command_ms,
+                          .script = r->no_scripts ? NULL : RD_WRITE_LUA};
+        r->cl = bd_rc_new(&o);
+    }
+    bd_err_t err = bd_rc_connect(r->cl, errbuf, errlen);
+    if (err != BD_OK) return err;
+    if (!r->no_scripts) {
+        const char *av[3] = {"SCRIPT", "LOAD", RD_WRITE_LUA};
+        redisReply *rep = rd_run(r, 3, av, NULL, &err, errbuf, errlen);
+        if (!rep) {
+            if (r->user[0]) rd_auth_hint(r, errbuf, errlen);
+            bd_rd_drop(r);
+            return err;
+        }
+        int ok = rep->type == REDIS_REPLY_STRING && rep->len < sizeof r->sha;
+        if (ok) {
+            memcpy(r->sha, rep->str, rep->len);
+            r->sha[rep->len] = 0;
+        }
+        freeReplyObject(rep);
+        if (!ok) {
+            bd_rd_drop(r);
+            return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCRIPT LOAD: unexpected reply");
+        }
+    }
+    r->reconnects++;
+    return BD_OK;
+}
+
 bd_err_t bd_redis_reconnect(bd_redis_t *r, char *errbuf, size_t errlen)
 {
     bd_rd_drop(r);
+    if (r->is_cluster) return rd_reconnect_cluster(r, errbuf, errlen);
     char where[300];
     if (r->is_unix)
         snprintf(where, sizeof where, "unix:%s", r->path);
@@ -377,7 +337,7 @@ static bd_err_t rd_open(const bd_redis_opts_t *o, bd_redis_t **out, char *errbuf
         e = bd_errf(errbuf, errlen, BD_ERR_CONFIG, "bad redis prefix: at most %zu characters, no {}*?[]\\ or space",
                     sizeof r->prefix - 1);
     snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
-    if (e == BD_OK) e = rd_parse_url(r, url, errbuf, errlen);
+    if (e == BD_OK) e = bd_rd_parse_url(r, url, errbuf, errlen);
     if (e == BD_OK) e = rd_set_user(r, o->user, errbuf, errlen);
     r->no_scripts = o->no_scripts;
     if (password_env && *password_env) snprintf(r->pwenv, sizeof r->pwenv, "%s", password_env);
@@ -434,6 +394,7 @@ void bd_redis_close(bd_redis_t *r)
 {
     if (!r) return;
     bd_rd_drop(r);
+    bd_rc_free(r->cl);
     memset(r->pass, 0, sizeof r->pass);
     free(r);
 }
@@ -443,22 +404,25 @@ void bd_redis_set_timeouts(bd_redis_t *r, int connect_ms, int command_ms)
     if (connect_ms > 0) r->connect_ms = connect_ms;
     if (command_ms > 0) r->command_ms = command_ms;
     if (r->c) redisSetTimeout(r->c, rd_tv(r->command_ms));
+    if (r->cl) bd_rc_set_timeouts(r->cl, connect_ms, command_ms);
 }
 
 int bd_redis_connected(const bd_redis_t *r)
 {
+    if (r->is_cluster) return r->cl && bd_rc_connected(r->cl);
     return r->c != NULL;
 }
 
 unsigned long bd_redis_reconnects(const bd_redis_t *r)
 {
-    return r->reconnects;
+    /* on a cluster a changed slot map counts too: a fail-over may have lost writes */
+    return r->reconnects + (r->cl ? bd_rc_map_changes(r->cl) : 0);
 }
 
 /* Connects when there is no connection: every call gets one free retry. */
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen)
 {
-    return r->c ? BD_OK : bd_redis_reconnect(r, errbuf, errlen);
+    return bd_redis_connected(r) ? BD_OK : bd_redis_reconnect(r, errbuf, errlen);
 }
 
 /* One decision's EVALSHA/EVAL argument vector. Strings that are not the
@@ -622,6 +586,67 @@ static bd_err_t rd_resend(bd_redis_t *r, const bd_redis_decision_t *d, size_t n,
     return BD_OK;
 }
 
+/* The batch on a cluster: one pipeline per master (a portfolio's keys share
+ * {P}, so one slot and node each, in order); a NOSCRIPT item (a node that
+ * lost its script cache, a promoted replica) is sent again with EVAL, which
+ * loads the script on that node. Results as bd_redis_write_batch_v. */
+static bd_err_t rd_write_cluster(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
+                                 int64_t *versions, char *errbuf, size_t errlen)
+{
+    rd_args_t *a = bd_xcalloc(n, sizeof *a);
+    const char **keys = bd_xcalloc(n, sizeof *keys);
+    int *argcs = bd_xcalloc(n, sizeof *argcs);
+    const char *const **argvs = bd_xcalloc(n, sizeof *argvs);
+    const size_t **lens = bd_xcalloc(n, sizeof *lens);
+    redisReply **reps = bd_xcalloc(n, sizeof *reps);
+    for (size_t i = 0; i < n; i++) {
+        rd_build(r, &d[i], 0, &a[i]);
+        keys[i] = a[i].argv[3]; /* the alloc key: PFX:{P}:alloc */
+        argcs[i] = a[i].argc;
+        argvs[i] = a[i].argv;
+        lens[i] = a[i].lens;
+    }
+    bd_err_t e = bd_rc_pipeline(r->cl, n, keys, argcs, argvs, lens, reps, errbuf, errlen);
+    size_t failed = 0;
+    char msg[768] = "";
+    for (size_t i = 0; e == BD_OK && i < n; i++) {
+        int ns;
+        char m[256];
+        results[i] = rd_result(reps[i], &ns, &versions[i], m, sizeof m);
+        if (ns) {
+            rd_args_t ev;
+            rd_build(r, &d[i], 1, &ev);
+            redisReply *rep = rd_run(r, ev.argc, ev.argv, ev.lens, &e, errbuf, errlen);
+            rd_args_free(&ev);
+            if (!rep && bd_redis_connected(r)) { /* an error reply: this item refused */
+                snprintf(m, sizeof m, "%s", errbuf);
+                results[i] = BD_ERR_REDIS;
+                e = BD_OK;
+            } else if (rep) {
+                results[i] = rd_result(rep, &ns, &versions[i], m, sizeof m);
+                freeReplyObject(rep);
+            }
+        }
+        if (e == BD_OK && results[i] == BD_ERR_REDIS && failed++ == 0)
+            snprintf(msg, sizeof msg, "decision %zu (%s cycle %lld): %s", i, d[i].portfolio,
+                     (long long)d[i].cycle, m);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (reps[i]) freeReplyObject(reps[i]);
+        rd_args_free(&a[i]);
+    }
+    free(a);
+    free(keys);
+    free(argcs);
+    free(argvs);
+    free(lens);
+    free(reps);
+    if (e != BD_OK) return e;
+    if (failed)
+        return bd_errf(errbuf, errlen, BD_ERR_REDIS, "%zu of %zu decisions refused; first: %s", failed, n, msg);
+    return BD_OK;
+}
+
 bd_err_t bd_redis_write_batch(bd_redis_t *r, const bd_redis_decision_t *d, size_t n, int *results,
                               char *errbuf, size_t errlen)
 {
@@ -643,6 +668,7 @@ bd_err_t bd_redis_write_batch_v(bd_redis_t *r, const bd_redis_decision_t *d, siz
     if (n == 0) return BD_OK;
     bd_err_t e = bd_rd_ensure(r, errbuf, errlen);
     if (e != BD_OK) return e;
+    if (r->is_cluster) return rd_write_cluster(r, d, n, results, versions, errbuf, errlen);
     for (size_t i = 0; i < n; i++) {
         rd_args_t a;
         rd_build(r, &d[i], 0, &a);

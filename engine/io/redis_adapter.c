@@ -174,7 +174,17 @@ bd_err_t bd_redis_sub_open(const bd_redis_t *r, bd_redis_sub_t **out, char *errb
     s->h = *r;
     s->h.c = NULL;
     s->h.no_scripts = 1;
+    /* a cluster forwards every PUBLISH to every node: one connection to
+     * the first seed node that answers hears them all */
+    s->h.is_cluster = 0;
+    s->h.cl = NULL;
+    s->h.db = 0;
     bd_err_t e = bd_redis_reconnect(&s->h, errbuf, errlen);
+    for (int i = 1; e != BD_OK && r->is_cluster && i < r->n_seeds; i++) { /* the next seed */
+        snprintf(s->h.host, sizeof s->h.host, "%s", r->seeds[i].host);
+        s->h.port = r->seeds[i].port;
+        e = bd_redis_reconnect(&s->h, errbuf, errlen);
+    }
     if (e == BD_OK) {
         char ch[RD_KEY_MAX];
         snprintf(ch, sizeof ch, "%s:notify", r->prefix);

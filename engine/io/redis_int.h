@@ -6,11 +6,16 @@
 #include <stddef.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/redis.h"
+#include "rcluster.h"
 
 #define RD_KEY_MAX 256
 
 struct bd_redis {
-    redisContext *c;     /* NULL while disconnected */
+    redisContext *c;     /* NULL while disconnected (always NULL for a cluster) */
+    int is_cluster;      /* (v2) a redis-cluster:// URL: every command goes through cl */
+    bd_rcluster_t *cl;   /* the cluster client (NULL until the first connect) */
+    bd_rc_addr_t seeds[BD_RC_SEEDS_MAX]; /* the URL's seed nodes (host/port: the first) */
+    int n_seeds;
     int is_unix;
     char host[256];
     int port;
@@ -34,13 +39,23 @@ int bd_rd_name_ok(const char *s);
 /* out (RD_KEY_MAX bytes) = "PFX:{portfolio}:what". */
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what);
 
+/* Parses a redis://, unix:// or (v2) redis-cluster:// URL into r
+ * (BD_ERR_CONFIG on a bad one; the text never repeats the URL, it may hold a
+ * password). redis_url.c. */
+bd_err_t bd_rd_parse_url(bd_redis_t *r, const char *url, char *errbuf, size_t errlen);
+
 /* Frees the connection after an error: its state is unknown. */
 void bd_rd_drop(bd_redis_t *r);
 
 /* Connects when there is no connection: every call gets one free retry. */
 bd_err_t bd_rd_ensure(bd_redis_t *r, char *errbuf, size_t errlen);
 
-/* Runs one command (connecting first when needed). NULL with *err and
+/* The key a command is routed by in a cluster (argv[1], the first key of
+ * EVAL/EVALSHA; NULL for keyless commands: MULTI, EXEC, SCAN, PUBLISH...). */
+const char *bd_rd_cmd_key(int argc, const char **argv, const size_t *lens, size_t *klen);
+
+/* Runs one command (connecting first when needed), routed by its key in a
+ * cluster. NULL with *err and
  * errbuf set on a lost connection (then dropped) or an error reply. */
 redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *lens, bd_err_t *err,
                       char *errbuf, size_t errlen);

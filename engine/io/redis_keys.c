@@ -8,6 +8,35 @@
 #include <hiredis/hiredis.h>
 #include "budgetd/redis.h"
 #include "redis_int.h"
+#include "budgetd/backoff.h"
+
+/* The checkpoint read on a cluster: MULTI, GET, HGET, EXEC one by one on
+ * the portfolio's node (a redirection inside the transaction aborts it: the
+ * map is updated and the transaction run again, a few times). reps[3] gets
+ * EXEC's reply. */
+static bd_err_t rd_load_state_cluster(bd_redis_t *r, const char *ks, const char *kf, redisReply **reps,
+                                      char *errbuf, size_t errlen)
+{
+    const char *multi[2] = {"MULTI", NULL}, *get[2] = {"GET", ks}, *hget[3] = {"HGET", kf, "cycle"},
+               *exec[1] = {"EXEC"};
+    bd_err_t e = BD_OK;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        /* MULTI is sent by the state key so that the transaction opens on its node */
+        reps[0] = bd_rc_command(r->cl, ks, strlen(ks), 1, multi, NULL, &e, errbuf, errlen);
+        if (!reps[0]) return e;
+        reps[1] = bd_rc_command(r->cl, NULL, 0, 2, get, NULL, &e, errbuf, errlen);
+        reps[2] = reps[1] ? bd_rc_command(r->cl, NULL, 0, 3, hget, NULL, &e, errbuf, errlen) : NULL;
+        reps[3] = reps[2] ? bd_rc_command(r->cl, NULL, 0, 1, exec, NULL, &e, errbuf, errlen) : NULL;
+        if (!reps[3]) {
+            for (int k = 0; k < 3; k++) if (reps[k]) freeReplyObject(reps[k]);
+            return e;
+        }
+        if (reps[3]->type == REDIS_REPLY_ARRAY || attempt == 7) return BD_OK;
+        for (int k = 0; k < 4; k++) freeReplyObject(reps[k]);
+        bd_backoff_sleep_ms(50 << (attempt < 4 ? attempt : 4));
+    }
+    return BD_OK;
+}
 
 bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, size_t *len,
                              int64_t *cycle, char *errbuf, size_t errlen)
@@ -22,11 +51,15 @@ bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, 
     bd_rd_key(r, ks, portfolio, "state");
     bd_rd_key(r, kf, portfolio, "fence");
     /* MULTI/EXEC: the blob and its cycle come from the same decision. */
+    redisReply *reps[4] = {0};
+    if (r->is_cluster) {
+        if ((e = rd_load_state_cluster(r, ks, kf, reps, errbuf, errlen)) != BD_OK) return e;
+        goto got;
+    }
     redisAppendCommand(r->c, "MULTI");
     redisAppendCommand(r->c, "GET %s", ks);
     redisAppendCommand(r->c, "HGET %s cycle", kf);
     redisAppendCommand(r->c, "EXEC");
-    redisReply *reps[4] = {0};
     for (int i = 0; i < 4; i++) {
         if (redisGetReply(r->c, (void **)&reps[i]) != REDIS_OK || !reps[i]) {
             e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
@@ -36,6 +69,7 @@ bd_err_t bd_redis_load_state(bd_redis_t *r, const char *portfolio, void **blob, 
             return e;
         }
     }
+got:;
     redisReply *x = reps[3];
     if (x->type != REDIS_REPLY_ARRAY || x->elements != 2) {
         e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis load state: %s",
@@ -266,31 +300,45 @@ static int rd_str_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf, size_t errlen)
+/* One SCAN step on a cluster master; an error reply becomes BD_ERR_REDIS. */
+static redisReply *rd_scan_node(bd_redis_t *r, int node, const char **av, bd_err_t *e, char *errbuf,
+                                size_t errlen)
 {
-    *names = NULL;
-    *n = 0;
+    redisReply *rep = bd_rc_command_node(r->cl, node, 6, av, NULL, e, errbuf, errlen);
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        *e = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCAN: %s", rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+/* The portfolio names of one SCAN (node -1: the single Redis; else a
+ * cluster master's index) appended to *out (*n of them, room for *cap). */
+static bd_err_t rd_scan_names(bd_redis_t *r, int node, char ***outp, size_t *n, size_t *capp, char *errbuf,
+                              size_t errlen)
+{
+    char **out = *outp;
+    size_t cap = *capp;
     char pat[RD_KEY_MAX];
     snprintf(pat, sizeof pat, "%s:{*}:*", r->prefix); /* the prefix has no glob characters */
     size_t plen = strlen(r->prefix) + 2;              /* "PFX:{" */
     char cursor[32] = "0";
-    size_t cap = 0;
-    char **out = NULL;
+    bd_err_t ret = BD_OK;
     do {
         const char *av[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", "1000"};
         bd_err_t e;
-        redisReply *rep = bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen);
+        redisReply *rep = node < 0 ? bd_rd_cmd(r, 6, av, NULL, &e, errbuf, errlen)
+                                   : rd_scan_node(r, node, av, &e, errbuf, errlen);
         if (!rep) {
-            bd_redis_names_free(out, *n);
-            *n = 0;
-            return e;
+            ret = e;
+            break;
         }
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 || !rep->element[0]->str ||
             rep->element[1]->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(rep);
-            bd_redis_names_free(out, *n);
-            *n = 0;
-            return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCAN: unexpected reply");
+            ret = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis SCAN: unexpected reply");
+            break;
         }
         snprintf(cursor, sizeof cursor, "%s", rep->element[0]->str);
         for (size_t i = 0; i < rep->element[1]->elements; i++) {
@@ -313,6 +361,32 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
         }
         freeReplyObject(rep);
     } while (strcmp(cursor, "0") != 0);
+    *outp = out;
+    *capp = cap;
+    return ret;
+}
+
+/* See redis.h: on a cluster, every master is scanned (names sorted and
+ * deduplicated either way). */
+bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char *errbuf, size_t errlen)
+{
+    *names = NULL;
+    *n = 0;
+    char **out = NULL;
+    size_t cap = 0;
+    bd_err_t e = BD_OK;
+    if (!r->is_cluster) {
+        e = rd_scan_names(r, -1, &out, n, &cap, errbuf, errlen);
+    } else if ((e = bd_rd_ensure(r, errbuf, errlen)) == BD_OK) {
+        int idx[64];
+        int m = bd_rc_masters(r->cl, idx, 64);
+        for (int i = 0; i < m && e == BD_OK; i++) e = rd_scan_names(r, idx[i], &out, n, &cap, errbuf, errlen);
+    }
+    if (e != BD_OK) {
+        bd_redis_names_free(out, *n);
+        *n = 0;
+        return e;
+    }
     if (*n) qsort(out, *n, sizeof *out, rd_str_cmp);
     size_t u = 0;
     for (size_t i = 0; i < *n; i++) {

@@ -223,6 +223,40 @@ bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, i
     return bd_errf(errbuf, errlen, BD_ERR_REDIS, "resume %s: the kill key kept changing", portfolio);
 }
 
+/* The EXISTS pipeline on a cluster (one pipeline per master). */
+static bd_err_t rd_fences_cluster(bd_redis_t *r, const char *const *portfolios, size_t n, int *exists,
+                                  char *errbuf, size_t errlen)
+{
+    char (*k)[RD_KEY_MAX] = bd_xcalloc(n, sizeof *k);
+    const char **keys = bd_xcalloc(n, sizeof *keys);
+    const char *(*av)[2] = bd_xcalloc(n, sizeof *av);
+    const char *const **argv = bd_xcalloc(n, sizeof *argv);
+    const size_t **lens = bd_xcalloc(n, sizeof *lens);
+    int *argc = bd_xcalloc(n, sizeof *argc);
+    redisReply **reps = bd_xcalloc(n, sizeof *reps);
+    for (size_t i = 0; i < n; i++) {
+        bd_rd_key(r, k[i], portfolios[i], "fence");
+        keys[i] = k[i];
+        av[i][0] = "EXISTS";
+        av[i][1] = k[i];
+        argv[i] = av[i];
+        argc[i] = 2;
+    }
+    bd_err_t e = bd_rc_pipeline(r->cl, n, keys, argc, argv, lens, reps, errbuf, errlen);
+    for (size_t i = 0; i < n; i++) {
+        if (e == BD_OK) exists[i] = reps[i]->type != REDIS_REPLY_INTEGER || reps[i]->integer != 0;
+        if (reps[i]) freeReplyObject(reps[i]);
+    }
+    free(k);
+    free(keys);
+    free(av);
+    free(argv);
+    free(lens);
+    free(argc);
+    free(reps);
+    return e;
+}
+
 bd_err_t bd_redis_fences_exist(bd_redis_t *r, const char *const *portfolios, size_t n, int *exists,
                                char *errbuf, size_t errlen)
 {
@@ -234,6 +268,7 @@ bd_err_t bd_redis_fences_exist(bd_redis_t *r, const char *const *portfolios, siz
     if (n == 0) return BD_OK;
     bd_err_t e = bd_rd_ensure(r, errbuf, errlen);
     if (e != BD_OK) return e;
+    if (r->is_cluster) return rd_fences_cluster(r, portfolios, n, exists, errbuf, errlen);
     for (size_t i = 0; i < n; i++) {
         char k[RD_KEY_MAX];
         bd_rd_key(r, k, portfolios[i], "fence");

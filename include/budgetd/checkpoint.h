@@ -15,7 +15,7 @@ size_t bd_checkpoint_encode(const bd_portfolio_t *p, unsigned char **buf, size_t
 
 /* Restores p from a blob written by bd_checkpoint_encode, of this version
  * or an older one from version 3 on (migrated: see checkpoint.c and
- * docs/CONTRACT.md §12). p must be freshly
+ * docs/CONTRACT.md §13). p must be freshly
  * added to the table (config bound, no channels). Channels are re-bound to
  * the current config; a model of another kind than configured restarts
  * from its prior; the dedup store takes the current dedup limits, and a

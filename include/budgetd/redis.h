@@ -117,7 +117,9 @@ typedef struct {
 } bd_redis_alloc_t;
 
 /* Connects to url: redis://[[user]:pass@]host[:port][/db] (host may be
- * [v6addr]) or unix:///path/to/socket. When password_env names a set
+ * [v6addr]), unix:///path/to/socket or (v2) a Redis Cluster's seeds
+ * redis-cluster://[[user]:pass@]host:port[,host:port...] (docs/CONTRACT.md
+ * §14: every function below then routes by the portfolio's {P} slot). When password_env names a set
  * environment variable its value is the password (it wins over one in the
  * URL). stream_maxlen <= 0 means BD_DEFAULT_STREAM_MAXLEN. prefix NULL or ""
  * means BD_DEFAULT_PREFIX. On success *out is the new handle and BD_OK is
@@ -356,7 +358,9 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
                             char *errbuf, size_t errlen);
 
 /* How many times the handle (re)connected successfully: a caller that
- * sees it move knows the server may be another (e.g. restarted empty). */
+ * sees it move knows the server may be another (e.g. restarted empty).
+ * (v2) On a cluster, slot maps that changed (a fail-over, a moved slot)
+ * count too. */
 unsigned long bd_redis_reconnects(const bd_redis_t *r);
 
 /* The kill hash in full (killed 0: absent, rest zero). */
