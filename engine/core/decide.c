@@ -482,7 +482,13 @@ static void decide_update_models(run_t *r)
         double m = r->ops->expect ? r->ops->expect(&c->model, &c->prior, agg[i].spend) * f0 : 0;
         double wd, ww;
         bd_season_weights(&c->season, r->season, &wd, &ww);
-        bd_obs_t o = {.mult = f0 * s, .k_learn = 1.0 - (wd > ww ? wd : ww)};
+        /* k evidence weighted by 1 - the profile's weight (season and
+         * saturation are confounded in the closed loop) and by F(0), the
+         * share of the interval's units reported on time: a slow channel's
+         * on-time count is a sliver judged against a level made of other
+         * intervals' late units, and it pulled k to a third of the truth
+         * (docs/DECISIONS.md "Saturation of a slow channel") */
+        bd_obs_t o = {.mult = f0 * s, .k_learn = (1.0 - (wd > ww ? wd : ww)) * f0};
         r->ops->observe(&c->model, &c->prior, &agg[i], &o);
         double u = bd_agg_units(&agg[i], r->ops->units, p->pol->objective);
         if (d_season_on(r)) bd_season_observe(&c->season, &prof[i], r->season, hour, dow, u, m);
