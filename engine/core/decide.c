@@ -482,7 +482,13 @@ static void decide_update_models(run_t *r)
         double m = r->ops->expect ? r->ops->expect(&c->model, &c->prior, agg[i].spend) * f0 : 0;
         double wd, ww;
         bd_season_weights(&c->season, r->season, &wd, &ww);
-        bd_obs_t o = {.mult = f0 * s, .k_learn = 1.0 - (wd > ww ? wd : ww)};
+        /* k evidence weighted by 1 - the profile's weight (season and
+         * saturation are confounded in the closed loop) and by F(0), the
+         * share of the interval's units reported on time: a slow channel's
+         * on-time count is a sliver judged against a level made of other
+         * intervals' late units, and it pulled k to a third of the truth
+         * (docs/DECISIONS.md "Saturation of a slow channel") */
+        bd_obs_t o = {.mult = f0 * s, .k_learn = (1.0 - (wd > ww ? wd : ww)) * f0};
         r->ops->observe(&c->model, &c->prior, &agg[i], &o);
         double u = bd_agg_units(&agg[i], r->ops->units, p->pol->objective);
         if (d_season_on(r)) bd_season_observe(&c->season, &prof[i], r->season, hour, dow, u, m);
@@ -519,6 +525,21 @@ typedef struct {
     bool *promoted;       /* lab gate state after the decision (p->n entries, owned) */
 } alloc_result_t;
 
+/* Whether channel c is held at its allocation in force prev: its last
+ * cycle was dark (under BD_DLV_DARK of it spent: a paused flight) while
+ * another channel delivered, and no cap is learned yet (24 dark cycles cap
+ * it, delivery.h). Its conversions meanwhile come from earlier spend and
+ * raised its rate: money went to the one channel that could not spend it;
+ * cutting it costs a ramp-limited rebuild (docs/DECISIONS.md "A dark
+ * channel is held"). No spend reported anywhere is a data shape: no hold. */
+static bool decide_dark(const bd_portfolio_t *p, const bd_channel_t *c, const bd_policy_t *pol, double prev)
+{
+    if (pol->delivery.caps == BD_AUTO_OFF || c->dlv.dark == 0 || c->dlv.capped || !(prev > 0)) return false;
+    for (size_t i = 0; i < p->n; i++) /* only while another channel delivered */
+        if (&p->ch[i] != c && p->ch[i].dlv.ratio >= BD_DLV_DARK) return true;
+    return false;
+}
+
 /* The allocator and the verifier on the channels idx[0..m) as a portfolio
  * of their own under pol: the top-level channels under the portfolio's
  * policy, or (v2) one channel's arms with its amount as budget. Their
@@ -533,7 +554,7 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
     double *safe = bd_xmalloc(sizeof(double) * m1 * 10);
     double *mean = safe + m1, *lo = mean + m1, *hi = lo + m1, *pin = hi + m1, *hold = pin + m1,
            *dcap = hold + m1, *prev = dcap + m1, *x = prev + m1, *mult = x + m1;
-    bool *prom = bd_xcalloc(m1, sizeof(bool) * 2), *prom_out = prom + m1;
+    bool *prom = bd_xcalloc(m1, sizeof(bool) * 3), *prom_out = prom + m1, *dark = prom_out + m1;
     bd_bound_t *bound = bd_xcalloc(m1, sizeof(*bound));
     bd_model_state_t *st = bd_xmalloc(sizeof(*st) * m1);
     bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * m1);
@@ -550,6 +571,8 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
         pin[j] = bd_channel_pin(c);
         const bd_fault_t *f = &c->fault;
         hold[j] = f->kind != BD_FAULT_NONE && pol->faults[f->kind] != BD_FAULT_ACT_OFF ? f->hold : NAN;
+        dark[j] = isnan(hold[j]) && decide_dark(p, c, pol, prev[j]);
+        if (dark[j]) hold[j] = prev[j];
         dcap[j] = pol->delivery.caps != BD_AUTO_OFF ? bd_delivery_bound(&c->dlv, 0.01 * pol->budget)
                                                      : INFINITY;
     }
@@ -576,7 +599,7 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
         dc->mean_roas = mean[j];
         dc->roas_lo = lo[j];
         dc->roas_hi = hi[j];
-        dc->bound = bound[j];
+        dc->bound = dark[j] && bound[j] == BD_BOUND_FAULT ? BD_BOUND_DELIVERY : bound[j];
         r->x[idx[j]] = res->rc == BD_OK ? x[j] : prev[j];
         res->promoted[idx[j]] = prom_out[j];
     }

@@ -89,7 +89,9 @@ typedef struct {
  *           likelihood (default 1). Where a seasonal profile is in use,
  *           spend follows the hour and saturation and season are not
  *           separately identified in the closed loop: decide.c lowers it by
- *           the profile's weight (docs/DECISIONS.md "Time structure"). */
+ *           the profile's weight (docs/DECISIONS.md "Time structure"), and
+ *           multiplies it by the share of the interval's units reported on
+ *           time, F(0) (DECISIONS "Saturation of a slow channel"). */
 typedef struct {
     double mult, k_learn;
 } bd_obs_t;

@@ -165,3 +165,58 @@ Test(decide, silent_channel_keeps_its_posterior)
     bd_engine_free(e);
     bd_config_free(cfg);
 }
+
+/* A dark channel is held (decide.c decide_dark): channel a spends nothing
+ * of its allocation from cycle 10 on (a paused flight) while its
+ * conversions go on (carryover, 40 per cycle: more per unit of spend than
+ * ever), b and c deliver. From the first decision after a dark cycle a
+ * keeps its allocation exactly, with bound "delivery"; without the hold
+ * the conversions without spend raise a's rate and its allocation. */
+static bd_err_t dark_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
+                          size_t len)
+{
+    (void)p;
+    (void)json;
+    (void)len;
+    bd_bound_t *b = ctx;
+    if (d->n > 0) *b = d->ch[0].bound;
+    return BD_OK;
+}
+
+Test(decide, dark_channel_is_held_at_its_allocation)
+{
+    char err[2048];
+    bd_config_t *cfg;
+    cr_assert_eq(bd_config_load_string(CFG, strlen(CFG), "t.yaml", &cfg, err, sizeof(err)), BD_OK, "%s", err);
+    bd_bound_t bound = BD_BOUND_NONE;
+    bd_engine_opts_t o = {.threads = 1, .sink = dark_sink, .sink_ctx = &bound};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    char line[512], detail[256];
+    bd_err_t serr;
+    double held = NAN;
+    for (int c = 0; c < 16; c++) {
+        bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "p", 1);
+        for (int i = 0; i < 3; i++) {
+            double x = p && p->n == 3 ? p->ch[i].x : 1000;
+            double spend = i == 0 && c >= 10 ? 0 : x, conv = i == 0 && c >= 10 ? 40 : 0.03 * x;
+            snprintf(line, sizeof(line),
+                     "{\"ts\":%lld,\"portfolio\":\"p\",\"channel\":\"%c\",\"spend\":%.2f,"
+                     "\"conversions\":%.0f,\"revenue\":%.2f}",
+                     T0 + c * 3600LL + 10, 'a' + i, spend, conv, conv * 40);
+            cr_assert_eq(bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &serr),
+                         BD_REJ_NONE, "%s", detail);
+        }
+        snprintf(line, sizeof(line), "{\"portfolio\":\"p\",\"watermark\":%lld}", T0 + (c + 1) * 3600LL);
+        bd_engine_ingest(e, line, strlen(line), detail, sizeof(detail), &serr);
+        bd_engine_flush(e);
+        p = bd_ptable_find(bd_engine_table(e), "p", 1);
+        cr_assert(p && p->n == 3);
+        if (c == 9) held = p->ch[0].x;
+        if (c >= 10) {
+            cr_assert_eq(p->ch[0].x, held, "cycle %d: dark a moved %.2f -> %.2f", c, held, p->ch[0].x);
+            cr_assert_eq(bound, BD_BOUND_DELIVERY, "cycle %d: bound %s", c, bd_bound_name(bound));
+        }
+    }
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}

@@ -123,3 +123,34 @@ Test(time_quality, carryover_within_five_percent_without_a_model)
     cr_assert_lt(p.engine, 0.05);
     sim_scenario_free(sc);
 }
+
+/* Everything at once (all_combined): video reports over ~12 cycles, with
+ * carryover and a daily swing. Scoring saturation on its on-time sliver
+ * (0.4% of its units) pulled video's learned k to a third of the truth
+ * and its funding to 0.77 of the oracle's; weighted by the share reported
+ * on time (decide.c), it keeps the issue's 0.9 (docs/DECISIONS.md
+ * "Saturation of a slow channel"). */
+Test(time_quality, slow_channel_saturation_is_not_learned_from_its_sliver)
+{
+    sim_scenario_t *sc = load("bench/scenarios/all_combined.yaml");
+    play_t p = play(sc, 2);
+    cr_log_info("all_combined: slow channel funding %.3f, regret %.4f", p.slow, p.engine);
+    cr_assert_geq(p.slow, 0.88, "slow channel funding %.3f", p.slow);
+    cr_assert_lt(p.engine, 0.05, "regret %.4f", p.engine);
+    sim_scenario_free(sc);
+}
+
+/* A carryover channel dark 12 of every 36 cycles (carryover_pulsed): while
+ * dark it reports conversions without spend, which raised its rate, and
+ * the allocator moved money toward it (undelivered). Held at its
+ * allocation while dark and others deliver (decide.c decide_dark), the
+ * engine stays within 5% of the oracle (docs/DECISIONS.md "A dark channel
+ * is held"). */
+Test(time_quality, dark_carryover_channel_is_held_not_raised)
+{
+    sim_scenario_t *sc = load("bench/scenarios/carryover_pulsed.yaml");
+    play_t p = play(sc, 2);
+    cr_log_info("carryover_pulsed regret %.4f", p.engine);
+    cr_assert_lt(p.engine, 0.05, "regret %.4f", p.engine);
+    sim_scenario_free(sc);
+}
