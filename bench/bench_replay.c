@@ -22,7 +22,7 @@
  *                  line against replay_t1's, and the decisions that went
  *                  through the allocator in each (the kill path is cheap);
  *   live_clean, live_late  the engine as `budgetd run` drives it (live
- *                  clock, N threads, a flush every 512 lines as a poll
+ *                  clock, N threads, a flush every 1000 lines as run.c
  *                  batch): cost per line, late against clean.
  * Printed: each round's values, then min and median of the ratios
  * (replay_t1 / floor: target <= 2; t1 / t2 >= 1.6; late / clean per line
@@ -383,6 +383,8 @@ int main(int argc, char **argv)
     }
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int maxt = ncpu < 1 ? 1 : ncpu > MAXT ? MAXT : (int)ncpu;
+    double load[1] = {0};
+    if (getloadavg(load, 1) == 1) bu_print("load_average", load[0], "(1 min, at start: other work on these cores)");
     bu_print("replay_lines", (double)l.n, "lines");
     bu_print("late_lines", (double)late.n, "lines");
     bu_print("late_share", (double)(n_late + n_rest) / (double)l.n, "of the lines (late + restated)");
@@ -417,10 +419,10 @@ int main(int argc, char **argv)
         bu_print("late_allocator_decisions", (double)g_alloc, "decisions");
         r_late[rep] = (tl / (double)late.n) / (t1 / (double)l.n);
         bu_print("late_vs_clean_per_line", r_late[rep], "ratio (target <= 1)");
-        double lc = run_engine(cfg, &l, maxt, true, 512);
+        double lc = run_engine(cfg, &l, maxt, true, 1000);
         size_t lc_alloc = g_alloc;
-        double ll = run_engine(cfg, &late, maxt, true, 512);
-        bu_print("live_clean", lc, "s (live clock, flush per 512 lines)");
+        double ll = run_engine(cfg, &late, maxt, true, 1000);
+        bu_print("live_clean", lc, "s (live clock, flush per 1000 lines as run.c syncs)");
         bu_print("live_clean_allocator_decisions", (double)lc_alloc, "decisions");
         bu_print("live_late", ll, "s");
         bu_print("live_late_allocator_decisions", (double)g_alloc, "decisions");
