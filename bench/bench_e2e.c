@@ -205,12 +205,13 @@ static int lat_pf(const char *s, size_t n)
     return i >= 0 && i < LAT_PF ? i : -1;
 }
 
-/* A message arrived at t: a sampled event or a watermark is noted. */
+/* A message arrived (at t when sampled): a sampled event or a watermark
+ * (its own clock read) is noted. */
 static void lat_arrive(const char *s, size_t n, bool sampled, double t)
 {
     int i = lat_pf(s, n);
     if (i < 0) return;
-    if (memmem(s, n, "\"watermark\"", 11)) g_lat[i].wm = t;
+    if (memmem(s, n, "\"watermark\"", 11)) g_lat[i].wm = sampled ? t : bu_now();
     else if (sampled) lat_push(&g_lat[i].t, &g_lat[i].n, &g_lat[i].cap, t);
 }
 
@@ -218,7 +219,8 @@ static bd_err_t discard(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
                         size_t len)
 {
     (void)ctx, (void)d, (void)json, (void)len;
-    int i = lat_pf(p->name, strlen(p->name));
+    int i = strncmp(p->name, "pf-", 3) == 0 ? atoi(p->name + 3) : -1;
+    if (i >= LAT_PF) i = -1;
     if (i < 0 || (!g_lat[i].n && !g_lat[i].wm)) return BD_OK;
     double now = bu_now();
     for (size_t k = 0; k < g_lat[i].n; k++) lat_push(&g_ev_lat, &g_n_ev, &g_cap_ev, now - g_lat[i].t[k]);
@@ -282,7 +284,7 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
          * message in WORK_SAMPLE only, and stop the clock at the last */
         bool timed = got % WORK_SAMPLE == 0;
         double tx = timed ? bu_now() : 0;
-        if (work == 2) lat_arrive(m.payload, m.len, timed, timed ? tx : bu_now());
+        if (work == 2) lat_arrive(m.payload, m.len, timed, tx);
         if (work) {
             bd_engine_decoded_t dec;
             bd_reject_t r = bd_engine_decode(e, m.payload, m.len, &dec, detail, sizeof(detail));

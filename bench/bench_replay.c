@@ -23,7 +23,7 @@
  *                  through the allocator in each (the kill path is cheap);
  *   live_clean, live_late  the engine as `budgetd run` drives it (live
  *                  clock, N threads, a flush every 1000 lines as run.c
- *                  batch): cost per line, late against clean.
+ *                  syncs): cost per line, late against clean.
  * Printed: each round's values, then min and median of the ratios
  * (replay_t1 / floor: target <= 2; t1 / t2 >= 1.6; late / clean per line
  * <= 1). Then memory per (portfolio, channel): the heap (mallinfo2) an
