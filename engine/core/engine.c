@@ -108,6 +108,7 @@ bd_err_t bd_engine_flush(bd_engine_t *e)
             bd_err_t rc = e->opts.sink(e->opts.sink_ctx, j->p, &j->d, j->json, j->json_len);
             if (rc != BD_OK) e->sink_err = rc;
         }
+        bd_decide_job_trim(j);
     }
     e->njobs = 0;
     return e->sink_err;
