@@ -322,11 +322,11 @@ static size_t mem_after(const bd_config_t *cfg, int P, int C, int cycles)
 }
 
 /* The config with its overspend trigger off ("overspend_ratio: 2.0" ->
- * "0"): on the sample config a stream with 30% late events trips it within
- * a few cycles (the delivery learner sees over-delivery; reported in
- * docs/DECISIONS.md "Performance"), and the cheap kill path would then time
- * as a fast late stream. The clean log never trips it: its decisions are the
- * same either way. */
+ * "0"): the log's spends follow the allocations of gen_events' own closed
+ * loop, so once late events change the replay's decisions the channels
+ * over-deliver against them and the trigger fires within a few cycles; the
+ * cheap kill path would then time as a fast late stream. The clean log
+ * never trips it: its decisions are the same either way. */
 static bd_err_t load_config(const char *path, bd_config_t **cfg, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
