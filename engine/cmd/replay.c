@@ -95,6 +95,21 @@ static int rec_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* A new temporary file in $TMPDIR (else /tmp), already unlinked: gone
+ * when closed or when the process dies. NULL on failure (errno set). */
+static FILE *replay_tmpfile(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/budgetd-replay-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    unlink(path);
+    FILE *f = fdopen(fd, "w+");
+    if (!f) close(fd);
+    return f;
+}
+
 /* Sorts the buffered records and writes them to a new temporary file (a
  * run), emptying the buffer. The portfolio names go with them: the merge
  * compares by name. A failed write keeps the records in memory (and says so
@@ -102,7 +117,7 @@ static int rec_cmp(const void *a, const void *b)
 static void replay_spill(replay_sink_t *s)
 {
     if (s->spill_failed) return;
-    FILE *f = tmpfile();
+    FILE *f = replay_tmpfile();
     if (!f) goto fail;
     qsort(s->recs, s->n, sizeof(*s->recs), rec_cmp);
     for (size_t i = 0; i < s->n; i++) {
