@@ -55,6 +55,8 @@ typedef struct {
     size_t used, arena_cap;
     run_t *runs;           /* spilled runs */
     size_t nruns;
+    size_t spill_at;       /* record bytes that make a run: REPLAY_SPILL, or
+                            * $BUDGETD_REPLAY_SPILL (bytes; tests) */
     bool spill_failed;
     bd_redis_t *redis;     /* --redis: also published */
     bd_publish_t *pub;
@@ -82,7 +84,7 @@ static bd_err_t replay_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d
     s->recs[s->n] = (rec_t){d->cycle, p->name, s->n, s->used, len + 1};
     s->used += len + 1;
     s->n++;
-    if (s->used >= REPLAY_SPILL) replay_spill(s);
+    if (s->used >= s->spill_at) replay_spill(s);
     return s->pub ? bd_publish_sink(s->pub, p, d, json, len) : BD_OK;
 }
 
@@ -338,6 +340,9 @@ static int replay_setup(replay_t *rp)
         }
         rp->sink.pub = bd_publish_new(rp->sink.redis, NULL);
     }
+    const char *sp = getenv("BUDGETD_REPLAY_SPILL");
+    long long spv = sp ? atoll(sp) : 0;
+    rp->sink.spill_at = spv > 0 ? (size_t)spv : REPLAY_SPILL;
     bd_engine_opts_t eo = {.threads = rp->a.threads, .live = false, .sink = replay_sink,
                            .sink_ctx = &rp->sink};
     rp->e = bd_engine_new(rp->cfg, &eo);
