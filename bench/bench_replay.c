@@ -367,6 +367,64 @@ static void print_ratio(const char *name, double *v, const char *unit)
     bu_print(nm, bu_median(v, REPS), unit);
 }
 
+typedef struct {
+    double floor[REPS], wall[REPS], speed[REPS], late[REPS], live[REPS], livew[REPS];
+} ratios_t;
+
+/* One round: the floor, replay at 1..maxt threads, the late log, live. */
+static void run_round(const bd_config_t *cfg, const lines_t *l_, const lines_t *late_, int maxt,
+                      int rep, ratios_t *R)
+{
+    const lines_t l = *l_, late = *late_;
+    char nm[64];
+    double t1 = run_engine(cfg, &l, 1, false, 0), c1 = g_cpu;
+    size_t gam = g_gammas, dec = g_decisions, t1_alloc = g_alloc;
+    double tp = run_parse(&l), cp = g_cpu, tg = run_gamma(gam), cg = g_cpu;
+    bu_print("round", rep + 1, "");
+    bu_print("floor_parse", cp, "s CPU (cJSON, every line)");
+    bu_print("floor_gamma", cg, "s CPU (gsl_ran_gamma)");
+    bu_print("floor_gamma_draws", (double)gam, "draws");
+    bu_print("floor", cp + cg, "s CPU");
+    bu_print("floor_wall", tp + tg, "s");
+    bu_print("decisions", (double)dec, "decisions");
+    bu_print("replay_t1", c1, "s CPU (1 thread)");
+    bu_print("replay_t1_wall", t1, "s");
+    bu_print("replay_t1_per_decision", c1 / (double)dec * 1e6, "us CPU");
+    R->floor[rep] = c1 / (cp + cg);
+    R->wall[rep] = t1 / (tp + tg);
+    bu_print("replay_t1_vs_floor", R->floor[rep], "ratio of CPU times (target <= 2)");
+    bu_print("replay_t1_vs_floor_wall", R->wall[rep], "ratio of wall times");
+    for (int t = 2; t <= maxt; t++) {
+        double tt = run_engine(cfg, &l, t, false, 0);
+        snprintf(nm, sizeof nm, "replay_t%d", t);
+        bu_print(nm, tt, "s wall");
+        snprintf(nm, sizeof nm, "replay_speedup_t%d", t);
+        bu_print(nm, t1 / tt, "x vs 1 thread, wall (target >= 1.6 at 2)");
+        if (t == 2) R->speed[rep] = t1 / tt;
+    }
+    if (maxt < 2) R->speed[rep] = 1;
+    double tl = run_engine(cfg, &late, 1, false, 0), cl = g_cpu;
+    bu_print("late_t1", cl, "s CPU (1 thread)");
+    bu_print("clean_allocator_decisions", (double)t1_alloc, "decisions");
+    bu_print("late_allocator_decisions", (double)g_alloc, "decisions");
+    R->late[rep] = (cl / (double)late.n) / (c1 / (double)l.n);
+    bu_print("late_vs_clean_per_line", R->late[rep], "ratio of CPU per line (target <= 1)");
+    bu_print("late_vs_clean_per_line_wall", (tl / (double)late.n) / (t1 / (double)l.n), "ratio");
+    double lc = run_engine(cfg, &l, maxt, true, 1000), lcc = g_cpu;
+    size_t lc_alloc = g_alloc;
+    double ll = run_engine(cfg, &late, maxt, true, 1000), llc = g_cpu;
+    bu_print("live_clean", lc, "s wall (live clock, all threads, flush per 1000 lines as run.c syncs)");
+    bu_print("live_clean_cpu", lcc, "s CPU");
+    bu_print("live_clean_allocator_decisions", (double)lc_alloc, "decisions");
+    bu_print("live_late", ll, "s wall");
+    bu_print("live_late_cpu", llc, "s CPU");
+    bu_print("live_late_allocator_decisions", (double)g_alloc, "decisions");
+    R->live[rep] = (llc / (double)late.n) / (lcc / (double)l.n);
+    R->livew[rep] = (ll / (double)late.n) / (lc / (double)l.n);
+    bu_print("live_late_vs_clean_per_line", R->live[rep], "ratio of CPU per line (target <= 1)");
+    bu_print("live_late_vs_clean_per_line_wall", R->livew[rep], "ratio of wall per line (serialisation shows here)");
+}
+
 int main(int argc, char **argv)
 {
     const char *cfg_path = "configs/sample.yaml", *log = NULL;
@@ -407,62 +465,14 @@ int main(int argc, char **argv)
     bu_print("replay_lines", (double)l.n, "lines");
     bu_print("late_lines", (double)late.n, "lines");
     bu_print("late_share", (double)(n_late + n_rest) / (double)l.n, "of the lines (late + restated)");
-    double r_floor[REPS], r_wall[REPS], r_speed[REPS], r_late[REPS], r_live[REPS], r_livew[REPS];
-    char nm[64];
-    for (int rep = 0; rep < REPS; rep++) {
-        double t1 = run_engine(cfg, &l, 1, false, 0), c1 = g_cpu;
-        size_t gam = g_gammas, dec = g_decisions, t1_alloc = g_alloc;
-        double tp = run_parse(&l), cp = g_cpu, tg = run_gamma(gam), cg = g_cpu;
-        bu_print("round", rep + 1, "");
-        bu_print("floor_parse", cp, "s CPU (cJSON, every line)");
-        bu_print("floor_gamma", cg, "s CPU (gsl_ran_gamma)");
-        bu_print("floor_gamma_draws", (double)gam, "draws");
-        bu_print("floor", cp + cg, "s CPU");
-        bu_print("floor_wall", tp + tg, "s");
-        bu_print("decisions", (double)dec, "decisions");
-        bu_print("replay_t1", c1, "s CPU (1 thread)");
-        bu_print("replay_t1_wall", t1, "s");
-        bu_print("replay_t1_per_decision", c1 / (double)dec * 1e6, "us CPU");
-        r_floor[rep] = c1 / (cp + cg);
-        r_wall[rep] = t1 / (tp + tg);
-        bu_print("replay_t1_vs_floor", r_floor[rep], "ratio of CPU times (target <= 2)");
-        bu_print("replay_t1_vs_floor_wall", r_wall[rep], "ratio of wall times");
-        for (int t = 2; t <= maxt; t++) {
-            double tt = run_engine(cfg, &l, t, false, 0);
-            snprintf(nm, sizeof nm, "replay_t%d", t);
-            bu_print(nm, tt, "s wall");
-            snprintf(nm, sizeof nm, "replay_speedup_t%d", t);
-            bu_print(nm, t1 / tt, "x vs 1 thread, wall (target >= 1.6 at 2)");
-            if (t == 2) r_speed[rep] = t1 / tt;
-        }
-        if (maxt < 2) r_speed[rep] = 1;
-        double tl = run_engine(cfg, &late, 1, false, 0), cl = g_cpu;
-        bu_print("late_t1", cl, "s CPU (1 thread)");
-        bu_print("clean_allocator_decisions", (double)t1_alloc, "decisions");
-        bu_print("late_allocator_decisions", (double)g_alloc, "decisions");
-        r_late[rep] = (cl / (double)late.n) / (c1 / (double)l.n);
-        bu_print("late_vs_clean_per_line", r_late[rep], "ratio of CPU per line (target <= 1)");
-        bu_print("late_vs_clean_per_line_wall", (tl / (double)late.n) / (t1 / (double)l.n), "ratio");
-        double lc = run_engine(cfg, &l, maxt, true, 1000), lcc = g_cpu;
-        size_t lc_alloc = g_alloc;
-        double ll = run_engine(cfg, &late, maxt, true, 1000), llc = g_cpu;
-        bu_print("live_clean", lc, "s wall (live clock, all threads, flush per 1000 lines as run.c syncs)");
-        bu_print("live_clean_cpu", lcc, "s CPU");
-        bu_print("live_clean_allocator_decisions", (double)lc_alloc, "decisions");
-        bu_print("live_late", ll, "s wall");
-        bu_print("live_late_cpu", llc, "s CPU");
-        bu_print("live_late_allocator_decisions", (double)g_alloc, "decisions");
-        r_live[rep] = (llc / (double)late.n) / (lcc / (double)l.n);
-        r_livew[rep] = (ll / (double)late.n) / (lc / (double)l.n);
-        bu_print("live_late_vs_clean_per_line", r_live[rep], "ratio of CPU per line (target <= 1)");
-        bu_print("live_late_vs_clean_per_line_wall", r_livew[rep], "ratio of wall per line (serialisation shows here)");
-    }
-    print_ratio("replay_t1_vs_floor", r_floor, "ratio of CPU times (target <= 2)");
-    print_ratio("replay_t1_vs_floor_wall", r_wall, "ratio of wall times");
-    print_ratio("replay_speedup_t2", r_speed, "x (target >= 1.6)");
-    print_ratio("late_vs_clean_per_line", r_late, "ratio of CPU per line (target <= 1)");
-    print_ratio("live_late_vs_clean_per_line", r_live, "ratio of CPU per line (target <= 1)");
-    print_ratio("live_late_vs_clean_per_line_wall", r_livew, "ratio of wall per line");
+    ratios_t R;
+    for (int rep = 0; rep < REPS; rep++) run_round(cfg, &l, &late, maxt, rep, &R);
+    print_ratio("replay_t1_vs_floor", R.floor, "ratio of CPU times (target <= 2)");
+    print_ratio("replay_t1_vs_floor_wall", R.wall, "ratio of wall times");
+    print_ratio("replay_speedup_t2", R.speed, "x (target >= 1.6)");
+    print_ratio("late_vs_clean_per_line", R.late, "ratio of CPU per line (target <= 1)");
+    print_ratio("live_late_vs_clean_per_line", R.live, "ratio of CPU per line (target <= 1)");
+    print_ratio("live_late_vs_clean_per_line_wall", R.livew, "ratio of wall per line");
 
     run_mem(cfg);
     bd_config_free(cfg);

@@ -760,24 +760,6 @@ void bd_decide_job_free(bd_decide_job_t *job)
     job->dch = NULL;
 }
 
-/* The job's per-decision buffers (aggregates, record channels, record
- * JSON) go back once the sink has the record: a job slot is kept for every
- * portfolio that closed in one flush, and its buffers were ~40% of the
- * engine's memory per (portfolio, channel) between flushes (issue 15). The
- * late queue stays: it is swapped with the portfolio's, not rebuilt. */
-void bd_decide_job_trim(bd_decide_job_t *job)
-{
-    free(job->agg);
-    free(job->json);
-    free(job->dch);
-    job->agg = NULL;
-    job->json = NULL;
-    job->dch = NULL;
-    job->agg_cap = job->json_cap = job->dch_cap = 0;
-    job->json_len = 0;
-    job->d.ch = NULL;
-}
-
 size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, char **json,
                                  size_t *cap)
 {

@@ -37,9 +37,6 @@ typedef struct {
 void bd_decide_run(bd_decide_job_t *job);
 /* Frees what the job owns (agg, json, the record's channel scratch). */
 void bd_decide_job_free(bd_decide_job_t *job);
-/* Frees the per-decision buffers (agg, json, record channels) after the
- * record went to the sink; the job stays usable. */
-void bd_decide_job_trim(bd_decide_job_t *job);
 
 /* An operator approved p's pending proposal: builds the record of that
  * decision (path "approved", cycle p->proposal_cycle) into *json. The caller
