@@ -35,7 +35,10 @@
  * apply in the engine loop, and polls that came back empty mid-run (once
  * 4-5 per run, ~0.5 s: librdkafka 2.0 stopped fetching at
  * queued.min.messages = 100k and backed off ~1 s; the daemon's consumer
- * now sets it to 1M, see engine/kafka.c). */
+ * now sets it to 1M, see engine/kafka.c).
+ * Last, one more engine run that flushes as the daemon's loop syncs (every
+ * 1000 messages and at an empty poll) prints the event-to-decision and
+ * watermark-to-decision latencies, p50 and p99 (issue 15). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,11 +177,72 @@ static void no_revoke(void *ctx, const int32_t *parts, size_t n)
     (void)ctx, (void)parts, (void)n;
 }
 
+/* Latency (issue 15): arrival times of every WORK_SAMPLE-th event and of
+ * each watermark, per portfolio, until its next decision; the sink turns
+ * them into event-to-decision and watermark-to-decision latencies. */
+#define LAT_PF 96
+typedef struct {
+    double *t;
+    size_t n, cap;
+    double wm;   /* arrival of the watermark not yet decided on, 0 none */
+} lat_pf_t;
+static lat_pf_t g_lat[LAT_PF];
+static double *g_ev_lat, *g_wm_lat;
+static size_t g_n_ev, g_cap_ev, g_n_wm, g_cap_wm;
+
+static void lat_push(double **a, size_t *n, size_t *cap, double v)
+{
+    if (*n == *cap) *a = realloc(*a, (*cap = *cap ? 2 * *cap : 4096) * sizeof(double));
+    (*a)[(*n)++] = v;
+}
+
+/* The portfolio index of a message ("pf-NNNNN"), -1 if none. */
+static int lat_pf(const char *s, size_t n)
+{
+    const char *pf = memmem(s, n, "\"pf-", 4);
+    if (!pf) return -1;
+    int i = atoi(pf + 4);
+    return i >= 0 && i < LAT_PF ? i : -1;
+}
+
+/* A message arrived (at t when sampled): a sampled event or a watermark
+ * (its own clock read) is noted. */
+static void lat_arrive(const char *s, size_t n, bool sampled, double t)
+{
+    int i = lat_pf(s, n);
+    if (i < 0) return;
+    if (memmem(s, n, "\"watermark\"", 11)) g_lat[i].wm = sampled ? t : bu_now();
+    else if (sampled) lat_push(&g_lat[i].t, &g_lat[i].n, &g_lat[i].cap, t);
+}
+
 static bd_err_t discard(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
                         size_t len)
 {
-    (void)ctx, (void)p, (void)d, (void)json, (void)len;
+    (void)ctx, (void)d, (void)json, (void)len;
+    int i = strncmp(p->name, "pf-", 3) == 0 ? atoi(p->name + 3) : -1;
+    if (i >= LAT_PF) i = -1;
+    if (i < 0 || (!g_lat[i].n && !g_lat[i].wm)) return BD_OK;
+    double now = bu_now();
+    for (size_t k = 0; k < g_lat[i].n; k++) lat_push(&g_ev_lat, &g_n_ev, &g_cap_ev, now - g_lat[i].t[k]);
+    g_lat[i].n = 0;
+    if (g_lat[i].wm > 0) lat_push(&g_wm_lat, &g_n_wm, &g_cap_wm, now - g_lat[i].wm);
+    g_lat[i].wm = 0;
     return BD_OK;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (nearest rank) of a[0..n), sorted in place; 0 if empty. */
+static double lat_q(double *a, size_t n, double q)
+{
+    if (!n) return 0;
+    qsort(a, n, sizeof *a, cmp_dbl);
+    size_t k = (size_t)(q * (double)(n - 1) + 0.5);
+    return a[k];
 }
 
 /* The engine side: the daemon's consumer and per-message engine work;
@@ -211,6 +275,7 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
         bd_kafka_msg_t m;
         if (!bd_kafka_poll(k, &m, 100)) {
             empty += got > 0;
+            if (work == 2) bd_engine_flush(e); /* and when a poll finds nothing */
             if (bu_now() - start >= WAIT_S) break;
             continue;
         }
@@ -219,6 +284,7 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
          * message in WORK_SAMPLE only, and stop the clock at the last */
         bool timed = got % WORK_SAMPLE == 0;
         double tx = timed ? bu_now() : 0;
+        if (work == 2) lat_arrive(m.payload, m.len, timed, tx);
         if (work) {
             bd_engine_decoded_t dec;
             bd_reject_t r = bd_engine_decode(e, m.payload, m.len, &dec, detail, sizeof(detail));
@@ -229,6 +295,8 @@ static double engine_consume(const char *bootstraps, const char *group, size_t n
             bad += r != BD_REJ_NONE;
         }
         bd_kafka_msg_done(k, &m);
+        /* as the daemon's run loop syncs (run.c): every 1000 messages */
+        if (work == 2 && got % 1000 == 0) bd_engine_flush(e);
         if (timed) tw += (bu_now() - tx) * WORK_SAMPLE;
         if (got == n) t1 = bu_now();
     }
@@ -305,6 +373,23 @@ int main(void)
     bu_print("e2e_engine_work_per_msg", work[best] / (double)l.n * 1e9,
              "ns (decode + apply + release, wall, in the engine loop)");
     bu_print("e2e_engine_empty_polls", (double)stalls[best], "polls of 100 ms that found nothing mid-run");
+    /* Latency: one more engine run that flushes as the daemon syncs (every
+     * 1000 messages and at an empty poll) and notes arrival times. Each
+     * portfolio's watermark comes after all its events, so an event waits
+     * for it: event-to-decision is mostly the stream itself; watermark-to-
+     * decision is what the engine adds. */
+    double tw;
+    size_t st;
+    snprintf(group, sizeof(group), "bench-latency");
+    if (engine_consume(bs, group, l.n, l.events, 2, &tw, &st) < 0) return 1;
+    bu_print("e2e_event_to_decision_p50", lat_q(g_ev_lat, g_n_ev, 0.50) * 1e3, "ms (sampled events)");
+    bu_print("e2e_event_to_decision_p99", lat_q(g_ev_lat, g_n_ev, 0.99) * 1e3, "ms");
+    bu_print("e2e_watermark_to_decision_p50", lat_q(g_wm_lat, g_n_wm, 0.50) * 1e3, "ms");
+    bu_print("e2e_watermark_to_decision_p99", lat_q(g_wm_lat, g_n_wm, 0.99) * 1e3, "ms");
+    bu_print("e2e_latency_samples", (double)g_n_ev, "events");
+    for (int i = 0; i < LAT_PF; i++) free(g_lat[i].t);
+    free(g_ev_lat);
+    free(g_wm_lat);
     bu_lines_free(&l);
     bd_broker_stop(b);
     return 0;

@@ -49,10 +49,36 @@ double bd_lag_completeness(const bd_lag_t *l, int64_t age, int64_t horizon)
     return f < 1 ? f : 1.0;
 }
 
+/* F[k] = bd_lag_completeness(l, lag_start[k], horizon) for every bin start
+ * k = 0..BD_LAG_BINS in one pass (bd_lag_step needs them all): at a bin's
+ * start every earlier bin counts in full and the bin itself by one age, so
+ * `by` is a running sum taken in the same order as there, and the values are
+ * the same bits. */
+static void lag_starts(const bd_lag_t *l, int64_t horizon, double *F)
+{
+    double tot = BD_LAG_PRIOR, by = BD_LAG_PRIOR;
+    for (int b = 0; b < BD_LAG_BINS && lag_start[b] < horizon; b++) tot += l->n[b];
+    for (int k = 0; k <= BD_LAG_BINS; k++) {
+        int64_t age = lag_start[k];
+        if (horizon <= 0 || age >= horizon) { F[k] = 1.0; continue; }
+        double f = by;
+        if (k < BD_LAG_BINS) {
+            double nb = l->n[k];
+            int64_t end = lag_start[k + 1] < horizon ? lag_start[k + 1] : horizon;
+            if (age >= end - 1) f += nb;
+            else f += nb * (double)(age - lag_start[k] + 1) / (double)(end - lag_start[k]);
+            by += nb;
+        }
+        f /= tot;
+        F[k] = f < 1 ? f : 1.0;
+    }
+}
+
 int bd_lag_step(bd_lag_t *l, int64_t horizon, double x, double s, bd_lag_credit_t *out)
 {
     int nout = 0;
-    double flow_x[BD_LAG_BINS], flow_sx[BD_LAG_BINS];
+    double flow_x[BD_LAG_BINS], flow_sx[BD_LAG_BINS], F[BD_LAG_BINS + 1];
+    lag_starts(l, horizon, F);
     for (int b = 0; b < BD_LAG_BINS; b++) {
         double w = (double)bd_lag_bin_width(b);
         flow_x[b] = l->x[b] / w;   /* the oldest interval of the bin moves on */
@@ -60,8 +86,7 @@ int bd_lag_step(bd_lag_t *l, int64_t horizon, double x, double s, bd_lag_credit_
         if (!(l->x[b] > 0)) continue;
         /* the bin's w intervals, one per age, each gain F(a+1) - F(a): the
          * sum telescopes over the bin */
-        double gain = bd_lag_completeness(l, lag_start[b + 1], horizon) -
-                      bd_lag_completeness(l, lag_start[b], horizon);
+        double gain = F[b + 1] - F[b];
         if (gain > 1e-9) {
             out[nout].x = l->x[b] / w;
             out[nout].mult = gain * (l->sx[b] / l->x[b]);

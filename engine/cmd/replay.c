@@ -1,12 +1,18 @@
 /* replay.c: `budgetd replay`: the live engine over JSON Lines logs in event
  * time. Decisions are buffered and written sorted by (cycle, portfolio),
  * the order docs/CONTRACT.md §4 promises, whatever the interleaving of the
- * input. */
+ * input. A buffer past REPLAY_SPILL bytes is sorted and spilled to a
+ * temporary file (a run); the end merges the runs with what is left in
+ * memory, by the same key, so the output is the same bytes and memory stays
+ * bounded on a year of decisions (docs/DECISIONS.md "Year scale"). */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 #include "cmd.h"
 #include "opts.h"
@@ -22,14 +28,42 @@ typedef struct {
     size_t off, len;       /* into the record arena */
 } rec_t;
 
+#ifndef REPLAY_SPILL
+#define REPLAY_SPILL ((size_t)256 << 20) /* record bytes held before a run is spilled */
+#endif
+
+/* One spilled run: records sorted by rec_cmp, each as a run_hdr_t, the
+ * portfolio name and the record line; head is its next record. */
+typedef struct {
+    int64_t cycle;
+    uint64_t seq;
+    uint32_t name_len, len;
+} run_hdr_t;
+
+typedef struct {
+    FILE *f;
+    run_hdr_t h;
+    char *name, *line;
+    size_t name_cap, line_cap;
+    bool live;
+} run_t;
+
 typedef struct {
     rec_t *recs;
     size_t n, cap;
     char *arena;
     size_t used, arena_cap;
+    run_t *runs;           /* spilled runs */
+    size_t nruns;
+    size_t spill_at;       /* record bytes that make a run: REPLAY_SPILL, or
+                            * $BUDGETD_REPLAY_SPILL (bytes; tests) */
+    bool spill_failed;
     bd_redis_t *redis;     /* --redis: also published */
     bd_publish_t *pub;
 } replay_sink_t;
+
+static int rec_cmp(const void *a, const void *b);
+static void replay_spill(replay_sink_t *s);
 
 /* Keeps a copy of each record for the sorted write at the end. */
 static bd_err_t replay_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d,
@@ -50,6 +84,7 @@ static bd_err_t replay_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d
     s->recs[s->n] = (rec_t){d->cycle, p->name, s->n, s->used, len + 1};
     s->used += len + 1;
     s->n++;
+    if (s->used >= s->spill_at) replay_spill(s);
     return s->pub ? bd_publish_sink(s->pub, p, d, json, len) : BD_OK;
 }
 
@@ -62,11 +97,113 @@ static int rec_cmp(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* A new temporary file in $TMPDIR (else /tmp), already unlinked: gone
+ * when closed or when the process dies. NULL on failure (errno set). */
+static FILE *replay_tmpfile(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/budgetd-replay-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return NULL;
+    unlink(path);
+    FILE *f = fdopen(fd, "w+");
+    if (!f) close(fd);
+    return f;
+}
+
+/* Sorts the buffered records and writes them to a new temporary file (a
+ * run), emptying the buffer. The portfolio names go with them: the merge
+ * compares by name. A failed write keeps the records in memory (and says so
+ * once): the output is still right, only the bound is lost. */
+static void replay_spill(replay_sink_t *s)
+{
+    if (s->spill_failed) return;
+    FILE *f = replay_tmpfile();
+    if (!f) goto fail;
+    qsort(s->recs, s->n, sizeof(*s->recs), rec_cmp);
+    for (size_t i = 0; i < s->n; i++) {
+        const rec_t *r = &s->recs[i];
+        run_hdr_t h = {r->cycle, r->seq, (uint32_t)strlen(r->portfolio), (uint32_t)r->len};
+        if (fwrite(&h, sizeof h, 1, f) != 1 || fwrite(r->portfolio, 1, h.name_len, f) != h.name_len ||
+            fwrite(s->arena + r->off, 1, r->len, f) != r->len)
+            goto fail;
+    }
+    if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
+    s->runs = bd_xrealloc(s->runs, (s->nruns + 1) * sizeof(*s->runs));
+    s->runs[s->nruns++] = (run_t){.f = f};
+    s->n = 0;
+    s->used = 0;
+    return;
+fail:
+    fprintf(stderr, "budgetd replay: cannot spill decisions to a temporary file (%s); keeping them in memory\n",
+            strerror(errno));
+    if (f) fclose(f);
+    s->spill_failed = true;
+}
+
+/* Reads run r's next record into its head; false at its end (or on a read
+ * error, reported). */
+static bool run_next(run_t *r)
+{
+    r->live = false;
+    if (fread(&r->h, sizeof r->h, 1, r->f) != 1) return false;
+    if (r->name_cap < r->h.name_len + 1) r->name = bd_xrealloc(r->name, r->name_cap = r->h.name_len + 1);
+    if (r->line_cap < r->h.len) r->line = bd_xrealloc(r->line, r->line_cap = r->h.len);
+    if (fread(r->name, 1, r->h.name_len, r->f) != r->h.name_len ||
+        fread(r->line, 1, r->h.len, r->f) != r->h.len) {
+        fprintf(stderr, "budgetd replay: temporary file: short read\n");
+        return false;
+    }
+    r->name[r->h.name_len] = 0;
+    return r->live = true;
+}
+
+/* Writes the spilled runs and the sorted buffer merged by rec_cmp (k-way,
+ * a linear scan: a year of hourly decisions makes some 70 runs). */
+static void replay_merge(replay_sink_t *s, FILE *out)
+{
+    for (size_t k = 0; k < s->nruns; k++) run_next(&s->runs[k]);
+    size_t mi = 0;
+    for (;;) {
+        const rec_t *best = mi < s->n ? &s->recs[mi] : NULL;
+        rec_t cand, bestv;
+        size_t bk = SIZE_MAX;
+        for (size_t k = 0; k < s->nruns; k++) {
+            run_t *r = &s->runs[k];
+            if (!r->live) continue;
+            cand = (rec_t){r->h.cycle, r->name, r->h.seq, 0, r->h.len};
+            if (!best || rec_cmp(&cand, best) < 0) {
+                bestv = cand;
+                best = &bestv;
+                bk = k;
+            }
+        }
+        if (!best) break;
+        if (bk == SIZE_MAX) {
+            fwrite(s->arena + best->off, 1, best->len, out);
+            mi++;
+        } else {
+            fwrite(s->runs[bk].line, 1, s->runs[bk].h.len, out);
+            run_next(&s->runs[bk]);
+        }
+    }
+    for (size_t k = 0; k < s->nruns; k++) {
+        fclose(s->runs[k].f);
+        free(s->runs[k].name);
+        free(s->runs[k].line);
+    }
+    free(s->runs);
+    s->runs = NULL;
+    s->nruns = 0;
+}
+
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void replay_usage(FILE *f)
 {
-    fputs("usage: budgetd replay -c CONFIG LOG... [-o OUT] [--redis URL] [--threads N]\n"
-          "  LOG is a JSON Lines file, '-' for stdin; .gz is read directly\n", f);
+    fputs("usage: budgetd replay -c CONFIG LOG... [-o OUT] [--redis URL] [--threads N] [--progress SECS]\n"
+          "  LOG is a JSON Lines file, '-' for stdin; .gz is read directly\n"
+          "  --progress SECS: lines, decisions, rate and peak RSS on stderr every SECS s, and at the end\n", f);
 }
 
 /* Prints the end-of-run summary: lines, outcomes, rejects per reason. */
@@ -98,6 +235,7 @@ static void replay_summary(const bd_engine_stats_t *st)
 typedef struct {
     const char *cfg_path, *out_path, *redis_url;
     int threads;
+    int progress;          /* --progress SECS: a line to stderr every SECS seconds; 0 off */
     const char **logs;
     int nlogs;
 } replay_args_t;
@@ -119,7 +257,7 @@ static int replay_parse(int argc, char **argv, bd_opts_t *o, replay_args_t *a)
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"output", required_argument, NULL, 'o'},
         {"redis", required_argument, NULL, 'r'}, {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"progress", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     *a = (replay_args_t){.threads = 1};
     bd_opts_init(o, "replay", argc, argv, "c:o:t:h", longopts);
     int ch;
@@ -130,6 +268,9 @@ static int replay_parse(int argc, char **argv, bd_opts_t *o, replay_args_t *a)
         case 'r': a->redis_url = o->arg; break;
         case 't':
             if (!bd_opts_int(o, 1, BD_CMD_MAX_THREADS, &a->threads)) return BD_EXIT_USAGE;
+            break;
+        case 'P':
+            if (!bd_opts_int(o, 1, 86400, &a->progress)) return BD_EXIT_USAGE;
             break;
         case 'h': replay_usage(stdout); return BD_EXIT_OK;
         default: replay_usage(stderr); return BD_EXIT_USAGE;
@@ -155,6 +296,12 @@ static void replay_teardown(replay_t *rp)
     if (rp->out && rp->out != stdout) fclose(rp->out);
     bd_publish_free(rp->sink.pub);
     bd_redis_close(rp->sink.redis);
+    for (size_t k = 0; k < rp->sink.nruns; k++) {
+        fclose(rp->sink.runs[k].f);
+        free(rp->sink.runs[k].name);
+        free(rp->sink.runs[k].line);
+    }
+    free(rp->sink.runs);
     free(rp->sink.recs);
     free(rp->sink.arena);
     bd_config_free(rp->cfg);
@@ -193,10 +340,37 @@ static int replay_setup(replay_t *rp)
         }
         rp->sink.pub = bd_publish_new(rp->sink.redis, NULL);
     }
+    const char *sp = getenv("BUDGETD_REPLAY_SPILL");
+    long long spv = sp ? atoll(sp) : 0;
+    rp->sink.spill_at = spv > 0 ? (size_t)spv : REPLAY_SPILL;
     bd_engine_opts_t eo = {.threads = rp->a.threads, .live = false, .sink = replay_sink,
                            .sink_ctx = &rp->sink};
     rp->e = bd_engine_new(rp->cfg, &eo);
     return BD_EXIT_OK;
+}
+
+/* Seconds on CLOCK_MONOTONIC. */
+static double replay_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* --progress: one line to stderr with the lines and decisions so far, the
+ * elapsed wall time, the rate since the start and the peak RSS (final: the
+ * totals after the last flush). */
+static void replay_progress(const replay_t *rp, double t0, bool final)
+{
+    const bd_engine_stats_t *st = bd_engine_stats(rp->e);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double el = replay_now() - t0;
+    fprintf(stderr,
+            "replay: %s: %llu lines, %llu events, %llu decisions, %.1f s, %.0f events/s, peak RSS %.1f MiB\n",
+            final ? "done" : "progress", (unsigned long long)st->lines,
+            (unsigned long long)st->accepted, (unsigned long long)st->decisions, el,
+            el > 0 ? (double)st->accepted / el : 0, (double)ru.ru_maxrss / 1024.0);
 }
 
 /* Feeds every log through the engine in order, publishing as it goes with
@@ -207,6 +381,8 @@ static int replay_loop(replay_t *rp)
     int rc = BD_EXIT_OK;
     char err[8192], detail[256];
     bd_publish_t *pub = rp->sink.pub;
+    double t0 = replay_now(), next = t0 + rp->a.progress;
+    if (rp->a.progress) progress = 0;
     for (int i = 0; i < rp->a.nlogs && rc == BD_EXIT_OK; i++) {
         const char *line;
         size_t len;
@@ -219,6 +395,10 @@ static int replay_loop(replay_t *rp)
             if (progress && (bd_engine_stats(rp->e)->lines & 0xfffff) == 0)
                 fprintf(stderr, "\rreplay: %s: %llu lines", rp->a.logs[i],
                         (unsigned long long)bd_engine_stats(rp->e)->lines);
+            if (rp->a.progress && (bd_engine_stats(rp->e)->lines & 0x3fff) == 0 && replay_now() >= next) {
+                replay_progress(rp, t0, false);
+                next = replay_now() + rp->a.progress;
+            }
         }
         if (got < 0) {
             fprintf(stderr, "budgetd replay: %s\n", err);
@@ -233,6 +413,7 @@ static int replay_loop(replay_t *rp)
         rc = BD_EXIT_RUNTIME;
     }
     if (progress) fputs("\r\033[K", stderr);
+    if (rp->a.progress) replay_progress(rp, t0, true);
     return rc;
 }
 
@@ -242,7 +423,9 @@ static int replay_finish(replay_t *rp, int rc)
 {
     replay_sink_t *s = &rp->sink;
     if (s->n) qsort(s->recs, s->n, sizeof(*s->recs), rec_cmp);
-    for (size_t i = 0; i < s->n; i++) fwrite(s->arena + s->recs[i].off, 1, s->recs[i].len, rp->out);
+    if (s->nruns) replay_merge(s, rp->out);
+    else
+        for (size_t i = 0; i < s->n; i++) fwrite(s->arena + s->recs[i].off, 1, s->recs[i].len, rp->out);
     bool ok = fflush(rp->out) == 0;
     if (rp->out != stdout && fclose(rp->out) != 0) ok = false;
     rp->out = NULL;

@@ -51,11 +51,21 @@ static inline double wf_x(const bd_curve_t *c, double L, double g, double lo, do
     return v < hi ? v : hi;
 }
 
-static double wf_sum(const bd_curve_t *c, const double *L, const double *g, const double *lo,
-                     const double *hi, size_t n, double u)
+/* wf_x for an EXP curve without branches (the selection search's hot loop):
+ * the same value, since g > 0 makes g (L - u) -inf or NaN where L = -inf,
+ * and both fail v > lo. */
+static inline double wf_x_exp(double L, double g, double lo, double hi, double u)
+{
+    double v = g * (L - u);
+    return v > lo ? (v < hi ? v : hi) : lo;
+}
+
+/* wf_sum for all-EXP curves (same additions in the same order). */
+static double wf_sum_exp(const double *L, const double *g, const double *lo, const double *hi,
+                         size_t n, double u)
 {
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
+    for (size_t i = 0; i < n; i++) s += wf_x_exp(L[i], g[i], lo[i], hi[i], u);
     return s;
 }
 
@@ -72,6 +82,22 @@ static void wf_interp(const bd_curve_t *c, const double *L, const double *g, con
         double xa = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ua);
         double xb = wf_x(&c[i], L[i], g[i], lo[i], hi[i], ub);
         double v = xb + th * (xa - xb); /* exactly xb when both ends agree */
+        x[i] = v < lo[i] ? lo[i] : (v > hi[i] ? hi[i] : v);
+    }
+}
+
+/* wf_interp for all-EXP curves (the same values, without branches). */
+static void wf_interp_exp(const double *L, const double *g, const double *lo, const double *hi,
+                          size_t n, double budget, double ua, double sa, double ub, double sb,
+                          double *x)
+{
+    double th = sa > sb ? (budget - sb) / (sa - sb) : 1.0;
+    if (th < 0) th = 0;
+    if (th > 1) th = 1;
+    for (size_t i = 0; i < n; i++) {
+        double xa = wf_x_exp(L[i], g[i], lo[i], hi[i], ua);
+        double xb = wf_x_exp(L[i], g[i], lo[i], hi[i], ub);
+        double v = xb + th * (xa - xb);
         x[i] = v < lo[i] ? lo[i] : (v > hi[i] ? hi[i] : v);
     }
 }
@@ -138,18 +164,18 @@ static void wf_exp_select(const bd_curve_t *c, const double *lo, const double *h
         cand[m++] = L[i] - lo[i] / g[i];
         if (isfinite(hi[i])) cand[m++] = L[i] - hi[i] / g[i];
     }
-    for (size_t j = 0; j < m; j++) {
-        cmin = fmin(cmin, cand[j]);
-        cmax = fmax(cmax, cand[j]);
+    for (size_t j = 0; j < m; j++) { /* fmin/fmax without the call: no NaN among them */
+        cmin = cand[j] < cmin ? cand[j] : cmin;
+        cmax = cand[j] > cmax ? cand[j] : cmax;
     }
     if (isinf(ub) && cmax > ua) { /* at the top breakpoint everything is at lo */
         ub = cmax;
-        sb = wf_sum(c, L, g, lo, hi, n, ub);
+        sb = wf_sum_exp(L, g, lo, hi, n, ub);
         if (sb >= budget) { ua = ub; sa = sb; ub = INFINITY; }
     }
     if (isinf(ua) && cmin < ub) {
         ua = cmin;
-        sa = wf_sum(c, L, g, lo, hi, n, ua);
+        sa = wf_sum_exp(L, g, lo, hi, n, ua);
         if (sa < budget) { ub = ua; sb = sa; ua = -INFINITY; }
     }
     if (isinf(ua)) {
@@ -168,19 +194,22 @@ static void wf_exp_select(const bd_curve_t *c, const double *lo, const double *h
     }
     for (;;) {
         size_t k = 0;
-        for (size_t j = 0; j < m; j++)
-            if (cand[j] > ua && cand[j] < ub) cand[k++] = cand[j];
+        for (size_t j = 0; j < m; j++) { /* branch-free: which side is hard to predict */
+            double cj = cand[j];
+            cand[k] = cj;
+            k += (size_t)((cj > ua) & (cj < ub));
+        }
         m = k;
         if (m == 0) break;
         double p0 = cand[0], p1 = cand[m / 2], p2 = cand[m - 1], piv;
         if ((p0 <= p1 && p1 <= p2) || (p2 <= p1 && p1 <= p0)) piv = p1;
         else if ((p1 <= p0 && p0 <= p2) || (p2 <= p0 && p0 <= p1)) piv = p0;
         else piv = p2;
-        double s = wf_sum(c, L, g, lo, hi, n, piv);
+        double s = wf_sum_exp(L, g, lo, hi, n, piv);
         if (s >= budget) { ua = piv; sa = s; }
         else { ub = piv; sb = s; }
     }
-    wf_interp(c, L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
+    wf_interp_exp(L, g, lo, hi, n, budget, ua, sa, ub, sb, x);
 }
 
 /* Closed form for all-EXP curves, fast part: semi-smooth Newton on the

@@ -72,6 +72,40 @@ Test(replay, byte_identical_whatever_the_thread_count)
     free(c);
 }
 
+/* Records past the spill threshold go to sorted temporary runs merged at
+ * the end (a year of decisions does not fit in memory): with a threshold
+ * of a few records the output is the same bytes, at 1 and 2 threads, and
+ * --progress ends with its summary line. */
+Test(replay, spilled_runs_merge_to_the_same_bytes)
+{
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml " LOG " -o %s/a 2>/dev/null", bin, g_dir), 0);
+    cr_assert_eq(bd_test_sh("TMPDIR=%s BUDGETD_REPLAY_SPILL=5000 %s replay -c configs/sample.yaml " LOG
+                            " -o %s/b --progress 1 2>%s/err",
+                            g_dir, bin, g_dir, g_dir),
+                 0);
+    cr_assert_eq(bd_test_sh("TMPDIR=%s BUDGETD_REPLAY_SPILL=1 %s replay -c configs/sample.yaml " LOG
+                            " -o %s/c --threads 2 2>/dev/null",
+                            g_dir, bin, g_dir),
+                 0);
+    size_t la, lb, lc, le;
+    char *a = slurp("a", &la);
+    char *b = slurp("b", &lb);
+    char *c = slurp("c", &lc);
+    char *e = slurp("err", &le);
+    cr_assert_gt(la, 100000, "the sample's records are well over the 5000-byte threshold");
+    cr_assert(la == lb && memcmp(a, b, la) == 0, "spilled every 5000 bytes: output differs");
+    cr_assert(la == lc && memcmp(a, c, la) == 0, "spilled every record, 2 threads: output differs");
+    cr_assert(strstr(e, "replay: done: ") && strstr(e, "events/s") && strstr(e, "peak RSS"),
+              "--progress summary missing: %s", e);
+    /* the runs were unlinked: only the three outputs and err remain */
+    cr_assert_eq(bd_test_sh("test $(ls %s | wc -l) -eq 4", g_dir), 0);
+    free(a);
+    free(b);
+    free(c);
+    free(e);
+}
+
 Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 {
     bd_test_write_file(in_dir("g.jsonl"), "%s",
