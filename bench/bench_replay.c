@@ -234,7 +234,7 @@ static void make_late(const lines_t *in, lines_t *out, size_t *n_late, size_t *n
     size_t cap = 1 << 24, used = 0;
     char *b = malloc(cap), pf[128], rev[2048];
     /* per portfolio: held lines (indices; restated flagged by the top bit) */
-    typedef struct { char name[64]; size_t *held; size_t n, cap; int wms; } pf_t;
+    typedef struct { char name[128]; size_t *held; size_t n, cap; int wms; } pf_t;
     pf_t *pfs = NULL;
     size_t npf = 0;
     *n_late = *n_restated = 0;

@@ -47,7 +47,7 @@ typedef struct {
 static void md_configs(md_t *m)
 {
     for (int i = 0; i < NDAEMON; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "d%d.yaml", i + 1);
         bd_test_path(m->cfg[i], sizeof m->cfg[i], m->dir, name);
         snprintf(name, sizeof name, "d%d.log", i + 1);
