@@ -17,6 +17,7 @@
 #include "opts.h"
 #include <math.h>
 #include "budgetd/alloc.h"
+#include "budgetd/bounds.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
@@ -498,7 +499,7 @@ static size_t ops_pin_channels(const bd_portfolio_cfg_t *pc, const bd_policy_t *
 }
 
 /* pin P C AMOUNT | pin P C --clear (v2): checks the pins that would be in
- * force against the config's bounds (bd_alloc_check_pins, the allocator's
+ * force against the config's bounds (bd_bounds_check_pins, the allocator's
  * own rule; unpromoted lab channels count with their lab cap), then sets or
  * removes C's field of PFX:{P}:pin. An infeasible pin changes nothing. */
 static int ops_pin(bd_redis_t *r, const ops_args_t *a, const bd_config_t *cfg, const char *prefix)
@@ -538,7 +539,7 @@ static int ops_pin(bd_redis_t *r, const ops_args_t *a, const bd_config_t *cfg, c
     const bd_channel_cfg_t **cfgs;
     double *pins;
     size_t n = ops_pin_channels(pc, pol, &al, rp, nrp, c, want, &names, &cfgs, &pins);
-    bd_err_t rc = bd_alloc_check_pins(pol, cfgs, n, pins, NULL, msg, sizeof msg);
+    bd_err_t rc = bd_bounds_check_pins(pol, cfgs, n, pins, NULL, msg, sizeof msg);
     free(names);
     free(cfgs);
     free(pins);

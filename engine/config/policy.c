@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "budgetd/alloc.h"
+#include "budgetd/bounds.h"
 #include "budgetd/model.h"
 #include "config_int.h"
 
@@ -365,7 +365,7 @@ static void check_arms(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc, const bd
         sub.budget = end ? hi : lo;
         sub.budget_range.range = false;
         if (isfinite(sub.budget) &&
-            bd_alloc_check_pins(&sub, cfg, ch->n_arms, pin, NULL, msg, sizeof msg) != BD_OK) {
+            bd_bounds_check_pins(&sub, cfg, ch->n_arms, pin, NULL, msg, sizeof msg) != BD_OK) {
             bd_yaml_err(cx, ch->line, "%s: infeasible arm pins at its %s %.15g: %s", who,
                         end ? "max" : "min", sub.budget, msg);
             break;
@@ -376,7 +376,7 @@ static void check_arms(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc, const bd
 }
 
 /* Pins (v2) together: feasible with the budget and the other channels'
- * bounds by the allocator's own rule (bd_alloc_check_pins), reported at
+ * bounds by the allocator's own rule (bd_bounds_check_pins), reported at
  * the first pin's line; a pin outside its own bounds is reported per
  * channel by the caller. */
 static void config_check_pins(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc)
@@ -397,7 +397,7 @@ static void config_check_pins(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc)
         pin[i] = cfg[i]->has_pin ? cfg[i]->pin : NAN;
     }
     char msg[256];
-    if (bd_alloc_check_pins(&pc->p, cfg, n, pin, NULL, msg, sizeof msg) != BD_OK)
+    if (bd_bounds_check_pins(&pc->p, cfg, n, pin, NULL, msg, sizeof msg) != BD_OK)
         bd_yaml_err(cx, line, "portfolio '%s': infeasible pins: %s", pc->name, msg);
     free(cfg);
     free(pin);

@@ -278,7 +278,7 @@ static void apply_dcaps(const bd_alloc_input_t *in, ws_t *w, double total_c)
         w->key[i] = w->hi_c[i];
         double dc = in->dcap[i];
         if (w->kind[i] == K_FREE && dc >= 0 && dc < INFINITY) {
-            double d = fmax(w->lo_c[i], bd_alloc_hi_cents(dc));
+            double d = fmax(w->lo_c[i], bd_bounds_hi_cents(dc));
             if (d < w->hi_c[i]) {
                 w->hi_c[i] = d;
                 w->kind[i] = K_DLV;
@@ -327,9 +327,9 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     double B = pol->budget, sumcap = 0, summin = 0;
     if (!(B >= 0) || !isfinite(B)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "budget %g invalid", B);
     for (size_t i = 0; i < n; i++) {
-        double pc = bd_alloc_pin_cents(in->pin, i);
+        double pc = bd_bounds_pin_cents(in->pin, i);
         w->kind[i] = isfinite(pc) ? K_PIN : K_FREE;
-        bd_alloc_chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
+        bd_bounds_chan_box_c(pol, in->cfg[i], promoted[i], isfinite(pc), &w->min_c[i], &w->cap_c[i]);
         if (!(w->min_c[i] <= w->cap_c[i]))
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': min %.2f above cap %.2f",
                            in->cfg[i]->name, w->min_c[i] / 100, w->cap_c[i] / 100);
@@ -337,7 +337,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
         summin += w->min_c[i];
     }
     *budget_c = floor(B * 100 + 0.5);
-    bd_alloc_total_range_c(pol, sumcap, tlo_c, thi_c);
+    bd_bounds_total_range_c(pol, sumcap, tlo_c, thi_c);
     if (summin > *thi_c)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "sum of mins %.2f above budget %.2f",
                        summin / 100, *thi_c / 100);
@@ -346,7 +346,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     t->ghi = *thi_c;
     t->sumcap = sumcap;
     if (in->pin) {
-        bd_err_t rc = bd_alloc_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
+        bd_err_t rc = bd_bounds_check_pins(pol, in->cfg, n, in->pin, promoted, errbuf, errlen);
         if (rc != BD_OK) return rc;
     }
     *ramp = *budget_cut = false;
@@ -357,10 +357,10 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
             double p = in->prev[i];
             if (!isfinite(p)) { ok = false; break; }
             double step = fmax(pol->max_step * p, 0.01 * B);
-            double rl = bd_alloc_lo_cents(p - step), rh = bd_alloc_hi_cents(p + step);
+            double rl = bd_bounds_lo_cents(p - step), rh = bd_bounds_hi_cents(p + step);
             double l = fmax(rl, w->min_c[i]), h = fmin(rh, w->cap_c[i]);
             if (l > h) l = h = rl > w->cap_c[i] ? w->cap_c[i] : w->min_c[i];
-            if (w->kind[i] == K_PIN) l = h = bd_alloc_pin_cents(in->pin, i);
+            if (w->kind[i] == K_PIN) l = h = bd_bounds_pin_cents(in->pin, i);
             w->lo_c[i] = l;
             w->hi_c[i] = h;
             slo += l;
@@ -381,7 +381,7 @@ static bd_err_t build_box(const bd_alloc_input_t *in, const bool *promoted, ws_t
     if (!*ramp)
         for (size_t i = 0; i < n; i++) {
             bool pinned = w->kind[i] == K_PIN;
-            w->lo_c[i] = pinned ? bd_alloc_pin_cents(in->pin, i) : w->min_c[i];
+            w->lo_c[i] = pinned ? bd_bounds_pin_cents(in->pin, i) : w->min_c[i];
             w->hi_c[i] = pinned ? w->lo_c[i] : w->cap_c[i];
         }
     if (pol->budget_range.range && !*ramp) {
@@ -430,7 +430,7 @@ static double goal_total(const bd_alloc_input_t *in, const bd_curve_t *draws, si
         if (w->kind[i] == K_FREE && in->hold && isfinite(in->hold[i])) {
             l = h = fmin(fmax(rint(in->hold[i] * 100), l), h);
         } else if (w->kind[i] == K_FREE && in->dcap && in->dcap[i] >= 0 && in->dcap[i] < INFINITY) {
-            h = fmin(h, fmax(l, bd_alloc_hi_cents(in->dcap[i])));
+            h = fmin(h, fmax(l, bd_bounds_hi_cents(in->dcap[i])));
         }
         w->lo[i] = l;
         w->hi[i] = h;

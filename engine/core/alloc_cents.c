@@ -1,24 +1,13 @@
-/* alloc_cents.c: the guardrail arithmetic on the cent lattice that the
- * allocator (alloc.c), the initial split and the pin rule share
- * (alloc_int.h): caps, boxes, the total's range, rounding to whole cents
- * and the level fill; and the initial split and the pin rule themselves
- * (alloc.h). */
+/* alloc_cents.c: the allocator's arithmetic on the cent lattice
+ * (alloc_int.h): rounding to whole cents and the level fill; and the
+ * initial split (alloc.h). The guardrail boxes and the pin rule are
+ * engine/config/bounds.c (budgetd/bounds.h), shared with the config checks. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "alloc_int.h"
 #include "budgetd/common.h"
-
-/* cap_i of the guardrail rules: a lab channel is held small until promoted;
- * a pinned one is not (a pin supersedes the lab cap). */
-double bd_alloc_chan_cap(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted)
-{
-    if (!c->lab || promoted) return c->max;
-    double cap = pol->lab.cap_share * pol->budget;
-    if (!(cap >= c->min)) cap = c->min;
-    return cap < c->max ? cap : c->max;
-}
 
 /* Integral cents in [lo,hi] summing to total, nearest to the real cents xr
  * by largest remainder (ties to the lower index, so it is deterministic).
@@ -107,69 +96,6 @@ void bd_alloc_level_fill(const double *base, const double *lo, const double *hi,
     bd_alloc_round_cents(xr, lo, hi, n, total, out, key, order);
 }
 
-/* Channel i's pin in cents, NAN when it has none. */
-double bd_alloc_pin_cents(const double *pin, size_t i)
-{
-    return pin && isfinite(pin[i]) ? rint(pin[i] * 100) : NAN;
-}
-
-/* min_c and cap_c of channel c under the rules (a pinned channel's cap is
- * its max). */
-void bd_alloc_chan_box_c(const bd_policy_t *pol, const bd_channel_cfg_t *c, bool promoted,
-                         bool pinned, double *min_c, double *cap_c)
-{
-    *min_c = fmax(bd_alloc_lo_cents(c->min), 0);
-    *cap_c = bd_alloc_hi_cents(pinned ? c->max : bd_alloc_chan_cap(pol, c, promoted));
-}
-
-/* The range of the total in cents given the caps' sum (alloc.h): with a
- * fixed budget both ends are min(budget, sum of caps); with a budget range
- * (v2) its min and max, each capped by the caps' sum. */
-void bd_alloc_total_range_c(const bd_policy_t *pol, double sumcap, double *lo, double *hi)
-{
-    *hi = fmin(floor(pol->budget * 100 + 0.5), sumcap);
-    *lo = pol->budget_range.range ? fmin(floor(pol->budget_range.min * 100 + 0.5), sumcap) : *hi;
-}
-
-/* The pin rule of alloc.h, in cents. */
-bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                             const double *pin, const bool *promoted, char *errbuf, size_t errlen)
-{
-    double sumcap = 0, pins = 0, mins = 0, caps = 0;
-    bool any = false;
-    for (size_t i = 0; i < n; i++) {
-        double pc = bd_alloc_pin_cents(pin, i), mn, cp;
-        bd_alloc_chan_box_c(pol, cfg[i], promoted && promoted[i], isfinite(pc), &mn, &cp);
-        sumcap += cp;
-        if (!isfinite(pc)) {
-            mins += mn;
-            caps += cp;
-            continue;
-        }
-        any = true;
-        if (pc < mn)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f below min %.2f",
-                           cfg[i]->name, pc / 100, mn / 100);
-        if (pc > cp)
-            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "channel '%s': pin %.2f above max %.2f",
-                           cfg[i]->name, pc / 100, cp / 100);
-        pins += pc;
-    }
-    if (!any) return BD_OK;
-    double tlo, thi;
-    bd_alloc_total_range_c(pol, sumcap, &tlo, &thi);
-    bool range = pol->budget_range.range;
-    if (pins + mins > thi)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' mins %.2f exceed the %s %.2f",
-                       pins / 100, mins / 100, range ? "budget max" : "total", thi / 100);
-    if (pins + caps < tlo)
-        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
-                       "pins %.2f plus the other channels' caps %.2f fall short of the %s %.2f",
-                       pins / 100, caps / 100, range ? "budget min" : "total", tlo / 100);
-    return BD_OK;
-}
-
 /* A channel whose amount is given (initial or pin): set first, adjusted
  * last by the initial split. */
 static bool fixed_first(const bd_channel_cfg_t *c) { return c->has_initial || c->has_pin; }
@@ -188,8 +114,8 @@ void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg
     double sumcap = 0;
     for (size_t i = 0; i < n; i++) {
         bool pinned = cfg[i]->has_pin;
-        lo[i] = fmax(bd_alloc_lo_cents(cfg[i]->min), 0);
-        hi[i] = fmax(bd_alloc_hi_cents(pinned ? cfg[i]->max : bd_alloc_chan_cap(pol, cfg[i], false)), lo[i]);
+        lo[i] = fmax(bd_bounds_lo_cents(cfg[i]->min), 0);
+        hi[i] = fmax(bd_bounds_hi_cents(pinned ? cfg[i]->max : bd_bounds_chan_cap(pol, cfg[i], false)), lo[i]);
         sumcap += hi[i];
         if (pinned) lo[i] = hi[i] = fmin(fmax(rint(cfg[i]->pin * 100), lo[i]), hi[i]);
     }
@@ -198,7 +124,7 @@ void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg
         /* v2: the range's min, or what the initials, pins and the others'
          * mins ask for when that is more (at most the range's max) */
         double tlo, thi, want = 0;
-        bd_alloc_total_range_c(pol, sumcap, &tlo, &thi);
+        bd_bounds_total_range_c(pol, sumcap, &tlo, &thi);
         for (size_t i = 0; i < n; i++)
             want += cfg[i]->has_pin || !cfg[i]->has_initial
                         ? lo[i]

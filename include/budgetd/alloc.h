@@ -58,7 +58,7 @@ bool bd_bound_from_name(const char *name, bd_bound_t *out);
  *    Its cap_i is max_i (a pin supersedes the lab cap) and its box, ramp box
  *    included, is [pin_c, pin_c]. Pins are feasible when every pin lies in
  *    [min_c, cap_c] and sum pin_c + sum over the others of min_c <= total_c
- *    <= sum pin_c + sum over the others of cap_c (bd_alloc_check_pins);
+ *    <= sum pin_c + sum over the others of cap_c (bd_bounds_check_pins);
  *    infeasible pins are refused (BD_ERR_INVALID) like infeasible guardrails.
  *  - hold_i (soft, a channel under a data fault): after the box, the channel
  *    is fixed at h = its hold in cents clipped to its box; when the holds
@@ -151,15 +151,5 @@ void bd_alloc_output_free(bd_alloc_output_t *out);
 void bd_alloc_initial(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                       double *x);
 
-/* Whether pins (n entries, NAN: not pinned; NULL: none) are feasible with
- * the guardrails of the rules above (each pin within [min, cap], the pins
- * plus the others' mins at most the total, the pins plus the others' caps at
- * least the total). promoted may be NULL (lab channels unpromoted: their
- * lab cap). BD_OK, or BD_ERR_INVALID with errbuf naming the channel or the
- * sums ("channel 'c': pin 900.00 above max 800.00", "pins 7000.00 plus the
- * other channels' mins 4000.00 exceed the total 10000.00", ...). The one
- * feasibility rule behind the allocator, `budgetd check` and `budgetd pin`. */
-bd_err_t bd_alloc_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
-                             const double *pin, const bool *promoted, char *errbuf, size_t errlen);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/alloc.h"
+#include "budgetd/bounds.h"
 #include "budgetd/goal.h"
 #include "budgetd/record.h"
 #include "budgetd/verify.h"
@@ -287,14 +288,14 @@ Test(goal, pins_on_a_range)
     fx_init(&f, 2, 1000, 2000, 2.0);
     f.cfg[1].max = 300;
     double pin[2] = {1500, NAN};
-    cr_assert_eq(bd_alloc_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_OK, "%s",
+    cr_assert_eq(bd_bounds_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_OK, "%s",
                  f.err);
     pin[0] = 500; /* 500 + 300 < 1000 */
-    cr_assert_eq(bd_alloc_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_ERR_INVALID);
+    cr_assert_eq(bd_bounds_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_ERR_INVALID);
     cr_assert_str_eq(f.err, "pins 500.00 plus the other channels' caps 300.00 fall short of the budget min 1000.00");
     f.cfg[1].min = 200;
     pin[0] = 1900;
-    cr_assert_eq(bd_alloc_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_ERR_INVALID);
+    cr_assert_eq(bd_bounds_check_pins(&f.pol, f.cfgp, 2, pin, NULL, f.err, sizeof f.err), BD_ERR_INVALID);
     cr_assert_str_eq(f.err, "pins 1900.00 plus the other channels' mins 200.00 exceed the budget max 2000.00");
     fx_free(&f);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <gsl/gsl_rng.h>
 #include "budgetd/alloc.h"
+#include "budgetd/bounds.h"
 #include "budgetd/config.h"
 #include "budgetd/verify.h"
 
@@ -148,7 +149,7 @@ Test(pins, pin_supersedes_the_lab_cap)
 }
 
 /* Infeasible pins are refused with the channel or the sums named, and the
- * same rule answers for bd_alloc_check_pins directly. */
+ * same rule answers for bd_bounds_check_pins directly. */
 Test(pins, infeasible_pins_are_refused)
 {
     fx_t f;
@@ -166,11 +167,11 @@ Test(pins, infeasible_pins_are_refused)
     f.cfg[1].min = 0;
     f.cfg[0].max = f.cfg[1].max = 1000;
     f.pin[2] = 2000; /* 2000 + 2000 < 9000 */
-    cr_assert_eq(bd_alloc_check_pins(&f.pol, f.cfgp, 3, f.pin, NULL, f.err, sizeof f.err),
+    cr_assert_eq(bd_bounds_check_pins(&f.pol, f.cfgp, 3, f.pin, NULL, f.err, sizeof f.err),
                  BD_ERR_INVALID);
     cr_assert(strstr(f.err, "fall short of the total 9000.00"), "%s", f.err);
     f.pin[2] = 7000;
-    cr_assert_eq(bd_alloc_check_pins(&f.pol, f.cfgp, 3, f.pin, NULL, f.err, sizeof f.err), BD_OK,
+    cr_assert_eq(bd_bounds_check_pins(&f.pol, f.cfgp, 3, f.pin, NULL, f.err, sizeof f.err), BD_OK,
                  "%s", f.err);
     fx_free(&f);
 }
