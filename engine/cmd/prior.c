@@ -82,8 +82,8 @@ static int prior_parse(int argc, char **argv, prior_args_t *a, bd_pi_set_t *set)
         case 'o': a->out = o.arg; break;
         case O_INTERVAL:
         case O_CYCLE:
-            if ((d = bd_yaml_parse_duration(o.arg)) <= 0) {
-                rc = bd_opts_fail("prior", "%s: '%s' is not a duration (90s, 15m, 1h, 7d)", o.name, o.arg);
+            if ((d = bd_yaml_parse_duration(o.arg)) <= 0 || d > BD_DURATION_MAX) {
+                rc = bd_opts_fail("prior", "%s: '%s' is not a duration of at most 366d (90s, 15m, 1h, 7d)", o.name, o.arg);
                 break;
             }
             if (ch == O_CYCLE) { a->cycle = d; a->cycle_set = true; }

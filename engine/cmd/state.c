@@ -225,7 +225,7 @@ static void text_head(FILE *f, const state_t *st)
 {
     const bd_checkpoint_view_t *v = &st->v;
     const bd_portfolio_t *t = &v->t;
-    char b1[32], b2[32], b3[32], c1[24], c2[24], esc[640];
+    char b1[32], b2[32], b3[32], c1[24], c2[24], esc[640], esc_by[320];
     fprintf(f, "portfolio %s (prefix %s): checkpoint version %llu, %zu bytes, cycle length %s\n", st->portfolio,
             st->prefix, (unsigned long long)v->ver, st->bytes,
             v->cycle_len > 0 ? (snprintf(b1, sizeof b1, "%llds", (long long)v->cycle_len), b1) : "not recorded");
@@ -238,7 +238,8 @@ static void text_head(FILE *f, const state_t *st)
             state_iso(t->watermark, b2, sizeof b2), state_iso(t->last_event_ts, b3, sizeof b3));
     fprintf(f, "kafka: partition %d, offset %lld\n", (int)t->partition, (long long)t->offset);
     if (t->killed)
-        fprintf(f, "kill: latched by %s at %s: %s\n", t->kill_by, state_iso(t->kill_at, b1, sizeof b1),
+        fprintf(f, "kill: latched by %s at %s: %s\n", state_esc(t->kill_by, esc_by, sizeof esc_by),
+                state_iso(t->kill_at, b1, sizeof b1),
                 state_esc(t->kill_reason, esc, sizeof esc));
     else
         fprintf(f, "kill: not latched\n");

@@ -467,6 +467,10 @@ bool bd_yaml_dur(bd_yaml_ctx_t *cx, const yaml_node_t *n, const char *what, bool
         bd_yaml_err(cx, bd_yaml_line(n), "%s must be > 0, got %s", what, s);
         return false;
     }
+    if (v > BD_DURATION_MAX) {
+        bd_yaml_err(cx, bd_yaml_line(n), "%s must be at most 366d, got %s", what, s);
+        return false;
+    }
     *out = v;
     return true;
 }

@@ -196,7 +196,7 @@ static bd_err_t ck_read_header(rd_t *r, const char *pname, uint64_t *ver_out, in
     if (r->bad || strcmp(name, pname) != 0)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' names '%s'", pname, name);
     *cycle_len = ver >= 6 ? rd_i64(r) : 0;
-    if (r->bad || *cycle_len < 0)
+    if (r->bad || *cycle_len < 0 || *cycle_len > BD_DURATION_MAX)
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "checkpoint of '%s' is corrupt", pname);
     return BD_OK;
 }

@@ -9,6 +9,10 @@
 /* Limits of CONTRACT §1: identifiers are 1-64 chars, event ids <= 128. */
 #define BD_NAME_MAX 64
 #define BD_ID_MAX 128
+/* The longest duration a config takes (cycle, lateness, windows, horizons):
+ * 366 days. Times plus durations then stay far inside int64 seconds, and a
+ * checkpoint naming a longer cycle is not one the engine wrote. */
+#define BD_DURATION_MAX (366LL * 86400)
 #define BD_ERRBUF 1024 /* default size of an errbuf; callers may pass more */
 
 /* The name rule of CONTRACT §1 for portfolio and channel ids, the one copy

@@ -631,3 +631,19 @@ Test(configs, all_examples_load)
     globfree(&g);
     cr_assert_eq(modes_seen, 4, "configs/mode-{assist,collaborate,delegate,automate}.yaml");
 }
+
+/* Regression r21_02: a duration had no upper bound, so `cycle:
+ * 99999999999999d` passed `check` (8.6e18 s) and the engine's cycle
+ * arithmetic ((n+1) x cycle, ts + max_ahead) overflowed int64. Every
+ * duration key now stops at 366d, with the key's line. */
+Test(config, r21_02_durations_past_366d_are_refused)
+{
+    expect_error("cycle: 99999999999999d\n", "t.yaml:1: cycle must be at most 366d, got 99999999999999d");
+    expect_error("defaults:\n  budget: 1\n  kill: {stale_after: 367d}\n",
+                 "t.yaml:3: defaults.kill.stale_after must be at most 366d, got 367d");
+    expect_error("dedup_window: 31622401\n", "t.yaml:1: dedup_window must be at most 366d, got 31622401");
+    bd_config_t *c = load("cycle: 366d\nmax_ahead: 366d\nportfolios:\n  a: {budget: 100}\n");
+    cr_assert_not_null(c, "%s", err);
+    cr_assert_eq(c->cycle, 366LL * 86400);
+    bd_config_free(c);
+}

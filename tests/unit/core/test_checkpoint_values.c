@@ -264,3 +264,25 @@ Test(checkpoint, impossible_open_aggregates_or_late_reports_are_refused)
     free(blob);
     bd_ptable_free(t);
 }
+
+/* Regression r21_03: the cycle length a checkpoint records was only
+ * checked for being negative; `budgetd state` then computed a lag horizon
+ * in cycles as (horizon + L - 1) / L, a signed overflow for L near
+ * INT64_MAX. A cycle past the longest a config takes (366d) is not one the
+ * engine wrote: the blob is refused. */
+Test(checkpoint, r21_03_cycle_length_past_366d_is_refused)
+{
+    size_t len;
+    unsigned char *blob = acme_blob(&len);
+    bd_portfolio_t *q = target();
+    size_t cycle_len = 16 + 8 + 4; /* magic, endianness, version, the name "acme" */
+    cr_assert_leq(get_u64(blob, cycle_len), 366ULL * 86400);
+    cr_assert_eq(get_u64(blob, cycle_len + 8), BD_MODEL_POISSON_SAT); /* the field after it */
+    unsigned char *c = with_u64(blob, len, cycle_len, (uint64_t)INT64_MAX);
+    refused(q, c, len, "cycle length INT64_MAX");
+    free(c);
+    c = with_u64(blob, len, cycle_len, 366ULL * 86400 + 1);
+    refused(q, c, len, "cycle length 366d + 1 s");
+    free(c);
+    free(blob);
+}
