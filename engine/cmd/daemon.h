@@ -65,6 +65,23 @@ bd_err_t bd_daemon_sync_kill(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size
  * kill key of"). */
 void bd_daemon_refused(bd_portfolio_t *p, const char *what, const char *err);
 
+/* Drops p: another process owns it (or may: a lost assignment). Its queued
+ * decisions are discarded unwritten and its state forgotten, so that it is
+ * restored from Redis (and claimed anew) if it comes back. */
+void bd_daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p);
+
+/* Follows p's run-time pins (PFX:{P}:pin): BD_OK, or the Redis error. */
+bd_err_t bd_daemon_sync_pins(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen);
+
+/* Pins and fault clears of every started portfolio (with the kill keys). */
+void bd_daemon_poll_limits(bd_daemon_t *dm);
+
+/* Operator kill keys of every started portfolio, before the closes of a sync. */
+void bd_daemon_poll_kills(bd_daemon_t *dm);
+
+/* Operator approvals, after the decisions of a sync are written. */
+void bd_daemon_poll_approvals(bd_daemon_t *dm);
+
 /* Republishes the portfolios we own whose keys Redis lost (their fence is
  * gone): at most once a second, and at once after a reconnect. Runs after
  * a write. */

@@ -1,9 +1,13 @@
 /* daemon_keys.c: the Redis keys `budgetd run` mirrors and recovers
  * (daemon.h): the kill latch against the kill key and the resume record,
- * the republish of what Redis lost, and per-portfolio refusals. */
+ * the operators' pins and fault clears, the republish of what Redis lost,
+ * and per-portfolio refusals. */
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 #include "budgetd/checkpoint.h"
+#include "budgetd/fault.h"
 #include "budgetd/killswitch.h"
 #include "budgetd/log.h"
 #include "daemon.h"
@@ -135,3 +139,88 @@ void bd_daemon_check_lost_keys(bd_daemon_t *dm, time_t now)
     free(own);
 }
 
+/* Follows p's run-time pins (PFX:{P}:pin, docs/CONTRACT.md §7): a channel
+ * of p named in the hash is pinned to its amount, any other has none (its
+ * config pin applies). A channel not seen yet gets its pin at the first
+ * poll after it appears. */
+bd_err_t bd_daemon_sync_pins(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    bd_redis_chan_t *pins;
+    size_t n;
+    bd_err_t rc = bd_redis_get_pins(dm->r, p->name, &pins, &n, err, errlen);
+    if (rc != BD_OK) return rc;
+    for (size_t i = 0; i < p->n; i++) {
+        bd_channel_t *c = &p->ch[i];
+        double v = NAN;
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(pins[k].name, c->name)) v = pins[k].spend;
+        if (isnan(v) && !isnan(c->pin))
+            bd_log(BD_LOG_INFO, "%s: channel %s: run-time pin cleared", p->name, c->name);
+        else if (!isnan(v) && !(v == c->pin))
+            bd_log(BD_LOG_INFO, "%s: channel %s pinned at %.2f by operator", p->name, c->name, v);
+        c->pin = v;
+    }
+    free(pins);
+    return BD_OK;
+}
+
+/* Takes p's requests to clear a channel's data fault (PFX:{P}:fault_clear,
+ * `budgetd resume P --channel C`): the fault ends and the channel learns
+ * again from the cycle now open (fault.h: an operator's clear). */
+static bd_err_t daemon_sync_resumes(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
+{
+    char **names;
+    size_t n;
+    bd_err_t rc = bd_redis_take_resumes(dm->r, p->name, &names, &n, err, errlen);
+    if (rc != BD_OK) return rc;
+    for (size_t k = 0; k < n; k++) {
+        int ci = -1;
+        for (size_t i = 0; i < p->n && ci < 0; i++)
+            if (!strcmp(p->ch[i].name, names[k])) ci = (int)i;
+        const char *kind = ci < 0 ? NULL : bd_fault_name((bd_fault_kind_t)p->ch[ci].fault.kind);
+        if (!kind) {
+            bd_log(BD_LOG_INFO, "%s: channel %s: resume requested, but it has no data fault", p->name,
+                   names[k]);
+            continue;
+        }
+        bd_fault_operator_clear(&p->ch[ci].fault, p->open);
+        bd_log(BD_LOG_INFO, "%s: channel %s: %s fault cleared by operator; learning again", p->name,
+               names[k], kind);
+    }
+    bd_redis_names_free(names, n);
+    return BD_OK;
+}
+
+/* Pins and fault clears of every started portfolio, polled with the kill
+ * keys (before the cycle closes of a sync run). */
+void bd_daemon_poll_limits(bd_daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->open == INT64_MIN || p->partition < 0) continue;
+        if (bd_daemon_sync_pins(dm, p, err, sizeof(err)) != BD_OK ||
+            daemon_sync_resumes(dm, p, err, sizeof(err)) != BD_OK)
+            return; /* Redis down: next round */
+    }
+}
+
+/* Operator kill keys, polled before the cycle closes of a sync run: a kill
+ * set by an operator stops the portfolio at the decisions about to be made;
+ * a cleared kill resumes it. Touches only the latch, so it may run while
+ * close jobs are queued. */
+void bd_daemon_poll_kills(bd_daemon_t *dm)
+{
+    bd_ptable_t *t = bd_engine_table(dm->e);
+    size_t n = bd_ptable_count(t);
+    char err[512];
+    for (size_t i = 0; i < n; i++) {
+        bd_portfolio_t *p = bd_ptable_at(t, i);
+        if (p->open == INT64_MIN || p->partition < 0) continue;
+        if (bd_daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
+        if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
+        bd_daemon_refused(p, "reading the kill key of", err);
+    }
+}

@@ -144,7 +144,7 @@ static void daemon_metrics(bd_daemon_t *dm)
 /* Drops p: another process owns it (or may: a lost assignment). Its queued
  * decisions are discarded unwritten and its state forgotten, so that it is
  * restored from Redis (and claimed anew) if it comes back. */
-static void daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
+void bd_daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
 {
     if (p->pending) bd_engine_flush(dm->e);
     bd_publish_discard(dm->pub, p);
@@ -161,7 +161,7 @@ static void daemon_drop_fenced(bd_daemon_t *dm)
         if (!p->fenced_out) continue;
         bd_log(BD_LOG_WARN, "%s: dropped: another daemon owns it now (its owner epoch is above ours, %llu)",
                p->name, (unsigned long long)p->epoch);
-        daemon_drop(dm, p);
+        bd_daemon_drop(dm, p);
     }
 }
 
@@ -230,74 +230,6 @@ static void daemon_mark_closes(bd_daemon_t *dm)
         if (!p->pending || p->live_close_at > 0) continue;
         if (now == 0) now = mono_now();
         p->live_close_at = now;
-    }
-}
-
-/* Follows p's run-time pins (PFX:{P}:pin, docs/CONTRACT.md §7): a channel
- * of p named in the hash is pinned to its amount, any other has none (its
- * config pin applies). A channel not seen yet gets its pin at the first
- * poll after it appears. */
-static bd_err_t daemon_sync_pins(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
-{
-    bd_redis_chan_t *pins;
-    size_t n;
-    bd_err_t rc = bd_redis_get_pins(dm->r, p->name, &pins, &n, err, errlen);
-    if (rc != BD_OK) return rc;
-    for (size_t i = 0; i < p->n; i++) {
-        bd_channel_t *c = &p->ch[i];
-        double v = NAN;
-        for (size_t k = 0; k < n; k++)
-            if (!strcmp(pins[k].name, c->name)) v = pins[k].spend;
-        if (isnan(v) && !isnan(c->pin))
-            bd_log(BD_LOG_INFO, "%s: channel %s: run-time pin cleared", p->name, c->name);
-        else if (!isnan(v) && !(v == c->pin))
-            bd_log(BD_LOG_INFO, "%s: channel %s pinned at %.2f by operator", p->name, c->name, v);
-        c->pin = v;
-    }
-    free(pins);
-    return BD_OK;
-}
-
-/* Takes p's requests to clear a channel's data fault (PFX:{P}:fault_clear,
- * `budgetd resume P --channel C`): the fault ends and the channel learns
- * again from the cycle now open (fault.h: an operator's clear). */
-static bd_err_t daemon_sync_resumes(bd_daemon_t *dm, bd_portfolio_t *p, char *err, size_t errlen)
-{
-    char **names;
-    size_t n;
-    bd_err_t rc = bd_redis_take_resumes(dm->r, p->name, &names, &n, err, errlen);
-    if (rc != BD_OK) return rc;
-    for (size_t k = 0; k < n; k++) {
-        int ci = -1;
-        for (size_t i = 0; i < p->n && ci < 0; i++)
-            if (!strcmp(p->ch[i].name, names[k])) ci = (int)i;
-        const char *kind = ci < 0 ? NULL : bd_fault_name((bd_fault_kind_t)p->ch[ci].fault.kind);
-        if (!kind) {
-            bd_log(BD_LOG_INFO, "%s: channel %s: resume requested, but it has no data fault", p->name,
-                   names[k]);
-            continue;
-        }
-        bd_fault_operator_clear(&p->ch[ci].fault, p->open);
-        bd_log(BD_LOG_INFO, "%s: channel %s: %s fault cleared by operator; learning again", p->name,
-               names[k], kind);
-    }
-    bd_redis_names_free(names, n);
-    return BD_OK;
-}
-
-/* Pins and fault clears of every started portfolio, polled with the kill
- * keys (before the cycle closes of a sync run). */
-static void daemon_poll_limits(bd_daemon_t *dm)
-{
-    bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t n = bd_ptable_count(t);
-    char err[512];
-    for (size_t i = 0; i < n; i++) {
-        bd_portfolio_t *p = bd_ptable_at(t, i);
-        if (p->open == INT64_MIN || p->partition < 0) continue;
-        if (daemon_sync_pins(dm, p, err, sizeof(err)) != BD_OK ||
-            daemon_sync_resumes(dm, p, err, sizeof(err)) != BD_OK)
-            return; /* Redis down: next round */
     }
 }
 
@@ -404,7 +336,7 @@ static void daemon_restore(bd_daemon_t *dm, bd_portfolio_t *p)
      * killed or resumed while no daemon owned it: latch or clear it now,
      * before its first decision here, not a poll later. */
     daemon_retry(dm, p, "reading the kill key of", bd_daemon_sync_kill);
-    daemon_retry(dm, p, "reading the pins of", daemon_sync_pins);
+    daemon_retry(dm, p, "reading the pins of", bd_daemon_sync_pins);
 }
 
 /* One consumed message: decode, dead-letter or apply, exactly once per
@@ -475,118 +407,6 @@ static void daemon_store_offsets(bd_daemon_t *dm)
     bd_kafka_store_offsets(dm->k);
 }
 
-/* Operator kill keys, polled before the cycle closes of a sync run: a kill
- * set by an operator stops the portfolio at the decisions about to be made;
- * a cleared kill resumes it. Touches only the latch, so it may run while
- * close jobs are queued. */
-static void daemon_poll_kills(bd_daemon_t *dm)
-{
-    bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t n = bd_ptable_count(t);
-    char err[512];
-    for (size_t i = 0; i < n; i++) {
-        bd_portfolio_t *p = bd_ptable_at(t, i);
-        if (p->open == INT64_MIN || p->partition < 0) continue;
-        if (bd_daemon_sync_kill(dm, p, err, sizeof(err)) == BD_OK) continue;
-        if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
-        bd_daemon_refused(p, "reading the kill key of", err);
-    }
-}
-
-/* The approved proposal no longer passes the config in force (a reload
- * since it was made): refused, the reason logged and written on the
- * proposal, the approve key cleared. */
-static void daemon_refuse_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, const char *why)
-{
-    char err[512];
-    bd_log(BD_LOG_WARN, "%s: approval of cycle %lld refused: the proposal no longer passes the config in "
-           "force: %s", p->name, (long long)cycle, why);
-    bd_err_t rc = bd_redis_refuse_approval(dm->r, p->name, p->epoch, cycle, why, err, sizeof(err));
-    if (rc == BD_ERR_FENCED) p->fenced_out = true;
-    else if (rc != BD_OK) bd_log(BD_LOG_WARN, "%s: recording the refusal: %s", p->name, err);
-}
-
-/* Applies p's approved proposal of cycle through the approval script,
- * after re-verifying it against the config in force (refused otherwise).
- * The checkpoint written with it must already hold the approved
- * allocation, so the allocation changes first and is rolled back when
- * Redis refuses. */
-static void daemon_apply_approval(bd_daemon_t *dm, bd_portfolio_t *p, int64_t cycle, char **json, size_t *cap)
-{
-    char err[512];
-    if (bd_decide_approval_check(p, err, sizeof(err)) != BD_OK) {
-        daemon_refuse_approval(dm, p, cycle, err);
-        return;
-    }
-    bd_decide_approval_record(p, (int64_t)time(NULL), json, cap);
-    double *old = bd_xmalloc(sizeof(double) * 2 * (p->n ? p->n : 1));
-    for (size_t c = 0; c < p->n; c++) {
-        old[2 * c] = p->ch[c].x;
-        old[2 * c + 1] = p->ch[c].safe;
-    }
-    bd_status_t old_status = p->status;
-    bd_decide_apply_proposal(p);
-    size_t scap = 0;
-    unsigned char *state = NULL;
-    size_t slen = bd_checkpoint_encode(p, &state, &scap);
-    bd_err_t rc = bd_redis_apply_approval_owned(dm->r, p->name, p->epoch, cycle, *json, state, slen,
-                                                NULL, err, sizeof(err));
-    free(state);
-    if (rc == BD_ERR_FENCED) {
-        bd_log(BD_LOG_WARN, "%s: %s; dropped: another daemon owns it now", p->name, err);
-        free(old);
-        daemon_drop(dm, p);
-        return;
-    }
-    if (rc == BD_OK) {
-        bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approved proposal of cycle %lld applied", p->name,
-                  (long long)cycle);
-        p->ckpt_offset = p->offset;
-        p->first_unsaved = -1;
-    } else {
-        for (size_t c = 0; c < p->n; c++) {
-            p->ch[c].x = old[2 * c];
-            p->ch[c].safe = old[2 * c + 1];
-        }
-        p->status = old_status;
-        if (rc == BD_ERR_STALE) {
-            /* superseded or killed meanwhile: drop the request */
-            bd_log_kv(BD_LOG_INFO, p->name, cycle, "%s: approval of cycle %lld refused: %s", p->name,
-                      (long long)cycle, err);
-            bd_redis_clear_approve(dm->r, p->name, err, sizeof(err));
-        } else {
-            p->has_proposal = true; /* Redis down: try again next round */
-        }
-    }
-    free(old);
-}
-
-/* Operator approvals, polled after the sync's decisions are written (no
- * close job queued, Redis holds every decision made): an approve naming the
- * pending proposal's cycle applies it through the approval script. */
-static void daemon_poll_approvals(bd_daemon_t *dm)
-{
-    bd_ptable_t *t = bd_engine_table(dm->e);
-    size_t n = bd_ptable_count(t);
-    char err[512];
-    char *json = NULL;
-    size_t cap = 0;
-    for (size_t i = 0; i < n; i++) {
-        bd_portfolio_t *p = bd_ptable_at(t, i);
-        if (p->open == INT64_MIN) continue;
-        if (!p->has_proposal || p->killed || p->pol->mode == BD_MODE_ASSIST) continue;
-        int present = 0;
-        int64_t cycle = 0;
-        if (bd_redis_get_approve(dm->r, p->name, &cycle, &present, err, sizeof(err)) != BD_OK) {
-            if (!bd_redis_connected(dm->r)) break; /* Redis down: next round */
-            bd_daemon_refused(p, "reading the approve key of", err);
-            continue;
-        }
-        if (present && cycle == p->proposal_cycle) daemon_apply_approval(dm, p, cycle, &json, &cap);
-    }
-    free(json);
-}
-
 /* Logs head, then each line of text as its own log line (a config's
  * error list can be longer than one log line holds). */
 static void daemon_log_lines(bd_log_level_t level, const char *head, const char *text)
@@ -643,7 +463,7 @@ static void daemon_drop_partitions(void *ctx, const int32_t *parts, size_t n, bo
         bd_portfolio_t *p = bd_ptable_at(t, i);
         for (size_t k = 0; k < n; k++) {
             if (p->partition != parts[k]) continue;
-            daemon_drop(dm, p);
+            bd_daemon_drop(dm, p);
             dropped++;
             break;
         }
@@ -790,8 +610,8 @@ static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
     bool ops = now != *last_ops;
     /* Kills before the closes: none of the decisions made after an
      * operator's kill is seen publishes an active allocation. */
-    if (ops) daemon_poll_kills(dm);
-    if (ops) daemon_poll_limits(dm);
+    if (ops) bd_daemon_poll_kills(dm);
+    if (ops) bd_daemon_poll_limits(dm);
     if (!dm->event_time) bd_engine_tick(dm->e, (int64_t)now);
     if (dm->metrics) daemon_mark_closes(dm);
     bd_engine_flush(dm->e);
@@ -799,7 +619,7 @@ static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
     bd_daemon_check_lost_keys(dm, now);
     daemon_drop_fenced(dm);
     if (ops) {
-        daemon_poll_approvals(dm);
+        bd_daemon_poll_approvals(dm);
         *last_ops = now;
     }
     daemon_store_offsets(dm);
