@@ -331,13 +331,19 @@ static redisReply *rc_send(bd_rcluster_t *cl, int node, int asking, int argc, co
     redisContext *c = cl->nodes[node].c;
     redisReply *rep = NULL;
     if (asking) {
-        redisAppendCommand(c, "ASKING");
-        redisAppendCommandArgv(c, argc, argv, lens);
-        if (redisGetReply(c, (void **)&rep) == REDIS_OK && rep) {
-            freeReplyObject(rep);
-            rep = NULL;
+        /* ASKING refused (an ACL without +asking): its error is the reply,
+         * the command's own reply (an ASK again) is read and dropped */
+        redisReply *ask = NULL;
+        if (redisAppendCommand(c, "ASKING") == REDIS_OK && redisAppendCommandArgv(c, argc, argv, lens) == REDIS_OK &&
+            redisGetReply(c, (void **)&ask) == REDIS_OK && ask) {
             if (redisGetReply(c, (void **)&rep) != REDIS_OK) rep = NULL;
+            if (rep && (ask->type != REDIS_REPLY_STATUS || strcasecmp(ask->str, "OK"))) {
+                freeReplyObject(rep);
+                rep = ask;
+                ask = NULL;
+            }
         }
+        if (ask) freeReplyObject(ask);
     } else {
         rep = redisCommandArgv(c, argc, argv, lens);
     }

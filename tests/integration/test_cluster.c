@@ -286,8 +286,13 @@ static void move_slot(const bd_test_cluster_t *t, const char *tag, int to, void 
             char port[16];
             snprintf(port, sizeof port, "%d", t->port[to]);
             int argc = 0;
-            const char *head[] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS"};
-            for (int k = 0; k < 7; k++) argv[argc++] = head[k];
+            const char *head[] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000"};
+            for (int k = 0; k < 6; k++) argv[argc++] = head[k];
+            if (t->password[0]) {
+                argv[argc++] = "AUTH";
+                argv[argc++] = t->password;
+            }
+            argv[argc++] = "KEYS";
             for (size_t k = 0; k < n; k++) argv[argc++] = r->element[k]->str;
             redisReply *m = redisCommandArgv(c, argc, argv, NULL);
             cr_assert(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : c->errstr);
@@ -745,6 +750,84 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     cr_assert_eq(len, 4);
     cr_assert_eq(cyc, 3);
     free(blob);
+    bd_redis_close(r);
+    env_stop(&g_env);
+}
+
+/* Gives every node of t the ACL user `role` of configs/redis/users.acl
+ * (its rules as shipped) with password pw (ACL SETUSER: users are per node). */
+static void cluster_acl_user(const bd_test_cluster_t *t, const char *role, const char *pw)
+{
+    FILE *in = fopen("configs/redis/users.acl", "r");
+    cr_assert_not_null(in, "configs/redis/users.acl");
+    char line[4096], head[64];
+    snprintf(head, sizeof head, "user %s ", role);
+    int found = 0;
+    while (!found && fgets(line, sizeof line, in)) found = !strncmp(line, head, strlen(head));
+    fclose(in);
+    cr_assert(found, "users.acl has no user %s", role);
+    const char *argv[256];
+    char pwarg[80];
+    int argc = 0;
+    argv[argc++] = "ACL";
+    argv[argc++] = "SETUSER";
+    for (char *tok = strtok(line + 5, " \t\n"); tok && argc < 254; tok = strtok(NULL, " \t\n")) argv[argc++] = tok;
+    snprintf(pwarg, sizeof pwarg, ">%s", pw);
+    argv[argc++] = pwarg;
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
+        redisContext *c = bd_test_cluster_node(t, i);
+        cr_assert_not_null(c, "node %d does not answer", i);
+        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+        cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: ACL SETUSER %s: %s", i, role, r ? r->str : c->errstr);
+        freeReplyObject(r);
+        redisFree(c);
+    }
+}
+
+/* url (redis-cluster://SEEDS) with user[:pw]@ inserted into out. */
+static void url_as(char *out, size_t cap, const char *url, const char *userinfo)
+{
+    const char *p = strstr(url, "://");
+    cr_assert_not_null(p);
+    snprintf(out, cap, "%.*s%s@%s", (int)(p + 3 - url), url, userinfo, p + 3);
+}
+
+/* The shipped ACL users on a cluster (configs/redis/users.acl given to
+ * every node): the engine user reads the slot map and replays, follows
+ * ASK during a slot migration (ASKING), and the operator user kills,
+ * lists and resumes. */
+Test(cluster, acl_users_on_cluster, .timeout = 180)
+{
+    signal(SIGPIPE, SIG_IGN);
+    g_env.cl = bd_test_cluster_start_auth("admin-pw");
+    cr_assert_not_null(g_env.cl);
+    bd_test_tmpdir(g_env.dir, sizeof g_env.dir, "bdcluster");
+    env_config(&g_env);
+    cluster_acl_user(g_env.cl, "budgetd-engine", "engine-pw");
+    cluster_acl_user(g_env.cl, "budgetd-operator", "operator-pw");
+    char url[512];
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-engine");
+    const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", url, NULL};
+    pid_t pid = bd_test_budgetd_start(a, "BUDGETD_REDIS_PASSWORD=engine-pw", getenv("BUDGETD_TEST_LOG"));
+    cr_assert_eq(bd_test_budgetd_wait(pid, "replay", 120), 0, "replay as budgetd-engine failed");
+    size_t n = 0;
+    char **keys = bd_test_cluster_keys(g_env.cl, &n);
+    cr_assert_gt(n, 16, "%zu keys", n);
+    for (size_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
+    static char out[1 << 14];
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-operator");
+    const char *steps[] = {"kill acme-us --reason drill --by ops", "status", "resume acme-us --by ops"};
+    for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
+        int rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD=operator-pw %s %s --redis %s 2>&1",
+                                 bd_test_budgetd_bin(), steps[s], url);
+        cr_assert_eq(rc, 0, "%s as budgetd-operator: %s", steps[s], out);
+    }
+    char err[512];
+    bd_redis_t *r = NULL;
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-engine:engine-pw");
+    cr_assert_eq(bd_redis_open(url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
+    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
     bd_redis_close(r);
     env_stop(&g_env);
 }
