@@ -408,7 +408,7 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             int s, to, kind = rc_redirect(cl, rep, node, &s, &to);
             ask = -1;
             if (kind == 0) {
-                if (!strcasecmp(argv[0], "MULTI")) cl->multi = node;
+                if (!strcasecmp(argv[0], "MULTI") && rep->type == REDIS_REPLY_STATUS) cl->multi = node;
                 if (key) cl->last = node;
                 return rep;
             }

@@ -217,12 +217,7 @@ bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *rea
     const int argcs[4] = {1, 8, 3, 1};
     for (int i = 0; i < 4; i++) {
         if (!(rep = bd_rd_cmd(r, argcs[i], cmds[i], NULL, &e, errbuf, errlen))) {
-            if (i > 0 && i < 3) {
-                const char *discard[1] = {"DISCARD"};
-                redisReply *d = bd_rd_cmd(r, 1, discard, NULL, &e, NULL, 0);
-                if (d) freeReplyObject(d);
-                e = BD_ERR_REDIS;
-            }
+            if (i > 0 && i < 3) bd_rd_tx_abort(r, 1);
             return e;
         }
         int nil = i == 3 && rep->type != REDIS_REPLY_ARRAY;

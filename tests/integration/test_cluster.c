@@ -823,7 +823,24 @@ Test(cluster, acl_users_on_cluster, .timeout = 180)
                                  bd_test_budgetd_bin(), steps[s], url);
         cr_assert_eq(rc, 0, "%s as budgetd-operator: %s", steps[s], out);
     }
+    /* a refused MULTI (the adapter user has no +multi) opens no
+     * transaction: the next keyed command still goes to its own master */
     char err[512];
+    cluster_acl_user(g_env.cl, "budgetd-adapter", "adapter-pw");
+    cr_assert_neq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), 0);
+    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
+    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1, .user = "budgetd-adapter", .pass = "adapter-pw"};
+    bd_rcluster_t *rc = bd_rc_new(&o);
+    cr_assert_eq(bd_rc_connect(rc, err, sizeof err), BD_OK, "%s", err);
+    bd_err_t e;
+    const char *multi[1] = {"MULTI"}, *hget[3] = {"HGET", "budgetd:{acme-us}:alloc", "version"};
+    redisReply *x = bd_rc_command(rc, NULL, 0, 1, multi, NULL, &e, err, sizeof err);
+    cr_assert(x && x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM"), "MULTI: %s", x ? x->str : err);
+    freeReplyObject(x);
+    x = bd_rc_command(rc, hget[1], strlen(hget[1]), 3, hget, NULL, &e, err, sizeof err);
+    cr_assert(x && x->type == REDIS_REPLY_STRING, "HGET after a refused MULTI: %s", x ? x->str : err);
+    freeReplyObject(x);
+    bd_rc_free(rc);
     bd_redis_t *r = NULL;
     url_as(url, sizeof url, g_env.cl->url, "budgetd-engine:engine-pw");
     cr_assert_eq(bd_redis_open(url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
