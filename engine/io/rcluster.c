@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/backoff.h"
 #include "budgetd/log.h"
@@ -14,7 +15,9 @@
 
 #define RC_NODES_MAX 256 /* known nodes (seeds, map, redirections) */
 #define RC_REDIRECTS 16  /* MOVED/ASK followed per command before giving up */
-#define RC_RETRIES 12    /* waits (TRYAGAIN, CLUSTERDOWN, unreachable) per command: about 8 s */
+#define RC_RETRIES 12    /* waits (TRYAGAIN, CLUSTERDOWN, unreachable) per command: about 8.5 s */
+#define RC_CALL_MS 9500  /* one call's time for connects and map reads: the RC_RETRIES waits with
+                            their jitter; plus one connect timeout (rc_begin) */
 
 typedef struct {
     bd_rc_addr_t a;
@@ -35,6 +38,9 @@ struct bd_rcluster {
     int have_map;
     int last;  /* node of the last keyed command, -1 */
     int multi; /* node of an open MULTI, -1 */
+    int depth;             /* calls in progress (a pipeline runs commands: nested) */
+    long long deadline;    /* monotonic ms: no connect or map read after it in this call */
+    unsigned char failed[RC_NODES_MAX]; /* nodes that failed (connect, set-up, lost) in this call */
     unsigned long maps;    /* map reads */
     unsigned long changes; /* map reads that changed the map (a fail-over, a slot moved) */
 };
@@ -73,6 +79,44 @@ static struct timeval rc_tv(int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     return tv;
+}
+
+/* Monotonic milliseconds (the deadline of a call). */
+static long long rc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts a public call (nested ones share the outermost's): a deadline of
+ * RC_CALL_MS plus one connect timeout, and no node failed yet. Bounds the
+ * time a call spends on unreachable nodes whatever the map says. */
+static void rc_begin(bd_rcluster_t *cl)
+{
+    if (cl->depth++ > 0) return;
+    cl->deadline = rc_now_ms() + RC_CALL_MS + cl->connect_ms;
+    memset(cl->failed, 0, sizeof cl->failed);
+}
+
+/* Ends a call started by rc_begin. */
+static void rc_end(bd_rcluster_t *cl)
+{
+    if (cl->depth > 0) cl->depth--;
+}
+
+/* 1 when this call's deadline has passed (0 outside a call). */
+static int rc_late(const bd_rcluster_t *cl)
+{
+    return cl->depth > 0 && rc_now_ms() >= cl->deadline;
+}
+
+/* 1 when every known node failed in this call: no retry can succeed. */
+static int rc_all_failed(const bd_rcluster_t *cl)
+{
+    for (int i = 0; i < cl->n_nodes; i++)
+        if (!cl->failed[i]) return 0;
+    return 1;
 }
 
 /* See rcluster.h. */
@@ -171,6 +215,17 @@ static redisContext *rc_ctx(bd_rcluster_t *cl, int i, char *errbuf, size_t errle
 {
     rc_node_t *n = &cl->nodes[i];
     if (n->c) return n->c;
+    if (cl->failed[i]) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster node %s:%d failed earlier in this call", n->a.host,
+                n->a.port);
+        return NULL;
+    }
+    if (rc_late(cl)) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: time limit of the call reached before connecting to %s:%d",
+                n->a.host, n->a.port);
+        return NULL;
+    }
+    cl->failed[i] = 1; /* until the set-up succeeded */
     redisContext *c = redisConnectWithTimeout(n->a.host, n->a.port, rc_tv(cl->connect_ms));
     if (!c || c->err) {
         bd_errf(errbuf, errlen, BD_ERR_REDIS, "cannot connect to redis cluster node %s:%d: %s", n->a.host,
@@ -195,6 +250,7 @@ static redisContext *rc_ctx(bd_rcluster_t *cl, int i, char *errbuf, size_t errle
         return NULL;
     }
     n->c = c;
+    cl->failed[i] = 0;
     return c;
 }
 
@@ -227,6 +283,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
         bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s:%d CLUSTER SLOTS: %s", cl->nodes[i].a.host,
                 cl->nodes[i].a.port, c->errstr[0] ? c->errstr : "connection lost");
         rc_close(cl, i);
+        cl->failed[i] = 1;
         return -1;
     }
     int16_t *map = cl->next;
@@ -260,6 +317,11 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
  * seeds and every other known node. 0, or -1 when none answered. */
 static int rc_refresh(bd_rcluster_t *cl, int first, char *errbuf, size_t errlen)
 {
+    for (int i = 0; i < cl->n_seeds; i++) rc_node(cl, cl->seeds[i].host, strlen(cl->seeds[i].host), cl->seeds[i].port);
+    if (rc_late(cl)) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: time limit of the call reached before reading the map");
+        return -1;
+    }
     if (first >= 0 && rc_map_from(cl, first, errbuf, errlen) == 0) return 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < cl->n_nodes; i++)
@@ -268,8 +330,8 @@ static int rc_refresh(bd_rcluster_t *cl, int first, char *errbuf, size_t errlen)
     return -1;
 }
 
-/* See rcluster.h. */
-bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
+/* See rcluster.h (bd_rc_connect within rc_begin/rc_end). */
+static bd_err_t rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
 {
     bd_rc_drop(cl);
     for (int i = 0; i < cl->n_seeds; i++) {
@@ -281,6 +343,15 @@ bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
     char last[256];
     snprintf(last, sizeof last, "%s", errbuf && errbuf[0] ? errbuf : "none");
     return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: no node answered CLUSTER SLOTS (last: %s)", last);
+}
+
+/* See rcluster.h. */
+bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    bd_err_t e = rc_connect(cl, errbuf, errlen);
+    rc_end(cl);
+    return e;
 }
 
 /* "MOVED 3999 host:port" / "ASK ...": 1 MOVED, 2 ASK (slot and node set),
@@ -373,9 +444,9 @@ static redisReply *rc_in_multi(bd_rcluster_t *cl, int argc, const char **argv, c
     return rep;
 }
 
-/* See rcluster.h. */
-redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
-                          const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
+/* bd_rc_command within rc_begin/rc_end. */
+static redisReply *rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
+                              const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
 {
     *err = BD_OK;
     if (cl->multi >= 0 && strcasecmp(argv[0], "MULTI") != 0)
@@ -385,10 +456,7 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
     const char *why = "no slot map";
     char why_buf[256];
     for (;;) {
-        if (refresh && rc_refresh(cl, from, errbuf, errlen) != 0 && cl->n_seeds) {
-            bd_err_t e = bd_rc_connect(cl, errbuf, errlen);
-            (void)e;
-        }
+        if (refresh && rc_refresh(cl, from, why_buf, sizeof why_buf) != 0) why = why_buf;
         refresh = 0;
         from = -1;
         int node = ask >= 0 ? ask : key ? cl->slot[bd_rc_slot(key, klen)] : rc_default_node(cl);
@@ -424,8 +492,10 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             wait = 1;
             refresh = kind == 4;
         }
-        if (b.attempt >= RC_RETRIES) break;
+        if (b.attempt >= RC_RETRIES || rc_late(cl) || (refresh && rc_all_failed(cl))) break;
         int ms = bd_backoff_next_ms(&b);
+        long long left = cl->deadline - rc_now_ms();
+        if (ms > left) ms = left > 0 ? (int)left : 0;
         if (b.attempt == 1) bd_log(BD_LOG_WARN, "redis cluster %s: %s; retrying (first in %d ms)", argv[0], why, ms);
         bd_backoff_sleep_ms(ms);
     }
@@ -433,6 +503,16 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
                    b.attempt);
     bd_rc_drop(cl);
     return NULL;
+}
+
+/* See rcluster.h. */
+redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
+                          const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    redisReply *rep = rc_command(cl, key, klen, argc, argv, lens, err, errbuf, errlen);
+    rc_end(cl);
+    return rep;
 }
 
 /* Sends every command whose node is known and reachable (need[i] = 0 for
@@ -446,8 +526,12 @@ static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int 
     for (size_t i = 0; i < n; i++) {
         need[i] = 1;
         if (node[i] < 0 || !rc_ctx(cl, node[i], errbuf, errlen)) continue;
-        if (redisAppendCommandArgv(cl->nodes[node[i]].c, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK)
+        if (redisAppendCommandArgv(cl->nodes[node[i]].c, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK) {
+            bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis pipeline to %s:%d: %s", cl->nodes[node[i]].a.host,
+                    cl->nodes[node[i]].a.port, cl->nodes[node[i]].c->errstr[0] ? cl->nodes[node[i]].c->errstr
+                                                                            : "cannot append the command");
             return -1;
+        }
         need[i] = 0;
         used[node[i]] = 1;
     }
@@ -463,19 +547,17 @@ static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int 
     return 0;
 }
 
-/* See rcluster.h. */
-bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
-                        const char *const *const *argv, const size_t *const *lens, redisReply **rep,
-                        char *errbuf, size_t errlen)
+/* bd_rc_pipeline within rc_begin/rc_end. */
+static bd_err_t rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
+                            const char *const *const *argv, const size_t *const *lens, redisReply **rep,
+                            char *errbuf, size_t errlen)
 {
     bd_err_t e = BD_OK;
-    if (!cl->have_map && (e = bd_rc_connect(cl, errbuf, errlen)) != BD_OK) return e;
+    for (size_t i = 0; i < n; i++) rep[i] = NULL;
+    if (!cl->have_map && (e = rc_connect(cl, errbuf, errlen)) != BD_OK) return e;
     int *node = bd_xcalloc(n ? n : 1, sizeof *node);
     char *need = bd_xcalloc(n ? n : 1, 1);
-    for (size_t i = 0; i < n; i++) {
-        rep[i] = NULL;
-        node[i] = cl->slot[bd_rc_slot(key[i], strlen(key[i]))];
-    }
+    for (size_t i = 0; i < n; i++) node[i] = cl->slot[bd_rc_slot(key[i], strlen(key[i]))];
     if (rc_pipe_send(cl, n, node, argc, argv, lens, need, errbuf, errlen) != 0) e = BD_ERR_REDIS;
     for (size_t i = 0; e == BD_OK && i < n; i++) {
         if (need[i]) continue;
@@ -495,7 +577,7 @@ bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, con
         if (!need[i]) continue;
         if (rep[i]) freeReplyObject(rep[i]);
         const char *k = key[i];
-        rep[i] = bd_rc_command(cl, k, strlen(k), argc[i], (const char **)argv[i], lens[i], &e, errbuf, errlen);
+        rep[i] = rc_command(cl, k, strlen(k), argc[i], (const char **)argv[i], lens[i], &e, errbuf, errlen);
     }
     if (e != BD_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -506,6 +588,17 @@ bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, con
     }
     free(node);
     free(need);
+    return e;
+}
+
+/* See rcluster.h. */
+bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
+                        const char *const *const *argv, const size_t *const *lens, redisReply **rep,
+                        char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    bd_err_t e = rc_pipeline(cl, n, key, argc, argv, lens, rep, errbuf, errlen);
+    rc_end(cl);
     return e;
 }
 
@@ -524,10 +617,14 @@ redisReply *bd_rc_command_node(bd_rcluster_t *cl, int idx, int argc, const char 
                                bd_err_t *err, char *errbuf, size_t errlen)
 {
     *err = BD_OK;
+    rc_begin(cl);
+    redisReply *rep = NULL;
     if (idx < 0 || idx >= cl->n_nodes || !rc_ctx(cl, idx, errbuf, errlen)) {
         *err = BD_ERR_REDIS;
         bd_rc_drop(cl);
-        return NULL;
+    } else {
+        rep = rc_send(cl, idx, 0, argc, argv, lens, err, errbuf, errlen);
     }
-    return rc_send(cl, idx, 0, argc, argv, lens, err, errbuf, errlen);
+    rc_end(cl);
+    return rep;
 }

@@ -72,7 +72,10 @@ void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms);
  * followed (the error is returned; EXEC then aborts) but update the map.
  * Returns the reply (an error reply included), or NULL with *err and errbuf
  * set when a node was lost with the command sent or the retries ran out
- * (the client is then dropped). */
+ * (the client is then dropped). Every public call here is bounded: no
+ * connect or map read after RC_CALL_MS plus one connect timeout from its
+ * start, nodes that failed in the call are not tried again in it, and it
+ * gives up when every known node failed. */
 redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
                           const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen);
 

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
@@ -847,6 +850,66 @@ Test(cluster, acl_users_on_cluster, .timeout = 180)
     move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
     bd_redis_close(r);
     env_stop(&g_env);
+}
+
+/* A listening socket on 127.0.0.1 that never accepts (connects complete in
+ * its backlog, commands get no answer); its port in *port. */
+static int silent_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 128), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* How many connections reached fd since the last call (accepted, closed). */
+static int drain_connects(int fd)
+{
+    int n = 0, c;
+    while ((c = accept(fd, NULL, NULL)) >= 0) {
+        close(c);
+        n++;
+    }
+    return n;
+}
+
+/* Bounded calls: a seed that accepts connections but never answers is
+ * dialled once per call (bd_rc_connect, bd_rc_command, bd_rc_pipeline),
+ * then the call fails: a node that failed within a call is not tried again
+ * in it, and with every known node failed there is nothing to wait for
+ * (before: dialled twice per retry, 12 retries). */
+Test(cluster, unanswering_seed_is_dialled_once_per_call, .timeout = 60)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int port, fd = silent_listener(&port);
+    bd_rc_addr_t seed = {"127.0.0.1", port};
+    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1, .connect_ms = 200, .command_ms = 200};
+    bd_rcluster_t *rc = bd_rc_new(&o);
+    char err[512];
+    cr_assert_neq(bd_rc_connect(rc, err, sizeof err), BD_OK);
+    cr_assert_eq(drain_connects(fd), 1, "bd_rc_connect");
+    bd_err_t e = BD_OK;
+    const char *ping[1] = {"PING"};
+    cr_assert_null(bd_rc_command(rc, NULL, 0, 1, ping, NULL, &e, err, sizeof err));
+    cr_assert_eq(e, BD_ERR_REDIS);
+    cr_assert_eq(drain_connects(fd), 1, "bd_rc_command: %s", err);
+    const char *k[2] = {"a", "b"}, *get_a[2] = {"GET", "a"}, *get_b[2] = {"GET", "b"};
+    const char *const *argv[2] = {get_a, get_b};
+    const int argc[2] = {2, 2};
+    const size_t *lens[2] = {NULL, NULL};
+    redisReply *rep[2] = {(redisReply *)&e, (redisReply *)&e};
+    cr_assert_neq(bd_rc_pipeline(rc, 2, k, argc, argv, lens, rep, err, sizeof err), BD_OK);
+    cr_assert_null(rep[0]);
+    cr_assert_null(rep[1]);
+    cr_assert_eq(drain_connects(fd), 1, "bd_rc_pipeline: %s", err);
+    bd_rc_free(rc);
+    close(fd);
 }
 
 /* A bad redis-cluster:// URL is a usage/config error (exit 2) naming the
