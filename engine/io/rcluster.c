@@ -38,6 +38,7 @@ struct bd_rcluster {
     int have_map;
     int last;  /* node of the last keyed command, -1 */
     int multi; /* node of an open MULTI, -1 */
+    int watch; /* node of an active WATCH, -1 */
     int depth;             /* calls in progress (a pipeline runs commands: nested) */
     long long deadline;    /* monotonic ms: no connect or map read after it in this call */
     unsigned char failed[RC_NODES_MAX]; /* nodes that failed (connect, set-up, lost) in this call */
@@ -131,7 +132,7 @@ bd_rcluster_t *bd_rc_new(const bd_rc_opts_t *o)
     cl->command_ms = o->command_ms > 0 ? o->command_ms : 5000;
     cl->script = o->script;
     for (int i = 0; i < BD_RC_SLOTS; i++) cl->slot[i] = -1;
-    cl->last = cl->multi = -1;
+    cl->last = cl->multi = cl->watch = -1;
     return cl;
 }
 
@@ -147,7 +148,7 @@ void bd_rc_drop(bd_rcluster_t *cl)
 {
     for (int i = 0; i < cl->n_nodes; i++) rc_close(cl, i);
     cl->have_map = 0;
-    cl->last = cl->multi = -1;
+    cl->last = cl->multi = cl->watch = -1;
 }
 
 /* See rcluster.h. */
@@ -383,11 +384,10 @@ static int rc_redirect(bd_rcluster_t *cl, const redisReply *rep, int from, int *
     return kind;
 }
 
-/* The node a keyless command goes to: the open MULTI's, the last used, else
- * the first master. */
+/* The node a keyless command goes to: the last used, else the first
+ * master. */
 static int rc_default_node(const bd_rcluster_t *cl)
 {
-    if (cl->multi >= 0) return cl->multi;
     if (cl->last >= 0) return cl->last;
     for (int s = 0; s < BD_RC_SLOTS; s++)
         if (cl->slot[s] >= 0) return cl->slot[s];
@@ -426,21 +426,27 @@ static redisReply *rc_send(bd_rcluster_t *cl, int node, int asking, int argc, co
     return rep;
 }
 
-/* Inside MULTI: the command goes to the transaction's node as it is; a
- * redirection only updates the map (EXEC will abort). */
-static redisReply *rc_in_multi(bd_rcluster_t *cl, int argc, const char **argv, const size_t *lens,
-                               bd_err_t *err, char *errbuf, size_t errlen)
+/* Inside MULTI or WATCH: the command goes to the pinned node as it is, on
+ * the connection that holds the transaction (never a new one); a
+ * redirection only updates the map and is returned (EXEC will abort).
+ * EXEC and DISCARD end both, UNWATCH the WATCH. */
+static redisReply *rc_pinned(bd_rcluster_t *cl, int argc, const char **argv, const size_t *lens,
+                             bd_err_t *err, char *errbuf, size_t errlen)
 {
-    int node = cl->multi, s, to;
+    int node = cl->multi >= 0 ? cl->multi : cl->watch, s, to;
     int end = !strcasecmp(argv[0], "EXEC") || !strcasecmp(argv[0], "DISCARD");
-    if (!rc_ctx(cl, node, errbuf, errlen)) {
-        *err = BD_ERR_REDIS;
+    if (!cl->nodes[node].c) {
+        *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: the connection to %s:%d of the open %s is gone",
+                       argv[0], cl->nodes[node].a.host, cl->nodes[node].a.port, cl->multi >= 0 ? "MULTI" : "WATCH");
         bd_rc_drop(cl);
         return NULL;
     }
     redisReply *rep = rc_send(cl, node, 0, argc, argv, lens, err, errbuf, errlen);
-    if (rep) rc_redirect(cl, rep, node, &s, &to);
-    if (end) cl->multi = -1;
+    if (!rep) return NULL;
+    rc_redirect(cl, rep, node, &s, &to);
+    if (!strcasecmp(argv[0], "MULTI") && rep->type == REDIS_REPLY_STATUS) cl->multi = node;
+    if (end) cl->multi = cl->watch = -1;
+    if (!strcasecmp(argv[0], "UNWATCH")) cl->watch = -1;
     return rep;
 }
 
@@ -449,8 +455,7 @@ static redisReply *rc_command(bd_rcluster_t *cl, const char *key, size_t klen, i
                               const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
 {
     *err = BD_OK;
-    if (cl->multi >= 0 && strcasecmp(argv[0], "MULTI") != 0)
-        return rc_in_multi(cl, argc, argv, lens, err, errbuf, errlen);
+    if (cl->multi >= 0 || cl->watch >= 0) return rc_pinned(cl, argc, argv, lens, err, errbuf, errlen);
     bd_backoff_t b = RC_BACKOFF;
     int ask = -1, redirects = 0, refresh = !cl->have_map, from = -1;
     const char *why = "no slot map";
@@ -476,7 +481,8 @@ static redisReply *rc_command(bd_rcluster_t *cl, const char *key, size_t klen, i
             int s, to, kind = rc_redirect(cl, rep, node, &s, &to);
             ask = -1;
             if (kind == 0) {
-                if (!strcasecmp(argv[0], "MULTI") && rep->type == REDIS_REPLY_STATUS) cl->multi = node;
+                if (rep->type == REDIS_REPLY_STATUS && !strcasecmp(argv[0], "MULTI")) cl->multi = node;
+                if (rep->type == REDIS_REPLY_STATUS && !strcasecmp(argv[0], "WATCH")) cl->watch = node;
                 if (key) cl->last = node;
                 return rep;
             }

@@ -68,8 +68,11 @@ void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms);
 /* Runs one command on the master of key's slot (key NULL: the node of an
  * open MULTI, else the node used last, else any master), following MOVED
  * and ASK, retrying TRYAGAIN, CLUSTERDOWN and unreachable nodes with a
- * bounded backoff. Between MULTI and EXEC/DISCARD redirections are not
- * followed (the error is returned; EXEC then aborts) but update the map.
+ * bounded backoff. Between MULTI and EXEC/DISCARD, and from a WATCH to
+ * EXEC/DISCARD/UNWATCH, every command goes to that node on the connection
+ * that holds the transaction: redirections are not followed (the error is
+ * returned; EXEC then aborts) but update the map, and a lost connection is
+ * an error, never reopened.
  * Returns the reply (an error reply included), or NULL with *err and errbuf
  * set when a node was lost with the command sent or the retries ran out
  * (the client is then dropped). Every public call here is bounded: no

@@ -912,6 +912,54 @@ Test(cluster, unanswering_seed_is_dialled_once_per_call, .timeout = 60)
     close(fd);
 }
 
+/* A command through rc on key (its reply's type, the reply freed; its
+ * text, or the error, into out). */
+static int rc_cmd(bd_rcluster_t *rc, const char *key, int argc, const char **argv, char *out, size_t cap)
+{
+    bd_err_t e;
+    char err[512];
+    redisReply *x = bd_rc_command(rc, key, key ? strlen(key) : 0, argc, argv, NULL, &e, err, sizeof err);
+    if (!x) {
+        snprintf(out, cap, "%s", err);
+        return -1;
+    }
+    int t = x->type;
+    snprintf(out, cap, "%s", x->str ? x->str : "");
+    freeReplyObject(x);
+    return t;
+}
+
+/* WATCH pins its node as MULTI does: while it is active a redirection is
+ * returned, not followed (the watched key moved: the transaction cannot
+ * hold); UNWATCH (and EXEC, DISCARD) release it. */
+Test(cluster, watch_pins_its_node, .timeout = 120)
+{
+    env_start(&g_env, 0, 0);
+    const char *key = "budgetd:{acme-us}:kill";
+    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
+    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1};
+    bd_rcluster_t *rc = bd_rc_new(&o);
+    char out[512];
+    cr_assert_eq(bd_rc_connect(rc, out, sizeof out), BD_OK, "%s", out);
+    const char *set[3] = {"SET", key, "x"}, *get[2] = {"GET", key}, *watch[2] = {"WATCH", key},
+               *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
+    cr_assert_eq(rc_cmd(rc, key, 3, set, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(rc_cmd(rc, key, 2, watch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), NULL, NULL);
+    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_ERROR, "GET under WATCH followed: %s", out);
+    cr_assert(!strncmp(out, "MOVED ", 6), "%s", out);
+    cr_assert_eq(rc_cmd(rc, NULL, 1, unwatch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STRING, "%s", out);
+    cr_assert_str_eq(out, "x");
+    /* WATCH, MULTI, EXEC on the key's new node: a complete transaction */
+    cr_assert_eq(rc_cmd(rc, key, 2, watch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(rc_cmd(rc, NULL, 1, multi, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(rc_cmd(rc, NULL, 1, exec, out, sizeof out), REDIS_REPLY_ARRAY, "%s", out);
+    bd_rc_free(rc);
+    env_stop(&g_env);
+}
+
 /* A bad redis-cluster:// URL is a usage/config error (exit 2) naming the
  * file and line, or the option, and never repeating the URL; nothing is
  * contacted. */
