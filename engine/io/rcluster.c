@@ -13,7 +13,7 @@
 #include "budgetd/log.h"
 #include "rcluster.h"
 
-#define RC_NODES_MAX 256 /* known nodes (seeds, map, redirections) */
+#define RC_NODES_MAX BD_RC_NODES_MAX
 #define RC_REDIRECTS 16  /* MOVED/ASK followed per command before giving up */
 #define RC_RETRIES 12    /* waits (TRYAGAIN, CLUSTERDOWN, unreachable) per command: about 8.5 s */
 #define RC_CALL_MS 9500  /* one call's time for connects and map reads: the RC_RETRIES waits with
@@ -274,6 +274,46 @@ static int rc_map_entry(bd_rcluster_t *cl, const redisReply *e, int from, int16_
     return 0;
 }
 
+/* A node index after rc_prune renumbered the table (-1 stays -1). */
+static int rc_renum(const int16_t *to, int i)
+{
+    return i >= 0 ? to[i] : -1;
+}
+
+/* After a good map read: forgets (closes) every node that is not a seed, a
+ * master of the map, or held by the last keyed command, an open MULTI or
+ * WATCH, and renumbers the rest, so that fail-overs and redirections over a
+ * long life never fill the table (RC_NODES_MAX). Callers hold no other
+ * node index across a map read. */
+static void rc_prune(bd_rcluster_t *cl)
+{
+    int16_t to[RC_NODES_MAX];
+    int k = 0;
+    for (int i = 0; i < cl->n_nodes; i++) {
+        rc_node_t *n = &cl->nodes[i];
+        int keep = n->master || i == cl->last || i == cl->multi || i == cl->watch;
+        for (int j = 0; !keep && j < cl->n_seeds; j++)
+            keep = n->a.port == cl->seeds[j].port && !strcmp(n->a.host, cl->seeds[j].host);
+        if (!keep) {
+            rc_close(cl, i);
+            to[i] = -1;
+            continue;
+        }
+        to[i] = (int16_t)k;
+        if (k != i) {
+            cl->nodes[k] = *n;
+            cl->failed[k] = cl->failed[i];
+        }
+        k++;
+    }
+    if (k == cl->n_nodes) return;
+    for (int s = 0; s < BD_RC_SLOTS; s++) cl->slot[s] = (int16_t)rc_renum(to, cl->slot[s]);
+    cl->last = rc_renum(to, cl->last);
+    cl->multi = rc_renum(to, cl->multi);
+    cl->watch = rc_renum(to, cl->watch);
+    cl->n_nodes = k;
+}
+
 /* Reads the map from node i. 0, or -1 with errbuf set. */
 static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
 {
@@ -311,6 +351,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
                cl->nodes[i].a.port, masters);
     cl->have_map = 1;
     cl->maps++;
+    rc_prune(cl);
     return 0;
 }
 
@@ -523,7 +564,10 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
 
 /* Sends every command whose node is known and reachable (need[i] = 0 for
  * them), flushing each node's pipeline so that the nodes work in parallel;
- * -1 when a node was lost while sending. */
+ * -1 when a node was lost while sending. A node that fails to connect is
+ * marked failed for the rest of the call (rc_ctx), so no later item of its
+ * slots is sent ahead of an earlier one: they are all resolved one by one,
+ * in order. */
 static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int *argc,
                         const char *const *const *argv, const size_t *const *lens, char *need, char *errbuf,
                         size_t errlen)

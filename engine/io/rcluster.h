@@ -14,6 +14,7 @@
 
 #define BD_RC_SLOTS 16384
 #define BD_RC_SEEDS_MAX 16
+#define BD_RC_NODES_MAX 256 /* known nodes (seeds, masters, redirections): bd_rc_masters returns no more */
 
 typedef struct bd_rcluster bd_rcluster_t;
 

@@ -373,8 +373,8 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
     if (!r->is_cluster) {
         e = rd_scan_names(r, -1, &out, n, &cap, errbuf, errlen);
     } else if ((e = bd_rd_ensure(r, errbuf, errlen)) == BD_OK) {
-        int idx[64];
-        int m = bd_rc_masters(r->cl, idx, 64);
+        int idx[BD_RC_NODES_MAX];
+        int m = bd_rc_masters(r->cl, idx, BD_RC_NODES_MAX);
         for (int i = 0; i < m && e == BD_OK; i++) e = rd_scan_names(r, idx[i], &out, n, &cap, errbuf, errlen);
     }
     if (e != BD_OK) {
