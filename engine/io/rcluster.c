@@ -167,6 +167,8 @@ unsigned long bd_rc_map_reads(const bd_rcluster_t *cl) { return cl->maps; }
 
 unsigned long bd_rc_map_changes(const bd_rcluster_t *cl) { return cl->changes; }
 
+int bd_rc_known_nodes(const bd_rcluster_t *cl) { return cl->n_nodes; }
+
 /* See rcluster.h. */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms)
 {

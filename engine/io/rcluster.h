@@ -63,6 +63,10 @@ unsigned long bd_rc_map_reads(const bd_rcluster_t *cl);
  * the keys' node may have lost writes, as after a reconnect. */
 unsigned long bd_rc_map_changes(const bd_rcluster_t *cl);
 
+/* Number of nodes the client knows (seeds, masters, the nodes it holds):
+ * stale ones are forgotten after each map read. */
+int bd_rc_known_nodes(const bd_rcluster_t *cl);
+
 /* Sets the command timeout of every open connection (and later ones). */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms);
 

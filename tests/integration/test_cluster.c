@@ -960,6 +960,39 @@ Test(cluster, watch_pins_its_node, .timeout = 120)
     env_stop(&g_env);
 }
 
+/* A fail-over (the master of {acme-us} SIGKILLed, its replica promoted)
+ * is followed by a keyed read, and the dead master is forgotten: the
+ * client knows its seed and the current masters only. */
+Test(cluster, failover_forgets_the_old_master, .timeout = 120)
+{
+    env_start(&g_env, 0, 0);
+    const char *key = "budgetd:{acme-us}:kill";
+    int m = bd_test_cluster_master_of(g_env.cl, key);
+    cr_assert(m > 0, "acme-us on node %d", m);
+    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
+    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1};
+    bd_rcluster_t *rc = bd_rc_new(&o);
+    char out[512];
+    cr_assert_eq(bd_rc_connect(rc, out, sizeof out), BD_OK, "%s", out);
+    const char *set[3] = {"SET", key, "x"}, *get[2] = {"GET", key};
+    cr_assert_eq(rc_cmd(rc, key, 3, set, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
+    cr_assert_eq(bd_test_cluster_wait_synced(g_env.cl, 10000), 0);
+    int known = bd_rc_known_nodes(rc);
+    bd_test_cluster_kill(g_env.cl, m);
+    cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 30000), 0, "no fail-over");
+    /* the first read finds the killed master's connection closed: a lost
+     * command is not resent (the client is dropped), the next one goes on */
+    if (rc_cmd(rc, key, 2, get, out, sizeof out) < 0) cr_assert_eq(bd_rc_connected(rc), 0);
+    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STRING, "%s", out);
+    cr_assert_str_eq(out, "x");
+    int idx[BD_RC_NODES_MAX];
+    cr_assert_eq(bd_rc_masters(rc, idx, BD_RC_NODES_MAX), 3);
+    cr_assert_eq(bd_rc_known_nodes(rc), known, "the dead master is still known (%d nodes, %d before)",
+                 bd_rc_known_nodes(rc), known);
+    bd_rc_free(rc);
+    env_stop(&g_env);
+}
+
 /* A bad redis-cluster:// URL is a usage/config error (exit 2) naming the
  * file and line, or the option, and never repeating the URL; nothing is
  * contacted. */
