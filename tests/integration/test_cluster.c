@@ -710,6 +710,17 @@ static void read_during_move(void *arg)
     cr_assert_eq(killed, 0);
 }
 
+/* As read_during_move for a user without +asking: the read fails with
+ * ASKING's NOPERM (not after the redirections and retries ran out). */
+static void read_refused_during_move(void *arg)
+{
+    bd_redis_t *r = arg;
+    char reason[64], err[512] = "";
+    int killed = -1;
+    cr_assert_neq(bd_redis_get_kill(r, "acme-us", reason, sizeof reason, &killed, err, sizeof err), BD_OK);
+    cr_assert(strstr(err, "NOPERM") && strstr(err, "asking"), "%s", err);
+}
+
 /* The client in-process: the notify message heard through one node, a
  * script cache flushed on every master (NOSCRIPT:
  * the item is sent again as EVAL), a read during a slot migration (ASK), a
@@ -848,6 +859,9 @@ Test(cluster, acl_users_on_cluster, .timeout = 180)
     url_as(url, sizeof url, g_env.cl->url, "budgetd-engine:engine-pw");
     cr_assert_eq(bd_redis_open(url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
     move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
+    /* without +asking the ASK cannot be followed: ASKING's own error */
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "ACL SETUSER budgetd-engine -asking");
+    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_refused_during_move, r);
     bd_redis_close(r);
     env_stop(&g_env);
 }
