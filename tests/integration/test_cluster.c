@@ -3,7 +3,9 @@
  * as against a single Redis; the operator commands work on the cluster;
  * live runs through a fail-over (CLUSTER FAILOVER, then a SIGKILLed
  * master) and a slot migration lose nothing and publish nothing twice (the
- * decision streams equal replay's records, versions counted once). */
+ * decision streams equal replay's records, versions counted once); the
+ * shipped ACL users work on a cluster. The client's own behaviour in
+ * process: test_cluster_client.c. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,9 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
@@ -246,99 +245,6 @@ Test(cluster, replay_leaves_same_keys_as_single_redis, .timeout = 180)
     env_stop(&g_env);
 }
 
-/* A command on node i of the cluster, its reply checked not to be an error
- * (fails the test otherwise); freed. */
-static void node_ok(const bd_test_cluster_t *t, int i, const char *fmt, ...)
-{
-    redisContext *c = bd_test_cluster_node(t, i);
-    cr_assert_not_null(c, "node %d does not answer", i);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt, r ? r->str : c->errstr);
-    freeReplyObject(r);
-    redisFree(c);
-}
-
-/* Moves the slot of hash tag {tag} to master `to` as redis-cli --cluster
- * reshard does: IMPORTING on the target, MIGRATING on the source, then
- * (after mid(), when given: writes go on meanwhile) MIGRATE of its keys
- * in batches of 3 with mid() between batches, then SETSLOT NODE on target,
- * source and the other masters. */
-static void move_slot(const bd_test_cluster_t *t, const char *tag, int to, void (*mid)(void *), void *arg)
-{
-    char key[96], from_id[41], to_id[41];
-    snprintf(key, sizeof key, "{%s}", tag);
-    int from = bd_test_cluster_master_of(t, key);
-    cr_assert_geq(from, 0);
-    if (from == to) return;
-    unsigned slot = bd_rc_slot(key, strlen(key));
-    cr_assert_eq(bd_test_cluster_id(t, from, from_id), 0);
-    cr_assert_eq(bd_test_cluster_id(t, to, to_id), 0);
-    node_ok(t, to, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id);
-    node_ok(t, from, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id);
-    if (mid) mid(arg);
-    for (;;) {
-        redisContext *c = bd_test_cluster_node(t, from);
-        redisReply *r = redisCommand(c, "CLUSTER GETKEYSINSLOT %u 3", slot);
-        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
-        size_t n = r->elements;
-        if (n) {
-            const char *argv[16];
-            char port[16];
-            snprintf(port, sizeof port, "%d", t->port[to]);
-            int argc = 0;
-            const char *head[] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000"};
-            for (int k = 0; k < 6; k++) argv[argc++] = head[k];
-            if (t->password[0]) {
-                argv[argc++] = "AUTH";
-                argv[argc++] = t->password;
-            }
-            argv[argc++] = "KEYS";
-            for (size_t k = 0; k < n; k++) argv[argc++] = r->element[k]->str;
-            redisReply *m = redisCommandArgv(c, argc, argv, NULL);
-            cr_assert(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : c->errstr);
-            freeReplyObject(m);
-        }
-        freeReplyObject(r);
-        redisFree(c);
-        if (!n) break;
-        if (mid) mid(arg);
-    }
-    node_ok(t, to, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    node_ok(t, from, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
-        if (i == to || i == from || t->pid[i] <= 0) continue;
-        redisContext *c = bd_test_cluster_node(t, i);
-        redisReply *r = redisCommand(c, "ROLE");
-        int master = r && r->type == REDIS_REPLY_ARRAY && !strcmp(r->element[0]->str, "master");
-        freeReplyObject(r);
-        redisFree(c);
-        if (master) node_ok(t, i, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    }
-    cr_assert_eq(bd_test_cluster_wait_ok(t, 20000), 0, "cluster not ok after the slot move");
-    cr_assert_eq(bd_test_cluster_master_of(t, key), to);
-}
-
-/* The first master that does not serve {tag}. */
-static int other_master(const bd_test_cluster_t *t, const char *tag)
-{
-    char key[96];
-    snprintf(key, sizeof key, "{%s}", tag);
-    int m = bd_test_cluster_master_of(t, key);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
-        if (i == m || t->pid[i] <= 0) continue;
-        redisContext *c = bd_test_cluster_node(t, i);
-        redisReply *r = redisCommand(c, "ROLE");
-        int master = r && r->type == REDIS_REPLY_ARRAY && !strcmp(r->element[0]->str, "master");
-        freeReplyObject(r);
-        redisFree(c);
-        if (master) return i;
-    }
-    return -1;
-}
-
 /* Masks the wall-clock times of an operator command's output in place
  * (ISO 2026-12-02T06:03:17Z and Unix seconds of 10 digits become "T"):
  * the two runs compared are seconds apart. */
@@ -377,7 +283,7 @@ Test(cluster, operator_commands, .timeout = 180)
     const char *urls[2] = {g_env.single->url, g_env.cl->url};
     /* the four portfolios hash to one master's range: acme-us moves away
      * (an empty slot) so that the listing has to scan several masters */
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), NULL, NULL);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), NULL, NULL);
     for (int k = 0; k < 2; k++) {
         const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", urls[k], NULL};
         cr_assert_eq(run_bin(a, 120), 0);
@@ -591,7 +497,7 @@ Test(cluster, live_run_through_failovers, .timeout = 300)
     int m = bd_test_cluster_master_of(g_env.cl, "{acme-us}");
     int r = bd_test_cluster_replica_of(g_env.cl, m);
     cr_assert_geq(r, 0, "master %d has no replica", m);
-    node_ok(g_env.cl, r, "CLUSTER FAILOVER");
+    bd_test_cluster_ok(g_env.cl, r, "CLUSTER FAILOVER");
     for (int i = 0; i < 100 && bd_test_cluster_master_of(g_env.cl, "{acme-us}") != r; i++) usleep(100 * 1000);
     cr_assert_eq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), r, "no fail-over to node %d", r);
     cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 20000), 0);
@@ -644,8 +550,8 @@ Test(cluster, live_run_through_slot_migration, .timeout = 300)
     pid_t pid = start_daemon(&g_env);
     wait_decisions(g_env.cl, 50);
     mid_t mid = {.env = &g_env, .part = part[1]};
-    int to = other_master(g_env.cl, "acme-us");
-    move_slot(g_env.cl, "acme-us", to, during_move, &mid);
+    int to = bd_test_cluster_other_master(g_env.cl, "acme-us");
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", to, during_move, &mid);
     cr_assert_gt(mid.calls, 1, "no key was migrated");
     produce_file(bd_broker_bootstraps(g_env.broker), part[2]);
     cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
@@ -744,11 +650,11 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     cr_assert_eq(got, 1, "no notify message: %s", err);
     cr_assert_str_eq(msg, "acme-us 1 active");
     bd_redis_sub_close(sub);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "SCRIPT FLUSH");
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) bd_test_cluster_ok(g_env.cl, i, "SCRIPT FLUSH");
     cr_assert_eq(write_one(r, 2), BD_OK);
     cr_assert_eq(write_one(r, 2), BD_REDIS_DUPLICATE);
     unsigned long conns = bd_redis_reconnects(r);
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_during_move, r);
     cr_assert_eq(write_one(r, 3), BD_OK);
     cr_assert_gt(bd_redis_reconnects(r), conns, "a changed map does not count as a reconnect");
     redisReply *x = bd_test_cluster_cmd(g_env.cl, "{acme-us}", "XLEN budgetd:{acme-us}:decisions");
@@ -858,152 +764,11 @@ Test(cluster, acl_users_on_cluster, .timeout = 180)
     bd_redis_t *r = NULL;
     url_as(url, sizeof url, g_env.cl->url, "budgetd-engine:engine-pw");
     cr_assert_eq(bd_redis_open(url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_during_move, r);
     /* without +asking the ASK cannot be followed: ASKING's own error */
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "ACL SETUSER budgetd-engine -asking");
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_refused_during_move, r);
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) bd_test_cluster_ok(g_env.cl, i, "ACL SETUSER budgetd-engine -asking");
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_refused_during_move, r);
     bd_redis_close(r);
-    env_stop(&g_env);
-}
-
-/* A listening socket on 127.0.0.1 that never accepts (connects complete in
- * its backlog, commands get no answer); its port in *port. */
-static int silent_listener(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    cr_assert(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(fd, 128), 0);
-    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-/* How many connections reached fd since the last call (accepted, closed). */
-static int drain_connects(int fd)
-{
-    int n = 0, c;
-    while ((c = accept(fd, NULL, NULL)) >= 0) {
-        close(c);
-        n++;
-    }
-    return n;
-}
-
-/* Bounded calls: a seed that accepts connections but never answers is
- * dialled once per call (bd_rc_connect, bd_rc_command, bd_rc_pipeline),
- * then the call fails: a node that failed within a call is not tried again
- * in it, and with every known node failed there is nothing to wait for
- * (before: dialled twice per retry, 12 retries). */
-Test(cluster, unanswering_seed_is_dialled_once_per_call, .timeout = 60)
-{
-    signal(SIGPIPE, SIG_IGN);
-    int port, fd = silent_listener(&port);
-    bd_rc_addr_t seed = {"127.0.0.1", port};
-    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1, .connect_ms = 200, .command_ms = 200};
-    bd_rcluster_t *rc = bd_rc_new(&o);
-    char err[512];
-    cr_assert_neq(bd_rc_connect(rc, err, sizeof err), BD_OK);
-    cr_assert_eq(drain_connects(fd), 1, "bd_rc_connect");
-    bd_err_t e = BD_OK;
-    const char *ping[1] = {"PING"};
-    cr_assert_null(bd_rc_command(rc, NULL, 0, 1, ping, NULL, &e, err, sizeof err));
-    cr_assert_eq(e, BD_ERR_REDIS);
-    cr_assert_eq(drain_connects(fd), 1, "bd_rc_command: %s", err);
-    const char *k[2] = {"a", "b"}, *get_a[2] = {"GET", "a"}, *get_b[2] = {"GET", "b"};
-    const char *const *argv[2] = {get_a, get_b};
-    const int argc[2] = {2, 2};
-    const size_t *lens[2] = {NULL, NULL};
-    redisReply *rep[2] = {(redisReply *)&e, (redisReply *)&e};
-    cr_assert_neq(bd_rc_pipeline(rc, 2, k, argc, argv, lens, rep, err, sizeof err), BD_OK);
-    cr_assert_null(rep[0]);
-    cr_assert_null(rep[1]);
-    cr_assert_eq(drain_connects(fd), 1, "bd_rc_pipeline: %s", err);
-    bd_rc_free(rc);
-    close(fd);
-}
-
-/* A command through rc on key (its reply's type, the reply freed; its
- * text, or the error, into out). */
-static int rc_cmd(bd_rcluster_t *rc, const char *key, int argc, const char **argv, char *out, size_t cap)
-{
-    bd_err_t e;
-    char err[512];
-    redisReply *x = bd_rc_command(rc, key, key ? strlen(key) : 0, argc, argv, NULL, &e, err, sizeof err);
-    if (!x) {
-        snprintf(out, cap, "%s", err);
-        return -1;
-    }
-    int t = x->type;
-    snprintf(out, cap, "%s", x->str ? x->str : "");
-    freeReplyObject(x);
-    return t;
-}
-
-/* WATCH pins its node as MULTI does: while it is active a redirection is
- * returned, not followed (the watched key moved: the transaction cannot
- * hold); UNWATCH (and EXEC, DISCARD) release it. */
-Test(cluster, watch_pins_its_node, .timeout = 120)
-{
-    env_start(&g_env, 0, 0);
-    const char *key = "budgetd:{acme-us}:kill";
-    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
-    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1};
-    bd_rcluster_t *rc = bd_rc_new(&o);
-    char out[512];
-    cr_assert_eq(bd_rc_connect(rc, out, sizeof out), BD_OK, "%s", out);
-    const char *set[3] = {"SET", key, "x"}, *get[2] = {"GET", key}, *watch[2] = {"WATCH", key},
-               *unwatch[1] = {"UNWATCH"}, *multi[1] = {"MULTI"}, *exec[1] = {"EXEC"};
-    cr_assert_eq(rc_cmd(rc, key, 3, set, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(rc_cmd(rc, key, 2, watch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), NULL, NULL);
-    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_ERROR, "GET under WATCH followed: %s", out);
-    cr_assert(!strncmp(out, "MOVED ", 6), "%s", out);
-    cr_assert_eq(rc_cmd(rc, NULL, 1, unwatch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STRING, "%s", out);
-    cr_assert_str_eq(out, "x");
-    /* WATCH, MULTI, EXEC on the key's new node: a complete transaction */
-    cr_assert_eq(rc_cmd(rc, key, 2, watch, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(rc_cmd(rc, NULL, 1, multi, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(rc_cmd(rc, NULL, 1, exec, out, sizeof out), REDIS_REPLY_ARRAY, "%s", out);
-    bd_rc_free(rc);
-    env_stop(&g_env);
-}
-
-/* A fail-over (the master of {acme-us} SIGKILLed, its replica promoted)
- * is followed by a keyed read, and the dead master is forgotten: the
- * client knows its seed and the current masters only. */
-Test(cluster, failover_forgets_the_old_master, .timeout = 120)
-{
-    env_start(&g_env, 0, 0);
-    const char *key = "budgetd:{acme-us}:kill";
-    int m = bd_test_cluster_master_of(g_env.cl, key);
-    cr_assert(m > 0, "acme-us on node %d", m);
-    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
-    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1};
-    bd_rcluster_t *rc = bd_rc_new(&o);
-    char out[512];
-    cr_assert_eq(bd_rc_connect(rc, out, sizeof out), BD_OK, "%s", out);
-    const char *set[3] = {"SET", key, "x"}, *get[2] = {"GET", key};
-    cr_assert_eq(rc_cmd(rc, key, 3, set, out, sizeof out), REDIS_REPLY_STATUS, "%s", out);
-    cr_assert_eq(bd_test_cluster_wait_synced(g_env.cl, 10000), 0);
-    int known = bd_rc_known_nodes(rc);
-    bd_test_cluster_kill(g_env.cl, m);
-    cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 30000), 0, "no fail-over");
-    /* the first read finds the killed master's connection closed: a lost
-     * command is not resent (the client is dropped), the next one goes on */
-    if (rc_cmd(rc, key, 2, get, out, sizeof out) < 0) cr_assert_eq(bd_rc_connected(rc), 0);
-    cr_assert_eq(rc_cmd(rc, key, 2, get, out, sizeof out), REDIS_REPLY_STRING, "%s", out);
-    cr_assert_str_eq(out, "x");
-    int idx[BD_RC_NODES_MAX];
-    cr_assert_eq(bd_rc_masters(rc, idx, BD_RC_NODES_MAX), 3);
-    cr_assert_eq(bd_rc_known_nodes(rc), known, "the dead master is still known (%d nodes, %d before)",
-                 bd_rc_known_nodes(rc), known);
-    bd_rc_free(rc);
     env_stop(&g_env);
 }
 
