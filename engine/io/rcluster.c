@@ -7,14 +7,17 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/time.h>
+#include <time.h>
 #include <hiredis/hiredis.h>
 #include "budgetd/backoff.h"
 #include "budgetd/log.h"
 #include "rcluster.h"
 
-#define RC_NODES_MAX 256 /* known nodes (seeds, map, redirections) */
+#define RC_NODES_MAX BD_RC_NODES_MAX
 #define RC_REDIRECTS 16  /* MOVED/ASK followed per command before giving up */
-#define RC_RETRIES 12    /* waits (TRYAGAIN, CLUSTERDOWN, unreachable) per command: about 8 s */
+#define RC_RETRIES 12    /* waits (TRYAGAIN, CLUSTERDOWN, unreachable) per command: about 8.5 s */
+#define RC_CALL_MS 9500  /* one call's time for connects and map reads: the RC_RETRIES waits with
+                            their jitter; plus one connect timeout (rc_begin) */
 
 typedef struct {
     bd_rc_addr_t a;
@@ -35,6 +38,10 @@ struct bd_rcluster {
     int have_map;
     int last;  /* node of the last keyed command, -1 */
     int multi; /* node of an open MULTI, -1 */
+    int watch; /* node of an active WATCH, -1 */
+    int depth;             /* calls in progress (a pipeline runs commands: nested) */
+    long long deadline;    /* monotonic ms: no connect or map read after it in this call */
+    unsigned char failed[RC_NODES_MAX]; /* nodes that failed (connect, set-up, lost) in this call */
     unsigned long maps;    /* map reads */
     unsigned long changes; /* map reads that changed the map (a fail-over, a slot moved) */
 };
@@ -75,6 +82,44 @@ static struct timeval rc_tv(int ms)
     return tv;
 }
 
+/* Monotonic milliseconds (the deadline of a call). */
+static long long rc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts a public call (nested ones share the outermost's): a deadline of
+ * RC_CALL_MS plus one connect timeout, and no node failed yet. Bounds the
+ * time a call spends on unreachable nodes whatever the map says. */
+static void rc_begin(bd_rcluster_t *cl)
+{
+    if (cl->depth++ > 0) return;
+    cl->deadline = rc_now_ms() + RC_CALL_MS + cl->connect_ms;
+    memset(cl->failed, 0, sizeof cl->failed);
+}
+
+/* Ends a call started by rc_begin. */
+static void rc_end(bd_rcluster_t *cl)
+{
+    if (cl->depth > 0) cl->depth--;
+}
+
+/* 1 when this call's deadline has passed (0 outside a call). */
+static int rc_late(const bd_rcluster_t *cl)
+{
+    return cl->depth > 0 && rc_now_ms() >= cl->deadline;
+}
+
+/* 1 when every known node failed in this call: no retry can succeed. */
+static int rc_all_failed(const bd_rcluster_t *cl)
+{
+    for (int i = 0; i < cl->n_nodes; i++)
+        if (!cl->failed[i]) return 0;
+    return 1;
+}
+
 /* See rcluster.h. */
 bd_rcluster_t *bd_rc_new(const bd_rc_opts_t *o)
 {
@@ -87,7 +132,7 @@ bd_rcluster_t *bd_rc_new(const bd_rc_opts_t *o)
     cl->command_ms = o->command_ms > 0 ? o->command_ms : 5000;
     cl->script = o->script;
     for (int i = 0; i < BD_RC_SLOTS; i++) cl->slot[i] = -1;
-    cl->last = cl->multi = -1;
+    cl->last = cl->multi = cl->watch = -1;
     return cl;
 }
 
@@ -103,7 +148,7 @@ void bd_rc_drop(bd_rcluster_t *cl)
 {
     for (int i = 0; i < cl->n_nodes; i++) rc_close(cl, i);
     cl->have_map = 0;
-    cl->last = cl->multi = -1;
+    cl->last = cl->multi = cl->watch = -1;
 }
 
 /* See rcluster.h. */
@@ -121,6 +166,8 @@ int bd_rc_connected(const bd_rcluster_t *cl) { return cl->have_map; }
 unsigned long bd_rc_map_reads(const bd_rcluster_t *cl) { return cl->maps; }
 
 unsigned long bd_rc_map_changes(const bd_rcluster_t *cl) { return cl->changes; }
+
+int bd_rc_known_nodes(const bd_rcluster_t *cl) { return cl->n_nodes; }
 
 /* See rcluster.h. */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms)
@@ -171,6 +218,17 @@ static redisContext *rc_ctx(bd_rcluster_t *cl, int i, char *errbuf, size_t errle
 {
     rc_node_t *n = &cl->nodes[i];
     if (n->c) return n->c;
+    if (cl->failed[i]) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster node %s:%d failed earlier in this call", n->a.host,
+                n->a.port);
+        return NULL;
+    }
+    if (rc_late(cl)) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: time limit of the call reached before connecting to %s:%d",
+                n->a.host, n->a.port);
+        return NULL;
+    }
+    cl->failed[i] = 1; /* until the set-up succeeded */
     redisContext *c = redisConnectWithTimeout(n->a.host, n->a.port, rc_tv(cl->connect_ms));
     if (!c || c->err) {
         bd_errf(errbuf, errlen, BD_ERR_REDIS, "cannot connect to redis cluster node %s:%d: %s", n->a.host,
@@ -195,6 +253,7 @@ static redisContext *rc_ctx(bd_rcluster_t *cl, int i, char *errbuf, size_t errle
         return NULL;
     }
     n->c = c;
+    cl->failed[i] = 0;
     return c;
 }
 
@@ -217,6 +276,46 @@ static int rc_map_entry(bd_rcluster_t *cl, const redisReply *e, int from, int16_
     return 0;
 }
 
+/* A node index after rc_prune renumbered the table (-1 stays -1). */
+static int rc_renum(const int16_t *to, int i)
+{
+    return i >= 0 ? to[i] : -1;
+}
+
+/* After a good map read: forgets (closes) every node that is not a seed, a
+ * master of the map, or held by the last keyed command, an open MULTI or
+ * WATCH, and renumbers the rest, so that fail-overs and redirections over a
+ * long life never fill the table (RC_NODES_MAX). Callers hold no other
+ * node index across a map read. */
+static void rc_prune(bd_rcluster_t *cl)
+{
+    int16_t to[RC_NODES_MAX];
+    int k = 0;
+    for (int i = 0; i < cl->n_nodes; i++) {
+        rc_node_t *n = &cl->nodes[i];
+        int keep = n->master || i == cl->last || i == cl->multi || i == cl->watch;
+        for (int j = 0; !keep && j < cl->n_seeds; j++)
+            keep = n->a.port == cl->seeds[j].port && !strcmp(n->a.host, cl->seeds[j].host);
+        if (!keep) {
+            rc_close(cl, i);
+            to[i] = -1;
+            continue;
+        }
+        to[i] = (int16_t)k;
+        if (k != i) {
+            cl->nodes[k] = *n;
+            cl->failed[k] = cl->failed[i];
+        }
+        k++;
+    }
+    if (k == cl->n_nodes) return;
+    for (int s = 0; s < BD_RC_SLOTS; s++) cl->slot[s] = (int16_t)rc_renum(to, cl->slot[s]);
+    cl->last = rc_renum(to, cl->last);
+    cl->multi = rc_renum(to, cl->multi);
+    cl->watch = rc_renum(to, cl->watch);
+    cl->n_nodes = k;
+}
+
 /* Reads the map from node i. 0, or -1 with errbuf set. */
 static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
 {
@@ -227,6 +326,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
         bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s:%d CLUSTER SLOTS: %s", cl->nodes[i].a.host,
                 cl->nodes[i].a.port, c->errstr[0] ? c->errstr : "connection lost");
         rc_close(cl, i);
+        cl->failed[i] = 1;
         return -1;
     }
     int16_t *map = cl->next;
@@ -253,6 +353,7 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
                cl->nodes[i].a.port, masters);
     cl->have_map = 1;
     cl->maps++;
+    rc_prune(cl);
     return 0;
 }
 
@@ -260,6 +361,11 @@ static int rc_map_from(bd_rcluster_t *cl, int i, char *errbuf, size_t errlen)
  * seeds and every other known node. 0, or -1 when none answered. */
 static int rc_refresh(bd_rcluster_t *cl, int first, char *errbuf, size_t errlen)
 {
+    for (int i = 0; i < cl->n_seeds; i++) rc_node(cl, cl->seeds[i].host, strlen(cl->seeds[i].host), cl->seeds[i].port);
+    if (rc_late(cl)) {
+        bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: time limit of the call reached before reading the map");
+        return -1;
+    }
     if (first >= 0 && rc_map_from(cl, first, errbuf, errlen) == 0) return 0;
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < cl->n_nodes; i++)
@@ -268,8 +374,8 @@ static int rc_refresh(bd_rcluster_t *cl, int first, char *errbuf, size_t errlen)
     return -1;
 }
 
-/* See rcluster.h. */
-bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
+/* See rcluster.h (bd_rc_connect within rc_begin/rc_end). */
+static bd_err_t rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
 {
     bd_rc_drop(cl);
     for (int i = 0; i < cl->n_seeds; i++) {
@@ -281,6 +387,15 @@ bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
     char last[256];
     snprintf(last, sizeof last, "%s", errbuf && errbuf[0] ? errbuf : "none");
     return bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis cluster: no node answered CLUSTER SLOTS (last: %s)", last);
+}
+
+/* See rcluster.h. */
+bd_err_t bd_rc_connect(bd_rcluster_t *cl, char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    bd_err_t e = rc_connect(cl, errbuf, errlen);
+    rc_end(cl);
+    return e;
 }
 
 /* "MOVED 3999 host:port" / "ASK ...": 1 MOVED, 2 ASK (slot and node set),
@@ -312,11 +427,10 @@ static int rc_redirect(bd_rcluster_t *cl, const redisReply *rep, int from, int *
     return kind;
 }
 
-/* The node a keyless command goes to: the open MULTI's, the last used, else
- * the first master. */
+/* The node a keyless command goes to: the last used, else the first
+ * master. */
 static int rc_default_node(const bd_rcluster_t *cl)
 {
-    if (cl->multi >= 0) return cl->multi;
     if (cl->last >= 0) return cl->last;
     for (int s = 0; s < BD_RC_SLOTS; s++)
         if (cl->slot[s] >= 0) return cl->slot[s];
@@ -331,13 +445,19 @@ static redisReply *rc_send(bd_rcluster_t *cl, int node, int asking, int argc, co
     redisContext *c = cl->nodes[node].c;
     redisReply *rep = NULL;
     if (asking) {
-        redisAppendCommand(c, "ASKING");
-        redisAppendCommandArgv(c, argc, argv, lens);
-        if (redisGetReply(c, (void **)&rep) == REDIS_OK && rep) {
-            freeReplyObject(rep);
-            rep = NULL;
+        /* ASKING refused (an ACL without +asking): its error is the reply,
+         * the command's own reply (an ASK again) is read and dropped */
+        redisReply *ask = NULL;
+        if (redisAppendCommand(c, "ASKING") == REDIS_OK && redisAppendCommandArgv(c, argc, argv, lens) == REDIS_OK &&
+            redisGetReply(c, (void **)&ask) == REDIS_OK && ask) {
             if (redisGetReply(c, (void **)&rep) != REDIS_OK) rep = NULL;
+            if (rep && (ask->type != REDIS_REPLY_STATUS || strcasecmp(ask->str, "OK"))) {
+                freeReplyObject(rep);
+                rep = ask;
+                ask = NULL;
+            }
         }
+        if (ask) freeReplyObject(ask);
     } else {
         rep = redisCommandArgv(c, argc, argv, lens);
     }
@@ -349,40 +469,42 @@ static redisReply *rc_send(bd_rcluster_t *cl, int node, int asking, int argc, co
     return rep;
 }
 
-/* Inside MULTI: the command goes to the transaction's node as it is; a
- * redirection only updates the map (EXEC will abort). */
-static redisReply *rc_in_multi(bd_rcluster_t *cl, int argc, const char **argv, const size_t *lens,
-                               bd_err_t *err, char *errbuf, size_t errlen)
+/* Inside MULTI or WATCH: the command goes to the pinned node as it is, on
+ * the connection that holds the transaction (never a new one); a
+ * redirection only updates the map and is returned (EXEC will abort).
+ * EXEC and DISCARD end both, UNWATCH the WATCH. */
+static redisReply *rc_pinned(bd_rcluster_t *cl, int argc, const char **argv, const size_t *lens,
+                             bd_err_t *err, char *errbuf, size_t errlen)
 {
-    int node = cl->multi, s, to;
+    int node = cl->multi >= 0 ? cl->multi : cl->watch, s, to;
     int end = !strcasecmp(argv[0], "EXEC") || !strcasecmp(argv[0], "DISCARD");
-    if (!rc_ctx(cl, node, errbuf, errlen)) {
-        *err = BD_ERR_REDIS;
+    if (!cl->nodes[node].c) {
+        *err = bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis %s: the connection to %s:%d of the open %s is gone",
+                       argv[0], cl->nodes[node].a.host, cl->nodes[node].a.port, cl->multi >= 0 ? "MULTI" : "WATCH");
         bd_rc_drop(cl);
         return NULL;
     }
     redisReply *rep = rc_send(cl, node, 0, argc, argv, lens, err, errbuf, errlen);
-    if (rep) rc_redirect(cl, rep, node, &s, &to);
-    if (end) cl->multi = -1;
+    if (!rep) return NULL;
+    rc_redirect(cl, rep, node, &s, &to);
+    if (!strcasecmp(argv[0], "MULTI") && rep->type == REDIS_REPLY_STATUS) cl->multi = node;
+    if (end) cl->multi = cl->watch = -1;
+    if (!strcasecmp(argv[0], "UNWATCH")) cl->watch = -1;
     return rep;
 }
 
-/* See rcluster.h. */
-redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
-                          const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
+/* bd_rc_command within rc_begin/rc_end. */
+static redisReply *rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
+                              const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
 {
     *err = BD_OK;
-    if (cl->multi >= 0 && strcasecmp(argv[0], "MULTI") != 0)
-        return rc_in_multi(cl, argc, argv, lens, err, errbuf, errlen);
+    if (cl->multi >= 0 || cl->watch >= 0) return rc_pinned(cl, argc, argv, lens, err, errbuf, errlen);
     bd_backoff_t b = RC_BACKOFF;
     int ask = -1, redirects = 0, refresh = !cl->have_map, from = -1;
     const char *why = "no slot map";
     char why_buf[256];
     for (;;) {
-        if (refresh && rc_refresh(cl, from, errbuf, errlen) != 0 && cl->n_seeds) {
-            bd_err_t e = bd_rc_connect(cl, errbuf, errlen);
-            (void)e;
-        }
+        if (refresh && rc_refresh(cl, from, why_buf, sizeof why_buf) != 0) why = why_buf;
         refresh = 0;
         from = -1;
         int node = ask >= 0 ? ask : key ? cl->slot[bd_rc_slot(key, klen)] : rc_default_node(cl);
@@ -402,7 +524,8 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             int s, to, kind = rc_redirect(cl, rep, node, &s, &to);
             ask = -1;
             if (kind == 0) {
-                if (!strcasecmp(argv[0], "MULTI")) cl->multi = node;
+                if (rep->type == REDIS_REPLY_STATUS && !strcasecmp(argv[0], "MULTI")) cl->multi = node;
+                if (rep->type == REDIS_REPLY_STATUS && !strcasecmp(argv[0], "WATCH")) cl->watch = node;
                 if (key) cl->last = node;
                 return rep;
             }
@@ -418,8 +541,10 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
             wait = 1;
             refresh = kind == 4;
         }
-        if (b.attempt >= RC_RETRIES) break;
+        if (b.attempt >= RC_RETRIES || rc_late(cl) || (refresh && rc_all_failed(cl))) break;
         int ms = bd_backoff_next_ms(&b);
+        long long left = cl->deadline - rc_now_ms();
+        if (ms > left) ms = left > 0 ? (int)left : 0;
         if (b.attempt == 1) bd_log(BD_LOG_WARN, "redis cluster %s: %s; retrying (first in %d ms)", argv[0], why, ms);
         bd_backoff_sleep_ms(ms);
     }
@@ -429,9 +554,22 @@ redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int a
     return NULL;
 }
 
+/* See rcluster.h. */
+redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
+                          const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    redisReply *rep = rc_command(cl, key, klen, argc, argv, lens, err, errbuf, errlen);
+    rc_end(cl);
+    return rep;
+}
+
 /* Sends every command whose node is known and reachable (need[i] = 0 for
  * them), flushing each node's pipeline so that the nodes work in parallel;
- * -1 when a node was lost while sending. */
+ * -1 when a node was lost while sending. A node that fails to connect is
+ * marked failed for the rest of the call (rc_ctx), so no later item of its
+ * slots is sent ahead of an earlier one: they are all resolved one by one,
+ * in order. */
 static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int *argc,
                         const char *const *const *argv, const size_t *const *lens, char *need, char *errbuf,
                         size_t errlen)
@@ -440,8 +578,12 @@ static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int 
     for (size_t i = 0; i < n; i++) {
         need[i] = 1;
         if (node[i] < 0 || !rc_ctx(cl, node[i], errbuf, errlen)) continue;
-        if (redisAppendCommandArgv(cl->nodes[node[i]].c, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK)
+        if (redisAppendCommandArgv(cl->nodes[node[i]].c, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK) {
+            bd_errf(errbuf, errlen, BD_ERR_REDIS, "redis pipeline to %s:%d: %s", cl->nodes[node[i]].a.host,
+                    cl->nodes[node[i]].a.port, cl->nodes[node[i]].c->errstr[0] ? cl->nodes[node[i]].c->errstr
+                                                                            : "cannot append the command");
             return -1;
+        }
         need[i] = 0;
         used[node[i]] = 1;
     }
@@ -457,19 +599,17 @@ static int rc_pipe_send(bd_rcluster_t *cl, size_t n, const int *node, const int 
     return 0;
 }
 
-/* See rcluster.h. */
-bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
-                        const char *const *const *argv, const size_t *const *lens, redisReply **rep,
-                        char *errbuf, size_t errlen)
+/* bd_rc_pipeline within rc_begin/rc_end. */
+static bd_err_t rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
+                            const char *const *const *argv, const size_t *const *lens, redisReply **rep,
+                            char *errbuf, size_t errlen)
 {
     bd_err_t e = BD_OK;
-    if (!cl->have_map && (e = bd_rc_connect(cl, errbuf, errlen)) != BD_OK) return e;
+    for (size_t i = 0; i < n; i++) rep[i] = NULL;
+    if (!cl->have_map && (e = rc_connect(cl, errbuf, errlen)) != BD_OK) return e;
     int *node = bd_xcalloc(n ? n : 1, sizeof *node);
     char *need = bd_xcalloc(n ? n : 1, 1);
-    for (size_t i = 0; i < n; i++) {
-        rep[i] = NULL;
-        node[i] = cl->slot[bd_rc_slot(key[i], strlen(key[i]))];
-    }
+    for (size_t i = 0; i < n; i++) node[i] = cl->slot[bd_rc_slot(key[i], strlen(key[i]))];
     if (rc_pipe_send(cl, n, node, argc, argv, lens, need, errbuf, errlen) != 0) e = BD_ERR_REDIS;
     for (size_t i = 0; e == BD_OK && i < n; i++) {
         if (need[i]) continue;
@@ -489,7 +629,7 @@ bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, con
         if (!need[i]) continue;
         if (rep[i]) freeReplyObject(rep[i]);
         const char *k = key[i];
-        rep[i] = bd_rc_command(cl, k, strlen(k), argc[i], (const char **)argv[i], lens[i], &e, errbuf, errlen);
+        rep[i] = rc_command(cl, k, strlen(k), argc[i], (const char **)argv[i], lens[i], &e, errbuf, errlen);
     }
     if (e != BD_OK) {
         for (size_t i = 0; i < n; i++) {
@@ -500,6 +640,17 @@ bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, con
     }
     free(node);
     free(need);
+    return e;
+}
+
+/* See rcluster.h. */
+bd_err_t bd_rc_pipeline(bd_rcluster_t *cl, size_t n, const char *const *key, const int *argc,
+                        const char *const *const *argv, const size_t *const *lens, redisReply **rep,
+                        char *errbuf, size_t errlen)
+{
+    rc_begin(cl);
+    bd_err_t e = rc_pipeline(cl, n, key, argc, argv, lens, rep, errbuf, errlen);
+    rc_end(cl);
     return e;
 }
 
@@ -518,10 +669,14 @@ redisReply *bd_rc_command_node(bd_rcluster_t *cl, int idx, int argc, const char 
                                bd_err_t *err, char *errbuf, size_t errlen)
 {
     *err = BD_OK;
+    rc_begin(cl);
+    redisReply *rep = NULL;
     if (idx < 0 || idx >= cl->n_nodes || !rc_ctx(cl, idx, errbuf, errlen)) {
         *err = BD_ERR_REDIS;
         bd_rc_drop(cl);
-        return NULL;
+    } else {
+        rep = rc_send(cl, idx, 0, argc, argv, lens, err, errbuf, errlen);
     }
-    return rc_send(cl, idx, 0, argc, argv, lens, err, errbuf, errlen);
+    rc_end(cl);
+    return rep;
 }

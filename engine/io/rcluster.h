@@ -14,6 +14,7 @@
 
 #define BD_RC_SLOTS 16384
 #define BD_RC_SEEDS_MAX 16
+#define BD_RC_NODES_MAX 256 /* known nodes (seeds, masters, redirections): bd_rc_masters returns no more */
 
 typedef struct bd_rcluster bd_rcluster_t;
 
@@ -62,17 +63,27 @@ unsigned long bd_rc_map_reads(const bd_rcluster_t *cl);
  * the keys' node may have lost writes, as after a reconnect. */
 unsigned long bd_rc_map_changes(const bd_rcluster_t *cl);
 
+/* Number of nodes the client knows (seeds, masters, the nodes it holds):
+ * stale ones are forgotten after each map read. */
+int bd_rc_known_nodes(const bd_rcluster_t *cl);
+
 /* Sets the command timeout of every open connection (and later ones). */
 void bd_rc_set_timeouts(bd_rcluster_t *cl, int connect_ms, int command_ms);
 
 /* Runs one command on the master of key's slot (key NULL: the node of an
  * open MULTI, else the node used last, else any master), following MOVED
  * and ASK, retrying TRYAGAIN, CLUSTERDOWN and unreachable nodes with a
- * bounded backoff. Between MULTI and EXEC/DISCARD redirections are not
- * followed (the error is returned; EXEC then aborts) but update the map.
+ * bounded backoff. Between MULTI and EXEC/DISCARD, and from a WATCH to
+ * EXEC/DISCARD/UNWATCH, every command goes to that node on the connection
+ * that holds the transaction: redirections are not followed (the error is
+ * returned; EXEC then aborts) but update the map, and a lost connection is
+ * an error, never reopened.
  * Returns the reply (an error reply included), or NULL with *err and errbuf
  * set when a node was lost with the command sent or the retries ran out
- * (the client is then dropped). */
+ * (the client is then dropped). Every public call here is bounded: no
+ * connect or map read after RC_CALL_MS plus one connect timeout from its
+ * start, nodes that failed in the call are not tried again in it, and it
+ * gives up when every known node failed. */
 redisReply *bd_rc_command(bd_rcluster_t *cl, const char *key, size_t klen, int argc, const char **argv,
                           const size_t *lens, bd_err_t *err, char *errbuf, size_t errlen);
 

@@ -729,3 +729,13 @@ int bd_rd_cmd_type(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char
     freeReplyObject(rep);
     return t;
 }
+
+/* See redis_int.h. */
+void bd_rd_tx_abort(bd_redis_t *r, int in_multi)
+{
+    if (!bd_redis_connected(r)) return;
+    const char *av[1] = {in_multi ? "DISCARD" : "UNWATCH"};
+    bd_err_t e;
+    redisReply *rep = bd_rd_cmd(r, 1, av, NULL, &e, NULL, 0);
+    if (rep) freeReplyObject(rep);
+}

@@ -220,7 +220,10 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
                    *exec[1] = {"EXEC"}, *hget[3] = {"HGET", kp, "cycle"};
         if (bd_rd_cmd_type(r, 2, watch, &e, errbuf, errlen) < 0) return e;
         redisReply *rep = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
-        if (!rep) return e;
+        if (!rep) {
+            bd_rd_tx_abort(r, 0);
+            return e;
+        }
         char *end = NULL;
         long long c = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, &end, 10) : -1;
         bool ok = rep->type == REDIS_REPLY_STRING && end && end != rep->str && *end == '\0' && c >= 0;
@@ -235,8 +238,14 @@ bd_err_t bd_redis_request_approval(bd_redis_t *r, const char *portfolio, int64_t
         char cyc[24];
         snprintf(cyc, sizeof cyc, "%lld", c);
         const char *set[3] = {"SET", ka, cyc};
-        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0 || bd_rd_cmd_type(r, 3, set, &e, errbuf, errlen) < 0)
+        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0) {
+            bd_rd_tx_abort(r, 0);
             return e;
+        }
+        if (bd_rd_cmd_type(r, 3, set, &e, errbuf, errlen) < 0) {
+            bd_rd_tx_abort(r, 1);
+            return e;
+        }
         int t = bd_rd_cmd_type(r, 1, exec, &e, errbuf, errlen);
         if (t < 0) return e;
         if (t == REDIS_REPLY_ARRAY) return BD_OK;

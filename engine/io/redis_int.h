@@ -65,4 +65,9 @@ redisReply *bd_rd_cmd(bd_redis_t *r, int argc, const char **argv, const size_t *
  * *e and errbuf set on an error. */
 int bd_rd_cmd_type(bd_redis_t *r, int argc, const char **argv, bd_err_t *e, char *errbuf, size_t errlen);
 
+/* Ends an optimistic transaction that failed before its EXEC: DISCARD when
+ * in_multi (a MULTI succeeded), else UNWATCH, when still connected; the
+ * caller's error (errbuf) is kept. */
+void bd_rd_tx_abort(bd_redis_t *r, int in_multi);
+
 #endif

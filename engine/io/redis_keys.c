@@ -217,12 +217,7 @@ bd_err_t bd_redis_set_kill(bd_redis_t *r, const char *portfolio, const char *rea
     const int argcs[4] = {1, 8, 3, 1};
     for (int i = 0; i < 4; i++) {
         if (!(rep = bd_rd_cmd(r, argcs[i], cmds[i], NULL, &e, errbuf, errlen))) {
-            if (i > 0 && i < 3) {
-                const char *discard[1] = {"DISCARD"};
-                redisReply *d = bd_rd_cmd(r, 1, discard, NULL, &e, NULL, 0);
-                if (d) freeReplyObject(d);
-                e = BD_ERR_REDIS;
-            }
+            if (i > 0 && i < 3) bd_rd_tx_abort(r, 1);
             return e;
         }
         int nil = i == 3 && rep->type != REDIS_REPLY_ARRAY;
@@ -378,8 +373,8 @@ bd_err_t bd_redis_list_portfolios(bd_redis_t *r, char ***names, size_t *n, char 
     if (!r->is_cluster) {
         e = rd_scan_names(r, -1, &out, n, &cap, errbuf, errlen);
     } else if ((e = bd_rd_ensure(r, errbuf, errlen)) == BD_OK) {
-        int idx[64];
-        int m = bd_rc_masters(r->cl, idx, 64);
+        int idx[BD_RC_NODES_MAX];
+        int m = bd_rc_masters(r->cl, idx, BD_RC_NODES_MAX);
         for (int i = 0; i < m && e == BD_OK; i++) e = rd_scan_names(r, idx[i], &out, n, &cap, errbuf, errlen);
     }
     if (e != BD_OK) {

@@ -187,11 +187,17 @@ bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, i
                    *exec[1] = {"EXEC"}, *type[2] = {"TYPE", kr}, *kt[2] = {"TYPE", kk};
         if (bd_rd_cmd_type(r, 2, watch, &e, errbuf, errlen) < 0) return e;
         redisReply *rt = bd_rd_cmd(r, 2, type, NULL, &e, errbuf, errlen);
-        if (!rt) return e;
+        if (!rt) {
+            bd_rd_tx_abort(r, 0);
+            return e;
+        }
         bool bad = rt->type == REDIS_REPLY_STATUS && strcmp(rt->str, "none") && strcmp(rt->str, "hash");
         freeReplyObject(rt);
         redisReply *rk = bd_rd_cmd(r, 2, kt, NULL, &e, errbuf, errlen);
-        if (!rk) return e;
+        if (!rk) {
+            bd_rd_tx_abort(r, 0);
+            return e;
+        }
         bool none = rk->type == REDIS_REPLY_STATUS && !strcmp(rk->str, "none");
         bool hash = rk->type == REDIS_REPLY_STATUS && !strcmp(rk->str, "hash");
         freeReplyObject(rk);
@@ -205,16 +211,23 @@ bd_err_t bd_redis_resume(bd_redis_t *r, const char *portfolio, const char *by, i
         if (hash) {
             const char *hget[3] = {"HGET", kk, "at"};
             redisReply *ra = bd_rd_cmd(r, 3, hget, NULL, &e, errbuf, errlen);
-            if (!ra) return e;
+            if (!ra) {
+                bd_rd_tx_abort(r, 0);
+                return e;
+            }
             if (ra->type == REDIS_REPLY_STRING) snprintf(kat, sizeof kat, "%.*s", (int)ra->len, ra->str);
             freeReplyObject(ra);
         }
         const char *del[3] = {"DEL", kk, kr};
         const char *hset[8] = {"HSET", kr, "by", by && *by ? by : "operator", "at", ats, "kill_at", kat};
-        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0 ||
-            bd_rd_cmd_type(r, 3, del, &e, errbuf, errlen) < 0 ||
-            bd_rd_cmd_type(r, 8, hset, &e, errbuf, errlen) < 0)
+        if (bd_rd_cmd_type(r, 1, multi, &e, errbuf, errlen) < 0) {
+            bd_rd_tx_abort(r, 0);
             return e;
+        }
+        if (bd_rd_cmd_type(r, 3, del, &e, errbuf, errlen) < 0 || bd_rd_cmd_type(r, 8, hset, &e, errbuf, errlen) < 0) {
+            bd_rd_tx_abort(r, 1);
+            return e;
+        }
         int t = bd_rd_cmd_type(r, 1, exec, &e, errbuf, errlen);
         if (t < 0) return e;
         if (t == REDIS_REPLY_ARRAY) return BD_OK;

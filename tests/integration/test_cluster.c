@@ -3,7 +3,9 @@
  * as against a single Redis; the operator commands work on the cluster;
  * live runs through a fail-over (CLUSTER FAILOVER, then a SIGKILLed
  * master) and a slot migration lose nothing and publish nothing twice (the
- * decision streams equal replay's records, versions counted once). */
+ * decision streams equal replay's records, versions counted once); the
+ * shipped ACL users work on a cluster. The client's own behaviour in
+ * process: test_cluster_client.c. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -243,94 +245,6 @@ Test(cluster, replay_leaves_same_keys_as_single_redis, .timeout = 180)
     env_stop(&g_env);
 }
 
-/* A command on node i of the cluster, its reply checked not to be an error
- * (fails the test otherwise); freed. */
-static void node_ok(const bd_test_cluster_t *t, int i, const char *fmt, ...)
-{
-    redisContext *c = bd_test_cluster_node(t, i);
-    cr_assert_not_null(c, "node %d does not answer", i);
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(c, fmt, ap);
-    va_end(ap);
-    cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: %s: %s", i, fmt, r ? r->str : c->errstr);
-    freeReplyObject(r);
-    redisFree(c);
-}
-
-/* Moves the slot of hash tag {tag} to master `to` as redis-cli --cluster
- * reshard does: IMPORTING on the target, MIGRATING on the source, then
- * (after mid(), when given: writes go on meanwhile) MIGRATE of its keys
- * in batches of 3 with mid() between batches, then SETSLOT NODE on target,
- * source and the other masters. */
-static void move_slot(const bd_test_cluster_t *t, const char *tag, int to, void (*mid)(void *), void *arg)
-{
-    char key[96], from_id[41], to_id[41];
-    snprintf(key, sizeof key, "{%s}", tag);
-    int from = bd_test_cluster_master_of(t, key);
-    cr_assert_geq(from, 0);
-    if (from == to) return;
-    unsigned slot = bd_rc_slot(key, strlen(key));
-    cr_assert_eq(bd_test_cluster_id(t, from, from_id), 0);
-    cr_assert_eq(bd_test_cluster_id(t, to, to_id), 0);
-    node_ok(t, to, "CLUSTER SETSLOT %u IMPORTING %s", slot, from_id);
-    node_ok(t, from, "CLUSTER SETSLOT %u MIGRATING %s", slot, to_id);
-    if (mid) mid(arg);
-    for (;;) {
-        redisContext *c = bd_test_cluster_node(t, from);
-        redisReply *r = redisCommand(c, "CLUSTER GETKEYSINSLOT %u 3", slot);
-        cr_assert(r && r->type == REDIS_REPLY_ARRAY);
-        size_t n = r->elements;
-        if (n) {
-            const char *argv[16];
-            char port[16];
-            snprintf(port, sizeof port, "%d", t->port[to]);
-            int argc = 0;
-            const char *head[] = {"MIGRATE", "127.0.0.1", port, "", "0", "5000", "KEYS"};
-            for (int k = 0; k < 7; k++) argv[argc++] = head[k];
-            for (size_t k = 0; k < n; k++) argv[argc++] = r->element[k]->str;
-            redisReply *m = redisCommandArgv(c, argc, argv, NULL);
-            cr_assert(m && m->type != REDIS_REPLY_ERROR, "MIGRATE: %s", m ? m->str : c->errstr);
-            freeReplyObject(m);
-        }
-        freeReplyObject(r);
-        redisFree(c);
-        if (!n) break;
-        if (mid) mid(arg);
-    }
-    node_ok(t, to, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    node_ok(t, from, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
-        if (i == to || i == from || t->pid[i] <= 0) continue;
-        redisContext *c = bd_test_cluster_node(t, i);
-        redisReply *r = redisCommand(c, "ROLE");
-        int master = r && r->type == REDIS_REPLY_ARRAY && !strcmp(r->element[0]->str, "master");
-        freeReplyObject(r);
-        redisFree(c);
-        if (master) node_ok(t, i, "CLUSTER SETSLOT %u NODE %s", slot, to_id);
-    }
-    cr_assert_eq(bd_test_cluster_wait_ok(t, 20000), 0, "cluster not ok after the slot move");
-    cr_assert_eq(bd_test_cluster_master_of(t, key), to);
-}
-
-/* The first master that does not serve {tag}. */
-static int other_master(const bd_test_cluster_t *t, const char *tag)
-{
-    char key[96];
-    snprintf(key, sizeof key, "{%s}", tag);
-    int m = bd_test_cluster_master_of(t, key);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
-        if (i == m || t->pid[i] <= 0) continue;
-        redisContext *c = bd_test_cluster_node(t, i);
-        redisReply *r = redisCommand(c, "ROLE");
-        int master = r && r->type == REDIS_REPLY_ARRAY && !strcmp(r->element[0]->str, "master");
-        freeReplyObject(r);
-        redisFree(c);
-        if (master) return i;
-    }
-    return -1;
-}
-
 /* Masks the wall-clock times of an operator command's output in place
  * (ISO 2026-12-02T06:03:17Z and Unix seconds of 10 digits become "T"):
  * the two runs compared are seconds apart. */
@@ -369,7 +283,7 @@ Test(cluster, operator_commands, .timeout = 180)
     const char *urls[2] = {g_env.single->url, g_env.cl->url};
     /* the four portfolios hash to one master's range: acme-us moves away
      * (an empty slot) so that the listing has to scan several masters */
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), NULL, NULL);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), NULL, NULL);
     for (int k = 0; k < 2; k++) {
         const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", urls[k], NULL};
         cr_assert_eq(run_bin(a, 120), 0);
@@ -583,7 +497,7 @@ Test(cluster, live_run_through_failovers, .timeout = 300)
     int m = bd_test_cluster_master_of(g_env.cl, "{acme-us}");
     int r = bd_test_cluster_replica_of(g_env.cl, m);
     cr_assert_geq(r, 0, "master %d has no replica", m);
-    node_ok(g_env.cl, r, "CLUSTER FAILOVER");
+    bd_test_cluster_ok(g_env.cl, r, "CLUSTER FAILOVER");
     for (int i = 0; i < 100 && bd_test_cluster_master_of(g_env.cl, "{acme-us}") != r; i++) usleep(100 * 1000);
     cr_assert_eq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), r, "no fail-over to node %d", r);
     cr_assert_eq(bd_test_cluster_wait_ok(g_env.cl, 20000), 0);
@@ -636,8 +550,8 @@ Test(cluster, live_run_through_slot_migration, .timeout = 300)
     pid_t pid = start_daemon(&g_env);
     wait_decisions(g_env.cl, 50);
     mid_t mid = {.env = &g_env, .part = part[1]};
-    int to = other_master(g_env.cl, "acme-us");
-    move_slot(g_env.cl, "acme-us", to, during_move, &mid);
+    int to = bd_test_cluster_other_master(g_env.cl, "acme-us");
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", to, during_move, &mid);
     cr_assert_gt(mid.calls, 1, "no key was migrated");
     produce_file(bd_broker_bootstraps(g_env.broker), part[2]);
     cr_assert_eq(bd_test_budgetd_wait(pid, "run", 180), 0);
@@ -702,6 +616,17 @@ static void read_during_move(void *arg)
     cr_assert_eq(killed, 0);
 }
 
+/* As read_during_move for a user without +asking: the read fails with
+ * ASKING's NOPERM (not after the redirections and retries ran out). */
+static void read_refused_during_move(void *arg)
+{
+    bd_redis_t *r = arg;
+    char reason[64], err[512] = "";
+    int killed = -1;
+    cr_assert_neq(bd_redis_get_kill(r, "acme-us", reason, sizeof reason, &killed, err, sizeof err), BD_OK);
+    cr_assert(strstr(err, "NOPERM") && strstr(err, "asking"), "%s", err);
+}
+
 /* The client in-process: the notify message heard through one node, a
  * script cache flushed on every master (NOSCRIPT:
  * the item is sent again as EVAL), a read during a slot migration (ASK), a
@@ -725,11 +650,11 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     cr_assert_eq(got, 1, "no notify message: %s", err);
     cr_assert_str_eq(msg, "acme-us 1 active");
     bd_redis_sub_close(sub);
-    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) node_ok(g_env.cl, i, "SCRIPT FLUSH");
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) bd_test_cluster_ok(g_env.cl, i, "SCRIPT FLUSH");
     cr_assert_eq(write_one(r, 2), BD_OK);
     cr_assert_eq(write_one(r, 2), BD_REDIS_DUPLICATE);
     unsigned long conns = bd_redis_reconnects(r);
-    move_slot(g_env.cl, "acme-us", other_master(g_env.cl, "acme-us"), read_during_move, r);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_during_move, r);
     cr_assert_eq(write_one(r, 3), BD_OK);
     cr_assert_gt(bd_redis_reconnects(r), conns, "a changed map does not count as a reconnect");
     redisReply *x = bd_test_cluster_cmd(g_env.cl, "{acme-us}", "XLEN budgetd:{acme-us}:decisions");
@@ -745,6 +670,104 @@ Test(cluster, client_noscript_ask_moved, .timeout = 120)
     cr_assert_eq(len, 4);
     cr_assert_eq(cyc, 3);
     free(blob);
+    bd_redis_close(r);
+    env_stop(&g_env);
+}
+
+/* Gives every node of t the ACL user `role` of configs/redis/users.acl
+ * (its rules as shipped) with password pw (ACL SETUSER: users are per node). */
+static void cluster_acl_user(const bd_test_cluster_t *t, const char *role, const char *pw)
+{
+    FILE *in = fopen("configs/redis/users.acl", "r");
+    cr_assert_not_null(in, "configs/redis/users.acl");
+    char line[4096], head[64];
+    snprintf(head, sizeof head, "user %s ", role);
+    int found = 0;
+    while (!found && fgets(line, sizeof line, in)) found = !strncmp(line, head, strlen(head));
+    fclose(in);
+    cr_assert(found, "users.acl has no user %s", role);
+    const char *argv[256];
+    char pwarg[80];
+    int argc = 0;
+    argv[argc++] = "ACL";
+    argv[argc++] = "SETUSER";
+    for (char *tok = strtok(line + 5, " \t\n"); tok && argc < 254; tok = strtok(NULL, " \t\n")) argv[argc++] = tok;
+    snprintf(pwarg, sizeof pwarg, ">%s", pw);
+    argv[argc++] = pwarg;
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) {
+        redisContext *c = bd_test_cluster_node(t, i);
+        cr_assert_not_null(c, "node %d does not answer", i);
+        redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+        cr_assert(r && r->type != REDIS_REPLY_ERROR, "node %d: ACL SETUSER %s: %s", i, role, r ? r->str : c->errstr);
+        freeReplyObject(r);
+        redisFree(c);
+    }
+}
+
+/* url (redis-cluster://SEEDS) with user[:pw]@ inserted into out. */
+static void url_as(char *out, size_t cap, const char *url, const char *userinfo)
+{
+    const char *p = strstr(url, "://");
+    cr_assert_not_null(p);
+    snprintf(out, cap, "%.*s%s@%s", (int)(p + 3 - url), url, userinfo, p + 3);
+}
+
+/* The shipped ACL users on a cluster (configs/redis/users.acl given to
+ * every node): the engine user reads the slot map and replays, follows
+ * ASK during a slot migration (ASKING), and the operator user kills,
+ * lists and resumes. */
+Test(cluster, acl_users_on_cluster, .timeout = 180)
+{
+    signal(SIGPIPE, SIG_IGN);
+    g_env.cl = bd_test_cluster_start_auth("admin-pw");
+    cr_assert_not_null(g_env.cl);
+    bd_test_tmpdir(g_env.dir, sizeof g_env.dir, "bdcluster");
+    env_config(&g_env);
+    cluster_acl_user(g_env.cl, "budgetd-engine", "engine-pw");
+    cluster_acl_user(g_env.cl, "budgetd-operator", "operator-pw");
+    char url[512];
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-engine");
+    const char *a[] = {"replay", "-c", g_env.cfg, LOG, "-o", g_env.out, "--redis", url, NULL};
+    pid_t pid = bd_test_budgetd_start(a, "BUDGETD_REDIS_PASSWORD=engine-pw", getenv("BUDGETD_TEST_LOG"));
+    cr_assert_eq(bd_test_budgetd_wait(pid, "replay", 120), 0, "replay as budgetd-engine failed");
+    size_t n = 0;
+    char **keys = bd_test_cluster_keys(g_env.cl, &n);
+    cr_assert_gt(n, 16, "%zu keys", n);
+    for (size_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
+    static char out[1 << 14];
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-operator");
+    const char *steps[] = {"kill acme-us --reason drill --by ops", "status", "resume acme-us --by ops"};
+    for (size_t s = 0; s < sizeof steps / sizeof *steps; s++) {
+        int rc = bd_test_capture(out, sizeof out, "BUDGETD_REDIS_PASSWORD=operator-pw %s %s --redis %s 2>&1",
+                                 bd_test_budgetd_bin(), steps[s], url);
+        cr_assert_eq(rc, 0, "%s as budgetd-operator: %s", steps[s], out);
+    }
+    /* a refused MULTI (the adapter user has no +multi) opens no
+     * transaction: the next keyed command still goes to its own master */
+    char err[512];
+    cluster_acl_user(g_env.cl, "budgetd-adapter", "adapter-pw");
+    cr_assert_neq(bd_test_cluster_master_of(g_env.cl, "{acme-us}"), 0);
+    bd_rc_addr_t seed = {"127.0.0.1", g_env.cl->port[0]};
+    bd_rc_opts_t o = {.seeds = &seed, .n_seeds = 1, .user = "budgetd-adapter", .pass = "adapter-pw"};
+    bd_rcluster_t *rc = bd_rc_new(&o);
+    cr_assert_eq(bd_rc_connect(rc, err, sizeof err), BD_OK, "%s", err);
+    bd_err_t e;
+    const char *multi[1] = {"MULTI"}, *hget[3] = {"HGET", "budgetd:{acme-us}:alloc", "version"};
+    redisReply *x = bd_rc_command(rc, NULL, 0, 1, multi, NULL, &e, err, sizeof err);
+    cr_assert(x && x->type == REDIS_REPLY_ERROR && strstr(x->str, "NOPERM"), "MULTI: %s", x ? x->str : err);
+    freeReplyObject(x);
+    x = bd_rc_command(rc, hget[1], strlen(hget[1]), 3, hget, NULL, &e, err, sizeof err);
+    cr_assert(x && x->type == REDIS_REPLY_STRING, "HGET after a refused MULTI: %s", x ? x->str : err);
+    freeReplyObject(x);
+    bd_rc_free(rc);
+    bd_redis_t *r = NULL;
+    url_as(url, sizeof url, g_env.cl->url, "budgetd-engine:engine-pw");
+    cr_assert_eq(bd_redis_open(url, "budgetd", NULL, 0, &r, err, sizeof err), BD_OK, "%s", err);
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_during_move, r);
+    /* without +asking the ASK cannot be followed: ASKING's own error */
+    for (int i = 0; i < BD_TEST_CLUSTER_NODES; i++) bd_test_cluster_ok(g_env.cl, i, "ACL SETUSER budgetd-engine -asking");
+    bd_test_cluster_move_slot(g_env.cl, "acme-us", bd_test_cluster_other_master(g_env.cl, "acme-us"), read_refused_during_move, r);
     bd_redis_close(r);
     env_stop(&g_env);
 }

@@ -51,4 +51,17 @@ char **bd_test_cluster_keys(const bd_test_cluster_t *t, size_t *n);
  * (nothing written is only on a master); 0, or -1 after timeout_ms. */
 int bd_test_cluster_wait_synced(const bd_test_cluster_t *t, int timeout_ms);
 
+/* Test-side operations that fail the running test on error
+ * (redis_cluster_ops.c). A command on node i (redisCommand format), its
+ * reply checked not to be an error; freed. */
+void bd_test_cluster_ok(const bd_test_cluster_t *t, int i, const char *fmt, ...);
+/* Moves the slot of hash tag {tag} to master `to` as redis-cli --cluster
+ * reshard does: IMPORTING on the target, MIGRATING on the source, then
+ * (after mid(), when given: writes go on meanwhile) MIGRATE of its keys
+ * (authenticated when t has a password) in batches of 3 with mid() between
+ * batches, then SETSLOT NODE on target, source and the other masters. */
+void bd_test_cluster_move_slot(const bd_test_cluster_t *t, const char *tag, int to, void (*mid)(void *), void *arg);
+/* The first master that does not serve {tag}, -1 when none. */
+int bd_test_cluster_other_master(const bd_test_cluster_t *t, const char *tag);
+
 #endif
