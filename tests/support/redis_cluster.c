@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include "redis_cluster.h"
+#include "redis_server.h"
 
 /* Sleeps ms milliseconds, resuming after signals. */
 static void cl_sleep_ms(int ms)
@@ -52,30 +53,6 @@ static int pick_port(const bd_test_cluster_t *t, int k)
     return -1;
 }
 
-/* fork+exec with every inherited fd closed, output to /dev/null or to
- * out, killed with the test process. */
-static pid_t cl_spawn(const char *const *argv, const char *out)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int nul = open("/dev/null", O_RDWR);
-    int o = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644) : nul;
-    if (nul >= 0) dup2(nul, 0);
-    if (o >= 0) {
-        dup2(o, 1);
-        dup2(o, 2);
-    }
-    for (int fd = 3; fd < 4096; fd++) close(fd);
-    execv(argv[0], (char *const *)argv);
-    _exit(127);
-}
-
 /* Starts node i in dir/nI. */
 static pid_t start_node(bd_test_cluster_t *t, int i)
 {
@@ -98,7 +75,7 @@ static pid_t start_node(bd_test_cluster_t *t, int i)
         argv[n++] = "--masterauth";
         argv[n++] = t->password;
     }
-    return cl_spawn(argv, NULL);
+    return bd_test_spawn(argv, NULL);
 }
 
 /* See redis_cluster.h. */
@@ -266,7 +243,7 @@ static int create_cluster(const bd_test_cluster_t *t)
     }
     argv[argc] = NULL;
     snprintf(log, sizeof log, "%s/create.log", t->dir);
-    pid_t pid = cl_spawn(argv, log);
+    pid_t pid = bd_test_spawn(argv, log);
     int st = 0;
     for (int k = 0; k < 600; k++) {
         if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;

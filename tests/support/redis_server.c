@@ -42,6 +42,33 @@ int bd_test_free_port(void)
     return port;
 }
 
+/* See redis_server.h: fork+exec argv[0] with every inherited fd closed
+ * (the child holds no copy of the test's sockets), the signal mask
+ * cleared, output to out (NULL: /dev/null), killed with the test process. */
+pid_t bd_test_spawn(const char *const *argv, const char *out)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    int nul = open("/dev/null", O_RDWR);
+    int o = out ? open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644) : nul;
+    if (nul >= 0) dup2(nul, 0);
+    if (o >= 0) {
+        dup2(o, 1);
+        dup2(o, 2);
+    }
+    long maxfd = sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
+    for (long fd = 3; fd < maxfd; fd++) close((int)fd);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+}
+
 /* fork+exec redis-server. The child closes every inherited fd (so it holds
  * no copy of the test's sockets), clears the signal mask, and asks to be
  * killed when the test process dies. */
@@ -61,25 +88,7 @@ static pid_t spawn(const bd_test_redis_t *t)
         argv[argc++] = t->password;
     }
     argv[argc] = NULL;
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    int nul = open("/dev/null", O_RDWR);
-    if (nul >= 0) {
-        dup2(nul, 0);
-        dup2(nul, 1);
-        dup2(nul, 2);
-    }
-    long maxfd = sysconf(_SC_OPEN_MAX);
-    if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
-    for (long fd = 3; fd < maxfd; fd++) close((int)fd);
-    execv(bin, (char *const *)argv);
-    _exit(127);
+    return bd_test_spawn(argv, NULL);
 }
 
 /* Waits until the server answers on TCP (any reply: NOAUTH counts). Fails

@@ -55,4 +55,9 @@ long long bd_test_redis_int(redisContext *c, const char *fmt, ...);
 /* Any free TCP port on 127.0.0.1 (bind port 0, read it, close). */
 int bd_test_free_port(void);
 
+/* fork+exec argv[0] (argv NULL-terminated) with every inherited fd closed,
+ * the signal mask cleared, stdout and stderr to out (NULL: /dev/null),
+ * killed with the test process. The child's pid, or -1. */
+pid_t bd_test_spawn(const char *const *argv, const char *out);
+
 #endif
