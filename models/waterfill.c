@@ -213,20 +213,30 @@ static void wf_exp_select(const bd_curve_t *c, const double *lo, const double *h
 }
 
 /* Closed form for all-EXP curves, fast part: semi-smooth Newton on the
- * piecewise linear S, starting at the root with every channel free. Where
- * the set of free channels is right, one step lands exactly on the root, so
- * it usually ends in 2-4 passes over the channels. Steps that would leave
- * the bracket fall back to regula falsi; after WF_NEWTON_MAX passes the
- * exact selection search takes over from the bracket found. */
+ * piecewise linear S, starting at *uh when finite (bd_waterfill_sum: the
+ * previous draw's root), else at the root with every channel free. Where
+ * every channel is clipped (S flat: no slope) the step goes to the nearest
+ * breakpoint on the side the root lies, where a clipped channel frees, and
+ * on from there along that channel's slope. Where the set of free channels is right, a step lands
+ * exactly on the root, so it usually ends in 2-4 passes over the channels
+ * (before the jump, 4 in 5 solves of a 64-sample decision fell through to
+ * the selection search: the first step found every channel clipped).
+ * Steps that would leave the bracket fall back to regula falsi; after
+ * WF_NEWTON_MAX passes the exact selection search takes over from the
+ * bracket found. *uh: the root Newton landed on, NAN when the search did. */
 #define WF_NEWTON_MAX 8
 static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size_t n,
-                   double budget, double *x, const double *L, const double *g, double *cand)
+                   double budget, double *x, const double *L, const double *g, double *cand,
+                   double *uh)
 {
-    double G = 0, GL = 0;
-    for (size_t i = 0; i < n; i++)
-        if (L[i] != -INFINITY) { G += g[i]; GL += g[i] * L[i]; }
-    double ua = -INFINITY, sa = INFINITY, ub = INFINITY, sb = -INFINITY;
-    double u = (GL - budget) / G; /* G > 0: wf_trivial saw an earning channel */
+    double ua = -INFINITY, sa = INFINITY, ub = INFINITY, sb = -INFINITY, u = *uh;
+    *uh = NAN;
+    if (!isfinite(u)) {
+        double G = 0, GL = 0;
+        for (size_t i = 0; i < n; i++)
+            if (L[i] != -INFINITY) { G += g[i]; GL += g[i] * L[i]; }
+        u = (GL - budget) / G; /* G > 0: wf_trivial saw an earning channel */
+    }
     for (int it = 0; it < WF_NEWTON_MAX && isfinite(u); it++) {
         double s = 0, k = 0;
         for (size_t i = 0; i < n; i++) { /* branch-free: free iff not clipped */
@@ -238,10 +248,26 @@ static void wf_exp(const bd_curve_t *c, const double *lo, const double *hi, size
         if (s >= budget) { ua = u; sa = s; }
         else { ub = u; sb = s; }
         if (fabs(s - budget) <= 1e-13 * budget) { /* the root, up to rounding */
+            *uh = u;
             for (size_t i = 0; i < n; i++) x[i] = wf_x(&c[i], L[i], g[i], lo[i], hi[i], u);
             return;
         }
-        double un = k > 0 ? u + (s - budget) / k : NAN;
+        bool up = s > budget;
+        double un;
+        if (k > 0) {
+            un = u + (s - budget) / k;
+        } else { /* all clipped on that side: to the nearest breakpoint */
+            double bp = up ? INFINITY : -INFINITY, kb = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (L[i] == -INFINITY) continue;
+                double v = g[i] * (L[i] - u);
+                double b = up ? (v > hi[i] ? L[i] - hi[i] / g[i] : INFINITY)
+                              : (v < lo[i] ? L[i] - lo[i] / g[i] : -INFINITY);
+                if (b == bp) kb += g[i];
+                else if (up ? b < bp : b > bp) { bp = b; kb = g[i]; }
+            }
+            un = isfinite(bp) && kb > 0 ? bp + (s - budget) / kb : NAN;
+        }
         if (!(un > ua && un < ub)) {
             if (!(isfinite(ua) && isfinite(ub))) break;
             un = ua + (sa - budget) * (ub - ua) / (sa - sb);
@@ -307,17 +333,39 @@ static void wf_bisect(const bd_curve_t *c, const double *lo, const double *hi, s
     }
 }
 
-void bd_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
-                                size_t n, double budget, double *x, double *scratch)
+/* One solve; *uh as wf_exp's (NAN: no start known; only EXP uses it). */
+static void wf_solve(const bd_curve_t *curves, const double *lo, const double *hi, size_t n,
+                     double budget, double *x, double *scratch, double *uh)
 {
-    if (n == 0) return;
     double *L = scratch, *g = scratch + n, *cand = scratch + 2 * n;
     wf_prepare(curves, n, L, g);
     if (wf_trivial(L, lo, hi, n, budget, x)) return;
     bool all_exp = true;
     for (size_t i = 0; i < n; i++) all_exp = all_exp && curves[i].kind == BD_CURVE_EXP;
-    if (all_exp) wf_exp(curves, lo, hi, n, budget, x, L, g, cand);
+    if (all_exp) wf_exp(curves, lo, hi, n, budget, x, L, g, cand, uh);
     else wf_bisect(curves, lo, hi, n, budget, x, L, g, true);
+}
+
+void bd_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
+                                size_t n, double budget, double *x, double *scratch)
+{
+    if (n == 0) return;
+    double uh = NAN;
+    wf_solve(curves, lo, hi, n, budget, x, scratch, &uh);
+}
+
+/* Draws of one posterior have nearby roots: each solve starts where the
+ * previous one ended (measured on the bench_replay workload: a fifth fewer
+ * passes than starting with every channel free; the same allocations). */
+void bd_waterfill_sum(const bd_curve_t *rows, size_t S, const double *lo, const double *hi,
+                      size_t n, double budget, double *sum, double *x, double *scratch)
+{
+    if (n == 0) return;
+    double uh = NAN;
+    for (size_t s = 0; s < S; s++) {
+        wf_solve(&rows[s * n], lo, hi, n, budget, x, scratch, &uh);
+        for (size_t i = 0; i < n; i++) sum[i] += x[i];
+    }
 }
 
 /* Public entry: scratch on the stack for the usual portfolio sizes, on the

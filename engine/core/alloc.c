@@ -189,14 +189,19 @@ typedef struct {
     double *rlo_c, *rhi_c; /* the ramp box, kept when the total made build_box drop it */
     double *cur, *key, *w, *moved, *kind, *wf, *v, *q, *tot, *gs;
     size_t *order;
-    void *block;
 } ws_t;
 
-static void ws_init(ws_t *w, size_t n, size_t S)
+/* Lays the workspace out in out->ws, grown first when it is too small. */
+static void ws_init(ws_t *w, size_t n, size_t S, bd_alloc_output_t *out)
 {
     size_t nd = 19 * n + BD_WATERFILL_SCRATCH(n) + S * n + 2 * S + BD_GOAL_SCRATCH(n);
-    w->block = bd_xmalloc(nd * sizeof(double) + n * sizeof(size_t));
-    double *p = w->block;
+    size_t bytes = nd * sizeof(double) + n * sizeof(size_t);
+    if (out->ws_cap < bytes) {
+        free(out->ws);
+        out->ws = bd_xmalloc(bytes);
+        out->ws_cap = bytes;
+    }
+    double *p = out->ws;
     double **arr[] = {&w->min_c, &w->cap_c, &w->lo_c, &w->hi_c, &w->lo, &w->hi, &w->xs, &w->xr,
                       &w->xc, &w->fin, &w->safe_c, &w->prev_c, &w->cur, &w->key, &w->w, &w->moved,
                       &w->kind, &w->rlo_c, &w->rhi_c};
@@ -468,10 +473,7 @@ static void factory_and_lab(const bd_alloc_input_t *in, const bd_curve_t *draws,
     E = isfinite(E) && E > 0 ? floor(E + 0.5) : 0;
     if (E > total_c - slo) E = total_c - slo;
     double F = (total_c - E) / 100;
-    for (size_t s = 0; s < S; s++) {
-        bd_waterfill_scratch(&draws[s * n], w->lo, w->hi, n, F, w->xs, w->wf);
-        for (size_t i = 0; i < n; i++) w->xr[i] += w->xs[i];
-    }
+    bd_waterfill_sum(draws, S, w->lo, w->hi, n, F, w->xr, w->xs, w->wf);
     for (size_t i = 0; i < n; i++) w->xr[i] = w->xr[i] * 100 / (double)S;
     if (E > 0) {
         for (size_t i = 0; i < n; i++) {
@@ -576,7 +578,11 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         return bd_errf(errbuf, errlen, BD_ERR_INVALID, "alloc: samples %d below 1", pol->samples);
     size_t S = (size_t)pol->samples;
 
-    out->draws = bd_xrealloc(out->draws, S * n * sizeof *out->draws);
+    if (out->draws_cap < S * n) {
+        free(out->draws);
+        out->draws = bd_xmalloc(S * n * sizeof *out->draws);
+        out->draws_cap = S * n;
+    }
     out->n_draws = S;
     bd_curve_t *draws = out->draws;
     for (size_t s = 0; s < S; s++)
@@ -586,7 +592,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
         }
 
     ws_t w;
-    ws_init(&w, n, S);
+    ws_init(&w, n, S, out);
     for (size_t i = 0; i < n; i++) {
         bool pr = in->promoted ? in->promoted[i] : false;
         if (in->cfg[i]->lab && !pr) pr = lab_gate(in, i, draws, S, w.q);
@@ -595,7 +601,7 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     totals_t tt = {0, 0, 0, 0, 0, 0};
     bool ramp = false, budget_cut = false;
     bd_err_t rc = build_box(in, out->promoted, &w, &tt, &ramp, &budget_cut, errbuf, errlen);
-    if (rc != BD_OK) { free(w.block); return rc; }
+    if (rc != BD_OK) return rc;
     const bool goal = pol->goal.kind != BD_GOAL_BUDGET;
     double gmarg = NAN, total_c = goal ? goal_total(in, draws, S, &w, &tt, &gmarg) : tt.thi;
     apply_holds(in, &w, total_c);
@@ -663,7 +669,6 @@ bd_err_t bd_alloc_decide(const bd_alloc_input_t *in, bd_alloc_output_t *out, cha
     channel_stats(draws, S, n, &w, out);
     for (size_t i = 0; i < n; i++)
         out->bound[i] = which_bound(&w, i, ramp, budget_cut, w.moved[i] != 0);
-    free(w.block);
     return BD_OK;
 }
 
@@ -671,6 +676,8 @@ void bd_alloc_output_free(bd_alloc_output_t *out)
 {
     if (!out) return;
     free(out->draws);
+    free(out->ws);
     out->draws = NULL;
-    out->n_draws = 0;
+    out->ws = NULL;
+    out->n_draws = out->draws_cap = out->ws_cap = 0;
 }

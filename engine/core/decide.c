@@ -35,6 +35,7 @@ static bool decide_within_escalation(const bd_portfolio_t *p, const double *x)
 /* One run of a job: what its stages share. Arrays have p->n entries. */
 typedef struct {
     bd_decide_job_t *job;
+    bd_decide_scratch_t *sc;       /* the worker's reused buffers (decide.h) */
     bd_portfolio_t *p;
     bd_decision_t *d;
     const bd_model_ops_t *ops;
@@ -62,7 +63,7 @@ typedef struct {
 static void decide_season_next(run_t *r);
 
 /* Stage 0: the record's header from the job, the RNG, the scratch. */
-static void decide_begin(bd_decide_job_t *job, run_t *r)
+static void decide_begin(bd_decide_job_t *job, bd_decide_scratch_t *sc, run_t *r)
 {
     bd_portfolio_t *p = job->p;
     size_t n = p->n, n1 = n ? n : 1;
@@ -91,8 +92,9 @@ static void decide_begin(bd_decide_job_t *job, run_t *r)
     d->rejected = job->rejected;
     d->decided_at = job->decided_at;
 
-    *r = (run_t){.job = job, .p = p, .d = d, .ops = bd_model_get(p->pol->model)};
-    r->rng = gsl_rng_alloc(gsl_rng_taus2);
+    *r = (run_t){.job = job, .sc = sc, .p = p, .d = d, .ops = bd_model_get(p->pol->model)};
+    if (!sc->rng) sc->rng = gsl_rng_alloc(gsl_rng_taus2);
+    r->rng = sc->rng;
     gsl_rng_set(r->rng, (unsigned long)bd_decide_seed(job->cfg->seed, p->name, job->cycle));
     r->cfgs = bd_xmalloc(sizeof(*r->cfgs) * n1);
     r->prev = bd_xmalloc(sizeof(double) * n1 * 2);
@@ -167,7 +169,6 @@ static void decide_split_initial(run_t *r)
 /* Releases what decide_begin allocated. */
 static void decide_end(run_t *r)
 {
-    gsl_rng_free(r->rng);
     free(r->cfgs);
     free(r->prev);
     free(r->corrupt);
@@ -556,7 +557,12 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
            *dcap = hold + m1, *prev = dcap + m1, *x = prev + m1, *mult = x + m1;
     bool *prom = bd_xcalloc(m1, sizeof(bool) * 3), *prom_out = prom + m1, *dark = prom_out + m1;
     bd_bound_t *bound = bd_xcalloc(m1, sizeof(*bound));
-    bd_model_state_t *st = bd_xmalloc(sizeof(*st) * m1);
+    if (r->sc->st_cap < m1) {
+        free(r->sc->st);
+        r->sc->st = bd_xmalloc(sizeof(*r->sc->st) * m1);
+        r->sc->st_cap = m1;
+    }
+    bd_model_state_t *st = r->sc->st;
     bd_prior_t *pr = bd_xmalloc(sizeof(*pr) * m1);
     const bd_channel_cfg_t **cfg = bd_xmalloc(sizeof(*cfg) * m1);
     for (size_t j = 0; j < m; j++) {
@@ -581,10 +587,13 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
         .prev = prev, .safe = safe, .promoted = prom, .rng = r->rng, .mult = mult,
         .pin = pin, .hold = hold, .dcap = dcap,
     };
-    bd_alloc_output_t out = {
-        .x = x, .bound = bound, .mean_roas = mean, .roas_lo = lo, .roas_hi = hi,
-        .promoted = prom_out,
-    };
+    bd_alloc_output_t out = r->sc->out; /* its draws and workspace */
+    out.x = x;
+    out.bound = bound;
+    out.mean_roas = mean;
+    out.roas_lo = lo;
+    out.roas_hi = hi;
+    out.promoted = prom_out;
     res->rc = bd_alloc_decide(&in, &out, res->err, sizeof(res->err));
     if (res->rc == BD_OK && !out.kept) {
         bd_verify_input_t vin = {
@@ -611,11 +620,10 @@ static void alloc_subset(run_t *r, const size_t *idx, size_t m, const bd_policy_
     }
     res->kept = out.kept;
     res->risk_held = out.risk_held;
-    bd_alloc_output_free(&out);
+    r->sc->out = out; /* keeps the buffers, grown or not, for the next decision */
     free(safe);
     free(prom);
     free(bound);
-    free(st);
     free(pr);
     free(cfg);
 }
@@ -748,10 +756,22 @@ static void decide_record(run_t *r)
  * first sight publishes the initial split; otherwise model update, then
  * the kill-switch, then for a latched portfolio the kill action, else
  * allocate + verify and the autonomy gate; the record last. */
-void bd_decide_run(bd_decide_job_t *job)
+void bd_decide_scratch_free(bd_decide_scratch_t *sc)
 {
+    if (!sc) return;
+    bd_alloc_output_free(&sc->out);
+    free(sc->st);
+    if (sc->rng) gsl_rng_free(sc->rng);
+    sc->st = NULL;
+    sc->st_cap = 0;
+    sc->rng = NULL;
+}
+
+void bd_decide_run(bd_decide_job_t *job, bd_decide_scratch_t *sc)
+{
+    bd_decide_scratch_t own = {0};
     run_t r;
-    decide_begin(job, &r);
+    decide_begin(job, sc ? sc : &own, &r);
     if (job->initial) {
         decide_initial(&r);
     } else {
@@ -769,6 +789,7 @@ void bd_decide_run(bd_decide_job_t *job)
     }
     decide_record(&r);
     decide_end(&r);
+    bd_decide_scratch_free(&own);
 }
 
 void bd_decide_job_free(bd_decide_job_t *job)

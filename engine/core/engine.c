@@ -16,6 +16,7 @@
 #include "budgetd/log.h"
 
 #define BD_JOBS_MAX 4096          /* queued closes before a forced flush */
+#define BD_ENGINE_WORKERS_MAX 64  /* workers of one flush (more threads are not started) */
 
 struct bd_engine {
     const bd_config_t *cfg;
@@ -28,6 +29,7 @@ struct bd_engine {
     int nslots;
     bd_decide_job_t *jobs;
     size_t njobs, jobs_cap;
+    bd_decide_scratch_t scratch[BD_ENGINE_WORKERS_MAX]; /* one per worker of a flush */
     bd_err_t sink_err;
 };
 
@@ -50,6 +52,7 @@ void bd_engine_free(bd_engine_t *e)
     if (!e) return;
     for (size_t i = 0; i < e->jobs_cap; i++) bd_decide_job_free(&e->jobs[i]);
     free(e->jobs);
+    for (int t = 0; t < BD_ENGINE_WORKERS_MAX; t++) bd_decide_scratch_free(&e->scratch[t]);
     bd_ptable_free(e->table);
     free(e);
 }
@@ -67,15 +70,19 @@ static int64_t floor_div(int64_t a, int64_t b)
 typedef struct {
     bd_engine_t *e;
     atomic_size_t next;
+    atomic_int worker;   /* the next worker's index into e->scratch */
 } pool_t;
 
+/* A worker of a flush: takes the next job until none is left, with its own
+ * scratch (which worker runs a job does not change its result). */
 static void *pool_worker(void *arg)
 {
     pool_t *pl = arg;
+    bd_decide_scratch_t *sc = &pl->e->scratch[atomic_fetch_add(&pl->worker, 1)];
     for (;;) {
         size_t i = atomic_fetch_add(&pl->next, 1);
         if (i >= pl->e->njobs) return NULL;
-        bd_decide_run(&pl->e->jobs[i]);
+        bd_decide_run(&pl->e->jobs[i], sc);
     }
 }
 
@@ -105,12 +112,13 @@ bd_err_t bd_engine_flush(bd_engine_t *e)
     int nt = e->opts.threads;
     if ((size_t)nt > e->njobs / 4) nt = (int)(e->njobs / 4);
     if (nt <= 1) {
-        for (size_t i = 0; i < e->njobs; i++) bd_decide_run(&e->jobs[i]);
+        for (size_t i = 0; i < e->njobs; i++) bd_decide_run(&e->jobs[i], &e->scratch[0]);
     } else {
         pool_t pl = {.e = e};
         atomic_init(&pl.next, 0);
-        pthread_t th[64];
-        if (nt > 64) nt = 64;
+        atomic_init(&pl.worker, 0);
+        pthread_t th[BD_ENGINE_WORKERS_MAX];
+        if (nt > BD_ENGINE_WORKERS_MAX) nt = BD_ENGINE_WORKERS_MAX;
         int started = 0;
         for (; started < nt - 1; started++)
             if (pthread_create(&th[started], NULL, pool_worker, &pl) != 0) break;

@@ -130,10 +130,18 @@ typedef struct {
                                * last unit at the total (goal.h); NAN with goal budget */
     /* The draws used (samples x n, row-major), kept for the verifier. Owned
      * by the output; freed by bd_alloc_output_free. n_draws is the number of
-     * rows (samples). decide reuses (reallocs) draws, so zero-initialise the
-     * output before the first call. */
+     * rows (samples). A caller may keep the output for the next decision
+     * (decide does: its buffers are reused), so zero-initialise it before
+     * the first call. */
     bd_curve_t *draws;
     size_t n_draws;
+    /* The allocator's workspace, owned and reused like draws (grown when a
+     * decision needs more, freed by bd_alloc_output_free): a caller that
+     * keeps one output across decisions spares a malloc and a free of a
+     * few KB per decision, and the page faults of a heap top glibc keeps
+     * trimming and growing back (issue 15: ~9% of replay's CPU). */
+    void *ws;
+    size_t ws_cap, draws_cap;
 } bd_alloc_output_t;
 
 /* Decides the next allocation. Returns BD_OK or an error (errbuf). */

@@ -5,6 +5,7 @@
 #define BUDGETD_DECIDE_H
 
 #include <stdint.h>
+#include "budgetd/alloc.h"
 #include "budgetd/config.h"
 #include "budgetd/record.h"
 #include "budgetd/portfolio.h"
@@ -33,8 +34,22 @@ typedef struct {
     size_t dch_cap;
 } bd_decide_job_t;
 
-/* Runs the job; fills d and json. */
-void bd_decide_run(bd_decide_job_t *job);
+/* What one worker reuses across the decisions it runs: the allocator's
+ * output (its draws and workspace, ~25 KB at 8 channels and 64 samples),
+ * a copy of the channels' model states and the RNG (reseeded per decision, so results do not depend on which
+ * worker ran a job). Zero-initialise; bd_decide_scratch_free releases it. */
+typedef struct {
+    bd_alloc_output_t out;
+    bd_model_state_t *st;  /* the allocated channels' model states, st_cap entries */
+    size_t st_cap;
+    void *rng;             /* gsl_rng (taus2) */
+} bd_decide_scratch_t;
+
+void bd_decide_scratch_free(bd_decide_scratch_t *sc);
+
+/* Runs the job with sc's buffers (NULL: its own, freed at the end); fills
+ * d and json. */
+void bd_decide_run(bd_decide_job_t *job, bd_decide_scratch_t *sc);
 /* Frees what the job owns (agg, json, the record's channel scratch). */
 void bd_decide_job_free(bd_decide_job_t *job);
 

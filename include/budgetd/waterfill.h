@@ -19,6 +19,14 @@ void bd_waterfill_solve(const bd_curve_t *curves, const double *lo, const double
 #define BD_WATERFILL_SCRATCH(n) (4 * (n))
 void bd_waterfill_scratch(const bd_curve_t *curves, const double *lo, const double *hi,
                                 size_t n, double budget, double *x, double *scratch);
+/* S solves over the same box and total, one per row of rows (S x n,
+ * row-major: draws of one posterior), each solution added into sum in row
+ * order (sum[i] += x_s[i]: the sum of a Thompson decision's water-fills);
+ * x (n) and scratch (BD_WATERFILL_SCRATCH(n)) are the caller's. Each
+ * solution is the exact maximiser bd_waterfill_scratch finds (up to
+ * rounding: the search starts at the previous row's multiplier). */
+void bd_waterfill_sum(const bd_curve_t *rows, size_t S, const double *lo, const double *hi,
+                      size_t n, double budget, double *sum, double *x, double *scratch);
 /* The bisection solver alone (any curves); a cross-check of the closed form. */
 void bd_waterfill_bisect(const bd_curve_t *curves, const double *lo, const double *hi,
                                size_t n, double budget, double *x);
