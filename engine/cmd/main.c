@@ -1,5 +1,6 @@
 /* main.c: command dispatch (docs/CONTRACT.md §4): the first argument names
  * the command, which parses the rest itself (opts.h). */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include "budgetd/broker.h"
@@ -46,9 +47,23 @@ static const struct {
     {"adapter", bd_cmd_adapter}, {"explain", bd_cmd_explain}, {"state", bd_cmd_state},
 };
 
+/* glibc returns the free top of its heap to the kernel once it exceeds
+ * 128 KB: a replay that grows its record buffer while every decision
+ * mallocs and frees a few KB paid page faults on the same pages again and
+ * again (perf: 6-9% of `budgetd replay`'s CPU in the kernel's fault path).
+ * Up to 64 MiB of free heap is kept instead, and blocks up to 32 MiB come
+ * from the heap (measured on the bench_replay workload: 8% less CPU, 19 MB
+ * more peak RSS). */
+static void main_malloc_tune(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+}
+
 /* Runs the command argv[1] names on the rest of argv. */
 int main(int argc, char **argv)
 {
+    main_malloc_tune();
     if (argc < 2) {
         usage(stderr);
         return BD_EXIT_USAGE;
