@@ -343,15 +343,26 @@ static bd_err_t load_config(const char *path, bd_config_t **cfg, char *err, size
     return rc;
 }
 
-/* Memory per (portfolio, channel): C and 2C channels, the difference. */
-static int run_mem(const bd_config_t *cfg)
+/* Memory per (portfolio, channel): C and 2C channels, the difference;
+ * then the same with the dedup store holding nothing (dedup_window 0),
+ * which splits it into the channel's state and the event ids the store
+ * holds for it (one event per cycle here: the store's share grows with
+ * the event rate times dedup_window, the state's does not). */
+static int run_mem(bd_config_t *cfg)
 {
     enum { MP = 200, MC = 8, MCYC = 48 };
     size_t m1 = mem_after(cfg, MP, MC, MCYC), m2 = mem_after(cfg, MP, 2 * MC, MCYC);
+    int64_t win = cfg->dedup_window;
+    cfg->dedup_window = 0;
+    size_t s1 = mem_after(cfg, MP, MC, MCYC), s2 = mem_after(cfg, MP, 2 * MC, MCYC);
+    cfg->dedup_window = win;
+    double per = ((double)m2 - (double)m1) / (MP * MC), state = ((double)s2 - (double)s1) / (MP * MC);
     bu_print("mem_engine_c8", (double)m1, "bytes (200 portfolios x 8 channels, 48 cycles)");
     bu_print("mem_engine_c16", (double)m2, "bytes (200 portfolios x 16 channels)");
-    bu_print("mem_per_channel", ((double)m2 - (double)m1) / (MP * MC),
-             "bytes per (portfolio, channel) (target <= 1024)");
+    bu_print("mem_per_channel", per, "bytes per (portfolio, channel) (target <= 1024)");
+    bu_print("mem_per_channel_state", state, "bytes per (portfolio, channel) without the dedup store");
+    bu_print("mem_per_channel_dedup", per - state,
+             "bytes per (portfolio, channel): the dedup store at one event per cycle, 24 h window");
     bu_print("mem_channel_struct", (double)sizeof(bd_channel_t), "bytes (sizeof bd_channel_t)");
     return 0;
 }
