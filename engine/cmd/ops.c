@@ -1,6 +1,6 @@
 /* ops.c: the operator commands of docs/CONTRACT.md §4: `budgetd kill P
  * --reason TEXT`, `resume P`, `approve P [CYCLE]` and `status [P]`, and of
- * §7 (v2): `pin P C AMOUNT`, `pin P C --clear`, `resume P --channel C`. They act
+ * §7 (v2): `pin P C AMOUNT`, `pin P C --clear` (pin.c), `resume P --channel C`. They act
  * on the Redis keys of docs/CONTRACT.md §3 only (never on the daemon
  * directly), so they work whether or not a daemon runs, and `redis-cli` on
  * the same keys is equally valid. Every refusal says why on stderr and
@@ -17,10 +17,10 @@
 #include "opts.h"
 #include <math.h>
 #include "budgetd/alloc.h"
-#include "budgetd/bounds.h"
 #include "budgetd/config.h"
 #include "budgetd/event.h"
 #include "budgetd/redis.h"
+#include "pin.h"
 #include "status.h"
 
 /* Longest --reason and --by (bytes): a reason is a sentence for whoever
@@ -113,6 +113,7 @@ static void ops_usage(FILE *f)
           "                (pin: required, its bounds are checked against the config)\n"
           "  --channel C   resume: clear channel C's data fault instead of a kill\n"
           "  --clear       pin: remove C's run-time pin (a config pin applies again)\n"
+          "  pin C         a channel, or an arm of one as C:A or C/A (checked within its channel)\n"
           "  --redis URL   redis://[user:pass@]host[:port][/db], unix:///path or\n"
           "                redis-cluster://[user:pass@]host:port[,host:port...] (password also\n"
           "                from $" BD_DEFAULT_PASSWORD_ENV "); overrides the config's url\n",
@@ -184,7 +185,10 @@ static int ops_validate(const ops_args_t *a, int64_t *cycle)
         return -1;
     }
     const char *chan = is_pin && a->npos > 1 ? a->pos[1] : a->channel;
-    if (chan && !bd_name_valid(chan, strlen(chan))) {
+    const char *slash = is_pin && chan ? strchr(chan, '/') : NULL; /* v2: an arm as C/A */
+    if (chan && (slash ? !bd_name_valid(chan, (size_t)(slash - chan)) || !bd_name_valid(slash + 1, strlen(slash + 1)) ||
+                             strlen(chan) > BD_NAME_MAX
+                       : !bd_name_valid(chan, strlen(chan)))) {
         fprintf(stderr, "budgetd %s: '%s' is not a channel name (1-64 of A-Z a-z 0-9 _ . : -)\n", c, chan);
         return -1;
     }
@@ -466,141 +470,6 @@ static int ops_approve(bd_redis_t *r, const ops_args_t *a, int64_t want, const c
     return BD_EXIT_OK;
 }
 
-/* The channels of portfolio p a pin is checked with: those the config
- * lists, those in the allocation in force, and c; each with its config
- * (listed, else the policy's default) and its pin in force (Redis over
- * config) into pins, c's set to want (NAN: none). Returns how many. */
-static size_t ops_pin_channels(const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
-                               const bd_redis_alloc_t *al, const bd_redis_chan_t *rp, size_t nrp,
-                               const char *c, double want, const char ***names,
-                               const bd_channel_cfg_t ***cfgs, double **pins)
-{
-    size_t listed = pc ? pc->n_channels : 0, cap = listed + al->n_ch + 1, n = 0;
-    const char **cand = bd_xcalloc(cap, sizeof *cand);
-    for (size_t k = 0; k < listed; k++) cand[k] = pc->channels[k].name;
-    for (size_t k = 0; k < al->n_ch; k++) cand[listed + k] = al->ch[k].name;
-    cand[cap - 1] = c;
-    *names = bd_xcalloc(cap, sizeof **names);
-    *cfgs = bd_xcalloc(cap, sizeof **cfgs);
-    *pins = bd_xcalloc(cap, sizeof **pins);
-    for (size_t k = 0; k < cap; k++) {
-        size_t j = 0;
-        while (j < n && strcmp((*names)[j], cand[k])) j++;
-        if (j < n) continue; /* listed and in force: once */
-        (*names)[n] = cand[k];
-        (*cfgs)[n] = bd_config_channel(pc, pol, cand[k]);
-        double v = (*cfgs)[n]->has_pin ? (*cfgs)[n]->pin : NAN;
-        for (size_t q = 0; q < nrp; q++)
-            if (!strcmp(rp[q].name, cand[k])) v = rp[q].spend;
-        (*pins)[n++] = !strcmp(cand[k], c) ? want : v;
-    }
-    free(cand);
-    return n;
-}
-
-/* pin P C AMOUNT | pin P C --clear (v2): checks the pins that would be in
- * force against the config's bounds (bd_bounds_check_pins, the allocator's
- * own rule; unpromoted lab channels count with their lab cap), then sets or
- * removes C's field of PFX:{P}:pin. An infeasible pin changes nothing. */
-static int ops_pin(bd_redis_t *r, const ops_args_t *a, const bd_config_t *cfg, const char *prefix)
-{
-    char err[BD_ERRBUF], msg[512];
-    const char *p = a->pos[0], *c = a->pos[1];
-    double amount = NAN;
-    if (!a->clear) {
-        char *end;
-        amount = strtod(a->pos[2], &end);
-        if (end == a->pos[2] || *end || !isfinite(amount) || amount < 0) {
-            fprintf(stderr, "budgetd pin: AMOUNT must be a number >= 0, got '%s'\n", a->pos[2]);
-            return BD_EXIT_USAGE;
-        }
-        amount = rint(amount * 100) / 100;
-    }
-    const bd_portfolio_cfg_t *pc = bd_config_portfolio(cfg, p);
-    if (!pc && !cfg->has_default_budget) {
-        fprintf(stderr, "budgetd pin: portfolio '%s' is not in %s (and it has no defaults.budget)\n", p,
-                cfg->path);
-        return BD_EXIT_RUNTIME;
-    }
-    const bd_policy_t *pol = pc ? &pc->p : &cfg->defaults;
-    bd_redis_alloc_t al;
-    bd_redis_chan_t *rp = NULL;
-    size_t nrp = 0;
-    if (bd_redis_get_alloc(r, p, 0, &al, err, sizeof err) != BD_OK) return ops_fail("pin", err);
-    if (bd_redis_get_pins(r, p, &rp, &nrp, err, sizeof err) != BD_OK) {
-        bd_redis_alloc_free(&al);
-        return ops_fail("pin", err);
-    }
-    bool had = false;
-    for (size_t q = 0; q < nrp; q++) had |= !strcmp(rp[q].name, c);
-    const bd_channel_cfg_t *own = bd_config_channel(pc, pol, c);
-    double want = a->clear ? (own->has_pin ? own->pin : NAN) : amount;
-    const char **names;
-    const bd_channel_cfg_t **cfgs;
-    double *pins;
-    size_t n = ops_pin_channels(pc, pol, &al, rp, nrp, c, want, &names, &cfgs, &pins);
-    bd_err_t rc = bd_bounds_check_pins(pol, cfgs, n, pins, NULL, msg, sizeof msg);
-    free(names);
-    free(cfgs);
-    free(pins);
-    free(rp);
-    bd_redis_alloc_free(&al);
-    int code = BD_EXIT_OK;
-    if (a->clear && !had) {
-        fprintf(stderr, "budgetd pin: channel '%s' of %s has no run-time pin: nothing to clear\n", c, p);
-        code = BD_EXIT_RUNTIME;
-    } else if (rc != BD_OK && a->clear) {
-        fprintf(stderr, "budgetd pin: refused: without its run-time pin, channel '%s' of %s falls back to "
-                        "its config pin and the pins become infeasible: %s; nothing changed\n", c, p, msg);
-        code = BD_EXIT_RUNTIME;
-    } else if (rc != BD_OK) {
-        fprintf(stderr, "budgetd pin: refused: pinning channel '%s' of %s at %.2f is infeasible with its "
-                        "budget and bounds: %s; nothing changed\n", c, p, amount, msg);
-        code = BD_EXIT_RUNTIME;
-    } else if (a->clear) {
-        int existed;
-        if (bd_redis_clear_pin(r, p, c, &existed, err, sizeof err) != BD_OK) return ops_fail("pin", err);
-        if (isnan(want)) printf("cleared the pin of %s channel %s: the engine allocates it again\n", p, c);
-        else printf("cleared the run-time pin of %s channel %s: its config pin %.2f applies again\n", p, c, want);
-    } else {
-        if (bd_redis_set_pin(r, p, c, amount, err, sizeof err) != BD_OK) return ops_fail("pin", err);
-        printf("pinned %s channel %s at %.2f: every decision from the daemon's next poll on gives it\n"
-               "  exactly that and optimises the rest around it (prefix %s)\n", p, c, amount, prefix);
-    }
-    return code;
-}
-
-/* The channel rows of a status block: the allocation in force beside the
- * proposal (when there is one), then the totals. Both channel lists are
- * sorted by name: merge them into rows. */
-static void ops_status_channels(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr)
-{
-    printf("  %-24s %14s", "channel", "alloc");
-    if (pr->present) printf(" %14s", "proposal");
-    printf("\n");
-    size_t i = 0, j = 0;
-    double ta = 0, tp = 0;
-    while (i < al->n_ch || j < pr->n_ch) {
-        int c = i == al->n_ch ? 1 : j == pr->n_ch ? -1 : strcmp(al->ch[i].name, pr->ch[j].name);
-        const char *name = c <= 0 ? al->ch[i].name : pr->ch[j].name;
-        char va[32] = "-", vp[32] = "-";
-        if (c <= 0) {
-            snprintf(va, sizeof va, "%.2f", al->ch[i].spend);
-            ta += al->ch[i++].spend;
-        }
-        if (c >= 0) {
-            snprintf(vp, sizeof vp, "%.2f", pr->ch[j].spend);
-            tp += pr->ch[j++].spend;
-        }
-        printf("  %-24s %14s", name, va);
-        if (pr->present) printf(" %14s", vp);
-        printf("\n");
-    }
-    printf("  %-24s %14.2f", "total", ta);
-    if (pr->present) printf(" %14.2f", tp);
-    printf("\n");
-}
-
 /* One portfolio's block of the status table. Returns 1 when p is unknown
  * (no alloc, fence, proposal or kill), -1 on a Redis error, 0 otherwise. */
 static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen)
@@ -658,7 +527,7 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
         for (size_t q = 0; q < npins; q++)
             printf("  pinned at run time: %s %.2f\n", pins[q].name, pins[q].spend);
     free(pins);
-    if (al.n_ch || pr.n_ch) ops_status_channels(&al, &pr);
+    if (al.n_ch || pr.n_ch) bd_status_channels(&al, &pr);
     bd_redis_alloc_free(&al);
     bd_redis_alloc_free(&pr);
     return 0;
@@ -732,7 +601,7 @@ int bd_cmd_ops(int argc, char **argv)
     else if (!strcmp(a.cmd, "approve"))
         code = ops_approve(r, &a, cycle, prefix);
     else if (!strcmp(a.cmd, "pin"))
-        code = ops_pin(r, &a, cfg, prefix);
+        code = bd_pin_cmd(r, cfg, a.pos[0], a.pos[1], a.clear ? NULL : a.pos[2], prefix);
     else
         code = ops_status(r, &a, prefix);
     bd_redis_close(r);

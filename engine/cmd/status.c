@@ -1,6 +1,8 @@
 /* status.c: `budgetd status [P] --json`, the machine-readable form of the
  * status table of ops.c (docs/CONTRACT.md v2 "status --json"): the same
- * keys read the same way, one JSON document on stdout. */
+ * keys read the same way, one JSON document on stdout; and the parts of
+ * the table shared with ops.c (the summary rows, the channel rows with
+ * their nested arms). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,74 @@ static cJSON *status_alloc_json(const bd_redis_alloc_t *a)
         total += a->ch[i].spend;
     }
     cJSON_AddNumberToObject(o, "total", total);
+    if (a->n_arm) { /* v2: "arms":{C:{A:spend}} */
+        cJSON *arms = cJSON_AddObjectToObject(o, "arms");
+        for (size_t i = 0; i < a->n_arm; i++) {
+            char c[BD_NAME_MAX + 1];
+            const char *sl = strchr(a->arm[i].name, '/');
+            snprintf(c, sizeof c, "%.*s", (int)(sl - a->arm[i].name), a->arm[i].name);
+            cJSON *of = cJSON_GetObjectItemCaseSensitive(arms, c);
+            if (!of) of = cJSON_AddObjectToObject(arms, c);
+            cJSON_AddNumberToObject(of, sl + 1, a->arm[i].spend);
+        }
+    }
     return o;
+}
+
+/* Rows of the alloc's and the proposal's entries merged by name (both
+ * sorted): the channels (pre NULL), each followed by its arms (v2: the
+ * entries named pre = "C/", shown as "  C/A"). Channel spends are summed
+ * into t[0] (alloc) and t[1] (proposal); arms are inside their channel's. */
+static void status_rows(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr, const char *pre, double *t)
+{
+    const bd_redis_chan_t *a = pre ? al->arm : al->ch, *b = pre ? pr->arm : pr->ch;
+    size_t na = pre ? al->n_arm : al->n_ch, nb = pre ? pr->n_arm : pr->n_ch, i = 0, j = 0;
+    size_t lp = pre ? strlen(pre) : 0;
+    while (i < na || j < nb) {
+        if (i < na && pre && strncmp(a[i].name, pre, lp)) {
+            i++;
+            continue;
+        }
+        if (j < nb && pre && strncmp(b[j].name, pre, lp)) {
+            j++;
+            continue;
+        }
+        int c = i == na ? 1 : j == nb ? -1 : strcmp(a[i].name, b[j].name);
+        const char *name = c <= 0 ? a[i].name : b[j].name;
+        char va[32] = "-", vp[32] = "-", label[BD_NAME_MAX + 4];
+        if (c <= 0) {
+            snprintf(va, sizeof va, "%.2f", a[i].spend);
+            if (!pre) t[0] += a[i].spend;
+            i++;
+        }
+        if (c >= 0) {
+            snprintf(vp, sizeof vp, "%.2f", b[j].spend);
+            if (!pre) t[1] += b[j].spend;
+            j++;
+        }
+        snprintf(label, sizeof label, "%s%s", pre ? "  " : "", name);
+        printf("  %-24s %14s", label, va);
+        if (pr->present) printf(" %14s", vp);
+        printf("\n");
+        if (!pre && (al->n_arm || pr->n_arm)) {
+            char sub[BD_NAME_MAX + 2];
+            snprintf(sub, sizeof sub, "%s/", name);
+            status_rows(al, pr, sub, t);
+        }
+    }
+}
+
+/* See status.h. */
+void bd_status_channels(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr)
+{
+    printf("  %-24s %14s", "channel", "alloc");
+    if (pr->present) printf(" %14s", "proposal");
+    printf("\n");
+    double t[2] = {0, 0};
+    status_rows(al, pr, NULL, t);
+    printf("  %-24s %14.2f", "total", t[0]);
+    if (pr->present) printf(" %14.2f", t[1]);
+    printf("\n");
 }
 
 /* One portfolio's object; *known 0 when nothing is stored for it. */

@@ -20,4 +20,9 @@ int bd_status_json(bd_redis_t *r, const char *portfolio, const char *prefix);
  * Returns 0, or -1 on a Redis failure (err says why). */
 int bd_status_summary(bd_redis_t *r, char *const *names, size_t n, char *err, size_t errlen);
 
+/* The channel rows of a status block (ops.c): the allocation in force
+ * beside the proposal (when there is one), merged by name, each channel
+ * followed by its arms (v2, "  C/A"), then the totals (channels only). */
+void bd_status_channels(const bd_redis_alloc_t *al, const bd_redis_alloc_t *pr);
+
 #endif

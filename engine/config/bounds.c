@@ -76,3 +76,42 @@ bd_err_t bd_bounds_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *co
                        pins / 100, caps / 100, range ? "budget min" : "total", tlo / 100);
     return BD_OK;
 }
+
+/* The arms rule of docs/CONTRACT.md §11.4, shared by `budgetd check` and
+ * `budgetd pin` (v2): arms arm[0..n) of one channel, their pins in force
+ * pin[] (NAN: none), must split every amount the channel may get, [lo, hi]
+ * (its pin at both ends when pinned): their mins sum to at most lo, their
+ * maxes to at least hi, and their pins pass the pin rule with lo and with hi
+ * as a fixed budget (an infinite end is not checked). pinned names the ends
+ * "pin" in the sum messages. The first failure goes to errbuf. */
+bd_err_t bd_bounds_check_arms(const bd_policy_t *pol, const bd_channel_cfg_t *const *arm, size_t n,
+                              const double *pin, double lo, double hi, bool pinned, char *errbuf,
+                              size_t errlen)
+{
+    double mins = 0, maxes = 0;
+    bool any = false;
+    for (size_t j = 0; j < n; j++) {
+        mins += arm[j]->min;
+        maxes += arm[j]->max;
+        any |= pin && isfinite(pin[j]);
+    }
+    if (mins > lo)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                       "its arms' mins sum to %.15g > its %s %.15g (an amount it may get could not be split)",
+                       mins, pinned ? "pin" : "min", lo);
+    if (maxes < hi)
+        return bd_errf(errbuf, errlen, BD_ERR_INVALID,
+                       "its arms' maxes sum to %.15g < its %s %.15g (an amount it may get could not be "
+                       "spent: lower its max or raise an arm's)",
+                       maxes, pinned ? "pin" : "max", hi);
+    char msg[256];
+    for (int end = 0; end < 2 && any; end++) {
+        bd_policy_t sub = *pol;
+        sub.budget = end ? hi : lo;
+        sub.budget_range.range = false;
+        if (isfinite(sub.budget) && bd_bounds_check_pins(&sub, arm, n, pin, NULL, msg, sizeof msg) != BD_OK)
+            return bd_errf(errbuf, errlen, BD_ERR_INVALID, "infeasible arm pins at its %s %.15g: %s",
+                           end ? "max" : "min", sub.budget, msg);
+    }
+    return BD_OK;
+}

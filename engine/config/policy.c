@@ -329,48 +329,22 @@ void bd_cfg_policy_apply(bd_yaml_ctx_t *cx, yaml_node_t *map, const char *path, 
 }
 
 /* The arms of ch (v2) must split any amount ch may get, [min, max] (its
- * pin, when pinned): their mins sum to at most its min, their maxes to at
- * least its max, and their pins by the allocator's rule at both ends. */
+ * pin, when pinned): bd_bounds_check_arms, the rule `budgetd pin` applies
+ * to run-time pins too. */
 static void check_arms(bd_yaml_ctx_t *cx, const bd_portfolio_cfg_t *pc, const bd_channel_cfg_t *ch,
                        const char *who)
 {
-    double lo = ch->has_pin ? ch->pin : ch->min, hi = ch->has_pin ? ch->pin : ch->max, mins = 0, maxes = 0;
+    double lo = ch->has_pin ? ch->pin : ch->min, hi = ch->has_pin ? ch->pin : ch->max;
     if (!(lo <= hi)) return; /* reported as the channel's own bounds */
-    for (size_t j = 0; j < ch->n_arms; j++) {
-        mins += ch->arms[j].min;
-        maxes += ch->arms[j].max;
-    }
-    if (mins > lo)
-        bd_yaml_err(cx, ch->line,
-                    "%s: its arms' mins sum to %.15g > its %s %.15g (an amount it may get could not "
-                    "be split)",
-                    who, mins, ch->has_pin ? "pin" : "min", lo);
-    if (maxes < hi)
-        bd_yaml_err(cx, ch->line,
-                    "%s: its arms' maxes sum to %.15g < its %s %.15g (an amount it may get could not "
-                    "be spent: lower its max or raise an arm's)",
-                    who, maxes, ch->has_pin ? "pin" : "max", hi);
-    if (mins > lo || maxes < hi) return;
     const bd_channel_cfg_t **cfg = bd_xcalloc(ch->n_arms, sizeof *cfg);
     double *pin = bd_xcalloc(ch->n_arms, sizeof *pin);
-    bool any = false;
     for (size_t j = 0; j < ch->n_arms; j++) {
         cfg[j] = &ch->arms[j];
         pin[j] = cfg[j]->has_pin ? cfg[j]->pin : NAN;
-        any |= cfg[j]->has_pin;
     }
-    char msg[256];
-    for (int end = 0; end < 2 && any; end++) {
-        bd_policy_t sub = pc->p;
-        sub.budget = end ? hi : lo;
-        sub.budget_range.range = false;
-        if (isfinite(sub.budget) &&
-            bd_bounds_check_pins(&sub, cfg, ch->n_arms, pin, NULL, msg, sizeof msg) != BD_OK) {
-            bd_yaml_err(cx, ch->line, "%s: infeasible arm pins at its %s %.15g: %s", who,
-                        end ? "max" : "min", sub.budget, msg);
-            break;
-        }
-    }
+    char msg[400];
+    if (bd_bounds_check_arms(&pc->p, cfg, ch->n_arms, pin, lo, hi, ch->has_pin, msg, sizeof msg) != BD_OK)
+        bd_yaml_err(cx, ch->line, "%s: %s", who, msg);
     free(cfg);
     free(pin);
 }

@@ -111,12 +111,17 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
     }
     out->present = rep->elements > 0;
     out->ch = bd_xcalloc(rep->elements / 2 + 1, sizeof *out->ch);
+    out->arm = bd_xcalloc(rep->elements / 2 + 1, sizeof *out->arm);
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
         if (!f || !v) continue;
         if (strncmp(f, "ch:", 3) == 0 && strlen(f + 3) <= BD_NAME_MAX) {
             bd_redis_chan_t *c = &out->ch[out->n_ch++];
             snprintf(c->name, sizeof c->name, "%s", f + 3);
+            c->spend = strtod(v, NULL);
+        } else if (strncmp(f, "arm:", 4) == 0 && strchr(f + 4, '/') && strlen(f + 4) <= BD_NAME_MAX) {
+            bd_redis_chan_t *c = &out->arm[out->n_arm++]; /* v2 */
+            snprintf(c->name, sizeof c->name, "%s", f + 4);
             c->spend = strtod(v, NULL);
         } else if (!strcmp(f, "cycle")) {
             out->cycle = strtoll(v, NULL, 10);
@@ -136,6 +141,7 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
     }
     freeReplyObject(rep);
     qsort(out->ch, out->n_ch, sizeof *out->ch, rd_chan_cmp);
+    qsort(out->arm, out->n_arm, sizeof *out->arm, rd_chan_cmp);
     return BD_OK;
 }
 
@@ -145,6 +151,9 @@ void bd_redis_alloc_free(bd_redis_alloc_t *a)
     free(a->ch);
     a->ch = NULL;
     a->n_ch = 0;
+    free(a->arm);
+    a->arm = NULL;
+    a->n_arm = 0;
 }
 
 bd_err_t bd_redis_get_kill_info(bd_redis_t *r, const char *portfolio, bd_redis_kill_t *out,

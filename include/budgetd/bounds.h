@@ -48,4 +48,17 @@ void bd_bounds_total_range_c(const bd_policy_t *pol, double sumcap, double *lo, 
 bd_err_t bd_bounds_check_pins(const bd_policy_t *pol, const bd_channel_cfg_t *const *cfg, size_t n,
                              const double *pin, const bool *promoted, char *errbuf, size_t errlen);
 
+/* v2 nested arms (docs/CONTRACT.md §11.4): whether arms arm[0..n) of one
+ * channel, with pins pin[] in force (NAN: none; NULL: none), can split every
+ * amount in [lo, hi] the channel may get (its min and max, or its pin at
+ * both ends when pinned): their mins sum to at most lo, their maxes to at
+ * least hi, their pins feasible by bd_bounds_check_pins with lo and with hi
+ * as a fixed budget (pol's other guardrails; an infinite end is skipped).
+ * BD_OK, or BD_ERR_INVALID with errbuf saying the first failure ("its arms'
+ * mins sum to 120 > its min 100 (...)", "infeasible arm pins at its min 0:
+ * ..."). The one rule behind `budgetd check` and `budgetd pin`. */
+bd_err_t bd_bounds_check_arms(const bd_policy_t *pol, const bd_channel_cfg_t *const *arm, size_t n,
+                              const double *pin, double lo, double hi, bool pinned, char *errbuf,
+                              size_t errlen);
+
 #endif

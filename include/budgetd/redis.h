@@ -114,6 +114,8 @@ typedef struct {
     char refused[256];        /* proposal: why the daemon refused its approval ("" none) */
     bd_redis_chan_t *ch;      /* sorted by name; free with bd_redis_alloc_free */
     size_t n_ch;
+    bd_redis_chan_t *arm;     /* v2 nested arms: the arm:C/A fields, named "C/A", sorted */
+    size_t n_arm;
 } bd_redis_alloc_t;
 
 /* Connects to url: redis://[[user]:pass@]host[:port][/db] (host may be
