@@ -74,6 +74,7 @@ static bd_err_t wi_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, co
         int k = wi_channel(w, p->ch[i].name);
         if (k < 0) continue;
         s->x[k] = d->status == BD_STATUS_ACTIVE ? p->ch[i].x : 0; /* adapters stop otherwise */
+        w->split[k] = p->ch[i].cfg && p->ch[i].cfg->n_arms > 0;
         if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[i].bound < BD_BOUND__COUNT)
             w->bound[k][d->ch[i].bound]++;
     }

@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     char name[BD_NAME_MAX + 1];
     char ch[WI_MAXCH][BD_NAME_MAX + 1];
+    bool split[WI_MAXCH];         /* v2: the config splits it among arms (they spend it) */
     int nch;
     wi_step_t *steps;
     size_t n, cap;

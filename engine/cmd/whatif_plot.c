@@ -152,8 +152,8 @@ char *wi_plot_paths(FILE *g, const wi_t *w, size_t k)
         const bd_env_portfolio_t *ep = &e->pf[k];
         fprintf(g, "set title '%s' noenhanced\nplot ", w->cf[c].label);
         for (size_t i = 0; i < ep->n; i++)
-            fprintf(g, "%s'%s' using 1:%d with lines lw 2 lc %zu title '%s'", i ? ", " : "", dat,
-                    col++, i + 1, ep->ch[i].name);
+            fprintf(g, "%s'%s' using 1:%d with lines lw 2 lc %zu title '%s%s'", i ? ", " : "", dat,
+                    col++, i + 1, ep->ch[i].name, ep->ch[i].split ? " (spent by its arms)" : "");
         if (!ep->n) fputs("0 notitle", g);
         fputs("\n", g);
         bd_env_free(e);

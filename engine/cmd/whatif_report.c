@@ -228,7 +228,7 @@ static void wi_unseen(wi_doc_t *d, const wi_t *w)
         size_t off = 0;
         for (size_t k = 0; k < e->n; k++)
             for (size_t i = 0; i < e->pf[k].n; i++)
-                if (!e->pf[k].ch[i].fc && off < sizeof buf)
+                if (!e->pf[k].ch[i].fc && !e->pf[k].ch[i].split && off < sizeof buf) /* v2: its arms spend */
                     off += (size_t)snprintf(buf + off, sizeof buf - off, "%s`%s/%s`", off ? ", " : "",
                                             e->pf[k].fp->name, e->pf[k].ch[i].name);
         if (off)
@@ -421,7 +421,8 @@ static const bd_fit_portfolio_t *wi_fit_pf(const wi_t *w, const char *name)
 }
 
 /* The model estimate of the log view: the fit's posterior-mean curves at the
- * allocation the config kept in force. */
+ * allocation the config kept in force; a channel the config splits among
+ * arms (v2) counts through its arms (its amount is theirs). */
 static double wi_view_return(const wi_pf_t *v, const bd_fit_portfolio_t *fp)
 {
     if (!v || !fp) return 0;
@@ -429,7 +430,7 @@ static double wi_view_return(const wi_pf_t *v, const bd_fit_portfolio_t *fp)
     double total = 0;
     for (int k = 0; k < v->nch; k++)
         for (size_t i = 0; i < fp->n; i++) {
-            if (strcmp(fp->ch[i].name, v->ch[k]) != 0) continue;
+            if (v->split[k] || strcmp(fp->ch[i].name, v->ch[k]) != 0) continue;
             bd_curve_t cv;
             ops->mean(&fp->ch[i].model, &fp->ch[i].prior, &cv);
             for (size_t s = 0; s < v->n; s++) total += bd_curve_value(&cv, v->steps[s].x[k]);

@@ -104,8 +104,24 @@ static void env_unseen(bd_env_t *env, const bd_env_portfolio_t *p, const char *n
     bd_ptable_free(t);
 }
 
-/* See whatif.h: the fit's channels, then the config's listed channels the
- * log never saw, per portfolio of the fit. */
+/* The v2 nested arms of p's config over its channels: split for a channel
+ * the config splits among arms, head for an arm (its channel is listed, so
+ * present). */
+static void env_arms(bd_env_portfolio_t *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        bd_env_channel_t *c = &p->ch[i];
+        const bd_channel_cfg_t *cc = p->pol ? bd_config_channel(p->pc, p->pol, c->name) : NULL;
+        c->split = cc && cc->n_arms > 0;
+        c->head = -1;
+        for (size_t h = 0; cc && cc->arm_of && h < p->n; h++)
+            if (strlen(p->ch[h].name) == cc->arm_of && !strncmp(p->ch[h].name, c->name, cc->arm_of))
+                c->head = (long)h;
+    }
+}
+
+/* See whatif.h: the fit's channels, then the config's listed channels (and
+ * v2 their arms) the log never saw, per portfolio of the fit. */
 bd_env_t *bd_env_new(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed, int draw)
 {
     bd_env_t *env = bd_xcalloc(1, sizeof *env);
@@ -122,15 +138,20 @@ bd_env_t *bd_env_new(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed,
         p->fp = fp;
         p->pc = bd_config_portfolio(cfg, fp->name);
         p->pol = p->pc ? &p->pc->p : cfg->has_default_budget ? &cfg->defaults : NULL;
-        size_t listed = p->pc ? p->pc->n_channels : 0;
-        p->ch = bd_xcalloc(fp->n + listed + 1, sizeof *p->ch);
+        size_t listed = p->pc ? p->pc->n_channels : 0, arms = 0;
+        for (size_t j = 0; j < listed; j++) arms += p->pc->channels[j].n_arms;
+        p->ch = bd_xcalloc(fp->n + listed + arms + 1, sizeof *p->ch);
         for (size_t i = 0; i < fp->n; i++) env_seen(env, fp, &fp->ch[i], &p->ch[p->n++]);
         for (size_t j = 0; j < listed; j++) {
-            const char *name = p->pc->channels[j].name;
-            bool seen = false;
-            for (size_t i = 0; i < fp->n && !seen; i++) seen = strcmp(fp->ch[i].name, name) == 0;
-            if (!seen) env_unseen(env, p, name, &p->ch[p->n++]);
+            const bd_channel_cfg_t *lc = &p->pc->channels[j];
+            for (size_t a = 0; a <= lc->n_arms; a++) { /* the channel, then its arms (v2) */
+                const char *name = a ? lc->arms[a - 1].name : lc->name;
+                bool seen = false;
+                for (size_t i = 0; i < fp->n && !seen; i++) seen = strcmp(fp->ch[i].name, name) == 0;
+                if (!seen) env_unseen(env, p, name, &p->ch[p->n++]);
+            }
         }
+        env_arms(p);
     }
     return env;
 }

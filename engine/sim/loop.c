@@ -85,7 +85,7 @@ static bd_err_t loop_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, 
     const bd_env_portfolio_t *ep = &c->env->pf[k];
     for (size_t j = 0; j < p->n; j++) {
         int i = loop_map(s, ep, p, j);
-        if (i >= 0) s->x[i] = p->ch[j].x;
+        if (i >= 0) s->x[i] = ep->ch[i].split ? 0 : p->ch[j].x; /* v2: its arms spend it */
         if (d->path != BD_PATH_INITIAL && (unsigned)d->ch[j].bound < BD_BOUND__COUNT)
             r->bound[d->ch[j].bound]++;
     }
@@ -117,34 +117,118 @@ static bd_err_t loop_watermark(bd_engine_t *e, const char *pf, int64_t ts, char 
     return loop_feed(e, &wm, errbuf, errlen);
 }
 
+/* Channel c's box in the oracle: its config's [min, max] within the
+ * budget (its pin when pinned), capped by the environment's delivery cap. */
+static void loop_box(const bd_env_t *env, const bd_env_portfolio_t *p, const bd_env_channel_t *c, int64_t t,
+                     double *l, double *h)
+{
+    double B = p->pol->budget;
+    const bd_channel_cfg_t *cc = bd_config_channel(p->pc, p->pol, c->name);
+    *l = cc->min;
+    *h = isfinite(cc->max) && cc->max < B ? cc->max : B;
+    if (cc->has_pin) *l = *h = cc->pin;
+    double cap = bd_env_cap(env, c, t);
+    if (cap < *h) *h = cap;
+    if (*l > *h) *l = *h;
+}
+
+/* v2 nested arms: the total over every spending unit at multiplier
+ * lambda: each unit at its marginal return lambda within its box, the arms
+ * of channel g (gi[j] = g; -1: a channel without arms) summed and clamped
+ * to their channel's box [gl, gh] into s[g]. */
+static double loop_nested_total(const bd_curve_t *cv, const double *lo, const double *hi, const long *gi, size_t m,
+                                const double *gl, const double *gh, size_t ng, double lambda, double *s)
+{
+    double total = 0;
+    for (size_t g = 0; g < ng; g++) s[g] = 0;
+    for (size_t j = 0; j < m; j++) {
+        double x = fmin(fmax(bd_curve_inv_marginal(&cv[j], lambda), lo[j]), hi[j]);
+        if (gi[j] >= 0) s[gi[j]] += x;
+        else total += x;
+    }
+    for (size_t g = 0; g < ng; g++) {
+        s[g] = fmin(fmax(s[g], gl[g]), gh[g]);
+        total += s[g];
+    }
+    return total;
+}
+
+/* v2 nested arms: the oracle's spending units (unit[j]: the env channel)
+ * are the channels without arms and the arms; each channel with arms gets
+ * an amount in its own box, split exactly among its arms. The multiplier
+ * that meets the budget is found by bisection (log scale); each channel's
+ * amount then stands, and the channels without arms share the rest exactly
+ * (water-fill), as each channel's arms share its amount. */
+static void loop_oracle_nested(const bd_env_t *env, const bd_env_portfolio_t *p, int64_t t, const bd_curve_t *cv,
+                               const double *lo, const double *hi, const long *unit, size_t m, double *x)
+{
+    size_t ng = 0;
+    long *gof = bd_xcalloc(p->n + m + 1, sizeof *gof), *gi = gof + p->n;
+    for (size_t i = 0; i < p->n; i++) gof[i] = p->ch[i].split ? (long)ng++ : -1;
+    double *gl = bd_xcalloc(3 * ng + 1, sizeof(double)), *gh = gl + ng, *s = gh + ng;
+    for (size_t i = 0; i < p->n; i++)
+        if (gof[i] >= 0) loop_box(env, p, &p->ch[i], t, &gl[gof[i]], &gh[gof[i]]);
+    for (size_t j = 0; j < m; j++) gi[j] = p->ch[unit[j]].head >= 0 ? gof[p->ch[unit[j]].head] : -1;
+    double B = p->pol->budget, a = 1e-12, b = 1e-12;
+    for (size_t j = 0; j < m; j++) b = fmax(b, 2 * bd_curve_marginal(&cv[j], 0));
+    if (!(b < 1e12)) b = 1e12;
+    for (int it = 0; it < 200; it++) { /* the total is non-increasing in lambda */
+        double mid = sqrt(a * b);
+        if (loop_nested_total(cv, lo, hi, gi, m, gl, gh, ng, mid, s) > B) a = mid;
+        else b = mid;
+    }
+    loop_nested_total(cv, lo, hi, gi, m, gl, gh, ng, b, s);
+    double rest = B;
+    for (size_t g = 0; g < ng; g++) rest -= s[g];
+    bd_curve_t *gc = bd_xcalloc(m + 1, sizeof *gc);
+    double *glo = bd_xcalloc(3 * m + 1, sizeof(double)), *ghi = glo + m, *gx = ghi + m;
+    for (size_t g = 0; g <= ng; g++) { /* g < ng: channel g's arms; ng: the channels without arms */
+        long want = g < ng ? (long)g : -1;
+        size_t k = 0;
+        for (size_t j = 0; j < m; j++) {
+            if (gi[j] != want) continue;
+            gc[k] = cv[j];
+            glo[k] = lo[j];
+            ghi[k++] = hi[j];
+        }
+        bd_waterfill_solve(gc, glo, ghi, k, g < ng ? s[g] : rest, gx);
+        for (size_t j = 0, q = 0; j < m; j++)
+            if (gi[j] == want) x[j] = gx[q++];
+    }
+    free(gc);
+    free(glo);
+    free(gof);
+    free(gl);
+}
+
 /* The oracle of portfolio p at cycle t: the exact optimum of the draw's
  * curves (objective units, seasonal factor in) in the config's box, capped
- * by the environment's delivery caps, pins exact. */
+ * by the environment's delivery caps, pins exact; with nested arms (v2)
+ * over the spending units, each channel with arms within its own box. */
 static double loop_oracle(const bd_env_t *env, const bd_env_portfolio_t *p, int64_t t)
 {
     size_t n = p->n, m = 0;
     bd_curve_t *cv = bd_xcalloc(n + 1, sizeof *cv);
     double *lo = bd_xcalloc(3 * n + 1, sizeof(double)), *hi = lo + n, *x = hi + n;
-    double B = p->pol->budget, unit = p->pol->objective == BD_OBJ_REVENUE;
+    long *unit = bd_xcalloc(n + 1, sizeof *unit);
+    double B = p->pol->budget, unit_value = p->pol->objective == BD_OBJ_REVENUE;
+    bool nested = false;
     for (size_t i = 0; i < n; i++) {
         const bd_env_channel_t *c = &p->ch[i];
-        if (t < c->first || t > c->last) continue;
-        const bd_channel_cfg_t *cc = bd_config_channel(p->pc, p->pol, c->name);
-        double l = cc->min, h = isfinite(cc->max) && cc->max < B ? cc->max : B;
-        if (cc->has_pin) l = h = cc->pin;
-        double cap = bd_env_cap(env, c, t);
-        if (cap < h) h = cap;
-        if (l > h) l = h;
+        nested |= c->split;
+        if (t < c->first || t > c->last || c->split) continue; /* a split channel's arms spend */
         cv[m] = c->conv;
-        cv[m].a *= bd_env_factor(env, c, t) * (unit ? c->value : 1.0);
-        lo[m] = l;
-        hi[m++] = h;
+        cv[m].a *= bd_env_factor(env, c, t) * (unit_value ? c->value : 1.0);
+        loop_box(env, p, c, t, &lo[m], &hi[m]);
+        unit[m++] = (long)i;
     }
-    bd_waterfill_solve(cv, lo, hi, m, B, x);
+    if (nested) loop_oracle_nested(env, p, t, cv, lo, hi, unit, m, x);
+    else bd_waterfill_solve(cv, lo, hi, m, B, x);
     double v = 0;
     for (size_t i = 0; i < m; i++) v += bd_curve_value(&cv[i], x[i]);
     free(cv);
     free(lo);
+    free(unit);
     return v;
 }
 

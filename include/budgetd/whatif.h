@@ -121,6 +121,9 @@ typedef struct {
     double clicks_per_conv, imps_per_click; /* traffic of the log (0: none reported) */
     int64_t first, last;          /* cycles it exists */
     uint64_t key;                 /* its random numbers (hash of the names) */
+    bool split;                   /* v2 nested arms: the config splits it among arms, so it
+                                   * spends nothing itself: its arms spend its amount */
+    long head;                    /* v2: an arm of the config: the index of its channel; -1 */
 } bd_env_channel_t;
 
 typedef struct {
@@ -147,8 +150,11 @@ typedef struct {
 
 /* Draw `draw` of the fit for config cfg (seeded by seed): each channel's
  * curve is a posterior draw (a prior draw of the config's model for a
- * listed channel the log never saw). Curves do not depend on cfg for the
- * channels of the log, so every config of a draw meets the same world. */
+ * listed channel, or v2 a listed arm, the log never saw). Curves do not
+ * depend on cfg for the channels of the log, so every config of a draw
+ * meets the same world. With nested arms (v2) the spending units are the
+ * arms: a channel the config splits among arms (split) spends nothing
+ * itself, each arm knows its channel (head). */
 bd_env_t *bd_env_new(const bd_fit_t *fit, const bd_config_t *cfg, uint64_t seed, int draw);
 void bd_env_free(bd_env_t *env);
 
