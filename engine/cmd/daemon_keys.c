@@ -74,7 +74,11 @@ static void daemon_republish(bd_daemon_t *dm, bd_portfolio_t *p)
     char err[512];
     size_t n1 = p->n ? p->n : 1;
     bd_redis_field_t *ch = bd_xcalloc(n1, sizeof(*ch));
-    for (size_t i = 0; i < p->n; i++) ch[i] = (bd_redis_field_t){p->ch[i].name, p->ch[i].x};
+    char (*names)[BD_NAME_MAX + 1] = bd_xcalloc(n1, sizeof(*names));
+    for (size_t i = 0; i < p->n; i++) { /* v2: an arm as arm:C/A, as publish writes it */
+        bd_channel_field(&p->ch[i], names[i]);
+        ch[i] = (bd_redis_field_t){names[i], p->ch[i].x};
+    }
     unsigned char *state = NULL;
     size_t scap = 0, slen = bd_checkpoint_encode(p, &state, &scap);
     bd_redis_republish_t rp = {
@@ -100,6 +104,7 @@ static void daemon_republish(bd_daemon_t *dm, bd_portfolio_t *p)
     }
     free(state);
     free(ch);
+    free(names);
 }
 
 /* Did Redis lose the keys of portfolios we own (restarted empty, a

@@ -214,6 +214,13 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name)
     return idx;
 }
 
+/* See portfolio.h: publish and the daemon's republish name fields alike. */
+void bd_channel_field(const bd_channel_t *c, char out[BD_NAME_MAX + 1])
+{
+    memcpy(out, c->name, BD_NAME_MAX + 1);
+    if (c->owner && c->cfg && c->cfg->arm_of) out[c->cfg->arm_of] = '/';
+}
+
 double bd_channel_pin(const bd_channel_t *c)
 {
     if (isfinite(c->pin)) return c->pin;

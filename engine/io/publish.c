@@ -112,9 +112,8 @@ bd_err_t bd_publish_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
     q->prop = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->prop));
     q->names = bd_xcalloc(p->n ? p->n : 1, sizeof(*q->names));
     for (size_t i = 0; i < p->n; i++) {
-        memcpy(q->names[i], p->ch[i].name, sizeof(q->names[i]));
         /* v2: an arm "C:A" is written as field arm:C/A, never as a ch: field */
-        if (p->ch[i].owner) q->names[i][p->ch[i].cfg->arm_of] = '/';
+        bd_channel_field(&p->ch[i], q->names[i]);
         q->ch[i] = (bd_redis_field_t){q->names[i], p->ch[i].x};
         q->prop[i] = (bd_redis_field_t){q->names[i], p->ch[i].proposed};
     }

@@ -119,7 +119,7 @@ int bd_rd_name_ok(const char *s) { return s && bd_name_valid(s, strlen(s)); }
 
 /* A field of the alloc hash: a channel name (ch:), or (v2) an arm's
  * "C/A", two names around one '/' (arm:). */
-static int rd_field_ok(const char *s)
+int bd_rd_field_ok(const char *s)
 {
     if (bd_rd_name_ok(s)) return 1;
     const char *sl = s ? strchr(s, '/') : NULL;
@@ -515,7 +515,7 @@ static bd_err_t rd_check(const bd_redis_decision_t *d, size_t idx, char *errbuf,
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): channels missing", idx,
                            d->portfolio);
         for (size_t k = 0; k < n; k++) {
-            if (!rd_field_ok(f[k].name))
+            if (!bd_rd_field_ok(f[k].name))
                 return bd_errf(errbuf, errlen, BD_ERR_INVALID, "decision %zu (%s): bad channel name", idx,
                                d->portfolio);
             if (!isfinite(f[k].spend) || f[k].spend < 0 || f[k].spend > 1e15)

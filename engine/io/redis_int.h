@@ -35,6 +35,8 @@ struct bd_redis {
 /* 1 when s is a docs/CONTRACT.md §1 name (1-64 of [A-Za-z0-9_.:-]): such a
  * name can be put inside a {P} hash tag and a SCAN pattern as is. */
 int bd_rd_name_ok(const char *s);
+/* A field name of the alloc hash: a channel's, or (v2) an arm's "C/A". */
+int bd_rd_field_ok(const char *s);
 
 /* out (RD_KEY_MAX bytes) = "PFX:{portfolio}:what". */
 void bd_rd_key(const bd_redis_t *r, char *out, const char *portfolio, const char *what);

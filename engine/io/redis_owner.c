@@ -339,7 +339,8 @@ static const char RD_REPUBLISH_LUA[] =
     "              'status', status, 'decided_at', ARGV[4]}\n"
     "local n = tonumber(ARGV[13])\n"
     "for i = 0, n - 1 do\n"
-    "  args[#args + 1] = 'ch:' .. ARGV[15 + 2 * i]\n"
+    "  local nm = ARGV[15 + 2 * i]\n"
+    "  args[#args + 1] = (string.find(nm, '/', 1, true) and 'arm:' or 'ch:') .. nm\n"
     "  args[#args + 1] = ARGV[16 + 2 * i]\n"
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
@@ -357,7 +358,7 @@ bd_err_t bd_redis_republish(bd_redis_t *r, const bd_redis_republish_t *rp, int64
     *version = 0;
     if (!bd_rd_name_ok(rp->portfolio)) return bd_errf(errbuf, errlen, BD_ERR_INVALID, "bad portfolio name");
     for (size_t i = 0; i < rp->n_ch; i++)
-        if (!bd_rd_name_ok(rp->ch[i].name) || !isfinite(rp->ch[i].spend) || rp->ch[i].spend < 0 ||
+        if (!bd_rd_field_ok(rp->ch[i].name) || !isfinite(rp->ch[i].spend) || rp->ch[i].spend < 0 ||
             rp->ch[i].spend > 1e15)
             return bd_errf(errbuf, errlen, BD_ERR_INVALID, "republish of %s: bad channel %s", rp->portfolio,
                            rp->ch[i].name ? rp->ch[i].name : "(null)");

@@ -133,6 +133,10 @@ int bd_portfolio_channel(bd_portfolio_t *p, const char *name);
  * and priors follow the new config; model states, allocation and open
  * aggregates are kept. The kill window restarts if its length changed. */
 void bd_portfolio_rebind(bd_portfolio_t *p, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol);
+/* The channel's name as a field of the alloc hash (docs/CONTRACT.md §11.4,
+ * v2): "C/A" for an arm "C:A" (written as arm:C/A), else its name. */
+void bd_channel_field(const bd_channel_t *c, char out[BD_NAME_MAX + 1]);
+
 /* The channel's pin in force: the run-time pin when set, else its config
  * `pin`, else NAN. */
 double bd_channel_pin(const bd_channel_t *c);

@@ -3,12 +3,14 @@
  * the alloc hash (and of a proposal), beside the channels' ch: fields,
  * which stay exactly what an adapter that knows only channels reads (no
  * ch: field for an arm); the arms' fields sum to their channel's; an
- * approved proposal carries its arm fields into alloc. */
+ * approved proposal carries its arm fields into alloc; the daemon's
+ * republish after lost keys writes them the same way (r22_10). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "budgetd/portfolio.h"
 #include "budgetd/redis.h"
 #include "fixtures.h"
 #include "redis_server.h"
@@ -113,4 +115,46 @@ Test(arms_redis, alloc_and_proposal_carry_arm_fields)
     check_hash("budgetd:{shop2}:alloc");
     bd_redis_close(r);
     bd_test_rmdir(dir);
+}
+
+/* r22_10 (issue 22): the daemon's republish after Redis lost its keys
+ * names each channel's field as publish does (bd_channel_field): an arm as
+ * arm:C/A, never as a ch: field an adapter that knows only channels would
+ * spend on top of its channel's (it wrote ch:search:brand, or refused
+ * search/brand as a bad channel). */
+Test(arms_redis, r22_10_republish_writes_arms_as_arm_fields)
+{
+    char err[512];
+    bd_config_t *c = bd_test_config(CFG, err, sizeof err);
+    cr_assert_not_null(c, "%s", err);
+    const bd_portfolio_cfg_t *pc = bd_config_portfolio(c, "shop");
+    bd_ptable_t *t = bd_ptable_new();
+    bd_portfolio_t *p = bd_ptable_add(t, "shop", pc, &pc->p, 2);
+    bd_portfolio_channel(p, "search");
+    bd_portfolio_channel(p, "social");
+    cr_assert_eq(p->n, 4);
+    char names[4][BD_NAME_MAX + 1];
+    bd_redis_field_t ch[4];
+    for (size_t i = 0; i < p->n; i++) {
+        bd_channel_field(&p->ch[i], names[i]);
+        ch[i] = (bd_redis_field_t){names[i], 100.0 * (double)(i + 1)};
+    }
+    bd_redis_t *r = NULL;
+    cr_assert_eq(bd_redis_open(srv->url, "budgetd", "BD_NO_SUCH_PASSWORD_ENV", 1000, &r, err, sizeof err), BD_OK,
+                 "%s", err);
+    bd_redis_republish_t rp = {.portfolio = "shop", .cycle = 5, .mode = "automate", .status = "active",
+                               .decided_at = 1700000000, .state = "x", .state_len = 1, .ch = ch, .n_ch = 4};
+    int64_t version;
+    cr_assert_eq(bd_redis_republish(r, &rp, &version, err, sizeof err), BD_OK, "%s", err);
+    char fn[32][96];
+    double v[32];
+    size_t n = fields("budgetd:{shop}:alloc", fn, v, 32);
+    for (size_t i = 0; i < n; i++)
+        cr_assert(strncmp(fn[i], "ch:search:", 10) && strncmp(fn[i], "ch:search/", 10), "%s", fn[i]);
+    cr_assert_float_eq(field(fn, v, n, "ch:search"), 100, 1e-9);
+    cr_assert_float_eq(field(fn, v, n, "arm:search/brand") + field(fn, v, n, "arm:search/generic"), 500, 1e-9);
+    cr_assert_float_eq(field(fn, v, n, "ch:social"), 400, 1e-9);
+    bd_redis_close(r);
+    bd_ptable_free(t);
+    bd_config_free(c);
 }
