@@ -336,13 +336,16 @@ static int ops_kill(bd_redis_t *r, const ops_args_t *a, const char *prefix)
 }
 
 /* The data fault `faults` (the alloc meta field, "<ch>:<kind>,...") names
- * for channel c, copied into kind; false when none. */
+ * for channel c, copied into kind; false when none. The kind follows the
+ * last ':' (a kind has none; a channel name, v2 an arm "C:A", may). */
 static bool ops_fault_of(const char *faults, const char *c, char *kind, size_t klen)
 {
     size_t cl = strlen(c);
     for (const char *f = faults; *f;) {
         size_t n = strcspn(f, ",");
-        const char *colon = memchr(f, ':', n);
+        const char *colon = NULL;
+        for (const char *q = f; q < f + n; q++)
+            if (*q == ':') colon = q;
         if (colon && (size_t)(colon - f) == cl && !strncmp(f, c, cl)) {
             snprintf(kind, klen, "%.*s", (int)(n - cl - 1), colon + 1);
             return true;

@@ -5,7 +5,8 @@
  * or C/A and checked against the amounts its channel may get, not as a
  * channel of the portfolio; a channel with arms is pinned (or cleared) only
  * when its arms can split the amount; a name under a channel with arms that
- * is none of its arms is refused. Regressions r22_01..r22_06 (issue 22). */
+ * is none of its arms is refused; an arm's data fault is resumed by the
+ * arm's name. Regressions r22_01..r22_06, r22_11 (issue 22). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,7 +53,7 @@ static int bd(const char *args)
 
 /* A decision of shop for cycle 7 through the engine's write script: search
  * 700 (brand 450, generic 250), social 300; with a proposal when propose. */
-static void decide(int propose)
+static void decide_faults(int propose, const char *faults)
 {
     static const bd_redis_field_t ch[] = {{"search", 700}, {"search/brand", 450}, {"search/generic", 250},
                                           {"social", 300}};
@@ -64,12 +65,14 @@ static void decide(int propose)
     bd_redis_decision_t d = {.portfolio = "shop", .cycle = 7, .mode = "collaborate", .status = "active",
                              .decided_at = 1700000000, .apply = 1, .ch = ch, .n_ch = 4,
                              .propose = propose, .prop_ch = pr, .n_prop_ch = 4,
-                             .record_json = "{\"v\":1,\"portfolio\":\"shop\",\"cycle\":7}"};
+                             .record_json = "{\"v\":1,\"portfolio\":\"shop\",\"cycle\":7}", .faults = faults};
     int res = -1;
     cr_assert_eq(bd_redis_write_batch(r, &d, 1, &res, err, sizeof err), BD_OK, "%s", err);
     cr_assert_eq(res, BD_OK);
     bd_redis_close(r);
 }
+
+static void decide(int propose) { decide_faults(propose, NULL); }
 
 /* r22_01: the status block lists each arm under its channel, alloc beside
  * proposal; the total is the channels' (arms are inside them). */
@@ -167,4 +170,17 @@ Test(arms_ops, r22_06_a_name_that_is_no_arm_is_refused)
     cr_assert_eq(bd("pin shop nope/x 100"), 1, "%s", out);
     cr_assert_not_null(strstr(out, "'nope/x' names no arm of a listed channel of shop"), "%s", out);
     cr_assert_null(bd_test_redis_hget(rc, "budgetd:{shop}:pin", "search:brnad"));
+}
+
+/* r22_11: an arm's data fault ("search:brand:tracking" in `faults`) is the
+ * arm's, resumed by its name; its channel has none (the kind follows the
+ * last ':'). */
+Test(arms_ops, r22_11_resume_names_the_arm_whose_fault_it_is)
+{
+    decide_faults(0, "search:brand:tracking");
+    cr_assert_eq(bd("resume shop --channel search"), 1, "%s", out);
+    cr_assert_not_null(strstr(out, "channel 'search' of shop has no data fault"), "%s", out);
+    cr_assert_eq(bd("resume shop --channel search:brand"), 0, "%s", out);
+    cr_assert_not_null(strstr(out, "clears its tracking fault"), "%s", out);
+    cr_assert_not_null(bd_test_redis_hget(rc, "budgetd:{shop}:fault_clear", "search:brand"));
 }
