@@ -78,7 +78,8 @@ static bd_err_t sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const
             double x = p->ch[i].x, prev = d->ch[i].prev;
             sum += rint(x * 100);
             if (x < a->min - 1e-6 || x > a->max + 1e-6) violation(c, "arm outside [min, max]", json, len);
-            if (a->has_pin && fabs(x - a->pin) > 0.005) violation(c, "pinned arm off its pin", json, len);
+            double pin = bd_channel_pin(&p->ch[i]); /* config or run-time */
+            if (isfinite(pin) && fabs(x - pin) > 0.005) violation(c, "pinned arm off its pin", json, len);
             c->pinned += a->has_pin;
             double step = fmax(c->max_step * prev, 0.01 * p->ch[q].x);
             lo[k] = fmax(ceil((prev - step) * 100 - 1e-6), ceil(a->min * 100 - 1e-6));
@@ -338,6 +339,36 @@ Test(arms, kill_fallback_splits_the_arms)
     cr_assert_float_eq(p->ch[0].x, 500, 1e-9, "the initial split of the channels");
     cr_assert_float_eq(p->ch[2].x, 100, 1e-9, "the pinned arm");
     cr_assert_float_eq(p->ch[1].x, 400, 1e-9);
+    gsl_rng_free(r);
+    env_free(&env);
+}
+
+/* The run-time pins `budgetd pin` sets (CONTRACT §11.5), as the daemon
+ * applies them (bd_channel_pin): a pinned arm gets exactly its pin; a
+ * pinned channel gets its pin and its arms split it, their pins kept. */
+Test(arms, run_time_pins_of_an_arm_and_of_its_channel)
+{
+    env_t env;
+    env_new(&env, CFG);
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    gsl_rng_set(r, 5);
+    double rate[8] = {0.08, 0.04, 0.02, 0.03};
+    cr_assert_eq(bd_test_ingestf(env.e, "{\"portfolio\":\"shop\",\"watermark\":%lld}", T0), BD_REJ_NONE);
+    for (int t = 0; t < 10; t++) play_cycle(&env, "shop", t, rate, r);
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(env.e), "shop", 4);
+    p->ch[0].pin = 500; /* search, as `budgetd pin shop search 500` */
+    p->ch[2].pin = 150; /* search:generic over its config pin 100 */
+    for (int t = 10; t < 14; t++) { /* decided before the leaves report what is in force */
+        cr_assert_eq(bd_engine_flush(env.e), BD_OK);
+        play_cycle(&env, "shop", t, rate, r);
+    }
+    const cJSON *search = cJSON_GetArrayItem(cJSON_GetObjectItem(env.cap.last, "channels"), 0);
+    cr_assert_float_eq(cJSON_GetObjectItem(search, "spend")->valuedouble, 500, 1e-9);
+    const cJSON *arms = cJSON_GetObjectItem(search, "arms");
+    const cJSON *brand = cJSON_GetArrayItem(arms, 0), *generic = cJSON_GetArrayItem(arms, 1);
+    cr_assert_float_eq(cJSON_GetObjectItem(generic, "spend")->valuedouble, 150, 1e-9);
+    cr_assert_str_eq(cJSON_GetObjectItem(generic, "bound")->valuestring, "pin");
+    cr_assert_float_eq(cJSON_GetObjectItem(brand, "spend")->valuedouble, 350, 1e-9);
     gsl_rng_free(r);
     env_free(&env);
 }
