@@ -168,16 +168,23 @@ static const char *CFG = "v: 1\n"
                          "          generic: {min: 50, max: 600, pin: 100}\n"
                          "      social: {max: 900}\n";
 
+/* CFG's engine, shop's first sight, then cycles [0, n) played with the
+ * leaves' rates of the tests below (brand twice generic's). */
+static bd_portfolio_t *play_shop(env_t *env, gsl_rng *r, int n)
+{
+    static const double rate[8] = {0.08, 0.04, 0.02, 0.03};
+    env_new(env, CFG);
+    cr_assert_eq(bd_test_ingestf(env->e, "{\"portfolio\":\"shop\",\"watermark\":%lld}", T0), BD_REJ_NONE);
+    for (int t = 0; t < n; t++) play_cycle(env, "shop", t, rate, r);
+    return bd_ptable_find(bd_engine_table(env->e), "shop", 4);
+}
+
 Test(arms, records_nest_and_arms_split_their_channel)
 {
     env_t env;
-    env_new(&env, CFG);
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(r, 11);
-    double rate[8] = {0.08, 0.04, 0.02, 0.03};
-    cr_assert_eq(bd_test_ingestf(env.e, "{\"portfolio\":\"shop\",\"watermark\":%lld}", T0), BD_REJ_NONE);
-    for (int t = 0; t < 60; t++) play_cycle(&env, "shop", t, rate, r);
-    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(env.e), "shop", 4);
+    bd_portfolio_t *p = play_shop(&env, r, 60);
     cr_assert_eq(p->n, 4, "search, its arms, social");
     cr_assert_eq(p->ch[0].owner, 0);
     cr_assert_str_eq(p->ch[1].name, "search:brand");
@@ -349,13 +356,10 @@ Test(arms, kill_fallback_splits_the_arms)
 Test(arms, run_time_pins_of_an_arm_and_of_its_channel)
 {
     env_t env;
-    env_new(&env, CFG);
     gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
     gsl_rng_set(r, 5);
-    double rate[8] = {0.08, 0.04, 0.02, 0.03};
-    cr_assert_eq(bd_test_ingestf(env.e, "{\"portfolio\":\"shop\",\"watermark\":%lld}", T0), BD_REJ_NONE);
-    for (int t = 0; t < 10; t++) play_cycle(&env, "shop", t, rate, r);
-    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(env.e), "shop", 4);
+    static const double rate[8] = {0.08, 0.04, 0.02, 0.03};
+    bd_portfolio_t *p = play_shop(&env, r, 10);
     p->ch[0].pin = 500; /* search, as `budgetd pin shop search 500` */
     p->ch[2].pin = 150; /* search:generic over its config pin 100 */
     for (int t = 10; t < 14; t++) { /* decided before the leaves report what is in force */
