@@ -146,10 +146,15 @@ static void explain_bound(FILE *f, const char *bound, const bd_channel_cfg_t *cc
 }
 
 /* One channel's lines: spend and its change, why, the interval decided on,
- * and what else the record carries for it. */
-static void explain_channel(FILE *f, const cJSON *c, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol)
+ * and what else the record carries for it; then (v2) its arms' lines, each
+ * as channel "C:A" with the arm's own guardrails (owner: the channel of an
+ * arm entry c, NULL for a channel). */
+static void explain_channel(FILE *f, const cJSON *c, const bd_portfolio_cfg_t *pc, const bd_policy_t *pol,
+                            const char *owner)
 {
-    const char *name = jstr(c, "channel");
+    char full[2 * BD_NAME_MAX + 2];
+    snprintf(full, sizeof full, "%s%s%s", owner ? owner : "", owner ? ":" : "", jstr(c, owner ? "arm" : "channel"));
+    const char *name = full;
     double x = jnum(c, "spend"), prev = jnum(c, "prev");
     fprintf(f, "  %-16s %12.2f", name, x);
     if (isfinite(prev) && prev > 0) fprintf(f, " (was %.2f, %+.1f%%)", prev, 100.0 * (x - prev) / prev);
@@ -167,8 +172,8 @@ static void explain_channel(FILE *f, const cJSON *c, const bd_portfolio_cfg_t *p
     const cJSON *it;
     cJSON_ArrayForEach(it, c)
     {
-        static const char *const known[] = {"channel", "spend", "prev", "mean_roas", "roas_lo",
-                                            "roas_hi", "bound", "season", "discount"};
+        static const char *const known[] = {"channel", "arm", "arms", "spend", "prev", "mean_roas",
+                                            "roas_lo", "roas_hi", "bound", "season", "discount"};
         bool k = false;
         for (size_t i = 0; i < sizeof known / sizeof *known && !k; i++) k = !strcmp(it->string, known[i]);
         if (k) continue;
@@ -182,6 +187,7 @@ static void explain_channel(FILE *f, const cJSON *c, const bd_portfolio_cfg_t *p
             free(v);
         }
     }
+    cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(c, "arms")) explain_channel(f, it, pc, pol, name);
 }
 
 /* Risk, kill-switch, data and notes of the record. */
@@ -239,7 +245,7 @@ static void explain_record(FILE *f, const cJSON *j, const bd_config_t *cfg, cons
     if (!pol) fprintf(f, "(%s is not in the config given: guardrail values are not shown)\n", p);
     fprintf(f, "\nChannels:\n");
     const cJSON *c;
-    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "channels")) explain_channel(f, c, pc, pol);
+    cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(j, "channels")) explain_channel(f, c, pc, pol, NULL);
     fprintf(f, "\n");
     explain_tail(f, j, pol);
 }

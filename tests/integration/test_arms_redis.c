@@ -4,7 +4,8 @@
  * which stay exactly what an adapter that knows only channels reads (no
  * ch: field for an arm); the arms' fields sum to their channel's; an
  * approved proposal carries its arm fields into alloc; the daemon's
- * republish after lost keys writes them the same way (r22_10). */
+ * republish after lost keys writes them the same way (r22_10); explain
+ * says each arm under its channel (r22_12). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -76,11 +77,13 @@ static void check_hash(const char *key)
     cr_assert_float_eq(b + g, s, 0.011, "arms %.2f + %.2f, channel %.2f", b, g, s);
 }
 
-Test(arms_redis, alloc_and_proposal_carry_arm_fields)
+/* CFG and 12 hourly cycles of shop and shop2 (the arms and social
+ * reporting) into dir, replayed with --redis; cfg gets the config's path. */
+static void replay_arms(char *dir, size_t dcap, char *cfg, size_t ccap)
 {
-    char dir[256], cfg[512], log[512];
-    bd_test_tmpdir(dir, sizeof dir, "arms-redis");
-    bd_test_path(cfg, sizeof cfg, dir, "c.yaml");
+    char log[512];
+    bd_test_tmpdir(dir, dcap, "arms-redis");
+    bd_test_path(cfg, ccap, dir, "c.yaml");
     bd_test_path(log, sizeof log, dir, "log.jsonl");
     bd_test_write_file(cfg, "%s", CFG);
     FILE *f = fopen(log, "w");
@@ -100,6 +103,12 @@ Test(arms_redis, alloc_and_proposal_carry_arm_fields)
     cr_assert_eq(bd_test_sh("%s replay -c %s %s --redis %s -o /dev/null 2>/dev/null", bd_test_budgetd_bin(),
                             cfg, log, srv->url),
                  0);
+}
+
+Test(arms_redis, alloc_and_proposal_carry_arm_fields)
+{
+    char dir[256], cfg[512];
+    replay_arms(dir, sizeof dir, cfg, sizeof cfg);
     check_hash("budgetd:{shop}:alloc");
     cr_assert_float_eq(atof(bd_test_redis_hget(rc, "budgetd:{shop}:alloc", "arm:search/generic")), 100, 1e-9);
     check_hash("budgetd:{shop2}:proposal");
@@ -157,4 +166,23 @@ Test(arms_redis, r22_10_republish_writes_arms_as_arm_fields)
     bd_redis_close(r);
     bd_ptable_free(t);
     bd_config_free(c);
+}
+
+/* r22_12 (issue 22): explain says each arm's amount and why, under its
+ * channel, with the arm's own guardrails (it printed the record's arms as
+ * raw JSON). */
+Test(arms_redis, r22_12_explain_says_each_arm)
+{
+    char dir[256], cfg[512], out[16384];
+    replay_arms(dir, sizeof dir, cfg, sizeof cfg);
+    cr_assert_eq(bd_test_capture(out, sizeof out, "%s explain shop -c %s --redis %s 2>&1", bd_test_budgetd_bin(), cfg,
+                                 srv->url),
+                 0, "%s", out);
+    const char *s = strstr(out, "  search "), *b = strstr(out, "  search:brand "),
+               *g = strstr(out, "  search:generic "), *so = strstr(out, "  social ");
+    cr_assert(s && b && g && so && s < b && b < g && g < so, "%s", out);
+    cr_assert_not_null(strstr(g, "100.00"), "%s", out);
+    cr_assert_not_null(strstr(g, "pin"), "%s", out);
+    cr_assert_null(strstr(out, "arms: [{"), "%s", out);
+    bd_test_rmdir(dir);
 }
