@@ -105,13 +105,14 @@ static int pin_resolve(const bd_portfolio_cfg_t *pc, const char *p, const char *
     *parent = NULL;
     for (size_t i = 0; pc && !slash && i < pc->n_channels; i++)
         if (!strcmp(pc->channels[i].name, out)) return 0; /* a listed channel named C:X */
+    for (size_t i = 0; pc && i < pc->n_channels && !*parent; i++)
+        for (size_t j = 0; j < pc->channels[i].n_arms && !*parent; j++)
+            if (!strcmp(pc->channels[i].arms[j].name, out)) *parent = &pc->channels[i];
     for (size_t i = 0; pc && i < pc->n_channels && !*parent; i++) {
         const bd_channel_cfg_t *ch = &pc->channels[i];
         size_t len = strlen(ch->name);
         if (strncmp(out, ch->name, len) || out[len] != ':') continue;
-        for (size_t j = 0; j < ch->n_arms && !*parent; j++)
-            if (!strcmp(ch->arms[j].name, out)) *parent = ch;
-        if (!*parent && (ch->n_arms || slash)) {
+        if (ch->n_arms || slash) {
             fprintf(stderr,
                     "budgetd pin: channel '%s' of %s has no arm '%s' in the config: name one of its arms "
                     "(C:A or C/A) or the channel itself\n", ch->name, p, out + len + 1);
