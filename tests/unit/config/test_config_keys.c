@@ -153,13 +153,7 @@ Test(config_keys, rows_are_well_formed)
 /* The YAML block of docs/CONTRACT.md §5, malloc'd. */
 static char *contract_example(void)
 {
-    FILE *f = fopen("docs/CONTRACT.md", "rb");
-    cr_assert_not_null(f, "run from the repository root");
-    static char doc[1 << 16];
-    size_t n = fread(doc, 1, sizeof doc - 1, f);
-    fclose(f);
-    cr_assert_lt(n, sizeof doc - 1, "docs/CONTRACT.md outgrew the test's buffer");
-    doc[n] = '\0';
+    char *doc = bd_test_slurp("docs/CONTRACT.md", NULL); /* run from the repository root */
     const char *sec = strstr(doc, "\n## 5.");
     cr_assert_not_null(sec);
     const char *start = strstr(sec, "```yaml\n");
@@ -170,6 +164,7 @@ static char *contract_example(void)
     char *y = bd_xmalloc((size_t)(end - start) + 1);
     memcpy(y, start, (size_t)(end - start));
     y[end - start] = '\0';
+    free(doc);
     return y;
 }
 
