@@ -339,26 +339,46 @@ static void daemon_restore(bd_daemon_t *dm, bd_portfolio_t *p)
     daemon_retry(dm, p, "reading the pins of", bd_daemon_sync_pins);
 }
 
+/* The portfolio message m counts on, restored (claimed) first when this
+ * process does not own it on m's partition yet. *r is m's decode verdict,
+ * set to the engine's screen when the event is refused whatever the
+ * portfolio holds. Only a message the engine may accept claims: a rejected
+ * one (*r set) counts on the portfolio it names when that portfolio is held
+ * here from m's partition already, and otherwise on none: it creates,
+ * claims or moves nothing (docs/DECISIONS.md "A rejected line creates and
+ * claims nothing"; before, a malformed line naming an unlisted portfolio
+ * created and claimed it, and one arriving on another partition restored
+ * its portfolio anew from the older checkpoint). */
+static bd_portfolio_t *daemon_portfolio(bd_daemon_t *dm, const bd_kafka_msg_t *m, const bd_engine_decoded_t *dec,
+                                        bd_reject_t *r, char *detail, size_t dlen)
+{
+    char name[BD_NAME_MAX + 1];
+    name[0] = '\0';
+    if (*r != BD_REJ_NONE) bd_event_portfolio_hint(m->payload, m->len, name, sizeof(name));
+    else if (strcmp(dec->ev.portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", dec->ev.portfolio);
+    if (!name[0]) return NULL;
+    bd_portfolio_t *p = bd_ptable_find(bd_engine_table(dm->e), name, strlen(name));
+    if (p && p->partition == m->partition) return p;
+    if (*r == BD_REJ_NONE) *r = bd_engine_screen(dm->e, &dec->ev, detail, dlen);
+    if (*r != BD_REJ_NONE) return NULL;
+    p = bd_engine_portfolio(dm->e, name);
+    if (!p) return NULL; /* refused by the config: the engine rejects the event */
+    /* first sight here, or the partition came back to us */
+    daemon_restore(dm, p);
+    if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
+    p->partition = m->partition;
+    return p;
+}
+
 /* One consumed message: decode, dead-letter or apply, exactly once per
  * portfolio thanks to the checkpointed offset. */
 static void daemon_message(bd_daemon_t *dm, const bd_kafka_msg_t *m)
 {
     bd_engine_decoded_t dec;
     const bd_event_t *ev = &dec.ev;
-    char detail[256], name[BD_NAME_MAX + 1];
+    char detail[256];
     bd_reject_t r = bd_engine_decode(dm->e, m->payload, m->len, &dec, detail, sizeof(detail));
-    /* The portfolio whose state this message changes: the event's, or for a
-     * rejected one its best-effort portfolio (the reject ratio counts). */
-    name[0] = '\0';
-    if (r != BD_REJ_NONE) bd_event_portfolio_hint(m->payload, m->len, name, sizeof(name));
-    else if (strcmp(ev->portfolio, "*") != 0) snprintf(name, sizeof(name), "%s", ev->portfolio);
-    bd_portfolio_t *p = name[0] ? bd_engine_portfolio(dm->e, name) : NULL;
-    if (p && p->partition != m->partition) {
-        /* first sight here, or the partition came back to us */
-        daemon_restore(dm, p);
-        if (p->partition != m->partition) p->offset = -1, p->ckpt_offset = -1;
-        p->partition = m->partition;
-    }
+    bd_portfolio_t *p = daemon_portfolio(dm, m, &dec, &r, detail, sizeof(detail));
     if (p && m->offset <= p->ckpt_offset) {
         dm->skipped++; /* already inside the checkpoint */
         if (r == BD_REJ_NONE) bd_engine_remember(dm->e, ev);

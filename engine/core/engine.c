@@ -273,6 +273,10 @@ static bool engine_channel_room(const bd_portfolio_t *p, const char *name)
     return held < (size_t)p->pol->max_channels;
 }
 
+/* Counts reject r, and against the portfolio named when the engine holds
+ * it already: a rejected line never creates one (docs/DECISIONS.md "A
+ * rejected line creates and claims nothing"), so a malformed line naming
+ * a portfolio nobody sent a valid event for leaves no trace but the count. */
 static bd_reject_t engine_reject(bd_engine_t *e, bd_reject_t r, const char *portfolio)
 {
     e->stats.rejected[r]++;
@@ -325,8 +329,6 @@ static bool engine_too_far_ahead(const bd_engine_t *e, const bd_event_t *ev, cha
     return true;
 }
 
-/* Applies a decoded event; key is its dedup key when the caller computed it
- * already (NULL: computed here when the event has an id). */
 /* What a data event is to its portfolio's dedup store (engine_dedup). */
 typedef enum { DD_NEW, DD_DUP, DD_RESTATE, DD_REJECT } dd_verdict_t;
 
@@ -552,6 +554,15 @@ static bd_reject_t engine_apply(bd_engine_t *e, const bd_event_t *ev, const bd_d
         p->slot_events[bd_portfolio_slot_index(p, c)]++;
     }
     if (err) *err = e->sink_err;
+    return BD_REJ_NONE;
+}
+
+/* See engine.h. Only the guard whose verdict no portfolio state can
+ * change: against the wall clock (live), not against the newest accepted
+ * time, which a portfolio's restore may still move (bd_engine_restored). */
+bd_reject_t bd_engine_screen(const bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen)
+{
+    if (e->opts.live && engine_too_far_ahead(e, ev, detail, dlen)) return BD_REJ_TS_OUT_OF_RANGE;
     return BD_REJ_NONE;
 }
 

@@ -512,7 +512,9 @@ const char *bd_reject_name(bd_reject_t r)
 }
 
 /* Best-effort portfolio of a rejected line, so the per-portfolio reject
- * ratio (a kill-switch trigger) sees malformed events too. Rare path: a
+ * ratio (a kill-switch trigger) of a portfolio already held sees its
+ * malformed events too (the name is untrusted: callers only look it up,
+ * docs/DECISIONS.md "A rejected line creates and claims nothing"). Rare path: a
  * second parse is cheaper than threading partial results out of decode. */
 void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen)
 {

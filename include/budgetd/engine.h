@@ -64,6 +64,13 @@ bd_reject_t bd_engine_decode(bd_engine_t *e, const char *buf, size_t len, bd_eng
 /* bd_engine_apply of d->ev, reusing its key. */
 bd_reject_t bd_engine_apply_decoded(bd_engine_t *e, const bd_engine_decoded_t *d, char *detail,
                                     size_t dlen, bd_err_t *err);
+/* The reject a decoded event gets whatever its portfolio holds (none yet,
+ * or what a restore would bring): in a live engine, a time more than
+ * max_ahead past the wall clock (ts_out_of_range), else BD_REJ_NONE.
+ * Counts nothing. The live path asks it before it claims and restores a
+ * portfolio it does not own yet, so that an event refused anyway claims
+ * nothing; bd_engine_apply_decoded checks it again. */
+bd_reject_t bd_engine_screen(const bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen);
 /* Applies an already decoded event (simulator path). */
 bd_reject_t bd_engine_apply(bd_engine_t *e, const bd_event_t *ev, char *detail, size_t dlen,
                             bd_err_t *err);
@@ -91,7 +98,9 @@ void bd_engine_forget(bd_engine_t *e, bd_portfolio_t *p);
 void bd_engine_restored(bd_engine_t *e, const bd_portfolio_t *p);
 
 /* Counts a rejected message against reason and portfolio p (may be NULL):
- * the live path decodes itself and must apply the checkpoint skip first. */
+ * the live path decodes itself and must apply the checkpoint skip first.
+ * p must be a portfolio already held (and owned) for another reason: a
+ * rejected message creates and claims none (docs/CONTRACT.md §1). */
 void bd_engine_count_reject(bd_engine_t *e, bd_reject_t r, bd_portfolio_t *p);
 
 /* Records ev's event_id (and a rev'd event's numbers) in its portfolio's

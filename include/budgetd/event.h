@@ -80,7 +80,9 @@ uint64_t bd_event_fast_decodes(void);
 const char *bd_reject_name(bd_reject_t r);
 
 /* The "portfolio" of a rejected line when it has a valid one, else "" in
- * out: rejected events still count against their portfolio's reject ratio. */
+ * out: rejected events still count against their portfolio's reject ratio
+ * when the engine holds that portfolio (a name only, never a reason to
+ * create or claim one). */
 void bd_event_portfolio_hint(const char *buf, size_t len, char *out, size_t outlen);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <cJSON.h>
 #include <librdkafka/rdkafka.h>
@@ -247,13 +248,16 @@ static void assert_redis_matches_replay(env_t *env)
 }
 
 /* True when the DLQ topic holds a message whose value is want_value and
- * whose budgetd-reason header is reason. */
+ * whose budgetd-reason header is reason. Each call reads the topic from
+ * its start (a group of its own). */
 static bool dlq_has(env_t *env, const char *reason, const char *want_value)
 {
-    char err[512];
+    static int calls;
+    char err[512], group[32];
+    snprintf(group, sizeof group, "dlq-reader-%d", calls++);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", bd_broker_bootstraps(env->broker), err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err));
     rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
     rd_kafka_t *cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     cr_assert(cons, "%s", err);
@@ -329,6 +333,50 @@ Test(live, dead_letter_survives_dlq_produce_failures, .timeout = 120)
     cr_assert_eq(bd_test_budgetd_wait(pid, "run", 60), 0);
     cr_assert(dlq_has(&env, "missing_field", "{\"ts\":\"soon\"}"),
               "the dead letter was lost after the DLQ refused it");
+    env_stop(&env);
+}
+
+/* Regression r22_03: a rejected message creates and claims nothing. On the
+ * wall clock (the screen's time guard is live-only), lines of portfolios
+ * the config does not list (defaults.budget would admit them) that fail to
+ * decode, or lie days past the wall clock, reach the DLQ with their reason
+ * and leave no key of theirs in Redis; before, the daemon created each
+ * such portfolio and claimed it (its fence key), up to max_portfolios. */
+Test(live, r22_03_rejected_lines_claim_no_portfolio, .timeout = 120)
+{
+    env_t env;
+    env_start(&env, 1);
+    long long now = (long long)time(NULL), far = now + 3 * 86400;
+    char path[160], neg[256], ahead[256];
+    snprintf(neg, sizeof neg, "{\"ts\":%lld,\"portfolio\":\"ghost\",\"channel\":\"search\",\"spend\":-1,"
+             "\"conversions\":0}", now);
+    snprintf(ahead, sizeof ahead, "{\"ts\":%lld,\"portfolio\":\"ghost2\",\"channel\":\"search\",\"spend\":1,"
+             "\"conversions\":0}", far);
+    bd_test_write_file(bd_test_path(path, sizeof(path), env.dir, "ghost.jsonl"),
+                       "{\"event_id\":\"v1\",\"ts\":%lld,\"portfolio\":\"acme-us\",\"channel\":\"search\","
+                       "\"spend\":10,\"conversions\":1}\n%s\n"
+                       "{\"ts\":%lld,\"portfolio\":\"ghost\",\"spend\":1,\"conversions\":0}\n%s\n"
+                       "{\"portfolio\":\"ghost3\",\"watermark\":%lld}\n"
+                       "{\"event_id\":\"v2\",\"ts\":%lld,\"portfolio\":\"acme-us\",\"channel\":\"social\","
+                       "\"spend\":10,\"conversions\":1}\n",
+                       now, neg, now, ahead, far, now);
+    cr_assert_eq(produce_file(bd_broker_bootstraps(env.broker), path, NULL), 6);
+    const char *args[] = {"run", "-c", env.cfg, "--idle-exit", "3", NULL};
+    cr_assert_eq(run_bin(args, NULL, 90), 0);
+    redisContext *c = bd_test_redis_connect(env.redis);
+    cr_assert(c);
+    redisReply *x = bd_test_redis_cmd(c, "KEYS *ghost*");
+    cr_assert_eq(x->type, REDIS_REPLY_ARRAY);
+    cr_assert_eq(x->elements, 0, "a rejected line left %zu keys, the first %s", x->elements,
+                 x->elements ? x->element[0]->str : "");
+    freeReplyObject(x);
+    x = bd_test_redis_cmd(c, "EXISTS budgetd:{acme-us}:fence budgetd:{acme-us}:alloc");
+    cr_assert_eq(x->integer, 2, "the valid portfolio was not claimed and decided");
+    freeReplyObject(x);
+    redisFree(c);
+    /* both in the DLQ with their reasons */
+    cr_assert(dlq_has(&env, "negative_value", neg));
+    cr_assert(dlq_has(&env, "ts_out_of_range", ahead));
     env_stop(&env);
 }
 

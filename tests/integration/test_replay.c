@@ -126,6 +126,32 @@ Test(replay, garbage_only_log_exits_0_and_counts_every_line)
     free(err);
 }
 
+/* Regression r22_05 (r22_01 as the user sees it): in a replay whose only
+ * lines for "ghost" (unlisted; configs/sample.yaml's defaults.budget would
+ * admit it) are rejected, ghost gets no record and the summary counts each
+ * line under its reason; acme-us' records count none of them. */
+Test(replay, r22_05_rejected_lines_of_an_unlisted_portfolio_decide_nothing)
+{
+    bd_test_write_file(in_dir("ghost.jsonl"),
+                       "{\"event_id\":\"a\",\"ts\":1767225610,\"portfolio\":\"acme-us\",\"channel\":\"search\","
+                       "\"spend\":10,\"conversions\":1}\n"
+                       "{\"ts\":1767225620,\"portfolio\":\"ghost\",\"channel\":\"x\",\"spend\":-1,\"conversions\":0}\n"
+                       "{\"ts\":1767225620,\"portfolio\":\"ghost\",\"spend\":1,\"conversions\":0}\n"
+                       "{\"ts\":1767399999,\"portfolio\":\"ghost\",\"channel\":\"x\",\"spend\":1,\"conversions\":0}\n"
+                       "{\"portfolio\":\"*\",\"watermark\":1767229200}\n");
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml %s/ghost.jsonl -o %s/out 2>%s/err",
+                            bd_test_budgetd_bin(), g_dir, g_dir, g_dir),
+                 0);
+    char *out = slurp("out", NULL), *err = slurp("err", NULL);
+    cr_assert_null(strstr(out, "ghost"), "%s", out);
+    cr_assert(bd_test_has_line(err, "replay: 5 lines, 1 accepted, 0 duplicates, 0 late, 1 watermarks, "
+                                    "2 decisions, 3 rejected (missing_field 1, negative_value 1, ts_out_of_range 1)"),
+              "%s", err);
+    cr_assert(strstr(out, "\"events\":1,\"late\":0,\"rejected\":0"), "%s", out);
+    free(out);
+    free(err);
+}
+
 Test(replay, missing_file_or_bad_config_exit_2)
 {
     const char *bin = bd_test_budgetd_bin();

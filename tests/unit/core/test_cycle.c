@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include "budgetd/config.h"
 #include "budgetd/engine.h"
 #include "fixtures.h"
@@ -16,7 +17,7 @@ typedef struct {
     int n;
     int64_t cycles[256];
     char paths[256][16];
-    uint64_t events[256], late[256];
+    uint64_t events[256], late[256], rejected[256];
 } cap_t;
 
 static bd_err_t cap_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, const char *json,
@@ -29,6 +30,7 @@ static bd_err_t cap_sink(void *ctx, bd_portfolio_t *p, const bd_decision_t *d, c
         snprintf(c->paths[c->n], sizeof(c->paths[0]), "%s", bd_path_name(d->path));
         c->events[c->n] = d->events;
         c->late[c->n] = d->late;
+        c->rejected[c->n] = d->rejected;
     }
     c->n++;
     if (c->len + len + 2 < sizeof(c->out)) {
@@ -263,5 +265,113 @@ Test(cycle, wall_clock_closes_quiet_portfolio)
     cr_assert_eq(bd_engine_tick(e, T0 + 3 * 3600 + 600), BD_OK);
     cr_assert_eq(cap.n, 4);
     bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* Lines of portfolio pf that fail to decode, one per reason with a hint
+ * (bad_json has none), at time ts; *n counts them. */
+static void malformed(bd_engine_t *e, const char *pf, long long ts, int *n)
+{
+    cr_assert_eq(bd_test_ingestf(e, "{\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"search\",\"spend\":-1,"
+                         "\"conversions\":0}", ts, pf), BD_REJ_NEGATIVE_VALUE);
+    cr_assert_eq(bd_test_ingestf(e, "{\"ts\":%lld,\"portfolio\":\"%s\",\"spend\":1,\"conversions\":0}", ts, pf),
+                 BD_REJ_MISSING_FIELD);
+    cr_assert_eq(bd_test_ingestf(e, "{\"ts\":%lld,\"portfolio\":\"%s\",\"channel\":\"search\",\"spend\":\"x\","
+                         "\"conversions\":0}", ts, pf), BD_REJ_BAD_TYPE);
+    *n += 3;
+}
+
+/* Regression r22_01: a rejected line names a portfolio only as a hint. A
+ * log whose only lines for "ghost" (unlisted; defaults.budget would admit
+ * it) are malformed, or a day past the newest time: ghost gets no decision
+ * and no place in the table; the lines are counted per reason (replay's
+ * summary, the live path's dead letters) and against no other portfolio.
+ * (The replay path only looked the hint up before too; the live path
+ * created and claimed ghost: tests/integration/test_live.c r22_03.) */
+Test(cycle, r22_01_rejected_lines_of_an_unheld_portfolio_create_nothing)
+{
+    bd_config_t *cfg = load("0");
+    cr_assert(cfg->has_default_budget);
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    int bad = 0;
+    for (int k = 0; k < 3; k++) {
+        cr_assert_eq(bd_test_ingestf(e, EV, k == 0 ? "a" : k == 1 ? "b" : "c", T0 + 3600LL * k + 10, "acme",
+                                     "search", 100.0, 2.0, 300.0),
+                     BD_REJ_NONE);
+        malformed(e, "ghost", T0 + 3600LL * k + 20, &bad);
+        cr_assert_eq(bd_test_ingestf(e, EV, "g", T0 + 3600LL * k + 10 + 86401, "ghost", "search", 1.0, 0.0, 0.0),
+                     BD_REJ_TS_OUT_OF_RANGE);
+        bd_test_ingestf(e, "{\"portfolio\":\"*\",\"watermark\":%lld}", T0 + 3600LL * (k + 1));
+    }
+    bd_engine_flush(e);
+    cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 1);
+    cr_assert_null(bd_ptable_find(bd_engine_table(e), "ghost", 5));
+    cr_assert_null(strstr(cap.out, "ghost"), "%s", cap.out);
+    cr_assert_eq(cap.n, 4); /* acme: initial, then cycles 1..3 */
+    for (int i = 0; i < cap.n; i++) cr_assert_eq(cap.rejected[i], 0, "record %d counts ghost's rejects", i);
+    const bd_engine_stats_t *st = bd_engine_stats(e);
+    cr_assert_eq(st->rejected[BD_REJ_NEGATIVE_VALUE] + st->rejected[BD_REJ_MISSING_FIELD] +
+                 st->rejected[BD_REJ_BAD_TYPE], (uint64_t)bad);
+    cr_assert_eq(st->rejected[BD_REJ_BAD_TYPE], 3);
+    cr_assert_eq(st->rejected[BD_REJ_TS_OUT_OF_RANGE], 3);
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* Regression r22_02: malformed lines naming a listed portfolio count in its
+ * next decision (its kill-switch reject ratio) once it is held, as before;
+ * before its first valid line they are counted per reason only and do not
+ * create it (the replay path's behaviour before too, now the live one's). */
+Test(cycle, r22_02_listed_portfolio_counts_rejects_once_held)
+{
+    bd_config_t *cfg = load("0");
+    cap_t cap = {0};
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
+    bd_engine_t *e = bd_engine_new(cfg, &o);
+    int early = 0, held = 0;
+    malformed(e, "acme", T0 + 5, &early);
+    cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 0);
+    cr_assert_eq(bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 100.0, 2.0, 300.0), BD_REJ_NONE);
+    for (int i = 0; i < 4; i++) malformed(e, "acme", T0 + 20, &held);
+    bd_test_ingestf(e, "{\"portfolio\":\"acme\",\"watermark\":%lld}", T0 + 3600);
+    bd_engine_flush(e);
+    cr_assert_eq(cap.n, 2);
+    cr_assert_eq(cap.events[1], 1);
+    cr_assert_eq(cap.rejected[1], (uint64_t)held); /* 12 of 13 seen: past the default 0.2 */
+    cr_assert(strstr(cap.out, "\"status\":\"killed\""), "no reject-ratio trip: %s", cap.out);
+    cr_assert(strstr(cap.out, "rejects: 12 of 13 events rejected"), "%s", cap.out);
+    const bd_engine_stats_t *st = bd_engine_stats(e);
+    cr_assert_eq(st->rejected[BD_REJ_NEGATIVE_VALUE] + st->rejected[BD_REJ_MISSING_FIELD] +
+                 st->rejected[BD_REJ_BAD_TYPE], (uint64_t)(early + held));
+    bd_engine_free(e);
+    bd_config_free(cfg);
+}
+
+/* Regression r22_04: bd_engine_screen, what the live path asks before it
+ * claims a portfolio for a decoded event: a live engine refuses a time more
+ * than max_ahead past the wall clock whatever any portfolio holds; an
+ * event-time engine screens nothing (its reference is the newest accepted
+ * time, which restoring the portfolio may still move). Counts nothing. */
+Test(cycle, r22_04_screen_refuses_only_what_no_restore_changes)
+{
+    bd_config_t *cfg = load("0");
+    bd_engine_opts_t live = {.threads = 1, .live = true}, replay = {.threads = 1};
+    bd_engine_t *e = bd_engine_new(cfg, &live), *r = bd_engine_new(cfg, &replay);
+    bd_event_t ev;
+    char line[512], detail[256];
+    long long now = (long long)time(NULL);
+    int n = snprintf(line, sizeof line, EV, "f", now + 2 * 86400, "ghost", "search", 1.0, 0.0, 0.0);
+    cr_assert_eq(bd_event_decode(line, (size_t)n, &ev, detail, sizeof detail), BD_REJ_NONE);
+    cr_assert_eq(bd_engine_screen(e, &ev, detail, sizeof detail), BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert(strstr(detail, "the wall clock"), "%s", detail);
+    cr_assert_eq(bd_engine_screen(r, &ev, detail, sizeof detail), BD_REJ_NONE);
+    ev.ts = now + 3600;
+    cr_assert_eq(bd_engine_screen(e, &ev, detail, sizeof detail), BD_REJ_NONE);
+    cr_assert_eq(bd_engine_stats(e)->rejected[BD_REJ_TS_OUT_OF_RANGE], 0);
+    cr_assert_eq(bd_ptable_count(bd_engine_table(e)), 0);
+    bd_engine_free(e);
+    bd_engine_free(r);
     bd_config_free(cfg);
 }
