@@ -33,7 +33,9 @@ typedef struct {
 #endif
 
 /* One spilled run: records sorted by rec_cmp, each as a run_hdr_t, the
- * portfolio name and the record line; head is its next record. */
+ * portfolio name and the record line; head is its next record; left the
+ * records written and not yet read (a run that ends before them was cut:
+ * an error, not an end). */
 typedef struct {
     int64_t cycle;
     uint64_t seq;
@@ -45,6 +47,7 @@ typedef struct {
     run_hdr_t h;
     char *name, *line;
     size_t name_cap, line_cap;
+    uint64_t left;
     bool live;
 } run_t;
 
@@ -131,7 +134,7 @@ static void replay_spill(replay_sink_t *s)
     }
     if (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0) goto fail;
     s->runs = bd_xrealloc(s->runs, (s->nruns + 1) * sizeof(*s->runs));
-    s->runs[s->nruns++] = (run_t){.f = f};
+    s->runs[s->nruns++] = (run_t){.f = f, .left = s->n};
     s->n = 0;
     s->used = 0;
     return;
@@ -142,28 +145,38 @@ fail:
     s->spill_failed = true;
 }
 
-/* Reads run r's next record into its head; false at its end (or on a read
- * error, reported). */
-static bool run_next(run_t *r)
+/* Reads run r's next record into its head; false at its end, and also
+ * when the file ends or fails before every record written to it was read
+ * (*lost set, reported): those decisions would be missing from the
+ * output, so the run is an error, not merely shorter. */
+static bool run_next(run_t *r, bool *lost)
 {
     r->live = false;
-    if (fread(&r->h, sizeof r->h, 1, r->f) != 1) return false;
+    if (r->left == 0) return false;
+    if (fread(&r->h, sizeof r->h, 1, r->f) != 1) goto cut;
     if (r->name_cap < r->h.name_len + 1) r->name = bd_xrealloc(r->name, r->name_cap = r->h.name_len + 1);
     if (r->line_cap < r->h.len) r->line = bd_xrealloc(r->line, r->line_cap = r->h.len);
     if (fread(r->name, 1, r->h.name_len, r->f) != r->h.name_len ||
-        fread(r->line, 1, r->h.len, r->f) != r->h.len) {
-        fprintf(stderr, "budgetd replay: temporary file: short read\n");
-        return false;
-    }
+        fread(r->line, 1, r->h.len, r->f) != r->h.len)
+        goto cut;
     r->name[r->h.name_len] = 0;
+    r->left--;
     return r->live = true;
+cut:
+    fprintf(stderr, "budgetd replay: temporary file of spilled decisions: %s before its last %llu records\n",
+            ferror(r->f) ? strerror(errno) : "ends", (unsigned long long)r->left);
+    *lost = true;
+    return false;
 }
 
 /* Writes the spilled runs and the sorted buffer merged by rec_cmp (k-way,
- * a linear scan: a year of hourly decisions makes some 70 runs). */
-static void replay_merge(replay_sink_t *s, FILE *out)
+ * a linear scan: a year of hourly decisions makes some 70 runs). False
+ * when a run could not be read back whole (reported): the output lacks
+ * its records. */
+static bool replay_merge(replay_sink_t *s, FILE *out)
 {
-    for (size_t k = 0; k < s->nruns; k++) run_next(&s->runs[k]);
+    bool lost = false;
+    for (size_t k = 0; k < s->nruns; k++) run_next(&s->runs[k], &lost);
     size_t mi = 0;
     for (;;) {
         const rec_t *best = mi < s->n ? &s->recs[mi] : NULL;
@@ -185,7 +198,7 @@ static void replay_merge(replay_sink_t *s, FILE *out)
             mi++;
         } else {
             fwrite(s->runs[bk].line, 1, s->runs[bk].h.len, out);
-            run_next(&s->runs[bk]);
+            run_next(&s->runs[bk], &lost);
         }
     }
     for (size_t k = 0; k < s->nruns; k++) {
@@ -196,6 +209,7 @@ static void replay_merge(replay_sink_t *s, FILE *out)
     free(s->runs);
     s->runs = NULL;
     s->nruns = 0;
+    return !lost;
 }
 
 /* The usage text, to stdout for --help, stderr for bad use. */
@@ -418,14 +432,18 @@ static int replay_loop(replay_t *rp)
 }
 
 /* Writes the records sorted by (cycle, portfolio), then the summary.
- * Returns rc, or BD_EXIT_RUNTIME when the output could not be written. */
+ * Returns rc, or BD_EXIT_RUNTIME when the output could not be written or
+ * a spilled run could not be read back whole. */
 static int replay_finish(replay_t *rp, int rc)
 {
     replay_sink_t *s = &rp->sink;
     if (s->n) qsort(s->recs, s->n, sizeof(*s->recs), rec_cmp);
-    if (s->nruns) replay_merge(s, rp->out);
-    else
+    if (!s->nruns) {
         for (size_t i = 0; i < s->n; i++) fwrite(s->arena + s->recs[i].off, 1, s->recs[i].len, rp->out);
+    } else if (!replay_merge(s, rp->out)) {
+        fprintf(stderr, "budgetd replay: decisions lost with their temporary file: the output is incomplete\n");
+        rc = BD_EXIT_RUNTIME;
+    }
     bool ok = fflush(rp->out) == 0;
     if (rp->out != stdout && fclose(rp->out) != 0) ok = false;
     rp->out = NULL;

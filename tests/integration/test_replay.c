@@ -106,6 +106,45 @@ Test(replay, spilled_runs_merge_to_the_same_bytes)
     free(e);
 }
 
+/* Regression r22_21: a spilled run that read back short (its temporary
+ * file cut by anything: a full or failing disk, a cleaner truncating
+ * files in $TMPDIR) lost its records without a word: a header read at the
+ * cut was taken as the run's end, and a short record was reported but the
+ * exit was still 0 with decisions missing from the output. The log is fed
+ * through a fifo; once runs exist (a run per record) every one is cut to
+ * zero through /proc, then the rest of the log follows: the exit is 1 and
+ * stderr says the output is incomplete. */
+Test(replay, r22_21_a_cut_spill_file_is_an_error)
+{
+    if (access("/proc/self/fd", F_OK) != 0) cr_skip_test("no /proc");
+    bd_test_write_file(in_dir("cut.sh"), "%s",
+                       "set -u\n"
+                       "D=$1; B=$2\n"
+                       "mkfifo $D/fifo\n"
+                       "TMPDIR=$D BUDGETD_REPLAY_SPILL=1 $B replay -c configs/sample.yaml $D/fifo -o $D/out "
+                       "2>$D/err & pid=$!\n"
+                       "exec 3>$D/fifo\n"
+                       "zcat " LOG " | head -n 3000 >&3\n"
+                       "i=0; until ls -l /proc/$pid/fd | grep -q budgetd-replay || [ $i -ge 100 ]; do "
+                       "sleep 0.1; i=$((i+1)); done\n"
+                       "sleep 0.5; n=0\n"
+                       "for f in /proc/$pid/fd/*; do "
+                       "if readlink $f | grep -q budgetd-replay; then : > $f; n=$((n+1)); fi; done\n"
+                       "echo $n > $D/cut\n"
+                       "zcat " LOG " | tail -n +3001 >&3\n"
+                       "exec 3>&-\n"
+                       "wait $pid; echo $? > $D/rc\n");
+    cr_assert_eq(bd_test_sh("sh %s %s %s", in_dir("cut.sh"), g_dir, bd_test_budgetd_bin()), 0);
+    char *cut = slurp("cut", NULL), *rc = slurp("rc", NULL), *err = slurp("err", NULL);
+    cr_assert_gt(atoi(cut), 0, "no run was cut (err: %s)", err);
+    cr_assert_eq(atoi(rc), 1, "decisions lost with exit %s: %s", rc, err);
+    cr_assert(strstr(err, "temporary file of spilled decisions: ends before its last"), "%s", err);
+    cr_assert(strstr(err, "the output is incomplete"), "%s", err);
+    free(cut);
+    free(rc);
+    free(err);
+}
+
 Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 {
     bd_test_write_file(in_dir("g.jsonl"), "%s",
