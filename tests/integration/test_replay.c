@@ -145,6 +145,29 @@ Test(replay, r22_21_a_cut_spill_file_is_an_error)
     free(err);
 }
 
+/* Regression r22_22: an output that could not be written (a full disk:
+ * /dev/full) exited 0 with nothing written: glibc drops a buffer whose
+ * write failed, so the last fflush and fclose succeeded. Now exit 1 and
+ * "write: No space left on device", with -o FILE and on stdout, with and
+ * without spilled runs. */
+Test(replay, r22_22_a_full_disk_under_the_output_is_an_error)
+{
+    if (access("/dev/full", W_OK) != 0) cr_skip_test("no /dev/full");
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s replay -c configs/sample.yaml " LOG " -o /dev/full 2>%s/e1", bin, g_dir), 1);
+    cr_assert_eq(bd_test_sh("TMPDIR=%s BUDGETD_REPLAY_SPILL=5000 %s replay -c configs/sample.yaml " LOG
+                            " >/dev/full 2>%s/e2",
+                            g_dir, bin, g_dir),
+                 1);
+    for (int i = 1; i <= 2; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "e%d", i);
+        char *e = slurp(name, NULL);
+        cr_assert(strstr(e, "budgetd replay: write: No space left on device"), "%s", e);
+        free(e);
+    }
+}
+
 Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 {
     bd_test_write_file(in_dir("g.jsonl"), "%s",
