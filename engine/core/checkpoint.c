@@ -230,7 +230,9 @@ static size_t rd_left(const rd_t *r) { return r->bad ? 0 : r->len - r->off; }
 
 /* The portfolio's scalar fields into b->t (a copy of p: p is not touched),
  * with the sizes of what follows; false on a value no engine writes (a
- * status past the last one, a kill time before 1970). */
+ * status past the last one, a kill time before 1970, an open cycle or a
+ * time outside bd_ck_time_ok: an open cycle near the top of int64 made the
+ * engine's cycle arithmetic overflow). */
 static bool ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
 {
     bd_portfolio_t *t = &b->t;
@@ -272,7 +274,9 @@ static bool ck_read_scalars(rd_t *r, const bd_portfolio_t *p, ck_blob_t *b)
     t->proposal_cycle = rd_i64(r);
     b->win = rd_u64(r);
     b->hist_n = rd_u64(r);
-    return !r->bad && status <= BD_STATUS_KILLED && t->kill_at >= 0 && b->model <= BD_MODEL_BETA_BERNOULLI;
+    return !r->bad && status <= BD_STATUS_KILLED && t->kill_at >= 0 && b->model <= BD_MODEL_BETA_BERNOULLI &&
+           bd_ck_time_ok(t->open) && bd_ck_time_ok(t->newest_ts) && bd_ck_time_ok(t->watermark) &&
+           bd_ck_time_ok(t->last_event_ts);
 }
 
 /* Kill window, offsets, per-slot event counts and the channel count;
@@ -366,7 +370,8 @@ static bool ck_read_channels(rd_t *r, ck_blob_t *b)
             l->cycle = rd_i64(r);
             l->age = rd_i64(r);
             rd_bytes(r, &l->d, sizeof(l->d));
-            if (ch >= n || l->age < 1 || !bd_ck_agg_ok(&l->d, true)) return false;
+            if (ch >= n || l->age < 1 || l->cycle < 0 || !bd_ck_time_ok(l->cycle) || !bd_ck_agg_ok(&l->d, true))
+                return false;
         }
     }
     return !r->bad;

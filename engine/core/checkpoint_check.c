@@ -4,9 +4,12 @@
  * or count, a kind past the last one); a value merely unusual is kept. */
 #include <math.h>
 #include <string.h>
+#include "budgetd/event.h"
 #include "checkpoint_int.h"
 
 bool bd_ck_amount(double v) { return v >= 0 && v < INFINITY; }
+
+bool bd_ck_time_ok(int64_t t) { return t == INT64_MIN || (t >= 0 && t <= BD_TS_MAX); }
 
 /* A float statistic that is a sum of amounts (season, lag). */
 static bool ck_famount(float v) { return v >= 0 && v < INFINITY; }

@@ -11,6 +11,10 @@
 
 /* A money amount or a count: finite and >= 0. */
 bool bd_ck_amount(double v);
+/* A time or cycle number as the engine holds one: INT64_MIN (none) or
+ * within [0, BD_TS_MAX] (events are rejected past it), so that the cycle
+ * arithmetic on it cannot overflow. */
+bool bd_ck_time_ok(int64_t t);
 /* One kill-window entry: spend and value amounts. */
 bool bd_ck_hist_ok(const bd_cycle_hist_t *h);
 /* An aggregate: an open cycle's numbers >= 0 (+inf allowed: a sum of

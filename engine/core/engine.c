@@ -198,10 +198,13 @@ static void engine_close_cycle(bd_engine_t *e, bd_portfolio_t *p)
     p->open = c + 1;
 }
 
-/* Closes every cycle of p whose end is at or before t. */
+/* Closes every cycle of p whose end is at or before t: (open + 1) * cycle
+ * <= t, compared as cycle numbers, since that product overflows int64 for
+ * a time within a cycle of its top (a first event or watermark there made
+ * it wrap and this loop close cycles without end). */
 static void engine_close_until(bd_engine_t *e, bd_portfolio_t *p, int64_t t)
 {
-    while (p->open != INT64_MIN && (p->open + 1) * e->cfg->cycle <= t) engine_close_cycle(e, p);
+    while (p->open != INT64_MIN && p->open < floor_div(t, e->cfg->cycle)) engine_close_cycle(e, p);
 }
 
 /* First sight of a portfolio (event or watermark at time t): registers the

@@ -215,7 +215,7 @@ static int to_int64(double d, int64_t *out)
 }
 
 /* Validates an event-time integer field (ts or watermark): integer, in int64
- * and not before BD_TS_MIN. */
+ * and within [BD_TS_MIN, BD_TS_MAX]. */
 static bd_reject_t check_time(const bd_jv_t *it, const char *name, int64_t *out,
                               char *detail, size_t dlen)
 {
@@ -232,6 +232,9 @@ static bd_reject_t check_time(const bd_jv_t *it, const char *name, int64_t *out,
     if (*out < BD_TS_MIN)
         return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %lld (must be >= %lld)",
                    name, (long long)*out, (long long)BD_TS_MIN);
+    if (*out > BD_TS_MAX)
+        return rej(detail, dlen, BD_REJ_TS_OUT_OF_RANGE, "field '%s' is %lld (must be <= %lld, 9999-12-31)",
+                   name, (long long)*out, (long long)BD_TS_MAX);
     return BD_REJ_NONE;
 }
 

@@ -33,6 +33,10 @@ typedef enum { BD_EV_DATA = 0, BD_EV_WATERMARK = 1 } bd_event_kind_t;
 
 /* 2000-01-01T00:00:00Z: events before it are rejected. */
 #define BD_TS_MIN 946684800LL
+/* 9999-12-31T23:59:59Z: events and watermarks after it are rejected (v2):
+ * cycle arithmetic on a time near the top of int64 (the cycle's end, the
+ * seasonal factors of the cycles ahead) overflowed. */
+#define BD_TS_MAX 253402300799LL
 /* The largest `rev` accepted (CONTRACT v2 §1). */
 #define BD_REV_MAX 2147483648LL
 

@@ -286,3 +286,50 @@ Test(checkpoint, r21_03_cycle_length_past_366d_is_refused)
     free(c);
     free(blob);
 }
+
+/* Regression r22_24: the open cycle and the times of a blob were restored
+ * whatever they held; an open cycle of 2^63 / 3600 made the engine's first
+ * close test (open + 1) * cycle wrap to just above INT64_MIN, so the next
+ * event closed cycles without end (a daemon restoring it hung). An open
+ * cycle, newest, watermark or last event time, or a late report's cycle
+ * that is neither none (INT64_MIN) nor within [0, 9999-12-31] is refused. */
+Test(checkpoint, r22_24_an_open_cycle_or_time_out_of_range_is_refused)
+{
+    size_t len;
+    unsigned char *blob = acme_blob(&len);
+    bd_portfolio_t *q = target();
+    size_t open = 16 + 8 + 4 + 8 + 8 + 8;
+    cr_assert_eq(get_u64(blob, open), 490000);
+    const uint64_t bad[] = {(((uint64_t)1 << 63) / 3600), (uint64_t)INT64_MAX, (uint64_t)-1,
+                            (uint64_t)INT64_MIN + 1, 253402300800ULL};
+    for (int f = 0; f < 4; f++) /* open, newest_ts, watermark, last_event_ts */
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+            unsigned char *c = with_u64(blob, len, open + 8 * (size_t)f, bad[i]);
+            refused(q, c, len, "a time out of range");
+            free(c);
+        }
+    /* none and the last second of 9999 are kept */
+    unsigned char *c = with_u64(blob, len, open + 16, (uint64_t)INT64_MIN);
+    char err[2048];
+    cr_assert_eq(bd_checkpoint_decode(q, c, len, err, sizeof err), BD_OK, "%s", err);
+    cr_assert_eq(q->watermark, INT64_MIN);
+    free(c);
+    c = with_u64(blob, len, open + 8, 253402300799ULL);
+    cr_assert_eq(bd_checkpoint_decode(q, c, len, err, sizeof err), BD_OK, "%s", err);
+    free(c);
+    free(blob);
+    /* a late report's cycle (decide.c multiplies it by the cycle length) */
+    bd_ptable_t *t = bd_ptable_new();
+    bd_portfolio_t *p = rich(t, g_cfg, NSLOTS, 0);
+    bd_agg_t d = {.spend = 1.5, .conversions = 1, .events = 1};
+    bd_portfolio_late(p, 1, 489990, &d);
+    blob = encode(p, &len);
+    size_t late = find_u64(blob, len, 489990);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        c = with_u64(blob, len, late, bad[i]);
+        refused(q, c, len, "a late report's cycle out of range");
+        free(c);
+    }
+    free(blob);
+    bd_ptable_free(t);
+}

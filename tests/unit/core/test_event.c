@@ -247,8 +247,32 @@ Test(event, ts_range)
            BD_REJ_TS_OUT_OF_RANGE);
     EXPECT("{\"ts\":1e999,\"portfolio\":\"p\",\"channel\":\"c\",\"spend\":1,\"conversions\":1}",
            BD_REJ_TS_OUT_OF_RANGE);
+    /* 9e18 was accepted ("in int64: the ahead-of-newest bound is the
+     * engine's"), but a first record near the top of int64 overflowed the
+     * engine's cycle arithmetic (r22_23 below) */
     EXPECT("{\"ts\":9e18,\"portfolio\":\"p\",\"channel\":\"c\",\"spend\":1,\"conversions\":1}",
-           BD_REJ_NONE); /* in int64: the "ahead of newest" bound is the engine's */
+           BD_REJ_TS_OUT_OF_RANGE);
+}
+
+/* Regression r22_23: a ts or watermark anywhere in int64 past 2000 was
+ * accepted; a first one within a cycle of int64's top made the engine's
+ * (open + 1) * cycle wrap and the close loop run without end (a two-line
+ * replay log hung, its decisions piling up). Times past 9999-12-31T23:59:59Z
+ * are ts_out_of_range now; that second itself is accepted. */
+Test(event, r22_23_times_past_9999_are_out_of_range)
+{
+    EXPECT("{\"ts\":253402300799,\"portfolio\":\"p\",\"channel\":\"c\",\"spend\":1,\"conversions\":1}",
+           BD_REJ_NONE);
+    cr_assert_eq(ev.ts, 253402300799LL);
+    EXPECT("{\"ts\":253402300800,\"portfolio\":\"p\",\"channel\":\"c\",\"spend\":1,\"conversions\":1}",
+           BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert_str_eq(detail, "field 'ts' is 253402300800 (must be <= 253402300799, 9999-12-31)");
+    EXPECT("{\"ts\":9223372036854774784,\"portfolio\":\"p\",\"channel\":\"c\",\"spend\":1,"
+           "\"conversions\":1}",
+           BD_REJ_TS_OUT_OF_RANGE);
+    EXPECT("{\"portfolio\":\"p\",\"watermark\":253402300799}", BD_REJ_NONE);
+    EXPECT("{\"portfolio\":\"*\",\"watermark\":9223372036854774784}", BD_REJ_TS_OUT_OF_RANGE);
+    cr_assert(strstr(detail, "field 'watermark' is 9223372036854774784"), "%s", detail);
 }
 
 Test(event, bad_version)
