@@ -5,8 +5,9 @@
  * directly), so they work whether or not a daemon runs, and `redis-cli` on
  * the same keys is equally valid. Every refusal says why on stderr and
  * exits 1; bad use exits 2. Text an operator or a script wrote into Redis
- * (kill reason and author, mode, status) is printed with control
- * characters escaped, so a stored reason cannot drive the terminal. */
+ * (kill reason and author, mode, status, data faults, a refusal) is
+ * printed with control characters escaped, so a stored reason cannot drive
+ * the terminal; a channel field whose name breaks the §1 rule is skipped. */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -370,8 +371,9 @@ static int ops_resume_channel(bd_redis_t *r, const ops_args_t *a, const char *pr
     bd_redis_alloc_free(&al);
     if (!present) return ops_unknown("resume", p, prefix);
     if (!faulted) {
+        char ef[4 * sizeof faults + 8];
         fprintf(stderr, "budgetd resume: channel '%s' of %s has no data fault (faults in force: %s): nothing to resume\n",
-                c, p, faults[0] ? faults : "none");
+                c, p, faults[0] ? ops_esc(faults, ef, sizeof ef) : "none");
         return BD_EXIT_RUNTIME;
     }
     const char *by = getenv("USER");
@@ -518,12 +520,16 @@ static int ops_status_one(bd_redis_t *r, const char *p, char *err, size_t errlen
             printf(": approved, waiting for the daemon to apply it\n");
         else
             printf(": waiting for approval (budgetd approve %s %lld)\n", p, (long long)pr.cycle);
-        if (pr.refused[0]) printf("  its approval was refused by the daemon: %s\n", pr.refused);
+        if (pr.refused[0])
+            printf("  its approval was refused by the daemon: %s\n", ops_esc(pr.refused, e1, sizeof e1));
     }
     if (has_appr && (!pr.present || appr != pr.cycle))
         printf("  approve key names cycle %lld, which has no pending proposal\n", (long long)appr);
-    if (al.faults[0])
-        printf("  data faults (held, not learned): %s (budgetd resume %s --channel C)\n", al.faults, p);
+    if (al.faults[0]) {
+        char ef[4 * sizeof al.faults + 8];
+        printf("  data faults (held, not learned): %s (budgetd resume %s --channel C)\n",
+               ops_esc(al.faults, ef, sizeof ef), p);
+    }
     bd_redis_chan_t *pins = NULL;
     size_t npins = 0;
     if (bd_redis_get_pins(r, p, &pins, &npins, err, errlen) == BD_OK)

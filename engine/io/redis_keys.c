@@ -115,7 +115,9 @@ bd_err_t bd_redis_get_alloc(bd_redis_t *r, const char *portfolio, int proposal, 
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         const char *f = rep->element[i]->str, *v = rep->element[i + 1]->str;
         if (!f || !v) continue;
-        if (strncmp(f, "ch:", 3) == 0 && strlen(f + 3) <= BD_NAME_MAX) {
+        /* a channel name outside the §1 rule (written by another tool) is
+         * not a channel: skipped, as the pins' are */
+        if (strncmp(f, "ch:", 3) == 0 && bd_rd_name_ok(f + 3)) {
             bd_redis_chan_t *c = &out->ch[out->n_ch++];
             snprintf(c->name, sizeof c->name, "%s", f + 3);
             c->spend = strtod(v, NULL);

@@ -257,6 +257,42 @@ Test(regress, r16_16_kill_reason_bounded_and_escaped)
     bd_test_redis_stop(srv);
 }
 
+/* Regression r22_26: r16_16 escaped the kill reason, author, mode and
+ * status, but `status` still printed the alloc's channel names (any `ch:`
+ * field up to 64 bytes, the §1 rule unchecked), its `faults` and the
+ * proposal's `refused` raw, and `resume --channel` the faults: text
+ * anyone with redis-cli wrote drove the terminal. Now a channel field
+ * outside the rule is skipped (as the pins' are: text, JSON and the
+ * adapter never see it) and faults and refusals are escaped. */
+Test(regress, r22_26_status_escapes_faults_and_skips_bad_channel_names)
+{
+    bd_test_redis_t *srv = bd_test_redis_start();
+    cr_assert_not_null(srv, "redis-server did not start");
+    redisContext *rc = bd_test_redis_connect(srv);
+    cr_assert_not_null(rc);
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:fence cycle 5 version 1"));
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:alloc cycle 5 version 1 mode collaborate status active "
+                                          "ch:search 100 %s 5 %s 7 faults %s",
+                                      "ch:\x1b[2Jevil", "ch:has space", "\x1b]0;pwned\x07search:stale"));
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:proposal cycle 6 mode collaborate status active "
+                                          "ch:search 90 refused %s",
+                                      "\x1b[31mno"));
+    const char *url = srv->url;
+    cr_assert_eq(budgetd("status acme --redis %s", url), 0, "%s", g_err);
+    no_control_bytes(g_out);
+    cr_assert(strstr(g_out, "data faults (held, not learned): \\x1b]0;pwned\\x07search:stale"), "%s", g_out);
+    cr_assert(strstr(g_out, "refused by the daemon: \\x1b[31mno"), "%s", g_out);
+    cr_assert(!strstr(g_out, "evil") && !strstr(g_out, "has space"), "%s", g_out);
+    cr_assert(strstr(g_out, "total") && strstr(g_out, "100.00"), "%s", g_out);
+    cr_assert_eq(budgetd("status acme --json --redis %s", url), 0, "%s", g_err);
+    cr_assert(!strstr(g_out, "evil") && !strstr(g_out, "has space"), "%s", g_out);
+    cr_assert_eq(budgetd("resume acme --channel search --redis %s", url), 1, "%s", g_err);
+    no_control_bytes(g_err);
+    cr_assert(strstr(g_err, "faults in force: \\x1b]0;pwned"), "%s", g_err);
+    redisFree(rc);
+    bd_test_redis_stop(srv);
+}
+
 /* A TCP connection from address from (an address of 127/8) to
  * 127.0.0.1:port with text sent; -1 when it could not be made. */
 static int http_conn(const char *from, int port, const char *text)
