@@ -649,8 +649,9 @@ static bool daemon_sync(bd_daemon_t *dm, time_t now, time_t *last_ops)
 
 /* The main loop: consume, reload on SIGHUP, sync when idle, every second
  * and every 1000 messages (bounds both latency and the work redone after a
- * crash). Ends on a signal, --idle-exit, or a write given up. */
-static void run_loop(bd_daemon_t *dm)
+ * crash). Ends on a signal, --idle-exit, or a write given up: false then
+ * (the decisions were discarded unwritten, their offsets held). */
+static bool run_loop(bd_daemon_t *dm)
 {
     time_t last_sync = time(NULL), last_msg = time(NULL), last_ops = 0;
     bool seen_any = false;
@@ -673,21 +674,24 @@ static void run_loop(bd_daemon_t *dm)
         }
         if (got == 0 || now != last_sync || since_sync >= 1000) {
             since_sync = 0;
-            if (!daemon_sync(dm, now, &last_ops)) break;
+            if (!daemon_sync(dm, now, &last_ops)) return false;
             last_sync = now;
         }
         if (dm->idle_exit > 0 && seen_any && now - last_msg >= dm->idle_exit) break;
         if (bd_kafka_failed(dm->k)) break; /* fenced instance id: logged */
     }
+    return true;
 }
 
-/* Graceful stop: finish the batch, checkpoint, commit. Returns the exit
- * code: BD_EXIT_RUNTIME when decisions were left unwritten. */
-static int run_shutdown(bd_daemon_t *dm)
+/* Graceful stop: finish the batch, checkpoint, commit. written: false when
+ * the loop gave up a write (its queue is empty then, so the write below
+ * succeeds: regression r22_27). Returns the exit code: BD_EXIT_RUNTIME
+ * when decisions were left unwritten. */
+static int run_shutdown(bd_daemon_t *dm, bool written)
 {
     int rc = BD_EXIT_OK;
     bd_engine_flush(dm->e);
-    if (daemon_write(dm)) {
+    if (written && daemon_write(dm)) {
         if (bd_publish_pending(dm->pub))
             bd_log(BD_LOG_WARN, "stopping with %zu decisions of held portfolios unwritten (Redis refused "
                    "them): their offsets are not committed, they will be redone",
@@ -730,8 +734,7 @@ int bd_cmd_run(int argc, char **argv)
         bd_log_set_format(dm.log_format);
         rc = run_setup(&dm);
         if (rc == BD_EXIT_OK) {
-            run_loop(&dm);
-            rc = run_shutdown(&dm);
+            rc = run_shutdown(&dm, run_loop(&dm));
         }
     }
     run_teardown(&dm);

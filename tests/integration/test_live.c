@@ -416,6 +416,53 @@ Test(live, redis_outage_holds_decisions, .timeout = 300)
     env_stop(&env);
 }
 
+/* Regression r22_27: a stop while Redis was down gave up the held batch
+ * (its offsets stay held: redone at the next start), and the loop ended;
+ * but the shutdown's own write then found the queue empty, so the daemon
+ * exited 0 without "stopping with decisions not written" (run_shutdown
+ * promises exit 1 when decisions were left unwritten). Half the log is
+ * decided and written, Redis halts, the rest is produced; once the daemon
+ * holds decisions it gets SIGTERM: exit 1 and the message. */
+Test(live, r22_27_stop_with_decisions_unwritten_exits_1, .timeout = 240)
+{
+    env_t env;
+    env_start(&env, 2);
+    char p1[160], p2[160], log[160], text[1 << 14];
+    split_sample(&env, 2000, p1, p2);
+    bd_test_path(log, sizeof log, env.dir, "daemon.log");
+    produce_file(bd_broker_bootstraps(env.broker), p1, NULL);
+    const char *args[] = {"run", "-c", env.cfg, "--event-time", NULL};
+    pid_t pid = bd_test_budgetd_start(args, NULL, log);
+    redisContext *c = bd_test_redis_connect(env.redis);
+    cr_assert(c);
+    int i = 0;
+    while (i++ < 600 && bd_test_redis_int(c, "EXISTS budgetd:{acme-us}:alloc") != 1) usleep(100 * 1000);
+    cr_assert_lt(i, 600, "nothing written within 60 s");
+    redisFree(c);
+    sleep(2); /* the rest of part 1 decided and written */
+    bd_test_redis_halt(env.redis);
+    produce_file(bd_broker_bootstraps(env.broker), p2, NULL);
+    for (i = 0; i < 600; i++) {
+        usleep(100 * 1000);
+        FILE *f = fopen(log, "r");
+        size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+        if (f) fclose(f);
+        text[n] = '\0';
+        if (strstr(text, "decisions held, retry in")) break;
+    }
+    cr_assert_lt(i, 600, "the daemon never held a decision: %s", text);
+    kill(pid, SIGTERM);
+    int st = bd_test_budgetd_wait(pid, "run", 60);
+    FILE *f = fopen(log, "r");
+    cr_assert(f);
+    static char all[1 << 20];
+    all[fread(all, 1, sizeof all - 1, f)] = '\0';
+    fclose(f);
+    cr_assert_eq(st, 1, "exit %d with decisions unwritten", st);
+    cr_assert(strstr(all, "stopping with decisions not written"), "%s", all);
+    env_stop(&env);
+}
+
 /* Broker faults from the mock API while the daemon runs: the broker goes
  * down for 2 s, Fetch and OffsetCommit requests fail for a while. The run
  * completes with the same decisions. */
