@@ -199,6 +199,18 @@ static void no_control_bytes(const char *text)
         cr_assert(*u >= 0x20 || *u == '\n', "control byte 0x%02x in: %s", *u, text);
 }
 
+/* A fresh redis-server where acme has a fence (cycle 5), and a
+ * connection to it (*rc). */
+static bd_test_redis_t *acme_redis(redisContext **rc)
+{
+    bd_test_redis_t *srv = bd_test_redis_start();
+    cr_assert_not_null(srv, "redis-server did not start");
+    *rc = bd_test_redis_connect(srv);
+    cr_assert_not_null(*rc);
+    freeReplyObject(bd_test_redis_cmd(*rc, "HSET budgetd:{acme}:fence cycle 5 version 1"));
+    return srv;
+}
+
 /* Defect 16: `kill --reason` and `--by` were stored and printed raw by
  * `status`, ESC sequences and CR/LF included, and a 100 KB reason was
  * accepted. Now --reason is at most 256 bytes and --by 64, both UTF-8
@@ -207,11 +219,8 @@ static void no_control_bytes(const char *text)
  * printed with control characters escaped by status, resume and kill. */
 Test(regress, r16_16_kill_reason_bounded_and_escaped)
 {
-    bd_test_redis_t *srv = bd_test_redis_start();
-    cr_assert_not_null(srv, "redis-server did not start");
-    redisContext *rc = bd_test_redis_connect(srv);
-    cr_assert_not_null(rc);
-    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:fence cycle 5 version 1"));
+    redisContext *rc;
+    bd_test_redis_t *srv = acme_redis(&rc);
     const char *url = srv->url;
     const char *bad[] = {"\"$(printf 'a\\033[2Jb')\"", "\"$(printf 'x\\r\\ny')\"",
                          "\"$(printf 'tab\\there')\"", "\"$(printf 'c1 \\302\\233 csi')\"",
@@ -266,11 +275,8 @@ Test(regress, r16_16_kill_reason_bounded_and_escaped)
  * adapter never see it) and faults and refusals are escaped. */
 Test(regress, r22_26_status_escapes_faults_and_skips_bad_channel_names)
 {
-    bd_test_redis_t *srv = bd_test_redis_start();
-    cr_assert_not_null(srv, "redis-server did not start");
-    redisContext *rc = bd_test_redis_connect(srv);
-    cr_assert_not_null(rc);
-    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:fence cycle 5 version 1"));
+    redisContext *rc;
+    bd_test_redis_t *srv = acme_redis(&rc);
     freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:alloc cycle 5 version 1 mode collaborate status active "
                                           "ch:search 100 %s 5 %s 7 faults %s",
                                       "ch:\x1b[2Jevil", "ch:has space", "\x1b]0;pwned\x07search:stale"));

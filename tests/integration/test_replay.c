@@ -159,10 +159,9 @@ Test(replay, r22_22_a_full_disk_under_the_output_is_an_error)
                             " >/dev/full 2>%s/e2",
                             g_dir, bin, g_dir),
                  1);
-    for (int i = 1; i <= 2; i++) {
-        char name[8];
-        snprintf(name, sizeof name, "e%d", i);
-        char *e = slurp(name, NULL);
+    const char *errs[] = {"e1", "e2"};
+    for (int i = 0; i < 2; i++) {
+        char *e = slurp(errs[i], NULL);
         cr_assert(strstr(e, "budgetd replay: write: No space left on device"), "%s", e);
         free(e);
     }

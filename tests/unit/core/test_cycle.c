@@ -174,6 +174,13 @@ Test(cycle, rejects_change_no_state)
     bd_config_free(cfg);
 }
 
+/* An engine on cfg, one thread, its records captured into cap. */
+static bd_engine_t *engine_on(const bd_config_t *cfg, cap_t *cap)
+{
+    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = cap};
+    return bd_engine_new(cfg, &o);
+}
+
 /* Regression r22_23 (engine side): a first event, then a second, at a ts
  * within a cycle of int64's top made (open + 1) * cycle wrap negative and
  * engine_close_until close cycles without end (the test timed out). Now
@@ -182,8 +189,7 @@ Test(cycle, r22_23_a_time_near_int64_top_changes_nothing, .timeout = 20)
 {
     bd_config_t *cfg = load("0");
     cap_t cap = {0};
-    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
-    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_engine_t *e = engine_on(cfg, &cap);
     for (int i = 0; i < 2; i++)
         bd_test_ingestf(e, EV, i ? "b" : "a", 9223372036854774784LL, "acme", "search", 1.0, 0.0, 0.0);
     bd_test_ingestf(e, "{\"portfolio\":\"other\",\"watermark\":%lld}", 9223372036854774784LL);
@@ -210,8 +216,7 @@ Test(cycle, r22_25_the_close_test_does_not_overflow, .timeout = 20)
 {
     bd_config_t *cfg = load("0");
     cap_t cap = {0};
-    bd_engine_opts_t o = {.threads = 1, .sink = cap_sink, .sink_ctx = &cap};
-    bd_engine_t *e = bd_engine_new(cfg, &o);
+    bd_engine_t *e = engine_on(cfg, &cap);
     cr_assert_eq(bd_test_ingestf(e, EV, "a", T0 + 10, "acme", "search", 1.0, 0.0, 0.0), BD_REJ_NONE);
     bd_engine_flush(e);
     bd_portfolio_t *p = bd_ptable_find(bd_engine_table(e), "acme", 4);
