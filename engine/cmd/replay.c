@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include "cmd.h"
@@ -321,6 +322,23 @@ static void replay_teardown(replay_t *rp)
     bd_config_free(rp->cfg);
 }
 
+/* The input (a log or the config) that -o names as well, through any
+ * other path or link to the same file, or NULL: opening the output
+ * truncates it, so the replay would read nothing and exit 0 with the
+ * user's log gone (a careless `-o log.jsonl`). */
+static const char *replay_out_clobbers(const replay_args_t *a)
+{
+    struct stat so, si;
+    if (!a->out_path || stat(a->out_path, &so) != 0 || !S_ISREG(so.st_mode)) return NULL;
+    for (int i = 0; i < a->nlogs; i++)
+        if (strcmp(a->logs[i], "-") != 0 && stat(a->logs[i], &si) == 0 && si.st_dev == so.st_dev &&
+            si.st_ino == so.st_ino)
+            return a->logs[i];
+    if (stat(a->cfg_path, &si) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+        return a->cfg_path;
+    return NULL;
+}
+
 /* Loads the config, opens every log and the output (a missing file is a
  * usage error before any output), and, with --redis, the live sink.
  * Returns BD_EXIT_OK or the exit code of the failure (message printed). */
@@ -336,6 +354,10 @@ static int replay_setup(replay_t *rp)
         if (bd_logread_open(rp->a.logs[i], &rp->logs[i], err, sizeof(err)) != BD_OK)
             return bd_opts_fail("replay", "%s", err);
     rp->out = stdout;
+    const char *same = replay_out_clobbers(&rp->a);
+    if (same)
+        return bd_opts_fail("replay", "-o %s is %s itself: it would be emptied before it is read",
+                            rp->a.out_path, same);
     if (rp->a.out_path && !(rp->out = fopen(rp->a.out_path, "w")))
         return bd_opts_fail("replay", "%s: %s", rp->a.out_path, strerror(errno));
     if (rp->a.redis_url) {

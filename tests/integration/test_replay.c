@@ -167,6 +167,35 @@ Test(replay, r22_22_a_full_disk_under_the_output_is_an_error)
     }
 }
 
+/* Regression r22_28: `-o` naming an input (the log, through a symlink,
+ * or the config) truncated it before the replay read it: exit 0, no
+ * output, the user's log gone. Now exit 2 before anything is opened for
+ * writing, and the file is untouched. */
+Test(replay, r22_28_an_output_that_is_an_input_is_refused)
+{
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("zcat " LOG " | head -2000 > %s/in.jsonl && ln -sf %s/in.jsonl %s/link.jsonl "
+                            "&& cp configs/sample.yaml %s/c.yaml", g_dir, g_dir, g_dir, g_dir), 0);
+    size_t before;
+    char *orig = slurp("in.jsonl", &before);
+    cr_assert_gt(before, 0);
+    cr_assert_eq(bd_test_sh("%s replay -c %s/c.yaml %s/in.jsonl -o %s/link.jsonl 2>%s/e1", bin, g_dir, g_dir,
+                            g_dir, g_dir), 2);
+    cr_assert_eq(bd_test_sh("%s replay -c %s/c.yaml %s/in.jsonl -o %s/c.yaml 2>%s/e2", bin, g_dir, g_dir,
+                            g_dir, g_dir), 2);
+    size_t after;
+    char *now = slurp("in.jsonl", &after);
+    cr_assert(after == before && memcmp(now, orig, before) == 0, "the log changed");
+    char *e1 = slurp("e1", NULL), *e2 = slurp("e2", NULL), *cfg = slurp("c.yaml", NULL);
+    cr_assert(strstr(e1, "link.jsonl is ") && strstr(e1, "in.jsonl itself"), "%s", e1);
+    cr_assert(strstr(e2, "c.yaml itself"), "%s", e2);
+    cr_assert(strstr(cfg, "portfolios:"), "the config was emptied");
+    /* a distinct output still works */
+    cr_assert_eq(bd_test_sh("%s replay -c %s/c.yaml %s/in.jsonl -o %s/out.jsonl 2>/dev/null", bin, g_dir, g_dir,
+                            g_dir), 0);
+    free(orig), free(now), free(e1), free(e2), free(cfg);
+}
+
 Test(replay, garbage_only_log_exits_0_and_counts_every_line)
 {
     bd_test_write_file(in_dir("g.jsonl"), "%s",
