@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include "budgetd/config.h"
 #include "fixtures.h"
 
@@ -59,4 +60,29 @@ Test(prior_cli, refusals)
     cr_assert(strstr(out, "2 solutions: choose one with --solution ID"), "%s", out);
     cr_assert_eq(bd_test_sh("%s prior import --curves " D "curves_points.csv --interval 0 2>/dev/null",
                             bd_test_budgetd_bin()), 2);
+}
+
+/* Regression r22_29: a fragment written to a full disk exited 0 (glibc
+ * drops a buffer whose write failed; the last fflush and fclose then
+ * succeed): now exit 1 and "write: No space left on device", with -o and
+ * on stdout. */
+Test(prior_cli, r22_29_a_full_disk_under_the_fragment_is_an_error)
+{
+    if (access("/dev/full", W_OK) != 0) cr_skip_test("no /dev/full");
+    char dir[256], e1[512], e2[512];
+    bd_test_tmpdir(dir, sizeof dir, "prior-full");
+    bd_test_path(e1, sizeof e1, dir, "e1");
+    bd_test_path(e2, sizeof e2, dir, "e2");
+    const char *bin = bd_test_budgetd_bin();
+    cr_assert_eq(bd_test_sh("%s prior import --curves " D "curves_points.csv --cycle 1h --interval 7d "
+                            "-o /dev/full 2>%s", bin, e1), 1);
+    cr_assert_eq(bd_test_sh("%s prior import --curves " D "curves_points.csv --cycle 1h --interval 7d "
+                            ">/dev/full 2>%s", bin, e2), 1);
+    const char *errs[] = {e1, e2};
+    for (int i = 0; i < 2; i++) {
+        char *e = bd_test_slurp(errs[i], NULL);
+        cr_assert(strstr(e, "budgetd prior: write: No space left on device"), "%s", e);
+        free(e);
+    }
+    bd_test_rmdir(dir);
 }
