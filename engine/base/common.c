@@ -100,3 +100,48 @@ char *bd_xstrdup(const char *s)
     memcpy(p, s, n);
     return p;
 }
+
+/* See common.h: the table of RFC 3629 §4 (second byte ranges by lead). */
+size_t bd_utf8_seq(const unsigned char *s)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) lo = 0xa0;     /* overlong */
+        if (c == 0xed) hi = 0x9f;     /* surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) lo = 0x90;     /* overlong */
+        if (c == 0xf4) hi = 0x8f;     /* past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0; /* a NUL ends it too */
+    return n;
+}
+
+char *bd_utf8_clean(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    char *out = bd_xmalloc(strlen(s) * 3 + 1), *o = out; /* U+FFFD is 3 bytes */
+    while (*p) {
+        size_t n = bd_utf8_seq(p);
+        if (n == 0) {
+            memcpy(o, "\xef\xbf\xbd", 3);
+            o += 3;
+            p++;
+        } else {
+            memcpy(o, p, n);
+            o += n;
+            p += n;
+        }
+    }
+    *o = '\0';
+    return out;
+}

@@ -32,6 +32,15 @@ typedef struct {
     bool json;
 } state_args_t;
 
+/* Free text (from Redis or a checkpoint: an operator's words) as a JSON
+ * string: invalid UTF-8 becomes U+FFFD, so the document stays JSON. */
+static void json_text(cJSON *o, const char *key, const char *v)
+{
+    char *c = bd_utf8_clean(v);
+    cJSON_AddStringToObject(o, key, c);
+    free(c);
+}
+
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void state_usage(FILE *f)
 {
@@ -393,8 +402,8 @@ static char *state_json(const state_t *st)
     cJSON_AddNumberToObject(o, "offset", (double)t->offset);
     if (t->killed) {
         x = cJSON_AddObjectToObject(o, "kill");
-        cJSON_AddStringToObject(x, "reason", t->kill_reason);
-        cJSON_AddStringToObject(x, "by", t->kill_by);
+        json_text(x, "reason", t->kill_reason);
+        json_text(x, "by", t->kill_by);
         cJSON_AddItemToObject(x, "at", t->kill_at > 0 ? cJSON_CreateNumber((double)t->kill_at) : cJSON_CreateNull());
     } else {
         cJSON_AddNullToObject(o, "kill");

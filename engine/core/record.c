@@ -53,8 +53,18 @@ static void out_str(out_t *o, const char *s)
             b[o->len++] = (char)*p;
         } else if (*p < 0x20) {
             o->len += (size_t)sprintf(b + o->len, "\\u%04x", *p);
-        } else {
+        } else if (*p < 0x80) {
             b[o->len++] = (char)*p;
+        } else {
+            size_t n = bd_utf8_seq(p); /* JSON is UTF-8: a stray byte becomes U+FFFD */
+            if (n == 0) {
+                memcpy(b + o->len, "\\ufffd", 6);
+                o->len += 6;
+            } else {
+                memcpy(b + o->len, p, n);
+                o->len += n;
+                p += n - 1;
+            }
         }
     }
     b[o->len++] = '"';

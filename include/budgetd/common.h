@@ -62,4 +62,13 @@ void *bd_xcalloc(size_t n, size_t size);
 void *bd_xrealloc(void *p, size_t n);
 char *bd_xstrdup(const char *s);
 
+/* Bytes of the well-formed UTF-8 sequence (RFC 3629) at s, 1 to 4; 0 when
+ * s starts none (a stray continuation byte, an overlong form, a surrogate,
+ * past U+10FFFF, or cut short by the NUL). */
+size_t bd_utf8_seq(const unsigned char *s);
+/* s with every byte that starts no well-formed sequence replaced by U+FFFD
+ * (malloc'd): free text from operators, Redis or a checkpoint on its way
+ * into JSON, which must be UTF-8 (RFC 8259 §8.1). */
+char *bd_utf8_clean(const char *s);
+
 #endif

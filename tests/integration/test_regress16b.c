@@ -299,6 +299,29 @@ Test(regress, r22_26_status_escapes_faults_and_skips_bad_channel_names)
     bd_test_redis_stop(srv);
 }
 
+/* Regression r22_31: `status --json` copied a kill reason and author set
+ * by hand in Redis byte for byte, so bytes that are not UTF-8 made the
+ * document invalid JSON (RFC 8259 §8.1) for any strict parser. Now each
+ * such byte is U+FFFD; well-formed text is kept. */
+Test(regress, r22_31_status_json_is_utf8_whatever_redis_holds)
+{
+    redisContext *rc;
+    bd_test_redis_t *srv = acme_redis(&rc);
+    freeReplyObject(bd_test_redis_cmd(rc, "HSET budgetd:{acme}:kill reason %s by %s at 1700000000",
+                                      "caf\xe9 \xc3\xa9t\xc3\xa9 \xed\xa0\x80", "Zo\xeb"));
+    cr_assert_eq(budgetd("status acme --json --redis %s", srv->url), 0, "%s", g_err);
+    for (const unsigned char *p = (const unsigned char *)g_out; *p;) {
+        size_t n = bd_utf8_seq(p);
+        cr_assert_gt(n, 0, "byte %zu is not UTF-8: %s", (size_t)(p - (const unsigned char *)g_out), g_out);
+        p += n;
+    }
+    cr_assert(strstr(g_out, "caf\xef\xbf\xbd \xc3\xa9t\xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
+              "%s", g_out);
+    cr_assert(strstr(g_out, "Zo\xef\xbf\xbd"), "%s", g_out);
+    redisFree(rc);
+    bd_test_redis_stop(srv);
+}
+
 /* A TCP connection from address from (an address of 127/8) to
  * 127.0.0.1:port with text sent; -1 when it could not be made. */
 static int http_conn(const char *from, int port, const char *text)

@@ -199,3 +199,46 @@ Test(record, escapes_free_text)
     cr_assert(strstr(buf, "\"spend\":1.00,\"prev\":2.00,\"mean_roas\":0.5000") != NULL, "%s", buf);
     free(buf);
 }
+
+/* Regression r22_30: free text with bytes that are not UTF-8 (a kill
+ * reason typed in a Latin-1 terminal, a key set by hand) went into the
+ * record as they were, and a record is JSON, which must be UTF-8: an
+ * adapter's strict parser refused it. A byte that starts no well-formed
+ * sequence is written as \ufffd; well-formed multi-byte text is kept. */
+Test(record, r22_30_text_that_is_not_utf8_becomes_replacement_characters)
+{
+    bd_decision_channel_t ch = {.channel = "a", .spend = 1, .prev = 2, .bound = BD_BOUND_MIN};
+    bd_decision_t d = {.portfolio = "p", .cycle = 7, .n = 1, .ch = &ch,
+                       .kill_reason = "caf\xe9 \xc3\xa9t\xc3\xa9 \xe2\x82\xac \xed\xa0\x80 \xf0\x9f\x92\xb0 \xc0\xaf\xf5",
+                       .note = "cut \xe2\x82"};
+    char *buf = NULL;
+    size_t cap = 0;
+    bd_record_json(&d, &buf, &cap);
+    cr_assert(strstr(buf, "\"reason\":\"caf\\ufffd \xc3\xa9t\xc3\xa9 \xe2\x82\xac \\ufffd\\ufffd\\ufffd "
+                          "\xf0\x9f\x92\xb0 \\ufffd\\ufffd\\ufffd\"") != NULL, "%s", buf);
+    cr_assert(strstr(buf, "\"note\":\"cut \\ufffd\\ufffd\"") != NULL, "%s", buf);
+    for (const unsigned char *p = (const unsigned char *)buf; *p;) { /* all of it UTF-8 */
+        size_t n = bd_utf8_seq(p);
+        cr_assert_gt(n, 0, "byte %zu: %s", (size_t)(p - (const unsigned char *)buf), buf);
+        p += n;
+    }
+    free(buf);
+}
+
+/* bd_utf8_seq against the table of RFC 3629 §4 at its edges, and
+ * bd_utf8_clean byte for byte. */
+Test(record, utf8_sequences_by_the_rfc)
+{
+    struct { const char *s; size_t n; } t[] = {
+        {"A", 1}, {"\x7f", 1}, {"\x80", 0}, {"\xbf", 0}, {"\xc0\x80", 0}, {"\xc1\xbf", 0},
+        {"\xc2\x80", 2}, {"\xdf\xbf", 2}, {"\xc2", 0}, {"\xe0\x9f\xbf", 0}, {"\xe0\xa0\x80", 3},
+        {"\xed\x9f\xbf", 3}, {"\xed\xa0\x80", 0}, {"\xef\xbf\xbf", 3}, {"\xe1\x80", 0},
+        {"\xf0\x8f\xbf\xbf", 0}, {"\xf0\x90\x80\x80", 4}, {"\xf4\x8f\xbf\xbf", 4},
+        {"\xf4\x90\x80\x80", 0}, {"\xf5\x80\x80\x80", 0}, {"\xff", 0}, {"\xf0\x90\x80", 0},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        cr_assert_eq(bd_utf8_seq((const unsigned char *)t[i].s), t[i].n, "case %zu", i);
+    char *c = bd_utf8_clean("a\xff" "b\xc3\xa9\xe2\x82");
+    cr_assert_str_eq(c, "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd");
+    free(c);
+}
