@@ -1,15 +1,17 @@
 /* daemon_keys.c: the Redis keys `budgetd run` mirrors and recovers
  * (daemon.h): the kill latch against the kill key and the resume record,
  * the operators' pins and fault clears, the republish of what Redis lost,
- * and per-portfolio refusals. */
+ * per-portfolio refusals, and dropping a portfolio another process owns. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
 #include "budgetd/checkpoint.h"
+#include "budgetd/engine.h"
 #include "budgetd/fault.h"
 #include "budgetd/killswitch.h"
 #include "budgetd/log.h"
+#include "budgetd/publish.h"
 #include "daemon.h"
 
 /* p is latched and its kill key is missing. A missing key is not a resume
@@ -228,4 +230,14 @@ void bd_daemon_poll_kills(bd_daemon_t *dm)
         if (!bd_redis_connected(dm->r)) return; /* Redis down: next round */
         bd_daemon_refused(p, "reading the kill key of", err);
     }
+}
+
+/* Drops p: another process owns it (or may: a lost assignment). Its queued
+ * decisions are discarded unwritten and its state forgotten, so that it is
+ * restored from Redis (and claimed anew) if it comes back. */
+void bd_daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
+{
+    if (p->pending) bd_engine_flush(dm->e);
+    bd_publish_discard(dm->pub, p);
+    bd_engine_forget(dm->e, p);
 }

@@ -141,16 +141,6 @@ static void daemon_metrics(bd_daemon_t *dm)
     bd_metrics_update(dm->metrics, bd_engine_stats(dm->e), &md);
 }
 
-/* Drops p: another process owns it (or may: a lost assignment). Its queued
- * decisions are discarded unwritten and its state forgotten, so that it is
- * restored from Redis (and claimed anew) if it comes back. */
-void bd_daemon_drop(bd_daemon_t *dm, bd_portfolio_t *p)
-{
-    if (p->pending) bd_engine_flush(dm->e);
-    bd_publish_discard(dm->pub, p);
-    bd_engine_forget(dm->e, p);
-}
-
 /* Drops every portfolio whose write Redis refused for a newer owner. */
 static void daemon_drop_fenced(bd_daemon_t *dm)
 {
