@@ -2,7 +2,8 @@
  * §3, §6.4): the record it publishes, its re-check against the config in
  * force, and putting it in force. Pure core: the daemon does the Redis part
  * (engine/cmd/run.c). Split from decide.c, which decides; this applies what
- * an operator approved of an earlier decision. */
+ * an operator approved of an earlier decision, and says which decisions of
+ * a delegating portfolio need one. */
 #include <math.h>
 #include <stdlib.h>
 #include "budgetd/decide.h"
@@ -69,4 +70,15 @@ void bd_decide_apply_proposal(bd_portfolio_t *p)
     for (size_t i = 0; i < p->n; i++) p->ch[i].x = p->ch[i].safe = p->ch[i].proposed;
     p->has_proposal = false;
     p->status = BD_STATUS_ACTIVE;
+}
+
+/* See decide.h: every channel's change within escalate_above of its current
+ * spend (floored at 1% of the budget). */
+bool bd_decide_within_escalation(const bd_portfolio_t *p, const double *x)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        double base = fmax(p->ch[i].x, 0.01 * p->pol->budget);
+        if (fabs(x[i] - p->ch[i].x) > p->pol->escalate_above * base + 0.005) return false;
+    }
+    return true;
 }

@@ -21,17 +21,6 @@ uint64_t bd_decide_seed(uint64_t seed, const char *portfolio, int64_t cycle)
     return bd_mix64(h ^ bd_mix64((uint64_t)cycle));
 }
 
-/* delegate: may the engine apply x on its own? Every channel's change must
- * stay within escalate_above of its current spend (1% of budget floor). */
-static bool decide_within_escalation(const bd_portfolio_t *p, const double *x)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        double base = fmax(p->ch[i].x, 0.01 * p->pol->budget);
-        if (fabs(x[i] - p->ch[i].x) > p->pol->escalate_above * base + 0.005) return false;
-    }
-    return true;
-}
-
 /* One run of a job: what its stages share. Arrays have p->n entries. */
 typedef struct {
     bd_decide_job_t *job;
@@ -714,7 +703,7 @@ static void decide_gate(run_t *r, const alloc_result_t *res)
         r->d->path = BD_PATH_KEPT;
         p->has_proposal = false;
     } else if (pol->mode == BD_MODE_AUTOMATE ||
-               (pol->mode == BD_MODE_DELEGATE && decide_within_escalation(p, r->x))) {
+               (pol->mode == BD_MODE_DELEGATE && bd_decide_within_escalation(p, r->x))) {
         r->d->path = BD_PATH_APPLIED;
         for (size_t i = 0; i < n; i++) p->ch[i].x = p->ch[i].safe = r->x[i];
         p->has_proposal = false;

@@ -65,6 +65,10 @@ size_t bd_decide_approval_record(const bd_portfolio_t *p, int64_t decided_at, ch
  * risk is not re-estimated). BD_OK, or BD_ERR_INVALID with the first
  * violation in errbuf: the approval must then be refused. */
 bd_err_t bd_decide_approval_check(const bd_portfolio_t *p, char *errbuf, size_t errlen);
+/* delegate mode: may the engine apply x (p->n entries) on its own? Every
+ * channel's change must stay within escalate_above of its current spend
+ * (floored at 1% of the budget); else x waits for an operator. */
+bool bd_decide_within_escalation(const bd_portfolio_t *p, const double *x);
 /* Makes the pending proposal the allocation in force; does nothing for a
  * killed portfolio (an approval never revives one). */
 void bd_decide_apply_proposal(bd_portfolio_t *p);
