@@ -119,3 +119,15 @@ void bd_opts_free(bd_opts_t *o)
     o->pos = NULL;
     o->npos = 0;
 }
+
+bool bd_opts_finish_output(const char *cmd, FILE *f)
+{
+    bool ok = fflush(f) == 0 && !ferror(f); /* errno: the failed write's, kept since */
+    int werr = errno ? errno : EIO;
+    if (f != stdout && fclose(f) != 0 && ok) {
+        ok = false;
+        werr = errno ? errno : EIO;
+    }
+    if (!ok) fprintf(stderr, "budgetd %s: write: %s\n", cmd, strerror(werr));
+    return ok;
+}

@@ -10,6 +10,7 @@
 
 #include <getopt.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 /* Returned by bd_opts_next for an unknown option or a missing value (the
  * reason is already printed). */
@@ -54,5 +55,11 @@ bool bd_opts_parse_ll(const char *text, long long min, long long max, long long 
 int bd_opts_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 void bd_opts_free(bd_opts_t *o);
+
+/* Flushes f and closes it unless it is stdout; false (and "budgetd CMD:
+ * write: ..." on stderr) when any write to it failed. The stream's error
+ * flag is checked too: glibc drops a buffer whose write failed (ENOSPC),
+ * and the last fflush and fclose then succeed with output missing. */
+bool bd_opts_finish_output(const char *cmd, FILE *f);
 
 #endif

@@ -232,16 +232,7 @@ int bd_cmd_prior(int argc, char **argv)
         goto out;
     }
     if (prior_write(f, &a, &set)) rc = BD_EXIT_OK;
-    /* glibc drops a buffer whose write failed and the final fflush and
-     * fclose then succeed: the stream's error flag is the only witness of
-     * a full disk (as in replay, r22_22) */
-    errno = 0;
-    int werr = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
-    if (f != stdout && fclose(f) != 0 && !werr) werr = errno ? errno : EIO;
-    if (werr) {
-        fprintf(stderr, "budgetd prior: write: %s\n", strerror(werr));
-        rc = BD_EXIT_RUNTIME;
-    }
+    if (!bd_opts_finish_output("prior", f)) rc = BD_EXIT_RUNTIME;
 out:
     for (size_t i = 0; i < set.n_rename; i++) free((void *)set.rename_from[i]);
     free(set.rename_from);

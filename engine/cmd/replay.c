@@ -466,19 +466,8 @@ static int replay_finish(replay_t *rp, int rc)
         fprintf(stderr, "budgetd replay: decisions lost with their temporary file: the output is incomplete\n");
         rc = BD_EXIT_RUNTIME;
     }
-    /* ferror too: glibc drops a buffer whose write failed (ENOSPC), so the
-     * last fflush and fclose may succeed with records missing */
-    bool ok = fflush(rp->out) == 0 && !ferror(rp->out);
-    int werr = errno;
-    if (rp->out != stdout && fclose(rp->out) != 0 && ok) {
-        ok = false;
-        werr = errno;
-    }
+    if (!bd_opts_finish_output("replay", rp->out)) rc = BD_EXIT_RUNTIME;
     rp->out = NULL;
-    if (!ok) {
-        fprintf(stderr, "budgetd replay: write: %s\n", strerror(werr));
-        rc = BD_EXIT_RUNTIME;
-    }
     replay_summary(bd_engine_stats(rp->e));
     return rc;
 }

@@ -24,6 +24,7 @@
 #include "budgetd/stats.h"
 #include "cmd.h"
 #include "opts.h"
+#include "status.h"
 
 #define STATE_DRAWS 400 /* posterior draws behind the 90% intervals (seeded: same output every time) */
 
@@ -31,15 +32,6 @@ typedef struct {
     const char *cfg_path, *url, *prefix, *portfolio;
     bool json;
 } state_args_t;
-
-/* Free text (from Redis or a checkpoint: an operator's words) as a JSON
- * string: invalid UTF-8 becomes U+FFFD, so the document stays JSON. */
-static void json_text(cJSON *o, const char *key, const char *v)
-{
-    char *c = bd_utf8_clean(v);
-    cJSON_AddStringToObject(o, key, c);
-    free(c);
-}
 
 /* The usage text, to stdout for --help, stderr for bad use. */
 static void state_usage(FILE *f)
@@ -402,8 +394,8 @@ static char *state_json(const state_t *st)
     cJSON_AddNumberToObject(o, "offset", (double)t->offset);
     if (t->killed) {
         x = cJSON_AddObjectToObject(o, "kill");
-        json_text(x, "reason", t->kill_reason);
-        json_text(x, "by", t->kill_by);
+        bd_status_json_text(x, "reason", t->kill_reason);
+        bd_status_json_text(x, "by", t->kill_by);
         cJSON_AddItemToObject(x, "at", t->kill_at > 0 ? cJSON_CreateNumber((double)t->kill_at) : cJSON_CreateNull());
     } else {
         cJSON_AddNullToObject(o, "kill");

@@ -11,9 +11,8 @@
 #include "cmd.h"
 #include "status.h"
 
-/* Free text (from Redis or a checkpoint: an operator's words) as a JSON
- * string: invalid UTF-8 becomes U+FFFD, so the document stays JSON. */
-static void json_text(cJSON *o, const char *key, const char *v)
+/* See status.h. */
+void bd_status_json_text(cJSON *o, const char *key, const char *v)
 {
     char *c = bd_utf8_clean(v);
     cJSON_AddStringToObject(o, key, c);
@@ -27,8 +26,8 @@ static cJSON *status_alloc_json(const bd_redis_alloc_t *a)
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "cycle", (double)a->cycle);
     cJSON_AddNumberToObject(o, "version", (double)a->version);
-    json_text(o, "mode", a->mode);
-    json_text(o, "status", a->status);
+    bd_status_json_text(o, "mode", a->mode);
+    bd_status_json_text(o, "status", a->status);
     cJSON_AddNumberToObject(o, "decided_at", (double)a->decided_at);
     cJSON *ch = cJSON_AddObjectToObject(o, "channels");
     double total = 0;
@@ -139,8 +138,8 @@ static bd_err_t status_one_json(bd_redis_t *r, const char *p, cJSON **out, int *
     cJSON_AddItemToObject(o, "proposal", prop);
     if (k.killed) {
         cJSON *kj = cJSON_AddObjectToObject(o, "kill");
-        json_text(kj, "reason", k.reason);
-        json_text(kj, "by", k.by);
+        bd_status_json_text(kj, "reason", k.reason);
+        bd_status_json_text(kj, "by", k.by);
         cJSON_AddNumberToObject(kj, "at", (double)k.at);
     } else {
         cJSON_AddNullToObject(o, "kill");

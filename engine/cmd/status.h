@@ -12,6 +12,12 @@
  * decided cycle, the kill (reason, by, at; null) and the approve key's
  * cycle (null). Returns the exit code: 0, or 1 (a Redis failure or an
  * unknown portfolio, said on stderr; nothing on stdout). */
+/* Adds free text (from Redis or a checkpoint: an operator's words) to o as
+ * a JSON string; invalid UTF-8 becomes U+FFFD, so the document stays JSON
+ * (status --json, state --json). */
+struct cJSON;
+void bd_status_json_text(struct cJSON *o, const char *key, const char *v);
+
 int bd_status_json(bd_redis_t *r, const char *portfolio, const char *prefix);
 
 /* The summary table `budgetd status` prints above the per-portfolio blocks
